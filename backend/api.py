@@ -1,0 +1,12 @@
+"""The owner-facing API (/api/app/v1): one blueprint, routes contributed by each feature."""
+
+from __future__ import annotations
+
+from backend.platform.api import Api
+
+
+def register_owner_api(api: Api) -> None:
+    from backend.customers.api import blp
+    from backend.touchpoints import api as _touchpoints_api  # noqa: F401  (adds routes to blp)
+
+    api.register_blueprint(blp)

@@ -1,0 +1,32 @@
+from marshmallow import fields, validate
+
+from backend.platform.api import OutputSchema, Schema
+
+
+class CodeLoginSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=1, max=128), metadata={"description": "wx.login / WeCom OAuth code"})
+
+
+class RefreshSchema(Schema):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=10, max=128))
+
+
+class TokenPairSchema(OutputSchema):
+    access_token = fields.String(required=True)
+    token_type = fields.String(required=True, metadata={"example": "Bearer"})
+    expires_in = fields.Integer(required=True, metadata={"description": "seconds"})
+    refresh_token = fields.String(required=True)
+    refresh_expires_in = fields.Integer(required=True)
+
+
+class OwnerLoginResultSchema(TokenPairSchema):
+    customer_id = fields.Integer(required=True)
+    is_new_member = fields.Boolean(required=True)
+    phone_bound = fields.Boolean(required=True)
+
+
+class StaffLoginResultSchema(TokenPairSchema):
+    staff_id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    roles = fields.List(fields.String(), required=True)
+    scope = fields.Dict(required=True)

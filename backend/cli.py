@@ -1,0 +1,145 @@
+"""Command line: `flask --app wsgi <command>` or the `dealerloop` script (same commands)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+
+from backend.platform import migrate
+from backend.platform.db import db, unit_of_work
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(db_group)
+    app.cli.add_command(worker)
+    app.cli.add_command(jobs_group)
+    app.cli.add_command(profiles_group)
+    app.cli.add_command(seed_demo)
+    app.cli.add_command(org_group)
+
+
+@click.group("db", help="Schema migrations (Alembic).")
+def db_group() -> None:
+    pass
+
+
+@db_group.command("upgrade")
+@click.argument("revision", default="head")
+@with_appcontext
+def db_upgrade(revision: str) -> None:
+    migrate.upgrade(db.engine, revision)  # type: ignore[arg-type]
+    click.echo(f"database at {migrate.current_revision(db.engine)}")  # type: ignore[arg-type]
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+@with_appcontext
+def db_downgrade(revision: str) -> None:
+    migrate.downgrade(db.engine, revision)  # type: ignore[arg-type]
+
+
+@db_group.command("current")
+@with_appcontext
+def db_current() -> None:
+    click.echo(f"current {migrate.current_revision(db.engine)}, head {migrate.head_revision()}")  # type: ignore[arg-type]
+
+
+@db_group.command("revision")
+@click.option("-m", "--message", required=True)
+@with_appcontext
+def db_revision(message: str) -> None:
+    from alembic import command
+
+    with db.engine.begin() as conn:  # type: ignore[union-attr]
+        command.revision(migrate.alembic_config(conn), message=message, autogenerate=True)
+
+
+@click.command("worker", help="RQ worker on high, default, low, with the scheduler and the outbox relayer.")
+@click.option("--burst", is_flag=True, help="exit when the queues are empty")
+@with_appcontext
+def worker(burst: bool) -> None:
+    from rq import Worker
+    from rq.serializers import JSONSerializer
+
+    from backend.platform.jobs import QUEUES, relayer_loop, set_worker_app
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    redis_client = app.extensions["dealerloop.redis"]
+    if redis_client is None:
+        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inline and no worker is needed")
+    set_worker_app(app)
+    stop = threading.Event()
+    relayer = threading.Thread(target=relayer_loop, args=(app, stop), daemon=True, name="outbox-relayer")
+    relayer.start()
+    try:
+        Worker(list(QUEUES), connection=redis_client, serializer=JSONSerializer).work(with_scheduler=True, burst=burst)
+    finally:
+        stop.set()
+
+
+@click.group("jobs", help="The job outbox.")
+def jobs_group() -> None:
+    pass
+
+
+@jobs_group.command("relay")
+@with_appcontext
+def jobs_relay() -> None:
+    """Hand every pending outbox row over now (after a Redis outage, or inline re-runs)."""
+    from backend.platform.jobs import relay
+
+    click.echo(f"handed over {relay()} job(s)")
+
+
+@click.group("profiles", help="The customer profile projection.")
+def profiles_group() -> None:
+    pass
+
+
+@profiles_group.command("rebuild")
+@with_appcontext
+def profiles_rebuild() -> None:
+    """Recompute every profile from the touchpoints (same result as the incremental updates)."""
+    from backend.touchpoints.service import rebuild_profiles
+
+    with unit_of_work() as session:
+        n = rebuild_profiles(session)
+    click.echo(f"rebuilt {n} profile(s)")
+
+
+@click.command("seed-demo", help="Demo data (idempotent): org tree, staff, customers, cars, touchpoints.")
+@click.option("--if-empty", is_flag=True, help="do nothing when the database already has customers")
+@click.option("--customers", default=500, show_default=True)
+@with_appcontext
+def seed_demo(if_empty: bool, customers: int) -> None:
+    from backend.seed import seed_demo as run_seed
+
+    click.echo(run_seed(if_empty=if_empty, customers=customers))
+
+
+@click.group("org", help="Org tree and staff.")
+def org_group() -> None:
+    pass
+
+
+@org_group.command("import")
+@click.option("--units", "units_csv", type=click.Path(exists=True, dir_okay=False), help="org units CSV")
+@click.option("--staff", "staff_csv", type=click.Path(exists=True, dir_okay=False), help="staff CSV")
+@with_appcontext
+def org_import(units_csv: str | None, staff_csv: str | None) -> None:
+    """Import org units and staff; a file with any bad row changes nothing."""
+    from backend.org.importer import import_files
+
+    ok = import_files(units_csv, staff_csv, echo=click.echo)
+    if not ok:
+        sys.exit(1)
+
+
+def main() -> None:
+    from backend import create_app
+
+    FlaskGroup(create_app=lambda: create_app())(prog_name="dealerloop")

@@ -1,0 +1,129 @@
+"""Settings, read from the environment inside `create_app` (never at import time).
+
+Development has embedded defaults: a SQLite file under `instance/`, inline jobs, and the
+sandbox standing in for WeChat, WeCom and WeChat Pay. In production (`DEALERLOOP_ENV` or
+`FLASK_ENV` = production) every secret must be given, or start-up stops naming what is missing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Integration credentials: required in production, filled from the sandbox in development.
+INTEGRATION_SECRETS = (
+    "WECHAT_APP_ID",
+    "WECHAT_APP_SECRET",
+    "WECOM_CORP_ID",
+    "WECOM_AGENT_ID",
+    "WECOM_SECRET",
+    "WECOM_CALLBACK_TOKEN",
+    "WECOM_CALLBACK_AES_KEY",
+    "WECHATPAY_MCHID",
+    "WECHATPAY_APPID",
+    "WECHATPAY_PRIVATE_KEY",
+    "WECHATPAY_CERT_SERIAL",
+    "WECHATPAY_APIV3_KEY",
+    "WECHATPAY_PUBLIC_KEY",
+    "WECHATPAY_PUBLIC_KEY_ID",
+)
+REQUIRED_IN_PRODUCTION = ("SECRET_KEY", "DATABASE_URL", "PII_ENCRYPTION_KEY", "PII_INDEX_KEY", *INTEGRATION_SECRETS)
+
+# name -> (development default, description). Documented in the README's configuration table.
+SETTINGS: dict[str, tuple[Any, str]] = {
+    "DEALERLOOP_ENV": ("development", "development | production | test"),
+    "SECRET_KEY": (None, "signs JWTs (HS256); at least 32 random bytes in production"),
+    "DATABASE_URL": (None, "SQLAlchemy URL; default sqlite file instance/dealerloop.db; production: mysql+pymysql://…"),
+    "REDIS_URL": ("", "Redis for RQ queues, locks, WeChat token cache; empty = jobs run inline after commit"),
+    "PII_ENCRYPTION_KEY": (None, "base64 of 32 bytes: AES-256-GCM key for phone numbers at rest"),
+    "PII_INDEX_KEY": (None, "base64 of 32 bytes: HMAC key for the phone blind index"),
+    "ACCESS_TOKEN_TTL": (900, "seconds an access JWT lives"),
+    "REFRESH_TOKEN_TTL": (30 * 86400, "seconds a refresh token lives"),
+    "MAX_CONTENT_LENGTH": (1024 * 1024, "largest request body in bytes"),
+    "SANDBOX_ENABLED": (False, "mount the WeChat/WeCom/Pay sandbox at /sandbox (default: on in development)"),
+    "PUBLIC_BASE_URL": ("http://127.0.0.1:5000", "where this server is reached; the sandbox base URLs derive from it"),
+    "WECHAT_API_BASE": ("https://api.weixin.qq.com", "mini-program API host"),
+    "WECOM_API_BASE": ("https://qyapi.weixin.qq.com", "WeCom API host"),
+    "WECHATPAY_GATEWAY": ("https://api.mch.weixin.qq.com", "WeChat Pay APIv3 host"),
+    "WECHATPAY_NOTIFY_URL": ("", "https URL WeChat Pay posts notifications to"),
+    "UPSTREAM_TIMEOUT": (5.0, "seconds before an upstream call is abandoned (answered 504)"),
+    "LOG_FORMAT": ("text", "text | json (json is the default in production)"),
+    "LOG_LEVEL": ("INFO", "root log level"),
+    "JOB_MAX_ATTEMPTS": (5, "tries of a background job before it is left failed"),
+    **{k: ("", "WeChat / WeCom / WeChat Pay credential (development: the sandbox's)") for k in INTEGRATION_SECRETS},
+}
+
+
+class ConfigError(RuntimeError):
+    pass
+
+
+def _coerce(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be a boolean, got {raw!r}")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def _dev_key(label: str) -> str:
+    # Deterministic development keys so that data encrypted by one `make run` can be read by the next.
+    return base64.b64encode(hashlib.sha256(f"dealerloop-dev-{label}".encode()).digest()).decode()
+
+
+def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
+    env = dict(os.environ if environ is None else environ)
+    overrides = dict(overrides or {})
+    env_name = overrides.get("DEALERLOOP_ENV") or env.get("DEALERLOOP_ENV") or env.get("FLASK_ENV") or "development"
+    production = env_name == "production"
+
+    cfg: dict[str, Any] = {}
+    for name, (default, _doc) in SETTINGS.items():
+        if name in overrides:
+            cfg[name] = overrides[name]
+        elif env.get(name, "") != "":
+            cfg[name] = _coerce(name, env[name], default)
+        else:
+            cfg[name] = default
+    cfg["DEALERLOOP_ENV"] = env_name
+    cfg.update({k: v for k, v in overrides.items() if k not in cfg})
+
+    if production:
+        missing = [k for k in REQUIRED_IN_PRODUCTION if not cfg.get(k)]
+        if missing:
+            raise ConfigError("production start-up stopped; missing settings: " + ", ".join(missing))
+        if cfg.get("SANDBOX_ENABLED"):
+            raise ConfigError("SANDBOX_ENABLED must not be set in production")
+        cfg["SANDBOX_ENABLED"] = False
+        if env.get("LOG_FORMAT") is None and "LOG_FORMAT" not in overrides:
+            cfg["LOG_FORMAT"] = "json"
+    else:
+        cfg["SECRET_KEY"] = cfg["SECRET_KEY"] or "dev-only-secret-key-not-for-production-use-0123456789"
+        cfg["DATABASE_URL"] = cfg["DATABASE_URL"] or f"sqlite:///{PROJECT_ROOT / 'instance' / 'dealerloop.db'}"
+        cfg["PII_ENCRYPTION_KEY"] = cfg["PII_ENCRYPTION_KEY"] or _dev_key("pii-enc")
+        cfg["PII_INDEX_KEY"] = cfg["PII_INDEX_KEY"] or _dev_key("pii-index")
+        if "SANDBOX_ENABLED" not in overrides and env.get("SANDBOX_ENABLED", "") == "":
+            cfg["SANDBOX_ENABLED"] = True
+
+    if len(str(cfg["SECRET_KEY"])) < 32:
+        raise ConfigError("SECRET_KEY must be at least 32 characters")
+    for key in ("PII_ENCRYPTION_KEY", "PII_INDEX_KEY"):
+        try:
+            raw = base64.b64decode(cfg[key], validate=True)
+        except Exception as exc:
+            raise ConfigError(f"{key} must be base64") from exc
+        if len(raw) != 32:
+            raise ConfigError(f"{key} must decode to 32 bytes")
+    return cfg

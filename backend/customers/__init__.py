@@ -1,0 +1,1 @@
+"""Customers (members): identity and stitching, phone protection, cars, assigned advisors, merges."""

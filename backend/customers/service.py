@@ -1,0 +1,468 @@
+"""Customers: identity stitching, owner login, phone binding, profile and cars, merges.
+
+A person reaches us as a mini-program openid, a unionid, a WeCom external_userid and a phone
+number. Each identifier is a row of `customer_identity` with a unique (kind, value), so the
+same identifier can never point at two customers, and finding a customer by any of them is
+one indexed lookup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import exists, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.customers.models import Car, Customer, CustomerAdvisor, CustomerIdentity, CustomerMerge, IdentityKind
+from backend.customers.vin import normalize_vin, vin_problem
+from backend.org.scope import register_scope, store_filter
+from backend.platform.actors import MemberActor, StaffActor, SystemActor
+from backend.platform.audit import write_audit
+from backend.platform.db import Base, is_duplicate_key, utcnow
+from backend.platform.errors import AppError
+from backend.platform.logs import mask_phone
+from backend.platform.pii import PhoneInvalid, PhoneVault, normalize_phone
+from backend.platform.ports import MiniProgramGateway, UpstreamError
+from backend.touchpoints.models import Channel, Kind
+from backend.touchpoints.service import rebuild_profiles, record
+
+# ---------------------------------------------------------------------------------------------
+# Scope: advisors see the customers assigned to them, managers the customers of their stores.
+
+
+def _customer_rule(actor: StaffActor) -> Any:
+    not_merged = Customer.merged_into_id.is_(None)
+    if actor.scope.own_customers_only:
+        mine = exists().where(CustomerAdvisor.customer_id == Customer.id, CustomerAdvisor.staff_id == actor.staff_id)
+        return not_merged & mine
+    if actor.scope.store_ids is None:
+        return not_merged & true()
+    return not_merged & store_filter(actor, Customer.home_store_id)
+
+
+def _customer_merge_rule(actor: StaffActor) -> Any:
+    # A merge is visible to whoever sees its surviving customer.
+    return exists().where(Customer.id == CustomerMerge.target_id, _customer_rule(actor))
+
+
+register_scope("customer", Customer, _customer_rule, "customer.not_found")
+register_scope("customer_merge", CustomerMerge, _customer_merge_rule, "customer.merge_not_found")
+
+
+def vault() -> PhoneVault:
+    return current_app.extensions["dealerloop.phone_vault"]
+
+
+def masked_phone(customer: Customer, phone_vault: PhoneVault | None = None) -> str | None:
+    if customer.phone_encrypted is None:
+        return None
+    return mask_phone((phone_vault or vault()).decrypt(customer.phone_encrypted))
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity
+
+
+def find_by_identity(session: Session, kind: IdentityKind, value: str) -> Customer | None:
+    customer = session.scalars(
+        select(Customer).join(CustomerIdentity).where(CustomerIdentity.kind == kind, CustomerIdentity.value == value)
+    ).one_or_none()
+    return _follow_merges(session, customer)
+
+
+def _follow_merges(session: Session, customer: Customer | None) -> Customer | None:
+    seen = 0
+    while customer is not None and customer.merged_into_id is not None and seen < 10:
+        customer = session.get(Customer, customer.merged_into_id)
+        seen += 1
+    return customer
+
+
+def attach_identity(session: Session, customer: Customer, kind: IdentityKind, value: str) -> bool:
+    """Link an identifier to a customer. False if it already belongs to someone (maybe them)."""
+    try:
+        with session.begin_nested():
+            session.add(CustomerIdentity(customer_id=customer.id, kind=kind, value=value))
+    except IntegrityError as exc:
+        if not is_duplicate_key(exc):
+            raise
+        return False
+    session.expire(customer, ["identities"])
+    return True
+
+
+def load_member_actor(session: Session, customer_id: int) -> MemberActor:
+    customer = _follow_merges(session, session.get(Customer, customer_id))
+    if customer is None:
+        raise AppError("auth.token_invalid", 401)
+    return MemberActor(customer_id=customer.id)
+
+
+@dataclass
+class LoginResult:
+    customer: Customer
+    created: bool
+
+
+def upstream_error(exc: UpstreamError, rejected_code: str, rejected_status: int = 401) -> AppError:
+    if exc.reason == "timeout":
+        return AppError("upstream.timeout", 504)
+    if exc.reason == "unavailable":
+        return AppError("upstream.unavailable", 502)
+    if exc.errcode in (40029, 40163, 40226, 41008):
+        return AppError(rejected_code, rejected_status, errors={"upstream": {"errcode": exc.errcode}})
+    return AppError("upstream.rejected", 502, errors={"upstream": {"errcode": exc.errcode}})
+
+
+def login_member(session: Session, gateway: MiniProgramGateway, js_code: str) -> LoginResult:
+    try:
+        wx = gateway.code_to_session(js_code)
+    except UpstreamError as exc:
+        raise upstream_error(exc, "auth.login_code_invalid") from exc
+
+    customer = find_by_identity(session, IdentityKind.OPENID, wx.openid)
+    if customer is None and wx.unionid:
+        customer = find_by_identity(session, IdentityKind.UNIONID, wx.unionid)
+    created = False
+    if customer is None:
+        customer, created = _create_member(session, wx.openid, wx.unionid)
+    else:
+        attach_identity(session, customer, IdentityKind.OPENID, wx.openid)
+        if wx.unionid:
+            attach_identity(session, customer, IdentityKind.UNIONID, wx.unionid)
+    if created:
+        record(
+            session,
+            customer_id=customer.id,
+            kind=Kind.MEMBER_REGISTERED,
+            channel=Channel.MINIPROGRAM,
+            source="owner_login",
+            source_ref=f"member_registered:{customer.id}",
+        )
+    return LoginResult(customer, created)
+
+
+def _create_member(session: Session, openid: str, unionid: str | None) -> tuple[Customer, bool]:
+    """Two first logins of the same person can race; the unique identity decides who wins."""
+    try:
+        with session.begin_nested():
+            customer = Customer(acquisition_channel="miniprogram")
+            session.add(customer)
+            session.flush()
+            session.add(CustomerIdentity(customer_id=customer.id, kind=IdentityKind.OPENID, value=openid))
+            session.flush()
+    except IntegrityError as exc:
+        if not is_duplicate_key(exc):
+            raise
+        existing = find_by_identity(session, IdentityKind.OPENID, openid)
+        if existing is None:
+            raise
+        return existing, False
+    if unionid and not attach_identity(session, customer, IdentityKind.UNIONID, unionid):
+        # The unionid already belongs to a customer who arrived another way (e.g. WeCom): that is
+        # the same person. Keep the older row and drop the empty one we just made.
+        other = find_by_identity(session, IdentityKind.UNIONID, unionid)
+        assert other is not None
+        session.execute(
+            update(CustomerIdentity).where(CustomerIdentity.customer_id == customer.id).values(customer_id=other.id)
+        )
+        session.delete(customer)
+        session.flush()
+        return other, False
+    return customer, True
+
+
+# ---------------------------------------------------------------------------------------------
+# Phone
+
+
+def set_phone(session: Session, customer: Customer, phone: str, phone_vault: PhoneVault) -> None:
+    """Store the phone encrypted and index it; raises phone_taken if it identifies someone else."""
+    normalized = normalize_phone(phone)
+    index = phone_vault.blind_index(normalized)
+    owner = find_by_identity(session, IdentityKind.PHONE, index)
+    if owner is not None and owner.id != customer.id:
+        raise AppError("member.phone_taken", 409)
+    # Replace a previous phone identity of this customer.
+    for ident in list(customer.identities):
+        if ident.kind == IdentityKind.PHONE and ident.value != index:
+            session.delete(ident)
+    session.flush()
+    if owner is None and not attach_identity(session, customer, IdentityKind.PHONE, index):
+        raise AppError("member.phone_taken", 409)
+    customer.phone_encrypted = phone_vault.encrypt(normalized)
+
+
+def bind_phone(
+    session: Session, actor: MemberActor, gateway: MiniProgramGateway, phone_vault: PhoneVault, phone_code: str
+) -> Customer:
+    customer = session.get(Customer, actor.customer_id)
+    assert customer is not None
+    try:
+        phone = gateway.get_phone_number(phone_code)
+    except UpstreamError as exc:
+        raise upstream_error(exc, "member.phone_code_invalid", 422) from exc
+    try:
+        normalized = normalize_phone(phone)
+    except PhoneInvalid as exc:
+        raise AppError("member.phone_code_invalid", 422) from exc
+    other = find_by_identity(session, IdentityKind.PHONE, phone_vault.blind_index(normalized))
+    if other is not None and other.id != customer.id:
+        if other.identity(IdentityKind.OPENID) is not None:
+            raise AppError("member.phone_taken", 409)
+        # WeChat verified this number: the customer an advisor created with it (from WeCom or the
+        # store) is this owner. Stitch them with an explicit, audited, reversible merge.
+        merge_customers(session, SystemActor("phone_binding"), other.id, customer.id, "phone verified by WeChat")
+    set_phone(session, customer, normalized, phone_vault)
+    record(
+        session,
+        customer_id=customer.id,
+        kind=Kind.PHONE_BOUND,
+        channel=Channel.MINIPROGRAM,
+        source="owner_app",
+        source_ref=f"phone_bound:{customer.id}:{phone_vault.blind_index(normalized)[:16]}",
+    )
+    return customer
+
+
+def reveal_phone(session: Session, actor: StaffActor, customer: Customer, phone_vault: PhoneVault) -> str | None:
+    """Full number for staff allowed to call the customer; every access is audited."""
+    allowed = actor.scope.own_customers_only or actor.has_role("store_manager", "group_admin")
+    if not allowed:
+        raise AppError("customer.phone_forbidden", 403)
+    write_audit(session, actor, "customer.phone_revealed", "customer", customer.id)
+    if customer.phone_encrypted is None:
+        return None
+    return phone_vault.decrypt(customer.phone_encrypted)
+
+
+# ---------------------------------------------------------------------------------------------
+# Profile and cars (owner side)
+
+PROFILE_FIELDS = ("name", "gender", "birthday")
+
+
+def update_profile(session: Session, actor: MemberActor, changes: dict[str, Any]) -> Customer:
+    customer = session.get(Customer, actor.customer_id)
+    assert customer is not None
+    changed = {k: v for k, v in changes.items() if k in PROFILE_FIELDS and getattr(customer, k) != v}
+    for key, value in changed.items():
+        setattr(customer, key, value)
+    if changed:
+        session.flush()
+        record(
+            session,
+            customer_id=customer.id,
+            kind=Kind.PROFILE_UPDATED,
+            channel=Channel.MINIPROGRAM,
+            source="owner_app",
+            source_ref=f"profile_updated:{customer.id}:{customer.updated_at.timestamp()}",
+            payload={"fields": sorted(changed)},
+        )
+    return customer
+
+
+def member_car_or_404(session: Session, actor: MemberActor, car_id: int) -> Car:
+    car = session.scalars(select(Car).where(Car.id == car_id, Car.customer_id == actor.customer_id)).one_or_none()
+    if car is None:
+        raise AppError("car.not_found", 404)
+    return car
+
+
+def list_member_cars(session: Session, actor: MemberActor) -> list[Car]:
+    return list(session.scalars(select(Car).where(Car.customer_id == actor.customer_id).order_by(Car.id)))
+
+
+def _check_vin(vin: str) -> str:
+    problem = vin_problem(vin)
+    if problem:
+        raise AppError("request.invalid", 422, errors={"json": {"vin": [problem]}})
+    return normalize_vin(vin)
+
+
+def add_car(session: Session, actor: MemberActor, data: dict[str, Any]) -> Car:
+    vin = _check_vin(data["vin"])
+    car = Car(customer_id=actor.customer_id, **{**data, "vin": vin})
+    try:
+        with session.begin_nested():
+            session.add(car)
+    except IntegrityError as exc:
+        if not is_duplicate_key(exc):
+            raise
+        raise AppError("car.vin_taken", 409) from exc
+    record(
+        session,
+        customer_id=actor.customer_id,
+        kind=Kind.CAR_BOUND,
+        channel=Channel.MINIPROGRAM,
+        source="owner_app",
+        source_ref=f"car_bound:{car.id}",
+        payload={"car_id": car.id, "brand": car.brand, "series": car.series},
+    )
+    return car
+
+
+def update_car(session: Session, actor: MemberActor, car_id: int, data: dict[str, Any]) -> Car:
+    car = member_car_or_404(session, actor, car_id)
+    if "vin" in data:
+        data["vin"] = _check_vin(data["vin"])
+    for key, value in data.items():
+        setattr(car, key, value)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        if not is_duplicate_key(exc):
+            raise
+        raise AppError("car.vin_taken", 409) from exc
+    record(
+        session,
+        customer_id=actor.customer_id,
+        kind=Kind.CAR_UPDATED,
+        channel=Channel.MINIPROGRAM,
+        source="owner_app",
+        source_ref=f"car_updated:{car.id}:{utcnow().timestamp()}",
+        payload={"car_id": car.id, "fields": sorted(data)},
+    )
+    return car
+
+
+def remove_car(session: Session, actor: MemberActor, car_id: int) -> None:
+    car = member_car_or_404(session, actor, car_id)
+    record(
+        session,
+        customer_id=actor.customer_id,
+        kind=Kind.CAR_REMOVED,
+        channel=Channel.MINIPROGRAM,
+        source="owner_app",
+        source_ref=f"car_removed:{car.id}",
+        payload={"car_id": car.id, "vin_last6": car.vin[-6:]},
+    )
+    session.delete(car)
+
+
+# ---------------------------------------------------------------------------------------------
+# Merges: explicit, audited, reversible. Every row pointing at the source customer moves to
+# the target, and the ids moved are kept so that a reversal moves exactly those back.
+
+# Projections are rebuilt, not moved; the merge record itself stays put.
+_NOT_MOVED = {"customer_profile", "customer_kind_count", "customer_merge", "customer"}
+
+
+def _customer_references() -> list[tuple[Any, Any]]:
+    refs = []
+    for table in Base.metadata.sorted_tables:
+        if table.name in _NOT_MOVED:
+            continue
+        for fk in table.foreign_keys:
+            if fk.column.table.name == "customer" and fk.column.name == "id":
+                refs.append((table, fk.parent))
+    return refs
+
+
+def merge_customers(
+    session: Session, actor: StaffActor | SystemActor, source_id: int, target_id: int, reason: str
+) -> CustomerMerge:
+    if source_id == target_id:
+        raise AppError("customer.merge_invalid", 422, errors={"json": {"source_id": ["same as target"]}})
+    # Lock both rows in id order so two merges touching the same customers cannot deadlock.
+    locked = {
+        c.id: c
+        for c in session.scalars(
+            select(Customer).where(Customer.id.in_(sorted({source_id, target_id}))).order_by(Customer.id).with_for_update()
+        )
+    }
+    source, target = locked.get(source_id), locked.get(target_id)
+    if source is None or target is None:
+        raise AppError("customer.not_found", 404)
+    if source.merged_into_id is not None or target.merged_into_id is not None:
+        raise AppError("customer.merge_invalid", 422, errors={"json": {"_schema": ["already merged"]}})
+
+    moved: dict[str, list[int]] = {}
+    target_roles = set(session.scalars(select(CustomerAdvisor.role).where(CustomerAdvisor.customer_id == target_id)))
+    for table, column in _customer_references():
+        stmt = select(table.c.id).where(column == source_id)
+        if table.name == "customer_advisor" and target_roles:
+            # The target keeps its own advisor for a role both have; the source's stays behind.
+            stmt = stmt.where(table.c.role.not_in(sorted(target_roles)))
+        ids = list(session.scalars(stmt))
+        if ids:
+            session.execute(update(table).where(table.c.id.in_(ids)).values({column.name: target_id}))
+            moved[f"{table.name}.{column.name}"] = ids
+    if source.phone_encrypted is not None and target.phone_encrypted is None:
+        target.phone_encrypted = source.phone_encrypted
+        moved["customer.phone"] = [source.id]
+    for attr in ("name", "birthday", "home_store_id"):
+        if getattr(target, attr) is None and getattr(source, attr) is not None:
+            setattr(target, attr, getattr(source, attr))
+            moved.setdefault("customer.filled", []).append(attr)  # type: ignore[arg-type]
+    source.merged_into_id = target_id
+    merge = CustomerMerge(
+        source_id=source_id,
+        target_id=target_id,
+        reason=reason,
+        merged_by_staff_id=actor.staff_id if isinstance(actor, StaffActor) else None,
+        moved=moved,
+    )
+    session.add(merge)
+    session.flush()
+    session.expire_all()
+    rebuild_profiles(session, [source_id, target_id])
+    write_audit(session, actor, "customer.merged", "customer", target_id, {"merge_id": merge.id, "source_id": source_id, "reason": reason})
+    record(
+        session,
+        customer_id=target_id,
+        kind=Kind.CUSTOMER_MERGED,
+        channel=Channel.SYSTEM,
+        source="merge",
+        source_ref=f"customer_merged:{merge.id}",
+        payload={"source_id": source_id, "reason": reason},
+    )
+    return merge
+
+
+def reverse_merge(session: Session, actor: StaffActor, merge: CustomerMerge) -> CustomerMerge:
+    if merge.reversed_at is not None:
+        raise AppError("customer.merge_already_reversed", 409)
+    locked = list(
+        session.scalars(
+            select(Customer).where(Customer.id.in_(sorted({merge.source_id, merge.target_id}))).order_by(Customer.id).with_for_update()
+        )
+    )
+    by_id = {c.id: c for c in locked}
+    source, target = by_id[merge.source_id], by_id[merge.target_id]
+    tables = {t.name: t for t in Base.metadata.sorted_tables}
+    for key, ids in merge.moved.items():
+        table_name, _, column_name = key.partition(".")
+        if table_name == "customer":
+            continue
+        table = tables[table_name]
+        session.execute(
+            update(table)
+            .where(table.c.id.in_(ids), table.c[column_name] == merge.target_id)
+            .values({column_name: merge.source_id})
+        )
+    if "customer.phone" in merge.moved:
+        target.phone_encrypted = None
+    for attr in merge.moved.get("customer.filled", []):
+        setattr(target, str(attr), None)
+    source.merged_into_id = None
+    merge.reversed_at = utcnow()
+    merge.reversed_by_staff_id = actor.staff_id
+    session.flush()
+    session.expire_all()
+    rebuild_profiles(session, [merge.source_id, merge.target_id])
+    write_audit(session, actor, "customer.merge_reversed", "customer", merge.target_id, {"merge_id": merge.id})
+    record(
+        session,
+        customer_id=merge.target_id,
+        kind=Kind.CUSTOMER_UNMERGED,
+        channel=Channel.SYSTEM,
+        source="merge",
+        source_ref=f"customer_unmerged:{merge.id}",
+        payload={"source_id": merge.source_id},
+    )
+    return merge

@@ -1,0 +1,17 @@
+"""Imports every model module so that the metadata is complete (Alembic, tests, CLI)."""
+
+from backend.customers import models as _customers  # noqa: F401
+from backend.org import models as _org  # noqa: F401
+from backend.platform import audit as _audit  # noqa: F401
+from backend.platform import idempotency as _idempotency  # noqa: F401
+from backend.platform import jobs as _jobs  # noqa: F401
+from backend.platform import tokens as _tokens  # noqa: F401
+from backend.platform.db import Base
+from backend.touchpoints import models as _touchpoints  # noqa: F401
+
+metadata = Base.metadata
+
+# Every table is utf8mb4 on MariaDB whatever the database default (names, remarks, emoji).
+for _table in metadata.tables.values():
+    _table.kwargs.setdefault("mysql_charset", "utf8mb4")
+    _table.kwargs.setdefault("mysql_collate", "utf8mb4_unicode_ci")

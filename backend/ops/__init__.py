@@ -1,0 +1,1 @@
+"""Operational endpoints for load balancers: liveness and readiness."""

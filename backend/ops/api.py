@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from marshmallow import fields
+from sqlalchemy import text
+
+from backend.platform.api import Blueprint, OutputSchema, public
+from backend.platform.db import db
+from backend.platform.migrate import current_revision, head_revision
+
+blp = Blueprint("ops", __name__, audience=None, description="Health checks")
+
+
+class HealthSchema(OutputSchema):
+    status = fields.String()
+
+
+class ReadySchema(OutputSchema):
+    status = fields.String(metadata={"description": "ready | not_ready"})
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+@blp.route("/healthz")
+@public
+@blp.response(200, HealthSchema)
+def healthz() -> dict[str, str]:
+    """The process is alive (no dependency is checked)."""
+    return {"status": "ok"}
+
+
+@blp.route("/readyz")
+@public
+@blp.response(200, ReadySchema)
+@blp.alt_response(503, schema=ReadySchema, description="a dependency is not ready")
+def readyz() -> Any:
+    """Database reachable, migrations at head, Redis reachable when configured."""
+    checks: dict[str, str] = {}
+    try:
+        with db.engine.connect() as conn:  # type: ignore[union-attr]
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+        current = current_revision(db.engine)  # type: ignore[arg-type]
+        checks["migrations"] = "ok" if current == head_revision() else f"at {current}, head is {head_revision()}"
+    except Exception as exc:  # any failure means "not ready", with the reason
+        checks["database"] = f"error: {type(exc).__name__}"
+    redis_client = current_app.extensions.get("dealerloop.redis")
+    if redis_client is not None:
+        try:
+            redis_client.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values()) and "migrations" in checks
+    body = {"status": "ready" if ready else "not_ready", "checks": checks}
+    return (body, 200) if ready else (body, 503)

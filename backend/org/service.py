@@ -1,0 +1,67 @@
+"""Org tree and staff: lookups, the staff actor, and the CSV import."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.org.models import OrgUnit, Staff, StaffStatus
+from backend.org.scope import compute_scope
+from backend.platform.actors import StaffActor
+from backend.platform.errors import AppError
+from backend.platform.ports import UpstreamError, WeComGateway
+
+
+def staff_actor(session: Session, staff: Staff) -> StaffActor:
+    return StaffActor(
+        staff_id=staff.id,
+        roles=frozenset(r.value for r in staff.roles),
+        org_unit_id=staff.org_unit_id,
+        scope=compute_scope(session, staff),
+    )
+
+
+def load_staff_actor(session: Session, staff_id: int) -> StaffActor:
+    """Re-read on every request: a resigned advisor's token stops working at once."""
+    staff = session.get(Staff, staff_id)
+    if staff is None:
+        raise AppError("auth.token_invalid", 401)
+    if staff.status != StaffStatus.ACTIVE:
+        raise AppError("auth.staff_inactive", 401)
+    return staff_actor(session, staff)
+
+
+def find_staff_by_userid(session: Session, corp_id: str, userid: str) -> Staff | None:
+    return session.scalars(select(Staff).where(Staff.corp_id == corp_id, Staff.wecom_userid == userid)).one_or_none()
+
+
+def org_path(parent: OrgUnit | None, unit_id: int) -> str:
+    return f"{parent.path if parent else '/'}{unit_id}/"
+
+
+def staff_claims(actor: StaffActor) -> dict:
+    scope = actor.scope
+    if scope.store_ids is None:
+        scope_claim = {"kind": "all"}
+    elif scope.own_customers_only:
+        scope_claim = {"kind": "own_customers"}
+    else:
+        scope_claim = {"kind": "stores", "store_ids": ",".join(str(i) for i in sorted(scope.store_ids))}
+    return {"roles": sorted(actor.roles), "scope": scope_claim}
+
+
+def login_staff(session: Session, gateway: WeComGateway, code: str) -> tuple[Staff, StaffActor]:
+    from backend.customers.service import upstream_error
+
+    try:
+        user = gateway.get_user_info(code)
+    except UpstreamError as exc:
+        raise upstream_error(exc, "auth.login_code_invalid") from exc
+    if not user.userid:
+        raise AppError("auth.not_a_member", 403)
+    staff = find_staff_by_userid(session, gateway.corp_id, user.userid)
+    if staff is None:
+        raise AppError("auth.staff_unknown", 403)
+    if staff.status != StaffStatus.ACTIVE:
+        raise AppError("auth.staff_inactive", 403)
+    return staff, staff_actor(session, staff)

@@ -1,0 +1,221 @@
+"""Database plumbing: declarative base, column types, the engine and the unit of work.
+
+Services receive a `Session` and only flush; the request (or job, or CLI command) boundary
+commits once, then runs the after-commit hooks (the outbox relay, notifications).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    Enum,
+    Integer,
+    MetaData,
+    String,
+    create_engine,
+    event,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The only clock of the application: aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Stores naive UTC, returns aware UTC, refuses naive datetimes.
+
+    MariaDB DATETIME and SQLite keep no zone; a naive value would silently mean "server local
+    time" somewhere, so it is an error to pass one.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        # MariaDB DATETIME without fsp truncates to seconds; keep microseconds so that ordering
+        # by time is stable and round-trips are exact.
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"UTCDateTime expects a datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("naive datetime refused: pass an aware datetime (UTC)")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+
+
+def StrEnumType(enum_cls: type[enum.Enum], length: int = 32) -> Enum:  # noqa: N802 - reads like a type
+    """Enums are stored as their string values in a VARCHAR (portable, no ALTER to add a value)."""
+    return Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        date: Date(),
+        dict[str, Any]: JSON(),
+        dict: JSON(),
+        list: JSON(),
+        str: String(255),
+    }
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# ---------------------------------------------------------------------------------------------
+# Engine and session
+
+
+def make_engine(url: str, echo: bool = False) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # pysqlite's legacy transaction handling breaks SAVEPOINTs; take control of BEGIN.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=5000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN")
+
+        return engine
+    if url.startswith("mysql") and "charset=" not in url:
+        url += ("&" if "?" in url else "?") + "charset=utf8mb4"
+    return create_engine(
+        url,
+        echo=echo,
+        pool_pre_ping=True,
+        pool_recycle=1800,  # below MariaDB's default wait_timeout and typical LB idle cuts
+        pool_size=10,
+        max_overflow=20,
+        isolation_level="READ COMMITTED",
+    )
+
+
+class Database:
+    """Holds the engine and a thread-local session registry for one app."""
+
+    def __init__(self) -> None:
+        self.engine: Engine | None = None
+        self.session_factory = sessionmaker(expire_on_commit=False)
+        self.session = scoped_session(self.session_factory)
+
+    def init(self, url: str, echo: bool = False) -> None:
+        if self.engine is not None:
+            self.engine.dispose()
+        self.engine = make_engine(url, echo=echo)
+        self.session_factory.configure(bind=self.engine)
+
+    @property
+    def dialect(self) -> str:
+        assert self.engine is not None
+        return self.engine.dialect.name
+
+
+db = Database()
+
+
+# ---------------------------------------------------------------------------------------------
+# After-commit hooks: side effects run only once the change that wants them is durable.
+
+_AFTER_COMMIT_KEY = "dealerloop.after_commit"
+
+
+def after_commit(session: Session, fn: Callable[[], None]) -> None:
+    session.info.setdefault(_AFTER_COMMIT_KEY, []).append(fn)
+
+
+def _take_after_commit(session: Session) -> list[Callable[[], None]]:
+    return session.info.pop(_AFTER_COMMIT_KEY, [])
+
+
+def commit(session: Session) -> None:
+    """Commit the unit of work, then run its after-commit hooks (errors there are logged)."""
+    session.commit()
+    hooks = _take_after_commit(session)
+    for hook in hooks:
+        try:
+            hook()
+        except Exception:  # a failed side effect must not turn a committed change into an error
+            import logging
+
+            logging.getLogger("dealerloop.after_commit").exception("after-commit hook failed")
+
+
+def rollback(session: Session) -> None:
+    session.rollback()
+    _take_after_commit(session)
+
+
+@contextmanager
+def unit_of_work(session: Session | None = None) -> Iterator[Session]:
+    """For jobs and CLI: one transaction, committed on success, rolled back on error."""
+    s = session or db.session()
+    try:
+        yield s
+        commit(s)
+    except BaseException:
+        rollback(s)
+        raise
+
+
+def is_duplicate_key(exc: Exception) -> bool:
+    """True when an IntegrityError is a unique-key violation (MariaDB 1062, SQLite UNIQUE)."""
+    orig = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and args[0] == 1062:
+        return True
+    return "UNIQUE constraint failed" in str(orig)

@@ -1,0 +1,317 @@
+"""Background jobs through a transactional outbox.
+
+`enqueue(session, name, args)` writes an `outbox_job` row in the same transaction as the change
+that wants the job. After commit the row is handed to RQ (or, without Redis, run inline). If
+Redis is down at that moment the row stays `pending` and the relayer (in every worker) hands it
+over when Redis is back. The row id is the RQ job id and execution locks the row and checks it
+is not `done`, so a job relayed twice still runs its effect once.
+
+Jobs are registered functions `fn(session, **args)` taking ids and primitives (JSON), never
+ORM objects; they flush and never commit — `execute` commits once, like a request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import String, Text, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from backend.platform.db import Base, BigId, after_commit, commit, db, is_duplicate_key, rollback, utcnow
+from backend.platform.logs import job_id_var
+
+log = logging.getLogger("dealerloop.jobs")
+
+QUEUES = ("high", "default", "low")
+RETRY_INTERVALS = [10, 30, 120, 600]
+
+
+class OutboxJob(Base):
+    __tablename__ = "outbox_job"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    args: Mapped[dict] = mapped_column(default=dict)
+    queue: Mapped[str] = mapped_column(String(16), default="default")
+    # Optional business key: the same key enqueues once (periodic slots, per-member pushes).
+    dedup_key: Mapped[str | None] = mapped_column(String(191), unique=True, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|enqueued|done|failed
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    run_after: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    fn: Callable[..., Any]
+    queue: str
+
+
+_REGISTRY: dict[str, JobSpec] = {}
+
+
+def job(name: str, queue: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    assert queue in QUEUES, queue
+
+    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+        _REGISTRY[name] = JobSpec(name, fn, queue)
+        return fn
+
+    return register
+
+
+def registered_jobs() -> dict[str, JobSpec]:
+    return dict(_REGISTRY)
+
+
+# ---------------------------------------------------------------------------------------------
+# The dispatcher decides what "hand over" means: RQ when Redis is configured, inline otherwise.
+
+
+class Dispatcher:
+    def __init__(self, redis_client: Any | None, max_attempts: int = 5) -> None:
+        self.redis = redis_client
+        self.max_attempts = max_attempts
+        self._queues: dict[str, Any] = {}
+
+    @property
+    def inline(self) -> bool:
+        return self.redis is None
+
+    def queue(self, name: str) -> Any:
+        if name not in self._queues:
+            from rq import Queue
+            from rq.serializers import JSONSerializer
+
+            self._queues[name] = Queue(name, connection=self.redis, serializer=JSONSerializer)
+        return self._queues[name]
+
+    def hand_over(self, row_id: int, queue: str) -> None:
+        """Push one outbox row to RQ. Raises if Redis is unreachable."""
+        from rq import Retry
+
+        retries = max(self.max_attempts - 1, 0)
+        self.queue(queue).enqueue_call(
+            "backend.platform.jobs.execute",
+            args=(row_id,),
+            job_id=f"outbox-{row_id}",
+            retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries] or 0) if retries else None,
+            result_ttl=3600,
+            failure_ttl=7 * 86400,
+        )
+
+
+def _dispatcher() -> Dispatcher:
+    from flask import current_app
+
+    return current_app.extensions["dealerloop.jobs"]
+
+
+def enqueue(
+    session: Session,
+    name: str,
+    args: dict[str, Any] | None = None,
+    *,
+    dedup_key: str | None = None,
+    delay: timedelta | None = None,
+) -> OutboxJob | None:
+    """Record a job in the caller's transaction; it is handed over after commit.
+
+    With a `dedup_key` that was already used, nothing is recorded and None is returned.
+    """
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise KeyError(f"unknown job {name!r}")
+    row = OutboxJob(
+        name=name,
+        args=args or {},
+        queue=spec.queue,
+        dedup_key=dedup_key,
+        run_after=utcnow() + delay if delay else None,
+    )
+    if dedup_key is None:
+        session.add(row)
+        session.flush()
+    else:
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError as exc:
+            if not is_duplicate_key(exc):
+                raise
+            return None
+    if delay is None:
+        dispatcher = _dispatcher()
+        from flask import current_app
+
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        after_commit(session, lambda: relay([row.id], app=app, dispatcher=dispatcher))
+    return row
+
+
+def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatcher | None = None) -> int:
+    """Hand pending outbox rows over (the given ids, or every due pending row). Returns how many."""
+    from flask import current_app
+
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    dispatcher = dispatcher or app.extensions["dealerloop.jobs"]
+    with app.app_context():
+        session = db.session_factory()
+        try:
+            stmt = select(OutboxJob.id, OutboxJob.queue).where(OutboxJob.status == "pending")
+            if ids is not None:
+                stmt = stmt.where(OutboxJob.id.in_(ids))
+            else:
+                now = utcnow()
+                stmt = stmt.where((OutboxJob.run_after.is_(None)) | (OutboxJob.run_after <= now))
+            rows = session.execute(stmt.order_by(OutboxJob.id).limit(500)).all()
+            session.rollback()
+        finally:
+            session.close()
+        handed = 0
+        for row_id, queue in rows:
+            if dispatcher.inline:
+                try:
+                    execute(row_id, app=app)
+                except Exception:  # recorded on the row by execute; the next row still runs
+                    log.exception("inline job %s failed", row_id)
+                handed += 1
+                continue
+            try:
+                dispatcher.hand_over(row_id, queue)
+            except Exception as exc:  # Redis down: the row stays pending for the relayer
+                log.warning("outbox %s not handed to Redis (%s); it stays pending", row_id, type(exc).__name__)
+                break
+            _mark(app, row_id, status="enqueued", enqueued_at=utcnow(), only_if="pending")
+            handed += 1
+        return handed
+
+
+def _mark(app: Any, row_id: int, only_if: str | None = None, **values: Any) -> None:
+    session = db.session_factory()
+    try:
+        stmt = update(OutboxJob).where(OutboxJob.id == row_id)
+        if only_if:
+            stmt = stmt.where(OutboxJob.status == only_if)
+        session.execute(stmt.values(**values))
+        session.commit()
+    finally:
+        session.close()
+
+
+_worker_app: Any = None
+
+
+def set_worker_app(app: Any) -> None:
+    global _worker_app
+    _worker_app = app
+
+
+def execute(row_id: int, app: Any = None) -> str:
+    """Run one outbox job exactly once (entry point for RQ and for inline mode)."""
+    from flask import current_app, has_app_context
+
+    if app is None:
+        app = current_app._get_current_object() if has_app_context() else _worker_app  # type: ignore[attr-defined]
+    if app is None:
+        raise RuntimeError("no Flask app for the job; start workers with `flask worker`")
+    with app.app_context():
+        token = job_id_var.set(f"outbox-{row_id}")
+        session = db.session_factory()
+        try:
+            row = session.scalars(select(OutboxJob).where(OutboxJob.id == row_id).with_for_update()).one_or_none()
+            if row is None or row.status == "done":
+                session.rollback()
+                return "skipped"
+            spec = _REGISTRY[row.name]
+            spec.fn(session, **row.args)
+            row.status = "done"
+            row.attempts += 1
+            row.finished_at = utcnow()
+            row.last_error = None
+            commit(session)
+            return "done"
+        except Exception as exc:
+            rollback(session)
+            _record_failure(app, row_id, exc)
+            raise
+        finally:
+            session.close()
+            job_id_var.reset(token)
+
+
+def _record_failure(app: Any, row_id: int, exc: Exception) -> None:
+    dispatcher: Dispatcher = app.extensions["dealerloop.jobs"]
+    session = db.session_factory()
+    try:
+        row = session.get(OutboxJob, row_id)
+        if row is None:
+            return
+        row.attempts += 1
+        row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        if row.attempts >= dispatcher.max_attempts:
+            row.status = "failed"
+        session.commit()
+        log.warning("job %s (%s) failed, attempt %s: %s", row_id, row.name, row.attempts, row.last_error)
+    finally:
+        session.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Periodic jobs: every worker ticks, the database decides who fires.
+
+
+@dataclass(frozen=True)
+class Periodic:
+    name: str  # a registered job
+    every_seconds: int
+
+
+_PERIODIC: list[Periodic] = []
+
+
+def periodic(job_name: str, every_seconds: int) -> None:
+    _PERIODIC.append(Periodic(job_name, every_seconds))
+
+
+def tick_periodic(app: Any, now: datetime | None = None) -> list[str]:
+    """Enqueue each periodic job whose slot has begun. The dedup key (job, slot start) makes
+    the database the arbiter: however many workers tick, one row per slot is written."""
+    now = now or utcnow()
+    fired = []
+    with app.app_context():
+        for p in _PERIODIC:
+            slot = int(now.timestamp()) // p.every_seconds * p.every_seconds
+            session = db.session_factory()
+            try:
+                row = enqueue(session, p.name, {"slot": slot}, dedup_key=f"periodic:{p.name}:{slot}")
+                commit(session)
+                if row is not None:
+                    fired.append(p.name)
+            except Exception:
+                rollback(session)
+                log.exception("periodic tick for %s failed", p.name)
+            finally:
+                session.close()
+    return fired
+
+
+def relayer_loop(app: Any, stop: threading.Event, interval: float = 2.0) -> None:
+    """Runs in each worker: fire due periodic jobs and relay rows left pending by a Redis outage."""
+    while not stop.is_set():
+        try:
+            tick_periodic(app)
+            relay(app=app)
+        except Exception:
+            log.exception("relayer iteration failed")
+        stop.wait(interval)

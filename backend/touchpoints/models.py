@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.platform.db import Base, BigId
+
+
+class Channel(enum.StrEnum):
+    WECOM = "wecom"
+    MINIPROGRAM = "miniprogram"
+    STORE = "store"
+    PHONE = "phone"
+    SYSTEM = "system"
+
+
+class Kind(enum.StrEnum):
+    """The documented vocabulary. Add a kind here (and to the owner-visible / contact sets below
+    if it belongs there); free-form kinds are refused so that KPIs can count on the names."""
+
+    # identity and relationship
+    MEMBER_REGISTERED = "member_registered"
+    PHONE_BOUND = "phone_bound"
+    CAR_BOUND = "car_bound"
+    CAR_UPDATED = "car_updated"
+    CAR_REMOVED = "car_removed"
+    PROFILE_UPDATED = "profile_updated"
+    CUSTOMER_MERGED = "customer_merged"
+    CUSTOMER_UNMERGED = "customer_unmerged"
+    ADVISOR_ASSIGNED = "advisor_assigned"
+    # WeCom
+    FRIEND_ADDED = "friend_added"
+    FRIEND_DELETED_BY_CUSTOMER = "friend_deleted_by_customer"
+    FRIEND_DELETED_BY_ADVISOR = "friend_deleted_by_advisor"
+    FRIEND_TRANSFERRED = "friend_transferred"
+    GROUP_JOINED = "group_joined"
+    GROUP_LEFT = "group_left"
+    MESSAGE_SENT = "message_sent"
+    MESSAGE_RECEIVED = "message_received"
+    SCRIPT_SENT = "script_sent"
+    CONTENT_SHARED = "content_shared"
+    CONTENT_OPENED = "content_opened"
+    # advisor work
+    CALL_LOGGED = "call_logged"
+    VISIT_INVITED = "visit_invited"
+    FOLLOW_UP_DONE = "follow_up_done"
+    # owner app
+    CONSULT_MESSAGE = "consult_message"
+    BOOKING_CREATED = "booking_created"
+    BOOKING_RESCHEDULED = "booking_rescheduled"
+    BOOKING_CANCELLED = "booking_cancelled"
+    ARRIVED = "arrived"
+    SERVICE_COMPLETED = "service_completed"
+    NO_SHOW = "no_show"
+    PAYMENT_SUCCEEDED = "payment_succeeded"
+    REFUND_SUCCEEDED = "refund_succeeded"
+    POINTS_EARNED = "points_earned"
+    POINTS_SPENT = "points_spent"
+    COUPON_CLAIMED = "coupon_claimed"
+    COUPON_USED = "coupon_used"
+    EVENT_SIGNED_UP = "event_signed_up"
+    EVENT_CHECKED_IN = "event_checked_in"
+    LEAD_CREATED = "lead_created"
+    SIGNED_IN = "signed_in"
+    TIER_CHANGED = "tier_changed"
+
+
+# Interactions between an advisor / the store and the customer: these move "last contact".
+CONTACT_KINDS = frozenset(
+    {
+        Kind.FRIEND_ADDED,
+        Kind.MESSAGE_SENT,
+        Kind.MESSAGE_RECEIVED,
+        Kind.SCRIPT_SENT,
+        Kind.CONTENT_SHARED,
+        Kind.CALL_LOGGED,
+        Kind.VISIT_INVITED,
+        Kind.FOLLOW_UP_DONE,
+        Kind.CONSULT_MESSAGE,
+        Kind.ARRIVED,
+        Kind.SERVICE_COMPLETED,
+        Kind.EVENT_CHECKED_IN,
+    }
+)
+# Being physically at a store.
+VISIT_KINDS = frozenset({Kind.ARRIVED, Kind.SERVICE_COMPLETED, Kind.EVENT_CHECKED_IN})
+# What an owner sees in their own activity feed (advisor-internal work is not shown).
+OWNER_VISIBLE_KINDS = frozenset(
+    {
+        Kind.MEMBER_REGISTERED,
+        Kind.PHONE_BOUND,
+        Kind.CAR_BOUND,
+        Kind.CAR_UPDATED,
+        Kind.CAR_REMOVED,
+        Kind.PROFILE_UPDATED,
+        Kind.FRIEND_ADDED,
+        Kind.CONSULT_MESSAGE,
+        Kind.BOOKING_CREATED,
+        Kind.BOOKING_RESCHEDULED,
+        Kind.BOOKING_CANCELLED,
+        Kind.ARRIVED,
+        Kind.SERVICE_COMPLETED,
+        Kind.PAYMENT_SUCCEEDED,
+        Kind.REFUND_SUCCEEDED,
+        Kind.POINTS_EARNED,
+        Kind.POINTS_SPENT,
+        Kind.COUPON_CLAIMED,
+        Kind.COUPON_USED,
+        Kind.EVENT_SIGNED_UP,
+        Kind.EVENT_CHECKED_IN,
+        Kind.LEAD_CREATED,
+        Kind.SIGNED_IN,
+        Kind.TIER_CHANGED,
+    }
+)
+
+
+class Touchpoint(Base):
+    __tablename__ = "touchpoint"
+    __table_args__ = (
+        # The timeline reads newest-first per customer with a keyset on (occurred_at, id).
+        Index("ix_touchpoint_customer_time", "customer_id", "occurred_at", "id"),
+        Index("ix_touchpoint_advisor_time", "advisor_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
+    advisor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), default=None)
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(32))
+    # Unique: a retried callback or job that records the same thing again is a no-op.
+    source_ref: Mapped[str] = mapped_column(String(191), unique=True)
+    payload: Mapped[dict | None] = mapped_column(default=None)
+
+
+class CustomerProfile(Base):
+    """Projection of the touchpoints, kept current by `record` and rebuildable from scratch."""
+
+    __tablename__ = "customer_profile"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    touchpoint_count: Mapped[int] = mapped_column(default=0)
+    last_touch_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_contact_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_contact_advisor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
+    last_store_visit_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_store_visit_store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), default=None)
+
+
+class CustomerKindCount(Base):
+    """Touchpoint counts by kind, one row per (customer, kind) so that concurrent writers only
+    increment a counter and never rewrite each other's JSON."""
+
+    __tablename__ = "customer_kind_count"
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    count: Mapped[int] = mapped_column(default=0)

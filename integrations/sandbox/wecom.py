@@ -1,0 +1,408 @@
+"""Fake of qyapi.weixin.qq.com: token, OAuth, JS-SDK tickets, customer contact, app messages."""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+from flask import Flask, Response, request
+
+from .common import CONTROL_PREFIX, answer, fail, json_body, make_app, ok
+from .state import CHINA_TZ, IssuedToken, SandboxState
+
+SERVICE = "wecom"
+DAY = 86400
+WELCOME_MSGTYPES = ("image", "link", "miniprogram", "video", "file")
+APP_MSGTYPES = ("text", "textcard", "news", "markdown", "miniprogram_notice", "template_card", "image", "file")
+
+
+def _china_midnight(ts: int) -> int:
+    offset = int(CHINA_TZ.utcoffset(None).total_seconds())
+    return (ts + offset) // DAY * DAY - offset
+
+
+def create_wecom_app(state: SandboxState) -> Flask:
+    app = make_app(SERVICE, state)
+    creds = state.credentials
+    corp_id = creds["WECOM_CORP_ID"]
+    agent_id = str(creds["WECOM_AGENT_ID"])
+
+    def authorised() -> tuple[Response | None, IssuedToken | None]:
+        errcode, info = state.check_token(SERVICE, request.args.get("access_token"))
+        return (fail(errcode), None) if errcode else (None, info)
+
+    def body_or_fail() -> tuple[Response | None, dict[str, Any]]:
+        bad, _ = authorised()
+        if bad:
+            return bad, {}
+        data = json_body()
+        if data is None:
+            return fail(47001), {}
+        return None, data
+
+    def contact_view(external_userid: str) -> dict[str, Any]:
+        follows = state.follows_of_contact(external_userid)
+        follow_user = []
+        for f in follows:
+            tags = []
+            for tag_id in f.pop("tag_ids"):
+                found = state.find_tag(tag_id)
+                if found:
+                    group, tag = found
+                    tags.append({"group_name": group["group_name"], "tag_name": tag["name"], "tag_id": tag_id,
+                                 "type": 1})
+            follow_user.append({**f, "tags": tags})
+        return {"external_contact": copy.deepcopy(state.external_contacts[external_userid]),
+                "follow_user": follow_user}
+
+    # --- token, OAuth, tickets ---------------------------------------------------------
+    @app.get("/cgi-bin/gettoken")
+    def gettoken() -> Response:
+        if request.args.get("corpid") != corp_id:
+            return fail(40013, "invalid corpid")
+        if request.args.get("corpsecret") != creds["WECOM_SECRET"]:
+            return fail(40001, "invalid credential, corpsecret is invalid")
+        token, expires_in = state.issue_token(SERVICE, f"{corp_id}:{agent_id}", reuse_valid=True)
+        return ok(access_token=token, expires_in=expires_in)
+
+    def oauth_lookup() -> tuple[Response | None, dict[str, Any]]:
+        bad, _ = authorised()
+        if bad:
+            return bad, {}
+        status, payload = state.consume_oauth_code(request.args.get("code"))
+        if status != "ok" or payload is None:
+            return fail(40029), {}
+        return None, payload
+
+    @app.get("/cgi-bin/auth/getuserinfo")
+    def auth_getuserinfo() -> Response:
+        bad, who = oauth_lookup()
+        if bad:
+            return bad
+        if who.get("userid"):
+            return ok(userid=who["userid"], user_ticket=state.new_id("", 48), expires_in=1800)
+        fields = {"openid": who["openid"]}
+        if who.get("external_userid"):
+            fields["external_userid"] = who["external_userid"]
+        return ok(**fields)
+
+    @app.get("/cgi-bin/user/getuserinfo")
+    def legacy_getuserinfo() -> Response:
+        bad, who = oauth_lookup()
+        if bad:
+            return bad
+        if who.get("userid"):
+            return ok(UserId=who["userid"], DeviceId="")
+        fields = {"OpenId": who["openid"], "DeviceId": ""}
+        if who.get("external_userid"):
+            fields["external_userid"] = who["external_userid"]
+        return ok(**fields)
+
+    @app.get("/cgi-bin/get_jsapi_ticket")
+    def get_jsapi_ticket() -> Response:
+        bad, _ = authorised()
+        if bad:
+            return bad
+        ticket, expires_in = state.issue_ticket("corp")
+        return ok(ticket=ticket, expires_in=expires_in)
+
+    @app.get("/cgi-bin/ticket/get")
+    def ticket_get() -> Response:
+        bad, info = authorised()
+        if bad or info is None:
+            return bad or fail(40014)
+        if request.args.get("type") != "agent_config":
+            return fail(40058, "invalid type")
+        ticket, expires_in = state.issue_ticket("agent:" + info.owner.split(":", 1)[1])
+        return ok(ticket=ticket, expires_in=expires_in)
+
+    # --- external contacts -------------------------------------------------------------
+    @app.get("/cgi-bin/externalcontact/get")
+    def externalcontact_get() -> Response:
+        bad, _ = authorised()
+        if bad:
+            return bad
+        ext = request.args.get("external_userid", "")
+        with state.lock:
+            if ext not in state.external_contacts:
+                return fail(84061)
+            return ok(**contact_view(ext), next_cursor="")
+
+    @app.get("/cgi-bin/externalcontact/list")
+    def externalcontact_list() -> Response:
+        bad, _ = authorised()
+        if bad:
+            return bad
+        userid = request.args.get("userid", "")
+        with state.lock:
+            if userid not in state.members:
+                return fail(60111)
+            ids = [e for (u, e) in state.follows if u == userid]
+        if not ids:
+            return fail(84061)
+        return ok(external_userid=ids)
+
+    @app.post("/cgi-bin/externalcontact/batch/get_by_user")
+    def batch_get_by_user() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        userids = data.get("userid_list")
+        if not isinstance(userids, list) or not 1 <= len(userids) <= 100:
+            return fail(40058, "userid_list must hold 1..100 userids")
+        limit = data.get("limit", 50)
+        if not isinstance(limit, int) or not 1 <= limit <= 100:
+            return fail(40058, "limit must be 1..100")
+        try:
+            start = int(data.get("cursor") or 0)
+        except ValueError:
+            return fail(40058, "invalid cursor")
+        with state.lock:
+            unknown = [u for u in userids if u not in state.members]
+            if unknown:
+                return fail(60111, f"invalid userid {unknown[0]}")
+            rows = []
+            for (u, e), follow in sorted(state.follows.items()):
+                if u not in userids:
+                    continue
+                follow_info = {k: v for k, v in copy.deepcopy(follow).items() if k != "tag_ids"}
+                follow_info["tag_id"] = list(follow["tag_ids"])
+                rows.append({"external_contact": copy.deepcopy(state.external_contacts[e]),
+                             "follow_info": follow_info})
+        page = rows[start : start + limit]
+        next_cursor = str(start + limit) if start + limit < len(rows) else ""
+        return ok(external_contact_list=page, next_cursor=next_cursor, fail_info={"unlicensed_userid_list": []})
+
+    def validate_contact_way(data: dict[str, Any], creating: bool) -> Response | None:
+        if creating:
+            if data.get("type") not in (1, 2):
+                return fail(40058, "invalid type")
+            if data.get("scene") not in (1, 2):
+                return fail(40058, "invalid scene")
+            users = data.get("user") or []
+            if not users and not data.get("party"):
+                return fail(40058, "user or party is required")
+            if data["type"] == 1 and len(users) + len(data.get("party") or []) != 1:
+                return fail(40058, "a single contact way takes exactly one member")
+        state_value = data.get("state")
+        if state_value is not None and (not isinstance(state_value, str) or len(state_value) > 30):
+            return fail(40058, "state must be a string of at most 30 chars")
+        with state.lock:
+            unknown = [u for u in data.get("user") or [] if u not in state.members]
+        if unknown:
+            return fail(60111, f"invalid userid {unknown[0]}")
+        return None
+
+    @app.post("/cgi-bin/externalcontact/add_contact_way")
+    def add_contact_way() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        bad = validate_contact_way(data, creating=True)
+        if bad:
+            return bad
+        config_id = os.urandom(16).hex()
+        way = {**data, "config_id": config_id}
+        if data["scene"] == 2:
+            way["qr_code"] = f"https://wework.qpic.cn/sandbox/{config_id}/0"
+        with state.lock:
+            state.contact_ways[config_id] = way
+        return ok(config_id=config_id, **({"qr_code": way["qr_code"]} if "qr_code" in way else {}))
+
+    @app.post("/cgi-bin/externalcontact/update_contact_way")
+    def update_contact_way() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        with state.lock:
+            way = state.contact_ways.get(data.get("config_id", ""))
+            if way is None:
+                return fail(40058, "invalid config_id")
+            bad = validate_contact_way(data, creating=False)
+            if bad:
+                return bad
+            way.update({k: v for k, v in data.items() if k not in ("config_id", "type", "scene")})
+        return ok()
+
+    @app.post("/cgi-bin/externalcontact/del_contact_way")
+    def del_contact_way() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        with state.lock:
+            if state.contact_ways.pop(data.get("config_id", ""), None) is None:
+                return fail(40058, "invalid config_id")
+        return ok()
+
+    @app.post("/cgi-bin/externalcontact/mark_tag")
+    def mark_tag() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        add = data.get("add_tag") or []
+        remove = data.get("remove_tag") or []
+        if not add and not remove:
+            return fail(40058, "add_tag and remove_tag are both empty")
+        with state.lock:
+            follow = state.follows.get((data.get("userid", ""), data.get("external_userid", "")))
+            if follow is None:
+                return fail(84061)
+            for tag_id in [*add, *remove]:
+                if state.find_tag(tag_id) is None:
+                    return fail(40068)
+            tags = [t for t in follow["tag_ids"] if t not in remove]
+            tags += [t for t in add if t not in tags]
+            follow["tag_ids"] = tags
+        return ok()
+
+    @app.post("/cgi-bin/externalcontact/get_corp_tag_list")
+    def get_corp_tag_list() -> Response:
+        bad, _ = authorised()
+        if bad:
+            return bad
+        data = json_body() or {}
+        tag_ids = set(data.get("tag_id") or [])
+        group_ids = set(data.get("group_id") or [])
+        with state.lock:
+            groups = copy.deepcopy(list(state.tag_groups.values()))
+        if group_ids:
+            groups = [g for g in groups if g["group_id"] in group_ids]
+        elif tag_ids:
+            for g in groups:
+                g["tag"] = [t for t in g["tag"] if t["id"] in tag_ids]
+            groups = [g for g in groups if g["tag"]]
+        return ok(tag_group=groups)
+
+    @app.post("/cgi-bin/externalcontact/send_welcome_msg")
+    def send_welcome_msg() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        attachments = data.get("attachments") or []
+        if not data.get("text") and not attachments:
+            return fail(40058, "text or attachments is required")
+        if len(attachments) > 9:
+            return fail(40058, "at most 9 attachments")
+        for item in attachments:
+            if not isinstance(item, dict) or item.get("msgtype") not in WELCOME_MSGTYPES or \
+                    not isinstance(item.get(item.get("msgtype")), dict):
+                return fail(40058, "invalid attachment")
+        status, payload = state.consume_welcome_code(data.get("welcome_code"))
+        if status != "ok":
+            return fail(41051)
+        with state.lock:
+            state.welcome_messages.append({**data, **(payload or {})})
+        return ok()
+
+    @app.post("/cgi-bin/externalcontact/get_user_behavior_data")
+    def get_user_behavior_data() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        userids = data.get("userid") or []
+        if not userids and not data.get("partyid"):
+            return fail(40058, "userid or partyid is required")
+        try:
+            start = _china_midnight(int(data["start_time"]))
+            end = _china_midnight(int(data["end_time"]))
+        except (KeyError, TypeError, ValueError):
+            return fail(40058, "start_time and end_time are required")
+        if end < start or (end - start) // DAY + 1 > 30:
+            return fail(40058, "the range must be 1..30 days")
+        with state.lock:
+            unknown = [u for u in userids if u not in state.members]
+            if unknown:
+                return fail(60111, f"invalid userid {unknown[0]}")
+            rows = []
+            for day in range(start, end + 1, DAY):
+                totals = {"stat_time": day, "chat_cnt": 0, "message_cnt": 0, "negative_feedback_cnt": 0,
+                          "new_apply_cnt": 0, "new_contact_cnt": 0}
+                for userid in userids:
+                    for key, value in state.behavior.get((userid, day), {}).items():
+                        if key in ("reply_percentage", "avg_reply_time"):
+                            totals[key] = value
+                        else:
+                            totals[key] = totals.get(key, 0) + value
+                rows.append(totals)
+        return ok(behavior_data=rows)
+
+    @app.post("/cgi-bin/externalcontact/resigned/transfer_customer")
+    def resigned_transfer_customer() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        handover, takeover = data.get("handover_userid", ""), data.get("takeover_userid", "")
+        externals = data.get("external_userid") or []
+        if not isinstance(externals, list) or not 1 <= len(externals) <= 100:
+            return fail(40058, "external_userid must hold 1..100 ids")
+        with state.lock:
+            for userid in (handover, takeover):
+                if userid not in state.members:
+                    return fail(60111, f"invalid userid {userid}")
+            if state.members[handover]["status"] != "resigned":
+                return fail(40058, "handover_userid has not resigned")
+            if state.members[takeover]["status"] != "active":
+                return fail(40058, "takeover_userid is not active")
+            customers = []
+            for ext in externals:
+                if (handover, ext) not in state.follows:
+                    customers.append({"external_userid": ext, "errcode": 84061})
+                    continue
+                state.transfers[(handover, takeover, ext)] = {"external_userid": ext, "status": 2,
+                                                              "takeover_time": 0}
+                customers.append({"external_userid": ext, "errcode": 0})
+        return ok(customer=customers)
+
+    @app.post("/cgi-bin/externalcontact/resigned/transfer_result")
+    def resigned_transfer_result() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        handover, takeover = data.get("handover_userid", ""), data.get("takeover_userid", "")
+        with state.lock:
+            rows = [dict(t) for (h, k, _), t in state.transfers.items() if h == handover and k == takeover]
+        return ok(customer=rows, next_cursor="")
+
+    # --- app messages ------------------------------------------------------------------
+    @app.post("/cgi-bin/message/send")
+    def message_send() -> Response:
+        bad, info = authorised()
+        if bad or info is None:
+            return bad or fail(40014)
+        data = json_body()
+        if data is None:
+            return fail(47001)
+        if str(data.get("agentid")) != info.owner.split(":", 1)[1]:
+            return fail(301002)
+        msgtype = data.get("msgtype")
+        if msgtype not in APP_MSGTYPES or not isinstance(data.get(msgtype), dict):
+            return fail(40058, "invalid msgtype or content")
+        touser = [u for u in str(data.get("touser") or "").split("|") if u]
+        if not touser and not data.get("toparty") and not data.get("totag"):
+            return fail(40058, "touser, toparty or totag is required")
+        with state.lock:
+            invalid = [u for u in touser if u != "@all" and u not in state.members]
+            state.app_messages.append(dict(data))
+        return ok(invaliduser="|".join(invalid), msgid=state.new_id("", 24), response_code="")
+
+    # --- control endpoints -------------------------------------------------------------
+    @app.post(CONTROL_PREFIX + "oauth-code")
+    def control_oauth_code() -> Response:
+        data = json_body() or {}
+        try:
+            code = state.issue_oauth_code(
+                data.get("userid"), external_userid=data.get("external_userid"), openid=data.get("openid")
+            )
+        except ValueError as exc:
+            return answer({"error": str(exc)}, status=400)
+        return answer({"code": code})
+
+    @app.post(CONTROL_PREFIX + "welcome-code")
+    def control_welcome_code() -> Response:
+        data = json_body() or {}
+        if not data.get("userid") or not data.get("external_userid"):
+            return answer({"error": "userid and external_userid are required"}, status=400)
+        return answer({"code": state.issue_welcome_code(data["userid"], data["external_userid"])})
+
+    return app

@@ -1,0 +1,188 @@
+"""Test harness.
+
+The schema comes from the Alembic migrations, built once per run. Each test runs inside a
+transaction that is rolled back (SQLAlchemy's "join a session into an external transaction"
+recipe: the app's sessions bind to one connection and use SAVEPOINTs). Tests marked
+`dbcommit` commit for real (threads, several connections) and the tables are emptied after.
+
+The suite runs on MariaDB and Redis when they are reachable and on SQLite otherwise. With
+CI=true a missing MariaDB or Redis stops the run with a clear message instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+pytest_plugins = ["tests.sandbox_fixtures", "tests.factories"]
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+MARIADB_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+
+
+def _mariadb_reachable() -> str | None:
+    import pymysql
+
+    try:
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", connect_timeout=2)
+        conn.close()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _redis_reachable() -> str | None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+        return None
+    except Exception as exc:  # noqa: BLE001
+        return f"{type(exc).__name__}: {exc}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    mariadb_problem = _mariadb_reachable() if os.environ.get("TEST_DATABASE", "auto") != "sqlite" else "forced sqlite"
+    redis_problem = _redis_reachable()
+    if IN_CI and (mariadb_problem or redis_problem):
+        pytest.exit(
+            "CI=true but a required service is unreachable: "
+            + "; ".join(
+                f"{name} ({problem})"
+                for name, problem in (("MariaDB 127.0.0.1:3306", mariadb_problem), ("Redis 127.0.0.1:6379", redis_problem))
+                if problem
+            ),
+            returncode=3,
+        )
+    config.dealerloop_backend = "mariadb" if mariadb_problem is None else "sqlite"  # type: ignore[attr-defined]
+    config.dealerloop_redis = redis_problem is None  # type: ignore[attr-defined]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"dealerloop: database={config.dealerloop_backend} redis={'yes' if config.dealerloop_redis else 'no'}"  # type: ignore[attr-defined]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "mariadb" in item.keywords and config.dealerloop_backend != "mariadb":  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.skip(reason="needs MariaDB (runs in CI)"))
+        if "redis" in item.keywords and not config.dealerloop_redis:  # type: ignore[attr-defined]
+            item.add_marker(pytest.mark.skip(reason="needs Redis (runs in CI)"))
+
+
+def _database_url(config: pytest.Config, worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    suffix = "" if worker_id == "master" else f"_{worker_id}"
+    if config.dealerloop_backend == "mariadb":  # type: ignore[attr-defined]
+        import pymysql
+
+        name = f"dealerloop_test{suffix}"
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        conn.close()
+        return f"{MARIADB_URL}{name}?charset=utf8mb4"
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / f'test{suffix}.db'}"
+
+
+@pytest.fixture(scope="session")
+def worker_id(request: pytest.FixtureRequest) -> str:
+    return getattr(request.config, "workerinput", {}).get("workerid", "master")
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest, worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _database_url(request.config, worker_id, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    if not request.config.dealerloop_redis:  # type: ignore[attr-defined]
+        pytest.skip("needs Redis")
+    return REDIS_URL
+
+
+def make_test_config(database_url: str, sandbox_config: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    return {
+        "DEALERLOOP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": "",
+        "SANDBOX_ENABLED": False,
+        "UPSTREAM_TIMEOUT": 2.0,
+        "LOG_LEVEL": "WARNING",
+        **sandbox_config,
+        **overrides,
+    }
+
+
+@pytest.fixture(scope="session")
+def app(database_url: str, sandbox: Any) -> Any:
+    from backend import create_app
+    from backend.platform.db import db
+    from backend.platform.migrate import upgrade
+
+    application = create_app(make_test_config(database_url, sandbox.config()))
+    upgrade(db.engine)  # the schema comes from the migrations, as in production
+    return application
+
+
+@pytest.fixture(autouse=True)
+def _db_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
+    if "app" not in request.fixturenames and "db_session" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    from backend.platform.db import db
+
+    engine = db.engine
+    if request.node.get_closest_marker("dbcommit"):
+        try:
+            yield
+        finally:
+            db.session.remove()
+            _empty_tables(engine)
+        return
+    connection = engine.connect()
+    outer = connection.begin()
+    db.session_factory.configure(bind=connection, join_transaction_mode="create_savepoint")
+    ctx = app.app_context()
+    ctx.push()
+    try:
+        yield
+    finally:
+        ctx.pop()
+        db.session.remove()
+        outer.rollback()
+        connection.close()
+        db.session_factory.configure(bind=engine, join_transaction_mode="conservative_savepoint")
+
+
+def _empty_tables(engine: Any) -> None:
+    from backend.models import metadata
+
+    with engine.begin() as conn:
+        if engine.dialect.name in ("mysql", "mariadb"):
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+            for table in metadata.sorted_tables:
+                conn.execute(text(f"DELETE FROM `{table.name}`"))
+            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def db_session(app: Any) -> Any:
+    from backend.platform.db import db
+
+    return db.session()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()

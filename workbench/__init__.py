@@ -1,0 +1,14 @@
+"""The advisor workbench API (/api/workbench/v1) for WeCom sidebar pages and managers' tools."""
+
+from __future__ import annotations
+
+from backend.platform.api import Api
+
+
+def register_workbench(api: Api) -> None:
+    from workbench.auth.api import blp as auth_blp
+    from workbench.customers.api import blp as customers_blp
+    from workbench.org.api import blp as org_blp
+
+    for blp in (auth_blp, customers_blp, org_blp):
+        api.register_blueprint(blp)

@@ -1,0 +1,62 @@
+"""Staff login with a WeCom OAuth code, refresh, logout, who am I."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+
+from backend.auth import service as auth_service
+from backend.auth.schemas import CodeLoginSchema, RefreshSchema, StaffLoginResultSchema, TokenPairSchema
+from backend.org import service as org_service
+from backend.org.models import Staff
+from backend.platform.api import Blueprint, current_staff, public, self_only
+from backend.platform.db import db
+from workbench.org.schemas import StaffMeSchema
+
+blp = Blueprint("wb_auth", __name__, url_prefix="/api/workbench/v1", audience="staff", description="Workbench login")
+
+
+def _claims(staff_id: int) -> dict[str, Any]:
+    session = db.session()
+    actor = org_service.load_staff_actor(session, staff_id)
+    return org_service.staff_claims(actor)
+
+
+@blp.route("/auth/login", methods=["POST"])
+@public
+@blp.arguments(CodeLoginSchema)
+@blp.response(200, StaffLoginResultSchema)
+def login(data: dict[str, Any]) -> dict[str, Any]:
+    """Log in with a WeCom OAuth code (auth/getuserinfo). Unknown userid → 403 auth.staff_unknown."""
+    session = db.session()
+    staff, actor = org_service.login_staff(session, current_app.extensions["dealerloop.gateways"].wecom, data["code"])
+    claims = org_service.staff_claims(actor)
+    tokens = auth_service.issue_tokens(session, "staff", staff.id, claims)
+    return {**tokens, "staff_id": staff.id, "name": staff.name, **claims}
+
+
+@blp.route("/auth/refresh", methods=["POST"])
+@public
+@blp.arguments(RefreshSchema)
+@blp.response(200, TokenPairSchema)
+def refresh(data: dict[str, Any]) -> dict[str, Any]:
+    return auth_service.refresh_tokens(db.session(), "staff", data["refresh_token"], _claims)
+
+
+@blp.route("/auth/logout", methods=["POST"])
+@public
+@blp.arguments(RefreshSchema)
+@blp.response(204)
+def logout(data: dict[str, Any]) -> None:
+    auth_service.logout(db.session(), "staff", data["refresh_token"])
+
+
+@blp.route("/me")
+@self_only
+@blp.response(200, StaffMeSchema)
+def me() -> Any:
+    """The logged-in staff member, roles and scope."""
+    actor = current_staff()
+    staff = db.session().get(Staff, actor.staff_id)
+    return {"id": staff.id, "name": staff.name, "wecom_userid": staff.wecom_userid, "org_unit_id": staff.org_unit_id, **org_service.staff_claims(actor)}
