@@ -56,7 +56,8 @@ def build_gateways(
     from .wecom.client import WeComClient
 
     timeout = float(config.get("UPSTREAM_TIMEOUT") or 5.0)
-    tokens = tokens or TokenCache(redis_client)
+    # The refresh lock must outlive a token fetch that runs into the full upstream timeout.
+    tokens = tokens or TokenCache(redis_client, lock_ttl=max(15.0, 3 * timeout))
     miniprogram = MiniProgramClient(
         config["WECHAT_APP_ID"],
         config["WECHAT_APP_SECRET"],

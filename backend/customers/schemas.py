@@ -32,7 +32,7 @@ def _validate_vin(value: str) -> None:
 
 
 class CarInSchema(Schema):
-    vin = fields.String(required=True, validate=_validate_vin, metadata={"example": "LSVAU2180N2183294"})
+    vin = fields.String(required=True, validate=_validate_vin, metadata={"example": "LFV2A21K7G3000001"})
     plate = fields.String(validate=validate.Length(max=16), allow_none=True)
     brand = fields.String(validate=validate.Length(max=64), allow_none=True)
     series = fields.String(validate=validate.Length(max=64), allow_none=True)

@@ -38,10 +38,10 @@ def readyz() -> Any:
     """Database reachable, migrations at head, Redis reachable when configured."""
     checks: dict[str, str] = {}
     try:
-        with db.engine.connect() as conn:  # type: ignore[union-attr]
-            conn.execute(text("SELECT 1"))
+        conn = db.session().connection()
+        conn.execute(text("SELECT 1"))
         checks["database"] = "ok"
-        current = current_revision(db.engine)  # type: ignore[arg-type]
+        current = current_revision(conn)
         checks["migrations"] = "ok" if current == head_revision() else f"at {current}, head is {head_revision()}"
     except Exception as exc:  # any failure means "not ready", with the reason
         checks["database"] = f"error: {type(exc).__name__}"

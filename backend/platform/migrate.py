@@ -43,6 +43,8 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
-def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
+def current_revision(bind: Engine | Connection) -> str | None:
+    if isinstance(bind, Connection):
+        return MigrationContext.configure(bind).get_current_revision()
+    with bind.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

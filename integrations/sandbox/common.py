@@ -70,7 +70,6 @@ def make_app(
 ) -> Flask:
     """A Flask app for one service with logging, faults and the `/_sandbox/...` control routes."""
     app = Flask(f"dealerloop_sandbox_{service}")
-    app.config["TRAP_HTTP_EXCEPTIONS"] = False
 
     def _errcode_response(fault: Any) -> Response:
         return fail(fault.errcode)

@@ -86,7 +86,9 @@ def wecom_aes_key(encoding_aes_key: str) -> bytes:
     return key
 
 
-def wecom_encrypt(encoding_aes_key: str, message: str, receive_id: str, random_prefix: bytes | None = None) -> str:
+def wecom_encrypt(
+    encoding_aes_key: str, message: str, receive_id: str, random_prefix: bytes | None = None
+) -> str:
     """random(16) + len(msg) big-endian u32 + msg + receive_id, PKCS#7 to 32, AES-256-CBC(iv=key[:16])."""
     key = wecom_aes_key(encoding_aes_key)
     body = message.encode("utf-8")

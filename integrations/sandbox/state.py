@@ -225,7 +225,9 @@ class SandboxState:
             current = [
                 (t, info)
                 for t, info in self.tokens.items()
-                if info.service == service and info.owner == owner and not info.superseded
+                if info.service == service
+                and info.owner == owner
+                and not info.superseded
                 and info.expires_at > now
             ]
             if reuse_valid and current:
@@ -261,7 +263,9 @@ class SandboxState:
     def revoke_tokens(self, service: str | None = None) -> None:
         """Forget every issued token (the next call with one answers 40001 / 40014)."""
         with self.lock:
-            self.tokens = {t: i for t, i in self.tokens.items() if service is not None and i.service != service}
+            self.tokens = {
+                t: i for t, i in self.tokens.items() if service is not None and i.service != service
+            }
 
     # ------------------------------------------------------------------ one-time codes
     def _issue_code(self, pool: dict[str, OneTimeCode], payload: dict[str, Any], ttl: float) -> str:
@@ -334,8 +338,12 @@ class SandboxState:
         self.add_tag_group("客户等级", ["A", "B", "C"])
         suv = group["tag"][0]["id"]
         self.add_external_contact(
-            "wmDemoCustomer001", "陈先生", unionid="oDemoUnion001", follow_userid="advisor.zhang",
-            state="store01", tags=[suv],
+            "wmDemoCustomer001",
+            "陈先生",
+            unionid="oDemoUnion001",
+            follow_userid="advisor.zhang",
+            state="store01",
+            tags=[suv],
         )
         self.add_external_contact("wmDemoCustomer002", "刘女士", follow_userid="advisor.wang")
 
@@ -358,7 +366,13 @@ class SandboxState:
                 "order": len(self.tag_groups) + 1,
                 "deleted": False,
                 "tag": [
-                    {"id": self.new_id("et", 12), "name": n, "create_time": now, "order": i + 1, "deleted": False}
+                    {
+                        "id": self.new_id("et", 12),
+                        "name": n,
+                        "create_time": now,
+                        "order": i + 1,
+                        "deleted": False,
+                    }
                     for i, n in enumerate(tag_names)
                 ],
             }
@@ -378,7 +392,7 @@ class SandboxState:
         external_userid: str,
         name: str,
         *,
-        type: int = 1,  # noqa: A002 - the upstream field name
+        type: int = 1,  # the upstream field name
         unionid: str | None = None,
         follow_userid: str | None = None,
         remark: str = "",
@@ -398,8 +412,9 @@ class SandboxState:
                 contact["unionid"] = unionid
             self.external_contacts[external_userid] = contact
             if follow_userid:
-                self.add_follow(follow_userid, external_userid, remark=remark, state=state, add_way=add_way,
-                                tags=tags)
+                self.add_follow(
+                    follow_userid, external_userid, remark=remark, state=state, add_way=add_way, tags=tags
+                )
 
     def add_follow(
         self,
@@ -455,7 +470,9 @@ class SandboxState:
         """Force the ticket the sandbox issues (to check a signature against a known example)."""
         with self.lock:
             self.forced_tickets["agent" if agent else "corp"] = ticket
-            self.tickets = {k: v for k, v in self.tickets.items() if not k.startswith("agent" if agent else "corp")}
+            self.tickets = {
+                k: v for k, v in self.tickets.items() if not k.startswith("agent" if agent else "corp")
+            }
 
     def issue_ticket(self, kind: str) -> tuple[str, int]:
         with self.lock:
@@ -497,7 +514,9 @@ class SandboxState:
         encrypted = crypto.wecom_encrypt(self.credentials["WECOM_CALLBACK_AES_KEY"], xml_plaintext, corp_id)
         timestamp = timestamp or str(int(self.now()))
         nonce = nonce or str(secrets.randbelow(10**10))
-        signature = crypto.wecom_signature(self.credentials["WECOM_CALLBACK_TOKEN"], timestamp, nonce, encrypted)
+        signature = crypto.wecom_signature(
+            self.credentials["WECOM_CALLBACK_TOKEN"], timestamp, nonce, encrypted
+        )
         body = (
             f"<xml><ToUserName><![CDATA[{corp_id}]]></ToUserName>"
             f"<AgentID><![CDATA[{self.credentials['WECOM_AGENT_ID']}]]></AgentID>"
@@ -511,7 +530,9 @@ class SandboxState:
         echostr = crypto.wecom_encrypt(self.credentials["WECOM_CALLBACK_AES_KEY"], echostr_plaintext, corp_id)
         timestamp = str(int(self.now()))
         nonce = str(secrets.randbelow(10**10))
-        signature = crypto.wecom_signature(self.credentials["WECOM_CALLBACK_TOKEN"], timestamp, nonce, echostr)
+        signature = crypto.wecom_signature(
+            self.credentials["WECOM_CALLBACK_TOKEN"], timestamp, nonce, echostr
+        )
         return {"msg_signature": signature, "timestamp": timestamp, "nonce": nonce, "echostr": echostr}
 
     def wecom_decrypt(self, encrypted: str) -> str:
@@ -611,7 +632,10 @@ class SandboxState:
                 "trade_type": "JSAPI",
                 "trade_state": order.trade_state,
                 "trade_state_desc": {
-                    "NOTPAY": "未支付", "SUCCESS": "支付成功", "CLOSED": "已关闭", "REFUND": "转入退款",
+                    "NOTPAY": "未支付",
+                    "SUCCESS": "支付成功",
+                    "CLOSED": "已关闭",
+                    "REFUND": "转入退款",
                 }.get(order.trade_state, order.trade_state),
                 "attach": req.get("attach", ""),
                 "payer": {"openid": req["payer"]["openid"]},
@@ -621,9 +645,7 @@ class SandboxState:
                 view["transaction_id"] = order.transaction_id
                 view["bank_type"] = order.bank_type
                 view["success_time"] = order.success_time
-                view["amount"].update(
-                    {"payer_total": req["amount"]["total"], "payer_currency": "CNY"}
-                )
+                view["amount"].update({"payer_total": req["amount"]["total"], "payer_currency": "CNY"})
             return view
 
     def mark_paid(self, out_trade_no: str, *, bank_type: str = "OTHERS") -> dict[str, Any]:
@@ -633,8 +655,10 @@ class SandboxState:
             if order.trade_state != "NOTPAY":
                 raise ValueError(f"order is {order.trade_state}")
             order.trade_state = "SUCCESS"
-            order.transaction_id = "42000" + datetime.fromtimestamp(self.now(), UTC).strftime("%Y%m%d") + (
-                "".join(str(secrets.randbelow(10)) for _ in range(15))
+            order.transaction_id = (
+                "42000"
+                + datetime.fromtimestamp(self.now(), UTC).strftime("%Y%m%d")
+                + ("".join(str(secrets.randbelow(10)) for _ in range(15)))
             )
             order.bank_type = bank_type
             order.success_time = rfc3339(self.now())

@@ -14,8 +14,17 @@ from .state import SandboxState
 SERVICE = "wechat"
 MINIPROGRAM_STATES = ("developer", "trial", "formal")
 # Value limits per data key prefix (subscribe message keyword types).
-VALUE_LIMITS = {"thing": 20, "number": 32, "letter": 32, "symbol": 5, "character_string": 32, "name": 10,
-                "phrase": 5, "phone_number": 17, "car_number": 8}
+VALUE_LIMITS = {
+    "thing": 20,
+    "number": 32,
+    "letter": 32,
+    "symbol": 5,
+    "character_string": 32,
+    "name": 10,
+    "phrase": 5,
+    "phone_number": 17,
+    "car_number": 8,
+}
 
 
 def create_wechat_app(state: SandboxState) -> Flask:

@@ -14,7 +14,16 @@ from .state import CHINA_TZ, IssuedToken, SandboxState
 SERVICE = "wecom"
 DAY = 86400
 WELCOME_MSGTYPES = ("image", "link", "miniprogram", "video", "file")
-APP_MSGTYPES = ("text", "textcard", "news", "markdown", "miniprogram_notice", "template_card", "image", "file")
+APP_MSGTYPES = (
+    "text",
+    "textcard",
+    "news",
+    "markdown",
+    "miniprogram_notice",
+    "template_card",
+    "image",
+    "file",
+)
 
 
 def _china_midnight(ts: int) -> int:
@@ -50,11 +59,19 @@ def create_wecom_app(state: SandboxState) -> Flask:
                 found = state.find_tag(tag_id)
                 if found:
                     group, tag = found
-                    tags.append({"group_name": group["group_name"], "tag_name": tag["name"], "tag_id": tag_id,
-                                 "type": 1})
+                    tags.append(
+                        {
+                            "group_name": group["group_name"],
+                            "tag_name": tag["name"],
+                            "tag_id": tag_id,
+                            "type": 1,
+                        }
+                    )
             follow_user.append({**f, "tags": tags})
-        return {"external_contact": copy.deepcopy(state.external_contacts[external_userid]),
-                "follow_user": follow_user}
+        return {
+            "external_contact": copy.deepcopy(state.external_contacts[external_userid]),
+            "follow_user": follow_user,
+        }
 
     # --- token, OAuth, tickets ---------------------------------------------------------
     @app.get("/cgi-bin/gettoken")
@@ -168,11 +185,17 @@ def create_wecom_app(state: SandboxState) -> Flask:
                     continue
                 follow_info = {k: v for k, v in copy.deepcopy(follow).items() if k != "tag_ids"}
                 follow_info["tag_id"] = list(follow["tag_ids"])
-                rows.append({"external_contact": copy.deepcopy(state.external_contacts[e]),
-                             "follow_info": follow_info})
+                rows.append(
+                    {
+                        "external_contact": copy.deepcopy(state.external_contacts[e]),
+                        "follow_info": follow_info,
+                    }
+                )
         page = rows[start : start + limit]
         next_cursor = str(start + limit) if start + limit < len(rows) else ""
-        return ok(external_contact_list=page, next_cursor=next_cursor, fail_info={"unlicensed_userid_list": []})
+        return ok(
+            external_contact_list=page, next_cursor=next_cursor, fail_info={"unlicensed_userid_list": []}
+        )
 
     def validate_contact_way(data: dict[str, Any], creating: bool) -> Response | None:
         if creating:
@@ -285,8 +308,11 @@ def create_wecom_app(state: SandboxState) -> Flask:
         if len(attachments) > 9:
             return fail(40058, "at most 9 attachments")
         for item in attachments:
-            if not isinstance(item, dict) or item.get("msgtype") not in WELCOME_MSGTYPES or \
-                    not isinstance(item.get(item.get("msgtype")), dict):
+            if (
+                not isinstance(item, dict)
+                or item.get("msgtype") not in WELCOME_MSGTYPES
+                or not isinstance(item.get(item.get("msgtype")), dict)
+            ):
                 return fail(40058, "invalid attachment")
         status, payload = state.consume_welcome_code(data.get("welcome_code"))
         if status != "ok":
@@ -316,8 +342,14 @@ def create_wecom_app(state: SandboxState) -> Flask:
                 return fail(60111, f"invalid userid {unknown[0]}")
             rows = []
             for day in range(start, end + 1, DAY):
-                totals = {"stat_time": day, "chat_cnt": 0, "message_cnt": 0, "negative_feedback_cnt": 0,
-                          "new_apply_cnt": 0, "new_contact_cnt": 0}
+                totals = {
+                    "stat_time": day,
+                    "chat_cnt": 0,
+                    "message_cnt": 0,
+                    "negative_feedback_cnt": 0,
+                    "new_apply_cnt": 0,
+                    "new_contact_cnt": 0,
+                }
                 for userid in userids:
                     for key, value in state.behavior.get((userid, day), {}).items():
                         if key in ("reply_percentage", "avg_reply_time"):
@@ -349,8 +381,11 @@ def create_wecom_app(state: SandboxState) -> Flask:
                 if (handover, ext) not in state.follows:
                     customers.append({"external_userid": ext, "errcode": 84061})
                     continue
-                state.transfers[(handover, takeover, ext)] = {"external_userid": ext, "status": 2,
-                                                              "takeover_time": 0}
+                state.transfers[(handover, takeover, ext)] = {
+                    "external_userid": ext,
+                    "status": 2,
+                    "takeover_time": 0,
+                }
                 customers.append({"external_userid": ext, "errcode": 0})
         return ok(customer=customers)
 

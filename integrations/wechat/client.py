@@ -102,4 +102,3 @@ class MiniProgramClient:
         if miniprogram_state:
             body["miniprogram_state"] = miniprogram_state
         self.caller.call(lambda: self.sdk.post("message/subscribe/send", data=body))
-

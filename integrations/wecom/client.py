@@ -69,8 +69,9 @@ class WeComClient:
         self.caller = TokenedCaller(
             SERVICE, self.tokens, self.tokens.key(SERVICE, f"{corp_id}:{self.agent_id}"), self._fetch_token
         )
-        self.sdk = _WeComSDK(corp_id, secret, api_base=api_base, timeout=timeout,
-                             token_source=self.caller.current_token)
+        self.sdk = _WeComSDK(
+            corp_id, secret, api_base=api_base, timeout=timeout, token_source=self.caller.current_token
+        )
 
     def _fetch_token(self) -> tuple[str, float]:
         result = self.sdk.fetch_access_token()
@@ -98,7 +99,9 @@ class WeComClient:
         result = self.get("auth/getuserinfo", {"code": code})
         if result.get("userid"):
             return WeComUser(userid=result["userid"])
-        return WeComUser(userid=None, external_userid=result.get("external_userid"), openid=result.get("openid"))
+        return WeComUser(
+            userid=None, external_userid=result.get("external_userid"), openid=result.get("openid")
+        )
 
     def jsapi_ticket(self, agent: bool = False) -> str:
         if agent:
@@ -122,8 +125,12 @@ class WeComClient:
         nonce_str = nonce_str or "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(16))
         timestamp = int(timestamp if timestamp is not None else self.clock())
         signature = self.sdk.jsapi.get_jsapi_signature(nonce_str, ticket, timestamp, url.split("#", 1)[0])
-        result: dict[str, Any] = {"corpid": self.corp_id, "timestamp": timestamp, "nonceStr": nonce_str,
-                                  "signature": signature}
+        result: dict[str, Any] = {
+            "corpid": self.corp_id,
+            "timestamp": timestamp,
+            "nonceStr": nonce_str,
+            "signature": signature,
+        }
         if agent:
             result["agentid"] = self.agent_id
         else:

@@ -48,17 +48,26 @@ def clients(sandbox_reset) -> Iterator[Any]:
 
         @staticmethod
         def miniprogram(tokens: TokenCache | None = None, timeout: float = 2.0) -> MiniProgramClient:
-            client = MiniProgramClient(creds["WECHAT_APP_ID"], creds["WECHAT_APP_SECRET"],
-                                       api_base=sandbox_reset.wechat_url, timeout=timeout,
-                                       tokens=tokens or TokenCache())
+            client = MiniProgramClient(
+                creds["WECHAT_APP_ID"],
+                creds["WECHAT_APP_SECRET"],
+                api_base=sandbox_reset.wechat_url,
+                timeout=timeout,
+                tokens=tokens or TokenCache(),
+            )
             made.append(client)
             return client
 
         @staticmethod
         def wecom(tokens: TokenCache | None = None, timeout: float = 2.0) -> WeComClient:
-            client = WeComClient(creds["WECOM_CORP_ID"], creds["WECOM_AGENT_ID"], creds["WECOM_SECRET"],
-                                 api_base=sandbox_reset.wecom_url, timeout=timeout,
-                                 tokens=tokens or TokenCache())
+            client = WeComClient(
+                creds["WECOM_CORP_ID"],
+                creds["WECOM_AGENT_ID"],
+                creds["WECOM_SECRET"],
+                api_base=sandbox_reset.wecom_url,
+                timeout=timeout,
+                tokens=tokens or TokenCache(),
+            )
             made.append(client)
             return client
 
@@ -82,4 +91,3 @@ def clients(sandbox_reset) -> Iterator[Any]:
     yield Factory
     for client in made:
         client.close()
-

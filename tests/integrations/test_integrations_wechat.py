@@ -55,8 +55,11 @@ def test_login_code_unknown_or_expired_is_40029(clients):
 
 def test_login_code_via_control_endpoint(clients):
     sandbox = clients.sandbox
-    code = requests.post(sandbox.wechat_url + "/_sandbox/login-code",
-                         json={"openid": "oOwner9", "unionid": "oUnion9"}, timeout=5).json()["code"]
+    code = requests.post(
+        sandbox.wechat_url + "/_sandbox/login-code",
+        json={"openid": "oOwner9", "unionid": "oUnion9"},
+        timeout=5,
+    ).json()["code"]
     session = clients.miniprogram().code_to_session(code)
     assert (session.openid, session.unionid) == ("oOwner9", "oUnion9")
 
@@ -64,9 +67,16 @@ def test_login_code_via_control_endpoint(clients):
 def test_success_body_has_no_errcode(sandbox_reset):
     creds = sandbox_reset.credentials
     code = sandbox_reset.state.issue_login_code("oOwner1")
-    body = requests.get(sandbox_reset.wechat_url + "/sns/jscode2session", params={
-        "appid": creds["WECHAT_APP_ID"], "secret": creds["WECHAT_APP_SECRET"], "js_code": code,
-        "grant_type": "authorization_code"}, timeout=5).json()
+    body = requests.get(
+        sandbox_reset.wechat_url + "/sns/jscode2session",
+        params={
+            "appid": creds["WECHAT_APP_ID"],
+            "secret": creds["WECHAT_APP_SECRET"],
+            "js_code": code,
+            "grant_type": "authorization_code",
+        },
+        timeout=5,
+    ).json()
     assert "errcode" not in body
     assert body["openid"] == "oOwner1"
 
@@ -74,10 +84,16 @@ def test_success_body_has_no_errcode(sandbox_reset):
 def test_wrong_app_credentials(sandbox_reset):
     creds = sandbox_reset.credentials
     url = sandbox_reset.wechat_url + TOKEN
-    bad_appid = requests.get(url, params={"grant_type": "client_credential", "appid": "wxnope",
-                                          "secret": creds["WECHAT_APP_SECRET"]}, timeout=5).json()
-    bad_secret = requests.get(url, params={"grant_type": "client_credential", "appid": creds["WECHAT_APP_ID"],
-                                           "secret": "nope"}, timeout=5).json()
+    bad_appid = requests.get(
+        url,
+        params={"grant_type": "client_credential", "appid": "wxnope", "secret": creds["WECHAT_APP_SECRET"]},
+        timeout=5,
+    ).json()
+    bad_secret = requests.get(
+        url,
+        params={"grant_type": "client_credential", "appid": creds["WECHAT_APP_ID"], "secret": "nope"},
+        timeout=5,
+    ).json()
     assert bad_appid["errcode"] == 40013
     assert bad_secret["errcode"] == 40125
 
@@ -85,7 +101,11 @@ def test_wrong_app_credentials(sandbox_reset):
 def test_new_token_invalidates_previous_after_overlap(sandbox_reset):
     creds = sandbox_reset.credentials
     state = sandbox_reset.state
-    params = {"grant_type": "client_credential", "appid": creds["WECHAT_APP_ID"], "secret": creds["WECHAT_APP_SECRET"]}
+    params = {
+        "grant_type": "client_credential",
+        "appid": creds["WECHAT_APP_ID"],
+        "secret": creds["WECHAT_APP_SECRET"],
+    }
     first = requests.get(sandbox_reset.wechat_url + TOKEN, params=params, timeout=5).json()["access_token"]
     second = requests.get(sandbox_reset.wechat_url + TOKEN, params=params, timeout=5).json()["access_token"]
     assert first != second
@@ -120,8 +140,10 @@ def test_token_refreshed_once_under_concurrency(clients, redis_client):
     sandbox.state.set_subscribe_grants("oOwner1", "TPL_SERVICE", 100)
     # A slow token endpoint widens the race: everyone arrives while the first fetch is in flight.
     sandbox.state.set_fault("slow", seconds=0.3, path=TOKEN, service="wechat", count=1)
-    workers = [clients.miniprogram(tokens=TokenCache(redis_client, namespace=redis_client.namespace))
-               for _ in range(8)]
+    workers = [
+        clients.miniprogram(tokens=TokenCache(redis_client, namespace=redis_client.namespace))
+        for _ in range(8)
+    ]
     barrier = threading.Barrier(len(workers) * 2)
     errors: list[BaseException] = []
 
@@ -129,7 +151,7 @@ def test_token_refreshed_once_under_concurrency(clients, redis_client):
         barrier.wait()
         try:
             client.send_subscribe_message("oOwner1", "TPL_SERVICE", {"thing1": {"value": "到店提醒"}})
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(w,)) for w in workers for _ in range(2)]
@@ -148,7 +170,9 @@ def test_token_refreshed_once_in_memory_across_threads(clients):
     mp = clients.miniprogram()
     codes = [sandbox.state.issue_login_code(f"oOwner{i}") for i in range(10)]
     results: list[str] = []
-    threads = [threading.Thread(target=lambda c=c: results.append(mp.code_to_session(c).openid)) for c in codes]
+    threads = [
+        threading.Thread(target=lambda c=c: results.append(mp.code_to_session(c).openid)) for c in codes
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -279,8 +303,9 @@ def test_subscribe_send_and_43101(clients):
     mp = clients.miniprogram()
     state.set_subscribe_grants("oOwner1", "TPL_BOOKING", 1)
     data = {"thing1": {"value": "首保到期"}, "time2": {"value": "2025-06-01 10:00"}}
-    mp.send_subscribe_message("oOwner1", "TPL_BOOKING", data, page="pages/booking/detail?id=1",
-                              miniprogram_state="trial")
+    mp.send_subscribe_message(
+        "oOwner1", "TPL_BOOKING", data, page="pages/booking/detail?id=1", miniprogram_state="trial"
+    )
     sent = state.subscribe_messages[-1]
     assert sent["touser"] == "oOwner1"
     assert sent["miniprogram_state"] == "trial"
@@ -305,11 +330,15 @@ def test_subscribe_send_validation(clients):
 
 def test_subscribe_grants_via_control_endpoint(clients):
     sandbox = clients.sandbox
-    requests.post(sandbox.wechat_url + "/_sandbox/subscribe-grants",
-                  json={"openid": "oOwner7", "template_id": "TPL", "count": 1}, timeout=5).raise_for_status()
+    requests.post(
+        sandbox.wechat_url + "/_sandbox/subscribe-grants",
+        json={"openid": "oOwner7", "template_id": "TPL", "count": 1},
+        timeout=5,
+    ).raise_for_status()
     clients.miniprogram().send_subscribe_message("oOwner7", "TPL", {"thing1": {"value": "x"}})
-    phone_code = requests.post(sandbox.wechat_url + "/_sandbox/phone-code", json={"phone": "13900001111"},
-                               timeout=5).json()["code"]
+    phone_code = requests.post(
+        sandbox.wechat_url + "/_sandbox/phone-code", json={"phone": "13900001111"}, timeout=5
+    ).json()["code"]
     assert clients.miniprogram().get_phone_number(phone_code) == "13900001111"
 
 
