@@ -79,6 +79,7 @@ class ProfileProjectionSchema(OutputSchema):
     last_touch_at = fields.DateTime(allow_none=True)
     last_contact_at = fields.DateTime(allow_none=True)
     last_contact_advisor_id = fields.Integer(allow_none=True)
+    last_advisor_contact_at = fields.DateTime(allow_none=True)
     last_store_visit_at = fields.DateTime(allow_none=True)
     last_store_visit_store_id = fields.Integer(allow_none=True)
     counts_by_kind = fields.Dict(keys=fields.String(), values=fields.Integer())

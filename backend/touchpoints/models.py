@@ -149,7 +149,9 @@ class CustomerProfile(Base):
     touchpoint_count: Mapped[int] = mapped_column(default=0)
     last_touch_at: Mapped[datetime | None] = mapped_column(default=None)
     last_contact_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The advisor of the latest contact that had one (a store visit may have no advisor).
     last_contact_advisor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
+    last_advisor_contact_at: Mapped[datetime | None] = mapped_column(default=None)
     last_store_visit_at: Mapped[datetime | None] = mapped_column(default=None)
     last_store_visit_store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), default=None)
 

@@ -74,12 +74,14 @@ def _project(session: Session, tp: Touchpoint) -> None:
     kind = Kind(tp.kind)
     is_contact = kind in CONTACT_KINDS
     is_visit = kind in VISIT_KINDS
+    advisor_contact = is_contact and tp.advisor_id is not None
     values = {
         "customer_id": tp.customer_id,
         "touchpoint_count": 1,
         "last_touch_at": tp.occurred_at,
         "last_contact_at": tp.occurred_at if is_contact else None,
-        "last_contact_advisor_id": tp.advisor_id if is_contact else None,
+        "last_contact_advisor_id": tp.advisor_id if advisor_contact else None,
+        "last_advisor_contact_at": tp.occurred_at if advisor_contact else None,
         "last_store_visit_at": tp.occurred_at if is_visit else None,
         "last_store_visit_store_id": tp.store_id if is_visit else None,
     }
@@ -92,9 +94,11 @@ def _project(session: Session, tp: Touchpoint) -> None:
         pairs: list[tuple[str, Any]] = [("touchpoint_count", P.touchpoint_count + 1)]
         pairs.append(("last_touch_at", case((newer(P.last_touch_at, new.last_touch_at), new.last_touch_at), else_=P.last_touch_at)))
         if is_contact:
-            # advisor before time: on MariaDB later assignments see the earlier ones
-            pairs.append(("last_contact_advisor_id", case((newer(P.last_contact_at, new.last_contact_at), new.last_contact_advisor_id), else_=P.last_contact_advisor_id)))
             pairs.append(("last_contact_at", case((newer(P.last_contact_at, new.last_contact_at), new.last_contact_at), else_=P.last_contact_at)))
+        if advisor_contact:
+            # advisor before time: on MariaDB later assignments see the earlier ones
+            pairs.append(("last_contact_advisor_id", case((newer(P.last_advisor_contact_at, new.last_advisor_contact_at), new.last_contact_advisor_id), else_=P.last_contact_advisor_id)))
+            pairs.append(("last_advisor_contact_at", case((newer(P.last_advisor_contact_at, new.last_advisor_contact_at), new.last_advisor_contact_at), else_=P.last_advisor_contact_at)))
         if is_visit:
             pairs.append(("last_store_visit_store_id", case((newer(P.last_store_visit_at, new.last_store_visit_at), new.last_store_visit_store_id), else_=P.last_store_visit_store_id)))
             pairs.append(("last_store_visit_at", case((newer(P.last_store_visit_at, new.last_store_visit_at), new.last_store_visit_at), else_=P.last_store_visit_at)))
@@ -145,6 +149,7 @@ def rebuild_profiles(session: Session, customer_ids: list[int] | None = None, ba
                 "last_touch_at": None,
                 "last_contact_at": None,
                 "last_contact_advisor_id": None,
+                "last_advisor_contact_at": None,
                 "last_store_visit_at": None,
                 "last_store_visit_store_id": None,
             }
@@ -154,7 +159,9 @@ def rebuild_profiles(session: Session, customer_ids: list[int] | None = None, ba
         kind_counts[kind] = kind_counts.get(kind, 0) + 1
         if kind in CONTACT_KINDS:
             current["last_contact_at"] = occurred_at
-            current["last_contact_advisor_id"] = advisor_id
+            if advisor_id is not None:
+                current["last_contact_advisor_id"] = advisor_id
+                current["last_advisor_contact_at"] = occurred_at
         if kind in VISIT_KINDS:
             current["last_store_visit_at"] = occurred_at
             current["last_store_visit_store_id"] = store_id
@@ -178,6 +185,7 @@ def profile_of(session: Session, customer_id: int) -> dict[str, Any]:
         "last_touch_at": profile.last_touch_at if profile else None,
         "last_contact_at": profile.last_contact_at if profile else None,
         "last_contact_advisor_id": profile.last_contact_advisor_id if profile else None,
+        "last_advisor_contact_at": profile.last_advisor_contact_at if profile else None,
         "last_store_visit_at": profile.last_store_visit_at if profile else None,
         "last_store_visit_store_id": profile.last_store_visit_store_id if profile else None,
         "counts_by_kind": counts,

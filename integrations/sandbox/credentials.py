@@ -58,14 +58,16 @@ def _encoding_aes_key() -> str:
 def _generate() -> dict[str, str]:
     merchant_key = crypto.generate_rsa_key()
     platform_key = crypto.generate_rsa_key()
-    mchid = "19" + _digits(8)
+    # Identifiers are fixed so that data seeded by one `make run` (staff rows carry the corp id)
+    # still matches after a restart; only the secrets and keys are fresh per process.
+    mchid = "1900000109"
     public_key_id = "PUB_KEY_ID_01" + mchid + _digits(16)
-    app_id = "wx" + secrets.token_hex(8)
+    app_id = "wxde01e0000000d001"
     _platform_private_keys[public_key_id] = crypto.private_key_pem(platform_key)
     return {
         "WECHAT_APP_ID": app_id,
         "WECHAT_APP_SECRET": secrets.token_hex(16),
-        "WECOM_CORP_ID": "ww" + secrets.token_hex(8),
+        "WECOM_CORP_ID": "wwde01e0000000d001",
         "WECOM_AGENT_ID": "1000002",
         "WECOM_SECRET": _alnum(43),
         "WECOM_CALLBACK_TOKEN": _alnum(24),

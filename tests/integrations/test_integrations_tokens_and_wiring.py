@@ -28,7 +28,7 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def cache_factory(request):
     def make(**kwargs):
         if request.param == "memory":
@@ -108,6 +108,7 @@ def test_waiter_gives_up_when_the_lock_holder_hangs():
         cache.get(key, lambda: ("never", 7200))
 
 
+@pytest.mark.redis
 def test_redis_key_layout(redis_client, sandbox_reset):
     cache = TokenCache(redis_client)
     assert cache.key("wechat", "wxabc") == "dealerloop:token:wechat:wxabc"
@@ -132,6 +133,7 @@ def test_dev_credentials_are_stable_and_complete():
     assert first["WECHATPAY_PUBLIC_KEY_ID"].startswith("PUB_KEY_ID_")
 
 
+@pytest.mark.redis
 def test_build_gateways_against_sandbox(sandbox_reset, redis_client):
     gateways = build_gateways(sandbox_reset.config(), redis_client)
     try:

@@ -118,6 +118,7 @@ def test_new_token_invalidates_previous_after_overlap(sandbox_reset):
     assert state.check_token("wechat", second)[0] == 42001
 
 
+@pytest.mark.redis
 def test_token_shared_through_redis_between_processes(clients, redis_client):
     sandbox = clients.sandbox
     state = sandbox.state
@@ -134,6 +135,7 @@ def test_token_shared_through_redis_between_processes(clients, redis_client):
     assert redis_client.exists(key)
 
 
+@pytest.mark.redis
 def test_token_refreshed_once_under_concurrency(clients, redis_client):
     sandbox = clients.sandbox
     sandbox.state.add_user("oOwner1")

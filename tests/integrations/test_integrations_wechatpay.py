@@ -67,6 +67,9 @@ def test_tampered_authorization_rejected(sandbox_reset):
     response = requests.post(url, data=body, headers={**headers, "Authorization": wrong_serial}, timeout=5)
     assert (response.status_code, response.json()["code"]) == (401, "SIGN_ERROR")
 
+    no_serial = requests.post(url, data=body, headers={"Authorization": authorization}, timeout=5)
+    assert (no_serial.status_code, no_serial.json()["code"]) == (400, "PARAM_ERROR")
+
     genuine = requests.post(url, data=body, headers={**headers, "Authorization": authorization}, timeout=5)
     assert genuine.status_code == 404  # signature fine; the order does not exist
     assert genuine.json()["code"] == "ORDER_NOT_EXIST"

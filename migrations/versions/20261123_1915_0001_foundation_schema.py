@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 19:11:36.516220
+Create Date: 2026-11-23 19:15:35.965948
 """
 
 from alembic import op
@@ -238,6 +238,7 @@ def upgrade() -> None:
     sa.Column('last_touch_at', backend.platform.db.UTCDateTime(), nullable=True),
     sa.Column('last_contact_at', backend.platform.db.UTCDateTime(), nullable=True),
     sa.Column('last_contact_advisor_id', sa.Integer(), nullable=True),
+    sa.Column('last_advisor_contact_at', backend.platform.db.UTCDateTime(), nullable=True),
     sa.Column('last_store_visit_at', backend.platform.db.UTCDateTime(), nullable=True),
     sa.Column('last_store_visit_store_id', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_customer_profile_customer_id_customer')),

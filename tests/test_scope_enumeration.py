@@ -1,0 +1,111 @@
+"""Deny by default, scope every query: walks the app's URL map.
+
+1. Every API view must declare a scope decision (`@public`, `@self_only`, `@scoped(...)`).
+2. Every view with an id in its path is called with an id from outside the caller's scope and
+   must answer 404 — a new endpoint whose id parameter is not listed below fails this test
+   until someone decides how to build an out-of-scope object for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from backend.platform.api import SCOPE_ATTR
+
+NON_API_PREFIXES = ("/static", "/docs", "/openapi.json", "/docs-assets", "/sandbox")
+
+
+def _handlers(app: Any) -> list[tuple[str, str, Any]]:
+    out = []
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(NON_API_PREFIXES) or rule.endpoint == "static":
+            continue
+        view = app.view_functions[rule.endpoint]
+        view_class = getattr(view, "view_class", None)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            handler = getattr(view_class, method.lower()) if view_class else view
+            out.append((rule.rule, method, handler))
+    return out
+
+
+def test_every_view_declares_a_scope_decision(app: Any) -> None:
+    missing = [f"{m} {r}" for r, m, h in _handlers(app) if not getattr(h, SCOPE_ATTR, None)]
+    assert not missing, f"views without @public/@self_only/@scoped: {missing}"
+
+
+@dataclass
+class World:
+    mine: dict[str, int]
+    foreign: dict[str, int]
+
+
+@pytest.fixture
+def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> Any:
+    """The caller is the manager of store 0; everything 'foreign' lives in another division."""
+    from backend.customers.models import Car
+    from backend.customers.service import merge_customers
+    from backend.platform.actors import SystemActor
+
+    manager = make_staff(tree.stores[0], "store_manager")
+    my_adv = make_staff(tree.stores[0], "sales_advisor")
+    other_adv = make_staff(tree.stores[3], "sales_advisor")
+    mine = make_customer(tree.stores[0], advisor=my_adv)
+    foreign = make_customer(tree.stores[3], advisor=other_adv)
+    foreign_dup = make_customer(tree.stores[3], advisor=other_adv)
+    foreign_member = make_customer(tree.stores[3])
+    car = Car(customer_id=foreign_member.id, vin="LFV2A21K7G3000001")
+    db_session.add(car)
+    db_session.flush()
+    merge = merge_customers(db_session, SystemActor("test"), foreign_dup.id, foreign.id, "dup")
+    db_session.commit()
+    return {
+        "manager": manager,
+        "owner": mine,
+        "ids": {
+            "customer_id": foreign.id,
+            "org_unit_id": tree.stores[3].id,
+            "staff_id": other_adv.id,
+            "merge_id": merge.id,
+            "car_id": car.id,
+        },
+    }
+
+
+def test_ids_from_another_scope_answer_404(app: Any, client: Any, world: Any, staff_headers: Any, member_headers: Any) -> None:
+    checked = []
+    for rule, method, _handler in _handlers(app):
+        params = [p for p in _rule_params(app, rule)]
+        if not params:
+            continue
+        unknown = [p for p in params if p not in world["ids"]]
+        assert not unknown, f"{method} {rule}: add an out-of-scope factory for {unknown} in this test"
+        url = rule
+        for p in params:
+            url = url.replace(f"<int:{p}>", str(world["ids"][p]))
+        if rule.startswith("/api/workbench/"):
+            headers = staff_headers(world["manager"])
+        elif rule.startswith("/api/app/"):
+            headers = member_headers(world["owner"])
+        else:
+            raise AssertionError(f"{rule}: unknown API surface")
+        resp = client.open(url, method=method, headers=headers, json={} if method in ("POST", "PATCH", "PUT") else None)
+        assert resp.status_code == 404, f"{method} {url} → {resp.status_code} {resp.get_json()}"
+        assert resp.get_json()["code"].endswith("not_found")
+        checked.append(f"{method} {rule}")
+    assert len(checked) >= 8, checked
+
+
+def _rule_params(app: Any, rule_str: str) -> list[str]:
+    for rule in app.url_map.iter_rules():
+        if rule.rule == rule_str:
+            return sorted(rule.arguments)
+    return []
+
+
+def test_in_scope_ids_do_answer(client: Any, world: Any, staff_headers: Any, db_session: Any) -> None:
+    headers = staff_headers(world["manager"])
+    assert client.get(f"/api/workbench/v1/customers/{world['owner'].id}", headers=headers).status_code == 200
+    assert client.get(f"/api/workbench/v1/customers/{world['owner'].id}/timeline", headers=headers).status_code == 200
