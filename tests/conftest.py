@@ -159,7 +159,7 @@ def _db_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
         db.session.remove()
         outer.rollback()
         connection.close()
-        db.session_factory.configure(bind=engine, join_transaction_mode="conservative_savepoint")
+        db.session_factory.configure(bind=engine, join_transaction_mode="conditional_savepoint")
 
 
 def _empty_tables(engine: Any) -> None:

@@ -1,0 +1,106 @@
+"""Start and stop gunicorn with identical settings for the app and the baseline.
+
+Settings (the same for both, see bench/README.md for the reasoning): `-w 2 -k gthread
+--threads 4`. Two processes for the two cores; four threads each so that a worker keeps
+serialising one response while others wait on MariaDB; gthread keeps HTTP/1.1 connections
+alive (the sync worker closes every connection), which is what a reverse proxy with upstream
+keep-alive does. No access log.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+WORKERS = 2
+THREADS = 4
+GUNICORN_SETTINGS = [
+    "--workers", str(WORKERS),
+    "--worker-class", "gthread",
+    "--threads", str(THREADS),
+    "--keep-alive", "30",
+    "--backlog", "256",
+    "--log-level", "warning",
+    "--graceful-timeout", "5",
+]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)  # gunicorn: graceful stop of the master and its workers
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def log_tail(self, n: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def start(name: str, wsgi_target: str, env: Mapping[str, str], log_dir: Path) -> Server:
+    port = free_port()
+    log_path = log_dir / f"{name}.gunicorn.log"
+    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
+    cmd = [sys.executable, "-m", "gunicorn", *GUNICORN_SETTINGS, "--bind", f"127.0.0.1:{port}",
+           "--chdir", str(REPO_ROOT), wsgi_target]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    return Server(name, port, process, log_path)
+
+
+def wait_ready(server: Server, path: str, headers: Mapping[str, str], timeout: float = 60.0) -> None:
+    """Until `path` answers 200 (both workers have imported the app by then, nearly always)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise SystemExit(f"{server.name}: gunicorn exited ({server.process.returncode})\n{server.log_tail()}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+            conn.request("GET", path, headers=dict(headers))
+            resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            if resp.status == 200:
+                return
+            last = f"HTTP {resp.status}: {body[:300]!r}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise SystemExit(f"{server.name}: not ready after {timeout:.0f} s ({last})\n{server.log_tail()}")
+
+
+def get_json(server: Server, path: str, headers: Mapping[str, str]) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", path, headers=dict(headers))
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()

@@ -1,0 +1,162 @@
+"""The transactional outbox: jobs run after commit, survive a Redis outage, never run twice."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from backend.platform import jobs
+from backend.platform.db import commit, db, rollback
+from backend.platform.jobs import Dispatcher, OutboxJob, enqueue, execute, job, relay
+from backend.touchpoints.models import Touchpoint
+from backend.touchpoints.service import record
+
+RUNS: list[dict] = []
+
+
+@job("test.note_run")
+def note_run(session: Any, customer_id: int, tag: str) -> None:
+    # A fresh source_ref per execution: if the job ever ran twice, two rows would exist.
+    record(session, customer_id=customer_id, kind="follow_up_done", channel="system", source="test_job",
+           source_ref=f"run:{tag}:{uuid.uuid4().hex}")
+
+
+@job("test.flaky")
+def flaky(session: Any, fail_times: int, key: str) -> None:
+    RUNS.append({"key": key})
+    if sum(1 for r in RUNS if r["key"] == key) <= fail_times:
+        raise RuntimeError("transient failure")
+
+
+def _runs(session: Any, tag: str) -> int:
+    return session.scalar(select(func.count()).select_from(Touchpoint).where(Touchpoint.source_ref.like(f"run:{tag}:%")))
+
+
+def test_inline_job_runs_only_after_commit(app: Any, db_session: Any, make_customer: Any) -> None:
+    c = make_customer()
+    row = enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "a"})
+    assert _runs(db_session, "a") == 0  # not before commit
+    commit(db_session)
+    db_session.expire_all()
+    assert _runs(db_session, "a") == 1
+    assert db_session.get(OutboxJob, row.id).status == "done"
+
+
+def test_rolled_back_change_never_runs_its_job(app: Any, db_session: Any, make_customer: Any) -> None:
+    c = make_customer()
+    enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "b"})
+    rollback(db_session)
+    assert _runs(db_session, "b") == 0
+    assert db_session.scalar(select(func.count()).select_from(OutboxJob)) == 0
+
+
+def test_dedup_key_enqueues_once(app: Any, db_session: Any, make_customer: Any) -> None:
+    c = make_customer()
+    assert enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "d"}, dedup_key="push:1:member:7")
+    assert enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "d"}, dedup_key="push:1:member:7") is None
+    commit(db_session)
+    assert _runs(db_session, "d") == 1
+
+
+def test_failed_job_is_retried_and_left_failed_after_max_attempts(app: Any, db_session: Any) -> None:
+    row = enqueue(db_session, "test.flaky", {"fail_times": 99, "key": "f1"})
+    commit(db_session)  # inline attempt 1 fails (logged, recorded)
+    for _ in range(10):
+        relay()
+    db_session.expire_all()
+    final = db_session.get(OutboxJob, row.id)
+    assert final.status == "failed"
+    assert final.attempts == app.config["JOB_MAX_ATTEMPTS"]
+    assert "transient failure" in final.last_error
+
+
+def test_transient_failure_then_success_runs_effect_once(app: Any, db_session: Any) -> None:
+    row = enqueue(db_session, "test.flaky", {"fail_times": 1, "key": "f2"})
+    commit(db_session)
+    assert relay() == 1
+    db_session.expire_all()
+    done = db_session.get(OutboxJob, row.id)
+    assert (done.status, done.attempts) == ("done", 2)
+    assert execute(row.id) == "skipped"
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Any:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.mark.redis
+def test_redis_outage_keeps_jobs_in_the_outbox_until_relayed(app: Any, db_session: Any, make_customer: Any,
+                                                             redis_client: Any, monkeypatch: Any) -> None:
+    import redis
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    c = make_customer()
+    down = Dispatcher(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2), max_attempts=3)
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", down)
+    row = enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "r"})
+    commit(db_session)  # the hand-over fails: Redis is down
+    db_session.expire_all()
+    assert db_session.get(OutboxJob, row.id).status == "pending"
+    assert _runs(db_session, "r") == 0
+
+    up = Dispatcher(redis_client, max_attempts=3)
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", up)
+    assert relay() == 1
+    assert relay() == 0  # nothing pending any more
+    # A relayer that raced (handed the same row over twice) cannot make it run twice:
+    up.hand_over(row.id, "default")
+    SimpleWorker(list(jobs.QUEUES), connection=redis_client, serializer=JSONSerializer).work(burst=True)
+    db_session.expire_all()
+    assert db_session.get(OutboxJob, row.id).status == "done"
+    assert _runs(db_session, "r") == 1
+
+
+@pytest.mark.mariadb
+@pytest.mark.dbcommit
+def test_periodic_job_fires_once_per_slot_across_workers(app: Any, monkeypatch: Any) -> None:
+    from backend.customers.models import Customer
+
+    with app.app_context():
+        session = db.session_factory()
+        customer = Customer(name="periodic")
+        session.add(customer)
+        session.commit()
+        cid = customer.id
+        session.close()
+
+    @job("test.periodic_note")
+    def periodic_note(session: Any, slot: int) -> None:
+        record(session, customer_id=cid, kind="follow_up_done", channel="system", source="test_job",
+               source_ref=f"run:periodic:{uuid.uuid4().hex}")
+
+    monkeypatch.setattr(jobs, "_PERIODIC", [jobs.Periodic("test.periodic_note", 3600)])
+    now = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)
+    barrier = threading.Barrier(4)
+    fired: list[list[str]] = []
+
+    def worker() -> None:
+        barrier.wait()
+        fired.append(jobs.tick_periodic(app, now=now))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(len(f) for f in fired) == [0, 0, 0, 1]
+    with app.app_context():
+        session = db.session_factory()
+        assert _runs(session, "periodic") == 1
+        session.close()
