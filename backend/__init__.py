@@ -34,9 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None, environ: Mapping[str, st
     configure_logging(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
     _configure_database(app)
     _configure_redis_and_jobs(app)
-    app.extensions["dealerloop.phone_vault"] = PhoneVault(
-        app.config["PII_ENCRYPTION_KEY"], app.config["PII_INDEX_KEY"]
-    )
+    app.extensions["dealerloop.phone_vault"] = PhoneVault(app.config["PII_ENCRYPTION_KEY"], app.config["PII_INDEX_KEY"])
     _configure_gateways(app)
     _configure_request_context(app)
     _register_api(app)

@@ -43,7 +43,7 @@ from backend.customers.service import set_phone
 from backend.customers.vin import check_digit
 from backend.org.models import OrgKind, OrgUnit, Role, Staff, StaffRole
 from backend.org.service import org_path
-from backend.platform.db import commit, db, utcnow
+from backend.platform.db import commit, db, rollback, utcnow
 from backend.platform.errors import AppError
 from backend.platform.pii import PhoneVault
 from backend.touchpoints.models import Channel, Kind, Touchpoint
@@ -534,7 +534,7 @@ def seed_demo(if_empty: bool = False, customers: int = 500) -> str:
                 commit(session)
                 session.expunge_all()  # keep the identity map small across batches
     except BaseException:
-        session.rollback()
+        rollback(session)
         raise
     return (
         f"demo data: created {counts.units} org units, {counts.staff} staff, {counts.customers} customers, "

@@ -54,7 +54,10 @@ def pytest_configure(config: pytest.Config) -> None:
             "CI=true but a required service is unreachable: "
             + "; ".join(
                 f"{name} ({problem})"
-                for name, problem in (("MariaDB 127.0.0.1:3306", mariadb_problem), ("Redis 127.0.0.1:6379", redis_problem))
+                for name, problem in (
+                    ("MariaDB 127.0.0.1:3306", mariadb_problem),
+                    ("Redis 127.0.0.1:6379", redis_problem),
+                )
                 if problem
             ),
             returncode=3,
@@ -169,7 +172,7 @@ def _empty_tables(engine: Any) -> None:
         if engine.dialect.name in ("mysql", "mariadb"):
             conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
             for table in metadata.sorted_tables:
-                conn.execute(text(f"DELETE FROM `{table.name}`"))
+                conn.execute(table.delete())
             conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
         else:
             for table in reversed(metadata.sorted_tables):

@@ -24,7 +24,9 @@ def _unit(session: Any, kind: str, name: str, parent: Any | None) -> Any:
     from backend.org.models import OrgKind, OrgUnit
     from backend.org.service import org_path
 
-    unit = OrgUnit(kind=OrgKind(kind), code=f"{kind}-{next(_seq)}", name=name, parent_id=parent.id if parent else None, path="/")
+    unit = OrgUnit(
+        kind=OrgKind(kind), code=f"{kind}-{next(_seq)}", name=name, parent_id=parent.id if parent else None, path="/"
+    )
     session.add(unit)
     session.flush()
     unit.path = org_path(parent, unit.id)
@@ -61,7 +63,9 @@ def tree(make_tree: Any) -> Tree:
 def make_staff(db_session: Any, app: Any) -> Any:
     from backend.org.models import Role, Staff, StaffRole
 
-    def build(org_unit: Any, *roles: str, name: str | None = None, userid: str | None = None, status: str = "active") -> Any:
+    def build(
+        org_unit: Any, *roles: str, name: str | None = None, userid: str | None = None, status: str = "active"
+    ) -> Any:
         n = next(_seq)
         staff = Staff(
             corp_id=app.config["WECOM_CORP_ID"],
@@ -82,8 +86,14 @@ def make_staff(db_session: Any, app: Any) -> Any:
 def make_customer(db_session: Any, app: Any) -> Any:
     from backend.customers.models import Customer, CustomerAdvisor, CustomerIdentity, IdentityKind
 
-    def build(store: Any | None = None, advisor: Any | None = None, role: str = "sales_advisor", name: str | None = None,
-              openid: str | None = None, phone: str | None = None) -> Any:
+    def build(
+        store: Any | None = None,
+        advisor: Any | None = None,
+        role: str = "sales_advisor",
+        name: str | None = None,
+        openid: str | None = None,
+        phone: str | None = None,
+    ) -> Any:
         n = next(_seq)
         customer = Customer(name=name or f"客户{n}", home_store_id=store.id if store else None)
         db_session.add(customer)

@@ -56,8 +56,12 @@ def test_concurrent_first_logins_create_one_member(app: Any, sandbox_reset: Any)
 
 def test_concurrent_refresh_with_one_token_succeeds_once(app: Any, sandbox_reset: Any) -> None:
     client = app.test_client()
-    tokens = client.post("/api/app/v1/auth/login", json={"code": sandbox_reset.state.issue_login_code("o-ref")}).get_json()
-    results = run_threads(5, lambda i: client.post("/api/app/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}))
+    tokens = client.post(
+        "/api/app/v1/auth/login", json={"code": sandbox_reset.state.issue_login_code("o-ref")}
+    ).get_json()
+    results = run_threads(
+        5, lambda i: client.post("/api/app/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    )
     statuses = sorted(r.status_code for r in results)
     assert statuses == [200, 401, 401, 401, 401], [r.get_json() for r in results]
 
@@ -73,8 +77,14 @@ def test_same_touchpoint_recorded_concurrently_is_one_row(app: Any) -> None:
     def write(i: int) -> int:
         with app.app_context():
             s = db.session()
-            tp = record(s, customer_id=cid, kind="friend_added", channel="wecom", source="wecom_callback",
-                        source_ref="wecom:add:dup")
+            tp = record(
+                s,
+                customer_id=cid,
+                kind="friend_added",
+                channel="wecom",
+                source="wecom_callback",
+                source_ref="wecom:add:dup",
+            )
             s.commit()
             return tp.id
 
@@ -120,7 +130,9 @@ def test_concurrent_idempotent_creates_make_one_car(app: Any) -> None:
         token = issue_access_token(app.config["SECRET_KEY"], "owner", customer.id, 900)
     client = app.test_client()
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "car-race"}
-    results = run_threads(5, lambda i: client.post("/api/app/v1/me/cars", json={"vin": "LFV2A21K7G3000001"}, headers=headers))
+    results = run_threads(
+        5, lambda i: client.post("/api/app/v1/me/cars", json={"vin": "LFV2A21K7G3000001"}, headers=headers)
+    )
     statuses = sorted(r.status_code for r in results)
     assert set(statuses) <= {201, 409}, [r.get_json() for r in results]
     assert statuses.count(201) >= 1

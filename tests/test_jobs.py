@@ -22,8 +22,14 @@ RUNS: list[dict] = []
 @job("test.note_run")
 def note_run(session: Any, customer_id: int, tag: str) -> None:
     # A fresh source_ref per execution: if the job ever ran twice, two rows would exist.
-    record(session, customer_id=customer_id, kind="follow_up_done", channel="system", source="test_job",
-           source_ref=f"run:{tag}:{uuid.uuid4().hex}")
+    record(
+        session,
+        customer_id=customer_id,
+        kind="follow_up_done",
+        channel="system",
+        source="test_job",
+        source_ref=f"run:{tag}:{uuid.uuid4().hex}",
+    )
 
 
 @job("test.flaky")
@@ -34,7 +40,9 @@ def flaky(session: Any, fail_times: int, key: str) -> None:
 
 
 def _runs(session: Any, tag: str) -> int:
-    return session.scalar(select(func.count()).select_from(Touchpoint).where(Touchpoint.source_ref.like(f"run:{tag}:%")))
+    return session.scalar(
+        select(func.count()).select_from(Touchpoint).where(Touchpoint.source_ref.like(f"run:{tag}:%"))
+    )
 
 
 def test_inline_job_runs_only_after_commit(app: Any, db_session: Any, make_customer: Any) -> None:
@@ -96,8 +104,9 @@ def redis_client(redis_url: str) -> Any:
 
 
 @pytest.mark.redis
-def test_redis_outage_keeps_jobs_in_the_outbox_until_relayed(app: Any, db_session: Any, make_customer: Any,
-                                                             redis_client: Any, monkeypatch: Any) -> None:
+def test_redis_outage_keeps_jobs_in_the_outbox_until_relayed(
+    app: Any, db_session: Any, make_customer: Any, redis_client: Any, monkeypatch: Any
+) -> None:
     import redis
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
@@ -138,8 +147,14 @@ def test_periodic_job_fires_once_per_slot_across_workers(app: Any, monkeypatch: 
 
     @job("test.periodic_note")
     def periodic_note(session: Any, slot: int) -> None:
-        record(session, customer_id=cid, kind="follow_up_done", channel="system", source="test_job",
-               source_ref=f"run:periodic:{uuid.uuid4().hex}")
+        record(
+            session,
+            customer_id=cid,
+            kind="follow_up_done",
+            channel="system",
+            source="test_job",
+            source_ref=f"run:periodic:{uuid.uuid4().hex}",
+        )
 
     monkeypatch.setattr(jobs, "_PERIODIC", [jobs.Periodic("test.periodic_note", 3600)])
     now = datetime(2026, 11, 23, 10, 30, tzinfo=UTC)

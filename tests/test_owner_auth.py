@@ -52,7 +52,10 @@ def test_unionid_stitches_to_customer_known_from_wecom(client: Any, wx: Any, db_
     assert body["customer_id"] == known.id
     assert body["is_new_member"] is False
     assert db_session.scalar(select(func.count()).select_from(Customer)) == 1
-    idents = {i.kind: i.value for i in db_session.scalars(select(CustomerIdentity).where(CustomerIdentity.customer_id == known.id))}
+    idents = {
+        i.kind: i.value
+        for i in db_session.scalars(select(CustomerIdentity).where(CustomerIdentity.customer_id == known.id))
+    }
     assert idents[IdentityKind.OPENID] == "o-shared"
 
 
@@ -150,7 +153,12 @@ def test_bad_phone_code_is_422_and_changes_nothing(client: Any, wx: Any, db_sess
 def test_phone_of_another_member_is_409(client: Any, wx: Any) -> None:
     _, h1 = _owner(client, wx, "o-p1")
     _, h2 = _owner(client, wx, "o-p2")
-    assert client.post("/api/app/v1/me/phone", json={"code": wx.state.issue_phone_code("13900001111")}, headers=h1).status_code == 200
+    assert (
+        client.post(
+            "/api/app/v1/me/phone", json={"code": wx.state.issue_phone_code("13900001111")}, headers=h1
+        ).status_code
+        == 200
+    )
     resp = client.post("/api/app/v1/me/phone", json={"code": wx.state.issue_phone_code("13900001111")}, headers=h2)
     assert resp.status_code == 409 and resp.get_json()["code"] == "member.phone_taken"
 

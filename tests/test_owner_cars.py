@@ -30,8 +30,17 @@ def test_vin_rules(vin: str, ok: bool) -> None:
 
 def test_car_crud(client: Any, make_customer: Any, member_headers: Any) -> None:
     h = member_headers(make_customer())
-    created = client.post("/api/app/v1/me/cars", json={"vin": GOOD_VIN.lower(), "plate": "粤B12345", "brand": "大众",
-                                                        "mileage_km": 12000, "purchase_date": "2024-05-01"}, headers=h)
+    created = client.post(
+        "/api/app/v1/me/cars",
+        json={
+            "vin": GOOD_VIN.lower(),
+            "plate": "粤B12345",
+            "brand": "大众",
+            "mileage_km": 12000,
+            "purchase_date": "2024-05-01",
+        },
+        headers=h,
+    )
     assert created.status_code == 201, created.get_json()
     car = created.get_json()
     assert car["vin"] == GOOD_VIN
@@ -54,8 +63,9 @@ def test_car_crud(client: Any, make_customer: Any, member_headers: Any) -> None:
         ({"plate": "粤B1"}, "vin"),
     ],
 )
-def test_bad_car_input_is_422_with_the_field(client: Any, make_customer: Any, member_headers: Any, body: dict,
-                                             field: str, db_session: Any) -> None:
+def test_bad_car_input_is_422_with_the_field(
+    client: Any, make_customer: Any, member_headers: Any, body: dict, field: str, db_session: Any
+) -> None:
     resp = client.post("/api/app/v1/me/cars", json=body, headers=member_headers(make_customer()))
     assert resp.status_code == 422
     assert field in resp.get_json()["errors"]["json"]
@@ -81,13 +91,15 @@ def test_another_owners_car_is_404(client: Any, make_customer: Any, member_heade
     a, b = make_customer(), make_customer()
     car = client.post("/api/app/v1/me/cars", json={"vin": GOOD_VIN}, headers=member_headers(a)).get_json()
     for method in ("get", "patch", "delete"):
-        resp = getattr(client, method)(f"/api/app/v1/me/cars/{car['id']}", json={} if method == "patch" else None,
-                                       headers=member_headers(b))
+        resp = getattr(client, method)(
+            f"/api/app/v1/me/cars/{car['id']}", json={} if method == "patch" else None, headers=member_headers(b)
+        )
         assert resp.status_code == 404 and resp.get_json()["code"] == "car.not_found"
 
 
-def test_idempotency_key_replays_and_refuses_a_different_body(client: Any, make_customer: Any, member_headers: Any,
-                                                              db_session: Any) -> None:
+def test_idempotency_key_replays_and_refuses_a_different_body(
+    client: Any, make_customer: Any, member_headers: Any, db_session: Any
+) -> None:
     h = {**member_headers(make_customer()), "Idempotency-Key": "add-car-1"}
     first = client.post("/api/app/v1/me/cars", json={"vin": GOOD_VIN}, headers=h)
     replay = client.post("/api/app/v1/me/cars", json={"vin": GOOD_VIN}, headers=h)

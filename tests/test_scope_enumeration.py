@@ -74,7 +74,9 @@ def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> An
     }
 
 
-def test_ids_from_another_scope_answer_404(app: Any, client: Any, world: Any, staff_headers: Any, member_headers: Any) -> None:
+def test_ids_from_another_scope_answer_404(
+    app: Any, client: Any, world: Any, staff_headers: Any, member_headers: Any
+) -> None:
     checked = []
     for rule, method, _handler in _handlers(app):
         params = [p for p in _rule_params(app, rule)]

@@ -37,8 +37,9 @@ def test_bad_oauth_code_is_401(client: Any, sandbox_reset: Any) -> None:
     assert resp.status_code == 401 and resp.get_json()["code"] == "auth.login_code_invalid"
 
 
-def test_resigned_staff_cannot_log_in_or_use_a_token(client: Any, sandbox_reset: Any, tree: Any, make_staff: Any,
-                                                    staff_headers: Any, db_session: Any) -> None:
+def test_resigned_staff_cannot_log_in_or_use_a_token(
+    client: Any, sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any, db_session: Any
+) -> None:
     adv = make_staff(tree.stores[0], "sales_advisor", userid="adv-gone")
     headers = staff_headers(adv)
     adv.status = "resigned"
@@ -48,9 +49,9 @@ def test_resigned_staff_cannot_log_in_or_use_a_token(client: Any, sandbox_reset:
     assert client.get("/api/workbench/v1/me", headers=headers).status_code == 401
 
 
-def test_owner_token_is_refused_on_the_workbench_and_vice_versa(client: Any, tree: Any, make_staff: Any,
-                                                               make_customer: Any, staff_headers: Any,
-                                                               member_headers: Any) -> None:
+def test_owner_token_is_refused_on_the_workbench_and_vice_versa(
+    client: Any, tree: Any, make_staff: Any, make_customer: Any, staff_headers: Any, member_headers: Any
+) -> None:
     staff = make_staff(tree.stores[0], "group_admin")
     customer = make_customer(tree.stores[0])
     wrong1 = client.get("/api/workbench/v1/me", headers=member_headers(customer))
@@ -72,12 +73,31 @@ def _forge(app: Any, header: dict, claims: dict, key: str | None = None) -> str:
 
 def _claims(customer_id: int, **over: Any) -> dict:
     now = int(time.time())
-    return {"iss": "dealerloop", "aud": "owner", "sub": str(customer_id), "typ": "access", "iat": now, "exp": now + 600, **over}
+    return {
+        "iss": "dealerloop",
+        "aud": "owner",
+        "sub": str(customer_id),
+        "typ": "access",
+        "iat": now,
+        "exp": now + 600,
+        **over,
+    }
 
 
 @pytest.mark.parametrize(
     "case",
-    ["expired", "tampered", "wrong_key", "alg_none", "alg_hs512", "wrong_issuer", "refresh_typ", "no_sub", "garbage", "no_bearer"],
+    [
+        "expired",
+        "tampered",
+        "wrong_key",
+        "alg_none",
+        "alg_hs512",
+        "wrong_issuer",
+        "refresh_typ",
+        "no_sub",
+        "garbage",
+        "no_bearer",
+    ],
 )
 def test_bad_jwts_are_401(client: Any, app: Any, make_customer: Any, case: str) -> None:
     customer = make_customer()

@@ -48,13 +48,28 @@ def test_record_refuses_unknown_kinds_and_naive_times(db_session: Any, make_cust
 def test_profile_projection_equals_rebuild(db_session: Any, make_customer: Any, tree: Any, make_staff: Any) -> None:
     adv = [make_staff(tree.stores[0], "sales_advisor") for _ in range(3)]
     customers = [make_customer(tree.stores[0]) for _ in range(4)]
-    kinds = ["message_sent", "call_logged", "arrived", "points_earned", "booking_created", "service_completed", "content_opened"]
+    kinds = [
+        "message_sent",
+        "call_logged",
+        "arrived",
+        "points_earned",
+        "booking_created",
+        "service_completed",
+        "content_opened",
+    ]
     rng = random.Random(7)
     events = [(rng.choice(customers), i) for i in range(120)]
     rng.shuffle(events)  # out of order, as callbacks arrive
     for customer, n in events:
-        _rec(db_session, customer, n, kind=rng.choice(kinds), advisor_id=rng.choice(adv).id,
-             store_id=tree.stores[rng.randrange(2)].id, occurred_at=T0 + timedelta(minutes=rng.randrange(30)))
+        _rec(
+            db_session,
+            customer,
+            n,
+            kind=rng.choice(kinds),
+            advisor_id=rng.choice(adv).id,
+            store_id=tree.stores[rng.randrange(2)].id,
+            occurred_at=T0 + timedelta(minutes=rng.randrange(30)),
+        )
     db_session.flush()
     incremental = {c.id: profile_of(db_session, c.id) for c in customers}
     assert sum(p["touchpoint_count"] for p in incremental.values()) == 120
@@ -101,8 +116,14 @@ def timeline_world(db_session: Any, tree: Any, make_staff: Any, make_customer: A
     other = make_staff(tree.stores[0], "service_advisor")
     c = make_customer(tree.stores[0], advisor=adv)
     for n in range(45):
-        _rec(db_session, c, n, kind=["message_sent", "call_logged", "points_earned"][n % 3],
-             channel=["wecom", "phone", "system"][n % 3], advisor_id=(adv if n % 2 else other).id)
+        _rec(
+            db_session,
+            c,
+            n,
+            kind=["message_sent", "call_logged", "points_earned"][n % 3],
+            channel=["wecom", "phone", "system"][n % 3],
+            advisor_id=(adv if n % 2 else other).id,
+        )
     db_session.commit()
     return adv, other, c
 
@@ -136,7 +157,9 @@ def test_timeline_filters(client: Any, timeline_world: Any, staff_headers: Any) 
     by_other = client.get(base + f"&advisor_id={other.id}", headers=h).get_json()["items"]
     assert len(by_other) == 23 and {i["advisor_id"] for i in by_other} == {other.id}
     since = (T0 + timedelta(minutes=40)).isoformat()
-    recent = client.get(f"/api/workbench/v1/customers/{c.id}/timeline", query_string={"since": since, "limit": 100}, headers=h).get_json()["items"]
+    recent = client.get(
+        f"/api/workbench/v1/customers/{c.id}/timeline", query_string={"since": since, "limit": 100}, headers=h
+    ).get_json()["items"]
     assert len(recent) == 5
 
 
@@ -152,8 +175,9 @@ def test_timeline_bad_input(client: Any, timeline_world: Any, staff_headers: Any
     assert naive.status_code == 422
 
 
-def test_advisor_sees_only_own_customers(client: Any, tree: Any, make_staff: Any, make_customer: Any,
-                                         staff_headers: Any) -> None:
+def test_advisor_sees_only_own_customers(
+    client: Any, tree: Any, make_staff: Any, make_customer: Any, staff_headers: Any
+) -> None:
     adv = make_staff(tree.stores[0], "sales_advisor")
     colleague = make_staff(tree.stores[0], "sales_advisor")
     mine = make_customer(tree.stores[0], advisor=adv)
@@ -164,8 +188,9 @@ def test_advisor_sees_only_own_customers(client: Any, tree: Any, make_staff: Any
     assert client.get(f"/api/workbench/v1/customers/{theirs.id}/timeline", headers=h).status_code == 404
 
 
-def test_owner_feed_shows_own_visible_activity_only(client: Any, db_session: Any, make_customer: Any,
-                                                    member_headers: Any) -> None:
+def test_owner_feed_shows_own_visible_activity_only(
+    client: Any, db_session: Any, make_customer: Any, member_headers: Any
+) -> None:
     me, other = make_customer(), make_customer()
     _rec(db_session, me, 1, kind="booking_created", channel="miniprogram")
     _rec(db_session, me, 2, kind="script_sent")  # advisor-internal
@@ -176,8 +201,9 @@ def test_owner_feed_shows_own_visible_activity_only(client: Any, db_session: Any
     assert "advisor_id" not in items[0] and "payload" not in items[0]
 
 
-def test_customer_list_has_no_n_plus_one(client: Any, app: Any, tree: Any, make_staff: Any, make_customer: Any,
-                                         staff_headers: Any) -> None:
+def test_customer_list_has_no_n_plus_one(
+    client: Any, app: Any, tree: Any, make_staff: Any, make_customer: Any, staff_headers: Any
+) -> None:
     from sqlalchemy import event
 
     from backend.platform.db import db

@@ -4,7 +4,9 @@ from backend.platform.api import OutputSchema, Schema
 
 
 class CodeLoginSchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=128), metadata={"description": "wx.login / WeCom OAuth code"})
+    code = fields.String(
+        required=True, validate=validate.Length(min=1, max=128), metadata={"description": "wx.login / WeCom OAuth code"}
+    )
 
 
 class RefreshSchema(Schema):

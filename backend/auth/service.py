@@ -12,7 +12,9 @@ def _ttl() -> tuple[int, int]:
     return current_app.config["ACCESS_TOKEN_TTL"], current_app.config["REFRESH_TOKEN_TTL"]
 
 
-def issue_tokens(session: Session, audience: str, subject_id: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def issue_tokens(
+    session: Session, audience: str, subject_id: int, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     access_ttl, refresh_ttl = _ttl()
     refresh, _row = issue_refresh_token(session, audience, subject_id, refresh_ttl)
     return {
@@ -24,15 +26,15 @@ def issue_tokens(session: Session, audience: str, subject_id: int, extra: dict[s
     }
 
 
-def refresh_tokens(
-    session: Session, audience: str, raw_refresh: str, claims_for: Any = None
-) -> dict[str, Any]:
+def refresh_tokens(session: Session, audience: str, raw_refresh: str, claims_for: Any = None) -> dict[str, Any]:
     """Rotate the refresh token; `claims_for(subject_id)` adds audience-specific claims."""
     access_ttl, refresh_ttl = _ttl()
     new_raw, row = rotate_refresh_token(session, raw_refresh, audience, refresh_ttl)
     extra = claims_for(row.subject_id) if claims_for else None
     return {
-        "access_token": issue_access_token(current_app.config["SECRET_KEY"], audience, row.subject_id, access_ttl, extra),
+        "access_token": issue_access_token(
+            current_app.config["SECRET_KEY"], audience, row.subject_id, access_ttl, extra
+        ),
         "token_type": "Bearer",
         "expires_in": access_ttl,
         "refresh_token": new_raw,

@@ -11,12 +11,21 @@ from backend.auth import service as auth_service
 from backend.auth.schemas import CodeLoginSchema, OwnerLoginResultSchema, RefreshSchema, TokenPairSchema
 from backend.customers import service
 from backend.customers.models import Customer, IdentityKind
-from backend.customers.schemas import CarInSchema, CarPatchSchema, CarSchema, MemberProfileSchema, PhoneCodeSchema, ProfileUpdateSchema
+from backend.customers.schemas import (
+    CarInSchema,
+    CarPatchSchema,
+    CarSchema,
+    MemberProfileSchema,
+    PhoneCodeSchema,
+    ProfileUpdateSchema,
+)
 from backend.platform.api import Blueprint, current_member, public, self_only
 from backend.platform.db import db
 from backend.platform.idempotency import idempotent
 
-blp = Blueprint("owner", __name__, url_prefix="/api/app/v1", audience="owner", description="车主小程序接口 — owner mini-program API")
+blp = Blueprint(
+    "owner", __name__, url_prefix="/api/app/v1", audience="owner", description="车主小程序接口 — owner mini-program API"
+)
 
 
 def _gateways() -> Any:
@@ -92,7 +101,9 @@ class Me(MethodView):
 @blp.response(200, MemberProfileSchema)
 def bind_phone(data: dict[str, Any]) -> dict[str, Any]:
     """Bind the phone number from a getPhoneNumber code."""
-    customer = service.bind_phone(db.session(), current_member(), _gateways().miniprogram, service.vault(), data["code"])
+    customer = service.bind_phone(
+        db.session(), current_member(), _gateways().miniprogram, service.vault(), data["code"]
+    )
     return _profile(customer)
 
 

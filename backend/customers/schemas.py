@@ -6,7 +6,9 @@ from backend.platform.api import OutputSchema, Schema
 
 
 class PhoneCodeSchema(Schema):
-    code = fields.String(required=True, validate=validate.Length(min=1, max=128), metadata={"description": "getPhoneNumber code"})
+    code = fields.String(
+        required=True, validate=validate.Length(min=1, max=128), metadata={"description": "getPhoneNumber code"}
+    )
 
 
 class ProfileUpdateSchema(Schema):

@@ -372,7 +372,10 @@ def merge_customers(
     locked = {
         c.id: c
         for c in session.scalars(
-            select(Customer).where(Customer.id.in_(sorted({source_id, target_id}))).order_by(Customer.id).with_for_update()
+            select(Customer)
+            .where(Customer.id.in_(sorted({source_id, target_id})))
+            .order_by(Customer.id)
+            .with_for_update()
         )
     }
     source, target = locked.get(source_id), locked.get(target_id)
@@ -411,7 +414,14 @@ def merge_customers(
     session.flush()
     session.expire_all()
     rebuild_profiles(session, [source_id, target_id])
-    write_audit(session, actor, "customer.merged", "customer", target_id, {"merge_id": merge.id, "source_id": source_id, "reason": reason})
+    write_audit(
+        session,
+        actor,
+        "customer.merged",
+        "customer",
+        target_id,
+        {"merge_id": merge.id, "source_id": source_id, "reason": reason},
+    )
     record(
         session,
         customer_id=target_id,
@@ -429,7 +439,10 @@ def reverse_merge(session: Session, actor: StaffActor, merge: CustomerMerge) -> 
         raise AppError("customer.merge_already_reversed", 409)
     locked = list(
         session.scalars(
-            select(Customer).where(Customer.id.in_(sorted({merge.source_id, merge.target_id}))).order_by(Customer.id).with_for_update()
+            select(Customer)
+            .where(Customer.id.in_(sorted({merge.source_id, merge.target_id})))
+            .order_by(Customer.id)
+            .with_for_update()
         )
     )
     by_id = {c.id: c for c in locked}

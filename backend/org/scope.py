@@ -32,7 +32,9 @@ class ScopeRule:
 _RULES: dict[str, ScopeRule] = {}
 
 
-def register_scope(resource: str, model: type, where: Callable[[StaffActor], ColumnElement[bool]], not_found_code: str) -> None:
+def register_scope(
+    resource: str, model: type, where: Callable[[StaffActor], ColumnElement[bool]], not_found_code: str
+) -> None:
     _RULES[resource] = ScopeRule(model, where, not_found_code)
 
 

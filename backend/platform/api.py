@@ -14,7 +14,8 @@ from typing import Any
 
 import flask_smorest
 from flask import Flask, current_app, g, request
-from marshmallow import EXCLUDE, RAISE, Schema as MaSchema
+from marshmallow import EXCLUDE, RAISE
+from marshmallow import Schema as MaSchema
 
 from backend.platform.actors import Actor, MemberActor, StaffActor
 from backend.platform.db import commit, db, rollback
@@ -190,7 +191,10 @@ def init_api(app: Flask) -> Api:
     app.config.setdefault("OPENAPI_SWAGGER_UI_URL", "/docs-assets/")
     api = Api(
         spec_kwargs={
-            "info": {"description": "dealerloop: owner mini-program API (/api/app/v1) and advisor workbench (/api/workbench/v1)"},
+            "info": {
+                "description": "dealerloop: owner mini-program API (/api/app/v1) "
+                "and advisor workbench (/api/workbench/v1)"
+            },
             "security": [{"bearerAuth": []}],
             "components": {
                 "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}

@@ -75,8 +75,6 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC)
 
 
-
-
 def StrEnumType(enum_cls: type[enum.Enum], length: int = 32) -> Enum:  # noqa: N802 - reads like a type
     """Enums are stored as their string values in a VARCHAR (portable, no ALTER to add a value)."""
     return Enum(

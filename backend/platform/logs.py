@@ -73,7 +73,9 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s [req=%(request_id)s actor=%(actor_id)s job=%(job_id)s] %(message)s")
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s actor=%(actor_id)s job=%(job_id)s] %(message)s"
+        )
 
     def formatException(self, ei) -> str:  # noqa: N802 - logging API
         return mask_text(super().formatException(ei))

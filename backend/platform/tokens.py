@@ -14,13 +14,12 @@ import warnings
 from datetime import datetime, timedelta
 from typing import Any
 
+import authlib.deprecate  # noqa: E402,F401  (installs its own "always" filter; ours must come after)
 from sqlalchemy import ForeignKey, Index, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from backend.platform.db import Base, BigId, utcnow
 from backend.platform.errors import AppError
-
-import authlib.deprecate  # noqa: E402,F401  (installs its own "always" filter; ours must come after)
 
 with warnings.catch_warnings():
     # authlib.jose announces its successor (joserfc); it stays supported until Authlib 2.0 and is

@@ -92,16 +92,58 @@ def _project(session: Session, tp: Touchpoint) -> None:
 
     def updates(new: Any) -> list[tuple[str, Any]]:
         pairs: list[tuple[str, Any]] = [("touchpoint_count", P.touchpoint_count + 1)]
-        pairs.append(("last_touch_at", case((newer(P.last_touch_at, new.last_touch_at), new.last_touch_at), else_=P.last_touch_at)))
+        pairs.append(
+            (
+                "last_touch_at",
+                case((newer(P.last_touch_at, new.last_touch_at), new.last_touch_at), else_=P.last_touch_at),
+            )
+        )
         if is_contact:
-            pairs.append(("last_contact_at", case((newer(P.last_contact_at, new.last_contact_at), new.last_contact_at), else_=P.last_contact_at)))
+            pairs.append(
+                (
+                    "last_contact_at",
+                    case((newer(P.last_contact_at, new.last_contact_at), new.last_contact_at), else_=P.last_contact_at),
+                )
+            )
         if advisor_contact:
             # advisor before time: on MariaDB later assignments see the earlier ones
-            pairs.append(("last_contact_advisor_id", case((newer(P.last_advisor_contact_at, new.last_advisor_contact_at), new.last_contact_advisor_id), else_=P.last_contact_advisor_id)))
-            pairs.append(("last_advisor_contact_at", case((newer(P.last_advisor_contact_at, new.last_advisor_contact_at), new.last_advisor_contact_at), else_=P.last_advisor_contact_at)))
+            pairs.append(
+                (
+                    "last_contact_advisor_id",
+                    case(
+                        (newer(P.last_advisor_contact_at, new.last_advisor_contact_at), new.last_contact_advisor_id),
+                        else_=P.last_contact_advisor_id,
+                    ),
+                )
+            )
+            pairs.append(
+                (
+                    "last_advisor_contact_at",
+                    case(
+                        (newer(P.last_advisor_contact_at, new.last_advisor_contact_at), new.last_advisor_contact_at),
+                        else_=P.last_advisor_contact_at,
+                    ),
+                )
+            )
         if is_visit:
-            pairs.append(("last_store_visit_store_id", case((newer(P.last_store_visit_at, new.last_store_visit_at), new.last_store_visit_store_id), else_=P.last_store_visit_store_id)))
-            pairs.append(("last_store_visit_at", case((newer(P.last_store_visit_at, new.last_store_visit_at), new.last_store_visit_at), else_=P.last_store_visit_at)))
+            pairs.append(
+                (
+                    "last_store_visit_store_id",
+                    case(
+                        (newer(P.last_store_visit_at, new.last_store_visit_at), new.last_store_visit_store_id),
+                        else_=P.last_store_visit_store_id,
+                    ),
+                )
+            )
+            pairs.append(
+                (
+                    "last_store_visit_at",
+                    case(
+                        (newer(P.last_store_visit_at, new.last_store_visit_at), new.last_store_visit_at),
+                        else_=P.last_store_visit_at,
+                    ),
+                )
+            )
         return pairs
 
     upsert(session, CustomerProfile, values, ["customer_id"], updates)
@@ -125,7 +167,9 @@ def rebuild_profiles(session: Session, customer_ids: list[int] | None = None, ba
         session.execute(delete(CustomerKindCount))
         session.execute(delete(CustomerProfile))
     stmt = (
-        select(Touchpoint.customer_id, Touchpoint.kind, Touchpoint.occurred_at, Touchpoint.advisor_id, Touchpoint.store_id)
+        select(
+            Touchpoint.customer_id, Touchpoint.kind, Touchpoint.occurred_at, Touchpoint.advisor_id, Touchpoint.store_id
+        )
         .where(*where)
         .order_by(Touchpoint.customer_id, Touchpoint.occurred_at, Touchpoint.id)
         .execution_options(yield_per=batch)
@@ -138,7 +182,9 @@ def rebuild_profiles(session: Session, customer_ids: list[int] | None = None, ba
     def flush_current() -> None:
         if current is not None:
             profiles.append(current)
-            counts.extend({"customer_id": current["customer_id"], "kind": k, "count": n} for k, n in kind_counts.items())
+            counts.extend(
+                {"customer_id": current["customer_id"], "kind": k, "count": n} for k, n in kind_counts.items()
+            )
 
     for customer_id, kind, occurred_at, advisor_id, store_id in session.execute(stmt):
         if current is None or current["customer_id"] != customer_id:

@@ -59,4 +59,10 @@ def me() -> Any:
     """The logged-in staff member, roles and scope."""
     actor = current_staff()
     staff = db.session().get(Staff, actor.staff_id)
-    return {"id": staff.id, "name": staff.name, "wecom_userid": staff.wecom_userid, "org_unit_id": staff.org_unit_id, **org_service.staff_claims(actor)}
+    return {
+        "id": staff.id,
+        "name": staff.name,
+        "wecom_userid": staff.wecom_userid,
+        "org_unit_id": staff.org_unit_id,
+        **org_service.staff_claims(actor),
+    }

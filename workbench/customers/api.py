@@ -24,7 +24,9 @@ from backend.platform.pii import PhoneInvalid
 from backend.touchpoints.schemas import TimelinePageSchema, TimelineQuerySchema
 from backend.touchpoints.service import TimelineFilter, profile_of, timeline
 
-blp = Blueprint("wb_customers", __name__, url_prefix="/api/workbench/v1", audience="staff", description="客户 — customers")
+blp = Blueprint(
+    "wb_customers", __name__, url_prefix="/api/workbench/v1", audience="staff", description="客户 — customers"
+)
 
 
 def _summary(customer: Customer) -> dict[str, Any]:
@@ -61,7 +63,11 @@ def list_customers(args: dict[str, Any]) -> dict[str, Any]:
         except PhoneInvalid as exc:
             raise AppError("request.invalid", 422, errors={"query": {"phone": ["not a mobile number"]}}) from exc
         stmt = stmt.where(
-            Customer.id.in_(select(CustomerIdentity.customer_id).where(CustomerIdentity.kind == IdentityKind.PHONE, CustomerIdentity.value == index))
+            Customer.id.in_(
+                select(CustomerIdentity.customer_id).where(
+                    CustomerIdentity.kind == IdentityKind.PHONE, CustomerIdentity.value == index
+                )
+            )
         )
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     page, size = args["page"], args["page_size"]

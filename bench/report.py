@@ -1,0 +1,92 @@
+"""Tables for the terminal and for bench/README.md (the section between a benchmark's markers is
+replaced by the latest figures)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+README = Path(__file__).resolve().parent / "README.md"
+SCENARIO_TITLES = {"first_page": "first page", "deep_page": "deep page"}
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def timeline_table(doc: dict[str, Any]) -> str:
+    head = ("scenario", "", "req/s", "p50 ms", "p95 ms", "p99 ms", "requests", "gunicorn CPU ms/req", "MariaDB CPU ms/req")
+    rows = [head, tuple("---" for _ in head)]
+    for name, per in doc["scenarios"].items():
+        title = SCENARIO_TITLES.get(name, name)
+        for impl in ("baseline", "app"):
+            m = per[impl]
+            rows.append((title, impl, _fmt(m["rps"], 1), _fmt(m["p50_ms"]), _fmt(m["p95_ms"]), _fmt(m["p99_ms"]),
+                         _fmt(m["requests"]), _fmt(m["gunicorn_cpu_ms_per_req"]), _fmt(m["mariadb_cpu_ms_per_req"])))
+        r = per["ratio_app_over_baseline"]
+        rows.append((title, "**app / baseline**", f"**{_fmt(r['rps'])}**", f"**{_fmt(r['p50'])}**",
+                     f"**{_fmt(r['p95'])}**", f"**{_fmt(r['p99'])}**", "", f"**{_fmt(r['gunicorn_cpu_per_req'])}**", ""))
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def timeline_readme_section(doc: dict[str, Any], table: str) -> str:
+    env, ds, st = doc["environment"], doc["dataset"], doc["settings"]
+    v = env["versions"]
+    first = doc["app_sql_per_request"]["first_page"]
+    trips = doc["mariadb_statements_per_request"]
+    lines = [
+        f"Latest run: {doc['finished_at']} (commit {env.get('git_commit') or '?'}), {env['cpu_count']} CPUs, "
+        f"Python {env['python']}, MariaDB {env['server_version']} (buffer pool {env['innodb_buffer_pool_mb']} MB), "
+        f"Flask {v['flask']}, flask-smorest {v['flask-smorest']}, SQLAlchemy {v['sqlalchemy']}, "
+        f"marshmallow {v['marshmallow']}, PyMySQL {v['pymysql']}, gunicorn {v['gunicorn']}.",
+        "",
+        f"Data: {ds['touchpoints']:,} touchpoints, {ds['target_customer_touchpoints']:,} of them for the customer read, "
+        f"{ds['customers']:,} customers; page size {ds['page_limit']}; deep page = cursor after row "
+        f"{ds['deep_page_depth_rows']:,}. Load: {st['client']}, {st['warmup_s']:.0f} s warm-up + "
+        f"{st['duration_s']:.0f} s per row.",
+        "",
+        table,
+        "",
+        "Ratios are app / baseline: below 1 for req/s and above 1 for latencies and CPU means the app is slower.",
+        "",
+        f"App SQL per request (first page): {len(first)} statements — "
+        + "; ".join(_short_sql(s) for s in first)
+        + f". MariaDB statements per request (global status deltas, first page): app "
+        f"{trips['app'].get('Questions')}, baseline {trips['baseline'].get('Questions')}.",
+        "",
+        f"Run time: {doc['timings_s']['total']:.0f} s (dataset: {doc['timings_s']['dataset']:.0f} s"
+        + (f", generated this run in {ds['generation_seconds']:.0f} s" if ds["generated_this_run"] else ", cached")
+        + ").",
+    ]
+    return "\n".join(lines)
+
+
+def _short_sql(sql: str) -> str:
+    if sql in ("COMMIT", "ROLLBACK"):
+        return sql
+    m = re.match(r"SELECT .*? FROM (\w+)(?: LEFT OUTER JOIN (\w+))?", sql)
+    if not m:
+        return sql[:40]
+    table = m.group(1) + (f" ⟕ {m.group(2)}" if m.group(2) else "")
+    where = re.search(r" WHERE (.*?)(?: ORDER BY| LIMIT|$)", sql)
+    cond = where.group(1) if where else ""
+    cond = re.sub(r"%\(\w+\)s", "?", cond)
+    cond = re.sub(r"\b\w+\.", "", cond)
+    return f"`{table} WHERE {cond}`" if cond else f"`{table}`"
+
+
+def update_readme(name: str, body: str) -> None:
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    text = README.read_text() if README.exists() else ""
+    block = f"{start}\n{body}\n{end}"
+    if start in text and end in text:
+        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + f"\n\n## Latest figures: {name}\n\n{block}\n"
+    README.write_text(text)
+    print(f"[{name}] bench/README.md updated")
