@@ -131,3 +131,14 @@ def test_request_id_is_echoed(client: Any) -> None:
     resp = client.get("/healthz", headers={"X-Request-ID": "abc123"})
     assert resp.headers["X-Request-ID"] == "abc123"
     assert len(client.get("/healthz").headers["X-Request-ID"]) == 32
+
+
+@pytest.mark.redis
+def test_readyz_checks_redis_when_configured(client: Any, app: Any, monkeypatch: Any, redis_url: str) -> None:
+    import redis
+
+    monkeypatch.setitem(app.extensions, "dealerloop.redis", redis.Redis.from_url(redis_url))
+    assert client.get("/readyz").get_json()["checks"]["redis"] == "ok"
+    monkeypatch.setitem(app.extensions, "dealerloop.redis", redis.Redis(port=1, socket_connect_timeout=0.2))
+    down = client.get("/readyz")
+    assert down.status_code == 503 and down.get_json()["checks"]["redis"].startswith("error")

@@ -125,3 +125,25 @@ def test_outsider_oauth_code_is_403(client: Any, sandbox_reset: Any) -> None:
     code = sandbox_reset.state.issue_oauth_code(openid="o-outsider", external_userid="wm-outsider")
     resp = client.post("/api/workbench/v1/auth/login", json={"code": code})
     assert resp.status_code == 403 and resp.get_json()["code"] == "auth.not_a_member"
+
+
+def test_jssdk_signature_for_the_sidebar(
+    client: Any, sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    import hashlib
+
+    adv = make_staff(tree.stores[0], "sales_advisor")
+    sandbox_reset.state.set_jsapi_ticket("TICKET-CORP")
+    sandbox_reset.state.set_jsapi_ticket("TICKET-AGENT", agent=True)
+    url = "https://wb.example.com/sidebar?x=1#frag"
+    for agent, ticket in ((False, "TICKET-CORP"), (True, "TICKET-AGENT")):
+        resp = client.get(
+            "/api/workbench/v1/jssdk/signature", query_string={"url": url, "agent": agent}, headers=staff_headers(adv)
+        )
+        body = resp.get_json()
+        assert resp.status_code == 200, body
+        raw = f"jsapi_ticket={ticket}&noncestr={body['nonceStr']}&timestamp={body['timestamp']}&url={url.split('#')[0]}"
+        assert body["signature"] == hashlib.sha1(raw.encode()).hexdigest()  # noqa: S324 - WeCom's algorithm
+        assert ("agentid" in body) is agent
+    bad = client.get("/api/workbench/v1/jssdk/signature?url=notaurl", headers=staff_headers(adv))
+    assert bad.status_code == 422

@@ -12,7 +12,7 @@ from backend.org import service as org_service
 from backend.org.models import Staff
 from backend.platform.api import Blueprint, current_staff, public, self_only
 from backend.platform.db import db
-from workbench.org.schemas import StaffMeSchema
+from workbench.org.schemas import JsSdkQuerySchema, JsSdkSignatureSchema, StaffMeSchema
 
 blp = Blueprint("wb_auth", __name__, url_prefix="/api/workbench/v1", audience="staff", description="Workbench login")
 
@@ -66,3 +66,19 @@ def me() -> Any:
         "org_unit_id": staff.org_unit_id,
         **org_service.staff_claims(actor),
     }
+
+
+@blp.route("/jssdk/signature")
+@self_only
+@blp.arguments(JsSdkQuerySchema, location="query")
+@blp.response(200, JsSdkSignatureSchema)
+def jssdk_signature(args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments for the sidebar's `wx.config` (agent=false) or `wx.agentConfig` (agent=true)."""
+    from backend.customers.service import upstream_error
+    from backend.platform.ports import UpstreamError
+
+    gateway = current_app.extensions["dealerloop.gateways"].wecom
+    try:
+        return gateway.jsapi_signature(args["url"], agent=args["agent"])
+    except UpstreamError as exc:
+        raise upstream_error(exc, "upstream.rejected", 502) from exc

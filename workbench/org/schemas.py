@@ -33,3 +33,17 @@ class StaffSchema(OutputSchema):
 class StaffQuerySchema(Schema):
     org_unit_id = fields.Integer()
     role = fields.String(validate=validate.Length(max=32))
+
+
+class JsSdkQuerySchema(Schema):
+    url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False, metadata={"description": "page URL"})
+    agent = fields.Boolean(load_default=False)
+
+
+class JsSdkSignatureSchema(OutputSchema):
+    corpid = fields.String()
+    appId = fields.String(metadata={"description": "wx.config only"})  # noqa: N815 - WeCom's name
+    agentid = fields.String(metadata={"description": "wx.agentConfig only"})
+    timestamp = fields.Integer()
+    nonceStr = fields.String()  # noqa: N815 - WeCom's name
+    signature = fields.String()
