@@ -39,7 +39,7 @@ seed: migrate
 # Single process on purpose: the in-process sandbox keeps its one-time codes in memory.
 run: migrate
 	$(FLASK) seed-demo --if-empty
-	$(FLASK) run --host $(HOST) --port $(PORT) --no-reload --with-threads
+	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} $(FLASK) run --host $(HOST) --port $(PORT) --no-reload --with-threads
 
 worker: migrate
 	$(FLASK) worker
