@@ -1,5 +1,7 @@
 """A bounded, self-stopping HTTP load generator: a fixed number of threads, each with one
-keep-alive `http.client` connection, issuing GETs back to back (closed loop) until the deadline.
+`http.client` connection (kept alive when the server allows it, re-opened when the server
+closes it, as gunicorn's sync worker does), issuing GETs back to back (closed loop) until the
+deadline.
 
 Closed loop at fixed concurrency: throughput and latency are measured together, and the client
 never queues more than `concurrency` requests. Only 127.0.0.1 is allowed.

@@ -57,3 +57,14 @@ def find_pid(*names: str) -> int | None:
             except OSError:
                 continue
     return None
+
+
+def system_cpu_seconds() -> tuple[float, float] | None:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    try:
+        first = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in first[1:9])
+    busy = user + nice + system + irq + softirq + steal
+    return busy / _TICKS, (busy + idle + iowait) / _TICKS

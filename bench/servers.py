@@ -1,10 +1,14 @@
 """Start and stop gunicorn with identical settings for the app and the baseline.
 
-Settings (the same for both, see bench/README.md for the reasoning): `-w 2 -k gthread
---threads 4`. Two processes for the two cores; four threads each so that a worker keeps
-serialising one response while others wait on MariaDB; gthread keeps HTTP/1.1 connections
-alive (the sync worker closes every connection), which is what a reverse proxy with upstream
-keep-alive does. No access log.
+Settings (the same for both): `--workers 4 --worker-class sync`, two processes per core. A sync
+worker serves one request at a time and only accepts a connection when it is free, so the load
+spreads evenly; while one worker waits on MariaDB another runs. The sync worker closes the
+connection after each response (it is meant to sit behind a buffering proxy), so every request
+pays a loopback TCP connect, in both implementations alike. `gthread` with keep-alive was tried
+and rejected for the measurement: kept-alive connections stick to whichever worker accepted
+them (6/2 and 5/3 splits of 8 connections were seen), and four 4-s runs of the baseline gave
+767-1138 req/s with gthread (2 workers x 4 threads) against 1051-1162 req/s with 4 sync
+workers. No access log.
 """
 
 from __future__ import annotations
@@ -21,13 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WORKERS = 2
-THREADS = 4
+WORKERS = 4
 GUNICORN_SETTINGS = [
     "--workers", str(WORKERS),
-    "--worker-class", "gthread",
-    "--threads", str(THREADS),
-    "--keep-alive", "30",
+    "--worker-class", "sync",
+    "--timeout", "30",
     "--backlog", "256",
     "--log-level", "warning",
     "--graceful-timeout", "5",
@@ -75,7 +77,7 @@ def start(name: str, wsgi_target: str, env: Mapping[str, str], log_dir: Path) ->
 
 
 def wait_ready(server: Server, path: str, headers: Mapping[str, str], timeout: float = 60.0) -> None:
-    """Until `path` answers 200 (both workers have imported the app by then, nearly always)."""
+    """Until `path` answers 200, then once more per worker so that every worker has imported the app."""
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -88,6 +90,8 @@ def wait_ready(server: Server, path: str, headers: Mapping[str, str], timeout: f
             body = resp.read()
             conn.close()
             if resp.status == 200:
+                for _ in range(WORKERS * 2):
+                    get_json(server, path, headers)
                 return
             last = f"HTTP {resp.status}: {body[:300]!r}"
         except OSError as exc:

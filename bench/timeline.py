@@ -57,8 +57,7 @@ def inspect_app(url: str, ds: datagen.Dataset, deep_cursor: str) -> dict[str, An
     from backend.platform.db import db
     from backend.platform.tokens import issue_access_token
 
-    env = app_env(url)
-    app = create_app({k: v for k, v in env.items() if k not in ("SANDBOX_ENABLED",)} | {"SANDBOX_ENABLED": False})
+    app = create_app({**app_env(url), "SANDBOX_ENABLED": False})  # overrides are not coerced: a real bool
     with app.app_context():
         actor = load_staff_actor(db.session(), ds.manager_staff_id)
         token = issue_access_token(SECRET_KEY, "staff", ds.manager_staff_id, 3600, staff_claims(actor))
@@ -166,8 +165,10 @@ def measure(server: servers.Server, path: str, headers: dict[str, str], *, concu
     cpu0 = procstat.tree_cpu_seconds(server.process.pid)
     db0 = procstat.tree_cpu_seconds(mysqld_pid) if mysqld_pid else None
     client0 = time.process_time()
+    sys0 = procstat.system_cpu_seconds()
     result = loadgen.run("127.0.0.1", server.port, path, headers, concurrency=concurrency, duration=duration)
     client1 = time.process_time()
+    sys1 = procstat.system_cpu_seconds()
     cpu1 = procstat.tree_cpu_seconds(server.process.pid)
     db1 = procstat.tree_cpu_seconds(mysqld_pid) if mysqld_pid else None
     summary = result.summary()
@@ -177,6 +178,12 @@ def measure(server: servers.Server, path: str, headers: dict[str, str], *, concu
     summary["gunicorn_cpu_ms_per_req"] = round((cpu1 - cpu0) * 1000 / n, 3) if cpu0 is not None and cpu1 is not None else None
     summary["mariadb_cpu_ms_per_req"] = round((db1 - db0) * 1000 / n, 3) if db0 is not None and db1 is not None else None
     summary["client_cpu_ms_per_req"] = round((client1 - client0) * 1000 / n, 3)
+    if sys0 and sys1 and cpu0 is not None and cpu1 is not None and db0 is not None and db1 is not None:
+        busy, total = sys1[0] - sys0[0], sys1[1] - sys0[1]
+        ours = (cpu1 - cpu0) + (db1 - db0) + (client1 - client0)
+        # CPU used by anything else on the machine while measuring (other tests, builds): noise.
+        summary["machine_cpu_busy_pct"] = round(100 * busy / total, 1) if total else None
+        summary["other_processes_cpu_pct"] = round(100 * max(busy - ours, 0.0) / total, 1) if total else None
     return summary
 
 
@@ -259,6 +266,10 @@ def run(*, spec: datagen.Spec, force_regenerate: bool, concurrency: int, warmup:
                       flush=True)
                 per[impl] = measure(srv, path, hdrs, concurrency=concurrency, warmup=warmup, duration=duration,
                                     mysqld_pid=mysqld)
+                other = per[impl].get("other_processes_cpu_pct")
+                if other is not None and other > 10:
+                    print(f"[timeline]   warning: other processes used {other:.0f} % of the machine's CPU during "
+                          "this measurement; the figures are noisy")
                 if per[impl]["errors"]:
                     raise SystemExit(f"{name} / {impl}: {per[impl]['errors']} errors: {per[impl].get('error_samples')}\n"
                                      f"{srv.log_tail()}")
@@ -296,7 +307,7 @@ def run(*, spec: datagen.Spec, force_regenerate: bool, concurrency: int, warmup:
         },
         "settings": {
             "gunicorn": servers.GUNICORN_SETTINGS,
-            "client": f"python http.client, {concurrency} keep-alive connections, closed loop",
+            "client": f"python http.client, {concurrency} connections, closed loop",
             "concurrency": concurrency,
             "warmup_s": warmup,
             "duration_s": duration,

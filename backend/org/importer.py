@@ -391,7 +391,7 @@ def _recompute_paths(units: list[OrgUnit]) -> None:
 
 def apply_staff(session: Session, corp_id: str, specs: list[StaffSpec]) -> tuple[Tally, int]:
     tally, roles_changed = Tally(), 0
-    unit_ids = dict(session.execute(select(OrgUnit.code, OrgUnit.id)).tuples().all())
+    unit_ids = dict(session.execute(select(OrgUnit.code, OrgUnit.id)).all())
     existing: dict[str, Staff] = {}
     userids = [s.userid for s in specs]
     for i in range(0, len(userids), _CHUNK):
