@@ -1,8 +1,10 @@
 """Demo data: an org tree, staff in every role, customers with cars and a year of touchpoints.
 
 `flask seed-demo` fills an empty development database so that every API has something to show,
-and is safe to run again: each row is found by a stable key (org unit code, WeCom userid,
-openid, VIN, touchpoint `source_ref`) and only what is missing is created.
+and is safe to run again: org units are found by code, staff by WeCom userid and customers by
+openid, and only what is missing is created. A customer is written whole (identities, phone,
+advisors, cars, touchpoints) in one transaction, so a customer that exists is complete; the unique
+VINs and touchpoint `source_ref`s back this up.
 
 Everything is derived from a fixed seed, and each customer from its own number, so two runs
 (or a run with `--customers 50` followed by one with `--customers 500`) give the same customers
@@ -115,6 +117,7 @@ UPPER_STAFF = [
 SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何林罗高郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘蔡"
     "蒋余杜叶程苏魏吕丁任卢姚沈钟姜崔谭陆范汪廖石金韦贾夏付方邹熊白孟秦邱侯江尹薛"
+    "闫段雷龙黎史陶贺毛郝顾龚邵万覃武钱戴严莫孔向常汤"
 )
 GIVEN_MALE = "伟强磊军洋勇杰涛明超辉华建平刚俊峰波斌宇浩凯鹏飞鑫晨博文志国海东亮成龙健帅锋"
 GIVEN_FEMALE = "芳娜敏静丽艳娟霞秀玲桂英华红燕萍婷雪琳晶慧颖倩欣悦瑶怡佳琪梦露月晓"
@@ -249,9 +252,7 @@ def _staff_plan() -> list[tuple[str, str, Role, str]]:
     return plan
 
 
-def _ensure_staff(
-    session: Session, corp_id: str, units: dict[str, OrgUnit], counts: _Counts
-) -> dict[str, _StoreStaff]:
+def _ensure_staff(session: Session, corp_id: str, units: dict[str, OrgUnit], counts: _Counts) -> dict[str, _StoreStaff]:
     plan = _staff_plan()
     existing = {
         s.wecom_userid: s
@@ -388,22 +389,49 @@ def _history(
     visit = start + timedelta(days=rng.uniform(10, 60))
     while visit < end:
         if rng.random() < 0.5:
-            add(visit - timedelta(days=rng.uniform(3, 10)), Kind.CALL_LOGGED, Channel.PHONE, service,
-                duration_s=rng.randint(40, 420), outcome="invited")
-            add(visit - timedelta(days=rng.uniform(1, 3)), Kind.VISIT_INVITED, Channel.WECOM, service,
-                planned_for=visit.date().isoformat())
+            add(
+                visit - timedelta(days=rng.uniform(3, 10)),
+                Kind.CALL_LOGGED,
+                Channel.PHONE,
+                service,
+                duration_s=rng.randint(40, 420),
+                outcome="invited",
+            )
+            add(
+                visit - timedelta(days=rng.uniform(1, 3)),
+                Kind.VISIT_INVITED,
+                Channel.WECOM,
+                service,
+                planned_for=visit.date().isoformat(),
+            )
         service_type = rng.choice(SERVICE_TYPES)
-        add(visit - timedelta(days=rng.uniform(0.5, 3)), Kind.BOOKING_CREATED, Channel.MINIPROGRAM, service,
-            service_type=service_type)
+        add(
+            visit - timedelta(days=rng.uniform(0.5, 3)),
+            Kind.BOOKING_CREATED,
+            Channel.MINIPROGRAM,
+            service,
+            service_type=service_type,
+        )
         if rng.random() < 0.08:
             add(visit, Kind.NO_SHOW, Channel.STORE, service, service_type=service_type)
         else:
             amount = rng.randint(300, 4000) * 100
             add(visit, Kind.ARRIVED, Channel.STORE, service)
-            add(visit + timedelta(hours=rng.uniform(1, 5)), Kind.SERVICE_COMPLETED, Channel.STORE, service,
-                service_type=service_type, amount_fen=amount)
-            add(visit + timedelta(hours=rng.uniform(5, 6)), Kind.POINTS_EARNED, Channel.SYSTEM,
-                points=amount // 100, reason="service_spend")
+            add(
+                visit + timedelta(hours=rng.uniform(1, 5)),
+                Kind.SERVICE_COMPLETED,
+                Channel.STORE,
+                service,
+                service_type=service_type,
+                amount_fen=amount,
+            )
+            add(
+                visit + timedelta(hours=rng.uniform(5, 6)),
+                Kind.POINTS_EARNED,
+                Channel.SYSTEM,
+                points=amount // 100,
+                reason="service_spend",
+            )
         visit += timedelta(days=rng.uniform(90, 150))
 
     # Conversations and marketing in between.
@@ -419,14 +447,32 @@ def _history(
         title = rng.choice(CONTENT)
         add(when, Kind.CONTENT_SHARED, Channel.WECOM, sales, title=title)
         if rng.random() < 0.55:
-            add(when + timedelta(minutes=rng.uniform(5, 600)), Kind.CONTENT_OPENED, Channel.WECOM, sales,
-                title=title, read_seconds=rng.randint(5, 240))
+            add(
+                when + timedelta(minutes=rng.uniform(5, 600)),
+                Kind.CONTENT_OPENED,
+                Channel.WECOM,
+                sales,
+                title=title,
+                read_seconds=rng.randint(5, 240),
+            )
     for _ in range(rng.randint(0, 2)):
-        add(between(start, end), Kind.CALL_LOGGED, Channel.PHONE, sales,
-            duration_s=rng.randint(15, 600), outcome=rng.choice(CALL_OUTCOMES))
+        add(
+            between(start, end),
+            Kind.CALL_LOGGED,
+            Channel.PHONE,
+            sales,
+            duration_s=rng.randint(15, 600),
+            outcome=rng.choice(CALL_OUTCOMES),
+        )
     if Role.INSURANCE_FINANCE in advisors:
-        add(between(start, end), Kind.CALL_LOGGED, Channel.PHONE, advisors[Role.INSURANCE_FINANCE],
-            duration_s=rng.randint(60, 900), outcome="insurance_quote")
+        add(
+            between(start, end),
+            Kind.CALL_LOGGED,
+            Channel.PHONE,
+            advisors[Role.INSURANCE_FINANCE],
+            duration_s=rng.randint(60, 900),
+            outcome="insurance_quote",
+        )
     for _ in range(rng.randint(0, 3)):
         when = between(start, end)
         add(when, Kind.CONSULT_MESSAGE, Channel.MINIPROGRAM, None, direction="in")
@@ -451,9 +497,7 @@ def _history(
     return events
 
 
-def _create_customers(
-    session: Session, plans: list[_Plan], vault: PhoneVault, counts: _Counts
-) -> None:
+def _create_customers(session: Session, plans: list[_Plan], vault: PhoneVault, counts: _Counts) -> None:
     rows = []
     for plan in plans:
         customer = Customer(**plan.customer, home_store_id=plan.store_id)

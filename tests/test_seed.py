@@ -118,8 +118,16 @@ def test_demo_owner_is_linked_to_the_demo_advisor(seeded: str, db_session: Any, 
 def test_touchpoints_populate_timelines_and_the_projection(seeded: str, db_session: Any) -> None:
     rows = db_session.execute(select(Touchpoint.kind, Touchpoint.channel, Touchpoint.source_ref)).all()
     kinds = {r.kind for r in rows}
-    for kind in (Kind.FRIEND_ADDED, Kind.MESSAGE_SENT, Kind.BOOKING_CREATED, Kind.ARRIVED, Kind.SERVICE_COMPLETED,
-                 Kind.POINTS_EARNED, Kind.MEMBER_REGISTERED, Kind.CAR_BOUND):
+    for kind in (
+        Kind.FRIEND_ADDED,
+        Kind.MESSAGE_SENT,
+        Kind.BOOKING_CREATED,
+        Kind.ARRIVED,
+        Kind.SERVICE_COMPLETED,
+        Kind.POINTS_EARNED,
+        Kind.MEMBER_REGISTERED,
+        Kind.CAR_BOUND,
+    ):
         assert kind.value in kinds
     assert kinds <= {k.value for k in Kind}
     assert {r.channel for r in rows} == {"wecom", "miniprogram", "store", "phone", "system"}

@@ -53,7 +53,6 @@ ROLE_KIND: dict[Role, OrgKind | None] = {
     Role.MARKETING: None,
 }
 _LIMITS = {"code": 64, "unit_name": 128, "wecom_userid": 64, "staff_name": 64}
-_CHUNK = 500  # ids per IN (...) when reading existing staff
 
 Echo = Callable[[str], object]
 
@@ -87,7 +86,7 @@ def read_csv(path: str, columns: tuple[str, ...], problems: Problems) -> list[Ro
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        problems.add(name, line, "file", "not UTF-8 text (in Excel, save as \"CSV UTF-8\")")
+        problems.add(name, line, "file", 'not UTF-8 text (in Excel, save as "CSV UTF-8")')
         return None
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
@@ -155,6 +154,23 @@ class _DbUnit:
     parent_code: str | None
 
 
+class _Codes:
+    """Codes and userids are matched without regard to case, as MariaDB's collation (and WeCom,
+    for userids) does: "s01" in a file is the unit "S01" of the database, not a new one that the
+    unique key would refuse half-way through the import."""
+
+    def __init__(self, known: list[str]) -> None:
+        self._by_fold = {code.casefold(): code for code in known}
+
+    def define(self, code: str) -> str:
+        """A code given by a row: the spelling seen first (the database's, else the file's)."""
+        return self._by_fold.setdefault(code.casefold(), code)
+
+    def resolve(self, code: str) -> str:
+        """A reference to a code: its known spelling, or itself when unknown."""
+        return self._by_fold.get(code.casefold(), code)
+
+
 def _db_units(session: Session) -> dict[str, _DbUnit]:
     rows = session.execute(select(OrgUnit.id, OrgUnit.code, OrgUnit.kind, OrgUnit.parent_id)).all()
     code_of = {r.id: r.code for r in rows}
@@ -177,7 +193,7 @@ def _kind_name(kind: OrgKind | None) -> str:
 
 
 def validate_units(
-    file: str, rows: list[Row], db_units: dict[str, _DbUnit], problems: Problems
+    file: str, rows: list[Row], db_units: dict[str, _DbUnit], codes: _Codes, problems: Problems
 ) -> tuple[list[UnitSpec], dict[str, int]]:
     """Valid specs and the line of every code given in the file (valid or not)."""
     first_line: dict[str, int] = {}
@@ -189,6 +205,7 @@ def validate_units(
         parent_code = row.values["parent_code"] or None
         ok = code is not None and name is not None and kind_raw is not None
         if code is not None:
+            code = codes.define(code)
             if code in first_line:
                 problems.add(file, row.line, "code", f"duplicate code '{code}' (first on line {first_line[code]})")
                 continue
@@ -211,7 +228,9 @@ def validate_units(
             existing = db_units.get(code) if code else None
             if existing is not None and existing.kind != kind:
                 problems.add(
-                    file, row.line, "kind",
+                    file,
+                    row.line,
+                    "kind",
                     f"'{code}' is already a {existing.kind.value}; the kind of an existing unit cannot change",
                 )
                 ok = False
@@ -226,11 +245,16 @@ def validate_units(
         return None
 
     for spec in specs.values():
+        if spec.parent_code is not None:
+            spec.parent_code = codes.resolve(spec.parent_code)
+    for spec in specs.values():
         if spec.parent_code is None:
             continue
         if spec.parent_code not in first_line and spec.parent_code not in db_units:
             problems.add(
-                file, spec.line, "parent_code",
+                file,
+                spec.line,
+                "parent_code",
                 f"unknown parent '{spec.parent_code}' (not in this file nor in the database)",
             )
             continue
@@ -247,7 +271,9 @@ def validate_units(
         expected = PARENT_KIND[spec.kind]
         if parent_kind != expected:
             problems.add(
-                file, spec.line, "parent_code",
+                file,
+                spec.line,
+                "parent_code",
                 f"a {spec.kind.value}'s parent must be a {_kind_name(expected)}; "
                 f"'{spec.parent_code}' is a {_kind_name(parent_kind)}",
             )
@@ -269,6 +295,7 @@ def validate_staff(
     file: str,
     rows: list[Row],
     unit_kinds: dict[str, OrgKind | None],
+    codes: _Codes,
     problems: Problems,
 ) -> list[StaffSpec]:
     """`unit_kinds`: every known unit code → its kind (None when its row in the units file is bad)."""
@@ -280,14 +307,14 @@ def validate_staff(
         org_code = _required(problems, file, row, "org_code")
         ok = userid is not None and name is not None and org_code is not None
         if userid is not None:
-            if userid in first_line:
-                problems.add(
-                    file, row.line, "wecom_userid", f"duplicate userid '{userid}' (first on line {first_line[userid]})"
-                )
+            if userid.casefold() in first_line:
+                first = first_line[userid.casefold()]
+                problems.add(file, row.line, "wecom_userid", f"duplicate userid '{userid}' (first on line {first})")
                 continue
-            first_line[userid] = row.line
+            first_line[userid.casefold()] = row.line
         unit_kind = None
         if org_code is not None:
+            org_code = codes.resolve(org_code)
             if org_code not in unit_kinds:
                 problems.add(file, row.line, "org_code", f"unknown org unit '{org_code}'")
                 ok = False
@@ -309,7 +336,9 @@ def validate_staff(
             where = ROLE_KIND[role]
             if unit_kind is not None and where is not None and unit_kind != where:
                 problems.add(
-                    file, row.line, "roles",
+                    file,
+                    row.line,
+                    "roles",
                     f"a {role.value} works at a {where.value}; '{org_code}' is a {unit_kind.value}",
                 )
                 ok = False
@@ -392,19 +421,13 @@ def _recompute_paths(units: list[OrgUnit]) -> None:
 def apply_staff(session: Session, corp_id: str, specs: list[StaffSpec]) -> tuple[Tally, int]:
     tally, roles_changed = Tally(), 0
     unit_ids = dict(session.execute(select(OrgUnit.code, OrgUnit.id)).all())
-    existing: dict[str, Staff] = {}
-    userids = [s.userid for s in specs]
-    for i in range(0, len(userids), _CHUNK):
-        chunk = userids[i : i + _CHUNK]
-        existing.update(
-            (s.wecom_userid, s)
-            for s in session.scalars(select(Staff).where(Staff.corp_id == corp_id, Staff.wecom_userid.in_(chunk)))
-        )
+    # The corp's whole staff (thousands at most): matched without regard to case, see _Codes.
+    existing = {s.wecom_userid.casefold(): s for s in session.scalars(select(Staff).where(Staff.corp_id == corp_id))}
     now = utcnow()
     with _progress(specs, "staff") as bar:
         for spec in bar:
             org_unit_id = unit_ids[spec.org_code]
-            staff = existing.get(spec.userid)
+            staff = existing.get(spec.userid.casefold())
             if staff is None:
                 staff = Staff(
                     corp_id=corp_id,
@@ -456,13 +479,14 @@ def import_files(units_csv: str | None, staff_csv: str | None, echo: Echo = clic
     unit_rows = read_csv(units_csv, UNIT_COLUMNS, problems) if units_csv else []
     staff_rows = read_csv(staff_csv, STAFF_COLUMNS, problems) if staff_csv else []
     db_units = _db_units(session)
+    codes = _Codes(list(db_units))
     unit_specs: list[UnitSpec] = []
     unit_kinds: dict[str, OrgKind | None] = {code: u.kind for code, u in db_units.items()}
     if unit_rows:
-        unit_specs, unit_lines = validate_units(Path(units_csv or "").name, unit_rows, db_units, problems)
+        unit_specs, unit_lines = validate_units(Path(units_csv or "").name, unit_rows, db_units, codes, problems)
         unit_kinds.update({code: None for code in unit_lines})  # a bad row is known, kind unknown
         unit_kinds.update({s.code: s.kind for s in unit_specs})
-    staff_specs = validate_staff(Path(staff_csv or "").name, staff_rows or [], unit_kinds, problems)
+    staff_specs = validate_staff(Path(staff_csv or "").name, staff_rows or [], unit_kinds, codes, problems)
     if problems:
         rollback(session)  # end the read-only transaction
         for message in problems.messages:
@@ -481,8 +505,10 @@ def import_files(units_csv: str | None, staff_csv: str | None, echo: Echo = clic
                 "org_import",
                 _fingerprint(units_csv, staff_csv),
                 {
-                    "files": {"units": Path(units_csv).name if units_csv else None,
-                              "staff": Path(staff_csv).name if staff_csv else None},
+                    "files": {
+                        "units": Path(units_csv).name if units_csv else None,
+                        "staff": Path(staff_csv).name if staff_csv else None,
+                    },
                     "units": units.as_dict(),
                     "staff": {**staff.as_dict(), "roles_changed": roles_changed},
                 },

@@ -51,7 +51,9 @@ def _staff(session: Any) -> dict[str, Staff]:
 
 
 def _counts(session: Any) -> dict[str, int]:
-    return {m.__name__: session.scalar(select(func.count()).select_from(m)) for m in (OrgUnit, Staff, StaffRole, AuditLog)}
+    return {
+        m.__name__: session.scalar(select(func.count()).select_from(m)) for m in (OrgUnit, Staff, StaffRole, AuditLog)
+    }
 
 
 def _assert_paths(session: Any) -> None:
@@ -64,7 +66,10 @@ def _assert_paths(session: Any) -> None:
 def test_good_import_builds_tree_and_staff(app: Any, db_session: Any, tmp_path: Path) -> None:
     ok, messages = _run(_write(tmp_path, "units.csv", UNITS), _write(tmp_path, "staff.csv", STAFF))
     assert ok, messages
-    assert messages[-1] == "imported org units: 5 created, 0 updated, 0 unchanged; staff: 5 created, 0 updated, 0 unchanged (0 with new roles)"
+    assert messages[-1] == (
+        "imported org units: 5 created, 0 updated, 0 unchanged; "
+        "staff: 5 created, 0 updated, 0 unchanged (0 with new roles)"
+    )
     db_session.expire_all()
     units = _units(db_session)
     assert units["S91"].kind == OrgKind.STORE and units["S91"].name == "广州天河奥迪4S店"
@@ -137,7 +142,7 @@ def test_every_bad_row_is_reported_and_nothing_written(app: Any, db_session: Any
         "X1,环一,region,X2\n"  # 10 cycle
         "X2,环二,division,X1\n"  # 11 cycle
         f"G8,第二集团,group,{tree.group.code}\n"  # 12 a group has no parent
-        f"{tree.stores[0].code},改成区域,region,{tree.divisions[0].code}\n"  # 13 an existing store cannot become a region
+        f"{tree.stores[0].code},改成区域,region,{tree.divisions[0].code}\n"  # 13 a store stays a store
         "S94,门店,store\n"  # 14 missing field
     )
     staff = (
@@ -160,7 +165,8 @@ def test_every_bad_row_is_reported_and_nothing_written(app: Any, db_session: Any
         "org_units.csv line 5: name: required",
         "org_units.csv line 7: code: duplicate code 'G9' (first on line 2)",
         "org_units.csv line 12: parent_code: a group has no parent; leave it empty",
-        f"org_units.csv line 13: kind: '{tree.stores[0].code}' is already a store; the kind of an existing unit cannot change",
+        f"org_units.csv line 13: kind: '{tree.stores[0].code}' is already a store; "
+        "the kind of an existing unit cannot change",
         "org_units.csv line 4: parent_code: a region's parent must be a division; 'G9' is a group",
         "org_units.csv line 6: parent_code: unknown parent 'R404' (not in this file nor in the database)",
         "org_units.csv line 8: parent_code: unknown parent 'NOPE' (not in this file nor in the database)",
@@ -262,3 +268,23 @@ def test_cli_exit_code_on_errors(app: Any, db_session: Any, tmp_path: Path) -> N
     result = app.test_cli_runner().invoke(args=["org", "import", "--units", bad])
     assert result.exit_code == 1
     assert "bad.csv line 2: kind: unknown kind 'planet'" in result.output
+
+
+def test_codes_and_userids_match_without_regard_to_case(app: Any, db_session: Any, tmp_path: Path) -> None:
+    """As MariaDB's collation and WeCom do: "s91" is the unit S91, "IMP-MGR" the staff imp-mgr."""
+    assert _run(_write(tmp_path, "units.csv", UNITS), _write(tmp_path, "staff.csv", STAFF))[0]
+    before = _counts(db_session)
+    units = "code,name,kind,parent_code\ns93,广州番禺奥迪4S店,store,r9\n"
+    staff = "wecom_userid,name,org_code,roles,status\nIMP-MGR,张店长,s93,store_manager,active\n"
+    ok, messages = _run(_write(tmp_path, "u.csv", units), _write(tmp_path, "s.csv", staff))
+    assert ok, messages
+    db_session.expire_all()
+    found = _units(db_session)
+    assert found["s93"].parent_id == found["R9"].id
+    assert _staff(db_session)["imp-mgr"].org_unit_id == found["s93"].id
+    after = _counts(db_session)
+    assert (after["OrgUnit"], after["Staff"]) == (before["OrgUnit"] + 1, before["Staff"])
+
+    dupes = "code,name,kind,parent_code\nS95,一,store,R9\ns95,二,store,R9\n"
+    ok, messages = _run(_write(tmp_path, "d.csv", dupes), None)
+    assert not ok and messages[0] == "d.csv line 3: code: duplicate code 'S95' (first on line 2)"
