@@ -48,8 +48,8 @@ def timeline_readme_section(doc: dict[str, Any], table: str) -> str:
         "",
         f"Data: {ds['touchpoints']:,} touchpoints, {ds['target_customer_touchpoints']:,} of them for the customer read, "
         f"{ds['customers']:,} customers; page size {ds['page_limit']}; deep page = cursor after row "
-        f"{ds['deep_page_depth_rows']:,}. Load: {st['client']}, {st['warmup_s']:.0f} s warm-up + "
-        f"{st['duration_s']:.0f} s per row.",
+        f"{ds['deep_page_depth_rows']:,}. Load: {st['client']}, {st['warmup_s']:.0f} s warm-up, then "
+        f"{st['duration_s']:.0f} s per row in {st.get('rounds', 1)} rounds interleaved with the other implementation.",
         "",
         table,
         "",

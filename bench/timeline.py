@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -159,32 +160,81 @@ def db_round_trips(server: servers.Server, path: str, headers: dict[str, str], u
     return {k: round((after[k] - before[k] - (1 if k == "Questions" else 0)) / n, 2) for k in names}
 
 
-def measure(server: servers.Server, path: str, headers: dict[str, str], *, concurrency: int,
-            warmup: float, duration: float, mysqld_pid: int | None) -> dict[str, Any]:
-    loadgen.run("127.0.0.1", server.port, path, headers, concurrency=concurrency, duration=warmup)
-    cpu0 = procstat.tree_cpu_seconds(server.process.pid)
-    db0 = procstat.tree_cpu_seconds(mysqld_pid) if mysqld_pid else None
-    client0 = time.process_time()
-    sys0 = procstat.system_cpu_seconds()
-    result = loadgen.run("127.0.0.1", server.port, path, headers, concurrency=concurrency, duration=duration)
-    client1 = time.process_time()
-    sys1 = procstat.system_cpu_seconds()
-    cpu1 = procstat.tree_cpu_seconds(server.process.pid)
-    db1 = procstat.tree_cpu_seconds(mysqld_pid) if mysqld_pid else None
-    summary = result.summary()
-    if result.errors:
-        summary["error_samples"] = result.error_samples
-    n = max(result.requests, 1)
-    summary["gunicorn_cpu_ms_per_req"] = round((cpu1 - cpu0) * 1000 / n, 3) if cpu0 is not None and cpu1 is not None else None
-    summary["mariadb_cpu_ms_per_req"] = round((db1 - db0) * 1000 / n, 3) if db0 is not None and db1 is not None else None
-    summary["client_cpu_ms_per_req"] = round((client1 - client0) * 1000 / n, 3)
-    if sys0 and sys1 and cpu0 is not None and cpu1 is not None and db0 is not None and db1 is not None:
-        busy, total = sys1[0] - sys0[0], sys1[1] - sys0[1]
-        ours = (cpu1 - cpu0) + (db1 - db0) + (client1 - client0)
-        # CPU used by anything else on the machine while measuring (other tests, builds): noise.
-        summary["machine_cpu_busy_pct"] = round(100 * busy / total, 1) if total else None
-        summary["other_processes_cpu_pct"] = round(100 * max(busy - ours, 0.0) / total, 1) if total else None
-    return summary
+@dataclass
+class Target:
+    impl: str
+    server: servers.Server
+    path: str
+    headers: dict[str, str]
+
+
+@dataclass
+class Accumulated:
+    """One implementation's measurement, summed over the interleaved rounds."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    requests: int = 0
+    errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    gunicorn_cpu: float | None = 0.0
+    mariadb_cpu: float | None = 0.0
+    client_cpu: float = 0.0
+    machine_busy: float | None = 0.0
+    machine_total: float | None = 0.0
+
+    def add(self, target: Target, concurrency: int, duration: float, mysqld_pid: int | None) -> None:
+        cpu0 = procstat.tree_cpu_seconds(target.server.process.pid)
+        db0 = procstat.tree_cpu_seconds(mysqld_pid) if mysqld_pid else None
+        sys0 = procstat.system_cpu_seconds()
+        client0 = time.process_time()
+        result = loadgen.run("127.0.0.1", target.server.port, target.path, target.headers,
+                             concurrency=concurrency, duration=duration)
+        client1 = time.process_time()
+        sys1 = procstat.system_cpu_seconds()
+        cpu1 = procstat.tree_cpu_seconds(target.server.process.pid)
+        db1 = procstat.tree_cpu_seconds(mysqld_pid) if mysqld_pid else None
+        self.latencies_ms += result.latencies_ms
+        self.requests += result.requests
+        self.errors += result.errors
+        self.error_samples += result.error_samples
+        self.duration_s += result.duration_s
+        self.client_cpu += client1 - client0
+        self.gunicorn_cpu = None if None in (self.gunicorn_cpu, cpu0, cpu1) else self.gunicorn_cpu + cpu1 - cpu0
+        self.mariadb_cpu = None if None in (self.mariadb_cpu, db0, db1) else self.mariadb_cpu + db1 - db0
+        if self.machine_busy is None or not sys0 or not sys1:
+            self.machine_busy = self.machine_total = None
+        else:
+            self.machine_busy += sys1[0] - sys0[0]
+            self.machine_total += sys1[1] - sys0[1]  # type: ignore[operator]
+
+    def summary(self) -> dict[str, Any]:
+        out = loadgen.LoadResult(self.requests, self.errors, self.duration_s, self.latencies_ms).summary()
+        if self.errors:
+            out["error_samples"] = sorted(set(self.error_samples))[:5]
+        n = max(self.requests, 1)
+        out["gunicorn_cpu_ms_per_req"] = round(self.gunicorn_cpu * 1000 / n, 3) if self.gunicorn_cpu is not None else None
+        out["mariadb_cpu_ms_per_req"] = round(self.mariadb_cpu * 1000 / n, 3) if self.mariadb_cpu is not None else None
+        out["client_cpu_ms_per_req"] = round(self.client_cpu * 1000 / n, 3)
+        if self.machine_busy is not None and self.machine_total and self.gunicorn_cpu is not None and self.mariadb_cpu is not None:
+            ours = self.gunicorn_cpu + self.mariadb_cpu + self.client_cpu
+            # CPU used by anything else on the machine while measuring (other tests, builds): noise.
+            out["machine_cpu_busy_pct"] = round(100 * self.machine_busy / self.machine_total, 1)
+            out["other_processes_cpu_pct"] = round(100 * max(self.machine_busy - ours, 0.0) / self.machine_total, 1)
+        return out
+
+
+def measure_scenario(targets: list[Target], *, concurrency: int, warmup: float, duration: float, rounds: int,
+                     mysqld_pid: int | None) -> dict[str, dict[str, Any]]:
+    """Warm each target up, then `rounds` interleaved slices of duration / rounds each (the order
+    alternates every round), so that background load drifting over time hits both alike."""
+    for t in targets:
+        loadgen.run("127.0.0.1", t.server.port, t.path, t.headers, concurrency=concurrency, duration=warmup)
+    acc = {t.impl: Accumulated() for t in targets}
+    for r in range(rounds):
+        for t in targets if r % 2 == 0 else list(reversed(targets)):
+            acc[t.impl].add(t, concurrency, duration / rounds, mysqld_pid)
+    return {impl: a.summary() for impl, a in acc.items()}
 
 
 def ratios(app: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]:
@@ -216,7 +266,7 @@ def _git_commit() -> str | None:
 
 
 def run(*, spec: datagen.Spec, force_regenerate: bool, concurrency: int, warmup: float, duration: float,
-        update_readme: bool = True) -> dict[str, Any]:
+        rounds: int = 3, update_readme: bool = True) -> dict[str, Any]:
     t_start = time.perf_counter()
     url = datagen.database_url()
     ds = datagen.ensure_dataset(spec, force=force_regenerate, url=url)
@@ -257,22 +307,23 @@ def run(*, spec: datagen.Spec, force_regenerate: bool, concurrency: int, warmup:
         mysqld = procstat.find_pid("mariadbd", "mysqld")
         results: dict[str, Any] = {}
         for name, query in scenarios.items():
-            per: dict[str, Any] = {}
-            for impl, srv, path, hdrs in (
-                ("baseline", base_srv, f"{baseline_path(ds)}?{query}", {}),
-                ("app", app_srv, f"{app_path(ds)}?{query}", headers),
-            ):
-                print(f"[timeline] {name} / {impl}: {warmup:.0f} s warm-up + {duration:.0f} s at concurrency {concurrency} ...",
-                      flush=True)
-                per[impl] = measure(srv, path, hdrs, concurrency=concurrency, warmup=warmup, duration=duration,
-                                    mysqld_pid=mysqld)
-                other = per[impl].get("other_processes_cpu_pct")
+            print(f"[timeline] {name}: {warmup:.0f} s warm-up each, then {rounds} interleaved rounds, "
+                  f"{duration:.0f} s per implementation in all, at concurrency {concurrency} ...", flush=True)
+            targets = [
+                Target("baseline", base_srv, f"{baseline_path(ds)}?{query}", {}),
+                Target("app", app_srv, f"{app_path(ds)}?{query}", headers),
+            ]
+            per: dict[str, Any] = measure_scenario(targets, concurrency=concurrency, warmup=warmup, duration=duration,
+                                                   rounds=rounds, mysqld_pid=mysqld)
+            for t in targets:
+                m = per[t.impl]
+                other = m.get("other_processes_cpu_pct")
                 if other is not None and other > 10:
-                    print(f"[timeline]   warning: other processes used {other:.0f} % of the machine's CPU during "
-                          "this measurement; the figures are noisy")
-                if per[impl]["errors"]:
-                    raise SystemExit(f"{name} / {impl}: {per[impl]['errors']} errors: {per[impl].get('error_samples')}\n"
-                                     f"{srv.log_tail()}")
+                    print(f"[timeline]   warning: other processes used {other:.0f} % of the machine's CPU while "
+                          f"{t.impl} was measured; the figures are noisy")
+                if m["errors"]:
+                    raise SystemExit(f"{name} / {t.impl}: {m['errors']} errors: {m.get('error_samples')}\n"
+                                     f"{t.server.log_tail()}")
             per["ratio_app_over_baseline"] = ratios(per["app"], per["baseline"])
             results[name] = per
     finally:
@@ -311,6 +362,7 @@ def run(*, spec: datagen.Spec, force_regenerate: bool, concurrency: int, warmup:
             "concurrency": concurrency,
             "warmup_s": warmup,
             "duration_s": duration,
+            "rounds": rounds,
         },
         "app_sql_per_request": app_statements,
         "mariadb_statements_per_request": trips,

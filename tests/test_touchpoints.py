@@ -227,3 +227,19 @@ def test_customer_list_has_no_n_plus_one(
     few = count_queries(2)
     many = count_queries(20)
     assert many == few, f"{few} queries for 2 customers, {many} for 22"
+
+
+def test_profile_drift_is_detected(db_session: Any, make_customer: Any) -> None:
+    from sqlalchemy import update
+
+    from backend.touchpoints.service import profile_drift
+
+    a, b = make_customer(), make_customer()
+    for n in range(3):
+        _rec(db_session, a, n)
+        _rec(db_session, b, n)
+    assert profile_drift(db_session) == []
+    db_session.execute(update(CustomerProfile).where(CustomerProfile.customer_id == b.id).values(touchpoint_count=7))
+    assert profile_drift(db_session) == [b.id]
+    rebuild_profiles(db_session, [b.id])
+    assert profile_drift(db_session) == []

@@ -297,3 +297,22 @@ def timeline(
     rows = list(session.scalars(stmt))
     next_cursor = encode_cursor(rows[limit - 1]) if len(rows) > limit else None
     return rows[:limit], next_cursor
+
+
+def profile_drift(session: Session, limit: int = 1000) -> list[int]:
+    """Customers whose projected touchpoint count differs from their touchpoints (at most `limit`)."""
+    from sqlalchemy import func
+
+    actual = (
+        select(Touchpoint.customer_id.label("customer_id"), func.count().label("n"))
+        .group_by(Touchpoint.customer_id)
+        .subquery()
+    )
+    stmt = (
+        select(actual.c.customer_id)
+        .outerjoin(CustomerProfile, CustomerProfile.customer_id == actual.c.customer_id)
+        .where(func.coalesce(CustomerProfile.touchpoint_count, 0) != actual.c.n)
+        .order_by(actual.c.customer_id)
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))
