@@ -57,14 +57,20 @@ def timeline_readme_section(doc: dict[str, Any], table: str) -> str:
         "",
         f"App SQL per request (first page): {len(first)} statements — "
         + "; ".join(_short_sql(s) for s in first)
-        + f". MariaDB statements per request (global status deltas, first page): app "
-        f"{trips['app'].get('Questions')}, baseline {trips['baseline'].get('Questions')}.",
+        + f". Round trips to MariaDB per request (global status deltas over 100 sequential first-page "
+        f"requests): app {_trips(trips['app'])}; baseline {_trips(trips['baseline'])}.",
         "",
         f"Run time: {doc['timings_s']['total']:.0f} s (dataset: {doc['timings_s']['dataset']:.0f} s"
         + (f", generated this run in {ds['generation_seconds']:.0f} s" if ds["generated_this_run"] else ", cached")
         + ").",
     ]
     return "\n".join(lines)
+
+
+def _trips(t: dict[str, float]) -> str:
+    names = (("Com_select", "SELECT"), ("Com_commit", "COMMIT"), ("Com_rollback", "ROLLBACK"), ("Com_admin_commands", "ping"))
+    parts = [f"{t[k]:g} {label}" for k, label in names if t.get(k)]
+    return ", ".join(parts) or "none"
 
 
 def _short_sql(sql: str) -> str:

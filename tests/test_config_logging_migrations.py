@@ -140,3 +140,18 @@ def test_naive_datetimes_are_refused_by_the_column_type() -> None:
     stored = col.process_bind_param(datetime(2026, 1, 1, 8, tzinfo=UTC), None)
     assert stored.tzinfo is None and stored.hour == 8
     assert col.process_result_value(stored, None).tzinfo is UTC
+
+
+def test_engines_are_configured_for_each_database(tmp_path: Any) -> None:
+    from sqlalchemy import text
+
+    from backend.platform.db import make_engine
+
+    sqlite = make_engine(f"sqlite:///{tmp_path / 'fk.db'}")
+    with sqlite.connect() as conn:
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+    sqlite.dispose()
+    maria = make_engine("mysql+pymysql://root@127.0.0.1:3306/test")
+    assert maria.url.query["charset"] == "utf8mb4"
+    assert maria.pool._pre_ping is True and maria.pool._recycle == 1800
+    maria.dispose()
