@@ -22,23 +22,33 @@ def main(argv: list[str] | None = None) -> int:
     from bench import datagen
 
     defaults = datagen.Spec()
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("benchmarks", nargs="*", default=[], help=f"which of {', '.join(BENCHMARKS)} (default: all)")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds measured per scenario and implementation (all rounds together)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved app/baseline rounds the duration is split into")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=15.0,
+        help="seconds measured per scenario and implementation (all rounds together)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved app/baseline rounds the duration is split into"
+    )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of warm-up before each measurement")
     parser.add_argument("--concurrency", type=int, default=8, help="client connections (closed loop)")
-    parser.add_argument("--regenerate", action="store_true", help="rebuild the dataset even when the cached one matches")
+    parser.add_argument(
+        "--regenerate", action="store_true", help="rebuild the dataset even when the cached one matches"
+    )
     parser.add_argument("--touchpoints", type=int, default=defaults.touchpoints, help=argparse.SUPPRESS)
     parser.add_argument("--target-touchpoints", type=int, default=defaults.target_touchpoints, help=argparse.SUPPRESS)
     parser.add_argument("--customers", type=int, default=defaults.other_customers, help=argparse.SUPPRESS)
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the figures in bench/README.md")
     args = parser.parse_args(argv)
 
-    spec = datagen.Spec(touchpoints=args.touchpoints, target_touchpoints=args.target_touchpoints,
-                        other_customers=args.customers)
+    spec = datagen.Spec(
+        touchpoints=args.touchpoints, target_touchpoints=args.target_touchpoints, other_customers=args.customers
+    )
     chosen = args.benchmarks or list(BENCHMARKS)
     unknown = sorted(set(chosen) - set(BENCHMARKS))
     if unknown:
@@ -48,9 +58,15 @@ def main(argv: list[str] | None = None) -> int:
         if name == "timeline":
             from bench import timeline
 
-            timeline.run(spec=spec, force_regenerate=args.regenerate, concurrency=args.concurrency,
-                         warmup=args.warmup, duration=args.duration, rounds=args.rounds,
-                         update_readme=not args.no_readme and spec == defaults)
+            timeline.run(
+                spec=spec,
+                force_regenerate=args.regenerate,
+                concurrency=args.concurrency,
+                warmup=args.warmup,
+                duration=args.duration,
+                rounds=args.rounds,
+                update_readme=not args.no_readme and spec == defaults,
+            )
     print(f"[bench] done in {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -61,8 +61,17 @@ N_STORES = 20  # group -> 2 divisions -> 2 regions each -> 5 stores each
 ADVISORS_PER_STORE = 4
 TARGET_STORE_INDEX = 0
 TOUCHPOINT_COLUMNS = (
-    "id", "occurred_at", "recorded_at", "customer_id", "advisor_id", "store_id",
-    "channel", "kind", "source", "source_ref", "payload",
+    "id",
+    "occurred_at",
+    "recorded_at",
+    "customer_id",
+    "advisor_id",
+    "store_id",
+    "channel",
+    "kind",
+    "source",
+    "source_ref",
+    "payload",
 )
 
 # (kind, channel, source, weight, payload maker or None). Payloads are small, like the real ones.
@@ -72,13 +81,31 @@ _KINDS: list[tuple[str, str, str, int, Any]] = [
     ("script_sent", "wecom", "wecom", 5, lambda r, i: {"script_id": r.randint(1, 300)}),
     ("content_shared", "wecom", "wecom", 5, lambda r, i: {"content_id": r.randint(1, 500), "title": "冬季用车小贴士"}),
     ("content_opened", "miniprogram", "miniprogram", 6, lambda r, i: {"content_id": r.randint(1, 500)}),
-    ("call_logged", "phone", "workbench", 6, lambda r, i: {"duration_s": r.randint(10, 900), "note": "客户表示下周到店"}),
+    (
+        "call_logged",
+        "phone",
+        "workbench",
+        6,
+        lambda r, i: {"duration_s": r.randint(10, 900), "note": "客户表示下周到店"},
+    ),
     ("follow_up_done", "wecom", "workbench", 4, None),
     ("booking_created", "miniprogram", "miniprogram", 5, lambda r, i: {"booking_id": i, "service": "保养"}),
     ("arrived", "store", "store", 4, None),
-    ("service_completed", "store", "dms", 4, lambda r, i: {"ro_number": f"RO{i:08d}", "amount_cents": r.randint(30000, 500000)}),
+    (
+        "service_completed",
+        "store",
+        "dms",
+        4,
+        lambda r, i: {"ro_number": f"RO{i:08d}", "amount_cents": r.randint(30000, 500000)},
+    ),
     ("payment_succeeded", "miniprogram", "wechatpay", 3, lambda r, i: {"amount_cents": r.randint(1000, 200000)}),
-    ("points_earned", "system", "loyalty", 6, lambda r, i: {"points": r.choice((10, 50, 100, 200)), "reason": "消费积分"}),
+    (
+        "points_earned",
+        "system",
+        "loyalty",
+        6,
+        lambda r, i: {"points": r.choice((10, 50, 100, 200)), "reason": "消费积分"},
+    ),
     ("coupon_claimed", "miniprogram", "miniprogram", 3, lambda r, i: {"coupon_id": r.randint(1, 50)}),
     ("signed_in", "miniprogram", "miniprogram", 9, None),
 ]
@@ -163,8 +190,10 @@ def ensure_dataset(spec: Spec | None = None, *, force: bool = False, url: str | 
     if not force:
         found = existing_dataset(url, spec)
         if found is not None:
-            print(f"[datagen] dataset present ({found.touchpoint_rows:,} touchpoints, "
-                  f"{found.target_rows:,} for customer {found.target_customer_id}); generation skipped")
+            print(
+                f"[datagen] dataset present ({found.touchpoint_rows:,} touchpoints, "
+                f"{found.target_rows:,} for customer {found.target_customer_id}); generation skipped"
+            )
             return found
     return generate(spec, url)
 
@@ -208,8 +237,11 @@ def generate(spec: Spec, url: str) -> Dataset:
             session.commit()
         rng = random.Random(spec.seed)
         target_id, home_store = _customers(engine, spec, rng, stores, advisors_by_store)
-        print(f"[datagen]   org tree, {sum(len(a) for a in advisors_by_store.values()) + len(stores)} staff, "
-              f"{spec.other_customers + 1:,} customers: {time.perf_counter() - t:.1f} s", flush=True)
+        print(
+            f"[datagen]   org tree, {sum(len(a) for a in advisors_by_store.values()) + len(stores)} staff, "
+            f"{spec.other_customers + 1:,} customers: {time.perf_counter() - t:.1f} s",
+            flush=True,
+        )
     finally:
         engine.dispose()
 
@@ -288,7 +320,12 @@ def _org_and_staff(session: Any) -> tuple[list[int], dict[int, list[int]], int]:
     for i, store in enumerate(stores):
         managers.append(staff(store, f"bench-manager-{i}", f"店长{i}", Role.STORE_MANAGER))
         advisors[store.id] = [
-            staff(store, f"bench-advisor-{i}-{a}", f"顾问{i}-{a}", Role.SALES_ADVISOR if a % 2 == 0 else Role.SERVICE_ADVISOR)
+            staff(
+                store,
+                f"bench-advisor-{i}-{a}",
+                f"顾问{i}-{a}",
+                Role.SALES_ADVISOR if a % 2 == 0 else Role.SERVICE_ADVISOR,
+            )
             for a in range(ADVISORS_PER_STORE)
         ]
     session.flush()
@@ -299,8 +336,9 @@ def _org_and_staff(session: Any) -> tuple[list[int], dict[int, list[int]], int]:
     )
 
 
-def _customers(engine: Any, spec: Spec, rng: random.Random, stores: list[int],
-               advisors_by_store: dict[int, list[int]]) -> tuple[int, dict[int, int]]:
+def _customers(
+    engine: Any, spec: Spec, rng: random.Random, stores: list[int], advisors_by_store: dict[int, list[int]]
+) -> tuple[int, dict[int, int]]:
     """`other_customers` + 1 customers with ids 1..N+1; the target sits in the middle, at the
     requesting manager's store, with a sales and a service advisor."""
     from backend.customers.models import Customer, CustomerAdvisor, CustomerIdentity, IdentityKind
@@ -314,27 +352,53 @@ def _customers(engine: Any, spec: Spec, rng: random.Random, stores: list[int],
     for cid in range(1, total + 1):
         store = stores[TARGET_STORE_INDEX] if cid == target_id else stores[rng.randrange(len(stores))]
         home_store[cid] = store
-        customers.append({
-            "id": cid, "name": f"客户{cid}", "gender": rng.choice(("unknown", "male", "female")),
-            "home_store_id": store, "lifecycle_stage": rng.choice(stages), "tier": "standard",
-            "acquisition_channel": rng.choice(("wecom", "miniprogram", "store")), "created_at": now, "updated_at": now,
-        })
-        advisors.append({"customer_id": cid, "staff_id": advisors_by_store[store][0], "role": "sales_advisor", "assigned_at": now})
+        customers.append(
+            {
+                "id": cid,
+                "name": f"客户{cid}",
+                "gender": rng.choice(("unknown", "male", "female")),
+                "home_store_id": store,
+                "lifecycle_stage": rng.choice(stages),
+                "tier": "standard",
+                "acquisition_channel": rng.choice(("wecom", "miniprogram", "store")),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        advisors.append(
+            {"customer_id": cid, "staff_id": advisors_by_store[store][0], "role": "sales_advisor", "assigned_at": now}
+        )
         if cid == target_id:
-            advisors.append({"customer_id": cid, "staff_id": advisors_by_store[store][1], "role": "service_advisor", "assigned_at": now})
+            advisors.append(
+                {
+                    "customer_id": cid,
+                    "staff_id": advisors_by_store[store][1],
+                    "role": "service_advisor",
+                    "assigned_at": now,
+                }
+            )
     with engine.begin() as conn:
         for i in range(0, len(customers), 5000):
             conn.execute(Customer.__table__.insert(), customers[i : i + 5000])
         for i in range(0, len(advisors), 5000):
             conn.execute(CustomerAdvisor.__table__.insert(), advisors[i : i + 5000])
-        conn.execute(CustomerIdentity.__table__.insert(), [
-            {"customer_id": target_id, "kind": IdentityKind.OPENID, "value": "bench-openid-target", "created_at": now},
-        ])
+        conn.execute(
+            CustomerIdentity.__table__.insert(),
+            [
+                {
+                    "customer_id": target_id,
+                    "kind": IdentityKind.OPENID,
+                    "value": "bench-openid-target",
+                    "created_at": now,
+                },
+            ],
+        )
     return target_id, home_store
 
 
-def _touchpoint_rows(spec: Spec, rng: random.Random, target_id: int, home_store: dict[int, int],
-                     advisors_by_store: dict[int, list[int]]) -> Any:
+def _touchpoint_rows(
+    spec: Spec, rng: random.Random, target_id: int, home_store: dict[int, int], advisors_by_store: dict[int, list[int]]
+) -> Any:
     """Yields the touchpoint rows in id order. `recorded_at` grows with the id over ~3 years;
     `occurred_at` lags it for 10 % of the rows (late callbacks, back-filled DMS data), so id
     order is not time order; every 100th touchpoint of the target repeats the previous one's
@@ -367,8 +431,15 @@ def _touchpoint_rows(spec: Spec, rng: random.Random, target_id: int, home_store:
         yield (tid, occurred, recorded, cid, advisor, store, channel, kind, source, f"bench:{kind}:{tid}", payload)
 
 
-def _load_touchpoints(url: str, spec: Spec, rng: random.Random, target_id: int, home_store: dict[int, int],
-                      stores: list[int], advisors_by_store: dict[int, list[int]]) -> str:
+def _load_touchpoints(
+    url: str,
+    spec: Spec,
+    rng: random.Random,
+    target_id: int,
+    home_store: dict[int, int],
+    stores: list[int],
+    advisors_by_store: dict[int, list[int]],
+) -> str:
     rows = _touchpoint_rows(spec, rng, target_id, home_store, advisors_by_store)
     conn = _connect(url, local_infile=True)
     try:
@@ -397,8 +468,10 @@ def _load_data_infile(conn: pymysql.Connection, rows: Any, spec: Spec, chunk: in
                 null = "\\N"
                 for tid, occurred, recorded, cid, advisor, store, channel, kind, source, ref, payload in rows:
                     body = null if payload is None else json.dumps(payload, ensure_ascii=False, separators=(", ", ": "))
-                    write(f"{tid}\t{_ts(occurred)}\t{_ts(recorded)}\t{cid}\t{null if advisor is None else advisor}\t"
-                          f"{store}\t{channel}\t{kind}\t{source}\t{ref}\t{body}\n")
+                    write(
+                        f"{tid}\t{_ts(occurred)}\t{_ts(recorded)}\t{cid}\t{null if advisor is None else advisor}\t"
+                        f"{store}\t{channel}\t{kind}\t{source}\t{ref}\t{body}\n"
+                    )
                     n += 1
                     if n == chunk:
                         break
@@ -435,8 +508,21 @@ def _insert_many(conn: pymysql.Connection, rows: Any, batch: int = 5000) -> None
             print(f"[datagen]     {done:,} touchpoints", flush=True)
 
     for tid, occurred, recorded, cid, advisor, store, channel, kind, source, ref, payload in rows:
-        buf.append((tid, _ts(occurred), _ts(recorded), cid, advisor, store, channel, kind, source, ref,
-                    None if payload is None else json.dumps(payload, ensure_ascii=False, separators=(", ", ": "))))
+        buf.append(
+            (
+                tid,
+                _ts(occurred),
+                _ts(recorded),
+                cid,
+                advisor,
+                store,
+                channel,
+                kind,
+                source,
+                ref,
+                None if payload is None else json.dumps(payload, ensure_ascii=False, separators=(", ", ": ")),
+            )
+        )
         if len(buf) == batch:
             flush()
     if buf:
@@ -477,8 +563,10 @@ def table_stats(url: str) -> dict[str, Any]:
                 "SELECT table_name, table_rows, data_length, index_length FROM information_schema.tables "
                 "WHERE table_schema = DATABASE() AND table_name IN ('touchpoint', 'customer')"
             )
-            stats = {name: {"approx_rows": rows, "data_mb": round(d / 2**20, 1), "index_mb": round(ix / 2**20, 1)}
-                     for name, rows, d, ix in cur.fetchall()}
+            stats = {
+                name: {"approx_rows": rows, "data_mb": round(d / 2**20, 1), "index_mb": round(ix / 2**20, 1)}
+                for name, rows, d, ix in cur.fetchall()
+            }
             cur.execute("SELECT VERSION(), @@innodb_buffer_pool_size")
             version, pool = cur.fetchone()
         return {"tables": stats, "server_version": version, "innodb_buffer_pool_mb": int(pool) // 2**20}

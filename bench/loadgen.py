@@ -58,8 +58,16 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
-def run(host: str, port: int, path: str, headers: dict[str, str], *, concurrency: int, duration: float,
-        timeout: float = 10.0) -> LoadResult:
+def run(
+    host: str,
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    *,
+    concurrency: int,
+    duration: float,
+    timeout: float = 10.0,
+) -> LoadResult:
     if host not in LOCAL_HOSTS:
         raise ValueError("the load generator only targets 127.0.0.1")
     lock = threading.Lock()

@@ -20,18 +20,52 @@ def _fmt(value: Any, digits: int = 2) -> str:
 
 
 def timeline_table(doc: dict[str, Any]) -> str:
-    head = ("scenario", "", "req/s", "p50 ms", "p95 ms", "p99 ms", "requests", "gunicorn CPU ms/req", "MariaDB CPU ms/req", "other procs CPU %")
+    head = (
+        "scenario",
+        "",
+        "req/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "requests",
+        "gunicorn CPU ms/req",
+        "MariaDB CPU ms/req",
+        "other procs CPU %",
+    )
     rows = [head, tuple("---" for _ in head)]
     for name, per in doc["scenarios"].items():
         title = SCENARIO_TITLES.get(name, name)
         for impl in ("baseline", "app"):
             m = per[impl]
-            rows.append((title, impl, _fmt(m["rps"], 1), _fmt(m["p50_ms"]), _fmt(m["p95_ms"]), _fmt(m["p99_ms"]),
-                         _fmt(m["requests"]), _fmt(m["gunicorn_cpu_ms_per_req"]), _fmt(m["mariadb_cpu_ms_per_req"]),
-                         _fmt(m.get("other_processes_cpu_pct"), 0)))
+            rows.append(
+                (
+                    title,
+                    impl,
+                    _fmt(m["rps"], 1),
+                    _fmt(m["p50_ms"]),
+                    _fmt(m["p95_ms"]),
+                    _fmt(m["p99_ms"]),
+                    _fmt(m["requests"]),
+                    _fmt(m["gunicorn_cpu_ms_per_req"]),
+                    _fmt(m["mariadb_cpu_ms_per_req"]),
+                    _fmt(m.get("other_processes_cpu_pct"), 0),
+                )
+            )
         r = per["ratio_app_over_baseline"]
-        rows.append((title, "**app / baseline**", f"**{_fmt(r['rps'])}**", f"**{_fmt(r['p50'])}**",
-                     f"**{_fmt(r['p95'])}**", f"**{_fmt(r['p99'])}**", "", f"**{_fmt(r['gunicorn_cpu_per_req'])}**", "", ""))
+        rows.append(
+            (
+                title,
+                "**app / baseline**",
+                f"**{_fmt(r['rps'])}**",
+                f"**{_fmt(r['p50'])}**",
+                f"**{_fmt(r['p95'])}**",
+                f"**{_fmt(r['p99'])}**",
+                "",
+                f"**{_fmt(r['gunicorn_cpu_per_req'])}**",
+                "",
+                "",
+            )
+        )
     return "\n".join("| " + " | ".join(row) + " |" for row in rows)
 
 
@@ -68,7 +102,12 @@ def timeline_readme_section(doc: dict[str, Any], table: str) -> str:
 
 
 def _trips(t: dict[str, float]) -> str:
-    names = (("Com_select", "SELECT"), ("Com_commit", "COMMIT"), ("Com_rollback", "ROLLBACK"), ("Com_admin_commands", "ping"))
+    names = (
+        ("Com_select", "SELECT"),
+        ("Com_commit", "COMMIT"),
+        ("Com_rollback", "ROLLBACK"),
+        ("Com_admin_commands", "ping"),
+    )
     parts = [f"{t[k]:g} {label}" for k, label in names if t.get(k)]
     return ", ".join(parts) or "none"
 

@@ -27,12 +27,18 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 4
 GUNICORN_SETTINGS = [
-    "--workers", str(WORKERS),
-    "--worker-class", "sync",
-    "--timeout", "30",
-    "--backlog", "256",
-    "--log-level", "warning",
-    "--graceful-timeout", "5",
+    "--workers",
+    str(WORKERS),
+    "--worker-class",
+    "sync",
+    "--timeout",
+    "30",
+    "--backlog",
+    "256",
+    "--log-level",
+    "warning",
+    "--graceful-timeout",
+    "5",
 ]
 
 
@@ -69,8 +75,17 @@ def start(name: str, wsgi_target: str, env: Mapping[str, str], log_dir: Path) ->
     port = free_port()
     log_path = log_dir / f"{name}.gunicorn.log"
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
-    cmd = [sys.executable, "-m", "gunicorn", *GUNICORN_SETTINGS, "--bind", f"127.0.0.1:{port}",
-           "--chdir", str(REPO_ROOT), wsgi_target]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        *GUNICORN_SETTINGS,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--chdir",
+        str(REPO_ROOT),
+        wsgi_target,
+    ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     return Server(name, port, process, log_path)

@@ -112,8 +112,14 @@ def baseline_path(ds: datagen.Dataset) -> str:
     return f"/baseline/customers/{ds.target_customer_id}/timeline"
 
 
-def verify_same_answers(app_srv: servers.Server, base_srv: servers.Server, ds: datagen.Dataset,
-                        headers: dict[str, str], scenarios: dict[str, str], follow_pages: int = 3) -> None:
+def verify_same_answers(
+    app_srv: servers.Server,
+    base_srv: servers.Server,
+    ds: datagen.Dataset,
+    headers: dict[str, str],
+    scenarios: dict[str, str],
+    follow_pages: int = 3,
+) -> None:
     """Both endpoints must return identical items (and cursors) for every measured page and for
     a few pages followed by cursor; otherwise the baseline does not do the same work."""
     for name, query in scenarios.items():
@@ -122,7 +128,9 @@ def verify_same_answers(app_srv: servers.Server, base_srv: servers.Server, ds: d
             s1, b1 = servers.get_json(app_srv, f"{app_path(ds)}?{cursor_query}", headers)
             s2, b2 = servers.get_json(base_srv, f"{baseline_path(ds)}?{cursor_query}", {})
             if s1 != 200 or s2 != 200:
-                raise SystemExit(f"verify {name} page {page}: app HTTP {s1}, baseline HTTP {s2}\n{b1[:300]!r}\n{b2[:300]!r}")
+                raise SystemExit(
+                    f"verify {name} page {page}: app HTTP {s1}, baseline HTTP {s2}\n{b1[:300]!r}\n{b2[:300]!r}"
+                )
             a, b = json.loads(b1), json.loads(b2)
             if a["items"] != b["items"] or a["next_cursor"] != b["next_cursor"]:
                 for i, (x, y) in enumerate(zip(a["items"], b["items"], strict=False)):
@@ -132,11 +140,15 @@ def verify_same_answers(app_srv: servers.Server, base_srv: servers.Server, ds: d
             if len(a["items"]) != PAGE_LIMIT or not a["next_cursor"]:
                 raise SystemExit(f"verify {name} page {page}: expected a full page with a next cursor")
             cursor_query = f"limit={PAGE_LIMIT}&cursor={a['next_cursor']}"
-        print(f"[timeline] verified: {name}: app and baseline return identical items and cursors "
-              f"({follow_pages} pages followed, {len(b1):,} / {len(b2):,} bytes)")
+        print(
+            f"[timeline] verified: {name}: app and baseline return identical items and cursors "
+            f"({follow_pages} pages followed, {len(b1):,} / {len(b2):,} bytes)"
+        )
 
 
-def db_round_trips(server: servers.Server, path: str, headers: dict[str, str], url: str, n: int = 100) -> dict[str, float]:
+def db_round_trips(
+    server: servers.Server, path: str, headers: dict[str, str], url: str, n: int = 100
+) -> dict[str, float]:
     """Server-side statements per request (SHOW GLOBAL STATUS deltas over n sequential requests).
     Other clients of the same MariaDB add noise; the in-process SQL capture is the exact list."""
     conn = datagen._connect(url)
@@ -188,8 +200,9 @@ class Accumulated:
         db0 = procstat.tree_cpu_seconds(mysqld_pid) if mysqld_pid else None
         sys0 = procstat.system_cpu_seconds()
         client0 = time.process_time()
-        result = loadgen.run("127.0.0.1", target.server.port, target.path, target.headers,
-                             concurrency=concurrency, duration=duration)
+        result = loadgen.run(
+            "127.0.0.1", target.server.port, target.path, target.headers, concurrency=concurrency, duration=duration
+        )
         client1 = time.process_time()
         sys1 = procstat.system_cpu_seconds()
         cpu1 = procstat.tree_cpu_seconds(target.server.process.pid)
@@ -213,10 +226,17 @@ class Accumulated:
         if self.errors:
             out["error_samples"] = sorted(set(self.error_samples))[:5]
         n = max(self.requests, 1)
-        out["gunicorn_cpu_ms_per_req"] = round(self.gunicorn_cpu * 1000 / n, 3) if self.gunicorn_cpu is not None else None
+        out["gunicorn_cpu_ms_per_req"] = (
+            round(self.gunicorn_cpu * 1000 / n, 3) if self.gunicorn_cpu is not None else None
+        )
         out["mariadb_cpu_ms_per_req"] = round(self.mariadb_cpu * 1000 / n, 3) if self.mariadb_cpu is not None else None
         out["client_cpu_ms_per_req"] = round(self.client_cpu * 1000 / n, 3)
-        if self.machine_busy is not None and self.machine_total and self.gunicorn_cpu is not None and self.mariadb_cpu is not None:
+        if (
+            self.machine_busy is not None
+            and self.machine_total
+            and self.gunicorn_cpu is not None
+            and self.mariadb_cpu is not None
+        ):
             ours = self.gunicorn_cpu + self.mariadb_cpu + self.client_cpu
             # CPU used by anything else on the machine while measuring (other tests, builds): noise.
             out["machine_cpu_busy_pct"] = round(100 * self.machine_busy / self.machine_total, 1)
@@ -224,8 +244,9 @@ class Accumulated:
         return out
 
 
-def measure_scenario(targets: list[Target], *, concurrency: int, warmup: float, duration: float, rounds: int,
-                     mysqld_pid: int | None) -> dict[str, dict[str, Any]]:
+def measure_scenario(
+    targets: list[Target], *, concurrency: int, warmup: float, duration: float, rounds: int, mysqld_pid: int | None
+) -> dict[str, dict[str, Any]]:
     """Warm each target up, then `rounds` interleaved slices of duration / rounds each (the order
     alternates every round), so that background load drifting over time hits both alike."""
     for t in targets:
@@ -242,13 +263,28 @@ def ratios(app: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]
         a, b = app.get(key), base.get(key)
         return round(a / b, 2) if a is not None and b else None
 
-    return {"rps": r("rps"), "p50": r("p50_ms"), "p95": r("p95_ms"), "p99": r("p99_ms"),
-            "gunicorn_cpu_per_req": r("gunicorn_cpu_ms_per_req")}
+    return {
+        "rps": r("rps"),
+        "p50": r("p50_ms"),
+        "p95": r("p95_ms"),
+        "p99": r("p99_ms"),
+        "gunicorn_cpu_per_req": r("gunicorn_cpu_ms_per_req"),
+    }
 
 
 def _versions() -> dict[str, str]:
     out = {}
-    for dist in ("flask", "flask-smorest", "sqlalchemy", "marshmallow", "webargs", "pymysql", "gunicorn", "authlib", "alembic"):
+    for dist in (
+        "flask",
+        "flask-smorest",
+        "sqlalchemy",
+        "marshmallow",
+        "webargs",
+        "pymysql",
+        "gunicorn",
+        "authlib",
+        "alembic",
+    ):
         try:
             out[dist] = importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:
@@ -258,15 +294,29 @@ def _versions() -> dict[str, str]:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=servers.REPO_ROOT, capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=servers.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         return out.stdout.strip() or None
     except OSError:
         return None
 
 
-def run(*, spec: datagen.Spec, force_regenerate: bool, concurrency: int, warmup: float, duration: float,
-        rounds: int = 3, update_readme: bool = True) -> dict[str, Any]:
+def run(
+    *,
+    spec: datagen.Spec,
+    force_regenerate: bool,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    rounds: int = 3,
+    update_readme: bool = True,
+) -> dict[str, Any]:
     t_start = time.perf_counter()
     url = datagen.database_url()
     ds = datagen.ensure_dataset(spec, force=force_regenerate, url=url)
@@ -292,8 +342,10 @@ def run(*, spec: datagen.Spec, force_regenerate: bool, concurrency: int, warmup:
         base_srv = servers.start("baseline", "bench.baseline_app:app", {"BENCH_DATABASE_URL": url}, log_dir)
         servers.wait_ready(app_srv, f"{app_path(ds)}?{scenarios['first_page']}", headers)
         servers.wait_ready(base_srv, f"{baseline_path(ds)}?{scenarios['first_page']}", {})
-        print(f"[timeline] gunicorn up: app :{app_srv.port}, baseline :{base_srv.port} "
-              f"({' '.join(servers.GUNICORN_SETTINGS)})")
+        print(
+            f"[timeline] gunicorn up: app :{app_srv.port}, baseline :{base_srv.port} "
+            f"({' '.join(servers.GUNICORN_SETTINGS)})"
+        )
 
         verify_same_answers(app_srv, base_srv, ds, headers, scenarios)
 
@@ -301,29 +353,38 @@ def run(*, spec: datagen.Spec, force_regenerate: bool, concurrency: int, warmup:
             "app": db_round_trips(app_srv, f"{app_path(ds)}?{scenarios['first_page']}", headers, url),
             "baseline": db_round_trips(base_srv, f"{baseline_path(ds)}?{scenarios['first_page']}", {}, url),
         }
-        print(f"[timeline] MariaDB statements per request (global status deltas): app {trips['app']}, "
-              f"baseline {trips['baseline']}")
+        print(
+            f"[timeline] MariaDB statements per request (global status deltas): app {trips['app']}, "
+            f"baseline {trips['baseline']}"
+        )
 
         mysqld = procstat.find_pid("mariadbd", "mysqld")
         results: dict[str, Any] = {}
         for name, query in scenarios.items():
-            print(f"[timeline] {name}: {warmup:.0f} s warm-up each, then {rounds} interleaved rounds, "
-                  f"{duration:.0f} s per implementation in all, at concurrency {concurrency} ...", flush=True)
+            print(
+                f"[timeline] {name}: {warmup:.0f} s warm-up each, then {rounds} interleaved rounds, "
+                f"{duration:.0f} s per implementation in all, at concurrency {concurrency} ...",
+                flush=True,
+            )
             targets = [
                 Target("baseline", base_srv, f"{baseline_path(ds)}?{query}", {}),
                 Target("app", app_srv, f"{app_path(ds)}?{query}", headers),
             ]
-            per: dict[str, Any] = measure_scenario(targets, concurrency=concurrency, warmup=warmup, duration=duration,
-                                                   rounds=rounds, mysqld_pid=mysqld)
+            per: dict[str, Any] = measure_scenario(
+                targets, concurrency=concurrency, warmup=warmup, duration=duration, rounds=rounds, mysqld_pid=mysqld
+            )
             for t in targets:
                 m = per[t.impl]
                 other = m.get("other_processes_cpu_pct")
                 if other is not None and other > 10:
-                    print(f"[timeline]   warning: other processes used {other:.0f} % of the machine's CPU while "
-                          f"{t.impl} was measured; the figures are noisy")
+                    print(
+                        f"[timeline]   warning: other processes used {other:.0f} % of the machine's CPU while "
+                        f"{t.impl} was measured; the figures are noisy"
+                    )
                 if m["errors"]:
-                    raise SystemExit(f"{name} / {t.impl}: {m['errors']} errors: {m.get('error_samples')}\n"
-                                     f"{t.server.log_tail()}")
+                    raise SystemExit(
+                        f"{name} / {t.impl}: {m['errors']} errors: {m.get('error_samples')}\n{t.server.log_tail()}"
+                    )
             per["ratio_app_over_baseline"] = ratios(per["app"], per["baseline"])
             results[name] = per
     finally:
@@ -375,8 +436,7 @@ def run(*, spec: datagen.Spec, force_regenerate: bool, concurrency: int, warmup:
     table = report.timeline_table(doc)
     print()
     print(table)
-    print(f"\n[timeline] results: {out.relative_to(servers.REPO_ROOT)}; took {total:.0f} s "
-          f"(dataset {t_data:.0f} s)")
+    print(f"\n[timeline] results: {out.relative_to(servers.REPO_ROOT)}; took {total:.0f} s (dataset {t_data:.0f} s)")
     if update_readme:
         report.update_readme("timeline", report.timeline_readme_section(doc, table))
     return doc

@@ -50,8 +50,9 @@ class Customer(Base, TimestampMixin):
     # Set when this row was merged into another; such a row is hidden everywhere.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True, default=None)
 
-    identities: Mapped[list[CustomerIdentity]] = relationship(back_populates="customer", lazy="selectin")
-    advisors: Mapped[list[CustomerAdvisor]] = relationship(back_populates="customer", lazy="selectin")
+    # Loaded on access; list views ask for selectinload explicitly (no N+1, no loads on the hot path).
+    identities: Mapped[list[CustomerIdentity]] = relationship(back_populates="customer")
+    advisors: Mapped[list[CustomerAdvisor]] = relationship(back_populates="customer")
 
     def identity(self, kind: IdentityKind) -> str | None:
         for ident in self.identities:

@@ -59,25 +59,33 @@ def get_scoped_or_404(session: Session, actor: StaffActor, resource: str, object
     return obj
 
 
+def ensure_in_scope(session: Session, actor: StaffActor, resource: str, object_id: Any) -> None:
+    """Like `get_scoped_or_404` when the view needs only the decision, not the object: one
+    primary-key probe, no row or relationship loading (the timeline's hot path)."""
+    rule = _RULES[resource]
+    pk = rule.model.__mapper__.primary_key[0]
+    if session.scalar(select(pk).where(pk == object_id).where(rule.where(actor))) is None:
+        raise AppError(rule.not_found_code, 404)
+
+
 # ---------------------------------------------------------------------------------------------
 # Computing an actor's scope from roles and place in the tree
 
 
-def subtree_store_ids(session: Session, unit: OrgUnit) -> frozenset[int]:
-    if unit.kind == OrgKind.STORE:
-        return frozenset({unit.id})
+def subtree_store_ids(session: Session, org_unit_id: int) -> frozenset[int]:
+    """The stores at or below a unit, in one query (the unit's path is read in a subquery)."""
+    unit_path = select(OrgUnit.path).where(OrgUnit.id == org_unit_id).scalar_subquery()
     rows = session.scalars(
-        select(OrgUnit.id).where(OrgUnit.kind == OrgKind.STORE, OrgUnit.path.startswith(unit.path))
+        select(OrgUnit.id).where(OrgUnit.kind == OrgKind.STORE, OrgUnit.path.like(unit_path + "%"))
     ).all()
     return frozenset(rows)
 
 
-def compute_scope(session: Session, staff: Staff) -> DataScope:
-    roles = staff.roles
+def compute_scope(session: Session, roles: set[Role] | frozenset[Role], org_unit_id: int) -> DataScope:
     if Role.GROUP_ADMIN in roles:
         return DataScope(store_ids=None, own_customers_only=False)
     if roles & {Role.STORE_MANAGER, Role.REGION_MANAGER, Role.DIVISION_MANAGER, Role.MARKETING}:
-        return DataScope(store_ids=subtree_store_ids(session, staff.org_unit), own_customers_only=False)
+        return DataScope(store_ids=subtree_store_ids(session, org_unit_id), own_customers_only=False)
     if roles & ADVISOR_ROLES:
         return DataScope(store_ids=frozenset(), own_customers_only=True)
     return DataScope(store_ids=frozenset(), own_customers_only=False)  # no role: sees nothing

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.org.models import OrgUnit, Staff, StaffStatus
+from backend.org.models import OrgUnit, Role, Staff, StaffRole, StaffStatus
 from backend.org.scope import compute_scope
 from backend.platform.actors import StaffActor
 from backend.platform.errors import AppError
@@ -17,18 +17,31 @@ def staff_actor(session: Session, staff: Staff) -> StaffActor:
         staff_id=staff.id,
         roles=frozenset(r.value for r in staff.roles),
         org_unit_id=staff.org_unit_id,
-        scope=compute_scope(session, staff),
+        scope=compute_scope(session, staff.roles, staff.org_unit_id),
     )
 
 
 def load_staff_actor(session: Session, staff_id: int) -> StaffActor:
-    """Re-read on every request: a resigned advisor's token stops working at once."""
-    staff = session.get(Staff, staff_id)
-    if staff is None:
+    """Re-read on every request, so that a resigned advisor's token stops working at once and a
+    role change applies immediately — status and roles in one query (this is on every
+    workbench request's path), plus the subtree for managers."""
+    rows = session.execute(
+        select(Staff.status, Staff.org_unit_id, StaffRole.role)
+        .outerjoin(StaffRole, StaffRole.staff_id == Staff.id)
+        .where(Staff.id == staff_id)
+    ).all()
+    if not rows:
         raise AppError("auth.token_invalid", 401)
-    if staff.status != StaffStatus.ACTIVE:
+    status, org_unit_id = rows[0][0], rows[0][1]
+    if status != StaffStatus.ACTIVE:
         raise AppError("auth.staff_inactive", 401)
-    return staff_actor(session, staff)
+    roles = frozenset(Role(r[2]) for r in rows if r[2] is not None)
+    return StaffActor(
+        staff_id=staff_id,
+        roles=frozenset(r.value for r in roles),
+        org_unit_id=org_unit_id,
+        scope=compute_scope(session, roles, org_unit_id),
+    )
 
 
 def find_staff_by_userid(session: Session, corp_id: str, userid: str) -> Staff | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
 
 from backend.customers import service
 from backend.customers.models import Car, Customer, CustomerIdentity, IdentityKind
@@ -16,7 +17,7 @@ from backend.customers.schemas import (
     MergeSchema,
     PhoneRevealSchema,
 )
-from backend.org.scope import get_scoped_or_404, scope_query
+from backend.org.scope import ensure_in_scope, get_scoped_or_404, scope_query
 from backend.platform.api import Blueprint, current_staff, role_required, scoped
 from backend.platform.db import db
 from backend.platform.errors import AppError
@@ -50,7 +51,7 @@ def _summary(customer: Customer) -> dict[str, Any]:
 def list_customers(args: dict[str, Any]) -> dict[str, Any]:
     """Customers in my scope, newest first."""
     session = db.session()
-    stmt = scope_query(select(Customer), current_staff(), "customer")
+    stmt = scope_query(select(Customer).options(selectinload(Customer.advisors)), current_staff(), "customer")
     if args.get("q"):
         stmt = stmt.where(Customer.name.contains(args["q"], autoescape=True))
     if args.get("store_id"):
@@ -116,7 +117,7 @@ def reveal_phone(customer_id: int) -> dict[str, Any]:
 def customer_timeline(args: dict[str, Any], customer_id: int) -> dict[str, Any]:
     """Every touchpoint of the customer, newest first; filter by kind, channel, advisor, time."""
     session = db.session()
-    customer = get_scoped_or_404(session, current_staff(), "customer", customer_id)
+    ensure_in_scope(session, current_staff(), "customer", customer_id)
     flt = TimelineFilter(
         kinds=frozenset(k.value for k in args["kind"]) if args.get("kind") else None,
         channels=frozenset(c.value for c in args["channel"]) if args.get("channel") else None,
@@ -124,7 +125,7 @@ def customer_timeline(args: dict[str, Any], customer_id: int) -> dict[str, Any]:
         since=args.get("since"),
         until=args.get("until"),
     )
-    items, next_cursor = timeline(session, customer.id, flt, limit=args["limit"], cursor=args.get("cursor"))
+    items, next_cursor = timeline(session, customer_id, flt, limit=args["limit"], cursor=args.get("cursor"))
     return {"items": items, "next_cursor": next_cursor}
 
 
