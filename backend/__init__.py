@@ -77,10 +77,10 @@ def _configure_gateways(app: Flask) -> None:
 
         from integrations.sandbox import create_sandbox, dev_credentials
 
+        # The sandbox's credentials and hosts, all of them: real credentials are never sent to
+        # the sandbox, and sandbox-issued codes can never reach code configured for real hosts.
         credentials = dev_credentials()
-        for key, value in credentials.items():
-            if not app.config.get(key):
-                app.config[key] = value
+        app.config.update(credentials)
         base = app.config["PUBLIC_BASE_URL"].rstrip("/") + "/sandbox"
         app.config["WECHAT_API_BASE"] = f"{base}/wechat"
         app.config["WECOM_API_BASE"] = f"{base}/wecom"

@@ -60,6 +60,9 @@ SETTINGS: dict[str, tuple[Any, str]] = {
 }
 
 
+ENVIRONMENTS = ("development", "test", "production")
+
+
 class ConfigError(RuntimeError):
     pass
 
@@ -87,6 +90,9 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
     env = dict(os.environ if environ is None else environ)
     overrides = dict(overrides or {})
     env_name = overrides.get("DEALERLOOP_ENV") or env.get("DEALERLOOP_ENV") or env.get("FLASK_ENV") or "development"
+    if env_name not in ENVIRONMENTS:
+        # A typo ("prod") must not silently start with development keys and the sandbox.
+        raise ConfigError(f"DEALERLOOP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {env_name!r}")
     production = env_name == "production"
 
     cfg: dict[str, Any] = {}

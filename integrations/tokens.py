@@ -13,6 +13,7 @@ lock, a stale but unexpired token is still handed out instead of waiting.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import threading
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 Fetcher = Callable[[], tuple[str, float]]  # returns (value, expires_in seconds)
+log = logging.getLogger("dealerloop.integrations.tokens")
 
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -134,33 +136,50 @@ class TokenCache:
         self.poll_interval = poll_interval
         self.shared = redis_client is not None
         self._backend = _RedisBackend(redis_client) if redis_client is not None else _MemoryBackend(clock)
+        # During a Redis outage each process keeps its own tokens: more fetches (and WeChat's
+        # invalidation of older tokens, answered by the bounded retry) instead of no logins at all.
+        self._fallback = _MemoryBackend(clock) if redis_client is not None else None
 
     def key(self, service: str, ident: str) -> str:
         return f"{self.namespace}:token:{service}:{ident}"
 
+    def _on_backend(self, operation: Callable[[Any], Any]) -> Any:
+        if self._fallback is None:
+            return operation(self._backend)
+        import redis
+
+        try:
+            return operation(self._backend)
+        except redis.RedisError as exc:
+            log.warning("token cache: Redis unavailable (%s); using this process's cache", type(exc).__name__)
+            return operation(self._fallback)
+
     def peek(self, key: str) -> CachedToken | None:
-        return self._backend.read(key)
+        return self._on_backend(lambda backend: backend.read(key))
 
     def get(self, key: str, fetch: Fetcher) -> str:
+        return self._on_backend(lambda backend: self._get(backend, key, fetch))
+
+    def _get(self, backend: Any, key: str, fetch: Fetcher) -> str:
         deadline = time.monotonic() + self.wait_timeout
         while True:
-            entry = self._backend.read(key)
+            entry = backend.read(key)
             now = self.clock()
             if entry is not None and entry.expires_at - now > self.refresh_margin:
                 return entry.value
-            owner = self._backend.try_lock(key, self.lock_ttl)
+            owner = backend.try_lock(key, self.lock_ttl)
             if owner is not None:
                 try:
                     # Re-read: another caller may have refreshed between our read and our lock.
-                    entry = self._backend.read(key)
+                    entry = backend.read(key)
                     if entry is not None and entry.expires_at - self.clock() > self.refresh_margin:
                         return entry.value
                     value, expires_in = fetch()
                     expires_in = float(expires_in)
-                    self._backend.write(key, CachedToken(value, self.clock() + expires_in), expires_in)
+                    backend.write(key, CachedToken(value, self.clock() + expires_in), expires_in)
                     return value
                 finally:
-                    self._backend.unlock(key, owner)
+                    backend.unlock(key, owner)
             if entry is not None and entry.expires_at > now:
                 return entry.value  # stale but still valid while the holder refreshes
             if time.monotonic() >= deadline:
@@ -172,4 +191,4 @@ class TokenCache:
 
         If another caller already replaced it, the new one is kept, so N callers that saw the same
         expired token cause one refresh, not N."""
-        return self._backend.delete_if(key, stale_value)
+        return self._on_backend(lambda backend: backend.delete_if(key, stale_value))

@@ -155,3 +155,12 @@ def test_engines_are_configured_for_each_database(tmp_path: Any) -> None:
     assert maria.url.query["charset"] == "utf8mb4"
     assert maria.pool._pre_ping is True and maria.pool._recycle == 1800
     maria.dispose()
+
+
+@pytest.mark.parametrize("name", ["prod", "Production", "staging", ""])
+def test_unknown_environment_names_are_refused(name: str) -> None:
+    if name == "":
+        assert load_settings({"DEALERLOOP_ENV": name})["DEALERLOOP_ENV"] == "development"
+        return
+    with pytest.raises(ConfigError, match="DEALERLOOP_ENV must be one of"):
+        load_settings({"DEALERLOOP_ENV": name})

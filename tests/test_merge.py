@@ -140,5 +140,16 @@ def test_phone_reveal_is_audited_and_limited(
     assert (entry.action, entry.actor_id, entry.object_id) == ("customer.phone_revealed", str(adv.id), str(c.id))
     denied = client.get(f"/api/workbench/v1/customers/{c.id}/phone", headers=staff_headers(marketing))
     assert denied.status_code == 403 and denied.get_json()["code"] == "customer.phone_forbidden"
-    found = client.get("/api/workbench/v1/customers?phone=138-0013-8000", headers=staff_headers(adv)).get_json()
-    assert [i["id"] for i in found["items"]] == [c.id]
+    found = client.post(
+        "/api/workbench/v1/customers/search-by-phone", json={"phone": "138-0013-8000"}, headers=staff_headers(adv)
+    )
+    assert [i["id"] for i in found.get_json()] == [c.id]
+    assert db_session.scalars(select(AuditLog.action).order_by(AuditLog.id)).all() == [
+        "customer.phone_revealed",
+        "customer.phone_searched",
+    ]
+    # Masked digits cannot be confirmed by searching without the right to see the number.
+    probe = client.post(
+        "/api/workbench/v1/customers/search-by-phone", json={"phone": "13800138000"}, headers=staff_headers(marketing)
+    )
+    assert probe.status_code == 403

@@ -96,10 +96,9 @@ class CustomerDetailSchema(CustomerSummarySchema):
 
 class CustomerListQuerySchema(Schema):
     q = fields.String(validate=validate.Length(max=64), metadata={"description": "name contains"})
-    phone = fields.String(validate=validate.Length(max=20), metadata={"description": "exact phone (blind index)"})
     store_id = fields.Integer()
     stage = fields.Enum(LifecycleStage, by_value=True)
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 
@@ -128,3 +127,7 @@ class MergeSchema(OutputSchema):
     merged_at = fields.DateTime()
     moved = fields.Dict()
     reversed_at = fields.DateTime(allow_none=True)
+
+
+class PhoneSearchSchema(Schema):
+    phone = fields.String(required=True, validate=validate.Length(min=11, max=20))

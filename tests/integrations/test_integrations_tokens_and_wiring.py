@@ -234,3 +234,15 @@ def test_control_endpoints(sandbox_reset):
     assert sandbox_reset.state.faults == []
     assert requests.get(wechat + "/_sandbox/received", timeout=5).json()["received"] == []
     assert "advisor.zhang" in sandbox_reset.state.members  # the demo seed is back
+
+
+def test_owner_login_still_works_while_redis_is_down(sandbox_reset):
+    """A Redis outage degrades the token cache to per-process; logins do not fail."""
+    import redis
+
+    from integrations import build_gateways
+
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    gateways = build_gateways(sandbox_reset.config(), down)
+    wx = gateways.miniprogram.code_to_session(sandbox_reset.state.issue_login_code("o-redis-down"))
+    assert wx.openid == "o-redis-down"

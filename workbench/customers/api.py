@@ -8,20 +8,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from backend.customers import service
-from backend.customers.models import Car, Customer, CustomerIdentity, IdentityKind
+from backend.customers.models import Car, Customer
 from backend.customers.schemas import (
     CustomerDetailSchema,
     CustomerListQuerySchema,
     CustomerPageSchema,
+    CustomerSummarySchema,
     MergeInSchema,
     MergeSchema,
     PhoneRevealSchema,
+    PhoneSearchSchema,
 )
 from backend.org.scope import ensure_in_scope, get_scoped_or_404, scope_query
 from backend.platform.api import Blueprint, current_staff, role_required, scoped
 from backend.platform.db import db
-from backend.platform.errors import AppError
-from backend.platform.pii import PhoneInvalid
 from backend.touchpoints.schemas import TimelinePageSchema, TimelineQuerySchema
 from backend.touchpoints.service import TimelineFilter, profile_of, timeline
 
@@ -58,18 +58,6 @@ def list_customers(args: dict[str, Any]) -> dict[str, Any]:
         stmt = stmt.where(Customer.home_store_id == args["store_id"])
     if args.get("stage"):
         stmt = stmt.where(Customer.lifecycle_stage == args["stage"])
-    if args.get("phone"):
-        try:
-            index = service.vault().blind_index(args["phone"])
-        except PhoneInvalid as exc:
-            raise AppError("request.invalid", 422, errors={"query": {"phone": ["not a mobile number"]}}) from exc
-        stmt = stmt.where(
-            Customer.id.in_(
-                select(CustomerIdentity.customer_id).where(
-                    CustomerIdentity.kind == IdentityKind.PHONE, CustomerIdentity.value == index
-                )
-            )
-        )
     total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
     page, size = args["page"], args["page_size"]
     items = session.scalars(stmt.order_by(Customer.id.desc()).limit(size).offset((page - 1) * size)).all()
@@ -80,6 +68,22 @@ def list_customers(args: dict[str, Any]) -> dict[str, Any]:
         "page": page,
         "page_size": size,
     }
+
+
+@blp.route("/customers/search-by-phone", methods=["POST"])
+@scoped("customer")
+@blp.arguments(PhoneSearchSchema)
+@blp.response(200, CustomerSummarySchema(many=True))
+def search_by_phone(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Exact phone lookup (blind index) within my scope. The number travels in the body, never
+    in a URL, and each search is audited: a search confirms a full number, so it needs the same
+    right as revealing one."""
+    session = db.session()
+    actor = current_staff()
+    customers = service.search_by_phone(session, actor, service.vault(), data["phone"])
+    stmt = scope_query(select(Customer).options(selectinload(Customer.advisors)), actor, "customer")
+    found = session.scalars(stmt.where(Customer.id.in_([c for c in customers]))).all() if customers else []
+    return [_summary(c) for c in found]
 
 
 @blp.route("/customers/<int:customer_id>")
