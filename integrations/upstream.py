@@ -34,9 +34,7 @@ def check_errcode(service: str, result: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         raise UpstreamError("unavailable", errmsg="unparsable errcode", service=service) from exc
     if errcode:
-        raise UpstreamError(
-            "rejected", errcode=errcode, errmsg=str(result.get("errmsg", "")), service=service
-        )
+        raise UpstreamError("rejected", errcode=errcode, errmsg=str(result.get("errmsg", "")), service=service)
     return result
 
 

@@ -139,7 +139,7 @@ def _db_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
     if "app" not in request.fixturenames and "db_session" not in request.fixturenames:
         yield
         return
-    app = request.getfixturevalue("app")
+    request.getfixturevalue("app")  # builds the schema once
     from backend.platform.db import db
 
     engine = db.engine
@@ -153,12 +153,12 @@ def _db_isolation(request: pytest.FixtureRequest) -> Iterator[None]:
     connection = engine.connect()
     outer = connection.begin()
     db.session_factory.configure(bind=connection, join_transaction_mode="create_savepoint")
-    ctx = app.app_context()
-    ctx.push()
+    # No app context is pushed around the test: each test-client request gets its own, so the
+    # per-request teardown (session removal, fresh `g`) runs as in production. Tests calling
+    # services that need the app use the `app_ctx` fixture.
     try:
         yield
     finally:
-        ctx.pop()
         db.session.remove()
         outer.rollback()
         connection.close()
@@ -177,6 +177,12 @@ def _empty_tables(engine: Any) -> None:
         else:
             for table in reversed(metadata.sorted_tables):
                 conn.execute(table.delete())
+
+
+@pytest.fixture
+def app_ctx(app: Any) -> Iterator[Any]:
+    with app.app_context() as ctx:
+        yield ctx
 
 
 @pytest.fixture

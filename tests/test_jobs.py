@@ -16,6 +16,8 @@ from backend.platform.jobs import Dispatcher, OutboxJob, enqueue, execute, job, 
 from backend.touchpoints.models import Touchpoint
 from backend.touchpoints.service import record
 
+pytestmark = [pytest.mark.usefixtures("app_ctx")]  # these call services that need the app
+
 RUNS: list[dict] = []
 
 

@@ -12,6 +12,11 @@ from backend.touchpoints.models import Touchpoint
 from backend.touchpoints.service import profile_of, record
 
 
+class _Ids:
+    def __init__(self, ident: int) -> None:
+        self.id = ident
+
+
 def _setup(db_session: Any, tree: Any, make_staff: Any, make_customer: Any) -> Any:
     manager = make_staff(tree.stores[0], "store_manager")
     sales = make_staff(tree.stores[0], "sales_advisor")
@@ -48,6 +53,7 @@ def test_merge_moves_everything_and_reverse_restores_it(
 ) -> None:
     manager, source, target = _setup(db_session, tree, make_staff, make_customer)
     h = staff_headers(manager)
+    source, target = _Ids(source.id), _Ids(target.id)  # plain ids: the ORM objects go stale across requests
     before_target = profile_of(db_session, target.id)
     resp = client.post(
         "/api/workbench/v1/customer-merges",
@@ -113,8 +119,8 @@ def test_merge_validation(
     client: Any, db_session: Any, tree: Any, make_staff: Any, make_customer: Any, staff_headers: Any
 ) -> None:
     manager = make_staff(tree.stores[0], "store_manager")
-    a = make_customer(tree.stores[0])
-    far = make_customer(tree.stores[3])
+    a = _Ids(make_customer(tree.stores[0]).id)
+    far = _Ids(make_customer(tree.stores[3]).id)
     h = staff_headers(manager)
     same = client.post(
         "/api/workbench/v1/customer-merges", json={"source_id": a.id, "target_id": a.id, "reason": "x1"}, headers=h

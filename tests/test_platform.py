@@ -142,3 +142,27 @@ def test_readyz_checks_redis_when_configured(client: Any, app: Any, monkeypatch:
     monkeypatch.setitem(app.extensions, "dealerloop.redis", redis.Redis(port=1, socket_connect_timeout=0.2))
     down = client.get("/readyz")
     assert down.status_code == 503 and down.get_json()["checks"]["redis"].startswith("error")
+
+
+def test_each_request_gets_a_fresh_session_and_g(
+    client: Any, app: Any, tree: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    from flask import g
+
+    from backend.platform.db import db
+
+    seen: list[Any] = []
+
+    def _spy(_exc: Any) -> None:  # runs inside each request, before the session is removed
+        seen.append((db.session(), g.get("actor")))  # keep the object: no id reuse
+
+    app.teardown_request_funcs.setdefault(None, []).append(_spy)
+    try:
+        h = staff_headers(make_staff(tree.stores[0], "store_manager"))
+        client.get("/api/workbench/v1/me", headers=h)
+        client.get("/healthz")
+    finally:
+        app.teardown_request_funcs[None].remove(_spy)
+    (s1, actor1), (s2, actor2) = seen
+    assert actor1 is not None and actor2 is None  # g does not leak between requests
+    assert s1 is not s2  # the session was removed at the end of the first request

@@ -59,25 +59,25 @@ def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> An
     car = Car(customer_id=foreign_member.id, vin="LFV2A21K7G3000001")
     db_session.add(car)
     db_session.flush()
+    ids = {
+        "customer_id": foreign.id,
+        "org_unit_id": tree.stores[3].id,
+        "staff_id": other_adv.id,
+        "car_id": car.id,
+    }
     merge = merge_customers(db_session, SystemActor("test"), foreign_dup.id, foreign.id, "dup")
     db_session.commit()
-    return {
-        "manager": manager,
-        "owner": mine,
-        "ids": {
-            "customer_id": foreign.id,
-            "org_unit_id": tree.stores[3].id,
-            "staff_id": other_adv.id,
-            "merge_id": merge.id,
-            "car_id": car.id,
-        },
-    }
+    ids["merge_id"] = merge.id
+    db_session.refresh(manager)
+    db_session.refresh(mine)
+    return {"manager": manager, "owner": mine, "ids": ids}
 
 
 def test_ids_from_another_scope_answer_404(
     app: Any, client: Any, world: Any, staff_headers: Any, member_headers: Any
 ) -> None:
     checked = []
+    staff_h, owner_h = staff_headers(world["manager"]), member_headers(world["owner"])
     for rule, method, _handler in _handlers(app):
         params = [p for p in _rule_params(app, rule)]
         if not params:
@@ -88,9 +88,9 @@ def test_ids_from_another_scope_answer_404(
         for p in params:
             url = url.replace(f"<int:{p}>", str(world["ids"][p]))
         if rule.startswith("/api/workbench/"):
-            headers = staff_headers(world["manager"])
+            headers = staff_h
         elif rule.startswith("/api/app/"):
-            headers = member_headers(world["owner"])
+            headers = owner_h
         else:
             raise AssertionError(f"{rule}: unknown API surface")
         resp = client.open(url, method=method, headers=headers, json={} if method in ("POST", "PATCH", "PUT") else None)
@@ -109,5 +109,6 @@ def _rule_params(app: Any, rule_str: str) -> list[str]:
 
 def test_in_scope_ids_do_answer(client: Any, world: Any, staff_headers: Any, db_session: Any) -> None:
     headers = staff_headers(world["manager"])
-    assert client.get(f"/api/workbench/v1/customers/{world['owner'].id}", headers=headers).status_code == 200
-    assert client.get(f"/api/workbench/v1/customers/{world['owner'].id}/timeline", headers=headers).status_code == 200
+    owner_id = world["owner"].id
+    assert client.get(f"/api/workbench/v1/customers/{owner_id}", headers=headers).status_code == 200
+    assert client.get(f"/api/workbench/v1/customers/{owner_id}/timeline", headers=headers).status_code == 200

@@ -28,6 +28,8 @@ from backend.seed import (
 from backend.touchpoints.models import CustomerKindCount, CustomerProfile, Kind, Touchpoint
 from backend.touchpoints.service import profile_of, rebuild_profiles
 
+pytestmark = [pytest.mark.usefixtures("app_ctx")]  # these call services that need the app
+
 SEED_CODES = [code for code, _, _, _ in UNITS]
 TABLES = (OrgUnit, Staff, StaffRole, Customer, CustomerIdentity, CustomerAdvisor, Car, Touchpoint, CustomerProfile)
 

@@ -243,3 +243,37 @@ def test_profile_drift_is_detected(db_session: Any, make_customer: Any) -> None:
     assert profile_drift(db_session) == [b.id]
     rebuild_profiles(db_session, [b.id])
     assert profile_drift(db_session) == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"since": "9999-12-31T23:00:00-05:00"},
+        {"until": "0001-01-01T00:30:00+01:00"},
+        {"cursor": "OTk5OS0xMi0zMVQyMzowMDowMC0wNTowMHwx"},  # 9999-12-31T23:00:00-05:00|1
+        {"cursor": "MDAwMS0wMS0wMVQwMDowMDowMCswNTowMHwx"},  # 0001-01-01T00:00:00+05:00|1
+        {"cursor": "MjAyNi0wMS0wMVQwMDowMDowMCswMDowMHxhYmM"},  # ...|abc
+    ],
+)
+def test_extreme_times_and_bad_cursors_are_422(
+    client: Any, timeline_world: Any, staff_headers: Any, query: dict
+) -> None:
+    adv, _other, c = timeline_world
+    resp = client.get(f"/api/workbench/v1/customers/{c.id}/timeline", query_string=query, headers=staff_headers(adv))
+    assert resp.status_code == 422, resp.get_json()
+
+
+def test_owner_feed_bad_cursor_is_422(client: Any, make_customer: Any, member_headers: Any) -> None:
+    resp = client.get(
+        "/api/app/v1/me/activity?cursor=MDAwMS0wMS0wMVQwMDowMDowMCswNTowMHwx", headers=member_headers(make_customer())
+    )
+    assert resp.status_code == 422 and resp.get_json()["code"] == "timeline.cursor_invalid"
+
+
+@pytest.mark.parametrize("page", ["9223372036854775807", "99999999999999999999", "0", "-1", "x"])
+def test_customer_list_page_bounds_are_422(
+    client: Any, tree: Any, make_staff: Any, staff_headers: Any, page: str
+) -> None:
+    admin = make_staff(tree.group, "group_admin")
+    resp = client.get(f"/api/workbench/v1/customers?page={page}", headers=staff_headers(admin))
+    assert resp.status_code == 422, resp.get_json()

@@ -67,7 +67,10 @@ class UTCDateTime(TypeDecorator):
             raise TypeError(f"UTCDateTime expects a datetime, got {type(value).__name__}")
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("naive datetime refused: pass an aware datetime (UTC)")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        try:
+            return value.astimezone(UTC).replace(tzinfo=None)
+        except OverflowError as exc:  # e.g. 0001-01-01T00:30+01:00 has no UTC equivalent
+            raise ValueError("datetime out of range") from exc
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:

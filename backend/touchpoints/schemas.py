@@ -1,15 +1,22 @@
+from datetime import UTC, datetime
+
 from marshmallow import fields, validate
 
 from backend.platform.api import OutputSchema, Schema
 from backend.touchpoints.models import Channel, Kind
+
+# Times outside this window are mistakes (and some cannot even be expressed in UTC).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+SANE_TIME = validate.Range(min=EARLIEST, max=LATEST)
 
 
 class TimelineQuerySchema(Schema):
     kind = fields.List(fields.Enum(Kind, by_value=True), metadata={"description": "repeat to filter by several kinds"})
     channel = fields.List(fields.Enum(Channel, by_value=True))
     advisor_id = fields.Integer()
-    since = fields.AwareDateTime(default_timezone=None, metadata={"description": "ISO 8601 with offset"})
-    until = fields.AwareDateTime(default_timezone=None)
+    since = fields.AwareDateTime(validate=SANE_TIME, metadata={"description": "ISO 8601 with offset"})
+    until = fields.AwareDateTime(validate=SANE_TIME)
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = fields.String(validate=validate.Length(max=200))
 

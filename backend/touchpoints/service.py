@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, case, delete, or_, select
@@ -263,8 +263,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         occurred = datetime.fromisoformat(when)
         if occurred.tzinfo is None:
             raise ValueError("naive")
+        occurred = occurred.astimezone(UTC)
+        if not datetime(2000, 1, 1, tzinfo=UTC) <= occurred <= datetime(2100, 1, 1, tzinfo=UTC):
+            raise ValueError("out of range")
         return occurred, int(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, OverflowError) as exc:
         raise AppError("timeline.cursor_invalid", 422, errors={"query": {"cursor": ["invalid cursor"]}}) from exc
 
 

@@ -33,9 +33,7 @@ def private_key_pem(key: rsa.RSAPrivateKey) -> str:
 
 def public_key_pem(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
     public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
-    return public.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def load_private_key(pem: str) -> rsa.RSAPrivateKey:
@@ -86,9 +84,7 @@ def wecom_aes_key(encoding_aes_key: str) -> bytes:
     return key
 
 
-def wecom_encrypt(
-    encoding_aes_key: str, message: str, receive_id: str, random_prefix: bytes | None = None
-) -> str:
+def wecom_encrypt(encoding_aes_key: str, message: str, receive_id: str, random_prefix: bytes | None = None) -> str:
     """random(16) + len(msg) big-endian u32 + msg + receive_id, PKCS#7 to 32, AES-256-CBC(iv=key[:16])."""
     key = wecom_aes_key(encoding_aes_key)
     body = message.encode("utf-8")

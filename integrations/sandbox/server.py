@@ -50,9 +50,7 @@ class SandboxServer:
         )
         self._server = make_server(self.host, self.port, app, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="dealerloop-sandbox", daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, name="dealerloop-sandbox", daemon=True)
         self._thread.start()
         self.base_url = f"http://{self.host}:{self.port}"
         return self.base_url

@@ -225,10 +225,7 @@ class SandboxState:
             current = [
                 (t, info)
                 for t, info in self.tokens.items()
-                if info.service == service
-                and info.owner == owner
-                and not info.superseded
-                and info.expires_at > now
+                if info.service == service and info.owner == owner and not info.superseded and info.expires_at > now
             ]
             if reuse_valid and current:
                 token, info = current[0]
@@ -263,9 +260,7 @@ class SandboxState:
     def revoke_tokens(self, service: str | None = None) -> None:
         """Forget every issued token (the next call with one answers 40001 / 40014)."""
         with self.lock:
-            self.tokens = {
-                t: i for t, i in self.tokens.items() if service is not None and i.service != service
-            }
+            self.tokens = {t: i for t, i in self.tokens.items() if service is not None and i.service != service}
 
     # ------------------------------------------------------------------ one-time codes
     def _issue_code(self, pool: dict[str, OneTimeCode], payload: dict[str, Any], ttl: float) -> str:
@@ -412,9 +407,7 @@ class SandboxState:
                 contact["unionid"] = unionid
             self.external_contacts[external_userid] = contact
             if follow_userid:
-                self.add_follow(
-                    follow_userid, external_userid, remark=remark, state=state, add_way=add_way, tags=tags
-                )
+                self.add_follow(follow_userid, external_userid, remark=remark, state=state, add_way=add_way, tags=tags)
 
     def add_follow(
         self,
@@ -470,9 +463,7 @@ class SandboxState:
         """Force the ticket the sandbox issues (to check a signature against a known example)."""
         with self.lock:
             self.forced_tickets["agent" if agent else "corp"] = ticket
-            self.tickets = {
-                k: v for k, v in self.tickets.items() if not k.startswith("agent" if agent else "corp")
-            }
+            self.tickets = {k: v for k, v in self.tickets.items() if not k.startswith("agent" if agent else "corp")}
 
     def issue_ticket(self, kind: str) -> tuple[str, int]:
         with self.lock:
@@ -514,9 +505,7 @@ class SandboxState:
         encrypted = crypto.wecom_encrypt(self.credentials["WECOM_CALLBACK_AES_KEY"], xml_plaintext, corp_id)
         timestamp = timestamp or str(int(self.now()))
         nonce = nonce or str(secrets.randbelow(10**10))
-        signature = crypto.wecom_signature(
-            self.credentials["WECOM_CALLBACK_TOKEN"], timestamp, nonce, encrypted
-        )
+        signature = crypto.wecom_signature(self.credentials["WECOM_CALLBACK_TOKEN"], timestamp, nonce, encrypted)
         body = (
             f"<xml><ToUserName><![CDATA[{corp_id}]]></ToUserName>"
             f"<AgentID><![CDATA[{self.credentials['WECOM_AGENT_ID']}]]></AgentID>"
@@ -530,9 +519,7 @@ class SandboxState:
         echostr = crypto.wecom_encrypt(self.credentials["WECOM_CALLBACK_AES_KEY"], echostr_plaintext, corp_id)
         timestamp = str(int(self.now()))
         nonce = str(secrets.randbelow(10**10))
-        signature = crypto.wecom_signature(
-            self.credentials["WECOM_CALLBACK_TOKEN"], timestamp, nonce, echostr
-        )
+        signature = crypto.wecom_signature(self.credentials["WECOM_CALLBACK_TOKEN"], timestamp, nonce, echostr)
         return {"msg_signature": signature, "timestamp": timestamp, "nonce": nonce, "echostr": echostr}
 
     def wecom_decrypt(self, encrypted: str) -> str:

@@ -53,9 +53,7 @@ def create_wechatpay_app(state: SandboxState) -> Flask:
     creds = state.credentials
 
     def fault_response(fault: Any) -> Response:
-        return pay_error(
-            fault.http_status or 500, fault.code or "SYSTEM_ERROR", f"sandbox fault {fault.errcode}"
-        )
+        return pay_error(fault.http_status or 500, fault.code or "SYSTEM_ERROR", f"sandbox fault {fault.errcode}")
 
     app = make_app(SERVICE, state, fault_errcode_response=fault_response)
 
@@ -65,9 +63,7 @@ def create_wechatpay_app(state: SandboxState) -> Flask:
         if scheme != AUTH_SCHEME:
             return pay_error(401, "SIGN_ERROR", "Authorization 认证类型错误")
         params = dict(_AUTH_PARAM.findall(rest))
-        missing = [
-            k for k in ("mchid", "nonce_str", "signature", "timestamp", "serial_no") if not params.get(k)
-        ]
+        missing = [k for k in ("mchid", "nonce_str", "signature", "timestamp", "serial_no") if not params.get(k)]
         if missing:
             return pay_error(401, "SIGN_ERROR", f"Authorization 缺少 {','.join(missing)}")
         if params["mchid"] != creds["WECHATPAY_MCHID"]:

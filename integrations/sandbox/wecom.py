@@ -193,9 +193,7 @@ def create_wecom_app(state: SandboxState) -> Flask:
                 )
         page = rows[start : start + limit]
         next_cursor = str(start + limit) if start + limit < len(rows) else ""
-        return ok(
-            external_contact_list=page, next_cursor=next_cursor, fail_info={"unlicensed_userid_list": []}
-        )
+        return ok(external_contact_list=page, next_cursor=next_cursor, fail_info={"unlicensed_userid_list": []})
 
     def validate_contact_way(data: dict[str, Any], creating: bool) -> Response | None:
         if creating:

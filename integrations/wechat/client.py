@@ -58,9 +58,7 @@ class MiniProgramClient:
         self.appid = appid
         self.tokens = tokens or TokenCache()
         self.caller = TokenedCaller(SERVICE, self.tokens, self.tokens.key(SERVICE, appid), self._fetch_token)
-        self.sdk = _WeChatSDK(
-            appid, secret, api_base=api_base, timeout=timeout, token_source=self.caller.current_token
-        )
+        self.sdk = _WeChatSDK(appid, secret, api_base=api_base, timeout=timeout, token_source=self.caller.current_token)
 
     def _fetch_token(self) -> tuple[str, float]:
         result = self.sdk.fetch_access_token()

@@ -141,9 +141,7 @@ class WeChatPayClient:
         return self.request("GET", f"/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid={self.mchid}")
 
     def close_order(self, out_trade_no: str) -> tuple[int, dict]:
-        return self.request(
-            "POST", f"/v3/pay/transactions/out-trade-no/{out_trade_no}/close", {"mchid": self.mchid}
-        )
+        return self.request("POST", f"/v3/pay/transactions/out-trade-no/{out_trade_no}/close", {"mchid": self.mchid})
 
     def request_payment_params(self, prepay_id: str) -> dict[str, str]:
         """Arguments for `wx.requestPayment`; paySign covers appId, timeStamp, nonceStr, package."""

@@ -99,9 +99,7 @@ class WeComClient:
         result = self.get("auth/getuserinfo", {"code": code})
         if result.get("userid"):
             return WeComUser(userid=result["userid"])
-        return WeComUser(
-            userid=None, external_userid=result.get("external_userid"), openid=result.get("openid")
-        )
+        return WeComUser(userid=None, external_userid=result.get("external_userid"), openid=result.get("openid"))
 
     def jsapi_ticket(self, agent: bool = False) -> str:
         if agent:

@@ -170,8 +170,7 @@ def test_build_gateways_without_pay():
 
 def test_sandbox_does_not_import_backend():
     code = (
-        "import sys, integrations.sandbox as s; s.create_sandbox(s.dev_credentials()); "
-        "print('backend' in sys.modules)"
+        "import sys, integrations.sandbox as s; s.create_sandbox(s.dev_credentials()); print('backend' in sys.modules)"
     )
     argv = [sys.executable, "-W", "error", "-c", code]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60)  # noqa: S603
@@ -192,9 +191,7 @@ def test_mounted_under_dispatcher_middleware():
         },
     )
     assert "access_token" in token.get_json()
-    code = client.post("/sandbox/wecom/_sandbox/oauth-code", json={"userid": "advisor.zhang"}).get_json()[
-        "code"
-    ]
+    code = client.post("/sandbox/wecom/_sandbox/oauth-code", json={"userid": "advisor.zhang"}).get_json()["code"]
     assert code in sandbox.state.oauth_codes
     unsigned = client.post("/sandbox/wechatpay/v3/pay/transactions/jsapi", json={})
     assert unsigned.status_code == 401
@@ -217,16 +214,12 @@ def test_control_endpoints(sandbox_reset):
     )
     assert fault.json()["fault"]["service"] == "wechat"
     assert requests.get(wechat + "/cgi-bin/token", timeout=5).json()["errcode"] == 45009
-    assert (
-        requests.get(wechat + "/cgi-bin/token", timeout=5).json()["errcode"] == 40002
-    )  # the fault was used up
+    assert requests.get(wechat + "/cgi-bin/token", timeout=5).json()["errcode"] == 40002  # the fault was used up
 
     requests.post(wechat + "/_sandbox/faults", json={"mode": "down"}, timeout=5)
     down = requests.get(wechat + "/cgi-bin/token", timeout=5)
     assert down.status_code == 503
-    assert (
-        requests.get(sandbox_reset.wecom_url + "/cgi-bin/gettoken", timeout=5).status_code == 200
-    )  # per service
+    assert requests.get(sandbox_reset.wecom_url + "/cgi-bin/gettoken", timeout=5).status_code == 200  # per service
     bad = requests.post(wechat + "/_sandbox/faults", json={"mode": "sideways"}, timeout=5)
     assert bad.status_code == 400
 

@@ -142,10 +142,7 @@ def test_token_refreshed_once_under_concurrency(clients, redis_client):
     sandbox.state.set_subscribe_grants("oOwner1", "TPL_SERVICE", 100)
     # A slow token endpoint widens the race: everyone arrives while the first fetch is in flight.
     sandbox.state.set_fault("slow", seconds=0.3, path=TOKEN, service="wechat", count=1)
-    workers = [
-        clients.miniprogram(tokens=TokenCache(redis_client, namespace=redis_client.namespace))
-        for _ in range(8)
-    ]
+    workers = [clients.miniprogram(tokens=TokenCache(redis_client, namespace=redis_client.namespace)) for _ in range(8)]
     barrier = threading.Barrier(len(workers) * 2)
     errors: list[BaseException] = []
 
@@ -172,9 +169,7 @@ def test_token_refreshed_once_in_memory_across_threads(clients):
     mp = clients.miniprogram()
     codes = [sandbox.state.issue_login_code(f"oOwner{i}") for i in range(10)]
     results: list[str] = []
-    threads = [
-        threading.Thread(target=lambda c=c: results.append(mp.code_to_session(c).openid)) for c in codes
-    ]
+    threads = [threading.Thread(target=lambda c=c: results.append(mp.code_to_session(c).openid)) for c in codes]
     for t in threads:
         t.start()
     for t in threads:

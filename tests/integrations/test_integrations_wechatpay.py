@@ -114,14 +114,10 @@ def test_pay_sign_verifiable(clients):
     params = pay.request_payment_params(body["prepay_id"])
     assert params["package"] == f"prepay_id={body['prepay_id']}"
     assert params["signType"] == "RSA"
-    merchant_public = crypto.load_private_key(
-        clients.sandbox.credentials["WECHATPAY_PRIVATE_KEY"]
-    ).public_key()
+    merchant_public = crypto.load_private_key(clients.sandbox.credentials["WECHATPAY_PRIVATE_KEY"]).public_key()
     message = f"{params['appId']}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n"
     assert crypto.rsa_sha256_verify(merchant_public, message, params["paySign"])
-    assert not crypto.rsa_sha256_verify(
-        merchant_public, message.replace("prepay_id", "prepay_iD"), params["paySign"]
-    )
+    assert not crypto.rsa_sha256_verify(merchant_public, message.replace("prepay_id", "prepay_iD"), params["paySign"])
 
 
 def test_notification_parsed_and_stale_or_tampered_rejected(clients):
@@ -137,9 +133,7 @@ def test_notification_parsed_and_stale_or_tampered_rejected(clients):
     assert event["resource"]["trade_state"] == "SUCCESS"
     assert event["resource"]["amount"]["total"] == 19900
     # Any header casing (WSGI-style, lower-case) is accepted.
-    assert (
-        pay.parse_notification({k.lower(): v for k, v in headers.items()}, body.encode())["id"] == event["id"]
-    )
+    assert pay.parse_notification({k.lower(): v for k, v in headers.items()}, body.encode())["id"] == event["id"]
 
     stale_headers, stale_body = state.build_pay_notification(plaintext, timestamp=int(state.now()) - 600)
     with pytest.raises(NotificationError, match="stale"):
@@ -153,9 +147,7 @@ def test_notification_parsed_and_stale_or_tampered_rejected(clients):
 
 def test_notification_encrypted_independently_of_sdk(sandbox_reset):
     state = sandbox_reset.state
-    headers, body = state.build_pay_notification(
-        {"out_trade_no": "X1", "refund_status": "SUCCESS"}, "REFUND.SUCCESS"
-    )
+    headers, body = state.build_pay_notification({"out_trade_no": "X1", "refund_status": "SUCCESS"}, "REFUND.SUCCESS")
     resource = json.loads(body)["resource"]
     assert resource["original_type"] == "refund"
     plain = crypto.aes_gcm_decrypt(

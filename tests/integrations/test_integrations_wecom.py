@@ -77,9 +77,7 @@ def test_wecom_revoked_token_40014_then_retry(clients):
     wecom = clients.wecom()
     wecom.get("externalcontact/list", {"userid": "advisor.zhang"})
     sandbox.state.revoke_tokens("wecom")
-    assert wecom.get("externalcontact/list", {"userid": "advisor.zhang"})["external_userid"] == [
-        "wmDemoCustomer001"
-    ]
+    assert wecom.get("externalcontact/list", {"userid": "advisor.zhang"})["external_userid"] == ["wmDemoCustomer001"]
     assert sandbox.hits("/cgi-bin/gettoken") == 2
 
 
@@ -135,9 +133,7 @@ def test_external_contact_detail_and_batch(clients):
         {"userid_list": ["advisor.zhang", "advisor.wang"], "cursor": batch["next_cursor"], "limit": 1},
     )
     assert rest["next_cursor"] == ""
-    names = {
-        r["external_contact"]["name"] for r in batch["external_contact_list"] + rest["external_contact_list"]
-    }
+    names = {r["external_contact"]["name"] for r in batch["external_contact_list"] + rest["external_contact_list"]}
     assert names == {"陈先生", "刘女士"}
 
 
@@ -160,16 +156,12 @@ def test_contact_way_tags_and_welcome_message(clients):
     assert way["config_id"] not in state.contact_ways
 
     groups = wecom.post("externalcontact/get_corp_tag_list", {})["tag_group"]
-    level_a = next(
-        t["id"] for g in groups if g["group_name"] == "客户等级" for t in g["tag"] if t["name"] == "A"
-    )
+    level_a = next(t["id"] for g in groups if g["group_name"] == "客户等级" for t in g["tag"] if t["name"] == "A")
     wecom.post(
         "externalcontact/mark_tag",
         {"userid": "advisor.zhang", "external_userid": "wmDemoCustomer001", "add_tag": [level_a]},
     )
-    tags = wecom.get("externalcontact/get", {"external_userid": "wmDemoCustomer001"})["follow_user"][0][
-        "tags"
-    ]
+    tags = wecom.get("externalcontact/get", {"external_userid": "wmDemoCustomer001"})["follow_user"][0]["tags"]
     assert {t["tag_name"] for t in tags} == {"SUV", "A"}
 
     welcome_code = state.issue_welcome_code("advisor.zhang", "wmDemoCustomer001")
@@ -208,9 +200,7 @@ def test_resigned_transfer_and_app_message(clients):
         {"handover_userid": "advisor.wang", "takeover_userid": "advisor.li", "cursor": ""},
     )
     assert done["customer"][0]["status"] == 1
-    assert wecom.get("externalcontact/list", {"userid": "advisor.li"})["external_userid"] == [
-        "wmDemoCustomer002"
-    ]
+    assert wecom.get("externalcontact/list", {"userid": "advisor.li"})["external_userid"] == ["wmDemoCustomer002"]
 
     sent = wecom.post(
         "message/send",
@@ -256,9 +246,7 @@ def test_callback_helper_decrypts_with_wechatpy(sandbox_reset):
         WelcomeCode="WELCOME123",
     )
     params, body = state.wecom_callback(plaintext)
-    crypto = WeChatCrypto(
-        creds["WECOM_CALLBACK_TOKEN"], creds["WECOM_CALLBACK_AES_KEY"], creds["WECOM_CORP_ID"]
-    )
+    crypto = WeChatCrypto(creds["WECOM_CALLBACK_TOKEN"], creds["WECOM_CALLBACK_AES_KEY"], creds["WECOM_CORP_ID"])
     decrypted = crypto.decrypt_message(body, params["msg_signature"], params["timestamp"], params["nonce"])
     assert decrypted == plaintext
     event = xmltodict.parse(decrypted)["xml"]
@@ -270,18 +258,14 @@ def test_callback_helper_decrypts_with_wechatpy(sandbox_reset):
 
     verify = state.wecom_verify_url_params("echo-4711")
     assert (
-        crypto.check_signature(
-            verify["msg_signature"], verify["timestamp"], verify["nonce"], verify["echostr"]
-        )
+        crypto.check_signature(verify["msg_signature"], verify["timestamp"], verify["nonce"], verify["echostr"])
         == "echo-4711"
     )
 
 
 def test_callback_helper_reads_wechatpy_replies(sandbox_reset):
     creds = sandbox_reset.credentials
-    crypto = WeChatCrypto(
-        creds["WECOM_CALLBACK_TOKEN"], creds["WECOM_CALLBACK_AES_KEY"], creds["WECOM_CORP_ID"]
-    )
+    crypto = WeChatCrypto(creds["WECOM_CALLBACK_TOKEN"], creds["WECOM_CALLBACK_AES_KEY"], creds["WECOM_CORP_ID"])
     reply = crypto.encrypt_message("<xml><Content>收到</Content></xml>", "12345", "1748707200")
     encrypted = xmltodict.parse(reply)["xml"]["Encrypt"]
     assert sandbox_reset.state.wecom_decrypt(encrypted) == "<xml><Content>收到</Content></xml>"

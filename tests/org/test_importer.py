@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from backend.org.importer import import_files
 from backend.org.models import OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
 from backend.platform.audit import AuditLog
+
+pytestmark = [pytest.mark.usefixtures("app_ctx")]  # these call services that need the app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
