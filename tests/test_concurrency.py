@@ -139,3 +139,75 @@ def test_concurrent_idempotent_creates_make_one_car(app: Any) -> None:
     created = {r.get_json()["id"] for r in results if r.status_code == 201}
     assert len(created) == 1  # replays return the same car
     assert _count(app, Car) == 1
+
+
+def test_write_racing_a_merge_lands_on_the_surviving_customer(app: Any) -> None:
+    from backend.customers.service import merge_customers
+    from backend.platform.actors import SystemActor
+
+    with app.app_context():
+        s = db.session()
+        source, target = Customer(name="源"), Customer(name="目标")
+        s.add_all([source, target])
+        s.commit()
+        sid, tid = source.id, target.id
+    merge_locked, let_merge_commit = threading.Event(), threading.Event()
+
+    def merge() -> None:
+        with app.app_context():
+            s = db.session()
+            merge_customers(s, SystemActor("test"), sid, tid, "race")
+            merge_locked.set()
+            let_merge_commit.wait(10)
+            s.commit()
+            db.session.remove()
+
+    def callback() -> int:
+        merge_locked.wait(10)
+        with app.app_context():
+            s = db.session()
+            # The callback resolved the customer before the merge committed: it still says `sid`.
+            threading.Timer(0.5, let_merge_commit.set).start()
+            tp = record(s, customer_id=sid, kind="message_received", channel="wecom", source="t", source_ref="race:1")
+            s.commit()
+            customer_id = tp.customer_id
+            db.session.remove()
+            return customer_id
+
+    merger = threading.Thread(target=merge)
+    merger.start()
+    landed_on = callback()
+    merger.join(15)
+    assert landed_on == tid
+    with app.app_context():
+        assert profile_of(db.session(), tid)["counts_by_kind"].get("message_received") == 1
+
+
+def test_a_job_executed_twice_at_once_has_its_effect_once(app: Any) -> None:
+    import uuid
+
+    from backend.platform.jobs import OutboxJob, execute, job
+
+    @job("test.concurrent_effect")
+    def effect(session: Any, customer_id: int) -> None:
+        record(
+            session,
+            customer_id=customer_id,
+            kind="follow_up_done",
+            channel="system",
+            source="t",
+            source_ref=f"effect:{uuid.uuid4().hex}",
+        )
+
+    with app.app_context():
+        s = db.session()
+        customer = Customer(name="作业")
+        s.add(customer)
+        s.flush()
+        row = OutboxJob(name="test.concurrent_effect", args={"customer_id": customer.id}, queue="default")
+        s.add(row)
+        s.commit()
+        row_id, cid = row.id, customer.id
+    results = run_threads(4, lambda i: execute(row_id, app=app))
+    assert sorted(results) == ["done", "skipped", "skipped", "skipped"], results
+    assert _count(app, Touchpoint, Touchpoint.customer_id == cid) == 1

@@ -27,7 +27,7 @@ from backend.platform.logs import mask_phone
 from backend.platform.pii import PhoneInvalid, PhoneVault, normalize_phone
 from backend.platform.ports import MiniProgramGateway, UpstreamError
 from backend.touchpoints.models import Channel, Kind
-from backend.touchpoints.service import rebuild_profiles, record
+from backend.touchpoints.service import live_customer_id, rebuild_profiles, record
 
 # ---------------------------------------------------------------------------------------------
 # Scope: advisors see the customers assigned to them, managers the customers of their stores.
@@ -83,9 +83,10 @@ def _follow_merges(session: Session, customer: Customer | None) -> Customer | No
 
 def attach_identity(session: Session, customer: Customer, kind: IdentityKind, value: str) -> bool:
     """Link an identifier to a customer. False if it already belongs to someone (maybe them)."""
+    customer_id = live_customer_id(session, customer.id)
     try:
         with session.begin_nested():
-            session.add(CustomerIdentity(customer_id=customer.id, kind=kind, value=value))
+            session.add(CustomerIdentity(customer_id=customer_id, kind=kind, value=value))
     except IntegrityError as exc:
         if not is_duplicate_key(exc):
             raise
@@ -306,7 +307,7 @@ def _check_vin(vin: str) -> str:
 
 def add_car(session: Session, actor: MemberActor, data: dict[str, Any]) -> Car:
     vin = _check_vin(data["vin"])
-    car = Car(customer_id=actor.customer_id, **{**data, "vin": vin})
+    car = Car(customer_id=live_customer_id(session, actor.customer_id), **{**data, "vin": vin})
     try:
         with session.begin_nested():
             session.add(car)
@@ -384,21 +385,24 @@ def _customer_references() -> list[tuple[Any, Any]]:
     return refs
 
 
+def _lock_customers(session: Session, ids: set[int]) -> dict[int, Customer]:
+    """Lock customer rows in id order (no deadlock between two merges) and re-read them."""
+    rows = session.scalars(
+        select(Customer)
+        .where(Customer.id.in_(sorted(ids)))
+        .order_by(Customer.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {c.id: c for c in rows}
+
+
 def merge_customers(
     session: Session, actor: StaffActor | SystemActor, source_id: int, target_id: int, reason: str
 ) -> CustomerMerge:
     if source_id == target_id:
         raise AppError("customer.merge_invalid", 422, errors={"json": {"source_id": ["same as target"]}})
-    # Lock both rows in id order so two merges touching the same customers cannot deadlock.
-    locked = {
-        c.id: c
-        for c in session.scalars(
-            select(Customer)
-            .where(Customer.id.in_(sorted({source_id, target_id})))
-            .order_by(Customer.id)
-            .with_for_update()
-        )
-    }
+    locked = _lock_customers(session, {source_id, target_id})
     source, target = locked.get(source_id), locked.get(target_id)
     if source is None or target is None:
         raise AppError("customer.not_found", 404)
@@ -456,17 +460,17 @@ def merge_customers(
 
 
 def reverse_merge(session: Session, actor: StaffActor, merge: CustomerMerge) -> CustomerMerge:
-    if merge.reversed_at is not None:
+    # Claim the reversal with a conditional update: of two concurrent reversals one wins.
+    claimed = session.execute(
+        update(CustomerMerge)
+        .where(CustomerMerge.id == merge.id, CustomerMerge.reversed_at.is_(None))
+        .values(reversed_at=utcnow(), reversed_by_staff_id=actor.staff_id)
+    ).rowcount
+    if claimed != 1:
         raise AppError("customer.merge_already_reversed", 409)
-    locked = list(
-        session.scalars(
-            select(Customer)
-            .where(Customer.id.in_(sorted({merge.source_id, merge.target_id})))
-            .order_by(Customer.id)
-            .with_for_update()
-        )
-    )
-    by_id = {c.id: c for c in locked}
+    session.refresh(merge)
+    locked = _lock_customers(session, {merge.source_id, merge.target_id})
+    by_id = locked
     source, target = by_id[merge.source_id], by_id[merge.target_id]
     tables = {t.name: t for t in Base.metadata.sorted_tables}
     for key, ids in merge.moved.items():
@@ -484,8 +488,6 @@ def reverse_merge(session: Session, actor: StaffActor, merge: CustomerMerge) -> 
     for attr in merge.moved.get("customer.filled", []):
         setattr(target, str(attr), None)
     source.merged_into_id = None
-    merge.reversed_at = utcnow()
-    merge.reversed_by_staff_id = actor.staff_id
     session.flush()
     session.expire_all()
     rebuild_profiles(session, [merge.source_id, merge.target_id])

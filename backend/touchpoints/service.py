@@ -46,6 +46,7 @@ def record(
 ) -> Touchpoint:
     kind = Kind(kind)  # refuses a kind outside the vocabulary
     channel = Channel(channel)
+    customer_id = live_customer_id(session, customer_id)
     now = utcnow()
     tp = Touchpoint(
         occurred_at=occurred_at or now,
@@ -68,6 +69,24 @@ def record(
         return session.scalars(select(Touchpoint).where(Touchpoint.source_ref == tp.source_ref)).one()
     _project(session, tp)
     return tp
+
+
+def live_customer_id(session: Session, customer_id: int) -> int:
+    """The customer that survives, read under a shared lock.
+
+    A writer that resolved a customer just before a merge committed would otherwise attach its
+    row to the merged (hidden) source. The shared lock waits for a merge in progress (which holds
+    both rows FOR UPDATE) and the read then sees where the customer went."""
+    from backend.customers.models import Customer
+
+    for _ in range(10):
+        merged_into = session.execute(
+            select(Customer.merged_into_id).where(Customer.id == customer_id).with_for_update(read=True)
+        ).scalar_one_or_none()
+        if merged_into is None:
+            return customer_id
+        customer_id = merged_into
+    return customer_id
 
 
 def _project(session: Session, tp: Touchpoint) -> None:
