@@ -58,7 +58,11 @@ def db_revision(message: str) -> None:
         command.revision(migrate.alembic_config(conn), message=message, autogenerate=True)
 
 
-@click.command("worker", help="RQ worker on high, default, low, with the scheduler and the outbox relayer.")
+@click.command(
+    "worker",
+    help="RQ worker on high, default, low, with the scheduler and the outbox relayer "
+    "(without REDIS_URL: the relayer alone, executing jobs inline).",
+)
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 @with_appcontext
 def worker(burst: bool) -> None:
@@ -69,10 +73,17 @@ def worker(burst: bool) -> None:
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     redis_client = app.extensions["dealerloop.redis"]
-    if redis_client is None:
-        raise click.ClickException("REDIS_URL is not set: without Redis, jobs run inline and no worker is needed")
     set_worker_app(app)
     stop = threading.Event()
+    if redis_client is None:
+        # Without Redis, requests run their jobs inline; this loop still fires periodic jobs,
+        # runs delayed jobs when due and retries failed ones.
+        click.echo("no REDIS_URL: running the outbox relayer only (jobs execute inline)")
+        try:
+            relayer_loop(app, stop)
+        except KeyboardInterrupt:
+            stop.set()
+        return
     relayer = threading.Thread(target=relayer_loop, args=(app, stop), daemon=True, name="outbox-relayer")
     relayer.start()
     try:

@@ -58,6 +58,9 @@ def test_masking() -> None:
     masked = mask_text(text)
     assert "13812345678" not in masked and "138****5678" in masked
     assert "ABCDEF" not in masked and "xyz" not in masked and "eyJhbGciOi" not in masked
+    for shape in ("138-1234-5678", "138 1234 5678", "+86 138 1234 5678", "(138)12345678", "+8613812345678"):
+        out = mask_text(f"call {shape} now")
+        assert "1234" not in out.replace("****", "") and "5678" in out, (shape, out)
 
 
 def test_json_log_lines_carry_ids_and_mask() -> None:

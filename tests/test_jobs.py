@@ -177,3 +177,49 @@ def test_periodic_job_fires_once_per_slot_across_workers(app: Any, monkeypatch: 
         session = db.session_factory()
         assert _runs(session, "periodic") == 1
         session.close()
+
+
+@pytest.mark.redis
+def test_rows_redis_lost_after_hand_over_are_recovered(
+    app: Any, db_session: Any, make_customer: Any, redis_client: Any, monkeypatch: Any
+) -> None:
+    from datetime import timedelta
+
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from backend.platform.db import utcnow
+    from backend.platform.jobs import recover_lost
+
+    c = make_customer()
+    up = Dispatcher(redis_client, max_attempts=3)
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", up)
+    row = enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "lost"})
+    commit(db_session)
+    db_session.expire_all()
+    assert db_session.get(OutboxJob, row.id).status == "enqueued"
+    redis_client.flushdb()  # Redis restarted without persistence
+    assert recover_lost(app, up) == 0  # still within the lease: it may just be queued
+    db_session.get(OutboxJob, row.id).enqueued_at = utcnow() - timedelta(minutes=11)
+    db_session.commit()
+    assert recover_lost(app, up) == 1
+    SimpleWorker(list(jobs.QUEUES), connection=redis_client, serializer=JSONSerializer).work(burst=True)
+    db_session.expire_all()
+    assert db_session.get(OutboxJob, row.id).status == "done"
+    assert _runs(db_session, "lost") == 1
+    assert recover_lost(app, up) == 0
+
+
+def test_delayed_job_runs_when_due_through_the_relayer(app: Any, db_session: Any, make_customer: Any) -> None:
+    from datetime import timedelta
+
+    from backend.platform.db import utcnow
+
+    c = make_customer()
+    row = enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "later"}, delay=timedelta(hours=1))
+    commit(db_session)
+    assert relay() == 0 and _runs(db_session, "later") == 0  # not due yet
+    db_session.get(OutboxJob, row.id).run_after = utcnow() - timedelta(seconds=1)
+    db_session.commit()
+    assert relay() == 1
+    assert _runs(db_session, "later") == 1

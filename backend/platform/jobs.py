@@ -96,6 +96,11 @@ class Dispatcher:
             self._queues[name] = Queue(name, connection=self.redis, serializer=JSONSerializer)
         return self._queues[name]
 
+    def job_exists(self, row_id: int) -> bool:
+        from rq.job import Job
+
+        return bool(Job.exists(f"outbox-{row_id}", connection=self.redis))
+
     def hand_over(self, row_id: int, queue: str) -> None:
         """Push one outbox row to RQ. Raises if Redis is unreachable."""
         from rq import Retry
@@ -195,6 +200,37 @@ def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatch
             _mark(app, row_id, status="enqueued", enqueued_at=utcnow(), only_if="pending")
             handed += 1
         return handed
+
+
+def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: int = 600) -> int:
+    """Hand over again the rows Redis lost after taking them (a restart without persistence, a
+    failover, a flush): `enqueued` for longer than the lease and no RQ job by that id. Safe to
+    repeat — execution skips a row that is already done."""
+    dispatcher = dispatcher or app.extensions["dealerloop.jobs"]
+    if dispatcher.inline:
+        return 0
+    with app.app_context():
+        session = db.session_factory()
+        try:
+            cutoff = utcnow() - timedelta(seconds=lease_seconds)
+            rows = session.execute(
+                select(OutboxJob.id, OutboxJob.queue)
+                .where(OutboxJob.status == "enqueued", OutboxJob.enqueued_at < cutoff)
+                .order_by(OutboxJob.id)
+                .limit(500)
+            ).all()
+            session.rollback()
+        finally:
+            session.close()
+        recovered = 0
+        for row_id, queue in rows:
+            if dispatcher.job_exists(row_id):
+                continue
+            log.warning("outbox %s was lost by Redis; handing it over again", row_id)
+            dispatcher.hand_over(row_id, queue)
+            _mark(app, row_id, status="enqueued", enqueued_at=utcnow(), only_if="enqueued")
+            recovered += 1
+        return recovered
 
 
 def _mark(app: Any, row_id: int, only_if: str | None = None, **values: Any) -> None:
@@ -307,11 +343,13 @@ def tick_periodic(app: Any, now: datetime | None = None) -> list[str]:
 
 
 def relayer_loop(app: Any, stop: threading.Event, interval: float = 2.0) -> None:
-    """Runs in each worker: fire due periodic jobs and relay rows left pending by a Redis outage."""
+    """Runs in each worker: fire due periodic jobs, relay rows left pending (a Redis outage, a
+    delay that has come due, an inline job to retry) and recover rows Redis lost."""
     while not stop.is_set():
         try:
             tick_periodic(app)
             relay(app=app)
+            recover_lost(app)
         except Exception:
             log.exception("relayer iteration failed")
         stop.wait(interval)

@@ -14,7 +14,8 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 actor_id_var: ContextVar[str | None] = ContextVar("actor_id", default=None)
 job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
 
-_PHONE = re.compile(r"(?<!\d)(\+?86[- ]?)?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
+# Every shape `normalize_phone` accepts: 13812345678, 138-1234-5678, +86 138 1234 5678, (138)12345678.
+_PHONE = re.compile(r"(?<!\d)(\+?86[-\s]?)?\(?(1[3-9]\d)\)?[-\s]?(\d{4})[-\s]?(\d{4})(?!\d)")
 _SECRET_PARAMS = re.compile(
     r"(?i)\b(access_token|refresh_token|token|secret|corpsecret|js_code|code|session_key|password)"
     r"(\"?\s*[=:]\s*\"?)([^&\s\",}]+)"
