@@ -112,3 +112,34 @@ def test_in_scope_ids_do_answer(client: Any, world: Any, staff_headers: Any, db_
     owner_id = world["owner"].id
     assert client.get(f"/api/workbench/v1/customers/{owner_id}", headers=headers).status_code == 200
     assert client.get(f"/api/workbench/v1/customers/{owner_id}/timeline", headers=headers).status_code == 200
+
+
+def test_scopes_follow_roles_and_the_tree(
+    client: Any, tree: Any, make_staff: Any, make_customer: Any, staff_headers: Any
+) -> None:
+    adv = make_staff(tree.stores[0], "sales_advisor")
+    per_store = {
+        s.id: [make_customer(s, advisor=adv if i == 0 and s is tree.stores[0] else None).id for i in range(2)]
+        for s in tree.stores
+    }
+    expectations = {
+        "sales_advisor@store0": (adv, {per_store[tree.stores[0].id][0]}),
+        "store_manager@store0": (make_staff(tree.stores[0], "store_manager"), set(per_store[tree.stores[0].id])),
+        "region_manager@region0": (
+            make_staff(tree.regions[0], "region_manager"),
+            set(per_store[tree.stores[0].id] + per_store[tree.stores[1].id]),
+        ),
+        "division_manager@division1": (
+            make_staff(tree.divisions[1], "division_manager"),
+            set(per_store[tree.stores[2].id] + per_store[tree.stores[3].id]),
+        ),
+        "marketing@region1": (
+            make_staff(tree.regions[1], "marketing"),
+            set(per_store[tree.stores[2].id] + per_store[tree.stores[3].id]),
+        ),
+        "group_admin": (make_staff(tree.group, "group_admin"), {c for ids in per_store.values() for c in ids}),
+        "no_role": (make_staff(tree.stores[0]), set()),
+    }
+    for label, (staff, expected) in expectations.items():
+        page = client.get("/api/workbench/v1/customers?page_size=100", headers=staff_headers(staff)).get_json()
+        assert {c["id"] for c in page["items"]} == expected, label

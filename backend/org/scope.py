@@ -72,20 +72,23 @@ def ensure_in_scope(session: Session, actor: StaffActor, resource: str, object_i
 # Computing an actor's scope from roles and place in the tree
 
 
-def subtree_store_ids(session: Session, org_unit_id: int) -> frozenset[int]:
-    """The stores at or below a unit, in one query (the unit's path is read in a subquery)."""
-    unit_path = select(OrgUnit.path).where(OrgUnit.id == org_unit_id).scalar_subquery()
+def subtree_store_ids(session: Session, org_unit_id: int, kind: OrgKind, path: str) -> frozenset[int]:
+    """The stores at or below a unit: the store itself, or one indexed prefix match on `path`."""
+    if kind == OrgKind.STORE:
+        return frozenset({org_unit_id})
     rows = session.scalars(
-        select(OrgUnit.id).where(OrgUnit.kind == OrgKind.STORE, OrgUnit.path.like(unit_path + "%"))
+        select(OrgUnit.id).where(OrgUnit.path.startswith(path, autoescape=True), OrgUnit.kind == OrgKind.STORE)
     ).all()
     return frozenset(rows)
 
 
-def compute_scope(session: Session, roles: set[Role] | frozenset[Role], org_unit_id: int) -> DataScope:
+def compute_scope(
+    session: Session, roles: set[Role] | frozenset[Role], org_unit_id: int, kind: OrgKind, path: str
+) -> DataScope:
     if Role.GROUP_ADMIN in roles:
         return DataScope(store_ids=None, own_customers_only=False)
     if roles & {Role.STORE_MANAGER, Role.REGION_MANAGER, Role.DIVISION_MANAGER, Role.MARKETING}:
-        return DataScope(store_ids=subtree_store_ids(session, org_unit_id), own_customers_only=False)
+        return DataScope(store_ids=subtree_store_ids(session, org_unit_id, kind, path), own_customers_only=False)
     if roles & ADVISOR_ROLES:
         return DataScope(store_ids=frozenset(), own_customers_only=True)
     return DataScope(store_ids=frozenset(), own_customers_only=False)  # no role: sees nothing

@@ -17,7 +17,7 @@ def staff_actor(session: Session, staff: Staff) -> StaffActor:
         staff_id=staff.id,
         roles=frozenset(r.value for r in staff.roles),
         org_unit_id=staff.org_unit_id,
-        scope=compute_scope(session, staff.roles, staff.org_unit_id),
+        scope=compute_scope(session, staff.roles, staff.org_unit_id, staff.org_unit.kind, staff.org_unit.path),
     )
 
 
@@ -26,21 +26,22 @@ def load_staff_actor(session: Session, staff_id: int) -> StaffActor:
     role change applies immediately — status and roles in one query (this is on every
     workbench request's path), plus the subtree for managers."""
     rows = session.execute(
-        select(Staff.status, Staff.org_unit_id, StaffRole.role)
+        select(Staff.status, Staff.org_unit_id, OrgUnit.kind, OrgUnit.path, StaffRole.role)
+        .join(OrgUnit, OrgUnit.id == Staff.org_unit_id)
         .outerjoin(StaffRole, StaffRole.staff_id == Staff.id)
         .where(Staff.id == staff_id)
     ).all()
     if not rows:
         raise AppError("auth.token_invalid", 401)
-    status, org_unit_id = rows[0][0], rows[0][1]
+    status, org_unit_id, unit_kind, unit_path = rows[0][:4]
     if status != StaffStatus.ACTIVE:
         raise AppError("auth.staff_inactive", 401)
-    roles = frozenset(Role(r[2]) for r in rows if r[2] is not None)
+    roles = frozenset(Role(r[4]) for r in rows if r[4] is not None)
     return StaffActor(
         staff_id=staff_id,
         roles=frozenset(r.value for r in roles),
         org_unit_id=org_unit_id,
-        scope=compute_scope(session, roles, org_unit_id),
+        scope=compute_scope(session, roles, org_unit_id, unit_kind, unit_path),
     )
 
 
