@@ -2,12 +2,15 @@
 
 from backend.customers import models as _customers  # noqa: F401
 from backend.org import models as _org  # noqa: F401
+from backend.payments import models as _payments  # noqa: F401
 from backend.platform import audit as _audit  # noqa: F401
 from backend.platform import idempotency as _idempotency  # noqa: F401
 from backend.platform import jobs as _jobs  # noqa: F401
 from backend.platform import tokens as _tokens  # noqa: F401
 from backend.platform.db import Base
+from backend.points import models as _points  # noqa: F401
 from backend.touchpoints import models as _touchpoints  # noqa: F401
+from backend.wecom import models as _wecom  # noqa: F401
 
 metadata = Base.metadata
 

@@ -83,7 +83,8 @@ def _database_url(config: pytest.Config, worker_id: str, tmp_path_factory: pytes
     if config.dealerloop_backend == "mariadb":  # type: ignore[attr-defined]
         import pymysql
 
-        name = f"dealerloop_test{suffix}"
+        # One database per run (pid), so that runs side by side on one machine do not collide.
+        name = f"dealerloop_test_{os.getpid()}{suffix}"
         conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
@@ -99,8 +100,23 @@ def worker_id(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(request: pytest.FixtureRequest, worker_id: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    return _database_url(request.config, worker_id, tmp_path_factory)
+def database_url(
+    request: pytest.FixtureRequest, worker_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    url = _database_url(request.config, worker_id, tmp_path_factory)
+    yield url
+    if url.startswith("mysql"):
+        import pymysql
+
+        from backend.platform.db import db
+
+        if db.engine is not None:
+            db.engine.dispose()
+        name = url.rsplit("/", 1)[1].split("?")[0]
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -68,6 +68,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
+def register_messages(messages: dict[str, tuple[str, str]]) -> None:
+    """Features add their error codes (code -> (Chinese, English)) next to their own code."""
+    clash = {code for code in messages if code in MESSAGES and MESSAGES[code] != messages[code]}
+    if clash:
+        raise ValueError(f"error codes defined twice: {sorted(clash)}")
+    MESSAGES.update(messages)
+
+
 class AppError(Exception):
     """A domain error with a stable code. Raised by services, rendered at the edge."""
 

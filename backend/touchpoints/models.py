@@ -36,6 +36,14 @@ class Kind(enum.StrEnum):
     FRIEND_DELETED_BY_CUSTOMER = "friend_deleted_by_customer"
     FRIEND_DELETED_BY_ADVISOR = "friend_deleted_by_advisor"
     FRIEND_TRANSFERRED = "friend_transferred"
+    FRIEND_HALF_ADDED = "friend_half_added"
+    FRIEND_EDITED = "friend_edited"
+    FRIEND_RECONCILED = "friend_reconciled"
+    TRANSFER_FAILED = "transfer_failed"
+    LOST_CUSTOMER_ALERTED = "lost_customer_alerted"
+    WELCOME_SENT = "welcome_sent"
+    TAG_ADDED = "tag_added"
+    TAG_REMOVED = "tag_removed"
     GROUP_JOINED = "group_joined"
     GROUP_LEFT = "group_left"
     MESSAGE_SENT = "message_sent"
@@ -55,10 +63,17 @@ class Kind(enum.StrEnum):
     ARRIVED = "arrived"
     SERVICE_COMPLETED = "service_completed"
     NO_SHOW = "no_show"
+    PAYMENT_CREATED = "payment_created"
     PAYMENT_SUCCEEDED = "payment_succeeded"
+    PAYMENT_CLOSED = "payment_closed"
     REFUND_SUCCEEDED = "refund_succeeded"
     POINTS_EARNED = "points_earned"
     POINTS_SPENT = "points_spent"
+    POINTS_EXPIRED = "points_expired"
+    POINTS_REVERSED = "points_reversed"
+    POINTS_ADJUSTED = "points_adjusted"
+    MALL_REDEEMED = "mall_redeemed"
+    MALL_CANCELLED = "mall_cancelled"
     COUPON_CLAIMED = "coupon_claimed"
     COUPON_USED = "coupon_used"
     EVENT_SIGNED_UP = "event_signed_up"
@@ -107,6 +122,11 @@ OWNER_VISIBLE_KINDS = frozenset(
         Kind.REFUND_SUCCEEDED,
         Kind.POINTS_EARNED,
         Kind.POINTS_SPENT,
+        Kind.POINTS_EXPIRED,
+        Kind.POINTS_REVERSED,
+        Kind.POINTS_ADJUSTED,
+        Kind.MALL_REDEEMED,
+        Kind.MALL_CANCELLED,
         Kind.COUPON_CLAIMED,
         Kind.COUPON_USED,
         Kind.EVENT_SIGNED_UP,

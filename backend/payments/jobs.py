@@ -1,0 +1,1 @@
+"""Background jobs of the payments feature (registered with backend.platform.jobs.job)."""

@@ -1,0 +1,1 @@
+"""Points ledger with expiry buckets, tiers, daily sign-in and the points mall. Issue 5."""

@@ -1,0 +1,1 @@
+"""Background jobs of the points feature (registered with backend.platform.jobs.job)."""

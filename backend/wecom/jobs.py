@@ -1,0 +1,1 @@
+"""Background jobs of the wecom feature (registered with backend.platform.jobs.job)."""

@@ -1,0 +1,13 @@
+"""Inbound callbacks from WeCom and WeChat Pay: public endpoints, each verifying its own signature."""
+
+from __future__ import annotations
+
+from backend.platform.api import Api
+
+
+def register_callbacks(api: Api) -> None:
+    from integrations.wechatpay.notify import blp as wechatpay_blp
+    from integrations.wecom.callbacks import blp as wecom_blp
+
+    api.register_blueprint(wecom_blp)
+    api.register_blueprint(wechatpay_blp)
