@@ -1,0 +1,52 @@
+"""Business effects of payments, registered by the features that own them.
+
+A payment order names a `business_type` (e.g. "mall_order", "event_fee", "service_package",
+"booking_deposit") and a `business_id`. When the order becomes paid (exactly once) or is
+refunded, the payments feature runs — in a job after commit, through the outbox — the effect
+registered for that business type, plus every listener (e.g. points earned on spend).
+Effects take the session and ids and must be idempotent (they may be re-run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+# on_paid(session, order_id) ; on_refunded(session, order_id, refund_id) ; on_closed(session, order_id)
+PaidHook = Callable[[Session, int], Any]
+RefundHook = Callable[[Session, int, int], Any]
+ClosedHook = Callable[[Session, int], Any]
+
+
+@dataclass(frozen=True)
+class BusinessEffect:
+    on_paid: PaidHook | None = None
+    on_refunded: RefundHook | None = None
+    on_closed: ClosedHook | None = None
+
+
+_EFFECTS: dict[str, BusinessEffect] = {}
+_LISTENERS: list[BusinessEffect] = []
+
+
+def register_effect(business_type: str, effect: BusinessEffect) -> None:
+    if business_type in _EFFECTS:
+        raise ValueError(f"effect for {business_type!r} registered twice")
+    _EFFECTS[business_type] = effect
+
+
+def register_listener(effect: BusinessEffect) -> None:
+    """Runs for every business type (e.g. points per yuan spent)."""
+    _LISTENERS.append(effect)
+
+
+def effects_for(business_type: str) -> list[BusinessEffect]:
+    own = _EFFECTS.get(business_type)
+    return ([own] if own else []) + list(_LISTENERS)
+
+
+def known_business_types() -> list[str]:
+    return sorted(_EFFECTS)
