@@ -8,12 +8,13 @@ one indexed lookup.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import exists, select, true, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Car, Customer, CustomerAdvisor, CustomerIdentity, CustomerMerge, IdentityKind
@@ -21,7 +22,7 @@ from backend.customers.vin import normalize_vin, vin_problem
 from backend.org.scope import register_scope, store_filter
 from backend.platform.actors import MemberActor, StaffActor, SystemActor
 from backend.platform.audit import write_audit
-from backend.platform.db import Base, is_duplicate_key, utcnow
+from backend.platform.db import Base, DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError
 from backend.platform.logs import mask_phone
 from backend.platform.pii import PhoneInvalid, PhoneVault, normalize_phone
@@ -85,11 +86,9 @@ def attach_identity(session: Session, customer: Customer, kind: IdentityKind, va
     """Link an identifier to a customer. False if it already belongs to someone (maybe them)."""
     customer_id = live_customer_id(session, customer.id)
     try:
-        with session.begin_nested():
+        with unique_savepoint(session):
             session.add(CustomerIdentity(customer_id=customer_id, kind=kind, value=value))
-    except IntegrityError as exc:
-        if not is_duplicate_key(exc):
-            raise
+    except DuplicateKey:
         return False
     session.expire(customer, ["identities"])
     return True
@@ -149,15 +148,13 @@ def login_member(session: Session, gateway: MiniProgramGateway, js_code: str) ->
 def _create_member(session: Session, openid: str, unionid: str | None) -> tuple[Customer, bool]:
     """Two first logins of the same person can race; the unique identity decides who wins."""
     try:
-        with session.begin_nested():
+        with unique_savepoint(session):
             customer = Customer(acquisition_channel="miniprogram")
             session.add(customer)
             session.flush()
             session.add(CustomerIdentity(customer_id=customer.id, kind=IdentityKind.OPENID, value=openid))
             session.flush()
-    except IntegrityError as exc:
-        if not is_duplicate_key(exc):
-            raise
+    except DuplicateKey:
         existing = find_by_identity(session, IdentityKind.OPENID, openid)
         if existing is None:
             raise
@@ -275,15 +272,8 @@ def update_profile(session: Session, actor: MemberActor, changes: dict[str, Any]
         setattr(customer, key, value)
     if changed:
         session.flush()
-        record(
-            session,
-            customer_id=customer.id,
-            kind=Kind.PROFILE_UPDATED,
-            channel=Channel.MINIPROGRAM,
-            source="owner_app",
-            source_ref=f"profile_updated:{customer.id}:{customer.updated_at.timestamp()}",
-            payload={"fields": sorted(changed)},
-        )
+        ref = f"profile_updated:{customer.id}:{customer.updated_at.timestamp()}"
+        _owner_touch(session, actor, Kind.PROFILE_UPDATED, ref, {"fields": sorted(changed)})
     return customer
 
 
@@ -308,23 +298,31 @@ def _check_vin(vin: str) -> str:
 def add_car(session: Session, actor: MemberActor, data: dict[str, Any]) -> Car:
     vin = _check_vin(data["vin"])
     car = Car(customer_id=live_customer_id(session, actor.customer_id), **{**data, "vin": vin})
+    with _vin_unique(session):
+        session.add(car)
+    _owner_touch(session, actor, Kind.CAR_BOUND, f"car_bound:{car.id}", {"car_id": car.id, "brand": car.brand})
+    return car
+
+
+@contextmanager
+def _vin_unique(session: Session) -> Iterator[None]:
     try:
-        with session.begin_nested():
-            session.add(car)
-    except IntegrityError as exc:
-        if not is_duplicate_key(exc):
-            raise
+        with unique_savepoint(session):
+            yield
+    except DuplicateKey as exc:
         raise AppError("car.vin_taken", 409) from exc
+
+
+def _owner_touch(session: Session, actor: MemberActor, kind: Kind, ref: str, payload: dict | None = None) -> None:
     record(
         session,
         customer_id=actor.customer_id,
-        kind=Kind.CAR_BOUND,
+        kind=kind,
         channel=Channel.MINIPROGRAM,
         source="owner_app",
-        source_ref=f"car_bound:{car.id}",
-        payload={"car_id": car.id, "brand": car.brand, "series": car.series},
+        source_ref=ref,
+        payload=payload,
     )
-    return car
 
 
 def update_car(session: Session, actor: MemberActor, car_id: int, data: dict[str, Any]) -> Car:
@@ -333,36 +331,17 @@ def update_car(session: Session, actor: MemberActor, car_id: int, data: dict[str
         data["vin"] = _check_vin(data["vin"])
     for key, value in data.items():
         setattr(car, key, value)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        if not is_duplicate_key(exc):
-            raise
-        raise AppError("car.vin_taken", 409) from exc
-    record(
-        session,
-        customer_id=actor.customer_id,
-        kind=Kind.CAR_UPDATED,
-        channel=Channel.MINIPROGRAM,
-        source="owner_app",
-        source_ref=f"car_updated:{car.id}:{utcnow().timestamp()}",
-        payload={"car_id": car.id, "fields": sorted(data)},
-    )
+    with _vin_unique(session):
+        session.flush()
+    ref = f"car_updated:{car.id}:{utcnow().timestamp()}"
+    _owner_touch(session, actor, Kind.CAR_UPDATED, ref, {"car_id": car.id, "fields": sorted(data)})
     return car
 
 
 def remove_car(session: Session, actor: MemberActor, car_id: int) -> None:
     car = member_car_or_404(session, actor, car_id)
-    record(
-        session,
-        customer_id=actor.customer_id,
-        kind=Kind.CAR_REMOVED,
-        channel=Channel.MINIPROGRAM,
-        source="owner_app",
-        source_ref=f"car_removed:{car.id}",
-        payload={"car_id": car.id, "vin_last6": car.vin[-6:]},
-    )
+    payload = {"car_id": car.id, "vin_last6": car.vin[-6:]}
+    _owner_touch(session, actor, Kind.CAR_REMOVED, f"car_removed:{car.id}", payload)
     session.delete(car)
 
 

@@ -213,6 +213,26 @@ def unit_of_work(session: Session | None = None) -> Iterator[Session]:
         raise
 
 
+class DuplicateKey(Exception):
+    """A unique key refused the row: the thing already exists (raised by `unique_savepoint`)."""
+
+
+@contextmanager
+def unique_savepoint(session: Session) -> Iterator[None]:
+    """Run a write in a SAVEPOINT. If a unique key refuses it, only the block is rolled back and
+    DuplicateKey is raised; any other integrity error propagates. This is how "insert, or find
+    what is already there" is done without check-then-insert."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        with session.begin_nested():
+            yield
+    except IntegrityError as exc:
+        if not is_duplicate_key(exc):
+            raise
+        raise DuplicateKey(str(exc.orig)) from exc
+
+
 def is_duplicate_key(exc: Exception) -> bool:
     """True when an IntegrityError is a unique-key violation (MariaDB 1062, SQLite UNIQUE)."""
     orig = getattr(exc, "orig", None)

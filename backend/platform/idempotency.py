@@ -16,10 +16,9 @@ from typing import Any
 
 from flask import Response, g, request
 from sqlalchemy import String, UniqueConstraint, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.platform.db import Base, BigId, db, is_duplicate_key, utcnow
+from backend.platform.db import Base, BigId, DuplicateKey, db, unique_savepoint, utcnow
 from backend.platform.errors import AppError
 
 HEADER = "Idempotency-Key"
@@ -60,11 +59,9 @@ def idempotent(fn: Callable[..., Any]) -> Callable[..., Any]:
         session = db.session()
         record = IdempotencyRecord(actor=actor_ref, key=key, request_hash=_request_hash())
         try:
-            with session.begin_nested():
+            with unique_savepoint(session):
                 session.add(record)
-        except IntegrityError as exc:
-            if not is_duplicate_key(exc):
-                raise
+        except DuplicateKey as exc:
             existing = session.scalars(
                 select(IdempotencyRecord).where(IdempotencyRecord.actor == actor_ref, IdempotencyRecord.key == key)
             ).one()

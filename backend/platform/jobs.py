@@ -20,10 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, Text, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from backend.platform.db import Base, BigId, after_commit, commit, db, is_duplicate_key, rollback, utcnow
+from backend.platform.db import Base, BigId, DuplicateKey, after_commit, commit, db, rollback, unique_savepoint, utcnow
 from backend.platform.logs import job_id_var
 
 log = logging.getLogger("dealerloop.jobs")
@@ -149,11 +148,9 @@ def enqueue(
         session.flush()
     else:
         try:
-            with session.begin_nested():
+            with unique_savepoint(session):
                 session.add(row)
-        except IntegrityError as exc:
-            if not is_duplicate_key(exc):
-                raise
+        except DuplicateKey:
             return None
     if delay is None:
         dispatcher = _dispatcher()

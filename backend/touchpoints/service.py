@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, case, delete, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.platform.db import is_duplicate_key, utcnow
+from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError
 from backend.platform.upsert import upsert
 from backend.touchpoints.models import (
@@ -61,11 +60,9 @@ def record(
         payload=payload,
     )
     try:
-        with session.begin_nested():
+        with unique_savepoint(session):
             session.add(tp)
-    except IntegrityError as exc:
-        if not is_duplicate_key(exc):
-            raise
+    except DuplicateKey:
         return session.scalars(select(Touchpoint).where(Touchpoint.source_ref == tp.source_ref)).one()
     _project(session, tp)
     return tp
