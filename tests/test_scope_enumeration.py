@@ -65,6 +65,31 @@ def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> An
         "staff_id": other_adv.id,
         "car_id": car.id,
     }
+    from tests.wecom.helpers import foreign_wecom_ids
+
+    ids.update(foreign_wecom_ids(db_session, tree.stores[3]))
+    from datetime import timedelta
+
+    from backend.payments.models import PaymentOrder
+    from backend.platform.db import utcnow
+
+    foreign_order = PaymentOrder(
+        out_trade_no="DLSCOPE0000000000000000001",
+        customer_id=foreign.id,
+        store_id=tree.stores[3].id,
+        business_type="scope_test",
+        business_id="1",
+        description="scope",
+        amount_fen=100,
+        openid="o-scope-foreign",
+        expires_at=utcnow() + timedelta(minutes=30),
+    )
+    db_session.add(foreign_order)
+    db_session.flush()
+    ids["order_id"] = foreign_order.id
+    from tests.points.helpers import foreign_points_ids
+
+    ids.update(foreign_points_ids(db_session, tree.stores[3], foreign, other_adv))
     merge = merge_customers(db_session, SystemActor("test"), foreign_dup.id, foreign.id, "dup")
     db_session.commit()
     ids["merge_id"] = merge.id

@@ -5,12 +5,18 @@ A payment order names a `business_type` (e.g. "mall_order", "event_fee", "servic
 refunded, the payments feature runs — in a job after commit, through the outbox — the effect
 registered for that business type, plus every listener (e.g. points earned on spend).
 Effects take the session and ids and must be idempotent (they may be re-run).
+
+`quote` (optional) lets the owner API create an order for a business object without trusting a
+price from the client: it returns the amount, description, store and expiry for a customer and a
+business id, or raises the feature's own AppError (not found, not payable). Features that create
+orders inside their own service call `payments.service.create_order` directly instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -22,10 +28,23 @@ ClosedHook = Callable[[Session, int], Any]
 
 
 @dataclass(frozen=True)
+class Quote:
+    amount_fen: int
+    description: str
+    store_id: int | None = None
+    expires_in: timedelta = timedelta(minutes=30)
+
+
+# quote(session, customer_id, business_id) -> Quote
+QuoteHook = Callable[[Session, int, str], Quote]
+
+
+@dataclass(frozen=True)
 class BusinessEffect:
     on_paid: PaidHook | None = None
     on_refunded: RefundHook | None = None
     on_closed: ClosedHook | None = None
+    quote: QuoteHook | None = None
 
 
 _EFFECTS: dict[str, BusinessEffect] = {}
@@ -46,6 +65,16 @@ def register_listener(effect: BusinessEffect) -> None:
 def effects_for(business_type: str) -> list[BusinessEffect]:
     own = _EFFECTS.get(business_type)
     return ([own] if own else []) + list(_LISTENERS)
+
+
+def quote_hook(business_type: str) -> QuoteHook | None:
+    own = _EFFECTS.get(business_type)
+    return own.quote if own else None
+
+
+def unregister_effect(business_type: str) -> None:
+    """For tests that register a throw-away business type."""
+    _EFFECTS.pop(business_type, None)
 
 
 def known_business_types() -> list[str]:

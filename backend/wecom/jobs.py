@@ -1,1 +1,29 @@
 """Background jobs of the wecom feature (registered with backend.platform.jobs.job)."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from backend.platform.jobs import job
+from backend.wecom import handlers, service, welcome
+from backend.wecom.events import PROCESS_JOB, WELCOME_JOB
+
+
+@job(PROCESS_JOB, queue="default")
+def process_event(session: Session, raw_event_id: int) -> None:
+    handlers.process_raw_event(session, raw_event_id)
+
+
+@job(WELCOME_JOB, queue="high")
+def send_welcome(session: Session, raw_event_id: int) -> None:
+    welcome.send_welcome(session, raw_event_id)
+
+
+@job(service.APP_MESSAGE_JOB, queue="high")
+def send_app_message(session: Session, message_id: int) -> None:
+    service.deliver_app_message(session, message_id)
+
+
+@job("wecom.sync_tags", queue="low")
+def sync_tags(session: Session, corp_id: str) -> None:
+    service.sync_tag_library(session, corp_id, service.gateway_for(corp_id))

@@ -1,1 +1,207 @@
-"""Models of the wecom feature."""
+"""Tables of the WeCom customer-contact feature.
+
+- `wecom_raw_event`: every accepted callback, decrypted, with its dedup key (the intake log and
+  the dead-letter store);
+- `wecom_friend`: one row per (corp, advisor userid, external_userid) — the friend relation,
+  with the CreateTime of the last event applied to it so that late deliveries cannot undo a
+  newer state;
+- `wecom_friend_tag`: the corporate tags on a relation (a relation table, WeCom authoritative);
+- `wecom_tag`: the corporate tag library;
+- `wecom_channel` / `wecom_welcome_template`: 「联系我」 contact ways and their welcome messages;
+- `wecom_welcome_message`: what was sent with which WelcomeCode (41051 kept, not retried);
+- `wecom_alert`: lost-customer and failed-handover alerts (one per event that raised it);
+- `wecom_app_message`: every WeCom app message sent to staff.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
+
+
+class RawEventStatus(enum.StrEnum):
+    RECEIVED = "received"  # stored, processing job pending
+    RETRYING = "retrying"  # a try failed, the next one is scheduled
+    PROCESSED = "processed"
+    IGNORED = "ignored"  # an event type we do not handle (kept for inspection)
+    DEAD = "dead"  # every try failed: waits for an admin (inspect, replay)
+
+
+class FriendStatus(enum.StrEnum):
+    ACTIVE = "active"
+    HALF = "half"  # customer added the advisor without verification, not yet accepted
+    DELETED_BY_CUSTOMER = "deleted_by_customer"
+    DELETED_BY_ADVISOR = "deleted_by_advisor"
+    TRANSFERRED = "transferred"
+
+
+LOST_STATUSES = frozenset({FriendStatus.DELETED_BY_CUSTOMER, FriendStatus.DELETED_BY_ADVISOR})
+
+
+class AlertKind(enum.StrEnum):
+    DELETED_BY_CUSTOMER = "deleted_by_customer"
+    DELETED_BY_ADVISOR = "deleted_by_advisor"
+    TRANSFER_FAILED = "transfer_failed"
+
+
+class WeComRawEvent(Base):
+    __tablename__ = "wecom_raw_event"
+    __table_args__ = (Index("ix_wecom_raw_event_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    corp_id: Mapped[str] = mapped_column(String(64))
+    agent_id: Mapped[str] = mapped_column(String(32), default="")
+    # sha256 of (corp, Event, ChangeType, CreateTime, UserID, ExternalUserID|ChatId|Id): unique,
+    # so a redelivery is refused by the database, not by a check.
+    dedup_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    dedup_key: Mapped[str] = mapped_column(String(512))
+    event: Mapped[str] = mapped_column(String(64))
+    change_type: Mapped[str] = mapped_column(String(64), default="")
+    create_time: Mapped[int] = mapped_column(BigInteger, default=0)
+    xml: Mapped[str] = mapped_column(Text)
+    status: Mapped[RawEventStatus] = mapped_column(StrEnumType(RawEventStatus, 16), default=RawEventStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(default=0)
+    replays: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WeComTag(Base):
+    __tablename__ = "wecom_tag"
+    __table_args__ = (UniqueConstraint("corp_id", "tag_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    corp_id: Mapped[str] = mapped_column(String(64))
+    tag_id: Mapped[str] = mapped_column(String(64))
+    group_id: Mapped[str] = mapped_column(String(64))
+    group_name: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    sort_order: Mapped[int] = mapped_column(default=0)
+    deleted: Mapped[bool] = mapped_column(default=False)
+    synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WelcomeTemplate(Base, TimestampMixin):
+    __tablename__ = "wecom_welcome_template"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # None: a group-wide template (group admins); otherwise the store it belongs to.
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True, default=None)
+    text: Mapped[str] = mapped_column(Text, default="")
+    # The current `attachments` format: [{"msgtype": "image"|"link"|"miniprogram"|"file", ...}], <= 9.
+    attachments: Mapped[list] = mapped_column(default=list)
+
+
+class WeComChannel(Base, TimestampMixin):
+    """A 「联系我」 contact way. Its `state` comes back in add events: the attribution key."""
+
+    __tablename__ = "wecom_channel"
+    __table_args__ = (UniqueConstraint("corp_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    corp_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # store | advisor | group | campaign | event | poster
+    state: Mapped[str] = mapped_column(String(30))
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True, default=None)
+    userids: Mapped[list] = mapped_column(default=list)
+    skip_verify: Mapped[bool] = mapped_column(default=True)
+    auto_tag_ids: Mapped[list] = mapped_column(default=list)
+    welcome_template_id: Mapped[int | None] = mapped_column(ForeignKey("wecom_welcome_template.id"), default=None)
+    config_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    qr_code: Mapped[str | None] = mapped_column(String(255), default=None)
+    active: Mapped[bool] = mapped_column(default=True)
+
+
+class WeComFriend(Base, TimestampMixin):
+    __tablename__ = "wecom_friend"
+    __table_args__ = (
+        UniqueConstraint("corp_id", "userid", "external_userid"),
+        Index("ix_wecom_friend_customer", "customer_id"),
+        Index("ix_wecom_friend_staff_status", "staff_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    corp_id: Mapped[str] = mapped_column(String(64))
+    userid: Mapped[str] = mapped_column(String(64))  # the advisor's WeCom userid (kept if unknown to us)
+    external_userid: Mapped[str] = mapped_column(String(64))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
+    status: Mapped[FriendStatus] = mapped_column(StrEnumType(FriendStatus, 24))
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("wecom_channel.id"), index=True, default=None)
+    state: Mapped[str | None] = mapped_column(String(64), default=None)
+    add_way: Mapped[int | None] = mapped_column(default=None)
+    remark: Mapped[str | None] = mapped_column(String(128), default=None)
+    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    remark_mobiles: Mapped[list] = mapped_column(default=list)
+    added_at: Mapped[datetime | None] = mapped_column(default=None)
+    lost_at: Mapped[datetime | None] = mapped_column(default=None)
+    # CreateTime of the newest status-changing event applied: an older one arriving late only
+    # leaves its touchpoint.
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WeComFriendTag(Base):
+    __tablename__ = "wecom_friend_tag"
+
+    friend_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("wecom_friend.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    tag_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WelcomeMessage(Base):
+    __tablename__ = "wecom_welcome_message"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    raw_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("wecom_raw_event.id"), unique=True)
+    template_id: Mapped[int | None] = mapped_column(ForeignKey("wecom_welcome_template.id"), default=None)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True, default=None)
+    status: Mapped[str] = mapped_column(String(16))  # sent | already_sent (41051) | no_template
+    errcode: Mapped[int | None] = mapped_column(default=None)
+    payload: Mapped[dict | None] = mapped_column(default=None)
+    latency_ms: Mapped[int | None] = mapped_column(default=None)  # callback received -> sent
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WeComAlert(Base):
+    __tablename__ = "wecom_alert"
+    __table_args__ = (Index("ix_wecom_alert_kind_resolved", "kind", "resolved_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # One alert per event that raised it: a redelivery or a replay cannot alert twice.
+    raw_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("wecom_raw_event.id"), unique=True)
+    kind: Mapped[AlertKind] = mapped_column(StrEnumType(AlertKind, 24))
+    friend_id: Mapped[int] = mapped_column(BigId, ForeignKey("wecom_friend.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True, default=None)
+    detail: Mapped[dict | None] = mapped_column(default=None)
+    occurred_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None)  # the customer came back
+
+
+class AppMessage(Base):
+    """Every WeCom app message to staff (alerts, later notifications): recorded, sent by a job."""
+
+    __tablename__ = "wecom_app_message"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dedup_key: Mapped[str] = mapped_column(String(191), unique=True)
+    touser: Mapped[list] = mapped_column(default=list)
+    msgtype: Mapped[str] = mapped_column(String(16), default="text")
+    content: Mapped[dict] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending | sent | failed
+    msgid: Mapped[str | None] = mapped_column(String(64), default=None)
+    invalid_users: Mapped[str | None] = mapped_column(String(255), default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)

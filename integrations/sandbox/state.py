@@ -547,6 +547,35 @@ class SandboxState:
         parts += [f"<{k}><![CDATA[{escape(v)}]]></{k}>" for k, v in extra.items()]
         return "<xml>" + "".join(parts) + "</xml>"
 
+    @staticmethod
+    def wecom_event_xml(corp_id: str, event: str, create_time: int, **fields: str) -> str:
+        """Plaintext XML of any WeCom event (change_external_tag: Id, TagType, ChangeType...)."""
+        parts = [
+            f"<ToUserName><![CDATA[{corp_id}]]></ToUserName>",
+            "<FromUserName><![CDATA[sys]]></FromUserName>",
+            f"<CreateTime>{create_time}</CreateTime>",
+            "<MsgType><![CDATA[event]]></MsgType>",
+            f"<Event><![CDATA[{escape(event)}]]></Event>",
+        ]
+        parts += [f"<{k}><![CDATA[{escape(v)}]]></{k}>" for k, v in fields.items()]
+        return "<xml>" + "".join(parts) + "</xml>"
+
+    def wecom_callback_for(
+        self, xml_plaintext: str, *, receive_id: str, timestamp: str | None = None
+    ) -> tuple[dict[str, str], str]:
+        """Like `wecom_callback` but encrypted for another receive id (a callback meant for
+        another corp, signed with our token): the receiver must refuse it."""
+        encrypted = crypto.wecom_encrypt(self.credentials["WECOM_CALLBACK_AES_KEY"], xml_plaintext, receive_id)
+        timestamp = timestamp or str(int(self.now()))
+        nonce = str(secrets.randbelow(10**10))
+        signature = crypto.wecom_signature(self.credentials["WECOM_CALLBACK_TOKEN"], timestamp, nonce, encrypted)
+        body = (
+            f"<xml><ToUserName><![CDATA[{self.credentials['WECOM_CORP_ID']}]]></ToUserName>"
+            f"<AgentID><![CDATA[{self.credentials['WECOM_AGENT_ID']}]]></AgentID>"
+            f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+        )
+        return {"msg_signature": signature, "timestamp": timestamp, "nonce": nonce}, body
+
     # ------------------------------------------------------------------ WeChat Pay
     @property
     def merchant_public_key(self):

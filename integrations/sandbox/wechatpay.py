@@ -16,6 +16,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from . import crypto
+from . import wechatpay_ledger as pay_ledger
 from .common import CONTROL_PREFIX, answer, json_body, make_app
 from .state import Order, SandboxState
 
@@ -149,16 +150,98 @@ def create_wechatpay_app(state: SandboxState) -> Flask:
             order.trade_state = "CLOSED"
         return Response(status=204)
 
+    @app.post("/v3/refund/domestic/refunds")
+    def create_refund() -> Response:
+        data = json_body()
+        if data is None:
+            return _param_error("请求体不是 JSON 对象")
+        notify_url = data.get("notify_url")
+        if notify_url is not None and (not str(notify_url).startswith("https://") or "?" in str(notify_url)):
+            return _param_error("notify_url 须为 https 地址且不能携带参数")
+        status, payload = pay_ledger.apply_refund(state, data)
+        if status != 200:
+            return pay_error(status, payload["code"], payload["message"])
+        return pay_json(payload)
+
+    @app.get("/v3/refund/domestic/refunds/<no>")
+    def query_refund(no: str) -> Response:
+        with state.lock:
+            refund = pay_ledger.ledger(state).refunds.get(no)
+            view = pay_ledger.refund_view(refund) if refund else None
+        if view is None:
+            return pay_error(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        return pay_json(view)
+
+    @app.get("/v3/bill/tradebill")
+    def trade_bill() -> Response:
+        bill_date = request.args.get("bill_date", "")
+        bill_type = request.args.get("bill_type", "ALL")
+        try:
+            datetime.strptime(bill_date, "%Y-%m-%d")
+        except ValueError:
+            return _param_error("bill_date 须为 YYYY-MM-DD")
+        if bill_type not in ("ALL", "SUCCESS", "REFUND"):
+            return _param_error("bill_type 有误")
+        if request.args.get("tar_type") not in (None, ""):
+            return _param_error("sandbox 只提供未压缩账单（不传 tar_type）")
+        if bill_date > pay_ledger.china_date(state.now()):
+            return pay_error(400, "NO_STATEMENT_EXIST", "账单尚未生成")
+        token = pay_ledger.issue_bill_token(state, bill_date, bill_type)
+        text = pay_ledger.build_trade_bill(state, bill_date, bill_type)
+        return pay_json(
+            {
+                "hash_type": "SHA1",
+                "hash_value": pay_ledger.sha1_hex(text),
+                "download_url": request.url_root.rstrip("/") + f"/v3/billdownload/file?token={token}",
+            }
+        )
+
+    @app.get("/v3/billdownload/file")
+    def download_bill() -> Response:
+        text = pay_ledger.bill_for_token(state, request.args.get("token", ""))
+        if text is None:
+            return pay_error(400, "INVALID_REQUEST", "下载地址无效或已过期")
+        g.sandbox_unsigned = True  # the file itself is not signed; its SHA1 came with the URL
+        return Response(text.encode("utf-8"), mimetype="application/octet-stream")
+
     # --- control endpoints -------------------------------------------------------------
     @app.post(CONTROL_PREFIX + "pay")
     def control_pay() -> Response:
+        """The payer pays. With `deliver: true` the notification is POSTed to the order's
+        notify_url (`copies`, `concurrent`, `retries`); otherwise it is returned."""
         data = json_body() or {}
         try:
+            if data.get("deliver"):
+                plaintext, statuses = pay_ledger.notify_paid(
+                    state,
+                    data["out_trade_no"],
+                    copies=int(data.get("copies", 1)),
+                    concurrent=bool(data.get("concurrent")),
+                    retries=int(data.get("retries", 0)),
+                )
+                return answer({"transaction": plaintext, "statuses": statuses})
             plaintext = state.mark_paid(data["out_trade_no"])
         except (KeyError, ValueError) as exc:
             return answer({"error": f"cannot pay: {exc}"}, status=400)
         headers, body = state.build_pay_notification(plaintext, "TRANSACTION.SUCCESS")
         return answer({"transaction": plaintext, "notification": {"headers": headers, "body": body}})
+
+    @app.post(CONTROL_PREFIX + "refund")
+    def control_refund() -> Response:
+        """Finish a PROCESSING refund (`status` SUCCESS / CLOSED / ABNORMAL) and deliver its
+        notification to the refund's notify_url."""
+        data = json_body() or {}
+        try:
+            plaintext, statuses = pay_ledger.notify_refund(
+                state,
+                data["out_refund_no"],
+                data.get("status", "SUCCESS"),
+                copies=int(data.get("copies", 1)),
+                retries=int(data.get("retries", 0)),
+            )
+        except (KeyError, ValueError) as exc:
+            return answer({"error": f"cannot finish refund: {exc}"}, status=400)
+        return answer({"refund": plaintext, "statuses": statuses})
 
     return app
 

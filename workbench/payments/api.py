@@ -1,5 +1,149 @@
-"""Workbench API of the payments feature (/api/workbench/v1/...)."""
+"""Payments in the workbench: orders of my stores, refunds, reconciliation results.
 
-from backend.platform.api import Blueprint
+Refunds are for managers (store and above) and group admins; reconciliation is per merchant,
+so only group admins (finance) see and run it.
+"""
 
-blp = Blueprint("wb_payments", __name__, url_prefix="/api/workbench/v1", audience="staff", description="payments")
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import func, select
+
+from backend.org.scope import get_scoped_or_404, scope_query
+from backend.payments import service
+from backend.payments.models import PaymentIssue, PaymentOrder, PaymentReconciliation, PaymentRefund
+from backend.payments.schemas import (
+    ReconcileInSchema,
+    ReconciliationQuerySchema,
+    ReconciliationSchema,
+    RefundInSchema,
+    RefundSchema,
+    StaffOrderDetailSchema,
+    StaffOrderPageSchema,
+    StaffOrderQuerySchema,
+)
+from backend.platform.api import Blueprint, current_staff, role_required, scoped
+from backend.platform.db import db
+from backend.platform.errors import AppError
+from backend.platform.idempotency import idempotent
+
+blp = Blueprint(
+    "wb_payments", __name__, url_prefix="/api/workbench/v1", audience="staff", description="支付 — payments"
+)
+
+REFUND_ROLES = ("store_manager", "region_manager", "division_manager", "group_admin")
+
+
+def _order_in_scope(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Scope before anything else (body validation, roles): an out-of-scope id is a 404."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        get_scoped_or_404(db.session(), current_staff(), "payment_order", kwargs["order_id"])
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def _detail(order: PaymentOrder) -> dict[str, Any]:
+    refunds = db.session().scalars(
+        select(PaymentRefund).where(PaymentRefund.order_id == order.id).order_by(PaymentRefund.id)
+    )
+    return {**{c.key: getattr(order, c.key) for c in PaymentOrder.__table__.columns}, "refunds": list(refunds)}
+
+
+@blp.route("/payments/orders")
+@scoped("payment_order")
+@blp.arguments(StaffOrderQuerySchema, location="query")
+@blp.response(200, StaffOrderPageSchema)
+def list_orders(args: dict[str, Any]) -> dict[str, Any]:
+    """Payment orders in my scope, newest first."""
+    session = db.session()
+    stmt = scope_query(select(PaymentOrder), current_staff(), "payment_order")
+    for key in ("state", "store_id", "customer_id", "flagged"):
+        if key in args:
+            stmt = stmt.where(getattr(PaymentOrder, key) == args[key])
+    total = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    page, size = args["page"], args["page_size"]
+    items = session.scalars(stmt.order_by(PaymentOrder.id.desc()).limit(size).offset((page - 1) * size)).all()
+    return {"items": items, "total": total, "page": page, "page_size": size}
+
+
+@blp.route("/payments/orders/<int:order_id>")
+@scoped("payment_order")
+@blp.response(200, StaffOrderDetailSchema)
+def get_order(order_id: int) -> dict[str, Any]:
+    """One order with its refunds."""
+    return _detail(get_scoped_or_404(db.session(), current_staff(), "payment_order", order_id))
+
+
+@blp.route("/payments/orders/<int:order_id>/refunds", methods=["POST"])
+@scoped("payment_order")
+@_order_in_scope
+@role_required(*REFUND_ROLES)
+@idempotent
+@blp.arguments(RefundInSchema)
+@blp.response(201, RefundSchema)
+def create_refund(data: dict[str, Any], order_id: int) -> PaymentRefund:
+    """Refund all (no `amount_fen`) or part of a paid order, with a reason.
+
+    Idempotent by `out_refund_no` (send one; the same number again returns the same refund,
+    re-sent to WeChat Pay if it never got there). The result arrives by the refund notification:
+    the refund is `processing` until then. Errors: payment.refund_not_paid (409),
+    payment.refund_exceeds_paid (422), payment.refund_limit (422, the 51st refund),
+    payment.refund_rejected (422, WeChat Pay said no), upstream.* (503/504: retry with the same
+    out_refund_no)."""
+    refund, _created = service.request_refund(
+        db.session(),
+        service.gateway(),
+        current_staff(),
+        order_id,
+        reason=data["reason"],
+        amount_fen=data.get("amount_fen"),
+        out_refund_no=data.get("out_refund_no"),
+    )
+    return refund
+
+
+def _reconciliation_out(recon: PaymentReconciliation) -> dict[str, Any]:
+    issues = db.session().scalars(
+        select(PaymentIssue).where(PaymentIssue.reconciliation_id == recon.id).order_by(PaymentIssue.id)
+    )
+    return {
+        **{c.key: getattr(recon, c.key) for c in PaymentReconciliation.__table__.columns},
+        "issue_list": list(issues),
+    }
+
+
+def _require_finance() -> None:
+    if current_staff().scope.store_ids is not None:
+        raise AppError("auth.forbidden", 403)
+
+
+@blp.route("/payments/reconciliations")
+@scoped("payment_reconciliation")
+@blp.arguments(ReconciliationQuerySchema, location="query")
+@blp.response(200, ReconciliationSchema(many=True))
+def list_reconciliations(args: dict[str, Any]) -> list[dict[str, Any]]:
+    """Daily reconciliation results with their issues (group admins)."""
+    _require_finance()
+    stmt = scope_query(select(PaymentReconciliation), current_staff(), "payment_reconciliation")
+    if args.get("bill_date"):
+        stmt = stmt.where(PaymentReconciliation.bill_date == args["bill_date"])
+    rows = db.session().scalars(stmt.order_by(PaymentReconciliation.bill_date.desc()).limit(args["limit"]))
+    return [_reconciliation_out(r) for r in rows]
+
+
+@blp.route("/payments/reconciliations", methods=["POST"])
+@scoped("payment_reconciliation")
+@role_required("group_admin")
+@blp.arguments(ReconcileInSchema)
+@blp.response(200, ReconciliationSchema)
+def run_reconciliation(data: dict[str, Any]) -> dict[str, Any]:
+    """Reconcile one day now (the daily job does yesterday after 10:00); re-running is safe."""
+    _require_finance()
+    recon = service.reconcile(db.session(), service.gateway(), data["bill_date"])
+    return _reconciliation_out(recon)

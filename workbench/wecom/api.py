@@ -1,5 +1,156 @@
-"""Workbench API of the wecom feature (/api/workbench/v1/...)."""
+"""Workbench API of the wecom feature (/api/workbench/v1/wecom/...): dead-lettered callback
+events (list, inspect, replay), channels (「联系我」 contact ways), welcome templates, the tag
+library and the lost-customer list."""
 
-from backend.platform.api import Blueprint
+from __future__ import annotations
+
+from typing import Any
+
+from backend.org.scope import get_scoped_or_404, scope_query
+from backend.platform.api import Blueprint, current_staff, role_required, scoped
+from backend.platform.db import db
+from backend.platform.jobs import enqueue
+from backend.wecom import admin
+from backend.wecom import service as svc
+from backend.wecom.models import WeComChannel, WelcomeTemplate
+from backend.wecom.schemas import (
+    AcceptedSchema,
+    ChannelInSchema,
+    ChannelPatchSchema,
+    ChannelSchema,
+    LostCustomerPageSchema,
+    PageQuerySchema,
+    RawEventDetailSchema,
+    RawEventPageSchema,
+    RawEventQuerySchema,
+    ReplayInSchema,
+    TagSchema,
+    TagSyncInSchema,
+    TemplateInSchema,
+    TemplatePatchSchema,
+    TemplateSchema,
+)
 
 blp = Blueprint("wb_wecom", __name__, url_prefix="/api/workbench/v1", audience="staff", description="wecom")
+
+CONFIG_ROLES = ("group_admin", "marketing", "store_manager", "region_manager", "division_manager")
+
+
+@blp.route("/wecom/events")
+@scoped("wecom_raw_event")
+@role_required("group_admin")
+@blp.arguments(RawEventQuerySchema, location="query")
+@blp.response(200, RawEventPageSchema)
+def list_events(args: dict[str, Any]) -> dict[str, Any]:
+    """Stored callback events, newest first (`status=dead` for the dead letters)."""
+    return admin.list_events(db.session(), current_staff(), args)
+
+
+@blp.route("/wecom/events/<int:raw_event_id>")
+@scoped("wecom_raw_event")
+@blp.response(200, RawEventDetailSchema)
+def get_event(raw_event_id: int) -> Any:
+    """One event with its decrypted XML."""
+    return get_scoped_or_404(db.session(), current_staff(), "wecom_raw_event", raw_event_id)
+
+
+@blp.route("/wecom/events/<int:raw_event_id>/replay", methods=["POST"])
+@scoped("wecom_raw_event")
+@blp.arguments(ReplayInSchema)
+@blp.response(202, RawEventDetailSchema)
+def replay_event(data: dict[str, Any], raw_event_id: int) -> Any:
+    """Send a dead (or ignored) event through processing again (audited, with the reason)."""
+    return admin.replay_event(db.session(), current_staff(), raw_event_id, data["reason"])
+
+
+@blp.route("/wecom/welcome-templates")
+@scoped("wecom_template")
+@blp.response(200, TemplateSchema(many=True))
+def list_templates() -> Any:
+    stmt = scope_query(admin.select(WelcomeTemplate), current_staff(), "wecom_template")
+    return db.session().scalars(stmt.order_by(WelcomeTemplate.id)).all()
+
+
+@blp.route("/wecom/welcome-templates", methods=["POST"])
+@scoped("wecom_template")
+@role_required(*CONFIG_ROLES)
+@blp.arguments(TemplateInSchema)
+@blp.response(201, TemplateSchema)
+def create_template(data: dict[str, Any]) -> Any:
+    return admin.create_template(db.session(), current_staff(), data)
+
+
+@blp.route("/wecom/welcome-templates/<int:template_id>", methods=["PATCH"])
+@scoped("wecom_template")
+@blp.arguments(TemplatePatchSchema)
+@blp.response(200, TemplateSchema)
+def update_template(data: dict[str, Any], template_id: int) -> Any:
+    return admin.update_template(db.session(), current_staff(), template_id, data)
+
+
+@blp.route("/wecom/channels")
+@scoped("wecom_channel")
+@blp.response(200, ChannelSchema(many=True))
+def list_channels() -> Any:
+    stmt = scope_query(admin.select(WeComChannel), current_staff(), "wecom_channel")
+    return db.session().scalars(stmt.order_by(WeComChannel.id)).all()
+
+
+@blp.route("/wecom/channels", methods=["POST"])
+@scoped("wecom_channel")
+@role_required(*CONFIG_ROLES)
+@blp.arguments(ChannelInSchema)
+@blp.response(201, ChannelSchema)
+def create_channel(data: dict[str, Any]) -> Any:
+    """Create the channel and its contact way (QR code) in WeCom."""
+    return admin.create_channel(db.session(), current_staff(), data)
+
+
+@blp.route("/wecom/channels/<int:channel_id>", methods=["GET"])
+@scoped("wecom_channel")
+@blp.response(200, ChannelSchema)
+def get_channel(channel_id: int) -> Any:
+    return get_scoped_or_404(db.session(), current_staff(), "wecom_channel", channel_id)
+
+
+@blp.route("/wecom/channels/<int:channel_id>", methods=["PATCH"])
+@scoped("wecom_channel")
+@blp.arguments(ChannelPatchSchema)
+@blp.response(200, ChannelSchema)
+def update_channel(data: dict[str, Any], channel_id: int) -> Any:
+    return admin.update_channel(db.session(), current_staff(), channel_id, data)
+
+
+@blp.route("/wecom/channels/<int:channel_id>", methods=["DELETE"])
+@scoped("wecom_channel")
+@blp.response(204)
+def delete_channel(channel_id: int) -> None:
+    admin.delete_channel(db.session(), current_staff(), channel_id)
+
+
+@blp.route("/wecom/tags")
+@scoped("wecom_tag_library")
+@blp.response(200, TagSchema(many=True))
+def list_tags() -> Any:
+    """The corporate tag library (corp-wide reference data)."""
+    return admin.list_tags(db.session())
+
+
+@blp.route("/wecom/tags/sync", methods=["POST"])
+@scoped("wecom_tag_library")
+@role_required("group_admin", "marketing")
+@blp.arguments(TagSyncInSchema)
+@blp.response(202, AcceptedSchema)
+def sync_tags(_data: dict[str, Any]) -> dict[str, bool]:
+    """Re-read the tag library from WeCom (in a job)."""
+    enqueue(db.session(), "wecom.sync_tags", {"corp_id": svc.current_corp_id()})
+    return {"enqueued": True}
+
+
+@blp.route("/wecom/lost-customers")
+@scoped("wecom_alert")
+@blp.arguments(PageQuerySchema, location="query")
+@blp.response(200, LostCustomerPageSchema)
+def lost_customers(args: dict[str, Any]) -> dict[str, Any]:
+    """Customers lost (friend removed) and not back, in my scope, newest first."""
+    return admin.lost_customers(db.session(), current_staff(), args["page"], args["page_size"])

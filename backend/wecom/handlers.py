@@ -1,0 +1,215 @@
+"""Event handlers: what each stored callback event does to dealerloop's state.
+
+`process_raw_event` is the job body. It applies one event inside a SAVEPOINT: either all of the
+event's effects are written (relation, tags, touchpoints, alert, messages to send) or none.
+A failed try is recorded on the event and the next one scheduled with backoff; after the last
+try the event is dead-lettered for an admin. Handlers are replay-safe: touchpoints and alerts
+are keyed by the event, and a late (older) event cannot overwrite a newer relation state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from backend.platform.db import utcnow
+from backend.platform.jobs import enqueue
+from backend.touchpoints.models import Kind
+from backend.wecom import service as svc
+from backend.wecom.events import PROCESS_JOB, parse_event
+from backend.wecom.models import AlertKind, FriendStatus, RawEventStatus, WeComRawEvent
+
+log = logging.getLogger("dealerloop.wecom")
+
+RETRY_DELAYS = (5, 30, 120, 600)  # seconds before try 2, 3, 4, 5...
+FINAL = (RawEventStatus.PROCESSED, RawEventStatus.IGNORED, RawEventStatus.DEAD)
+
+
+def max_attempts() -> int:
+    return int(current_app.config.get("WECOM_EVENT_MAX_ATTEMPTS") or current_app.config["JOB_MAX_ATTEMPTS"])
+
+
+def process_raw_event(session: Session, raw_event_id: int) -> str:
+    raw = session.scalars(select(WeComRawEvent).where(WeComRawEvent.id == raw_event_id).with_for_update()).one_or_none()
+    if raw is None or raw.status in FINAL:
+        return "skipped"
+    fields = parse_event(raw.xml)
+    try:
+        with session.begin_nested():
+            handled = apply_event(session, raw, fields)
+    except DBAPIError:
+        raise  # the transaction itself is gone (deadlock, lost connection): the outbox retries
+    except Exception as exc:  # noqa: BLE001 - any failure of the event is recorded, never lost
+        raw.attempts += 1
+        raw.last_error = f"{type(exc).__name__}: {exc}"[:4000]
+        if raw.attempts >= max_attempts():
+            raw.status = RawEventStatus.DEAD
+            log.warning("wecom event %s dead-lettered after %s tries: %s", raw.id, raw.attempts, raw.last_error)
+            return "dead"
+        raw.status = RawEventStatus.RETRYING
+        delay = RETRY_DELAYS[min(raw.attempts - 1, len(RETRY_DELAYS) - 1)]
+        enqueue(
+            session,
+            PROCESS_JOB,
+            {"raw_event_id": raw.id},
+            dedup_key=f"{PROCESS_JOB}:{raw.id}:{raw.replays}:{raw.attempts}",
+            delay=timedelta(seconds=delay),
+        )
+        log.info("wecom event %s failed (try %s), retry in %ss: %s", raw.id, raw.attempts, delay, raw.last_error)
+        return "retrying"
+    raw.attempts += 1
+    raw.status = RawEventStatus.PROCESSED if handled else RawEventStatus.IGNORED
+    raw.processed_at = utcnow()
+    raw.last_error = None
+    return raw.status.value
+
+
+def replay(session: Session, raw: WeComRawEvent) -> None:
+    """An admin sends a dead (or ignored) event through processing again, with fresh tries."""
+    raw.replays += 1
+    raw.attempts = 0
+    raw.status = RawEventStatus.RECEIVED
+    enqueue(session, PROCESS_JOB, {"raw_event_id": raw.id}, dedup_key=f"{PROCESS_JOB}:{raw.id}:{raw.replays}:0")
+
+
+def apply_event(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> bool:
+    """Apply one event. False: an event type dealerloop does not act on (kept as ignored)."""
+    if fields.get("Event") == "change_external_contact":
+        handler = CONTACT_HANDLERS.get(str(fields.get("ChangeType", "")))
+        if handler is None:
+            return False
+        handler(Event(session, raw, fields))
+        return True
+    if fields.get("Event") == "change_external_tag":
+        svc.sync_tag_library(session, raw.corp_id, svc.gateway_for(raw.corp_id))
+        return True
+    return False
+
+
+class Event:
+    """One change_external_contact event with what every handler needs."""
+
+    def __init__(self, session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> None:
+        self.session = session
+        self.raw = raw
+        self.fields = fields
+        self.corp_id = raw.corp_id
+        self.userid = str(fields.get("UserID") or "")
+        self.external_userid = str(fields.get("ExternalUserID") or "")
+        self.version = raw.create_time
+        self.occurred_at: datetime = svc.event_time(raw.create_time)
+        self.ref = f"ev{raw.id}"
+        self.staff = svc.staff_by_userid(session, self.corp_id, self.userid)
+        if not self.userid or not self.external_userid:
+            raise ValueError("event without UserID or ExternalUserID")
+
+    def gateway(self) -> Any:
+        return svc.gateway_for(self.corp_id)
+
+    def friend(self, detail: dict[str, Any] | None, initial: FriendStatus) -> Any:
+        customer = svc.ensure_customer(self.session, self.external_userid, detail)
+        friend, _ = svc.lock_friend(
+            self.session, self.corp_id, self.userid, self.external_userid, customer, self.staff, initial
+        )
+        return customer, friend
+
+    def is_newest(self, friend: Any) -> bool:
+        """Only the newest event moves the relation's status (late deliveries leave history)."""
+        return self.version >= friend.version
+
+
+def on_add(ev: Event) -> None:
+    half = ev.fields.get("ChangeType") == "add_half_external_contact"
+    status = FriendStatus.HALF if half else FriendStatus.ACTIVE
+    detail = svc.fetch_contact(ev.gateway(), ev.external_userid)
+    customer, friend = ev.friend(detail, status)
+    follow = svc.follow_of(detail, ev.userid)
+    state = ev.fields.get("State") or (follow or {}).get("state")
+    channel = svc.channel_by_state(ev.session, ev.corp_id, state)
+    if ev.is_newest(friend):
+        friend.status = status
+        friend.version = ev.version
+        friend.added_at = ev.occurred_at
+        friend.lost_at = None
+        friend.state = state
+        friend.channel_id = channel.id if channel else friend.channel_id
+        if follow and follow.get("add_way") is not None:
+            friend.add_way = int(follow["add_way"])
+        svc.resolve_alerts(ev.session, friend, ev.occurred_at)
+    if customer.acquisition_channel in (None, "wecom") and state:
+        customer.acquisition_channel = f"wecom:{state}"[:64]
+    if ev.staff is not None:
+        svc.assign_advisor(ev.session, customer, ev.staff)
+    svc.apply_follow(ev.session, friend, follow, ev.ref, ev.occurred_at)
+    svc.touch(
+        ev.session,
+        friend,
+        Kind.FRIEND_HALF_ADDED if half else Kind.FRIEND_ADDED,
+        ev.ref,
+        ev.occurred_at,
+        {"state": state, "channel_id": channel.id if channel else None},
+    )
+    if channel is not None and channel.auto_tag_ids and ev.is_newest(friend):
+        have = svc.friend_tag_ids(ev.session, friend.id)
+        missing = [t for t in channel.auto_tag_ids if t not in have]
+        if missing:
+            # API actions produce no callback: mark in WeCom and record the change ourselves.
+            ev.gateway().post(
+                "externalcontact/mark_tag",
+                {"userid": ev.userid, "external_userid": ev.external_userid, "add_tag": missing},
+            )
+            svc.set_friend_tags(ev.session, friend, have | set(missing), f"{ev.ref}:auto", ev.occurred_at)
+
+
+def on_edit(ev: Event) -> None:
+    detail = svc.fetch_contact(ev.gateway(), ev.external_userid)
+    _, friend = ev.friend(detail, FriendStatus.ACTIVE)
+    svc.apply_follow(ev.session, friend, svc.follow_of(detail, ev.userid), ev.ref, ev.occurred_at)
+    svc.touch(ev.session, friend, Kind.FRIEND_EDITED, ev.ref, ev.occurred_at)
+
+
+def _on_removed(ev: Event, status: FriendStatus, kind: Kind, alert: AlertKind | None) -> None:
+    # The contact may be gone from WeCom already: no fetch, the event says enough.
+    _, friend = ev.friend(None, status)
+    if ev.is_newest(friend):
+        friend.status = status
+        friend.version = ev.version
+        friend.lost_at = ev.occurred_at if alert else None
+    svc.touch(ev.session, friend, kind, ev.ref, ev.occurred_at)
+    if alert is not None:
+        svc.raise_alert(ev.session, ev.raw, friend, alert, ev.occurred_at)
+
+
+def on_del_external_contact(ev: Event) -> None:
+    if ev.fields.get("Source") == "DELETE_BY_TRANSFER":  # a handover, not a loss
+        _on_removed(ev, FriendStatus.TRANSFERRED, Kind.FRIEND_TRANSFERRED, None)
+    else:
+        _on_removed(ev, FriendStatus.DELETED_BY_ADVISOR, Kind.FRIEND_DELETED_BY_ADVISOR, AlertKind.DELETED_BY_ADVISOR)
+
+
+def on_del_follow_user(ev: Event) -> None:
+    _on_removed(ev, FriendStatus.DELETED_BY_CUSTOMER, Kind.FRIEND_DELETED_BY_CUSTOMER, AlertKind.DELETED_BY_CUSTOMER)
+
+
+def on_transfer_fail(ev: Event) -> None:
+    reason = str(ev.fields.get("FailReason") or "")
+    _, friend = ev.friend(None, FriendStatus.ACTIVE)
+    svc.touch(ev.session, friend, Kind.TRANSFER_FAILED, ev.ref, ev.occurred_at, {"reason": reason})
+    svc.raise_alert(ev.session, ev.raw, friend, AlertKind.TRANSFER_FAILED, ev.occurred_at, {"reason": reason})
+
+
+CONTACT_HANDLERS: dict[str, Callable[[Event], None]] = {
+    "add_external_contact": on_add,
+    "add_half_external_contact": on_add,
+    "edit_external_contact": on_edit,
+    "del_external_contact": on_del_external_contact,
+    "del_follow_user": on_del_follow_user,
+    "transfer_fail": on_transfer_fail,
+}

@@ -1,0 +1,169 @@
+"""Schemas of the wecom admin endpoints."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate, validates
+
+from backend.platform.api import OutputSchema, Schema
+
+CHANNEL_KINDS = ("store", "advisor", "group", "campaign", "event", "poster")
+ATTACHMENT_TYPES = ("image", "link", "miniprogram", "file", "video")
+
+
+class PageQuerySchema(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100000))
+    page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class RawEventQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(["received", "retrying", "processed", "ignored", "dead"]))
+
+
+class ReplayInSchema(Schema):
+    reason = fields.String(load_default="", validate=validate.Length(max=255))
+
+
+class TagSyncInSchema(Schema):
+    pass
+
+
+class AcceptedSchema(OutputSchema):
+    enqueued = fields.Boolean()
+
+
+class RawEventSchema(OutputSchema):
+    id = fields.Integer()
+    corp_id = fields.String()
+    agent_id = fields.String()
+    dedup_key = fields.String()
+    event = fields.String()
+    change_type = fields.String()
+    create_time = fields.Integer()
+    status = fields.String()
+    attempts = fields.Integer()
+    replays = fields.Integer()
+    last_error = fields.String(allow_none=True)
+    received_at = fields.DateTime()
+    processed_at = fields.DateTime(allow_none=True)
+
+
+class RawEventDetailSchema(RawEventSchema):
+    xml = fields.String()
+
+
+class RawEventPageSchema(OutputSchema):
+    items = fields.List(fields.Nested(RawEventSchema))
+    total = fields.Integer()
+    page = fields.Integer()
+    page_size = fields.Integer()
+
+
+def _check_attachments(value: list) -> None:
+    if len(value) > 9:
+        raise ValidationError("at most 9 attachments")
+    for item in value:
+        if not isinstance(item, dict) or item.get("msgtype") not in ATTACHMENT_TYPES:
+            raise ValidationError(f"each attachment needs a msgtype in {ATTACHMENT_TYPES}")
+        if not isinstance(item.get(item["msgtype"]), dict):
+            raise ValidationError("each attachment carries an object named after its msgtype")
+
+
+class TemplateInSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    store_id = fields.Integer(allow_none=True, load_default=None)
+    text = fields.String(load_default="", validate=validate.Length(max=4000))
+    attachments = fields.List(fields.Dict(), load_default=list)
+
+    @validates("attachments")
+    def _attachments(self, value: list, **_: object) -> None:
+        _check_attachments(value)
+
+
+class TemplatePatchSchema(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=64))
+    text = fields.String(validate=validate.Length(max=4000))
+    attachments = fields.List(fields.Dict())
+
+    @validates("attachments")
+    def _attachments(self, value: list, **_: object) -> None:
+        _check_attachments(value)
+
+
+class TemplateSchema(OutputSchema):
+    id = fields.Integer()
+    name = fields.String()
+    store_id = fields.Integer(allow_none=True)
+    text = fields.String()
+    attachments = fields.List(fields.Dict())
+
+
+class ChannelInSchema(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    kind = fields.String(required=True, validate=validate.OneOf(CHANNEL_KINDS))
+    state = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,30}$"))
+    store_id = fields.Integer(allow_none=True, load_default=None)
+    userids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)), required=True, validate=validate.Length(min=1, max=100)
+    )
+    skip_verify = fields.Boolean(load_default=True)
+    auto_tag_ids = fields.List(
+        fields.String(validate=validate.Length(max=64)), load_default=list, validate=validate.Length(max=20)
+    )
+    welcome_template_id = fields.Integer(allow_none=True, load_default=None)
+
+
+class ChannelPatchSchema(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=64))
+    userids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=100)
+    )
+    skip_verify = fields.Boolean()
+    auto_tag_ids = fields.List(fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=20))
+    welcome_template_id = fields.Integer(allow_none=True)
+
+
+class ChannelSchema(OutputSchema):
+    id = fields.Integer()
+    name = fields.String()
+    kind = fields.String()
+    state = fields.String()
+    store_id = fields.Integer(allow_none=True)
+    userids = fields.List(fields.String())
+    skip_verify = fields.Boolean()
+    auto_tag_ids = fields.List(fields.String())
+    welcome_template_id = fields.Integer(allow_none=True)
+    config_id = fields.String(allow_none=True)
+    qr_code = fields.String(allow_none=True)
+    active = fields.Boolean()
+
+
+class ChannelStatsSchema(OutputSchema):
+    day = fields.Date()
+    added = fields.Integer()
+    lost = fields.Integer()
+    net = fields.Integer()
+
+
+class TagSchema(OutputSchema):
+    tag_id = fields.String()
+    group_id = fields.String()
+    group_name = fields.String()
+    name = fields.String()
+    sort_order = fields.Integer()
+    deleted = fields.Boolean()
+
+
+class LostCustomerSchema(OutputSchema):
+    alert_id = fields.Integer(attribute="id")
+    kind = fields.String()
+    customer_id = fields.Integer()
+    staff_id = fields.Integer(allow_none=True)
+    store_id = fields.Integer(allow_none=True)
+    occurred_at = fields.DateTime()
+
+
+class LostCustomerPageSchema(OutputSchema):
+    items = fields.List(fields.Nested(LostCustomerSchema))
+    total = fields.Integer()
+    page = fields.Integer()
+    page_size = fields.Integer()

@@ -1,0 +1,56 @@
+"""Helpers for the WeCom tests: encrypted callbacks from the sandbox, posted to the real endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from backend.platform.db import db
+from backend.platform.jobs import OutboxJob, relay
+
+URL = "/callbacks/wecom"
+
+
+def contact_xml(sandbox: Any, change_type: str, userid: str, ext: str, create_time: int, **extra: str) -> str:
+    corp = sandbox.credentials["WECOM_CORP_ID"]
+    return sandbox.state.change_external_contact_xml(corp, change_type, userid, ext, create_time, **extra)
+
+
+def post_event(client: Any, sandbox: Any, xml: str, **kwargs: Any) -> Any:
+    params, body = sandbox.state.wecom_callback(xml, **kwargs)
+    return client.post(URL, query_string=params, data=body, content_type="text/xml")
+
+
+def run_due_jobs(app: Any, rounds: int = 10) -> None:
+    """Relay outbox rows until none is left: delayed retries are made due at once (no sleeping)."""
+    from sqlalchemy import update
+
+    for _ in range(rounds):
+        with app.app_context():
+            session = db.session_factory()
+            session.execute(
+                update(OutboxJob)
+                .where(OutboxJob.status == "pending", OutboxJob.run_after.is_not(None))
+                .values(run_after=None)
+            )
+            session.commit()
+            pending = session.scalar(select(OutboxJob.id).where(OutboxJob.status == "pending").limit(1))
+            session.close()
+            if pending is None:
+                return
+            relay(app=app)
+
+
+def foreign_wecom_ids(session: Any, store: Any) -> dict[str, int]:
+    """Out-of-scope objects for tests/test_scope_enumeration.py (a store manager elsewhere)."""
+    from backend.wecom.models import WeComChannel, WeComRawEvent, WelcomeTemplate
+
+    raw = WeComRawEvent(corp_id="c", dedup_hash="f" * 64, dedup_key="k", event="e", xml="<xml/>", status="dead")
+    template = WelcomeTemplate(name="t", store_id=store.id, text="hi")
+    session.add_all([raw, template])
+    session.flush()
+    channel = WeComChannel(corp_id="c", name="c", kind="store", state="foreign", store_id=store.id, userids=["u"])
+    session.add(channel)
+    session.flush()
+    return {"raw_event_id": raw.id, "template_id": template.id, "channel_id": channel.id}

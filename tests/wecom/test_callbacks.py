@@ -1,0 +1,312 @@
+"""WeCom callbacks end to end: encrypted events from the sandbox through /callbacks/wecom, the
+outbox job path, and the database, touchpoints, alerts and upstream calls that result."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from backend.customers.models import CustomerAdvisor, CustomerIdentity, IdentityKind
+from backend.platform.jobs import OutboxJob
+from backend.touchpoints.models import Touchpoint
+from backend.wecom.models import (
+    AppMessage,
+    FriendStatus,
+    WeComAlert,
+    WeComChannel,
+    WeComFriend,
+    WeComFriendTag,
+    WeComRawEvent,
+    WeComTag,
+    WelcomeMessage,
+    WelcomeTemplate,
+)
+from tests.wecom.helpers import URL, contact_xml, post_event, run_due_jobs
+
+ADVISOR = "advisor.zhang"
+CUSTOMER = "wmDemoCustomer001"
+
+
+@pytest.fixture
+def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
+    advisor = make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR, name="张顾问")
+    manager = make_staff(tree.stores[0], "store_manager", userid="advisor.li", name="李店长")
+    admin = make_staff(tree.group, "group_admin", userid="admin")
+    return {"sandbox": sandbox_reset, "advisor": advisor, "manager": manager, "admin": admin, "tree": tree}
+
+
+def count(session: Any, model: Any, *where: Any) -> int:
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def kinds(session: Any, customer_id: int) -> list[str]:
+    session.expire_all()
+    return sorted(session.scalars(select(Touchpoint.kind).where(Touchpoint.customer_id == customer_id)))
+
+
+def friend_of(session: Any, userid: str, ext: str) -> WeComFriend:
+    session.expire_all()
+    return session.scalars(
+        select(WeComFriend).where(WeComFriend.userid == userid, WeComFriend.external_userid == ext)
+    ).one()
+
+
+def now() -> int:
+    return int(time.time())
+
+
+# --- intake -------------------------------------------------------------------------------
+
+
+def test_url_verification_answers_the_plaintext(client: Any, world: Any) -> None:
+    params = world["sandbox"].state.wecom_verify_url_params("echo-12345")
+    resp = client.get(URL, query_string=params)
+    assert resp.status_code == 200
+    assert resp.data == b"echo-12345"
+    bad = dict(params, msg_signature="0" * 40)
+    assert client.get(URL, query_string=bad).status_code == 403
+
+
+def test_bad_callbacks_are_refused_and_nothing_is_stored(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sandbox"]
+    xml = contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, now())
+    params, body = sb.state.wecom_callback(xml)
+
+    wrong_sig = client.post(URL, query_string=dict(params, msg_signature="a" * 40), data=body)
+    assert (wrong_sig.status_code, wrong_sig.get_json()["code"]) == (403, "wecom.signature_invalid")
+
+    tampered_body = body.replace(body[body.index("CDATA[", body.index("<Encrypt>")) + 6], "Z", 1)
+    tampered = client.post(URL, query_string=params, data=tampered_body)
+    assert tampered.status_code in (400, 403)
+
+    p2, b2 = sb.state.wecom_callback_for(xml, receive_id="wwSomeOtherCorp")
+    wrong_corp = client.post(URL, query_string=p2, data=b2)
+    assert (wrong_corp.status_code, wrong_corp.get_json()["code"]) == (403, "wecom.receive_id_mismatch")
+
+    p3, b3 = sb.state.wecom_callback(xml, timestamp=str(now() - 600))
+    stale = client.post(URL, query_string=p3, data=b3)
+    assert (stale.status_code, stale.get_json()["code"]) == (400, "wecom.callback_stale")
+
+    garbage = client.post(URL, query_string=params, data="<xml><Encrypt>")
+    assert garbage.status_code == 400
+    assert garbage.get_json()["code"] == "wecom.callback_malformed"
+
+    assert count(db_session, WeComRawEvent) == 0
+    assert count(db_session, OutboxJob) == 0
+    assert sb.hits("/cgi-bin/externalcontact", "wecom") == 0
+
+
+def test_add_event_creates_customer_relation_touchpoint_tags_and_welcome(
+    client: Any, db_session: Any, world: Any
+) -> None:
+    sb = world["sandbox"]
+    template = WelcomeTemplate(
+        name="门店欢迎",
+        text="{customer_name}您好，我是{store_name}的{advisor_name}",
+        attachments=[{"msgtype": "link", "link": {"title": "保养预约", "url": "https://example.com/b"}}],
+    )
+    db_session.add(template)
+    db_session.flush()
+    vip = sb.state.add_tag_group("来源", ["门店活码"])["tag"][0]["id"]
+    db_session.add(
+        WeComChannel(
+            corp_id=sb.credentials["WECOM_CORP_ID"],
+            name="门店0",
+            kind="store",
+            state="store01",
+            store_id=world["tree"].stores[0].id,
+            userids=[ADVISOR],
+            auto_tag_ids=[vip],
+            welcome_template_id=template.id,
+        )
+    )
+    db_session.commit()
+    code = sb.state.issue_welcome_code(ADVISOR, CUSTOMER)
+    xml = contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, now(), State="store01", WelcomeCode=code)
+
+    resp = post_event(client, sb, xml)
+    assert resp.status_code == 200 and resp.data == b"success"
+
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    assert friend.status == FriendStatus.ACTIVE
+    assert friend.staff_id == world["advisor"].id
+    assert friend.channel_id is not None and friend.state == "store01"
+    cust = friend.customer_id
+    idents = dict(
+        db_session.execute(
+            select(CustomerIdentity.kind, CustomerIdentity.value).where(CustomerIdentity.customer_id == cust)
+        ).all()
+    )
+    assert idents[IdentityKind.EXTERNAL_USERID] == CUSTOMER and idents[IdentityKind.UNIONID] == "oDemoUnion001"
+    assert count(db_session, CustomerAdvisor, CustomerAdvisor.customer_id == cust) == 1
+    # SUV came from WeCom, the channel's auto-tag was marked through the API and recorded by us
+    tags = set(db_session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend.id)))
+    assert vip in tags and len(tags) == 2
+    assert sb.hits("/cgi-bin/externalcontact/mark_tag", "wecom") == 1
+    assert kinds(db_session, cust) == ["friend_added", "tag_added", "tag_added", "welcome_sent"]
+    sent = sb.state.welcome_messages
+    assert len(sent) == 1
+    assert sent[0]["text"]["content"] == "陈先生您好，我是门店0-0的张顾问"
+    assert sent[0]["attachments"][0]["msgtype"] == "link"
+    row = db_session.scalars(select(WelcomeMessage)).one()
+    assert row.status == "sent" and row.latency_ms is not None
+    assert db_session.get(WeComRawEvent, friend.id and db_session.scalars(select(WeComRawEvent.id)).one()).status == (
+        "processed"
+    )
+
+
+def test_same_event_three_times_is_applied_once(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sandbox"]
+    xml = contact_xml(sb, "del_follow_user", ADVISOR, CUSTOMER, now())
+    for _ in range(3):
+        resp = post_event(client, sb, xml)  # a fresh nonce and signature each time, as WeCom does
+        assert resp.status_code == 200 and resp.data == b"success"
+    assert count(db_session, WeComRawEvent) == 1
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    assert friend.status == FriendStatus.DELETED_BY_CUSTOMER
+    assert kinds(db_session, friend.customer_id) == ["friend_deleted_by_customer", "lost_customer_alerted"]
+    assert count(db_session, WeComAlert) == 1
+    assert len(sb.state.app_messages) == 1
+
+
+def test_lost_customer_alert_goes_to_advisor_and_manager_and_readd_leaves_the_list(
+    client: Any, db_session: Any, world: Any, staff_headers: Any
+) -> None:
+    sb = world["sandbox"]
+    t = now()
+    post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, t))
+    post_event(client, sb, contact_xml(sb, "del_follow_user", ADVISOR, CUSTOMER, t + 1))
+    message = sb.state.app_messages[0]
+    assert set(message["touser"].split("|")) == {ADVISOR, "advisor.li"}
+    assert "陈先生" in message["text"]["content"]
+    record = db_session.scalars(select(AppMessage)).one()
+    assert record.status == "sent" and record.msgid
+
+    headers = staff_headers(world["manager"])
+    lost = client.get("/api/workbench/v1/wecom/lost-customers", headers=headers).get_json()
+    assert lost["total"] == 1
+    advisor_view = client.get("/api/workbench/v1/wecom/lost-customers", headers=staff_headers(world["advisor"]))
+    assert advisor_view.get_json()["total"] == 1
+
+    post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, t + 2))
+    assert friend_of(db_session, ADVISOR, CUSTOMER).status == FriendStatus.ACTIVE
+    assert client.get("/api/workbench/v1/wecom/lost-customers", headers=headers).get_json()["total"] == 0
+    assert len(sb.state.app_messages) == 1
+
+
+def test_delete_by_transfer_is_a_handover_not_a_loss(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sandbox"]
+    post_event(
+        client, sb, contact_xml(sb, "del_external_contact", ADVISOR, CUSTOMER, now(), Source="DELETE_BY_TRANSFER")
+    )
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    assert friend.status == FriendStatus.TRANSFERRED
+    assert kinds(db_session, friend.customer_id) == ["friend_transferred"]
+    assert count(db_session, WeComAlert) == 0 and sb.state.app_messages == []
+
+    post_event(client, sb, contact_xml(sb, "del_external_contact", "advisor.li", CUSTOMER, now()))
+    assert friend_of(db_session, "advisor.li", CUSTOMER).status == FriendStatus.DELETED_BY_ADVISOR
+    assert count(db_session, WeComAlert) == 1
+
+
+def test_transfer_fail_is_recorded_and_the_manager_alerted(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sandbox"]
+    post_event(client, sb, contact_xml(sb, "transfer_fail", ADVISOR, CUSTOMER, now(), FailReason="customer_refused"))
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    tp = db_session.scalars(select(Touchpoint).where(Touchpoint.kind == "transfer_failed")).one()
+    assert tp.payload["reason"] == "customer_refused"
+    assert friend.status == FriendStatus.ACTIVE
+    assert [m["touser"] for m in sb.state.app_messages] == ["advisor.li"]
+    assert "转接失败" in sb.state.app_messages[0]["text"]["content"]
+
+
+def test_unknown_advisor_and_unknown_customer_are_created_not_crashed(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sandbox"]
+    post_event(client, sb, contact_xml(sb, "add_external_contact", "not.in.dealerloop", "wmNobodyKnows", now()))
+    friend = friend_of(db_session, "not.in.dealerloop", "wmNobodyKnows")
+    assert friend.staff_id is None and friend.status == FriendStatus.ACTIVE
+    assert kinds(db_session, friend.customer_id) == ["friend_added"]
+    assert db_session.scalars(select(WeComRawEvent.status)).one() == "processed"
+    # an event type we do not act on is kept, marked ignored
+    xml = sb.state.wecom_event_xml(
+        sb.credentials["WECOM_CORP_ID"], "change_external_chat", now(), ChatId="wr1", ChangeType="create"
+    )
+    assert post_event(client, sb, xml).status_code == 200
+    assert count(db_session, WeComRawEvent, WeComRawEvent.status == "ignored") == 1
+
+
+def test_edit_applies_remark_and_tags_and_tag_events_sync_the_library(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sandbox"]
+    t = now()
+    post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, t))
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    old_tags = set(db_session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend.id)))
+    group = sb.state.add_tag_group("到店", ["已到店"])
+    new_tag = group["tag"][0]["id"]
+    with sb.state.lock:
+        follow = sb.state.follows[(ADVISOR, CUSTOMER)]
+        follow["tag_ids"] = [new_tag]
+        follow["remark"] = "陈总"
+        follow["remark_mobiles"] = ["13800000000"]
+    post_event(client, sb, contact_xml(sb, "edit_external_contact", ADVISOR, CUSTOMER, t + 1))
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    assert friend.remark == "陈总" and friend.remark_mobiles == ["13800000000"]
+    tags = set(db_session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend.id)))
+    assert tags == {new_tag}
+    assert kinds(db_session, friend.customer_id).count("tag_removed") == len(old_tags)
+
+    corp = sb.credentials["WECOM_CORP_ID"]
+    xml = sb.state.wecom_event_xml(
+        corp,
+        "change_external_tag",
+        t + 2,
+        Id=group["group_id"],
+        TagType="tag_group",
+        ChangeType="create",
+        StrategyId="0",
+    )
+    post_event(client, sb, xml)
+    names = set(db_session.scalars(select(WeComTag.name).where(WeComTag.deleted.is_(False))))
+    assert {"SUV", "A", "已到店"} <= names
+    with sb.state.lock:
+        del sb.state.tag_groups[group["group_id"]]
+    post_event(
+        client,
+        sb,
+        sb.state.wecom_event_xml(
+            corp, "change_external_tag", t + 3, Id=group["group_id"], TagType="tag_group", ChangeType="delete"
+        ),
+    )
+    assert count(db_session, WeComTag, WeComTag.name == "已到店", WeComTag.deleted.is_(True)) == 1
+
+
+def test_welcome_code_already_used_is_recorded_not_retried(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sandbox"]
+    template = WelcomeTemplate(name="w", text="hi {customer_name}")
+    db_session.add(template)
+    db_session.flush()
+    db_session.add(
+        WeComChannel(
+            corp_id=sb.credentials["WECOM_CORP_ID"],
+            name="c",
+            kind="campaign",
+            state="camp1",
+            userids=[ADVISOR],
+            welcome_template_id=template.id,
+        )
+    )
+    db_session.commit()
+    code = sb.state.issue_welcome_code(ADVISOR, CUSTOMER)
+    assert sb.state.consume_welcome_code(code)[0] == "ok"  # another app sent first
+    post_event(
+        client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, now(), State="camp1", WelcomeCode=code)
+    )
+    run_due_jobs(client.application)
+    row = db_session.scalars(select(WelcomeMessage)).one()
+    assert (row.status, row.errcode) == ("already_sent", 41051)
+    assert sb.hits("/cgi-bin/externalcontact/send_welcome_msg", "wecom") == 1
+    assert count(db_session, OutboxJob, OutboxJob.name == "wecom.send_welcome", OutboxJob.status == "done") == 1
