@@ -44,7 +44,7 @@ def _assert_books_balance(app: Any) -> None:
 
 
 def test_flash_sale_sells_exactly_the_stock(app: Any, member_headers: Any) -> None:
-    ids, item_id = _setup(app, members=220, points=1000, stock=100)
+    ids, item_id = _setup(app, members=500, points=1000, stock=100)
     headers = [member_headers(type("M", (), {"id": cid})()) for cid in ids]
     client = app.test_client()
     results = run_threads(
@@ -55,14 +55,14 @@ def test_flash_sale_sells_exactly_the_stock(app: Any, member_headers: Any) -> No
     )
     statuses = [getattr(r, "status_code", r) for r in results]
     assert statuses.count(201) == 100, [s for s in statuses if s not in (201, 409)][:5]
-    assert statuses.count(409) == 120
+    assert statuses.count(409) == 400
     assert {r.get_json()["code"] for r in results if r.status_code == 409} == {"mall.sold_out"}
     with app.app_context():
         s = db.session()
         item = s.get(MallItem, item_id)
         assert (item.stock, item.sold) == (0, 100)
         assert s.scalar(select(func.count()).select_from(MallOrder)) == 100
-        assert s.scalar(select(func.sum(PointsAccount.available))) == 220 * 1000 - 100 * 100
+        assert s.scalar(select(func.sum(PointsAccount.available))) == 500 * 1000 - 100 * 100
     _assert_books_balance(app)
 
 
