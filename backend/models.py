@@ -11,6 +11,7 @@ from backend.platform.db import Base
 from backend.points import models as _points  # noqa: F401
 from backend.touchpoints import models as _touchpoints  # noqa: F401
 from backend.wecom import models as _wecom  # noqa: F401
+from backend.wecom import ops_models as _wecom_ops  # noqa: F401
 
 metadata = Base.metadata
 

@@ -38,6 +38,7 @@ class FriendStatus(enum.StrEnum):
     DELETED_BY_CUSTOMER = "deleted_by_customer"
     DELETED_BY_ADVISOR = "deleted_by_advisor"
     TRANSFERRED = "transferred"
+    CLOSED = "closed"  # gone from WeCom, found by the nightly reconciliation (no event seen)
 
 
 LOST_STATUSES = frozenset({FriendStatus.DELETED_BY_CUSTOMER, FriendStatus.DELETED_BY_ADVISOR})
@@ -205,3 +206,7 @@ class AppMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    # What the message is about (new_lead, handover_failed, ...; None for callback alerts) and how
+    # many delivery tries failed (retried with backoff through the outbox, `failed` after the last).
+    kind: Mapped[str | None] = mapped_column(String(32), default=None)
+    attempts: Mapped[int] = mapped_column(default=0)

@@ -135,6 +135,9 @@ class SandboxState:
         self.app_messages: list[dict[str, Any]] = []
         self.behavior: dict[tuple[str, int], dict[str, Any]] = {}
         self.transfers: dict[tuple[str, str, str], dict[str, Any]] = {}
+        from .wecom_ops import WeComOpsState  # directory, transfer outcomes (sandbox/wecom_ops.py)
+
+        self.ops = WeComOpsState()
         self.orders: dict[str, Order] = {}
         if self._seed:
             self.seed_demo()

@@ -357,45 +357,7 @@ def create_wecom_app(state: SandboxState) -> Flask:
                 rows.append(totals)
         return ok(behavior_data=rows)
 
-    @app.post("/cgi-bin/externalcontact/resigned/transfer_customer")
-    def resigned_transfer_customer() -> Response:
-        bad, data = body_or_fail()
-        if bad:
-            return bad
-        handover, takeover = data.get("handover_userid", ""), data.get("takeover_userid", "")
-        externals = data.get("external_userid") or []
-        if not isinstance(externals, list) or not 1 <= len(externals) <= 100:
-            return fail(40058, "external_userid must hold 1..100 ids")
-        with state.lock:
-            for userid in (handover, takeover):
-                if userid not in state.members:
-                    return fail(60111, f"invalid userid {userid}")
-            if state.members[handover]["status"] != "resigned":
-                return fail(40058, "handover_userid has not resigned")
-            if state.members[takeover]["status"] != "active":
-                return fail(40058, "takeover_userid is not active")
-            customers = []
-            for ext in externals:
-                if (handover, ext) not in state.follows:
-                    customers.append({"external_userid": ext, "errcode": 84061})
-                    continue
-                state.transfers[(handover, takeover, ext)] = {
-                    "external_userid": ext,
-                    "status": 2,
-                    "takeover_time": 0,
-                }
-                customers.append({"external_userid": ext, "errcode": 0})
-        return ok(customer=customers)
-
-    @app.post("/cgi-bin/externalcontact/resigned/transfer_result")
-    def resigned_transfer_result() -> Response:
-        bad, data = body_or_fail()
-        if bad:
-            return bad
-        handover, takeover = data.get("handover_userid", ""), data.get("takeover_userid", "")
-        with state.lock:
-            rows = [dict(t) for (h, k, _), t in state.transfers.items() if h == handover and k == takeover]
-        return ok(customer=rows, next_cursor="")
+    # resigned/transfer_customer and resigned/transfer_result: integrations/sandbox/wecom_ops.py
 
     # --- app messages ------------------------------------------------------------------
     @app.post("/cgi-bin/message/send")
@@ -438,4 +400,7 @@ def create_wecom_app(state: SandboxState) -> Flask:
             return answer({"error": "userid and external_userid are required"}, status=400)
         return answer({"code": state.issue_welcome_code(data["userid"], data["external_userid"])})
 
+    from .wecom_ops import register_ops_routes  # directory, transfers, unassigned list
+
+    register_ops_routes(app, state)
     return app
