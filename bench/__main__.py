@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python -m bench` from the repo root, or an installed checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-BENCHMARKS = ("timeline",)
+BENCHMARKS = ("timeline", "flashsale", "paynotify", "wecomcallback")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--touchpoints", type=int, default=defaults.touchpoints, help=argparse.SUPPRESS)
     parser.add_argument("--target-touchpoints", type=int, default=defaults.target_touchpoints, help=argparse.SUPPRESS)
     parser.add_argument("--customers", type=int, default=defaults.other_customers, help=argparse.SUPPRESS)
+    parser.add_argument("--clients", type=int, default=500, help="flashsale: concurrent clients")
+    parser.add_argument("--stocks", type=int, nargs="+", default=[100, 2000], help="flashsale: item stock per scenario")
+    parser.add_argument(
+        "--baseline-connections",
+        type=int,
+        default=32,
+        help="flashsale: PyMySQL connections the baseline's client threads share",
+    )
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the figures in bench/README.md")
     args = parser.parse_args(argv)
 
@@ -66,6 +74,16 @@ def main(argv: list[str] | None = None) -> int:
                 duration=args.duration,
                 rounds=args.rounds,
                 update_readme=not args.no_readme and spec == defaults,
+            )
+        elif name == "flashsale":
+            from bench import flashsale
+
+            flashsale.run(
+                clients=args.clients,
+                stocks=tuple(args.stocks),
+                baseline_connections=args.baseline_connections,
+                update_readme=not args.no_readme
+                and (args.clients, args.stocks, args.baseline_connections) == (500, [100, 2000], 32),
             )
     print(f"[bench] done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
 
 import pymysql
-from flask import Flask, jsonify, request
+from flask import Flask, Response, jsonify, request
 
 # The statements the app emits (SQLAlchemy, MariaDB dialect, pyformat parameters), verbatim up to
 # whitespace; the runner compares them with what the app actually sends before measuring.
@@ -116,6 +116,22 @@ def create_app(url: str | None = None) -> Flask:
             for r in rows[:limit]
         ]
         return jsonify({"items": items, "next_cursor": next_cursor})
+
+    # Bare callback endpoints (paynotify, wecomcallback): read the body, answer as the protocol
+    # wants, nothing else — the floor of an HTTP callback on this server setup.
+    @app.post("/baseline/wechatpay/payment")
+    def bare_pay_notify():  # type: ignore[no-untyped-def]
+        request.get_data()
+        return Response(status=204)
+
+    @app.post("/baseline/wecom")
+    def bare_wecom_callback():  # type: ignore[no-untyped-def]
+        request.get_data()
+        return Response("success", status=200, mimetype="text/plain")
+
+    @app.get("/baseline/healthz")
+    def bare_health():  # type: ignore[no-untyped-def]
+        return Response("ok", status=200, mimetype="text/plain")
 
     return app
 

@@ -127,3 +127,139 @@ def run(
         latencies_ms=latencies,
         error_samples=sorted(set(errors))[:5],
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Scripted clients: each client thread sends the requests its script gives it (method, path,
+# headers and body may differ per client and per request) until the script says stop. Used for
+# bursts (500 clients each redeeming once), closed loops that end on an answer (redeem until
+# sold out) and pre-built request lists (signed notifications / callbacks). Same rules as
+# `run`: one connection per client, 127.0.0.1 only, a barrier so that all clients start together.
+
+
+@dataclass(frozen=True)
+class Exchange:
+    client: int
+    seq: int
+    started: float  # time.perf_counter() when the request was sent
+    finished: float
+    status: int  # 0 = transport error (see `error`)
+    body: bytes = b""
+    error: str | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.finished - self.started) * 1000.0
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes | None = None
+
+
+# (client index, request number of this client, the previous exchange or None) -> a request, or
+# None when this client is done.
+Script = Any
+
+
+@dataclass
+class ScriptResult:
+    exchanges: list[Exchange]
+    started: float  # perf_counter at the barrier
+    duration_s: float  # barrier -> last answer
+
+    def statuses(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for e in self.exchanges:
+            out[e.status] = out.get(e.status, 0) + 1
+        return dict(sorted(out.items()))
+
+    def summary(self, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+        """Latency over every answer and over the `ok` ones; rate of `ok` answers per second
+        from the barrier to the last `ok` answer (a burst's throughput)."""
+        all_ms = sorted(e.latency_ms for e in self.exchanges if e.status)
+        good = [e for e in self.exchanges if e.status in ok]
+        good_ms = sorted(e.latency_ms for e in good)
+        last_ok = max((e.finished for e in good), default=self.started)
+        ok_window = last_ok - self.started
+        return {
+            "requests": len(self.exchanges),
+            "statuses": {str(k): v for k, v in self.statuses().items()},
+            "transport_errors": sum(1 for e in self.exchanges if not e.status),
+            "duration_s": round(self.duration_s, 3),
+            "answers_per_s": round(len(all_ms) / self.duration_s, 1) if self.duration_s else None,
+            "ok": len(good),
+            "ok_window_s": round(ok_window, 3),
+            "ok_per_s": round(len(good) / ok_window, 1) if ok_window > 0 else None,
+            "p50_ms": round(percentile(all_ms, 50), 2),
+            "p95_ms": round(percentile(all_ms, 95), 2),
+            "p99_ms": round(percentile(all_ms, 99), 2),
+            "max_ms": round(all_ms[-1], 2) if all_ms else None,
+            "ok_p50_ms": round(percentile(good_ms, 50), 2),
+            "ok_p95_ms": round(percentile(good_ms, 95), 2),
+            "ok_p99_ms": round(percentile(good_ms, 99), 2),
+        }
+
+
+def run_script(
+    host: str,
+    port: int,
+    script: Script,
+    *,
+    clients: int,
+    max_duration: float,
+    timeout: float = 60.0,
+    keep_bodies: bool = True,
+) -> ScriptResult:
+    """Run `clients` threads; each asks `script(client, seq, previous)` for its next request and
+    stops on None or at `max_duration` after the start (a safety cap, not a measurement window)."""
+    if host not in LOCAL_HOSTS:
+        raise ValueError("the load generator only targets 127.0.0.1")
+    lock = threading.Lock()
+    exchanges: list[Exchange] = []
+    barrier = threading.Barrier(clients + 1)
+    box: list[float] = []
+
+    def worker(client: int) -> None:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        local: list[Exchange] = []
+        perf = time.perf_counter
+        previous: Exchange | None = None
+        barrier.wait()
+        deadline = box[0] + max_duration
+        try:
+            seq = 0
+            while perf() < deadline:
+                req = script(client, seq, previous)
+                if req is None:
+                    break
+                t0 = perf()
+                try:
+                    conn.request(req.method, req.path, body=req.body, headers=req.headers)
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    previous = Exchange(client, seq, t0, perf(), resp.status, body if keep_bodies else b"")
+                except (OSError, http.client.HTTPException) as exc:
+                    previous = Exchange(client, seq, t0, perf(), 0, b"", f"{type(exc).__name__}: {exc}")
+                    conn.close()
+                    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+                local.append(previous)
+                seq += 1
+        finally:
+            conn.close()
+            with lock:
+                exchanges.extend(local)
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    started = time.perf_counter()
+    box.append(started)
+    barrier.wait()
+    for t in threads:
+        t.join(max_duration + timeout + 5)
+    last = max((e.finished for e in exchanges), default=time.perf_counter())
+    return ScriptResult(exchanges=exchanges, started=started, duration_s=last - started)

@@ -136,3 +136,110 @@ def update_readme(name: str, body: str) -> None:
         text = text.rstrip() + f"\n\n## Latest figures: {name}\n\n{block}\n"
     README.write_text(text)
     print(f"[{name}] bench/README.md updated")
+
+
+# ---------------------------------------------------------------------------------------------
+# Write benchmarks (flashsale, paynotify, wecomcallback): one generic table writer.
+
+
+def _table(head: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    lines = [head, tuple("---" for _ in head), *rows]
+    return "\n".join("| " + " | ".join(row) + " |" for row in lines)
+
+
+def _bold(value: Any, digits: int = 2) -> str:
+    return f"**{_fmt(value, digits)}**" if value is not None else "–"
+
+
+def _env_line(doc: dict[str, Any]) -> str:
+    env = doc["environment"]
+    v = env["versions"]
+    return (
+        f"Latest run: {doc['finished_at']} (commit {env.get('git_commit') or '?'}), {env['cpu_count']} CPUs, "
+        f"Python {env['python']}, MariaDB {env['server_version']} (buffer pool {env['innodb_buffer_pool_mb']} MB, "
+        f"innodb_flush_log_at_trx_commit={env.get('innodb_flush_log_at_trx_commit', '?')}), Flask {v['flask']}, "
+        f"SQLAlchemy {v['sqlalchemy']}, PyMySQL {v['pymysql']}, gunicorn {v['gunicorn']}."
+    )
+
+
+def flashsale_table(doc: dict[str, Any]) -> str:
+    head = (
+        "scenario",
+        "",
+        "won",
+        "requests",
+        "won / s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "p95 ms (won)",
+        "gunicorn CPU ms/req",
+        "correct",
+    )
+    rows: list[tuple[str, ...]] = []
+    for per in doc["scenarios"].values():
+        title = f"stock {per['stock']:,}, {per['clients']} clients, {per['mode']}"
+        for impl in ("baseline", "app"):
+            m = per[impl]
+            c = m["correct"]
+            if impl == "app":
+                correct = (
+                    f"{'yes' if c['ok'] else '**NO**'}: {c['orders']} orders, stock {c['stock_after']}, "
+                    f"{c['negative_balances']} negative, {c['ledger_drift_members']} drifting of "
+                    f"{c['accounts_checked']} ledgers"
+                )
+            else:
+                correct = f"{'yes' if c['ok'] else '**NO**'}: {c['updates_won']} won, stock {c['stock_after']}"
+            rows.append(
+                (
+                    title,
+                    f"{impl} ({m['connections']} connections)" if impl == "baseline" else impl,
+                    _fmt(m["ok"]),
+                    _fmt(m["requests"]),
+                    _fmt(m["ok_per_s"], 1),
+                    _fmt(m["p50_ms"]),
+                    _fmt(m["p95_ms"]),
+                    _fmt(m["p99_ms"]),
+                    _fmt(m["ok_p95_ms"]),
+                    _fmt(m.get("gunicorn_cpu_ms_per_req")),
+                    correct,
+                )
+            )
+        r = per["ratio_app_over_baseline"]
+        rows.append((title, "**app / baseline**", "", "", _bold(r["ok_per_s"], 3), "", _bold(r["p95"]), "", "", "", ""))
+    return _table(head, rows)
+
+
+def flashsale_readme_section(doc: dict[str, Any], table: str) -> str:
+    st = doc["settings"]
+    lines = [
+        _env_line(doc),
+        "",
+        f"Load: {st['client']}; gunicorn `{' '.join(st['gunicorn'])}`; item: {st['item']}; baseline: "
+        f"`{st['baseline_sql']}` autocommitted, {st['clients']} threads over {st['baseline_connections']} "
+        "PyMySQL connections.",
+        "",
+        table,
+        "",
+        "`won / s` = successful redemptions (201, or a baseline UPDATE that changed the row) from the start "
+        "barrier to the last success; latencies are over every answer (sold-out ones included).",
+        "",
+        f"One redemption sends {len(doc['sql_per_redemption'])} statements to MariaDB "
+        f"({_sql_kinds(doc['sql_per_redemption'])}; the list is in `results/flashsale.json`).",
+        "",
+        f"Run time: {doc['timings_s']['total']:.0f} s (schema {doc['timings_s']['schema']:.0f} s, members "
+        f"{doc['timings_s']['members']:.0f} s).",
+    ]
+    return "\n".join(lines)
+
+
+def _sql_kinds(statements: list[str]) -> str:
+    counts: dict[str, int] = {}
+    for st in statements:
+        word = st.split(" ", 1)[0].upper()
+        if word == "SELECT" and "FOR UPDATE" in st:
+            word = "SELECT … FOR UPDATE"
+        elif word == "SELECT" and "LOCK IN SHARE MODE" in st:
+            word = "SELECT … LOCK IN SHARE MODE"
+        counts[word] = counts.get(word, 0) + 1
+    return ", ".join(f"{n} {w}" for w, n in sorted(counts.items(), key=lambda kv: -kv[1]))

@@ -71,15 +71,24 @@ class Server:
             return ""
 
 
-def start(name: str, wsgi_target: str, env: Mapping[str, str], log_dir: Path) -> Server:
-    port = free_port()
+def start(
+    name: str,
+    wsgi_target: str,
+    env: Mapping[str, str],
+    log_dir: Path,
+    settings: list[str] | None = None,
+    port: int | None = None,
+) -> Server:
+    """`settings` replaces GUNICORN_SETTINGS (use `with_setting` to change one of them, so that
+    the app and its baseline still share everything else); `port` is chosen when not given."""
+    port = port or free_port()
     log_path = log_dir / f"{name}.gunicorn.log"
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
     cmd = [
         sys.executable,
         "-m",
         "gunicorn",
-        *GUNICORN_SETTINGS,
+        *(GUNICORN_SETTINGS if settings is None else settings),
         "--bind",
         f"127.0.0.1:{port}",
         "--chdir",
@@ -119,6 +128,28 @@ def get_json(server: Server, path: str, headers: Mapping[str, str]) -> tuple[int
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         conn.request("GET", path, headers=dict(headers))
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def with_setting(flag: str, value: str, settings: list[str] | None = None) -> list[str]:
+    """A copy of the gunicorn settings with `flag` set to `value` (added when absent)."""
+    out = list(GUNICORN_SETTINGS if settings is None else settings)
+    if flag in out:
+        out[out.index(flag) + 1] = value
+    else:
+        out += [flag, value]
+    return out
+
+
+def request(
+    server: Server, method: str, path: str, headers: Mapping[str, str], body: bytes | None = None, timeout: float = 30
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=dict(headers))
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:
