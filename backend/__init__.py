@@ -89,6 +89,9 @@ def _configure_gateways(app: Flask) -> None:
         app.extensions["dealerloop.sandbox"] = sandbox
         app.wsgi_app = DispatcherMiddleware(app.wsgi_app, sandbox.mounts())  # type: ignore[method-assign]
     app.extensions["dealerloop.gateways"] = build_gateways(app.config, app.extensions["dealerloop.redis"])
+    from integrations.wecom.apps import add_wecom_apps
+
+    add_wecom_apps(app.extensions["dealerloop.gateways"], app.config)  # WECOM_EXTRA_APPS, if any
 
 
 def _configure_request_context(app: Flask) -> None:

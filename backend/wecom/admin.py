@@ -4,15 +4,18 @@ templates and alerts follow their store (a group-wide one only for group admins)
 
 from __future__ import annotations
 
+import uuid
+from datetime import date, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, false, func, select, true
 from sqlalchemy.orm import Session
 
+from backend.org.models import Staff
 from backend.org.scope import get_scoped_or_404, register_scope, scope_query, store_filter
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
-from backend.platform.db import DuplicateKey, unique_savepoint
+from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError
 from backend.platform.ports import UpstreamError
 from backend.wecom import handlers
@@ -125,19 +128,30 @@ def update_template(session: Session, actor: StaffActor, template_id: int, data:
 # --- channels (contact ways) ---------------------------------------------------------------
 
 
-def _contact_way_body(channel: WeComChannel) -> dict[str, Any]:
+def _contact_way_body(channel: WeComChannel, users: list[str]) -> dict[str, Any]:
     return {
         "remark": channel.name[:30],
         "skip_verify": channel.skip_verify,
         "state": channel.state,
-        "user": list(channel.userids),
+        "user": list(users),
     }
+
+
+def _check_cap(data: dict[str, Any], channel: WeComChannel | None = None) -> None:
+    cap = data.get("daily_cap", channel.daily_cap if channel else None)
+    fallbacks = data.get("fallback_userids", channel.fallback_userids if channel else [])
+    userids = data.get("userids", channel.userids if channel else [])
+    if fallbacks and cap is None:
+        raise AppError("wecom.fallback_without_cap", 422, errors={"fallback_userids": ["needs daily_cap"]})
+    if set(fallbacks) & set(userids):
+        raise AppError("wecom.fallback_overlaps", 422, errors={"fallback_userids": ["already in userids"]})
 
 
 def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) -> WeComChannel:
     _check_store(actor, data.get("store_id"))
     if data.get("welcome_template_id") is not None:
         get_scoped_or_404(session, actor, "wecom_template", data["welcome_template_id"])
+    _check_cap(data)
     gateway = svc.gateway_for(svc.current_corp_id())
     channel = WeComChannel(corp_id=gateway.corp_id, **data)
     try:
@@ -145,13 +159,17 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
             session.add(channel)
     except DuplicateKey as exc:
         raise AppError("wecom.channel_state_taken", 409) from exc
-    body = {"type": 1 if len(channel.userids) == 1 else 2, "scene": 2, **_contact_way_body(channel)}
+    users = svc.users_for_today(session, channel)
+    # A capped channel may have to hand over to several fallbacks: a multi-person contact way.
+    single = len(channel.userids) == 1 and channel.daily_cap is None
+    body = {"type": 1 if single else 2, "scene": 2, **_contact_way_body(channel, users)}
     try:
         result = gateway.post("externalcontact/add_contact_way", body)
     except UpstreamError as exc:
         raise _upstream(exc) from exc
     channel.config_id = result.get("config_id")
     channel.qr_code = result.get("qr_code")
+    channel.applied_userids = users
     write_audit(session, actor, "wecom.channel_created", "wecom_channel", channel.id, {"state": channel.state})
     return channel
 
@@ -160,17 +178,33 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
     channel = get_scoped_or_404(session, actor, "wecom_channel", channel_id)
     if data.get("welcome_template_id") is not None:
         get_scoped_or_404(session, actor, "wecom_template", data["welcome_template_id"])
+    _check_cap(data, channel)
     for key, value in data.items():
         setattr(channel, key, value)
-    if channel.config_id and channel.active and {"name", "userids", "skip_verify"} & set(data):
+    users = svc.users_for_today(session, channel)
+    changed = {"name", "skip_verify"} & set(data) or users != list(channel.applied_userids)
+    if channel.config_id and channel.active and changed:
         try:
             svc.gateway_for(channel.corp_id).post(
-                "externalcontact/update_contact_way", {"config_id": channel.config_id, **_contact_way_body(channel)}
+                "externalcontact/update_contact_way",
+                {"config_id": channel.config_id, **_contact_way_body(channel, users)},
             )
         except UpstreamError as exc:
             raise _upstream(exc) from exc
+        channel.applied_userids = users
     session.flush()
     return channel
+
+
+def channel_stats(
+    session: Session, actor: StaffActor, channel_id: int, date_from: date | None, date_to: date | None
+) -> list[dict[str, Any]]:
+    channel = get_scoped_or_404(session, actor, "wecom_channel", channel_id)
+    date_to = date_to or svc.china_day(utcnow())
+    date_from = date_from or date_to - timedelta(days=29)
+    if date_from > date_to or (date_to - date_from).days >= 366:
+        raise AppError("wecom.stats_range_invalid", 422, errors={"date_from": ["1..366 days, from <= to"]})
+    return svc.channel_stats(session, channel, date_from, date_to)
 
 
 def delete_channel(session: Session, actor: StaffActor, channel_id: int) -> None:
@@ -204,3 +238,67 @@ def lost_customers(session: Session, actor: StaffActor, page: int, size: int) ->
         WeComAlert.resolved_at.is_(None),
     )
     return paginate(session, stmt, page, size, WeComAlert.occurred_at.desc())
+
+
+def mark_customer_tags(
+    session: Session,
+    actor: StaffActor,
+    customer_id: int,
+    add: list[str],
+    remove: list[str],
+    userid: str | None = None,
+) -> dict[str, Any]:
+    """Mark / unmark corporate tags of a customer in my scope through `mark_tag`, then record
+    the change ourselves (API actions produce no callback)."""
+    customer = get_scoped_or_404(session, actor, "customer", customer_id)
+    add_set, remove_set = set(add), set(remove)
+    if not add_set and not remove_set:
+        raise AppError("wecom.tags_empty", 422, errors={"add_tag_ids": ["add or remove at least one tag"]})
+    if add_set & remove_set:
+        raise AppError("wecom.tags_conflict", 422, errors={"add_tag_ids": ["also in remove_tag_ids"]})
+    corp_id = svc.current_corp_id()
+    unknown = (add_set | remove_set) - svc.known_tag_ids(session, corp_id, add_set | remove_set)
+    if unknown:
+        raise AppError("wecom.tag_unknown", 422, errors={"tag_ids": sorted(unknown)})
+    me = session.get(Staff, actor.staff_id)
+    friend = svc.customer_friend(session, corp_id, customer.id, me.wecom_userid if me else None, userid)
+    if friend is None:
+        raise AppError("wecom.not_a_friend", 409)
+    friend, _ = svc.lock_friend(session, corp_id, friend.userid, friend.external_userid, customer, None, friend.status)
+    body: dict[str, Any] = {"userid": friend.userid, "external_userid": friend.external_userid}
+    if add_set:
+        body["add_tag"] = sorted(add_set)
+    if remove_set:
+        body["remove_tag"] = sorted(remove_set)
+    try:
+        svc.gateway_for(corp_id).post("externalcontact/mark_tag", body)
+    except UpstreamError as exc:
+        if exc.reason == "rejected" and exc.errcode == svc.CONTACT_GONE:
+            raise AppError("wecom.not_a_friend", 409) from exc
+        raise _upstream(exc) from exc
+    wanted = (svc.friend_tag_ids(session, friend.id) | add_set) - remove_set
+    added, removed = svc.set_friend_tags(
+        session,
+        friend,
+        wanted,
+        f"api:{uuid.uuid4().hex}",
+        utcnow(),
+        source=svc.WORKBENCH_SOURCE,
+        actor_staff_id=actor.staff_id,
+    )
+    write_audit(
+        session,
+        actor,
+        "wecom.tags_marked",
+        "customer",
+        customer.id,
+        {"userid": friend.userid, "added": sorted(added), "removed": sorted(removed)},
+    )
+    return {
+        "customer_id": customer.id,
+        "userid": friend.userid,
+        "external_userid": friend.external_userid,
+        "tag_ids": sorted(svc.friend_tag_ids(session, friend.id)),
+        "added": sorted(added),
+        "removed": sorted(removed),
+    }

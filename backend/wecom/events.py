@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import xmltodict
 from sqlalchemy.orm import Session
 
-from backend.platform.db import DuplicateKey, unique_savepoint
+from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError
 from backend.platform.jobs import enqueue
 from backend.wecom.models import WeComRawEvent
 
 PROCESS_JOB = "wecom.process_event"
 WELCOME_JOB = "wecom.send_welcome"
+REBALANCE_JOB = "wecom.rebalance_channel"
 WELCOME_CHANGE_TYPES = ("add_external_contact", "add_half_external_contact")
 
 
@@ -56,6 +58,10 @@ def dedup_key(corp_id: str, fields: dict[str, Any]) -> str:
         str(fields.get("UserID", "")),
         subject_of(fields),
     ]
+    if fields.get("Event") == "change_external_chat":
+        # Several changes of one chat can share a second (a rename and a join): the kind of
+        # update and the member-list version tell them apart.
+        parts += [str(fields.get("UpdateDetail", "")), str(fields.get("CurMemVer", ""))]
     return "|".join(parts)
 
 
@@ -65,8 +71,10 @@ class Intake:
     duplicate: bool
 
 
-def store_event(session: Session, corp_id: str, agent_id: str, xml: str) -> Intake:
-    """Store a decrypted event and schedule its processing (and its welcome message) — once."""
+def store_event(session: Session, corp_id: str, agent_id: str, xml: str, received_at: datetime | None = None) -> Intake:
+    """Store a decrypted event and schedule its processing (and its welcome message) — once.
+
+    `received_at`: when the callback request arrived (the welcome latency is measured from it)."""
     fields = parse_event(xml)
     if not fields.get("Event") and not fields.get("MsgType"):
         raise AppError("wecom.callback_malformed", 400)
@@ -84,14 +92,16 @@ def store_event(session: Session, corp_id: str, agent_id: str, xml: str) -> Inta
         change_type=str(fields.get("ChangeType", ""))[:64],
         create_time=create_time,
         xml=xml,
+        received_at=received_at or utcnow(),
     )
     try:
         with unique_savepoint(session):
             session.add(raw)
     except DuplicateKey:
         return Intake(None, True)
-    enqueue(session, PROCESS_JOB, {"raw_event_id": raw.id}, dedup_key=f"{PROCESS_JOB}:{raw.id}:0:0")
     if raw.change_type in WELCOME_CHANGE_TYPES and fields.get("WelcomeCode"):
-        # The welcome code lives 20 s: its own job on the high queue, not behind the processing.
+        # The welcome code lives 20 s: its own job on the high queue, enqueued first (inline it
+        # runs first after commit; with RQ the high queue is served before the default one).
         enqueue(session, WELCOME_JOB, {"raw_event_id": raw.id}, dedup_key=f"{WELCOME_JOB}:{raw.id}")
+    enqueue(session, PROCESS_JOB, {"raw_event_id": raw.id}, dedup_key=f"{PROCESS_JOB}:{raw.id}:0:0")
     return Intake(raw, False)

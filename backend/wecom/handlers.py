@@ -23,7 +23,7 @@ from backend.platform.db import utcnow
 from backend.platform.jobs import enqueue
 from backend.touchpoints.models import Kind
 from backend.wecom import service as svc
-from backend.wecom.events import PROCESS_JOB, parse_event
+from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, parse_event
 from backend.wecom.models import AlertKind, FriendStatus, RawEventStatus, WeComRawEvent
 
 log = logging.getLogger("dealerloop.wecom")
@@ -88,8 +88,10 @@ def apply_event(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) ->
         handler(Event(session, raw, fields))
         return True
     if fields.get("Event") == "change_external_tag":
-        svc.sync_tag_library(session, raw.corp_id, svc.gateway_for(raw.corp_id))
+        svc.sync_tag_library(session, raw.corp_id, svc.gateway_for(raw.corp_id, raw.agent_id))
         return True
+    if fields.get("Event") == "change_external_chat":
+        return on_chat(session, raw, fields)
     return False
 
 
@@ -111,7 +113,7 @@ class Event:
             raise ValueError("event without UserID or ExternalUserID")
 
     def gateway(self) -> Any:
-        return svc.gateway_for(self.corp_id)
+        return svc.gateway_for(self.corp_id, self.raw.agent_id)
 
     def friend(self, detail: dict[str, Any] | None, initial: FriendStatus) -> Any:
         customer = svc.ensure_customer(self.session, self.external_userid, detail)
@@ -156,6 +158,11 @@ def on_add(ev: Event) -> None:
         ev.occurred_at,
         {"state": state, "channel_id": channel.id if channel else None},
     )
+    svc.record_channel_add(ev.session, friend, channel.id if channel else None, ev.ref, ev.occurred_at)
+    if channel is not None and channel.daily_cap is not None:
+        # The cap is checked after commit, in its own job: this add counts, the contact way's
+        # user list follows (update_contact_way is an API call, not part of this event's unit).
+        enqueue(ev.session, REBALANCE_JOB, {"channel_id": channel.id})
     if channel is not None and channel.auto_tag_ids and ev.is_newest(friend):
         have = svc.friend_tag_ids(ev.session, friend.id)
         missing = [t for t in channel.auto_tag_ids if t not in have]
@@ -184,6 +191,7 @@ def _on_removed(ev: Event, status: FriendStatus, kind: Kind, alert: AlertKind | 
         friend.lost_at = ev.occurred_at if alert else None
     svc.touch(ev.session, friend, kind, ev.ref, ev.occurred_at)
     if alert is not None:
+        svc.record_channel_loss(ev.session, friend, ev.ref, ev.occurred_at)
         svc.raise_alert(ev.session, ev.raw, friend, alert, ev.occurred_at)
 
 
@@ -203,6 +211,60 @@ def on_transfer_fail(ev: Event) -> None:
     _, friend = ev.friend(None, FriendStatus.ACTIVE)
     svc.touch(ev.session, friend, Kind.TRANSFER_FAILED, ev.ref, ev.occurred_at, {"reason": reason})
     svc.raise_alert(ev.session, ev.raw, friend, AlertKind.TRANSFER_FAILED, ev.occurred_at, {"reason": reason})
+
+
+def on_chat(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> bool:
+    """change_external_chat: the chat's name/owner/notice from groupchat/get (WeCom's current
+    state, applied by the newest event), membership from the event's own member list (each
+    member keeps the CreateTime of its last change: a late event only leaves its touchpoint)."""
+    chat_id = str(fields.get("ChatId") or "")
+    change = str(fields.get("ChangeType") or "")
+    if not chat_id or change not in ("create", "update", "dismiss"):
+        return False
+    version = raw.create_time
+    at = svc.event_time(raw.create_time)
+    ref = f"ev{raw.id}"
+    chat = svc.lock_chat(session, raw.corp_id, chat_id)
+    if change == "dismiss":
+        svc.dismiss_chat(session, chat, version, at)
+        return True
+    snapshot = svc.fetch_group_chat(svc.gateway_for(raw.corp_id, raw.agent_id), chat_id)
+    svc.apply_chat_snapshot(session, chat, snapshot, version)
+    roster = {m["userid"]: m for m in (snapshot or {}).get("member_list") or [] if m.get("userid")}
+    if change == "create":
+        # The members at creation: those in the chat now who joined no later than the event.
+        for userid, info in sorted(roster.items()):
+            if int(info.get("join_time") or 0) <= version:
+                svc.member_joined(session, chat, userid, info, version, ref, at, info.get("join_scene"))
+        return True
+    detail = str(fields.get("UpdateDetail") or "")
+    if detail in ("add_member", "del_member"):
+        members = _mem_change_list(fields)
+        if not members:
+            raise ValueError(f"{detail} without MemChangeList")
+        for userid in members:
+            if detail == "add_member":
+                svc.member_joined(
+                    session, chat, userid, roster.get(userid), version, ref, at, _int(fields, "JoinScene")
+                )
+            else:
+                svc.member_left(session, chat, userid, version, ref, at, _int(fields, "QuitScene"))
+    return True
+
+
+def _mem_change_list(fields: dict[str, Any]) -> list[str]:
+    block = fields.get("MemChangeList")
+    items = block.get("Item") if isinstance(block, dict) else None
+    if isinstance(items, str):
+        items = [items]
+    return [str(i) for i in items or [] if isinstance(i, str) and i]
+
+
+def _int(fields: dict[str, Any], name: str) -> int | None:
+    try:
+        return int(fields[name])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 CONTACT_HANDLERS: dict[str, Callable[[Event], None]] = {

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from backend.platform.jobs import job
+from backend.platform.jobs import job, periodic
 from backend.wecom import handlers, service, welcome
-from backend.wecom.events import PROCESS_JOB, WELCOME_JOB
+from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB
 
 
 @job(PROCESS_JOB, queue="default")
@@ -27,3 +27,19 @@ def send_app_message(session: Session, message_id: int) -> None:
 @job("wecom.sync_tags", queue="low")
 def sync_tags(session: Session, corp_id: str) -> None:
     service.sync_tag_library(session, corp_id, service.gateway_for(corp_id))
+
+
+@job(REBALANCE_JOB, queue="high")
+def rebalance_channel(session: Session, channel_id: int) -> None:
+    """An add on a capped channel: move the contact way to the advisors still under the cap."""
+    service.rebalance_channel(session, channel_id)
+
+
+@job("wecom.rebalance_channels", queue="low")
+def rebalance_channels(session: Session, slot: int = 0) -> None:
+    """Every capped channel back to its advisors when a new (China) day has reset the counts."""
+    for channel_id in service.capped_channel_ids(session):
+        service.rebalance_channel(session, channel_id)
+
+
+periodic("wecom.rebalance_channels", 600)

@@ -10,13 +10,17 @@
 - `wecom_channel` / `wecom_welcome_template`: 「联系我」 contact ways and their welcome messages;
 - `wecom_welcome_message`: what was sent with which WelcomeCode (41051 kept, not retried);
 - `wecom_alert`: lost-customer and failed-handover alerts (one per event that raised it);
-- `wecom_app_message`: every WeCom app message sent to staff.
+- `wecom_app_message`: every WeCom app message sent to staff;
+- `wecom_group_chat` / `wecom_group_member`: customer group chats and their membership, each
+  member row carrying the CreateTime of the last change applied to it (late events leave history);
+- `wecom_channel_fact`: one row per add / loss attributed to a channel (the per-day statistics
+  are counted from these rows, never kept as counters).
 """
 
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -119,6 +123,12 @@ class WeComChannel(Base, TimestampMixin):
     config_id: Mapped[str | None] = mapped_column(String(64), default=None)
     qr_code: Mapped[str | None] = mapped_column(String(255), default=None)
     active: Mapped[bool] = mapped_column(default=True)
+    # Daily add cap per advisor (None: no cap). An advisor at the cap leaves the contact way for
+    # the rest of the (China) day; when every advisor is capped the fallbacks take over.
+    daily_cap: Mapped[int | None] = mapped_column(default=None)
+    fallback_userids: Mapped[list] = mapped_column(default=list)
+    # The user list the contact way has in WeCom right now (what update_contact_way last set).
+    applied_userids: Mapped[list] = mapped_column(default=list)
 
 
 class WeComFriend(Base, TimestampMixin):
@@ -210,3 +220,75 @@ class AppMessage(Base):
     # many delivery tries failed (retried with backoff through the outbox, `failed` after the last).
     kind: Mapped[str | None] = mapped_column(String(32), default=None)
     attempts: Mapped[int] = mapped_column(default=0)
+
+
+class ChannelFactKind(enum.StrEnum):
+    ADDED = "added"
+    LOST = "lost"
+
+
+class WeComChannelFact(Base):
+    """An add or a loss of a friend relation, for the channel statistics.
+
+    `source_ref` (the event) is unique, so a redelivered or replayed event counts once. The
+    loss's channel is the channel of the relation's latest add at or before it, kept right
+    whichever order the events are processed in (see `service.record_channel_add`)."""
+
+    __tablename__ = "wecom_channel_fact"
+    __table_args__ = (
+        Index("ix_wecom_channel_fact_channel_day", "channel_id", "day"),
+        Index("ix_wecom_channel_fact_friend_at", "friend_id", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source_ref: Mapped[str] = mapped_column(String(191), unique=True)
+    friend_id: Mapped[int] = mapped_column(BigId, ForeignKey("wecom_friend.id", ondelete="CASCADE"))
+    channel_id: Mapped[int | None] = mapped_column(ForeignKey("wecom_channel.id"), default=None)
+    userid: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[ChannelFactKind] = mapped_column(StrEnumType(ChannelFactKind, 8))
+    day: Mapped[date]  # the China (UTC+8) calendar day of the event
+    occurred_at: Mapped[datetime]
+
+
+class GroupChatStatus(enum.StrEnum):
+    ACTIVE = "active"
+    DISMISSED = "dismissed"
+
+
+class WeComGroupChat(Base, TimestampMixin):
+    __tablename__ = "wecom_group_chat"
+    __table_args__ = (UniqueConstraint("corp_id", "chat_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    corp_id: Mapped[str] = mapped_column(String(64))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(128), default=None)
+    owner_userid: Mapped[str | None] = mapped_column(String(64), default=None)
+    owner_staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True, default=None)
+    notice: Mapped[str | None] = mapped_column(Text, default=None)
+    status: Mapped[GroupChatStatus] = mapped_column(StrEnumType(GroupChatStatus, 16), default=GroupChatStatus.ACTIVE)
+    created_time: Mapped[int | None] = mapped_column(BigInteger, default=None)  # WeCom's create_time
+    dismissed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # CreateTime of the newest event whose snapshot (name, owner, notice, status) was applied.
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class WeComGroupMember(Base):
+    __tablename__ = "wecom_group_member"
+    __table_args__ = (
+        UniqueConstraint("chat_pk", "userid"),
+        Index("ix_wecom_group_member_customer", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chat_pk: Mapped[int] = mapped_column(BigId, ForeignKey("wecom_group_chat.id", ondelete="CASCADE"))
+    userid: Mapped[str] = mapped_column(String(64))  # a member's userid or a customer's external_userid
+    member_type: Mapped[int] = mapped_column(default=2)  # 1 corp member, 2 external contact
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), default=None)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
+    active: Mapped[bool] = mapped_column(default=True)
+    join_time: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    join_scene: Mapped[int | None] = mapped_column(default=None)
+    left_at: Mapped[datetime | None] = mapped_column(default=None)
+    # CreateTime of the newest join/leave applied: an older event arriving late changes nothing.
+    version: Mapped[int] = mapped_column(BigInteger, default=0)

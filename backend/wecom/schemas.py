@@ -110,6 +110,10 @@ class ChannelInSchema(Schema):
         fields.String(validate=validate.Length(max=64)), load_default=list, validate=validate.Length(max=20)
     )
     welcome_template_id = fields.Integer(allow_none=True, load_default=None)
+    daily_cap = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1, max=10000))
+    fallback_userids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)), load_default=list, validate=validate.Length(max=100)
+    )
 
 
 class ChannelPatchSchema(Schema):
@@ -120,6 +124,10 @@ class ChannelPatchSchema(Schema):
     skip_verify = fields.Boolean()
     auto_tag_ids = fields.List(fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=20))
     welcome_template_id = fields.Integer(allow_none=True)
+    daily_cap = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=10000))
+    fallback_userids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(max=100)
+    )
 
 
 class ChannelSchema(OutputSchema):
@@ -135,6 +143,14 @@ class ChannelSchema(OutputSchema):
     config_id = fields.String(allow_none=True)
     qr_code = fields.String(allow_none=True)
     active = fields.Boolean()
+    daily_cap = fields.Integer(allow_none=True)
+    fallback_userids = fields.List(fields.String())
+    applied_userids = fields.List(fields.String())
+
+
+class ChannelStatsQuerySchema(Schema):
+    date_from = fields.Date(load_default=None)
+    date_to = fields.Date(load_default=None)
 
 
 class ChannelStatsSchema(OutputSchema):
@@ -167,3 +183,24 @@ class LostCustomerPageSchema(OutputSchema):
     total = fields.Integer()
     page = fields.Integer()
     page_size = fields.Integer()
+
+
+class MarkTagsInSchema(Schema):
+    # Both default to empty so that scope is decided before content (another scope's customer
+    # answers 404 whatever the body); "nothing to do" is refused by the service (422).
+    add_tag_ids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)), load_default=list, validate=validate.Length(max=100)
+    )
+    remove_tag_ids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)), load_default=list, validate=validate.Length(max=100)
+    )
+    userid = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=64))
+
+
+class MarkTagsSchema(OutputSchema):
+    customer_id = fields.Integer()
+    userid = fields.String()
+    external_userid = fields.String()
+    tag_ids = fields.List(fields.String())
+    added = fields.List(fields.String())
+    removed = fields.List(fields.String())

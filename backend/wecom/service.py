@@ -7,11 +7,11 @@ the `WeComGateway` port; `gateway_for(corp_id)` picks the app of a corp.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
@@ -26,11 +26,16 @@ from backend.touchpoints.service import record
 from backend.wecom.models import (
     AlertKind,
     AppMessage,
+    ChannelFactKind,
     FriendStatus,
+    GroupChatStatus,
     WeComAlert,
     WeComChannel,
+    WeComChannelFact,
     WeComFriend,
     WeComFriendTag,
+    WeComGroupChat,
+    WeComGroupMember,
     WeComRawEvent,
     WeComTag,
 )
@@ -55,6 +60,12 @@ register_messages(
         "wecom.template_not_found": ("欢迎语模板不存在", "Welcome template not found"),
         "wecom.store_forbidden": ("不能为该门店创建", "Not allowed for this store"),
         "wecom.tag_unknown": ("标签不存在", "Unknown tag"),
+        "wecom.tags_empty": ("请至少选择一个要添加或移除的标签", "Add or remove at least one tag"),
+        "wecom.tags_conflict": ("同一标签不能同时添加和移除", "A tag cannot be added and removed at once"),
+        "wecom.not_a_friend": ("该客户不是企业微信好友", "The customer is not a WeCom friend"),
+        "wecom.fallback_without_cap": ("设置备用顾问需要先设置每日添加上限", "Fallback advisors need a daily cap"),
+        "wecom.fallback_overlaps": ("备用顾问不能与接待顾问重复", "Fallback advisors must differ from the advisors"),
+        "wecom.stats_range_invalid": ("统计日期范围无效（最多366天）", "Invalid date range (at most 366 days)"),
     }
 )
 
@@ -63,11 +74,21 @@ register_messages(
 # Gateways and small lookups
 
 
-def gateway_for(corp_id: str) -> WeComGateway:
-    gateway: WeComGateway = current_app.extensions["dealerloop.gateways"].wecom
-    if gateway.corp_id != corp_id:
-        raise LookupError(f"no WeCom app configured for corp {corp_id}")
-    return gateway
+def wecom_apps() -> list[WeComGateway]:
+    """Every configured WeCom app: the primary one, then `WECOM_EXTRA_APPS` (wired by create_app)."""
+    gateways = current_app.extensions["dealerloop.gateways"]
+    return [gateways.wecom, *gateways.extra.get("wecom_apps", [])]
+
+
+def gateway_for(corp_id: str, agent_id: str = "") -> WeComGateway:
+    """The app of a corp (and agent, when the event named one): its own secret and token."""
+    apps = [g for g in wecom_apps() if g.corp_id == corp_id]
+    for gateway in apps:
+        if agent_id and str(gateway.agent_id) == str(agent_id):
+            return gateway
+    if apps:
+        return apps[0]
+    raise LookupError(f"no WeCom app configured for corp {corp_id}")
 
 
 def event_time(create_time: int) -> datetime:
@@ -220,7 +241,14 @@ def friend_tag_ids(session: Session, friend_id: int) -> set[str]:
 
 
 def set_friend_tags(
-    session: Session, friend: WeComFriend, wanted: set[str], ref: str, occurred_at: datetime
+    session: Session,
+    friend: WeComFriend,
+    wanted: set[str],
+    ref: str,
+    occurred_at: datetime,
+    *,
+    source: str = SOURCE,
+    actor_staff_id: int | None = None,
 ) -> tuple[set[str], set[str]]:
     """Make the relation's tags exactly `wanted` (WeCom is authoritative); touchpoints per change."""
     current = friend_tag_ids(session, friend.id)
@@ -232,8 +260,6 @@ def set_friend_tags(
         except DuplicateKey:
             continue
     if removed:
-        from sqlalchemy import delete
-
         session.execute(
             delete(WeComFriendTag).where(WeComFriendTag.friend_id == friend.id, WeComFriendTag.tag_id.in_(removed))
         )
@@ -244,11 +270,12 @@ def set_friend_tags(
                 customer_id=friend.customer_id,
                 kind=kind,
                 channel=Channel.WECOM,
-                source=SOURCE,
+                source=source,
                 source_ref=f"wecom:{ref}:{kind.value}:{friend.id}:{tag_id}",
                 occurred_at=occurred_at,
                 advisor_id=friend.staff_id,
-                payload={"tag_id": tag_id, "userid": friend.userid},
+                payload={"tag_id": tag_id, "userid": friend.userid}
+                | ({"by_staff_id": actor_staff_id} if actor_staff_id else {}),
             )
     return added, removed
 
@@ -368,23 +395,10 @@ def send_app_message(session: Session, dedup: str, corp_id: str, userids: list[s
 
 
 def deliver_app_message(session: Session, message_id: int) -> None:
-    message = session.get(AppMessage, message_id, with_for_update=True)
-    if message is None or message.status == "sent":
-        return
-    gateway = gateway_for(message.content.get("corp_id", ""))
-    result = gateway.post(
-        "message/send",
-        {
-            "touser": "|".join(message.touser),
-            "msgtype": message.msgtype,
-            "agentid": int(gateway.agent_id) if str(gateway.agent_id).isdigit() else gateway.agent_id,
-            message.msgtype: {"content": message.content["content"]},
-        },
-    )
-    message.status = "sent"
-    message.msgid = result.get("msgid")
-    message.invalid_users = (result.get("invaliduser") or None) and str(result["invaliduser"])[:255]
-    message.sent_at = utcnow()
+    """Send a recorded app message (rate limit per recipient, retries, recipient rows: notify.py)."""
+    from backend.wecom.notify import deliver
+
+    deliver(session, message_id)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -432,3 +446,397 @@ def sync_tag_library(session: Session, corp_id: str, gateway: WeComGateway) -> i
 
 def current_corp_id() -> str:
     return current_app.extensions["dealerloop.gateways"].wecom.corp_id
+
+
+# ---------------------------------------------------------------------------------------------
+# Channel facts (statistics) and daily add caps
+
+CHINA_TZ = timezone(timedelta(hours=8))
+
+
+def china_day(at: datetime) -> date:
+    return at.astimezone(CHINA_TZ).date()
+
+
+def record_channel_add(
+    session: Session, friend: WeComFriend, channel_id: int | None, ref: str, at: datetime
+) -> WeComChannelFact | None:
+    """One `added` fact per add event. The losses between this add and the next one belong to
+    this add's channel, whichever order the events were processed in."""
+    fact = WeComChannelFact(
+        source_ref=f"wecom:{ref}:added"[:191],
+        friend_id=friend.id,
+        channel_id=channel_id,
+        userid=friend.userid,
+        kind=ChannelFactKind.ADDED,
+        day=china_day(at),
+        occurred_at=at,
+    )
+    try:
+        with unique_savepoint(session):
+            session.add(fact)
+    except DuplicateKey:
+        return None
+    next_add = session.scalar(
+        select(func.min(WeComChannelFact.occurred_at)).where(
+            WeComChannelFact.friend_id == friend.id,
+            WeComChannelFact.kind == ChannelFactKind.ADDED,
+            WeComChannelFact.occurred_at > at,
+        )
+    )
+    stmt = update(WeComChannelFact).where(
+        WeComChannelFact.friend_id == friend.id,
+        WeComChannelFact.kind == ChannelFactKind.LOST,
+        WeComChannelFact.occurred_at >= at,
+    )
+    if next_add is not None:
+        stmt = stmt.where(WeComChannelFact.occurred_at < next_add)
+    session.execute(stmt.values(channel_id=channel_id).execution_options(synchronize_session=False))
+    return fact
+
+
+def record_channel_loss(session: Session, friend: WeComFriend, ref: str, at: datetime) -> WeComChannelFact | None:
+    """One `lost` fact per loss event, counted for the channel of the latest add at or before it."""
+    channel_id = session.scalar(
+        select(WeComChannelFact.channel_id)
+        .where(
+            WeComChannelFact.friend_id == friend.id,
+            WeComChannelFact.kind == ChannelFactKind.ADDED,
+            WeComChannelFact.occurred_at <= at,
+        )
+        .order_by(WeComChannelFact.occurred_at.desc(), WeComChannelFact.id.desc())
+        .limit(1)
+    )
+    fact = WeComChannelFact(
+        source_ref=f"wecom:{ref}:lost"[:191],
+        friend_id=friend.id,
+        channel_id=channel_id,
+        userid=friend.userid,
+        kind=ChannelFactKind.LOST,
+        day=china_day(at),
+        occurred_at=at,
+    )
+    try:
+        with unique_savepoint(session):
+            session.add(fact)
+    except DuplicateKey:
+        return None
+    return fact
+
+
+def channel_stats(session: Session, channel: WeComChannel, date_from: date, date_to: date) -> list[dict[str, Any]]:
+    """New friends, lost friends and net per China day, every day of the range (zeros included)."""
+    rows = session.execute(
+        select(WeComChannelFact.day, WeComChannelFact.kind, func.count())
+        .where(
+            WeComChannelFact.channel_id == channel.id,
+            WeComChannelFact.day >= date_from,
+            WeComChannelFact.day <= date_to,
+        )
+        .group_by(WeComChannelFact.day, WeComChannelFact.kind)
+    ).all()
+    counts = {(day, ChannelFactKind(kind)): n for day, kind, n in rows}
+    out = []
+    day = date_from
+    while day <= date_to:
+        added = counts.get((day, ChannelFactKind.ADDED), 0)
+        lost = counts.get((day, ChannelFactKind.LOST), 0)
+        out.append({"day": day, "added": added, "lost": lost, "net": added - lost})
+        day += timedelta(days=1)
+    return out
+
+
+def adds_today(session: Session, channel: WeComChannel, now: datetime | None = None) -> dict[str, int]:
+    rows = session.execute(
+        select(WeComChannelFact.userid, func.count())
+        .where(
+            WeComChannelFact.channel_id == channel.id,
+            WeComChannelFact.kind == ChannelFactKind.ADDED,
+            WeComChannelFact.day == china_day(now or utcnow()),
+        )
+        .group_by(WeComChannelFact.userid)
+    ).all()
+    return {userid: n for userid, n in rows}
+
+
+def users_for_today(session: Session, channel: WeComChannel, now: datetime | None = None) -> list[str]:
+    """The contact way's user list for now: the advisors under today's cap; when every advisor
+    is at the cap, the fallback advisors (never an empty list: WeCom requires a user)."""
+    if channel.daily_cap is None:
+        return list(channel.userids)
+    counts = adds_today(session, channel, now)
+    under = [u for u in channel.userids if counts.get(u, 0) < channel.daily_cap]
+    if under:
+        return under
+    return list(channel.fallback_userids) or list(channel.userids)
+
+
+def rebalance_channel(session: Session, channel_id: int, now: datetime | None = None) -> list[str] | None:
+    """Apply today's user list to the contact way in WeCom when it differs from what it has.
+    Returns the new list, or None when nothing had to change."""
+    channel = session.get(WeComChannel, channel_id, with_for_update=True)
+    if channel is None or not channel.active or not channel.config_id or channel.daily_cap is None:
+        return None
+    wanted = users_for_today(session, channel, now)
+    if list(channel.applied_userids) == wanted:
+        return None
+    gateway_for(channel.corp_id).post(
+        "externalcontact/update_contact_way", {"config_id": channel.config_id, "user": wanted}
+    )
+    channel.applied_userids = wanted
+    session.flush()
+    log.info("wecom channel %s now routes to %s", channel.id, wanted)
+    return wanted
+
+
+def capped_channel_ids(session: Session) -> list[int]:
+    return list(
+        session.scalars(
+            select(WeComChannel.id).where(
+                WeComChannel.active.is_(True),
+                WeComChannel.daily_cap.is_not(None),
+                WeComChannel.config_id.is_not(None),
+            )
+        )
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Customer group chats
+
+CHAT_GONE = 40050  # "chatid not found": dismissed, or not a customer group of ours
+
+
+def fetch_group_chat(gateway: WeComGateway, chat_id: str) -> dict[str, Any] | None:
+    try:
+        result = gateway.post("externalcontact/groupchat/get", {"chat_id": chat_id, "need_name": 1})
+    except UpstreamError as exc:
+        if exc.reason == "rejected" and exc.errcode == CHAT_GONE:
+            return None
+        raise
+    return result.get("group_chat") or None
+
+
+def lock_chat(session: Session, corp_id: str, chat_id: str) -> WeComGroupChat:
+    try:
+        with unique_savepoint(session):
+            session.add(WeComGroupChat(corp_id=corp_id, chat_id=chat_id, status=GroupChatStatus.ACTIVE, version=0))
+    except DuplicateKey:
+        pass
+    return session.scalars(
+        select(WeComGroupChat)
+        .where(WeComGroupChat.corp_id == corp_id, WeComGroupChat.chat_id == chat_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def apply_chat_snapshot(session: Session, chat: WeComGroupChat, snapshot: dict[str, Any] | None, version: int) -> None:
+    """Name, owner and notice from groupchat/get — the current state, applied by the newest event."""
+    if snapshot is None or version < chat.version:
+        return
+    chat.name = (snapshot.get("name") or None) and str(snapshot["name"])[:128]
+    chat.owner_userid = snapshot.get("owner") or None
+    chat.notice = snapshot.get("notice") or None
+    if snapshot.get("create_time"):
+        chat.created_time = int(snapshot["create_time"])
+    owner = staff_by_userid(session, chat.corp_id, chat.owner_userid or "")
+    chat.owner_staff_id = owner.id if owner else None
+    chat.version = version
+
+
+def _is_external(userid: str, info: dict[str, Any] | None, known: WeComGroupMember | None) -> bool:
+    if info is not None and info.get("type") in (1, 2):
+        return info["type"] == 2
+    if known is not None:
+        return known.member_type == 2
+    return userid.startswith(("wm", "wo"))  # WeCom's external_userid prefixes
+
+
+def lock_member(session: Session, chat: WeComGroupChat, userid: str, info: dict[str, Any] | None) -> WeComGroupMember:
+    try:
+        with unique_savepoint(session):
+            session.add(
+                WeComGroupMember(
+                    chat_pk=chat.id,
+                    userid=userid,
+                    member_type=2 if _is_external(userid, info, None) else 1,
+                    active=False,
+                    version=0,
+                )
+            )
+    except DuplicateKey:
+        pass
+    member = session.scalars(
+        select(WeComGroupMember)
+        .where(WeComGroupMember.chat_pk == chat.id, WeComGroupMember.userid == userid)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if member.member_type == 2 and member.customer_id is None:
+        contact = {"name": (info or {}).get("name"), "unionid": (info or {}).get("unionid")}
+        member.customer_id = ensure_customer(session, userid, {"external_contact": contact}).id
+    if member.member_type == 1 and member.staff_id is None:
+        staff = staff_by_userid(session, chat.corp_id, userid)
+        member.staff_id = staff.id if staff else None
+    return member
+
+
+def _chat_touch(
+    session: Session,
+    chat: WeComGroupChat,
+    member: WeComGroupMember,
+    kind: Kind,
+    source_ref: str,
+    at: datetime,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    if member.customer_id is None:  # a corp member joining or leaving: no customer timeline
+        return
+    owner = session.get(Staff, chat.owner_staff_id) if chat.owner_staff_id else None
+    record(
+        session,
+        customer_id=member.customer_id,
+        kind=kind,
+        channel=Channel.WECOM,
+        source=SOURCE,
+        source_ref=source_ref,
+        occurred_at=at,
+        advisor_id=chat.owner_staff_id,
+        store_id=owner.org_unit_id if owner else None,
+        payload={"chat_id": chat.chat_id, "chat_name": chat.name, "external_userid": member.userid, **(payload or {})},
+    )
+
+
+def dismissal_ref(chat: WeComGroupChat, userid: str) -> str:
+    # The same ref whether the member's leave comes from the dismiss event or from a join that
+    # was processed after it: the dismissal ends each membership once.
+    return f"wecom:chat{chat.id}:dismissed:{Kind.GROUP_LEFT.value}:{userid}"
+
+
+def member_joined(
+    session: Session,
+    chat: WeComGroupChat,
+    userid: str,
+    info: dict[str, Any] | None,
+    version: int,
+    ref: str,
+    at: datetime,
+    scene: int | None = None,
+) -> WeComGroupMember:
+    member = lock_member(session, chat, userid, info)
+    _chat_touch(
+        session,
+        chat,
+        member,
+        Kind.GROUP_JOINED,
+        f"wecom:{ref}:{Kind.GROUP_JOINED.value}:{userid}",
+        at,
+        {"join_scene": scene},
+    )
+    if version > member.version:
+        if chat.status == GroupChatStatus.DISMISSED and chat.version > version:
+            # joined, then the chat was dismissed (that event was processed first)
+            member.active = False
+            member.version = chat.version
+            member.left_at = chat.dismissed_at
+            _chat_touch(
+                session,
+                chat,
+                member,
+                Kind.GROUP_LEFT,
+                dismissal_ref(chat, userid),
+                chat.dismissed_at or at,
+                {"reason": "dismissed"},
+            )
+        else:
+            member.active = True
+            member.version = version
+            member.left_at = None
+        if info is not None:
+            member.join_time = int(info.get("join_time") or 0) or member.join_time
+            member.join_scene = info.get("join_scene", member.join_scene)
+    return member
+
+
+def member_left(
+    session: Session,
+    chat: WeComGroupChat,
+    userid: str,
+    version: int,
+    ref: str,
+    at: datetime,
+    scene: int | None = None,
+) -> WeComGroupMember:
+    member = lock_member(session, chat, userid, None)
+    _chat_touch(
+        session,
+        chat,
+        member,
+        Kind.GROUP_LEFT,
+        f"wecom:{ref}:{Kind.GROUP_LEFT.value}:{userid}",
+        at,
+        {"quit_scene": scene},
+    )
+    if version > member.version:
+        member.active = False
+        member.version = version
+        member.left_at = at
+    return member
+
+
+def dismiss_chat(session: Session, chat: WeComGroupChat, version: int, at: datetime) -> None:
+    if version < chat.version:
+        return
+    chat.status = GroupChatStatus.DISMISSED
+    chat.version = version
+    chat.dismissed_at = at
+    members = session.scalars(
+        select(WeComGroupMember)
+        .where(WeComGroupMember.chat_pk == chat.id, WeComGroupMember.version < version)
+        .with_for_update()
+    ).all()
+    for member in members:
+        if member.active:
+            _chat_touch(
+                session, chat, member, Kind.GROUP_LEFT, dismissal_ref(chat, member.userid), at, {"reason": "dismissed"}
+            )
+        member.active = False
+        member.version = version
+        member.left_at = member.left_at or at
+
+
+# ---------------------------------------------------------------------------------------------
+# Tags marked from dealerloop (API actions produce no callback: we write the touchpoints)
+
+WORKBENCH_SOURCE = "workbench"
+
+
+def customer_friend(
+    session: Session, corp_id: str, customer_id: int, actor_userid: str | None, userid: str | None
+) -> WeComFriend | None:
+    """The friend relation to tag: the one named, else the actor's own, else the latest added."""
+    stmt = select(WeComFriend).where(
+        WeComFriend.corp_id == corp_id,
+        WeComFriend.customer_id == customer_id,
+        WeComFriend.status.in_([FriendStatus.ACTIVE, FriendStatus.HALF]),
+    )
+    if userid:
+        stmt = stmt.where(WeComFriend.userid == userid)
+    friends = list(session.scalars(stmt.order_by(WeComFriend.added_at.desc(), WeComFriend.id.desc())))
+    for friend in friends:
+        if actor_userid and friend.userid == actor_userid:
+            return friend
+    return friends[0] if friends else None
+
+
+def known_tag_ids(session: Session, corp_id: str, tag_ids: set[str]) -> set[str]:
+    if not tag_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(WeComTag.tag_id).where(
+                WeComTag.corp_id == corp_id, WeComTag.tag_id.in_(sorted(tag_ids)), WeComTag.deleted.is_(False)
+            )
+        )
+    )

@@ -46,7 +46,7 @@ def send_welcome(session: Session, raw_event_id: int) -> str:
     if template is None or not code:
         _remember(session, raw, None, None, "no_template", None, None)
         return "no_template"
-    gateway = svc.gateway_for(raw.corp_id)
+    gateway = svc.gateway_for(raw.corp_id, raw.agent_id)
     detail = svc.fetch_contact(gateway, external_userid)
     customer = svc.ensure_customer(session, external_userid, detail)
     staff = svc.staff_by_userid(session, raw.corp_id, userid)

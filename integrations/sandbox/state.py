@@ -138,6 +138,7 @@ class SandboxState:
         from .wecom_ops import WeComOpsState  # directory, transfer outcomes (sandbox/wecom_ops.py)
 
         self.ops = WeComOpsState()
+        self.group_chats: dict[str, dict[str, Any]] = {}  # chat_id -> groupchat/get's group_chat
         self.orders: dict[str, Order] = {}
         if self._seed:
             self.seed_demo()
@@ -497,6 +498,77 @@ class SandboxState:
                     if follow is not None:
                         follow["userid"] = takeover
                         self.follows[(takeover, ext)] = follow
+
+    # ------------------------------------------------------------------ WeCom customer group chats
+    def add_group_chat(
+        self, chat_id: str, name: str, owner: str, *, create_time: int | None = None, members: list[str] | None = None
+    ) -> None:
+        """A customer group chat owned by a member; `members` are userids or external_userids."""
+        with self.lock:
+            now = int(self.now()) if create_time is None else create_time
+            self.group_chats[chat_id] = {
+                "chat_id": chat_id,
+                "name": name,
+                "owner": owner,
+                "create_time": now,
+                "notice": "",
+                "member_list": [],
+                "admin_list": [],
+            }
+            for userid in [owner, *(members or [])]:
+                self.join_group_chat(chat_id, userid, join_time=now, invitor=owner)
+
+    def join_group_chat(
+        self, chat_id: str, userid: str, *, join_time: int | None = None, join_scene: int = 1, invitor: str = ""
+    ) -> None:
+        """A member (type 1) or an external contact (type 2, `wm...`/`wo...`) joins the chat."""
+        with self.lock:
+            chat = self.group_chats[chat_id]
+            chat["member_list"] = [m for m in chat["member_list"] if m["userid"] != userid]
+            external = userid in self.external_contacts or userid.startswith(("wm", "wo"))
+            member: dict[str, Any] = {
+                "userid": userid,
+                "type": 2 if external else 1,
+                "join_time": int(self.now()) if join_time is None else join_time,
+                "join_scene": join_scene,
+                "group_nickname": "",
+                "name": (self.external_contacts.get(userid) or self.members.get(userid) or {}).get("name", userid),
+            }
+            if invitor:
+                member["invitor"] = {"userid": invitor}
+            if external and (self.external_contacts.get(userid) or {}).get("unionid"):
+                member["unionid"] = self.external_contacts[userid]["unionid"]
+            chat["member_list"].append(member)
+
+    def leave_group_chat(self, chat_id: str, userid: str) -> None:
+        with self.lock:
+            chat = self.group_chats[chat_id]
+            chat["member_list"] = [m for m in chat["member_list"] if m["userid"] != userid]
+
+    def change_external_chat_xml(
+        self, chat_id: str, change_type: str, create_time: int, *, update_detail: str = "", **extra: Any
+    ) -> str:
+        """Plaintext XML of a change_external_chat event (create | update | dismiss). For update:
+        `update_detail` (add_member, del_member, change_owner, change_name, change_notice) and
+        e.g. `members=[...]`, JoinScene, QuitScene, LastMemVer, CurMemVer."""
+        members = list(extra.pop("members", []) or [])
+        parts = [
+            f"<ToUserName><![CDATA[{self.credentials['WECOM_CORP_ID']}]]></ToUserName>",
+            "<FromUserName><![CDATA[sys]]></FromUserName>",
+            f"<CreateTime>{create_time}</CreateTime>",
+            "<MsgType><![CDATA[event]]></MsgType>",
+            "<Event><![CDATA[change_external_chat]]></Event>",
+            f"<ChatId><![CDATA[{escape(chat_id)}]]></ChatId>",
+            f"<ChangeType><![CDATA[{escape(change_type)}]]></ChangeType>",
+        ]
+        if update_detail:
+            parts.append(f"<UpdateDetail><![CDATA[{escape(update_detail)}]]></UpdateDetail>")
+        parts += [f"<{k}>{escape(str(v))}</{k}>" for k, v in extra.items()]
+        if members:
+            parts.append(f"<MemChangeCnt>{len(members)}</MemChangeCnt>")
+            items = "".join(f"<Item><![CDATA[{escape(m)}]]></Item>" for m in members)
+            parts.append(f"<MemChangeList>{items}</MemChangeList>")
+        return "<xml>" + "".join(parts) + "</xml>"
 
     # ------------------------------------------------------------------ WeCom callbacks
     def wecom_callback(

@@ -359,6 +359,24 @@ def create_wecom_app(state: SandboxState) -> Flask:
 
     # resigned/transfer_customer and resigned/transfer_result: integrations/sandbox/wecom_ops.py
 
+    # --- customer group chats ---------------------------------------------------------
+    @app.post("/cgi-bin/externalcontact/groupchat/get")
+    def groupchat_get() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        chat_id = data.get("chat_id")
+        if not isinstance(chat_id, str) or not chat_id:
+            return fail(40058, "chat_id is required")
+        with state.lock:
+            chat = copy.deepcopy(state.group_chats.get(chat_id))
+        if chat is None:
+            return fail(40050, "chatid not found")
+        if data.get("need_name") != 1:
+            for member in chat["member_list"]:
+                member.pop("name", None)
+        return ok(group_chat=chat)
+
     # --- app messages ------------------------------------------------------------------
     @app.post("/cgi-bin/message/send")
     def message_send() -> Response:

@@ -18,7 +18,7 @@ from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 
 from backend.platform.api import Blueprint, public
-from backend.platform.db import db
+from backend.platform.db import db, utcnow
 from backend.platform.errors import AppError
 from backend.wecom.events import parse_event, store_event
 
@@ -119,6 +119,7 @@ def verify_url() -> Response:
 @blp.doc(responses={"200": _TEXT_OK}, requestBody=_XML_BODY)
 def receive_event() -> Response:
     """Verify, decrypt, store once, acknowledge with `success` (a redelivery too)."""
+    received_at = utcnow()
     signature, timestamp, nonce = _params()
     envelope = parse_event(request.get_data(as_text=True))
     encrypted = envelope.get("Encrypt")
@@ -133,7 +134,7 @@ def receive_event() -> Response:
     inner: dict[str, Any] = parse_event(plain)
     if str(inner.get("ToUserName") or app.corp_id) != app.corp_id:
         raise AppError("wecom.receive_id_mismatch", 403)
-    store_event(db.session(), app.corp_id, agent_id or app.agent_id, plain)
+    store_event(db.session(), app.corp_id, agent_id or app.agent_id, plain, received_at)
     return Response("success", status=200, mimetype="text/plain")
 
 

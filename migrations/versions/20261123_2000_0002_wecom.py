@@ -119,6 +119,9 @@ def upgrade() -> None:
         sa.Column("config_id", sa.String(length=64), nullable=True),
         sa.Column("qr_code", sa.String(length=255), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("daily_cap", sa.Integer(), nullable=True),
+        sa.Column("fallback_userids", sa.JSON(), nullable=False),
+        sa.Column("applied_userids", sa.JSON(), nullable=False),
         sa.Column("created_at", backend.platform.db.UTCDateTime(), nullable=False),
         sa.Column("updated_at", backend.platform.db.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(["store_id"], ["org_unit.id"], name=op.f("fk_wecom_channel_store_id_org_unit")),
@@ -267,9 +270,101 @@ def upgrade() -> None:
         mysql_charset="utf8mb4",
         mysql_collate="utf8mb4_unicode_ci",
     )
+    op.create_table(
+        "wecom_channel_fact",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("source_ref", sa.String(length=191), nullable=False),
+        sa.Column("friend_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("channel_id", sa.Integer(), nullable=True),
+        sa.Column("userid", sa.String(length=64), nullable=False),
+        sa.Column(
+            "kind", sa.Enum("added", "lost", name="channelfactkind", native_enum=False, length=8), nullable=False
+        ),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("occurred_at", backend.platform.db.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["channel_id"], ["wecom_channel.id"], name=op.f("fk_wecom_channel_fact_channel_id_wecom_channel")
+        ),
+        sa.ForeignKeyConstraint(
+            ["friend_id"],
+            ["wecom_friend.id"],
+            name=op.f("fk_wecom_channel_fact_friend_id_wecom_friend"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wecom_channel_fact")),
+        sa.UniqueConstraint("source_ref", name=op.f("uq_wecom_channel_fact_source_ref")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_unicode_ci",
+    )
+    op.create_index("ix_wecom_channel_fact_channel_day", "wecom_channel_fact", ["channel_id", "day"], unique=False)
+    op.create_index("ix_wecom_channel_fact_friend_at", "wecom_channel_fact", ["friend_id", "occurred_at"], unique=False)
+    op.create_table(
+        "wecom_group_chat",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("corp_id", sa.String(length=64), nullable=False),
+        sa.Column("chat_id", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=True),
+        sa.Column("owner_userid", sa.String(length=64), nullable=True),
+        sa.Column("owner_staff_id", sa.Integer(), nullable=True),
+        sa.Column("notice", sa.Text(), nullable=True),
+        sa.Column(
+            "status",
+            sa.Enum("active", "dismissed", name="groupchatstatus", native_enum=False, length=16),
+            nullable=False,
+        ),
+        sa.Column("created_time", sa.BigInteger(), nullable=True),
+        sa.Column("dismissed_at", backend.platform.db.UTCDateTime(), nullable=True),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", backend.platform.db.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", backend.platform.db.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["owner_staff_id"], ["staff.id"], name=op.f("fk_wecom_group_chat_owner_staff_id_staff")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wecom_group_chat")),
+        sa.UniqueConstraint("corp_id", "chat_id", name=op.f("uq_wecom_group_chat_corp_id_chat_id")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_unicode_ci",
+    )
+    op.create_index(op.f("ix_wecom_group_chat_owner_staff_id"), "wecom_group_chat", ["owner_staff_id"], unique=False)
+    op.create_table(
+        "wecom_group_member",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("chat_pk", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("userid", sa.String(length=64), nullable=False),
+        sa.Column("member_type", sa.Integer(), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=True),
+        sa.Column("staff_id", sa.Integer(), nullable=True),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("join_time", sa.BigInteger(), nullable=True),
+        sa.Column("join_scene", sa.Integer(), nullable=True),
+        sa.Column("left_at", backend.platform.db.UTCDateTime(), nullable=True),
+        sa.Column("version", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["chat_pk"],
+            ["wecom_group_chat.id"],
+            name=op.f("fk_wecom_group_member_chat_pk_wecom_group_chat"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customer.id"], name=op.f("fk_wecom_group_member_customer_id_customer")
+        ),
+        sa.ForeignKeyConstraint(["staff_id"], ["staff.id"], name=op.f("fk_wecom_group_member_staff_id_staff")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_wecom_group_member")),
+        sa.UniqueConstraint("chat_pk", "userid", name=op.f("uq_wecom_group_member_chat_pk_userid")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_unicode_ci",
+    )
+    op.create_index("ix_wecom_group_member_customer", "wecom_group_member", ["customer_id"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_wecom_group_member_customer", table_name="wecom_group_member")
+    op.drop_table("wecom_group_member")
+    op.drop_index(op.f("ix_wecom_group_chat_owner_staff_id"), table_name="wecom_group_chat")
+    op.drop_table("wecom_group_chat")
+    op.drop_index("ix_wecom_channel_fact_friend_at", table_name="wecom_channel_fact")
+    op.drop_index("ix_wecom_channel_fact_channel_day", table_name="wecom_channel_fact")
+    op.drop_table("wecom_channel_fact")
     op.drop_table("wecom_friend_tag")
     op.drop_index(op.f("ix_wecom_alert_store_id"), table_name="wecom_alert")
     op.drop_index("ix_wecom_alert_kind_resolved", table_name="wecom_alert")

@@ -19,6 +19,7 @@ from backend.wecom.models import (
     WeComChannel,
     WeComFriend,
     WeComFriendTag,
+    WeComGroupChat,
     WeComRawEvent,
     WeComTag,
     WelcomeMessage,
@@ -232,11 +233,17 @@ def test_unknown_advisor_and_unknown_customer_are_created_not_crashed(client: An
     assert kinds(db_session, friend.customer_id) == ["friend_added"]
     assert db_session.scalars(select(WeComRawEvent.status)).one() == "processed"
     # an event type we do not act on is kept, marked ignored
-    xml = sb.state.wecom_event_xml(
-        sb.credentials["WECOM_CORP_ID"], "change_external_chat", now(), ChatId="wr1", ChangeType="create"
-    )
+    xml = sb.state.wecom_event_xml(sb.credentials["WECOM_CORP_ID"], "msgaudit_notify", now(), AgentID="1000002")
     assert post_event(client, sb, xml).status_code == 200
     assert count(db_session, WeComRawEvent, WeComRawEvent.status == "ignored") == 1
+    # a group chat WeCom no longer knows (groupchat/get answers 40050) is kept as a bare row
+    xml = sb.state.wecom_event_xml(
+        sb.credentials["WECOM_CORP_ID"], "change_external_chat", now(), ChatId="wrUnknown", ChangeType="create"
+    )
+    assert post_event(client, sb, xml).status_code == 200
+    assert count(db_session, WeComRawEvent, WeComRawEvent.status == "processed") == 2
+    chat = db_session.scalars(select(WeComGroupChat)).one()
+    assert (chat.chat_id, chat.name, chat.status) == ("wrUnknown", None, "active")
 
 
 def test_edit_applies_remark_and_tags_and_tag_events_sync_the_library(client: Any, db_session: Any, world: Any) -> None:

@@ -1,6 +1,6 @@
 """Workbench API of the wecom feature (/api/workbench/v1/wecom/...): dead-lettered callback
-events (list, inspect, replay), channels (「联系我」 contact ways), welcome templates, the tag
-library and the lost-customer list."""
+events (list, inspect, replay), channels (「联系我」 contact ways) and their daily statistics,
+welcome templates, the tag library, marking a customer's tags and the lost-customer list."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ from backend.wecom.schemas import (
     ChannelInSchema,
     ChannelPatchSchema,
     ChannelSchema,
+    ChannelStatsQuerySchema,
+    ChannelStatsSchema,
     LostCustomerPageSchema,
+    MarkTagsInSchema,
+    MarkTagsSchema,
     PageQuerySchema,
     RawEventDetailSchema,
     RawEventPageSchema,
@@ -126,6 +130,26 @@ def update_channel(data: dict[str, Any], channel_id: int) -> Any:
 @blp.response(204)
 def delete_channel(channel_id: int) -> None:
     admin.delete_channel(db.session(), current_staff(), channel_id)
+
+
+@blp.route("/wecom/channels/<int:channel_id>/stats")
+@scoped("wecom_channel")
+@blp.arguments(ChannelStatsQuerySchema, location="query")
+@blp.response(200, ChannelStatsSchema(many=True))
+def channel_stats(args: dict[str, Any], channel_id: int) -> Any:
+    """New friends, lost friends and net per day (China calendar; default: the last 30 days)."""
+    return admin.channel_stats(db.session(), current_staff(), channel_id, args["date_from"], args["date_to"])
+
+
+@blp.route("/wecom/customers/<int:customer_id>/tags", methods=["POST"])
+@scoped("customer")
+@blp.arguments(MarkTagsInSchema)
+@blp.response(200, MarkTagsSchema)
+def mark_tags(data: dict[str, Any], customer_id: int) -> Any:
+    """Mark / unmark a customer's corporate tags in WeCom (`mark_tag`) and record them here."""
+    return admin.mark_customer_tags(
+        db.session(), current_staff(), customer_id, data["add_tag_ids"], data["remove_tag_ids"], data["userid"]
+    )
 
 
 @blp.route("/wecom/tags")
