@@ -22,6 +22,15 @@ def post_event(client: Any, sandbox: Any, xml: str, **kwargs: Any) -> Any:
     return client.post(URL, query_string=params, data=body, content_type="text/xml")
 
 
+def upstream_calls(sandbox: Any, path: str) -> list[dict[str, Any]]:
+    """Requests the sandbox received under `path` with a token it had issued: a call made with a
+    token cached before the sandbox was reset (answered 40014, then retried once with a fresh
+    token) is left out, so counts do not depend on the order tests run in."""
+    with sandbox.state.lock:
+        issued = set(sandbox.state.tokens)
+    return [c for c in sandbox.state.received(path, "wecom") if c["query"].get("access_token") in issued]
+
+
 def run_due_jobs(app: Any, rounds: int = 10) -> None:
     """Relay outbox rows until none is left: delayed retries are made due at once (no sleeping)."""
     from sqlalchemy import update

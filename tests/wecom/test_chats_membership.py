@@ -15,7 +15,7 @@ from backend.customers.models import CustomerIdentity, IdentityKind
 from backend.touchpoints.models import Touchpoint
 from backend.wecom.models import WeComGroupChat, WeComGroupMember, WeComRawEvent
 from integrations.sandbox.wecom_emit import FlaskClientTransport, emit
-from tests.wecom.helpers import URL, post_event, run_due_jobs
+from tests.wecom.helpers import URL, post_event, run_due_jobs, upstream_calls
 
 OWNER = "advisor.zhang"
 KNOWN = "wmDemoCustomer001"  # in the sandbox's directory, with a unionid
@@ -68,7 +68,7 @@ def test_chat_lifecycle_members_touchpoints_and_upstream_calls(client: Any, db_s
         )
     ).one()
     assert ident == "oDemoUnion001"
-    calls = st.received("/cgi-bin/externalcontact/groupchat/get", "wecom")
+    calls = upstream_calls(sb, "/cgi-bin/externalcontact/groupchat/get")
     assert [c["json"] for c in calls] == [{"chat_id": CHAT, "need_name": 1}]
 
     # a customer joins, the stranger leaves, the chat is renamed, then dismissed
@@ -113,7 +113,7 @@ def test_chat_lifecycle_members_touchpoints_and_upstream_calls(client: Any, db_s
     tp = db_session.scalars(select(Touchpoint).where(Touchpoint.kind == "group_joined")).first()
     assert tp.advisor_id == world["owner"].id and tp.store_id == world["store"].id and tp.channel == "wecom"
     # dismiss needs no upstream call; every event processed
-    assert sb.hits("/cgi-bin/externalcontact/groupchat/get", "wecom") == 4
+    assert len(upstream_calls(sb, "/cgi-bin/externalcontact/groupchat/get")) == 4
     assert set(db_session.scalars(select(WeComRawEvent.status))) == {"processed"}
 
 
