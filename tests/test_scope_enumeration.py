@@ -90,6 +90,20 @@ def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> An
     from tests.points.helpers import foreign_points_ids
 
     ids.update(foreign_points_ids(db_session, tree.stores[3], foreign, other_adv))
+    from backend.wecom.ops_models import WeComHandover
+
+    handover = WeComHandover(
+        corp_id="c",
+        kind="resigned",
+        handover_userid="a",
+        takeover_userid="b",
+        handover_staff_id=other_adv.id,
+        takeover_staff_id=other_adv.id,
+        store_id=tree.stores[3].id,
+    )
+    db_session.add(handover)
+    db_session.flush()
+    ids["handover_id"] = handover.id
     merge = merge_customers(db_session, SystemActor("test"), foreign_dup.id, foreign.id, "dup")
     db_session.commit()
     ids["merge_id"] = merge.id

@@ -1,0 +1,177 @@
+"""The WeCom member directory → dealerloop's staff.
+
+`sync_directory` reads `department/list` and `user/list` (root department, `fetch_child=1`) and
+brings `wecom_department` and `staff` in line:
+- departments are stored with the org node they map to; an unmapped department is mapped to
+  the store of the same name when exactly one exists, otherwise a group admin maps it;
+- a member of a mapped department becomes staff at that node (created without roles: deny by
+  default, roles are given by an admin), an existing staff member gets the name and node WeCom
+  has, and is reactivated when back in the directory;
+- staff WeCom no longer lists (members who left are removed from the directory) are marked
+  resigned — unless the directory came back empty, which is a permission problem, not an exodus.
+Re-running it with an unchanged directory changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.org.models import OrgKind, OrgUnit, Staff, StaffStatus
+from backend.platform.actors import StaffActor
+from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
+from backend.platform.errors import AppError, register_messages
+from backend.wecom import service as svc
+from backend.wecom.ops_models import WeComDepartment
+
+log = logging.getLogger("dealerloop.wecom.directory")
+
+SYNC_JOB = "wecom.directory.sync"
+
+register_messages(
+    {
+        "wecom.department_not_found": ("企业微信部门不存在", "WeCom department not found"),
+        "wecom.org_unit_not_found": ("组织节点不存在", "Org unit not found"),
+    }
+)
+
+
+def sync_directory(session: Session, corp_id: str) -> dict[str, int]:
+    gateway = svc.gateway_for(corp_id)
+    departments = gateway.get("department/list").get("department") or []
+    ids = {int(d["id"]) for d in departments}
+    roots = sorted(int(d["id"]) for d in departments if int(d.get("parentid") or 0) not in ids)
+    users: dict[str, dict[str, Any]] = {}
+    for root in roots:
+        listed = gateway.get("user/list", {"department_id": root, "fetch_child": 1})
+        for user in listed.get("userlist") or []:
+            users.setdefault(user["userid"], user)
+    # Everything is read before anything is written: a failed call changes nothing.
+    stats = {"departments": len(departments), "users": len(users)}
+    mapping = _sync_departments(session, corp_id, departments)
+    stats.update(_sync_staff(session, corp_id, users, mapping))
+    session.flush()
+    log.info("directory sync %s: %s", corp_id, stats)
+    return stats
+
+
+def _sync_departments(session: Session, corp_id: str, departments: list[dict[str, Any]]) -> dict[int, int | None]:
+    now = utcnow()
+    existing = {
+        d.department_id: d for d in session.scalars(select(WeComDepartment).where(WeComDepartment.corp_id == corp_id))
+    }
+    stores_by_name: dict[str, list[int]] = {}
+    for unit_id, name in session.execute(select(OrgUnit.id, OrgUnit.name).where(OrgUnit.kind == OrgKind.STORE)):
+        stores_by_name.setdefault(name, []).append(unit_id)
+    seen = set()
+    for d in departments:
+        department_id = int(d["id"])
+        seen.add(department_id)
+        row = existing.get(department_id)
+        if row is None:
+            row = WeComDepartment(corp_id=corp_id, department_id=department_id, name="", present=True)
+            try:
+                with unique_savepoint(session):
+                    session.add(row)
+            except DuplicateKey:
+                row = session.scalars(
+                    select(WeComDepartment).where(
+                        WeComDepartment.corp_id == corp_id, WeComDepartment.department_id == department_id
+                    )
+                ).one()
+            existing[department_id] = row
+        name = str(d.get("name") or "")[:64]
+        parent = int(d.get("parentid") or 0) or None
+        if (row.name, row.parent_id, row.present) != (name, parent, True):
+            row.name, row.parent_id, row.present = name, parent, True
+            row.synced_at = now
+        if row.org_unit_id is None and len(stores_by_name.get(name, [])) == 1:
+            row.org_unit_id = stores_by_name[name][0]
+    for department_id, row in existing.items():
+        if department_id not in seen and row.present:
+            row.present = False
+            row.synced_at = now
+    return {k: v.org_unit_id for k, v in existing.items() if v.present}
+
+
+def _target_unit(user: dict[str, Any], mapping: dict[int, int | None]) -> int | None:
+    main = user.get("main_department")
+    if main is not None and mapping.get(int(main)):
+        return mapping[int(main)]
+    for department_id in user.get("department") or []:
+        if mapping.get(int(department_id)):
+            return mapping[int(department_id)]
+    return None
+
+
+def _sync_staff(
+    session: Session, corp_id: str, users: dict[str, dict[str, Any]], mapping: dict[int, int | None]
+) -> dict[str, int]:
+    stats = {"created": 0, "updated": 0, "reactivated": 0, "deactivated": 0, "unmapped": 0}
+    staff_by_userid = {s.wecom_userid: s for s in session.scalars(select(Staff).where(Staff.corp_id == corp_id))}
+    for userid, user in sorted(users.items()):
+        name = str(user.get("name") or userid)[:64]
+        target = _target_unit(user, mapping)
+        staff = staff_by_userid.get(userid)
+        if staff is None:
+            if target is None:
+                stats["unmapped"] += 1
+                continue
+            staff = Staff(
+                corp_id=corp_id, wecom_userid=userid, name=name, org_unit_id=target, status=StaffStatus.ACTIVE
+            )
+            try:
+                with unique_savepoint(session):
+                    session.add(staff)
+                stats["created"] += 1
+            except DuplicateKey:  # a concurrent sync created it
+                continue
+            continue
+        changed = False
+        if staff.name != name:
+            staff.name, changed = name, True
+        if target is not None and staff.org_unit_id != target:
+            staff.org_unit_id, changed = target, True
+        if staff.status != StaffStatus.ACTIVE:
+            staff.status, staff.resigned_at = StaffStatus.ACTIVE, None
+            stats["reactivated"] += 1
+        elif changed:
+            stats["updated"] += 1
+    if not users:
+        log.warning("directory sync %s: WeCom listed no members; nobody is deactivated", corp_id)
+        return stats
+    now = utcnow()
+    for userid, staff in staff_by_userid.items():
+        if userid not in users and staff.status == StaffStatus.ACTIVE:
+            staff.status, staff.resigned_at = StaffStatus.RESIGNED, now
+            stats["deactivated"] += 1
+    return stats
+
+
+def list_departments(session: Session, corp_id: str) -> list[WeComDepartment]:
+    return list(
+        session.scalars(
+            select(WeComDepartment).where(WeComDepartment.corp_id == corp_id).order_by(WeComDepartment.department_id)
+        )
+    )
+
+
+def map_department(
+    session: Session, actor: StaffActor, corp_id: str, department_id: int, org_unit_id: int | None
+) -> WeComDepartment:
+    """A group admin maps a department to an org node (None: unmapped). Applied at the next sync."""
+    row = session.scalars(
+        select(WeComDepartment).where(
+            WeComDepartment.corp_id == corp_id, WeComDepartment.department_id == department_id
+        )
+    ).one_or_none()
+    if row is None:
+        raise AppError("wecom.department_not_found", 404)
+    if org_unit_id is not None and session.get(OrgUnit, org_unit_id) is None:
+        raise AppError("wecom.org_unit_not_found", 422)
+    row.org_unit_id = org_unit_id
+    session.flush()
+    return row

@@ -1,0 +1,541 @@
+"""Customer handover between advisors: resigned-advisor inheritance
+(`externalcontact/resigned/transfer_customer`) and on-duty transfer (`externalcontact/transfer_customer`).
+
+A handover is our own ledger (`wecom_handover` + one item per customer), because WeCom's
+`transfer_fail` event names neither the flow nor the advisor who handed over:
+
+1. `start_handover` (a manager, in scope) records the items — the advisor's relations we know,
+   plus for a resigned advisor WeCom's unassigned list — and enqueues the submission.
+2. `submit_chunk` (job) sends at most 100 pending customers per call, one call per job run, so
+   a failure (45009, 5xx) rolls back exactly that chunk and the outbox retries it. Customers
+   WeCom refuses at once (errcode != 0) are final failures.
+3. `poll` (job) reads `transfer_result` and re-schedules itself until every item is final:
+   1 done → the relation and the advisor assignment move to the takeover advisor;
+   3 refused / 4 limit / 5 no record → a failure. Every takeover and every failure is a
+   touchpoint; failures are sent to the store managers (and the requester) as one app message
+   per handover step.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from backend.customers.models import CustomerAdvisor, IdentityKind
+from backend.customers.service import find_by_identity
+from backend.org.models import ADVISOR_ROLES, Staff, StaffStatus
+from backend.org.scope import get_scoped_or_404, register_scope, store_filter
+from backend.platform.actors import StaffActor
+from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
+from backend.platform.errors import AppError, register_messages
+from backend.platform.jobs import enqueue
+from backend.platform.ports import UpstreamError
+from backend.touchpoints.models import Channel, Kind
+from backend.touchpoints.service import record
+from backend.wecom import notify
+from backend.wecom import service as svc
+from backend.wecom.models import FriendStatus, WeComFriend
+from backend.wecom.ops_models import (
+    FAILED_ITEM_STATUSES,
+    HandoverKind,
+    HandoverStatus,
+    ItemStatus,
+    WeComHandover,
+    WeComHandoverItem,
+)
+
+log = logging.getLogger("dealerloop.wecom.handover")
+
+SOURCE = "wecom_handover"
+SUBMIT_JOB = "wecom.handover.submit"
+POLL_JOB = "wecom.handover.poll"
+CHUNK = 100  # WeCom's limit per transfer_customer call
+POLL_DELAY = timedelta(hours=1)  # WeCom completes a takeover within 24 h
+MAX_POLLS = 72  # after three days without a final status an item is closed as "no record"
+MAX_ITEMS = 5000
+OPEN_STATUSES = (FriendStatus.ACTIVE, FriendStatus.HALF)
+RESULT_STATUS = {
+    1: ItemStatus.DONE,
+    2: ItemStatus.WAITING,
+    3: ItemStatus.REFUSED,
+    4: ItemStatus.LIMIT,
+    5: ItemStatus.NO_RECORD,
+}
+FAILURE_TEXT = {
+    ItemStatus.REFUSED: "客户拒绝",
+    ItemStatus.LIMIT: "接替顾问客户数已达上限",
+    ItemStatus.NO_RECORD: "无接替记录",
+    ItemStatus.REJECTED: "企业微信拒绝转接",
+}
+ENDPOINTS = {
+    HandoverKind.RESIGNED: ("externalcontact/resigned/transfer_customer", "externalcontact/resigned/transfer_result"),
+    HandoverKind.ON_DUTY: ("externalcontact/transfer_customer", "externalcontact/transfer_result"),
+}
+
+register_messages(
+    {
+        "wecom.handover_not_found": ("交接记录不存在", "Handover not found"),
+        "wecom.handover_same_advisor": ("交接顾问与接替顾问不能相同", "Handover and takeover advisor are the same"),
+        "wecom.handover_not_resigned": ("离职继承要求原顾问已离职", "The handover advisor has not resigned"),
+        "wecom.handover_advisor_resigned": ("原顾问已离职，请使用离职继承", "The handover advisor has resigned"),
+        "wecom.takeover_inactive": ("接替顾问不在职", "The takeover advisor is not active"),
+        "wecom.handover_nothing": ("没有可交接的客户", "No customers to hand over"),
+        "wecom.handover_in_progress": ("这些客户已在交接中", "These customers are already being handed over"),
+    }
+)
+
+register_scope(
+    "wecom_handover",
+    WeComHandover,
+    lambda actor: store_filter(actor, WeComHandover.store_id),
+    "wecom.handover_not_found",
+)
+
+
+def _upstream(exc: UpstreamError) -> AppError:
+    if exc.reason == "timeout":
+        return AppError("upstream.timeout", 504)
+    if exc.reason == "unavailable":
+        return AppError("upstream.unavailable", 502)
+    return AppError("upstream.rejected", 502, errors={"upstream": {"errcode": exc.errcode}})
+
+
+# ---------------------------------------------------------------------------------------------
+# Start
+
+
+def unassigned_customers(gateway: Any, handover_userid: str) -> list[str]:
+    """The resigned advisor's customers WeCom lists as not yet assigned (paged by cursor)."""
+    found: list[str] = []
+    cursor = ""
+    for _ in range(1000):  # a hard stop against a cursor that never ends
+        page = gateway.post("externalcontact/get_unassigned_list", {"cursor": cursor, "page_size": 1000})
+        found += [r["external_userid"] for r in page.get("info") or [] if r.get("handover_userid") == handover_userid]
+        cursor = page.get("next_cursor") or ""
+        if page.get("is_last", True) or not cursor:
+            break
+    return found
+
+
+def start_handover(
+    session: Session,
+    actor: StaffActor,
+    *,
+    kind: HandoverKind | str,
+    handover_staff_id: int,
+    takeover_staff_id: int,
+    external_userids: list[str] | None = None,
+    transfer_success_msg: str | None = None,
+) -> WeComHandover:
+    kind = HandoverKind(kind)
+    handover_staff: Staff = get_scoped_or_404(session, actor, "staff", handover_staff_id)
+    takeover_staff: Staff = get_scoped_or_404(session, actor, "staff", takeover_staff_id)
+    if handover_staff.id == takeover_staff.id:
+        raise AppError("wecom.handover_same_advisor", 422)
+    if kind == HandoverKind.RESIGNED and handover_staff.status != StaffStatus.RESIGNED:
+        raise AppError("wecom.handover_not_resigned", 409)
+    if kind == HandoverKind.ON_DUTY and handover_staff.status != StaffStatus.ACTIVE:
+        raise AppError("wecom.handover_advisor_resigned", 409)
+    if takeover_staff.status != StaffStatus.ACTIVE:
+        raise AppError("wecom.takeover_inactive", 409)
+    corp_id = handover_staff.corp_id
+    if external_userids is None:
+        ours = session.scalars(
+            select(WeComFriend.external_userid)
+            .where(
+                WeComFriend.corp_id == corp_id,
+                WeComFriend.userid == handover_staff.wecom_userid,
+                WeComFriend.status.in_(OPEN_STATUSES),
+            )
+            .order_by(WeComFriend.id)
+        ).all()
+        wanted = list(ours)
+        if kind == HandoverKind.RESIGNED:
+            try:
+                wanted += unassigned_customers(svc.gateway_for(corp_id), handover_staff.wecom_userid)
+            except UpstreamError as exc:
+                raise _upstream(exc) from exc
+    else:
+        wanted = list(external_userids)
+    wanted = list(dict.fromkeys(e for e in wanted if e))[:MAX_ITEMS]
+    if not wanted:
+        raise AppError("wecom.handover_nothing", 422)
+    handover = WeComHandover(
+        corp_id=corp_id,
+        kind=kind,
+        handover_userid=handover_staff.wecom_userid,
+        takeover_userid=takeover_staff.wecom_userid,
+        handover_staff_id=handover_staff.id,
+        takeover_staff_id=takeover_staff.id,
+        store_id=handover_staff.org_unit_id,
+        requested_by=actor.staff_id,
+        transfer_success_msg=transfer_success_msg,
+        status=HandoverStatus.SUBMITTING,
+        polls=0,
+    )
+    session.add(handover)
+    session.flush()
+    added = 0
+    for ext in wanted:
+        customer = find_by_identity(session, IdentityKind.EXTERNAL_USERID, ext)
+        item = WeComHandoverItem(
+            handover_id=handover.id,
+            external_userid=ext,
+            customer_id=customer.id if customer else None,
+            open_key=f"{corp_id}:{handover.handover_userid}:{ext}"[:191],
+            status=ItemStatus.PENDING,
+        )
+        try:
+            with unique_savepoint(session):
+                session.add(item)
+            added += 1
+        except DuplicateKey:  # already in an open handover of this advisor
+            continue
+    if not added:
+        raise AppError("wecom.handover_in_progress", 409)
+    enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:0")
+    return handover
+
+
+# ---------------------------------------------------------------------------------------------
+# Submit (one chunk per run)
+
+
+def _lock(session: Session, handover_id: int) -> WeComHandover | None:
+    return session.scalars(
+        select(WeComHandover)
+        .where(WeComHandover.id == handover_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+
+
+def submit_chunk(session: Session, handover_id: int) -> str:
+    handover = _lock(session, handover_id)
+    if handover is None or handover.status != HandoverStatus.SUBMITTING:
+        return "skipped"
+    items = session.scalars(
+        select(WeComHandoverItem)
+        .where(WeComHandoverItem.handover_id == handover.id, WeComHandoverItem.status == ItemStatus.PENDING)
+        .order_by(WeComHandoverItem.id)
+        .limit(CHUNK)
+    ).all()
+    if not items:
+        return _after_submission(session, handover)
+    submit_path, _ = ENDPOINTS[handover.kind]
+    payload: dict[str, Any] = {
+        "handover_userid": handover.handover_userid,
+        "takeover_userid": handover.takeover_userid,
+        "external_userid": [i.external_userid for i in items],
+    }
+    if handover.kind == HandoverKind.ON_DUTY and handover.transfer_success_msg:
+        payload["transfer_success_msg"] = handover.transfer_success_msg
+    # An upstream failure propagates: the job rolls back (nothing of this chunk is applied) and
+    # the outbox retries it with backoff.
+    result = svc.gateway_for(handover.corp_id).post(submit_path, payload)
+    errcodes = {c.get("external_userid"): int(c.get("errcode", -1)) for c in result.get("customer") or []}
+    now = utcnow()
+    failed = []
+    for item in items:
+        errcode = errcodes.get(item.external_userid, -1)
+        item.submitted_at = now
+        if errcode == 0:
+            item.status = ItemStatus.WAITING
+        else:
+            item.errcode = errcode
+            _fail(session, handover, item, ItemStatus.REJECTED, now)
+            failed.append(item)
+    _alert_failures(session, handover, failed, f"submit:{items[0].id}")
+    more = session.scalar(
+        select(WeComHandoverItem.id)
+        .where(WeComHandoverItem.handover_id == handover.id, WeComHandoverItem.status == ItemStatus.PENDING)
+        .limit(1)
+    )
+    if more is not None:
+        enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:{more}")
+        return "more"
+    return _after_submission(session, handover)
+
+
+def _after_submission(session: Session, handover: WeComHandover) -> str:
+    if _waiting_count(session, handover) == 0:
+        _finish(handover)
+        return "finished"
+    handover.status = HandoverStatus.POLLING
+    _schedule_poll(session, handover)
+    return "polling"
+
+
+def _schedule_poll(session: Session, handover: WeComHandover) -> None:
+    enqueue(
+        session,
+        POLL_JOB,
+        {"handover_id": handover.id},
+        dedup_key=f"{POLL_JOB}:{handover.id}:{handover.polls}",
+        delay=POLL_DELAY,
+    )
+
+
+def _waiting_count(session: Session, handover: WeComHandover) -> int:
+    from sqlalchemy import func
+
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(WeComHandoverItem)
+            .where(WeComHandoverItem.handover_id == handover.id, WeComHandoverItem.status == ItemStatus.WAITING)
+        )
+        or 0
+    )
+
+
+def _finish(handover: WeComHandover) -> None:
+    handover.status = HandoverStatus.FINISHED
+    handover.finished_at = utcnow()
+
+
+# ---------------------------------------------------------------------------------------------
+# Poll
+
+
+def transfer_results(gateway: Any, path: str, handover: WeComHandover) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    cursor = ""
+    for _ in range(1000):
+        page = gateway.post(
+            path,
+            {
+                "handover_userid": handover.handover_userid,
+                "takeover_userid": handover.takeover_userid,
+                "cursor": cursor,
+            },
+        )
+        for row in page.get("customer") or []:
+            rows[row.get("external_userid", "")] = row
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            break
+    return rows
+
+
+def poll(session: Session, handover_id: int) -> str:
+    handover = _lock(session, handover_id)
+    if handover is None or handover.status != HandoverStatus.POLLING:
+        return "skipped"
+    _, result_path = ENDPOINTS[handover.kind]
+    results = transfer_results(svc.gateway_for(handover.corp_id), result_path, handover)
+    handover.polls += 1
+    now = utcnow()
+    waiting = session.scalars(
+        select(WeComHandoverItem)
+        .where(WeComHandoverItem.handover_id == handover.id, WeComHandoverItem.status == ItemStatus.WAITING)
+        .order_by(WeComHandoverItem.id)
+    ).all()
+    failed = []
+    for item in waiting:
+        row = results.get(item.external_userid)
+        status = RESULT_STATUS.get(int(row.get("status", 2))) if row else ItemStatus.WAITING
+        if status is None:
+            status = ItemStatus.WAITING
+        if status == ItemStatus.WAITING and handover.polls >= MAX_POLLS:
+            status = ItemStatus.NO_RECORD
+        if status == ItemStatus.DONE:
+            takeover_ts = int(row.get("takeover_time") or 0) if row else 0
+            takeover_at = datetime.fromtimestamp(takeover_ts, UTC) if takeover_ts > 0 else now
+            _take_over(session, handover, item, takeover_at)
+        elif status != ItemStatus.WAITING:
+            _fail(session, handover, item, status, now)
+            failed.append(item)
+    _alert_failures(session, handover, failed, f"poll:{handover.polls}")
+    if _waiting_count(session, handover):
+        _schedule_poll(session, handover)
+        return "polling"
+    _finish(handover)
+    return "finished"
+
+
+# ---------------------------------------------------------------------------------------------
+# Effects of a final status
+
+
+def _customer_id(session: Session, item: WeComHandoverItem) -> int:
+    if item.customer_id is None:
+        item.customer_id = svc.ensure_customer(session, item.external_userid, None).id
+    return item.customer_id
+
+
+def _take_over(session: Session, handover: WeComHandover, item: WeComHandoverItem, at: datetime) -> None:
+    """The takeover advisor now has the customer: relations, advisor assignment, touchpoints."""
+    item.status = ItemStatus.DONE
+    item.takeover_time = at
+    item.finished_at = utcnow()
+    item.open_key = None
+    customer = svc.ensure_customer(session, item.external_userid, None)
+    item.customer_id = customer_id = customer.id
+    version = int(at.timestamp())
+    takeover = session.get(Staff, handover.takeover_staff_id)
+    old = session.scalars(
+        select(WeComFriend)
+        .where(
+            WeComFriend.corp_id == handover.corp_id,
+            WeComFriend.userid == handover.handover_userid,
+            WeComFriend.external_userid == item.external_userid,
+        )
+        .with_for_update()
+    ).one_or_none()
+    if old is not None and version >= old.version:
+        old.status = FriendStatus.TRANSFERRED
+        old.version = version
+        old.lost_at = None
+    friend, _ = svc.lock_friend(
+        session,
+        handover.corp_id,
+        handover.takeover_userid,
+        item.external_userid,
+        customer,
+        takeover,
+        FriendStatus.ACTIVE,
+    )
+    if version >= friend.version:
+        friend.status = FriendStatus.ACTIVE
+        friend.version = version
+        friend.added_at = friend.added_at or at
+        friend.lost_at = None
+        if old is not None:
+            friend.channel_id = friend.channel_id or old.channel_id
+            friend.state = friend.state or old.state
+        svc.resolve_alerts(session, friend, at)
+    reassigned = False
+    if takeover is not None and takeover.roles & ADVISOR_ROLES:
+        moved = session.execute(
+            update(CustomerAdvisor)
+            .where(
+                CustomerAdvisor.customer_id == customer_id,
+                CustomerAdvisor.staff_id == handover.handover_staff_id,
+            )
+            .values(staff_id=takeover.id, assigned_at=at)
+        )
+        reassigned = bool(moved.rowcount)
+        if not reassigned:
+            svc.assign_advisor(session, customer, takeover)
+    store_id = takeover.org_unit_id if takeover else None
+    payload = {
+        "handover_id": handover.id,
+        "kind": handover.kind.value,
+        "handover_userid": handover.handover_userid,
+        "takeover_userid": handover.takeover_userid,
+        "external_userid": item.external_userid,
+    }
+    record(
+        session,
+        customer_id=customer_id,
+        kind=Kind.FRIEND_TRANSFERRED,
+        channel=Channel.WECOM,
+        source=SOURCE,
+        source_ref=f"wecom:handover:{item.id}:{Kind.FRIEND_TRANSFERRED.value}",
+        occurred_at=at,
+        advisor_id=handover.takeover_staff_id,
+        store_id=store_id,
+        payload=payload,
+    )
+    record(
+        session,
+        customer_id=customer_id,
+        kind=Kind.ADVISOR_ASSIGNED,
+        channel=Channel.SYSTEM,
+        source=SOURCE,
+        source_ref=f"wecom:handover:{item.id}:{Kind.ADVISOR_ASSIGNED.value}",
+        occurred_at=at,
+        advisor_id=handover.takeover_staff_id,
+        store_id=store_id,
+        payload={**payload, "reassigned": reassigned},
+    )
+
+
+def _fail(session: Session, handover: WeComHandover, item: WeComHandoverItem, status: ItemStatus, at: datetime) -> None:
+    item.status = status
+    item.finished_at = at
+    item.open_key = None
+    record(
+        session,
+        customer_id=_customer_id(session, item),
+        kind=Kind.TRANSFER_FAILED,
+        channel=Channel.WECOM,
+        source=SOURCE,
+        source_ref=f"wecom:handover:{item.id}:{Kind.TRANSFER_FAILED.value}",
+        occurred_at=at,
+        advisor_id=handover.handover_staff_id,
+        store_id=handover.store_id,
+        payload={
+            "handover_id": handover.id,
+            "kind": handover.kind.value,
+            "status": status.value,
+            "errcode": item.errcode,
+            "handover_userid": handover.handover_userid,
+            "takeover_userid": handover.takeover_userid,
+        },
+    )
+
+
+def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeComHandoverItem], step: str) -> None:
+    """One app message per handover step to the store managers and the requester."""
+    if not failed:
+        return
+    recipients = [m.wecom_userid for m in svc.store_managers(session, handover.store_id)]
+    if handover.requested_by is not None:
+        requester = session.get(Staff, handover.requested_by)
+        if requester is not None and requester.status == StaffStatus.ACTIVE:
+            recipients.append(requester.wecom_userid)
+    if not recipients:
+        log.warning("handover %s: %s failures and nobody to tell", handover.id, len(failed))
+        return
+    handover_staff = session.get(Staff, handover.handover_staff_id)
+    takeover_staff = session.get(Staff, handover.takeover_staff_id)
+    counts: dict[str, int] = {}
+    for item in failed:
+        label = FAILURE_TEXT.get(item.status, item.status.value)
+        counts[label] = counts.get(label, 0) + 1
+    reasons = "，".join(f"{label} {n} 位" for label, n in counts.items())
+    who = f"{handover_staff.name if handover_staff else handover.handover_userid} → "
+    who += takeover_staff.name if takeover_staff else handover.takeover_userid
+    base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    notify.notify(
+        session,
+        handover.corp_id,
+        notify.NotifyKind.HANDOVER_FAILED,
+        f"handover:{handover.id}:{step}",
+        recipients,
+        card=notify.Card(
+            title="客户交接失败",
+            description=f"{who}：{len(failed)} 位客户交接失败（{reasons}），请处理。",
+            url=f"{base}/api/workbench/v1/wecom/handovers/{handover.id}",
+        ),
+    )
+
+
+def handover_view(session: Session, handover: WeComHandover) -> dict[str, Any]:
+    from sqlalchemy import func
+
+    counts = dict(
+        session.execute(
+            select(WeComHandoverItem.status, func.count())
+            .where(WeComHandoverItem.handover_id == handover.id)
+            .group_by(WeComHandoverItem.status)
+        ).all()
+    )
+    items = session.scalars(
+        select(WeComHandoverItem).where(WeComHandoverItem.handover_id == handover.id).order_by(WeComHandoverItem.id)
+    ).all()
+    columns = ("id", "kind", "status", "handover_userid", "takeover_userid", "handover_staff_id")
+    columns += ("takeover_staff_id", "store_id", "requested_by", "polls", "created_at", "finished_at")
+    return {
+        **{c: getattr(handover, c) for c in columns},
+        "counts": {str(getattr(k, "value", k)): int(v) for k, v in counts.items()},
+        "failed": sum(int(v) for k, v in counts.items() if ItemStatus(k) in FAILED_ITEM_STATUSES),
+        "items": items,
+    }

@@ -1,0 +1,276 @@
+"""Messages to advisors: WeCom app messages (`message/send`, text or text card) for new leads,
+new consultations, lost customers, failed handovers and weak-item alerts.
+
+- `notify(...)` records one `AppMessage` per recipient in the caller's transaction, keyed by
+  (kind, business key, recipient): the same notification asked for twice is recorded once. The
+  delivery job is enqueued through the outbox, so nothing is sent for a rolled-back change.
+- Delivery (`deliver`, the job body of every app message, callback alerts included) applies a
+  sliding-window limit per recipient. The window lives in Redis (a sorted set per recipient);
+  when Redis is unreachable it degrades to counting the recipient rows of sent messages in the
+  database. A message over the limit is deferred (re-enqueued for when the window frees), not
+  dropped.
+- A failed send (5xx, timeout, 45009 ...) is recorded on the message and retried with backoff
+  through the outbox; after the last try the message is left `failed` with its error. (An
+  expired token, 42001, is refreshed once by the client itself.)
+- Every sent message keeps its msgid, invalid users and one recipient row per user.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
+from backend.platform.jobs import enqueue
+from backend.platform.ports import UpstreamError
+from backend.wecom.models import AppMessage
+from backend.wecom.ops_models import AppMessageRecipient
+
+log = logging.getLogger("dealerloop.wecom.notify")
+
+APP_MESSAGE_JOB = "wecom.send_app_message"  # the job of backend/wecom/jobs.py
+RETRY_DELAYS = (10, 60, 300, 1800)
+DEFAULT_RATE_LIMIT = 30  # messages per recipient ...
+DEFAULT_RATE_WINDOW = 600  # ... per this many seconds
+FINAL = ("sent", "failed")
+
+
+class NotifyKind(enum.StrEnum):
+    NEW_LEAD = "new_lead"
+    NEW_CONSULTATION = "new_consultation"
+    LOST_CUSTOMER = "lost_customer"
+    HANDOVER_FAILED = "handover_failed"
+    WEAK_ITEM = "weak_item"
+
+
+@dataclass(frozen=True)
+class Card:
+    """A WeCom `textcard`: title ≤ 128 bytes, description ≤ 512 bytes, button text ≤ 4 chars."""
+
+    title: str
+    description: str
+    url: str
+    btntxt: str = "详情"
+
+    def content(self) -> dict[str, str]:
+        return {
+            "title": _clip_bytes(self.title, 128),
+            "description": _clip_bytes(self.description, 512),
+            "url": self.url[:2048],
+            "btntxt": self.btntxt[:4],
+        }
+
+
+def _clip_bytes(text: str, limit: int) -> str:
+    raw = text.encode()
+    if len(raw) <= limit:
+        return text
+    return raw[:limit].decode(errors="ignore")
+
+
+def dedup_key(kind: str, key: str, userid: str) -> str:
+    raw = f"n:{kind}:{key}:{userid}"
+    if len(raw) <= 191:
+        return raw
+    return f"n:{kind}:{hashlib.sha256(raw.encode()).hexdigest()}"
+
+
+def notify(
+    session: Session,
+    corp_id: str,
+    kind: NotifyKind | str,
+    key: str,
+    recipients: list[str],
+    *,
+    text: str | None = None,
+    card: Card | None = None,
+) -> list[AppMessage]:
+    """Record the notification for each recipient (once per kind + key + recipient) and send it
+    after commit. Returns the messages recorded now (an already-recorded one is not repeated)."""
+    if (text is None) == (card is None):
+        raise ValueError("give either text or card")
+    kind = NotifyKind(kind)
+    created = []
+    for userid in dict.fromkeys(u for u in recipients if u):
+        if card is not None:
+            msgtype, content = "textcard", card.content()
+        else:
+            msgtype, content = "text", {"content": _clip_bytes(text or "", 2048)}
+        message = AppMessage(
+            dedup_key=dedup_key(kind.value, key, userid),
+            touser=[userid],
+            msgtype=msgtype,
+            content={**content, "corp_id": corp_id},
+            kind=kind.value,
+            attempts=0,
+        )
+        try:
+            with unique_savepoint(session):
+                session.add(message)
+        except DuplicateKey:
+            continue
+        enqueue(session, APP_MESSAGE_JOB, {"message_id": message.id}, dedup_key=f"{APP_MESSAGE_JOB}:{message.id}")
+        created.append(message)
+    return created
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-recipient sliding window
+
+
+class RecipientLimiter:
+    """At most `limit` messages per recipient in any `window` seconds."""
+
+    def __init__(self, redis_client: Any | None, limit: int, window: int) -> None:
+        self.redis = redis_client
+        self.limit = limit
+        self.window = window
+
+    @classmethod
+    def from_app(cls) -> RecipientLimiter:
+        config = current_app.config
+        return cls(
+            current_app.extensions.get("dealerloop.redis"),
+            int(config.get("WECOM_NOTIFY_RATE_LIMIT") or DEFAULT_RATE_LIMIT),
+            int(config.get("WECOM_NOTIFY_RATE_WINDOW") or DEFAULT_RATE_WINDOW),
+        )
+
+    @staticmethod
+    def _key(corp_id: str, userid: str) -> str:
+        return f"dealerloop:wecom:notify:{corp_id}:{userid}"
+
+    def acquire(self, session: Session, corp_id: str, userids: list[str], token: str, now: datetime) -> float | None:
+        """Reserve a slot for each recipient. None: go ahead; else seconds until a slot frees."""
+        if self.redis is not None:
+            from redis.exceptions import RedisError
+
+            try:
+                return self._acquire_redis(corp_id, userids, token, now.timestamp())
+            except RedisError as exc:
+                log.warning("notify rate limit: Redis unavailable (%s), counting in the database", type(exc).__name__)
+        return self._acquire_db(session, corp_id, userids, now)
+
+    def _acquire_redis(self, corp_id: str, userids: list[str], token: str, now: float) -> float | None:
+        reserved, wait = [], 0.0
+        for userid in userids:
+            key = self._key(corp_id, userid)
+            pipe = self.redis.pipeline(transaction=True)
+            pipe.zremrangebyscore(key, "-inf", now - self.window)
+            pipe.zadd(key, {token: now})
+            pipe.zcard(key)
+            pipe.expire(key, self.window + 60)
+            _, _, count, _ = pipe.execute()
+            reserved.append(key)
+            if count > self.limit:
+                oldest = self.redis.zrange(key, 0, 0, withscores=True)
+                wait = max(wait, (oldest[0][1] if oldest else now) + self.window - now, 1.0)
+        if wait:
+            for key in reserved:
+                self.redis.zrem(key, token)
+            return wait
+        return None
+
+    def _acquire_db(self, session: Session, corp_id: str, userids: list[str], now: datetime) -> float | None:
+        since = now - timedelta(seconds=self.window)
+        wait = 0.0
+        for userid in userids:
+            count, oldest = session.execute(
+                select(func.count(), func.min(AppMessageRecipient.sent_at)).where(
+                    AppMessageRecipient.corp_id == corp_id,
+                    AppMessageRecipient.userid == userid,
+                    AppMessageRecipient.sent_at > since,
+                )
+            ).one()
+            if count >= self.limit and oldest is not None:
+                wait = max(wait, (oldest - since).total_seconds(), 1.0)
+        return wait or None
+
+    def release(self, corp_id: str, userids: list[str], token: str) -> None:
+        if self.redis is None:
+            return
+        from redis.exceptions import RedisError
+
+        try:
+            for userid in userids:
+                self.redis.zrem(self._key(corp_id, userid), token)
+        except RedisError:
+            pass  # the reservation expires with the window
+
+
+# ---------------------------------------------------------------------------------------------
+# Delivery (the job body)
+
+
+def _max_attempts() -> int:
+    return int(current_app.config.get("WECOM_NOTIFY_MAX_ATTEMPTS") or current_app.config["JOB_MAX_ATTEMPTS"])
+
+
+def deliver(session: Session, message_id: int) -> str:
+    from backend.wecom.service import gateway_for
+
+    message = session.get(AppMessage, message_id, with_for_update=True)
+    if message is None or message.status in FINAL:
+        return "skipped"
+    now = utcnow()
+    corp_id = message.content.get("corp_id", "")
+    limiter = RecipientLimiter.from_app()
+    token = f"m{message.id}"
+    wait = limiter.acquire(session, corp_id, list(message.touser), token, now)
+    if wait is not None:
+        message.status = "deferred"
+        enqueue(
+            session,
+            APP_MESSAGE_JOB,
+            {"message_id": message.id},
+            dedup_key=f"{APP_MESSAGE_JOB}:{message.id}:deferred:{int(now.timestamp())}",
+            delay=timedelta(seconds=wait),
+        )
+        log.info("app message %s deferred %.0fs by the per-recipient limit", message.id, wait)
+        return "deferred"
+    gateway = gateway_for(corp_id)
+    body = {k: v for k, v in message.content.items() if k != "corp_id"}
+    try:
+        result = gateway.post(
+            "message/send",
+            {
+                "touser": "|".join(message.touser),
+                "msgtype": message.msgtype,
+                "agentid": int(gateway.agent_id) if str(gateway.agent_id).isdigit() else gateway.agent_id,
+                message.msgtype: body,
+            },
+        )
+    except UpstreamError as exc:
+        limiter.release(corp_id, list(message.touser), token)
+        message.attempts += 1
+        message.last_error = str(exc)[:4000]
+        if message.attempts >= _max_attempts():
+            message.status = "failed"
+            log.warning("app message %s failed for good after %s tries: %s", message.id, message.attempts, exc)
+            return "failed"
+        message.status = "retrying"
+        delay = RETRY_DELAYS[min(message.attempts - 1, len(RETRY_DELAYS) - 1)]
+        enqueue(
+            session,
+            APP_MESSAGE_JOB,
+            {"message_id": message.id},
+            dedup_key=f"{APP_MESSAGE_JOB}:{message.id}:retry:{message.attempts}",
+            delay=timedelta(seconds=delay),
+        )
+        return "retrying"
+    message.status = "sent"
+    message.msgid = result.get("msgid")
+    message.invalid_users = (result.get("invaliduser") or None) and str(result["invaliduser"])[:255]
+    message.sent_at = now
+    message.last_error = None
+    for userid in dict.fromkeys(message.touser):
+        session.add(AppMessageRecipient(message_id=message.id, corp_id=corp_id, userid=userid, sent_at=now))
+    session.flush()
+    return "sent"

@@ -1,0 +1,55 @@
+"""Jobs and nightly schedules of the WeCom operations room (handover, reconciliation, behaviour
+figures, directory). Periodic slots start at 00:00 UTC = 08:00 China time: after WeCom's
+behaviour figures for the previous day are complete (they are zeros before about 06:00)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from backend.platform.jobs import job, periodic
+from backend.wecom import behaviour, directory, handover, reconcile
+from backend.wecom.service import current_corp_id
+
+DAY = 86400
+
+
+@job(handover.SUBMIT_JOB, queue="default")
+def handover_submit(session: Session, handover_id: int) -> None:
+    handover.submit_chunk(session, handover_id)
+
+
+@job(handover.POLL_JOB, queue="default")
+def handover_poll(session: Session, handover_id: int) -> None:
+    handover.poll(session, handover_id)
+
+
+@job(reconcile.ALL_JOB, queue="low")
+def reconcile_all(session: Session, slot: int | None = None, corp_id: str | None = None) -> None:
+    reconcile.reconcile_all(session, corp_id or current_corp_id(), run=str(slot or "manual"))
+
+
+@job(reconcile.ADVISOR_JOB, queue="low")
+def reconcile_advisor(session: Session, corp_id: str, userid: str) -> None:
+    reconcile.reconcile_advisor(session, corp_id, userid)
+
+
+@job(behaviour.ALL_JOB, queue="low")
+def behaviour_pull_all(session: Session, slot: int | None = None, corp_id: str | None = None) -> None:
+    behaviour.pull_all(session, corp_id or current_corp_id(), run=str(slot or "manual"))
+
+
+@job(behaviour.PULL_JOB, queue="low")
+def behaviour_pull(session: Session, corp_id: str, userid: str, start: str, end: str) -> None:
+    behaviour.pull(session, corp_id, userid, date.fromisoformat(start), date.fromisoformat(end))
+
+
+@job(directory.SYNC_JOB, queue="low")
+def directory_sync(session: Session, slot: int | None = None, corp_id: str | None = None) -> None:
+    directory.sync_directory(session, corp_id or current_corp_id())
+
+
+periodic(directory.SYNC_JOB, DAY)
+periodic(reconcile.ALL_JOB, DAY)
+periodic(behaviour.ALL_JOB, DAY)

@@ -1,0 +1,118 @@
+"""Schemas of the WeCom operations endpoints (directory, handovers, behaviour, reconciliation)."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from backend.platform.api import OutputSchema, Schema
+
+USERID = validate.Length(min=1, max=64)
+
+
+class EmptySchema(Schema):
+    pass
+
+
+class AcceptedJobsSchema(OutputSchema):
+    enqueued = fields.Integer()
+
+
+class DepartmentSchema(OutputSchema):
+    department_id = fields.Integer()
+    parent_id = fields.Integer(allow_none=True)
+    name = fields.String()
+    org_unit_id = fields.Integer(allow_none=True)
+    present = fields.Boolean()
+    synced_at = fields.DateTime()
+
+
+class DepartmentMapInSchema(Schema):
+    department_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    org_unit_id = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1))
+
+
+class HandoverInSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(["resigned", "on_duty"]))
+    handover_staff_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    takeover_staff_id = fields.Integer(required=True, validate=validate.Range(min=1))
+    # Omitted: every customer of the advisor (our relations; for a resigned advisor also WeCom's
+    # unassigned list).
+    external_userids = fields.List(
+        fields.String(validate=USERID), validate=validate.Length(min=1, max=5000), load_default=None
+    )
+    transfer_success_msg = fields.String(validate=validate.Length(max=200), load_default=None)
+
+    @validates_schema
+    def _message_only_on_duty(self, data: dict, **_kwargs: object) -> None:
+        if data.get("transfer_success_msg") and data.get("kind") != "on_duty":
+            raise ValidationError("only for on_duty transfers", "transfer_success_msg")
+
+
+class HandoverItemSchema(OutputSchema):
+    external_userid = fields.String()
+    customer_id = fields.Integer(allow_none=True)
+    status = fields.String()
+    errcode = fields.Integer(allow_none=True)
+    takeover_time = fields.DateTime(allow_none=True)
+    submitted_at = fields.DateTime(allow_none=True)
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class HandoverSchema(OutputSchema):
+    id = fields.Integer()
+    kind = fields.String()
+    status = fields.String()
+    handover_userid = fields.String()
+    takeover_userid = fields.String()
+    handover_staff_id = fields.Integer()
+    takeover_staff_id = fields.Integer()
+    store_id = fields.Integer()
+    requested_by = fields.Integer(allow_none=True)
+    polls = fields.Integer()
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())
+    failed = fields.Integer()
+    items = fields.List(fields.Nested(HandoverItemSchema))
+
+
+class HandoverListItemSchema(OutputSchema):
+    id = fields.Integer()
+    kind = fields.String()
+    status = fields.String()
+    handover_userid = fields.String()
+    takeover_userid = fields.String()
+    store_id = fields.Integer()
+    polls = fields.Integer()
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class HandoverQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(["submitting", "polling", "finished"]))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class BehaviourRangeSchema(Schema):
+    start_date = fields.Date(required=True)
+    end_date = fields.Date(required=True)
+    staff_id = fields.Integer(load_default=None, validate=validate.Range(min=1))
+
+    @validates_schema
+    def _ordered(self, data: dict, **_kwargs: object) -> None:
+        if data["start_date"] > data["end_date"]:
+            raise ValidationError("must not be after end_date", "start_date")
+
+
+class BehaviourDaySchema(OutputSchema):
+    staff_id = fields.Integer(allow_none=True)
+    userid = fields.String()
+    stat_date = fields.Date()
+    chat_cnt = fields.Integer()
+    message_cnt = fields.Integer()
+    reply_percentage = fields.Float(allow_none=True)
+    avg_reply_time = fields.Float(allow_none=True)
+    negative_feedback_cnt = fields.Integer()
+    new_apply_cnt = fields.Integer()
+    new_contact_cnt = fields.Integer()
+    pulled_at = fields.DateTime()

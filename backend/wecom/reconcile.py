@@ -1,0 +1,166 @@
+"""Nightly reconciliation of friend relations against WeCom (`externalcontact/batch/get_by_user`).
+
+Callbacks get lost (WeCom retries three times, then gives up) and API actions produce none, so
+once a night each active advisor's relations are compared with what WeCom has: relations WeCom
+has and we lack (or have as lost) are created / reopened, ours that WeCom lacks are closed.
+Each change is a touchpoint whose payload says `"reconciled": true`.
+
+One job per advisor: a failing or unknown advisor (60111) does not hold up the others, and the
+comparison runs on a complete picture (all pages fetched before anything is changed). The time
+the fetch started is the version of what it saw: an event applied meanwhile (newer) wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.org.models import Staff, StaffStatus
+from backend.platform.db import utcnow
+from backend.platform.jobs import enqueue
+from backend.platform.ports import UpstreamError
+from backend.touchpoints.models import Channel, Kind
+from backend.touchpoints.service import record
+from backend.wecom import service as svc
+from backend.wecom.models import FriendStatus, WeComFriend
+
+log = logging.getLogger("dealerloop.wecom.reconcile")
+
+SOURCE = "wecom_reconcile"
+ALL_JOB = "wecom.reconcile.all"
+ADVISOR_JOB = "wecom.reconcile.advisor"
+PAGE_LIMIT = 100
+OPEN = (FriendStatus.ACTIVE, FriendStatus.HALF)
+UNKNOWN_USER = 60111
+
+
+def reconcile_all(session: Session, corp_id: str, run: str) -> int:
+    """Enqueue one reconciliation per active advisor of the corp (once per run key)."""
+    userids = session.scalars(
+        select(Staff.wecom_userid)
+        .where(Staff.corp_id == corp_id, Staff.status == StaffStatus.ACTIVE)
+        .order_by(Staff.wecom_userid)
+    ).all()
+    queued = 0
+    for userid in userids:
+        if enqueue(
+            session, ADVISOR_JOB, {"corp_id": corp_id, "userid": userid}, dedup_key=f"{ADVISOR_JOB}:{run}:{userid}"
+        ):
+            queued += 1
+    return queued
+
+
+def fetch_relations(gateway: Any, userid: str) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """external_userid -> (external_contact, follow_info) of this advisor, every page."""
+    found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+    cursor = ""
+    for _ in range(10000):  # a hard stop against a cursor that never ends
+        page = gateway.post(
+            "externalcontact/batch/get_by_user", {"userid_list": [userid], "cursor": cursor, "limit": PAGE_LIMIT}
+        )
+        for row in page.get("external_contact_list") or []:
+            contact, follow = row.get("external_contact") or {}, row.get("follow_info") or {}
+            if follow.get("userid", userid) == userid and contact.get("external_userid"):
+                found[contact["external_userid"]] = (contact, follow)
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            break
+    return found
+
+
+def _follow_for_apply(follow: dict[str, Any]) -> dict[str, Any]:
+    """batch/get_by_user's follow_info in externalcontact/get's follow_user shape."""
+    return {**follow, "tags": [{"tag_id": t, "type": 1} for t in follow.get("tag_id") or []]}
+
+
+def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, int]:
+    observed_at = utcnow()
+    version = int(observed_at.timestamp())
+    try:
+        theirs = fetch_relations(svc.gateway_for(corp_id), userid)
+    except UpstreamError as exc:
+        if exc.reason == "rejected" and exc.errcode == UNKNOWN_USER:
+            log.warning("reconcile: %s is not a WeCom member (60111); skipped", userid)
+            return {"created": 0, "reopened": 0, "closed": 0, "skipped": 1}
+        raise  # retried by the outbox; nothing was changed
+    staff = svc.staff_by_userid(session, corp_id, userid)
+    ours = {
+        f.external_userid: f
+        for f in session.scalars(
+            select(WeComFriend).where(WeComFriend.corp_id == corp_id, WeComFriend.userid == userid)
+        )
+    }
+    stats = {"created": 0, "reopened": 0, "closed": 0, "skipped": 0}
+    for ext in sorted(theirs):
+        known = ours.get(ext)
+        if known is not None and known.status in OPEN:
+            continue
+        contact, follow = theirs[ext]
+        customer = svc.ensure_customer(session, ext, {"external_contact": contact})
+        friend, created = svc.lock_friend(session, corp_id, userid, ext, customer, staff, FriendStatus.ACTIVE)
+        if not created and (friend.status in OPEN or version < friend.version):
+            continue  # changed by an event while we were looking: the event is newer
+        createtime = int(follow.get("createtime") or 0)
+        added_at = datetime.fromtimestamp(createtime, UTC) if createtime > 0 else observed_at
+        friend.status = FriendStatus.ACTIVE
+        friend.version = version
+        friend.added_at = added_at
+        friend.lost_at = None
+        friend.state = follow.get("state") or friend.state
+        if friend.state and friend.channel_id is None:
+            channel = svc.channel_by_state(session, corp_id, friend.state)
+            friend.channel_id = channel.id if channel else None
+        svc.resolve_alerts(session, friend, observed_at)
+        if staff is not None:
+            svc.assign_advisor(session, customer, staff)
+        ref = f"reconcile:{friend.id}:{createtime}"
+        svc.apply_follow(session, friend, _follow_for_apply(follow), ref, added_at)
+        record(
+            session,
+            customer_id=friend.customer_id,
+            kind=Kind.FRIEND_ADDED,
+            channel=Channel.WECOM,
+            source=SOURCE,
+            source_ref=f"wecom:{ref}:{Kind.FRIEND_ADDED.value}",
+            occurred_at=added_at,
+            advisor_id=friend.staff_id,
+            store_id=staff.org_unit_id if staff else None,
+            payload={"reconciled": True, "userid": userid, "external_userid": ext, "state": friend.state},
+        )
+        stats["created" if created or known is None else "reopened"] += 1
+    for ext, known in sorted(ours.items()):
+        if ext in theirs or known.status not in OPEN:
+            continue
+        friend = session.scalars(
+            select(WeComFriend)
+            .where(WeComFriend.id == known.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
+        if friend.status not in OPEN or version < friend.version:
+            continue
+        previous = friend.version
+        friend.status = FriendStatus.CLOSED
+        friend.version = version
+        friend.lost_at = observed_at
+        record(
+            session,
+            customer_id=friend.customer_id,
+            kind=Kind.FRIEND_RECONCILED,
+            channel=Channel.WECOM,
+            source=SOURCE,
+            source_ref=f"wecom:reconcile:{friend.id}:closed:{previous}",
+            occurred_at=observed_at,
+            advisor_id=friend.staff_id,
+            store_id=staff.org_unit_id if staff else None,
+            payload={"reconciled": True, "action": "closed", "userid": userid, "external_userid": ext},
+        )
+        stats["closed"] += 1
+    session.flush()
+    if any(stats.values()):
+        log.info("reconciled %s: %s", userid, stats)
+    return stats

@@ -1,0 +1,343 @@
+"""Customer handover through the real WeCom client against the sandbox: resigned inheritance in
+chunks of 100 with results polled until final, on-duty transfer, failures (refused, limit,
+rejected) as touchpoints and manager alerts, upstream faults retried with nothing half-applied,
+and bad input answered in the one error format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from backend.customers.models import CustomerAdvisor
+from backend.platform.jobs import OutboxJob
+from backend.touchpoints.models import Touchpoint
+from backend.wecom import service as svc
+from backend.wecom.models import AppMessage, FriendStatus, WeComFriend
+from backend.wecom.ops_models import WeComHandover, WeComHandoverItem
+from integrations.sandbox import wecom_ops
+from tests.wecom.helpers import run_due_jobs
+
+URL = "/api/workbench/v1/wecom/handovers"
+RESIGNED = "advisor.wang"
+TAKEOVER = "advisor.zhang"
+MANAGER = "advisor.li"
+
+
+@pytest.fixture
+def world(sandbox_reset: Any, tree: Any, make_staff: Any, db_session: Any, app: Any) -> dict[str, Any]:
+    store = tree.stores[0]
+    resigned = make_staff(store, "sales_advisor", userid=RESIGNED, name="王顾问", status="resigned")
+    takeover = make_staff(store, "sales_advisor", userid=TAKEOVER, name="张顾问")
+    manager = make_staff(store, "store_manager", userid=MANAGER, name="李店长")
+    return {"sandbox": sandbox_reset, "resigned": resigned, "takeover": takeover, "manager": manager, "tree": tree}
+
+
+def known_relation(db_session: Any, app: Any, staff: Any, ext: str, name: str) -> Any:
+    """A relation dealerloop already has (as after an add callback), with the advisor assigned."""
+    with app.app_context():
+        customer = svc.ensure_customer(db_session, ext, {"external_contact": {"name": name}})
+        svc.lock_friend(db_session, staff.corp_id, staff.wecom_userid, ext, customer, staff, FriendStatus.ACTIVE)
+        db_session.add(CustomerAdvisor(customer_id=customer.id, staff_id=staff.id, role="sales_advisor"))
+        db_session.commit()
+    return customer
+
+
+def count(session: Any, model: Any, *where: Any) -> int:
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def kinds(session: Any, customer_id: int) -> list[str]:
+    session.expire_all()
+    return list(
+        session.scalars(select(Touchpoint.kind).where(Touchpoint.customer_id == customer_id).order_by(Touchpoint.id))
+    )
+
+
+def test_resigned_handover_in_chunks_polled_until_final(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+) -> None:
+    sb = world["sandbox"]
+    # WeCom: the resigned advisor has 150 more customers (151 with the seeded one); we know 3.
+    for i in range(150):
+        sb.state.add_external_contact(f"wmHand{i:03d}", f"客户{i}", follow_userid=RESIGNED)
+    known = [known_relation(db_session, app, world["resigned"], f"wmHand{i:03d}", f"客户{i}") for i in range(3)]
+    wecom_ops.plan_transfer(sb.state, "wmHand001", final_status=wecom_ops.REFUSED)
+    wecom_ops.plan_transfer(sb.state, "wmHand002", final_status=wecom_ops.LIMIT, polls=2)
+
+    resp = client.post(
+        URL,
+        headers=staff_headers(world["manager"]),
+        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
+    )
+    assert resp.status_code == 202, resp.get_json()
+    body = resp.get_json()
+    # Submitted at once (jobs run inline here): ≤ 100 per call, then waiting for WeCom.
+    calls = sb.state.received("/cgi-bin/externalcontact/resigned/transfer_customer")
+    assert [len(c["json"]["external_userid"]) for c in calls] == [100, 51]
+    assert {c["json"]["takeover_userid"] for c in calls} == {TAKEOVER}
+    unassigned = sb.state.received("/cgi-bin/externalcontact/get_unassigned_list")
+    assert unassigned and {str(c["json"]) for c in unassigned} == {str({"cursor": "", "page_size": 1000})}
+    handover = db_session.get(WeComHandover, body["id"])
+    db_session.refresh(handover)
+    assert handover.status == "polling"
+    assert count(db_session, WeComHandoverItem, WeComHandoverItem.status == "waiting") == 151
+
+    run_due_jobs(app)  # poll, re-scheduled until every customer is final
+    db_session.refresh(handover)
+    assert handover.status == "finished" and handover.polls == 3  # waiting, waiting+final, last one final
+    statuses = dict(
+        db_session.execute(
+            select(WeComHandoverItem.external_userid, WeComHandoverItem.status).where(
+                WeComHandoverItem.handover_id == handover.id
+            )
+        ).all()
+    )
+    assert statuses["wmHand000"] == "done" and statuses["wmHand001"] == "refused"
+    assert statuses["wmHand002"] == "limit" and statuses["wmDemoCustomer002"] == "done"
+    assert sum(1 for s in statuses.values() if s == "done") == 149
+    assert count(db_session, WeComHandoverItem, WeComHandoverItem.open_key.is_not(None)) == 0
+
+    # dealerloop follows the result: relation and advisor assignment of the done customer moved.
+    done = known[0]
+    old = db_session.scalars(
+        select(WeComFriend).where(WeComFriend.userid == RESIGNED, WeComFriend.customer_id == done.id)
+    ).one()
+    new = db_session.scalars(
+        select(WeComFriend).where(WeComFriend.userid == TAKEOVER, WeComFriend.customer_id == done.id)
+    ).one()
+    assert (old.status, new.status, new.staff_id) == ("transferred", "active", world["takeover"].id)
+    advisors = db_session.scalars(select(CustomerAdvisor.staff_id).where(CustomerAdvisor.customer_id == done.id)).all()
+    assert advisors == [world["takeover"].id]
+    assert kinds(db_session, done.id)[-2:] == ["friend_transferred", "advisor_assigned"]
+    # The refused one stays with nobody new; its failure is a touchpoint.
+    refused = known[1]
+    assert kinds(db_session, refused.id)[-1] == "transfer_failed"
+    assert db_session.scalars(
+        select(CustomerAdvisor.staff_id).where(CustomerAdvisor.customer_id == refused.id)
+    ).all() == [world["resigned"].id]
+    assert count(db_session, Touchpoint, Touchpoint.kind == "friend_transferred") == 149
+    assert count(db_session, Touchpoint, Touchpoint.kind == "transfer_failed") == 2
+    # Unknown customers (from WeCom's unassigned list) became customers of the takeover advisor.
+    assert count(db_session, WeComFriend, WeComFriend.userid == TAKEOVER, WeComFriend.status == "active") == 149
+    assert sb.state.follows.get((TAKEOVER, "wmHand000")) is not None
+
+    # Failures alerted the store manager (the requester too, the same person: one message per step).
+    messages = db_session.scalars(select(AppMessage).where(AppMessage.kind == "handover_failed")).all()
+    assert [(m.touser, m.status, m.msgtype) for m in messages] == [([MANAGER], "sent", "textcard")] * 2
+    cards = [m for m in sb.state.app_messages if m["msgtype"] == "textcard"]
+    assert len(cards) == 2 and all(c["touser"] == MANAGER for c in cards)
+    assert "客户拒绝 1 位" in cards[0]["textcard"]["description"]
+    assert "上限 1 位" in cards[1]["textcard"]["description"]
+
+    detail = client.get(f"{URL}/{handover.id}", headers=staff_headers(world["manager"])).get_json()
+    assert detail["counts"] == {"done": 149, "refused": 1, "limit": 1} and detail["failed"] == 2
+
+    # Re-running the jobs changes nothing (idempotent): no new calls, touchpoints or messages.
+    polls_before = sb.hits("/cgi-bin/externalcontact/resigned/transfer_result")
+    with app.app_context():
+        from backend.wecom import handover as handover_svc
+
+        assert handover_svc.poll(db_session, handover.id) == "skipped"
+        assert handover_svc.submit_chunk(db_session, handover.id) == "skipped"
+    assert sb.hits("/cgi-bin/externalcontact/resigned/transfer_result") == polls_before
+    assert count(db_session, Touchpoint, Touchpoint.kind == "friend_transferred") == 149
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"mode": "errcode", "errcode": 45009},  # rate limited
+        {"mode": "down"},  # HTTP 503
+    ],
+)
+def test_submission_failure_is_retried_and_nothing_half_applied(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any, fault: Any
+) -> None:
+    sb = world["sandbox"]
+    for i in range(120):
+        sb.state.add_external_contact(f"wmRetry{i:03d}", f"客户{i}", follow_userid=RESIGNED)
+    # The second chunk's call fails once: the first chunk stays applied, the second not at all.
+    original = sb.state.take_fault
+
+    def second_chunk_fails_once(service: str, path: str) -> Any:
+        from flask import request
+
+        body = request.get_json(force=True, silent=True) or {}
+        if path.endswith("/resigned/transfer_customer") and len(body.get("external_userid", [])) == 20:
+            sb.state.take_fault = original  # type: ignore[method-assign]
+            sb.state.set_fault(service="wecom", path=path, count=1, **fault)
+        return original(service, path)
+
+    sb.state.take_fault = second_chunk_fails_once  # type: ignore[method-assign]
+    try:
+        resp = client.post(
+            URL,
+            headers=staff_headers(world["manager"]),
+            json={
+                "kind": "resigned",
+                "handover_staff_id": world["resigned"].id,
+                "takeover_staff_id": world["takeover"].id,
+                "external_userids": [f"wmRetry{i:03d}" for i in range(120)],
+            },
+        )
+    finally:
+        sb.state.take_fault = original  # type: ignore[method-assign]
+    assert resp.status_code == 202
+    handover_id = resp.get_json()["id"]
+    assert count(db_session, WeComHandoverItem, WeComHandoverItem.status == "waiting") == 100
+    assert count(db_session, WeComHandoverItem, WeComHandoverItem.status == "pending") == 20
+    assert len([k for k in sb.state.transfers if k[0] == RESIGNED]) == 100  # WeCom has only chunk 1
+    job = db_session.scalars(
+        select(OutboxJob).where(OutboxJob.name == "wecom.handover.submit", OutboxJob.status == "pending")
+    ).one()
+    assert job.status == "pending" and job.last_error.startswith("UpstreamError")
+
+    sb.state.expire_tokens("wecom")  # and the token expired meanwhile (42001): refreshed once
+    tokens_before = sb.hits("/cgi-bin/gettoken")
+    run_due_jobs(app)
+    assert sb.hits("/cgi-bin/gettoken") == tokens_before + 1
+    assert count(db_session, WeComHandoverItem, WeComHandoverItem.status == "done") == 120
+    assert db_session.get(WeComHandover, handover_id).status == "finished"
+    assert count(db_session, Touchpoint, Touchpoint.kind == "friend_transferred") == 120
+
+
+def test_poll_failure_is_retried(client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any) -> None:
+    sb = world["sandbox"]
+    sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_result", count=2)
+    resp = client.post(
+        URL,
+        headers=staff_headers(world["manager"]),
+        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
+    )
+    assert resp.status_code == 202
+    run_due_jobs(app)
+    handover = db_session.get(WeComHandover, resp.get_json()["id"])
+    db_session.refresh(handover)
+    assert handover.status == "finished" and handover.polls == 2
+    failed_tries = db_session.scalars(select(OutboxJob.attempts).where(OutboxJob.name == "wecom.handover.poll")).all()
+    assert sorted(failed_tries) == [1, 3]  # the first poll failed twice, then ran; the second ran once
+
+
+def test_on_duty_transfer(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any, make_staff: Any
+) -> None:
+    sb = world["sandbox"]
+    sb.state.add_member("advisor.zhao", "赵顾问")
+    zhao = make_staff(world["tree"].stores[0], "sales_advisor", userid="advisor.zhao", name="赵顾问")
+    customer = known_relation(db_session, app, world["takeover"], "wmDemoCustomer001", "陈先生")
+    resp = client.post(
+        URL,
+        headers=staff_headers(world["manager"]),
+        json={
+            "kind": "on_duty",
+            "handover_staff_id": world["takeover"].id,
+            "takeover_staff_id": zhao.id,
+            "transfer_success_msg": "您好，之后由赵顾问为您服务",
+        },
+    )
+    assert resp.status_code == 202, resp.get_json()
+    call = sb.state.received("/cgi-bin/externalcontact/transfer_customer")[0]["json"]
+    assert call == {
+        "handover_userid": TAKEOVER,
+        "takeover_userid": "advisor.zhao",
+        "external_userid": ["wmDemoCustomer001"],
+        "transfer_success_msg": "您好，之后由赵顾问为您服务",
+    }
+    assert sb.hits("/cgi-bin/externalcontact/get_unassigned_list") == 0  # only for resigned advisors
+    run_due_jobs(app)
+    assert sb.hits("/cgi-bin/externalcontact/transfer_result") == 2
+    friends = dict(
+        db_session.execute(
+            select(WeComFriend.userid, WeComFriend.status).where(WeComFriend.customer_id == customer.id)
+        ).all()
+    )
+    assert friends == {TAKEOVER: "transferred", "advisor.zhao": "active"}
+    assert db_session.scalars(
+        select(CustomerAdvisor.staff_id).where(CustomerAdvisor.customer_id == customer.id)
+    ).all() == [zhao.id]
+    tp = db_session.scalars(
+        select(Touchpoint).where(Touchpoint.customer_id == customer.id, Touchpoint.kind == "friend_transferred")
+    ).one()
+    assert tp.payload["kind"] == "on_duty" and tp.advisor_id == zhao.id
+
+
+def test_customers_rejected_at_submission_are_failures(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+) -> None:
+    sb = world["sandbox"]
+    resp = client.post(
+        URL,
+        headers=staff_headers(world["manager"]),
+        json={
+            "kind": "resigned",
+            "handover_staff_id": world["resigned"].id,
+            "takeover_staff_id": world["takeover"].id,
+            "external_userids": ["wmDemoCustomer002", "wmNotHis"],
+        },
+    )
+    assert resp.status_code == 202
+    items = dict(db_session.execute(select(WeComHandoverItem.external_userid, WeComHandoverItem.errcode)).all())
+    assert items == {"wmDemoCustomer002": None, "wmNotHis": 84061}
+    assert count(db_session, Touchpoint, Touchpoint.kind == "transfer_failed") == 1
+    assert [m["touser"] for m in sb.state.app_messages] == [MANAGER]
+    # A second handover of the same customers while the first is open is refused by the database.
+    again = client.post(
+        URL,
+        headers=staff_headers(world["manager"]),
+        json={
+            "kind": "resigned",
+            "handover_staff_id": world["resigned"].id,
+            "takeover_staff_id": world["takeover"].id,
+            "external_userids": ["wmDemoCustomer002"],
+        },
+    )
+    assert (again.status_code, again.get_json()["code"]) == (409, "wecom.handover_in_progress")
+
+
+def test_bad_input_is_a_clear_4xx(client: Any, world: Any, staff_headers: Any, make_staff: Any) -> None:
+    tree = world["tree"]
+    headers, advisor_headers = staff_headers(world["manager"]), staff_headers(world["takeover"])
+    elsewhere = make_staff(tree.stores[3], "sales_advisor", userid="far.away", status="resigned")
+    empty_id = make_staff(tree.stores[0], "sales_advisor", userid="nobody.here", status="resigned").id
+    base = {"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id}
+    cases = [
+        ({**base, "kind": "sideways"}, 422, "request.invalid"),
+        ({**base, "surprise": 1}, 422, "request.invalid"),
+        ({**base, "external_userids": []}, 422, "request.invalid"),
+        ({**base, "transfer_success_msg": "hi"}, 422, "request.invalid"),
+        ({**base, "takeover_staff_id": world["resigned"].id}, 422, "wecom.handover_same_advisor"),
+        (
+            {**base, "handover_staff_id": world["takeover"].id, "takeover_staff_id": world["manager"].id},
+            409,
+            "wecom.handover_not_resigned",
+        ),
+        ({**base, "kind": "on_duty"}, 409, "wecom.handover_advisor_resigned"),
+        ({**base, "takeover_staff_id": world["resigned"].id + 100000}, 404, "staff.not_found"),
+        ({**base, "handover_staff_id": elsewhere.id}, 404, "staff.not_found"),  # outside my scope
+    ]
+    for payload, status, code in cases:
+        resp = client.post(URL, headers=headers, json=payload)
+        assert (resp.status_code, resp.get_json()["code"]) == (status, code), payload
+    advisor = client.post(URL, headers=advisor_headers, json=base)
+    assert (advisor.status_code, advisor.get_json()["code"]) == (403, "auth.forbidden")
+    resp = client.post(URL, headers=headers, json={**base, "handover_staff_id": empty_id})
+    assert (resp.status_code, resp.get_json()["code"]) == (422, "wecom.handover_nothing")
+
+
+def test_handovers_are_listed_in_scope(
+    client: Any, db_session: Any, world: Any, staff_headers: Any, make_staff: Any
+) -> None:
+    resp = client.post(
+        URL,
+        headers=staff_headers(world["manager"]),
+        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
+    )
+    handover_id = resp.get_json()["id"]
+    other_manager = make_staff(world["tree"].stores[3], "store_manager")
+    assert [h["id"] for h in client.get(URL, headers=staff_headers(world["manager"])).get_json()] == [handover_id]
+    assert client.get(URL, headers=staff_headers(other_manager)).get_json() == []
+    hidden = client.get(f"{URL}/{handover_id}", headers=staff_headers(other_manager))
+    assert (hidden.status_code, hidden.get_json()["code"]) == (404, "wecom.handover_not_found")

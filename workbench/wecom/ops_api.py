@@ -1,0 +1,130 @@
+"""Workbench API of the WeCom operations room (/api/workbench/v1/wecom/...): directory sync and
+department mapping (group admins), customer handovers (managers within their scope), behaviour
+figures (pull and read, in scope) and the friend-relation reconciliation (group admins)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from backend.org.scope import get_scoped_or_404, scope_query
+from backend.platform.api import Blueprint, current_staff, role_required, scoped
+from backend.platform.db import db, utcnow
+from backend.platform.jobs import enqueue
+from backend.wecom import behaviour, directory, handover, reconcile
+from backend.wecom import service as svc
+from backend.wecom.ops_models import WeComHandover
+from backend.wecom.ops_schemas import (
+    AcceptedJobsSchema,
+    BehaviourDaySchema,
+    BehaviourRangeSchema,
+    DepartmentMapInSchema,
+    DepartmentSchema,
+    EmptySchema,
+    HandoverInSchema,
+    HandoverListItemSchema,
+    HandoverQuerySchema,
+    HandoverSchema,
+)
+
+blp = Blueprint("wb_wecom_ops", __name__, url_prefix="/api/workbench/v1", audience="staff", description="wecom ops")
+
+MANAGERS = ("group_admin", "store_manager", "region_manager", "division_manager")
+
+
+@blp.route("/wecom/directory/sync", methods=["POST"])
+@scoped("staff")
+@role_required("group_admin")
+@blp.arguments(EmptySchema)
+@blp.response(202, AcceptedJobsSchema)
+def sync_directory(_data: dict[str, Any]) -> dict[str, int]:
+    """Read the WeCom member directory into staff (in a job)."""
+    row = enqueue(db.session(), directory.SYNC_JOB, {"corp_id": svc.current_corp_id()})
+    return {"enqueued": int(row is not None)}
+
+
+@blp.route("/wecom/departments")
+@scoped("org_unit")
+@role_required("group_admin")
+@blp.response(200, DepartmentSchema(many=True))
+def list_departments() -> Any:
+    return directory.list_departments(db.session(), svc.current_corp_id())
+
+
+@blp.route("/wecom/departments/map", methods=["POST"])
+@scoped("org_unit")
+@role_required("group_admin")
+@blp.arguments(DepartmentMapInSchema)
+@blp.response(200, DepartmentSchema)
+def map_department(data: dict[str, Any]) -> Any:
+    """Map a WeCom department to an org node (its members become staff there at the next sync)."""
+    return directory.map_department(
+        db.session(), current_staff(), svc.current_corp_id(), data["department_id"], data["org_unit_id"]
+    )
+
+
+@blp.route("/wecom/handovers", methods=["POST"])
+@scoped("wecom_handover")
+@role_required(*MANAGERS)
+@blp.arguments(HandoverInSchema)
+@blp.response(202, HandoverSchema)
+def start_handover(data: dict[str, Any]) -> Any:
+    """Hand an advisor's customers over (resigned inheritance or on-duty transfer)."""
+    session = db.session()
+    created = handover.start_handover(session, current_staff(), **data)
+    return handover.handover_view(session, created)
+
+
+@blp.route("/wecom/handovers")
+@scoped("wecom_handover")
+@role_required(*MANAGERS)
+@blp.arguments(HandoverQuerySchema, location="query")
+@blp.response(200, HandoverListItemSchema(many=True))
+def list_handovers(args: dict[str, Any]) -> Any:
+    stmt = scope_query(select(WeComHandover), current_staff(), "wecom_handover")
+    if args.get("status"):
+        stmt = stmt.where(WeComHandover.status == args["status"])
+    return db.session().scalars(stmt.order_by(WeComHandover.id.desc()).limit(args["limit"])).all()
+
+
+@blp.route("/wecom/handovers/<int:handover_id>")
+@scoped("wecom_handover")
+@blp.response(200, HandoverSchema)
+def get_handover(handover_id: int) -> Any:
+    session = db.session()
+    return handover.handover_view(session, get_scoped_or_404(session, current_staff(), "wecom_handover", handover_id))
+
+
+@blp.route("/wecom/behaviour/pull", methods=["POST"])
+@scoped("staff")
+@role_required(*MANAGERS)
+@blp.arguments(BehaviourRangeSchema)
+@blp.response(202, AcceptedJobsSchema)
+def pull_behaviour(data: dict[str, Any]) -> dict[str, int]:
+    """Back-fill behaviour figures (≤ 180 days back) for one advisor or every advisor in scope."""
+    n = behaviour.request_pull(
+        db.session(), current_staff(), svc.current_corp_id(), data["start_date"], data["end_date"], data["staff_id"]
+    )
+    return {"enqueued": n}
+
+
+@blp.route("/wecom/behaviour")
+@scoped("staff")
+@role_required(*MANAGERS)
+@blp.arguments(BehaviourRangeSchema, location="query")
+@blp.response(200, BehaviourDaySchema(many=True))
+def list_behaviour(args: dict[str, Any]) -> Any:
+    """Per advisor per day; reply_percentage / avg_reply_time are null on days without chats."""
+    return behaviour.list_days(db.session(), current_staff(), args["start_date"], args["end_date"], args["staff_id"])
+
+
+@blp.route("/wecom/friends/reconcile", methods=["POST"])
+@scoped("staff")
+@role_required("group_admin")
+@blp.arguments(EmptySchema)
+@blp.response(202, AcceptedJobsSchema)
+def reconcile_friends(_data: dict[str, Any]) -> dict[str, int]:
+    """Compare every active advisor's relations with WeCom now (one job per advisor)."""
+    n = reconcile.reconcile_all(db.session(), svc.current_corp_id(), run=f"manual:{utcnow().isoformat()}")
+    return {"enqueued": n}
