@@ -1,0 +1,202 @@
+"""Channel QR codes (「联系我」): create / update / delete through the real client against the
+sandbox with every option, the daily add cap per advisor with fallback advisors, per-channel
+statistics by day, and the bad input that must answer 4xx."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from backend.wecom import service
+from backend.wecom.models import WeComChannel, WeComChannelFact
+from tests.wecom.helpers import contact_xml, post_event, upstream_calls
+
+ZHANG, LI = "advisor.zhang", "advisor.li"
+CHANNELS = "/api/workbench/v1/wecom/channels"
+
+
+@pytest.fixture
+def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) -> dict[str, Any]:
+    zhang = make_staff(tree.stores[0], "sales_advisor", userid=ZHANG, name="张顾问")
+    li = make_staff(tree.stores[0], "sales_advisor", userid=LI, name="李顾问")
+    manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
+    far = make_staff(tree.stores[3], "store_manager", userid="mgr3")
+    return {
+        "sb": sandbox_reset,
+        "tree": tree,
+        "zhang": zhang,
+        "li": li,
+        "h": staff_headers(manager),
+        "far": staff_headers(far),
+    }
+
+
+def create(client: Any, world: Any, **overrides: Any) -> Any:
+    body = {
+        "name": "门店0活码",
+        "kind": "store",
+        "state": "store0-qr",
+        "store_id": world["tree"].stores[0].id,
+        "userids": [ZHANG],
+        **overrides,
+    }
+    return client.post(CHANNELS, headers=world["h"], json=body)
+
+
+def contact_way(sb: Any, config_id: str) -> dict[str, Any]:
+    with sb.state.lock:
+        return dict(sb.state.contact_ways[config_id])
+
+
+def test_create_update_delete_contact_way_with_options(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sb"]
+    suv = next(iter(sb.state.tag_groups.values()))["tag"][0]["id"]
+    template = client.post(
+        "/api/workbench/v1/wecom/welcome-templates",
+        headers=world["h"],
+        json={"name": "欢迎", "store_id": world["tree"].stores[0].id, "text": "{customer_name}您好"},
+    ).get_json()
+    resp = create(
+        client,
+        world,
+        skip_verify=False,
+        auto_tag_ids=[suv],
+        welcome_template_id=template["id"],
+        daily_cap=20,
+        fallback_userids=[LI],
+    )
+    assert resp.status_code == 201, resp.get_json()
+    channel = resp.get_json()
+    assert channel["config_id"] and channel["qr_code"].startswith("https://")
+    assert (channel["daily_cap"], channel["fallback_userids"], channel["applied_userids"]) == (20, [LI], [ZHANG])
+    way = contact_way(sb, channel["config_id"])
+    # a capped channel is a multi-person contact way (it may hand over to several fallbacks)
+    assert (way["type"], way["scene"], way["state"], way["skip_verify"], way["user"]) == (
+        2,
+        2,
+        "store0-qr",
+        False,
+        [ZHANG],
+    )
+
+    swap = {"name": "新名字", "userids": [LI], "fallback_userids": [ZHANG]}
+    patched = client.patch(f"{CHANNELS}/{channel['id']}", headers=world["h"], json=swap)
+    assert patched.status_code == 200 and patched.get_json()["applied_userids"] == [LI]
+    calls = upstream_calls(sb, "/cgi-bin/externalcontact/update_contact_way")
+    assert [c["json"]["user"] for c in calls] == [[LI]]
+    assert contact_way(sb, channel["config_id"])["remark"] == "新名字"
+
+    assert client.delete(f"{CHANNELS}/{channel['id']}", headers=world["h"]).status_code == 204
+    assert channel["config_id"] not in sb.state.contact_ways
+    db_session.expire_all()
+    assert db_session.get(WeComChannel, channel["id"]).active is False
+    # another store's manager sees none of it
+    assert client.get(f"{CHANNELS}/{channel['id']}", headers=world["far"]).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code"),
+    [
+        ({"state": "s" * 31}, "request.invalid"),  # WeCom's limit is 30 characters
+        ({"state": "有中文"}, "request.invalid"),
+        ({"state": ""}, "request.invalid"),
+        ({"userids": []}, "request.invalid"),
+        ({"kind": "billboard"}, "request.invalid"),
+        ({"daily_cap": 0}, "request.invalid"),
+        ({"fallback_userids": [LI]}, "wecom.fallback_without_cap"),
+        ({"daily_cap": 5, "fallback_userids": [ZHANG]}, "wecom.fallback_overlaps"),
+    ],
+)
+def test_bad_channels_are_refused_and_nothing_reaches_wecom(
+    client: Any, db_session: Any, world: Any, overrides: dict, code: str
+) -> None:
+    resp = create(client, world, **overrides)
+    assert (resp.status_code, resp.get_json()["code"]) == (422, code)
+    assert world["sb"].hits("/cgi-bin/externalcontact/add_contact_way", "wecom") == 0
+    assert db_session.scalars(select(WeComChannel)).all() == []
+
+
+def test_thirty_character_state_is_accepted_and_a_taken_state_is_409(client: Any, world: Any) -> None:
+    assert create(client, world, state="s" * 30).status_code == 201
+    again = create(client, world, state="s" * 30)
+    assert (again.status_code, again.get_json()["code"]) == (409, "wecom.channel_state_taken")
+    assert len(upstream_calls(world["sb"], "/cgi-bin/externalcontact/add_contact_way")) == 1
+
+
+def test_daily_cap_moves_the_contact_way_to_the_fallbacks_and_back_the_next_day(
+    client: Any, db_session: Any, app: Any, world: Any
+) -> None:
+    sb = world["sb"]
+    channel = create(client, world, daily_cap=2, fallback_userids=[LI]).get_json()
+    t = int(time.time())
+    for i in range(2):
+        ext = f"wmCap{i}"
+        sb.state.add_external_contact(ext, f"客户{i}", follow_userid=ZHANG, state="store0-qr")
+        assert post_event(client, sb, contact_xml(sb, "add_external_contact", ZHANG, ext, t + i, State="store0-qr"))
+        if i == 0:  # under the cap: the contact way is left alone
+            assert upstream_calls(sb, "/cgi-bin/externalcontact/update_contact_way") == []
+    calls = upstream_calls(sb, "/cgi-bin/externalcontact/update_contact_way")
+    assert [c["json"] for c in calls] == [{"config_id": channel["config_id"], "user": [LI]}]
+    assert contact_way(sb, channel["config_id"])["user"] == [LI]
+    db_session.expire_all()
+    assert db_session.get(WeComChannel, channel["id"]).applied_userids == [LI]
+
+    # a redelivered add does not count twice and changes nothing more
+    post_event(client, sb, contact_xml(sb, "add_external_contact", ZHANG, "wmCap1", t + 1, State="store0-qr"))
+    assert len(upstream_calls(sb, "/cgi-bin/externalcontact/update_contact_way")) == 1
+
+    # the next China day the counts start again: the periodic rebalance gives the advisor back
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    with app.app_context():
+        assert service.rebalance_channel(db_session, channel["id"], now=tomorrow) == [ZHANG]
+        assert service.rebalance_channel(db_session, channel["id"], now=tomorrow) is None  # idempotent
+    db_session.commit()
+    assert contact_way(sb, channel["config_id"])["user"] == [ZHANG]
+
+
+def test_per_channel_statistics_by_day(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sb"]
+    channel = create(client, world).get_json()
+    other = create(client, world, state="campaign-x", kind="campaign", name="活动").get_json()
+    today = datetime.now(UTC)
+    t, yesterday = int(today.timestamp()) - 60, int(today.timestamp()) - 86400
+    events = [
+        contact_xml(sb, "add_external_contact", ZHANG, "wmStat0", yesterday, State="store0-qr"),
+        contact_xml(sb, "add_external_contact", ZHANG, "wmStat1", t, State="store0-qr"),
+        contact_xml(sb, "add_external_contact", LI, "wmStat2", t + 1, State="store0-qr"),
+        contact_xml(sb, "add_external_contact", ZHANG, "wmStat3", t + 2, State="campaign-x"),
+        contact_xml(sb, "del_external_contact", LI, "wmStat2", t + 5, Source="DELETE_BY_TRANSFER"),  # not a loss
+    ]
+    # out of order: the customer's deletion arrives before the add it follows
+    late = contact_xml(sb, "add_external_contact", ZHANG, "wmStat4", t + 3, State="store0-qr")
+    events.append(contact_xml(sb, "del_follow_user", ZHANG, "wmStat4", t + 4))
+    events.append(late)
+    events.append(contact_xml(sb, "del_follow_user", ZHANG, "wmStat0", t + 6))
+    for xml in events + events[:3]:  # and a few redeliveries
+        assert post_event(client, sb, xml).status_code == 200
+
+    d0 = service.china_day(today)
+    d1 = d0 - timedelta(days=1)
+    query = {"date_from": (d0 - timedelta(days=2)).isoformat(), "date_to": d0.isoformat()}
+    resp = client.get(f"{CHANNELS}/{channel['id']}/stats", headers=world["h"], query_string=query)
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json() == [
+        {"day": (d0 - timedelta(days=2)).isoformat(), "added": 0, "lost": 0, "net": 0},
+        {"day": d1.isoformat(), "added": 1, "lost": 0, "net": 1},
+        {"day": d0.isoformat(), "added": 3, "lost": 2, "net": 1},
+    ]
+    other_stats = client.get(f"{CHANNELS}/{other['id']}/stats", headers=world["h"], query_string=query).get_json()
+    assert [(d["added"], d["lost"]) for d in other_stats] == [(0, 0), (0, 0), (1, 0)]
+    assert db_session.scalars(select(WeComChannelFact)).all()  # counted from fact rows
+
+    far = client.get(f"{CHANNELS}/{channel['id']}/stats", headers=world["far"], query_string=query)
+    assert (far.status_code, far.get_json()["code"]) == (404, "wecom.channel_not_found")
+    backwards = {"date_from": d0.isoformat(), "date_to": d1.isoformat()}
+    bad = client.get(f"{CHANNELS}/{channel['id']}/stats", headers=world["h"], query_string=backwards)
+    assert (bad.status_code, bad.get_json()["code"]) == (422, "wecom.stats_range_invalid")
+    garbage = client.get(f"{CHANNELS}/{channel['id']}/stats", headers=world["h"], query_string={"date_from": "x"})
+    assert garbage.status_code == 422
