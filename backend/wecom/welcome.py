@@ -47,7 +47,12 @@ def send_welcome(session: Session, raw_event_id: int) -> str:
         _remember(session, raw, None, None, "no_template", None, None)
         return "no_template"
     gateway = svc.gateway_for(raw.corp_id, raw.agent_id)
-    detail = svc.fetch_contact(gateway, external_userid)
+    try:
+        detail = svc.fetch_contact(gateway, external_userid)
+    except UpstreamError:
+        # The code dies in 20 s: a welcome without the customer's name beats none (a retry
+        # with backoff would usually come too late).
+        detail = None
     customer = svc.ensure_customer(session, external_userid, detail)
     staff = svc.staff_by_userid(session, raw.corp_id, userid)
     store = session.get(OrgUnit, staff.org_unit_id) if isinstance(staff, Staff) else None

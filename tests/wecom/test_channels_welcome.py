@@ -1,0 +1,127 @@
+"""Welcome messages of a channel: the fast path (its own job on the high queue, enqueued before
+the event's processing and independent of it), templates with variables and up to 9 attachments
+in the `attachments` format, and the latency recorded on the welcome row."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from backend.platform.jobs import OutboxJob
+from backend.wecom.models import WeComChannel, WeComRawEvent, WelcomeMessage
+from tests.wecom.helpers import contact_xml, post_event, run_due_jobs
+
+ZHANG = "advisor.zhang"
+CUSTOMER = "wmDemoCustomer001"
+TEMPLATES = "/api/workbench/v1/wecom/welcome-templates"
+
+NINE = [
+    {"msgtype": "image", "image": {"media_id": "MEDIA_ID_1"}},
+    {"msgtype": "link", "link": {"title": "保养预约", "picurl": "https://e.x/p.png", "url": "https://e.x/b"}},
+    {"msgtype": "miniprogram", "miniprogram": {"title": "车主", "pic_media_id": "M2", "appid": "wx1", "page": "/p"}},
+    {"msgtype": "file", "file": {"media_id": "MEDIA_ID_3"}},
+    {"msgtype": "video", "video": {"media_id": "MEDIA_ID_4"}},
+    *({"msgtype": "link", "link": {"title": f"车型{i}", "url": f"https://e.x/{i}"}} for i in range(4)),
+]
+
+
+@pytest.fixture
+def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) -> dict[str, Any]:
+    zhang = make_staff(tree.stores[0], "sales_advisor", userid=ZHANG, name="张顾问")
+    manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
+    return {"sb": sandbox_reset, "tree": tree, "zhang": zhang, "h": staff_headers(manager)}
+
+
+def channel_with_template(client: Any, db_session: Any, world: Any, attachments: list[dict]) -> int:
+    store = world["tree"].stores[0]
+    resp = client.post(
+        TEMPLATES,
+        headers=world["h"],
+        json={
+            "name": "门店欢迎",
+            "store_id": store.id,
+            "text": "{customer_name}您好！我是{store_name}的{advisor_name}，{unknown}保持原样",
+            "attachments": attachments,
+        },
+    )
+    assert resp.status_code == 201, resp.get_json()
+    db_session.add(
+        WeComChannel(
+            corp_id=world["sb"].credentials["WECOM_CORP_ID"],
+            name="门店0",
+            kind="store",
+            state="welcome-qr",
+            store_id=store.id,
+            userids=[ZHANG],
+            welcome_template_id=resp.get_json()["id"],
+        )
+    )
+    db_session.commit()
+    return resp.get_json()["id"]
+
+
+def add_with_code(client: Any, sb: Any) -> Any:
+    code = sb.state.issue_welcome_code(ZHANG, CUSTOMER)
+    xml = contact_xml(
+        sb, "add_external_contact", ZHANG, CUSTOMER, int(time.time()), State="welcome-qr", WelcomeCode=code
+    )
+    return post_event(client, sb, xml), code
+
+
+def test_welcome_with_variables_and_nine_attachments_on_the_fast_path(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sb"]
+    template_id = channel_with_template(client, db_session, world, NINE)
+    resp, code = add_with_code(client, sb)
+    assert resp.data == b"success"
+
+    sent = sb.state.welcome_messages
+    assert len(sent) == 1
+    assert sent[0]["welcome_code"] == code
+    assert sent[0]["text"]["content"] == "陈先生您好！我是门店0-0的张顾问，{unknown}保持原样"
+    assert sent[0]["attachments"] == NINE
+    row = db_session.scalars(select(WelcomeMessage)).one()
+    assert (row.status, row.template_id, row.errcode) == ("sent", template_id, None)
+    assert row.payload["attachments"] == NINE and "welcome_code" not in row.payload
+    # callback received -> WeCom answered send_welcome_msg, well inside the 20 s window
+    assert row.latency_ms is not None and 0 <= row.latency_ms < 20000
+    jobs = db_session.scalars(select(OutboxJob).order_by(OutboxJob.id)).all()
+    welcome, process = jobs[0], jobs[1]
+    assert (welcome.name, welcome.queue, welcome.status) == ("wecom.send_welcome", "high", "done")
+    assert (process.name, process.queue) == ("wecom.process_event", "default")
+
+
+def test_welcome_is_sent_even_when_the_events_processing_fails(client: Any, db_session: Any, world: Any) -> None:
+    sb = world["sb"]
+    channel_with_template(client, db_session, world, NINE[:1])
+    sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/get", count=2)
+    resp, _ = add_with_code(client, sb)
+    assert resp.data == b"success"
+    # the welcome did not wait for the customer's details: no name, but advisor and store
+    assert [m["text"]["content"] for m in sb.state.welcome_messages] == ["您好！我是门店0-0的张顾问，{unknown}保持原样"]
+    raw = db_session.scalars(select(WeComRawEvent)).one()
+    assert raw.status == "retrying"  # the processing failed on its own and is retried
+    run_due_jobs(client.application)
+    db_session.expire_all()
+    assert raw.status == "processed"
+    assert len(sb.state.welcome_messages) == 1  # retries of the processing do not welcome again
+
+
+@pytest.mark.parametrize(
+    "attachments",
+    [
+        NINE + [{"msgtype": "image", "image": {"media_id": "TEN"}}],  # WeCom takes at most 9
+        [{"msgtype": "voice", "voice": {"media_id": "x"}}],
+        [{"msgtype": "image"}],
+        [{"msgtype": "link", "image": {"media_id": "x"}}],
+    ],
+)
+def test_bad_templates_are_refused(client: Any, world: Any, attachments: list) -> None:
+    resp = client.post(
+        TEMPLATES,
+        headers=world["h"],
+        json={"name": "x", "store_id": world["tree"].stores[0].id, "text": "hi", "attachments": attachments},
+    )
+    assert (resp.status_code, resp.get_json()["code"]) == (422, "request.invalid")
