@@ -2,6 +2,7 @@
 
 from backend.customers import models as _customers  # noqa: F401
 from backend.org import models as _org  # noqa: F401
+from backend.packages import models as _packages  # noqa: F401
 from backend.payments import models as _payments  # noqa: F401
 from backend.platform import audit as _audit  # noqa: F401
 from backend.platform import idempotency as _idempotency  # noqa: F401

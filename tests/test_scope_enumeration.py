@@ -90,6 +90,9 @@ def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> An
     from tests.points.helpers import foreign_points_ids
 
     ids.update(foreign_points_ids(db_session, tree.stores[3], foreign, other_adv))
+    from tests.payments.helpers import foreign_package_ids
+
+    ids.update(foreign_package_ids(db_session, tree.stores[3], foreign))
     from backend.wecom.ops_models import WeComHandover
 
     handover = WeComHandover(

@@ -37,6 +37,9 @@ class Quote:
 
 # quote(session, customer_id, business_id) -> Quote
 QuoteHook = Callable[[Session, int, str], Quote]
+# refundable_total(session, order_id) -> the most all refunds of the order may add up to
+# (e.g. the price less the services already used), or None for no limit beyond the amount paid.
+RefundableHook = Callable[[Session, int], int | None]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class BusinessEffect:
     on_refunded: RefundHook | None = None
     on_closed: ClosedHook | None = None
     quote: QuoteHook | None = None
+    refundable_total: RefundableHook | None = None
 
 
 _EFFECTS: dict[str, BusinessEffect] = {}
@@ -70,6 +74,11 @@ def effects_for(business_type: str) -> list[BusinessEffect]:
 def quote_hook(business_type: str) -> QuoteHook | None:
     own = _EFFECTS.get(business_type)
     return own.quote if own else None
+
+
+def refundable_hook(business_type: str) -> RefundableHook | None:
+    own = _EFFECTS.get(business_type)
+    return own.refundable_total if own else None
 
 
 def unregister_effect(business_type: str) -> None:

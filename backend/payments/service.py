@@ -77,6 +77,10 @@ register_messages(
         "payment.refund_not_paid": ("订单未支付，不能退款", "Only a paid order can be refunded"),
         "payment.refund_exceeds_paid": ("退款金额超过可退金额", "The refund exceeds the refundable amount"),
         "payment.refund_limit": ("该订单退款次数已达 50 次上限", "At most 50 refunds per order"),
+        "payment.refund_exceeds_refundable": (
+            "退款金额超过可退金额（已使用的服务不可退）",
+            "The refund exceeds what the business allows (services already used are not refunded)",
+        ),
         "payment.refund_no_conflict": (
             "退款单号已用于其他退款",
             "This out_refund_no was used for a different refund",
@@ -587,11 +591,25 @@ def request_refund(
     if order.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED):
         raise AppError("payment.refund_not_paid", 409, errors={"state": order.state.value})
     available = order.amount_fen - order.refund_reserved_fen
-    amount = available if amount_fen is None else amount_fen
+    # The business may allow less than what is left (e.g. services already used are not refunded).
+    cap_hook = effects.refundable_hook(order.business_type)
+    cap = cap_hook(session, order.id) if cap_hook else None
+    if cap is not None and cap - order.refund_reserved_fen <= 0:
+        raise AppError("payment.refund_exceeds_refundable", 422, errors={"refundable_fen": 0})
+    if amount_fen is None:
+        amount = available if cap is None else min(available, cap - order.refund_reserved_fen)
+    else:
+        amount = amount_fen
     if type(amount) is not int or amount <= 0 or amount > available:
         raise AppError("payment.refund_exceeds_paid", 422, errors={"available_fen": available, "requested_fen": amount})
     if order.refund_count >= MAX_REFUNDS_PER_ORDER:
         raise AppError("payment.refund_limit", 422, errors={"refund_count": order.refund_count})
+    if cap is not None and order.refund_reserved_fen + amount > cap:
+        raise AppError(
+            "payment.refund_exceeds_refundable",
+            422,
+            errors={"refundable_fen": max(0, cap - order.refund_reserved_fen), "requested_fen": amount},
+        )
     refund = PaymentRefund(
         order_id=order.id,
         out_refund_no=out_refund_no or f"R{order.out_trade_no}{order.refund_count + 1:02d}",

@@ -74,6 +74,9 @@ class Kind(enum.StrEnum):
     POINTS_ADJUSTED = "points_adjusted"
     MALL_REDEEMED = "mall_redeemed"
     MALL_CANCELLED = "mall_cancelled"
+    PACKAGE_ACTIVATED = "package_activated"
+    PACKAGE_USED = "package_used"
+    PACKAGE_REFUNDED = "package_refunded"
     COUPON_CLAIMED = "coupon_claimed"
     COUPON_USED = "coupon_used"
     EVENT_SIGNED_UP = "event_signed_up"
@@ -127,6 +130,9 @@ OWNER_VISIBLE_KINDS = frozenset(
         Kind.POINTS_ADJUSTED,
         Kind.MALL_REDEEMED,
         Kind.MALL_CANCELLED,
+        Kind.PACKAGE_ACTIVATED,
+        Kind.PACKAGE_USED,
+        Kind.PACKAGE_REFUNDED,
         Kind.COUPON_CLAIMED,
         Kind.COUPON_USED,
         Kind.EVENT_SIGNED_UP,

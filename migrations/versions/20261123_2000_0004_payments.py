@@ -1,4 +1,5 @@
-"""payments tables: payment_order, payment_refund, payment_issue, payment_reconciliation
+"""payments tables: payment_order, payment_refund, payment_issue, payment_reconciliation;
+service packages: service_package, package_purchase, package_use
 
 Revision ID: 0004
 Revises: 0003
@@ -114,9 +115,95 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('payment_refund', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_payment_refund_order_id'), ['order_id'], unique=False)
+    # service packages (保养套餐), the first business object sold for cash
+    op.create_table('service_package',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('store_id', sa.Integer(), nullable=True),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('description', sa.String(length=500), nullable=True),
+    sa.Column('service_type', sa.String(length=32), nullable=False),
+    sa.Column('uses', sa.Integer(), nullable=False),
+    sa.Column('price_fen', sa.Integer(), nullable=False),
+    sa.Column('valid_days', sa.Integer(), nullable=False),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.Column('created_at', backend.platform.db.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', backend.platform.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['store_id'], ['org_unit.id'], name=op.f('fk_service_package_store_id_org_unit')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_service_package')),
+    mysql_charset='utf8mb4',
+    mysql_collate='utf8mb4_unicode_ci'
+    )
+    with op.batch_alter_table('service_package', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_service_package_store_id'), ['store_id'], unique=False)
+
+    op.create_table('package_purchase',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('package_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('store_id', sa.Integer(), nullable=True),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('service_type', sa.String(length=32), nullable=False),
+    sa.Column('price_fen', sa.Integer(), nullable=False),
+    sa.Column('uses_total', sa.Integer(), nullable=False),
+    sa.Column('uses_left', sa.Integer(), nullable=False),
+    sa.Column('uses_refunded', sa.Integer(), nullable=False),
+    sa.Column('state', sa.Enum('awaiting_payment', 'active', 'used_up', 'expired', 'refunded', 'closed', name='purchasestate', native_enum=False, length=24), nullable=False),
+    sa.Column('code', sa.String(length=12), nullable=True),
+    sa.Column('pay_expires_at', backend.platform.db.UTCDateTime(), nullable=False),
+    sa.Column('paid_at', backend.platform.db.UTCDateTime(), nullable=True),
+    sa.Column('expires_at', backend.platform.db.UTCDateTime(), nullable=True),
+    sa.Column('created_at', backend.platform.db.UTCDateTime(), nullable=False),
+    sa.Column('updated_at', backend.platform.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_package_purchase_customer_id_customer')),
+    sa.ForeignKeyConstraint(['package_id'], ['service_package.id'], name=op.f('fk_package_purchase_package_id_service_package')),
+    sa.ForeignKeyConstraint(['store_id'], ['org_unit.id'], name=op.f('fk_package_purchase_store_id_org_unit')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_package_purchase')),
+    sa.UniqueConstraint('code', name=op.f('uq_package_purchase_code')),
+    mysql_charset='utf8mb4',
+    mysql_collate='utf8mb4_unicode_ci'
+    )
+    with op.batch_alter_table('package_purchase', schema=None) as batch_op:
+        batch_op.create_index('ix_package_purchase_customer_id_id', ['customer_id', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_package_purchase_package_id'), ['package_id'], unique=False)
+        batch_op.create_index('ix_package_purchase_state_expires', ['state', 'expires_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_package_purchase_store_id'), ['store_id'], unique=False)
+
+    op.create_table('package_use',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('purchase_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('store_id', sa.Integer(), nullable=False),
+    sa.Column('staff_id', sa.Integer(), nullable=False),
+    sa.Column('nonce', sa.String(length=64), nullable=False),
+    sa.Column('uses_left_after', sa.Integer(), nullable=False),
+    sa.Column('used_at', backend.platform.db.UTCDateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['purchase_id'], ['package_purchase.id'], name=op.f('fk_package_use_purchase_id_package_purchase')),
+    sa.ForeignKeyConstraint(['staff_id'], ['staff.id'], name=op.f('fk_package_use_staff_id_staff')),
+    sa.ForeignKeyConstraint(['store_id'], ['org_unit.id'], name=op.f('fk_package_use_store_id_org_unit')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_package_use')),
+    sa.UniqueConstraint('purchase_id', 'nonce', name=op.f('uq_package_use_purchase_id_nonce')),
+    mysql_charset='utf8mb4',
+    mysql_collate='utf8mb4_unicode_ci'
+    )
+    with op.batch_alter_table('package_use', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_package_use_purchase_id'), ['purchase_id'], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('package_use', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_package_use_purchase_id'))
+
+    op.drop_table('package_use')
+    with op.batch_alter_table('package_purchase', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_package_purchase_store_id'))
+        batch_op.drop_index('ix_package_purchase_state_expires')
+        batch_op.drop_index(batch_op.f('ix_package_purchase_package_id'))
+        batch_op.drop_index('ix_package_purchase_customer_id_id')
+
+    op.drop_table('package_purchase')
+    with op.batch_alter_table('service_package', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_service_package_store_id'))
+
+    op.drop_table('service_package')
     op.drop_table("payment_refund")
     op.drop_table("payment_issue")
     op.drop_table("payment_order")
