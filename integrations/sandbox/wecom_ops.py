@@ -306,3 +306,35 @@ def register_ops_routes(app: Flask, state: SandboxState) -> None:
     def transfer_result() -> Response:
         bad, data = body_or_fail()
         return bad or result(data, ops_of(state).duty_transfers)
+
+
+def seed_behaviour(state: SandboxState, userid: str, first_day: int, days: int, seed: int = 1) -> list[int]:
+    """Plausible daily figures for one member from `first_day` (China midnight, epoch seconds):
+    most days with chats and reply figures, every fourth day without chats (then WeCom sends no
+    `reply_percentage` / `avg_reply_time`). Returns the days without chats."""
+    import random
+
+    rng = random.Random(f"{userid}:{seed}")
+    quiet = []
+    for i in range(days):
+        day = first_day + i * 86400
+        new_apply = rng.randint(0, 3)
+        figures: dict[str, Any] = {
+            "new_apply_cnt": new_apply,
+            "new_contact_cnt": rng.randint(0, new_apply),
+            "negative_feedback_cnt": 0,
+        }
+        if i % 4 == 2:
+            figures.update(chat_cnt=0, message_cnt=0)
+            quiet.append(day)
+        else:
+            chats = rng.randint(1, 15)
+            figures.update(
+                chat_cnt=chats,
+                message_cnt=chats * rng.randint(2, 6),
+                reply_percentage=round(rng.uniform(50, 100), 2),
+                avg_reply_time=rng.randint(1, 60),
+                negative_feedback_cnt=int(rng.random() < 0.1),
+            )
+        state.set_behavior(userid, day, **figures)
+    return quiet
