@@ -51,6 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         default=32,
         help="flashsale: PyMySQL connections the baseline's client threads share",
     )
+    parser.add_argument("--orders", type=int, default=2000, help="paynotify: payment orders notified")
+    parser.add_argument(
+        "--duplicates", type=float, default=0.2, help="paynotify: extra deliveries, as a share of the orders"
+    )
+    parser.add_argument(
+        "--rq-worker",
+        choices=("simple", "flask"),
+        default="simple",
+        help="paynotify/wecomcallback: RQ workers as `python -m bench.rqworker` (no fork; default) or as shipped, "
+        "`flask --app wsgi worker` (forking; see bench/rqworker.py for why it is not the default)",
+    )
+    parser.add_argument("--ack-events", type=int, default=3000, help="wecomcallback: events acknowledged")
+    parser.add_argument("--burst-events", type=int, default=300, help="wecomcallback: events in the end-to-end burst")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the figures in bench/README.md")
     args = parser.parse_args(argv)
 
@@ -84,6 +97,30 @@ def main(argv: list[str] | None = None) -> int:
                 baseline_connections=args.baseline_connections,
                 update_readme=not args.no_readme
                 and (args.clients, args.stocks, args.baseline_connections) == (500, [100, 2000], 32),
+            )
+        elif name == "paynotify":
+            from bench import paynotify
+
+            paynotify.run(
+                orders=args.orders,
+                duplicate_share=args.duplicates,
+                concurrency=args.concurrency,
+                rounds=args.rounds,
+                rq_worker=args.rq_worker,
+                update_readme=not args.no_readme
+                and (args.orders, args.duplicates, args.concurrency, args.rounds) == (2000, 0.2, 8, 3),
+            )
+        elif name == "wecomcallback":
+            from bench import wecomcallback
+
+            wecomcallback.run(
+                ack_events=args.ack_events,
+                burst_events=args.burst_events,
+                concurrency=args.concurrency,
+                rounds=args.rounds,
+                rq_worker=args.rq_worker,
+                update_readme=not args.no_readme
+                and (args.ack_events, args.burst_events, args.concurrency, args.rounds) == (3000, 300, 8, 3),
             )
     print(f"[bench] done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -146,6 +146,7 @@ class Exchange:
     status: int  # 0 = transport error (see `error`)
     body: bytes = b""
     error: str | None = None
+    tag: Any = None  # the request's tag
 
     @property
     def latency_ms(self) -> float:
@@ -158,6 +159,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes | None = None
+    tag: Any = None  # anything the caller wants back on the Exchange
 
 
 # (client index, request number of this client, the previous exchange or None) -> a request, or
@@ -241,9 +243,9 @@ def run_script(
                     conn.request(req.method, req.path, body=req.body, headers=req.headers)
                     resp = conn.getresponse()
                     body = resp.read()
-                    previous = Exchange(client, seq, t0, perf(), resp.status, body if keep_bodies else b"")
+                    previous = Exchange(client, seq, t0, perf(), resp.status, body if keep_bodies else b"", tag=req.tag)
                 except (OSError, http.client.HTTPException) as exc:
-                    previous = Exchange(client, seq, t0, perf(), 0, b"", f"{type(exc).__name__}: {exc}")
+                    previous = Exchange(client, seq, t0, perf(), 0, b"", f"{type(exc).__name__}: {exc}", tag=req.tag)
                     conn.close()
                     conn = http.client.HTTPConnection(host, port, timeout=timeout)
                 local.append(previous)

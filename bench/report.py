@@ -243,3 +243,182 @@ def _sql_kinds(statements: list[str]) -> str:
             word = "SELECT … LOCK IN SHARE MODE"
         counts[word] = counts.get(word, 0) + 1
     return ", ".join(f"{n} {w}" for w, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _latency_rows(title: str, results: dict[str, Any], ok_label: str) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for impl in ("baseline", "app"):
+        m = results[impl]
+        rows.append(
+            (
+                title,
+                impl,
+                _fmt(m["rps"], 1),
+                _fmt(m["p50_ms"]),
+                _fmt(m["p95_ms"]),
+                _fmt(m["p99_ms"]),
+                _fmt(m["requests"]),
+                f"{_fmt(m['ok'])} {ok_label}",
+                _fmt(m.get("gunicorn_cpu_ms_per_req")),
+                _fmt(m.get("mariadb_cpu_ms_per_req")),
+                _fmt(m.get("other_processes_cpu_pct"), 0),
+            )
+        )
+    r = results["ratio_app_over_baseline"]
+    rows.append(
+        (
+            title,
+            "**app / baseline**",
+            _bold(r["rps"], 3),
+            _bold(r["p50"]),
+            _bold(r["p95"]),
+            _bold(r["p99"]),
+            "",
+            "",
+            _bold(r.get("gunicorn_cpu_per_req")),
+            "",
+            "",
+        )
+    )
+    return rows
+
+
+LATENCY_HEAD = (
+    "",
+    "",
+    "req/s",
+    "p50 ms",
+    "p95 ms",
+    "p99 ms",
+    "requests",
+    "answered",
+    "gunicorn CPU ms/req",
+    "MariaDB CPU ms/req",
+    "other procs CPU %",
+)
+
+
+def paynotify_table(doc: dict[str, Any]) -> str:
+    st = doc["settings"]
+    title = f"{st['deliveries']:,} notifications ({st['duplicates']} duplicates)"
+    return _table(LATENCY_HEAD, _latency_rows(title, doc["results"], "× 204"))
+
+
+def paynotify_readme_section(doc: dict[str, Any], table: str) -> str:
+    st, c, eff = doc["settings"], doc["correct"], doc["effects"]
+    lines = [
+        _env_line(doc),
+        "",
+        f"Load: {st['client']}, {st['rounds']} rounds interleaving app and baseline; gunicorn "
+        f"`{' '.join(st['gunicorn'])}`; Redis {st['redis']}.",
+        "",
+        table,
+        "",
+        "Ratios are app / baseline: below 1 for req/s and above 1 for latencies and CPU means the app is slower.",
+        "",
+        f"Correctness ({'**yes**' if c['ok'] else '**NO**'}): {c['orders']:,} orders (measured + warm-up), "
+        f"{c['paid_once_with_the_notified_transaction']:,} paid once with the notified transaction id; "
+        f"{c['effect_jobs']:,} `payments.run_effects` outbox rows ({c['effect_jobs_by_status']}, at most "
+        f"{c['effect_job_max_attempts']} attempt each); pending points earned once for "
+        f"{c['orders_with_points_earned_once']:,} orders, twice or more for "
+        f"{c['orders_with_points_earned_twice_or_more']}; {c['payment_touchpoints']:,} payment touchpoints; "
+        f"{c['payment_issues']} payment issues; {c['ledger_drift_members']} points ledgers drifting; "
+        f"{c.get('profile_projection_drift_customers', '?')} customer profiles whose touchpoint count differs from "
+        "their touchpoints.",
+        "",
+        f"Effects afterwards: {eff['workers']} RQ workers (`{eff.get('command', 'flask --app wsgi worker --burst')}`) ran the "
+        f"{c['effect_jobs']:,} effect jobs in {eff['seconds']:.0f} s ({eff['jobs_per_s']}/s, start-up included)"
+        + (
+            f"; they left {eff['left_unfinished_by_rq_workers']} unfinished ({_errors(eff['unfinished_errors'])}), "
+            f"which the bench then ran in-process with `jobs.execute` ({eff.get('finished_in_process', 0)} done)."
+            if eff.get("left_unfinished_by_rq_workers")
+            else "; none left unfinished."
+        ),
+        "",
+        f"Run time: {doc['timings_s']['total']:.0f} s (schema {doc['timings_s']['schema']:.0f} s, orders "
+        f"{doc['timings_s']['orders']:.0f} s, signing the notifications {doc['timings_s']['build_notifications']:.0f} s).",
+    ]
+    return "\n".join(lines)
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return "; ".join(f"{n} × `{e[:110]}`" for e, n in sorted(errors.items(), key=lambda kv: -kv[1])[:3])
+
+
+def wecomcallback_table(doc: dict[str, Any]) -> str:
+    st = doc["settings"]
+    title = f"{st['ack_events']:,} add events, acknowledgement only"
+    return _table(LATENCY_HEAD, _latency_rows(title, doc["acks"], "× `success`"))
+
+
+def wecomcallback_e2e_table(doc: dict[str, Any]) -> str:
+    e = doc["end_to_end"]
+    b, p, wdb, wsb = e["burst"], e["processing"], e["welcome_latency_ms_db"], e["welcome_latency_ms_sandbox"]
+    head = (
+        "burst",
+        "acks/s",
+        "ack p50 ms",
+        "ack p99 ms",
+        "events applied / s",
+        "all applied after s",
+        "welcome p50 ms",
+        "welcome p99 ms",
+        "welcome max ms",
+        "welcome p50 / p99 ms (sandbox clock)",
+    )
+    rows = [
+        (
+            f"{b['events']} events, {doc['settings']['burst_concurrency']} connections, "
+            f"{doc['settings']['rq_workers']} RQ workers",
+            _fmt(b["acks_per_s"], 1),
+            _fmt(b["ack_p50_ms"]),
+            _fmt(b["ack_p99_ms"]),
+            _bold(p["events_applied_per_s"], 1),
+            _fmt(p["settled_after_s"], 1),
+            _fmt(wdb["p50"], 0),
+            _bold(wdb["p99"], 0),
+            _fmt(wdb["max"], 0),
+            f"{_fmt(wsb['p50'], 0)} / {_fmt(wsb['p99'], 0)}",
+        )
+    ]
+    return _table(head, rows)
+
+
+def wecomcallback_readme_section(doc: dict[str, Any], table: str) -> str:
+    st, a, e = doc["settings"], doc["acks"], doc["end_to_end"]
+    c, ac = e["correct"], a["correct"]
+    r = a["ratio_app_over_baseline"]
+    lines = [
+        _env_line(doc),
+        "",
+        f"Acknowledgements: {st['client']}, {st['rounds']} rounds interleaving app and baseline, no RQ worker "
+        f"running; gunicorn `{' '.join(st['gunicorn'])}`; Redis {st['redis']}.",
+        "",
+        table,
+        "",
+        f"Target (issue 3): acknowledgement throughput ≥ 0.70 of the baseline — measured **{_fmt(r['rps'], 3)}**; "
+        f"p99 well under 5 s — measured {_fmt(a['app']['p99_ms'])} ms. Checks "
+        f"({'yes' if ac['ok'] else '**NO**'}): {ac['raw_events_stored']:,} raw events stored for "
+        f"{ac['events_sent']:,} callbacks, outbox rows {ac['outbox_rows']}.",
+        "",
+        f"End to end: {st['rq_workers']} RQ workers (`{st['rq_worker_command']}`) running, a burst of "
+        f"{st['burst_events']} add events (each with a WelcomeCode the sandbox issued just before) at "
+        f"{st['burst_concurrency']} connections; events applied / s = events processed over the time from the "
+        "first callback received to the last event processed (database timestamps); welcome latency = "
+        "callback received → `send_welcome_msg` answered, as the welcome row records it (`latency_ms`), and "
+        "as the sandbox saw it (its request time minus the time the bench sent the callback).",
+        "",
+        wecomcallback_e2e_table(doc),
+        "",
+        f"Target (issue 3): welcome within 2 s of the callback at p99 during a burst — measured "
+        f"{_fmt(e['welcome_latency_ms_db']['p99'], 0)} ms. Checks ({'yes' if c['ok'] else '**NO**'}): "
+        f"{c['acknowledged']} acknowledged, raw events {c['raw_events_by_status']}, {c['events_retried']} "
+        f"retried (max {c['max_attempts']} attempts), {c['active_friends']} active friends, "
+        f"{c['friend_added_touchpoints']} `friend_added` touchpoints, welcome rows {c['welcome_rows']}, "
+        f"{c['welcome_accepted_by_sandbox']} welcome messages accepted by the sandbox; jobs {c['jobs_by_status']}"
+        + (f"; job errors: {_errors(c['job_errors'])}" if c["job_errors"] else "")
+        + ".",
+        "",
+        f"Run time: {doc['timings_s']['total']:.0f} s (schema {doc['timings_s']['schema']:.0f} s).",
+    ]
+    return "\n".join(lines)
