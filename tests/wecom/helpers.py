@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
@@ -20,6 +23,27 @@ def contact_xml(sandbox: Any, change_type: str, userid: str, ext: str, create_ti
 def post_event(client: Any, sandbox: Any, xml: str, **kwargs: Any) -> Any:
     params, body = sandbox.state.wecom_callback(xml, **kwargs)
     return client.post(URL, query_string=params, data=body, content_type="text/xml")
+
+
+@contextmanager
+def live_server(app: Any) -> Iterator[str]:
+    """The app on a real threaded HTTP server on 127.0.0.1 (for `wecom_emit.emit` over sockets).
+    Needs a `dbcommit` test: request threads use their own database connections."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
+    thread = threading.Thread(target=server.serve_forever, name="dealerloop-live", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}{URL}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
 
 
 def upstream_calls(sandbox: Any, path: str) -> list[dict[str, Any]]:

@@ -204,3 +204,94 @@ def test_redis_down_while_events_arrive_then_all_processed(
         up_client.close()
     assert n(db_session, WeComRawEvent, WeComRawEvent.status == "processed") == 2
     assert n(db_session, WeComFriend, WeComFriend.status == FriendStatus.ACTIVE) == 2
+
+
+WIPE = (
+    "wecom_alert",
+    "wecom_channel_fact",
+    "wecom_friend_tag",
+    "wecom_friend",
+    "wecom_app_message",
+    "wecom_welcome_message",
+    "touchpoint",
+    "customer_kind_count",
+    "customer_profile",
+    "customer_advisor",
+    "customer_identity",
+    "wecom_raw_event",
+    "outbox_job",
+    "customer",
+)
+
+
+def _wipe_committed(app: Any) -> None:
+    from sqlalchemy import text
+
+    from backend.platform.db import db
+
+    with app.app_context(), db.engine.begin() as conn:
+        conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
+        for table in WIPE:
+            conn.execute(WeComFriend.metadata.tables[table].delete())
+        conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+
+
+def _thousand_events(sb: Any, base: int) -> list[str]:
+    """~350 distinct events: adds, losses, re-adds, edits and advisor deletions of 100 customers x 2
+    advisors (each costs ~50 statements; the duplicates that fill the burst up to 1,000 are cheap)."""
+    events = []
+    for c in range(100):
+        ext = f"wmK{c:04d}"
+        sb.state.add_external_contact(ext, f"客户{c}", unionid=f"oK{c}")
+        for a, userid in enumerate((ADVISOR, "advisor.li")):
+            sb.state.add_follow(userid, ext)
+            t = base + c * 10 + a * 5
+            events.append(contact_xml(sb, "add_external_contact", userid, ext, t))
+            if c % 3 == 0:
+                events.append(contact_xml(sb, "del_follow_user", userid, ext, t + 1))
+            if c % 6 == 0:
+                events.append(contact_xml(sb, "add_external_contact", userid, ext, t + 2))
+            if c % 4 == 1:
+                events.append(contact_xml(sb, "edit_external_contact", userid, ext, t + 3))
+            if c % 10 == 7:
+                events.append(contact_xml(sb, "del_external_contact", userid, ext, t + 4))
+    return events
+
+
+@pytest.mark.mariadb
+@pytest.mark.dbcommit
+def test_burst_of_a_thousand_shuffled_with_duplicates_over_http_ends_like_in_order(
+    app: Any, client: Any, sandbox_reset: Any, tree: Any, make_staff: Any
+) -> None:
+    """In order through the test client, then 1,000 deliveries (the distinct events plus
+    duplicates, shuffled) over real HTTP from 8 threads, as WeCom bursts: same end state."""
+    from backend.platform.db import db
+    from integrations.sandbox.wecom_emit import FlaskClientTransport, emit
+    from tests.wecom.helpers import URL, live_server
+
+    sb = sandbox_reset
+    make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR)
+    make_staff(tree.stores[0], "store_manager", userid="advisor.li")
+    events = _thousand_events(sb, int(time.time()) - 5000)
+    assert 300 <= len(events) < 500
+
+    in_order = emit(URL, events, sb.credentials, client=FlaskClientTransport(client))
+    assert in_order.acknowledged == len(events)
+    with app.app_context():
+        session = db.session_factory()
+        expected = _snapshot(session)
+        session.close()
+    assert expected["alerts"] and len(expected["friends"]) == 200
+    _wipe_committed(app)
+
+    with live_server(app) as url:
+        burst = emit(url, events, sb.credentials, duplicates=1000 - len(events), shuffle=True, seed=1000, concurrency=8)
+    assert len(burst.deliveries) == 1000
+    assert burst.acknowledged == 1000, burst.failed[:3]
+    run_due_jobs(app)  # events whose try lost a lock race are retried by the outbox
+    with app.app_context():
+        session = db.session_factory()
+        assert n(session, WeComRawEvent) == len(events)
+        assert n(session, WeComRawEvent, WeComRawEvent.status != "processed") == 0
+        assert _snapshot(session) == expected
+        session.close()
