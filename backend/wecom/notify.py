@@ -122,6 +122,53 @@ def notify(
     return created
 
 
+def _link(path: str) -> str:
+    return str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/") + path
+
+
+def new_lead(
+    session: Session, corp_id: str, lead_ref: str, advisor_userid: str, customer: str, source: str
+) -> list[AppMessage]:
+    return notify(
+        session,
+        corp_id,
+        NotifyKind.NEW_LEAD,
+        lead_ref,
+        [advisor_userid],
+        card=Card("新线索", f"客户「{customer}」来自{source}，请尽快跟进。", _link(f"/workbench/leads/{lead_ref}")),
+    )
+
+
+def new_consultation(
+    session: Session, corp_id: str, consult_ref: str, advisor_userid: str, customer: str, excerpt: str
+) -> list[AppMessage]:
+    return notify(
+        session,
+        corp_id,
+        NotifyKind.NEW_CONSULTATION,
+        consult_ref,
+        [advisor_userid],
+        card=Card("新咨询", f"客户「{customer}」：{excerpt[:120]}", _link(f"/workbench/consult/{consult_ref}")),
+    )
+
+
+def lost_customer(
+    session: Session, corp_id: str, alert_ref: str, recipients: list[str], customer: str, advisor: str
+) -> list[AppMessage]:
+    return notify(
+        session,
+        corp_id,
+        NotifyKind.LOST_CUSTOMER,
+        alert_ref,
+        recipients,
+        text=f"流失提醒：客户「{customer}」与顾问 {advisor} 的好友关系已解除。",
+    )
+
+
+def weak_item(session: Session, corp_id: str, item_ref: str, recipients: list[str], summary: str) -> list[AppMessage]:
+    return notify(session, corp_id, NotifyKind.WEAK_ITEM, item_ref, recipients, text=f"待改进提醒：{summary}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Per-recipient sliding window
 
@@ -230,8 +277,7 @@ def deliver(session: Session, message_id: int) -> str:
             session,
             APP_MESSAGE_JOB,
             {"message_id": message.id},
-            dedup_key=f"{APP_MESSAGE_JOB}:{message.id}:deferred:{int(now.timestamp())}",
-            delay=timedelta(seconds=wait),
+            delay=timedelta(seconds=wait),  # no dedup key: the locked message decides what runs
         )
         log.info("app message %s deferred %.0fs by the per-recipient limit", message.id, wait)
         return "deferred"

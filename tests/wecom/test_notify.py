@@ -1,0 +1,194 @@
+"""Notifications to advisors (WeCom `message/send`) through the real client and the sandbox:
+text and text cards, deduplication by key, per-recipient sliding window (Redis, and the database
+when Redis is down), failures retried through the outbox, everything sent recorded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+from sqlalchemy import func, select
+
+from backend.platform.db import commit, rollback
+from backend.platform.jobs import OutboxJob
+from backend.wecom import notify
+from backend.wecom.models import AppMessage
+from backend.wecom.ops_models import AppMessageRecipient
+from tests.wecom.helpers import run_due_jobs
+
+ADVISOR = "advisor.zhang"
+SEND = "/cgi-bin/message/send"
+
+
+@pytest.fixture
+def corp(app: Any, sandbox_reset: Any) -> str:
+    return app.config["WECOM_CORP_ID"]
+
+
+def count(session: Any, model: Any, *where: Any) -> int:
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def sent_bodies(sb: Any) -> list[dict[str, Any]]:
+    return list(sb.state.app_messages)
+
+
+def test_text_and_card_are_sent_once_per_key_and_recorded(
+    app: Any, db_session: Any, corp: str, sandbox_reset: Any
+) -> None:
+    sb = sandbox_reset
+    with app.app_context():
+        first = notify.new_lead(db_session, corp, "L1", ADVISOR, "陈先生", "抖音")
+        again = notify.new_lead(db_session, corp, "L1", ADVISOR, "陈先生", "抖音")  # same key: nothing new
+        notify.lost_customer(db_session, corp, "A9", [ADVISOR, "advisor.li", ADVISOR], "刘女士", "王顾问")
+        commit(db_session)
+    assert len(first) == 1 and again == []
+    bodies = sent_bodies(sb)
+    assert len(bodies) == 3
+    card = next(b for b in bodies if b["msgtype"] == "textcard")
+    assert card["touser"] == ADVISOR and card["agentid"] == int(app.config["WECOM_AGENT_ID"])
+    assert card["textcard"]["title"] == "新线索" and "陈先生" in card["textcard"]["description"]
+    assert card["textcard"]["url"].endswith("/workbench/leads/L1") and card["textcard"]["btntxt"] == "详情"
+    texts = sorted(b["touser"] for b in bodies if b["msgtype"] == "text")
+    assert texts == ["advisor.li", ADVISOR]  # one message per recipient, duplicates dropped
+    messages = db_session.scalars(select(AppMessage).order_by(AppMessage.id)).all()
+    assert [(m.kind, m.status, bool(m.msgid)) for m in messages] == [
+        ("new_lead", "sent", True),
+        ("lost_customer", "sent", True),
+        ("lost_customer", "sent", True),
+    ]
+    assert count(db_session, AppMessageRecipient) == 3
+
+
+def test_nothing_is_sent_for_a_rolled_back_change(app: Any, db_session: Any, corp: str, sandbox_reset: Any) -> None:
+    with app.app_context():
+        notify.new_consultation(db_session, corp, "C1", ADVISOR, "陈先生", "保养多少钱？")
+        rollback(db_session)
+    assert count(db_session, AppMessage) == 0 and sandbox_reset.state.app_messages == []
+
+
+def test_bad_calls_are_refused(app: Any, db_session: Any, corp: str) -> None:
+    with app.app_context():
+        with pytest.raises(ValueError):
+            notify.notify(db_session, corp, "new_lead", "k", [ADVISOR])
+        with pytest.raises(ValueError):
+            notify.notify(db_session, corp, "gossip", "k", [ADVISOR], text="hi")
+
+
+def test_window_in_the_database_defers_over_the_limit(
+    app: Any, db_session: Any, corp: str, sandbox_reset: Any, monkeypatch: Any
+) -> None:
+    sb = sandbox_reset
+    monkeypatch.setitem(app.config, "WECOM_NOTIFY_RATE_LIMIT", 3)
+    monkeypatch.setitem(app.config, "WECOM_NOTIFY_RATE_WINDOW", 600)
+    assert app.extensions["dealerloop.redis"] is None  # this app has no Redis: the database counts
+    start = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    with freeze_time(start) as frozen:
+        with app.app_context():
+            for i in range(5):
+                notify.weak_item(db_session, corp, f"W{i}", [ADVISOR], f"第{i}项")
+                frozen.tick(1)
+            notify.weak_item(db_session, corp, "other", ["advisor.li"], "别人的")  # another recipient
+            commit(db_session)
+        statuses = db_session.scalars(select(AppMessage.status).order_by(AppMessage.id)).all()
+        assert statuses == ["sent", "sent", "sent", "deferred", "deferred", "sent"]
+        assert len(sb.state.app_messages) == 4
+        deferred = db_session.scalars(
+            select(OutboxJob).where(OutboxJob.status == "pending", OutboxJob.run_after.is_not(None))
+        ).all()
+        assert len(deferred) == 2
+        assert all(j.run_after >= start + timedelta(seconds=600) for j in deferred)  # when the window frees
+
+        frozen.move_to(start + timedelta(seconds=700))
+        run_due_jobs(app)
+    assert db_session.scalars(select(AppMessage.status)).all() == ["sent"] * 6
+    assert len(sb.state.app_messages) == 6
+
+
+@pytest.mark.redis
+def test_window_in_redis_and_degrading_to_the_database_when_redis_is_down(
+    app: Any, db_session: Any, corp: str, sandbox_reset: Any, monkeypatch: Any, redis_url: str
+) -> None:
+    import redis
+
+    up = redis.Redis.from_url(redis_url)
+    key = f"dealerloop:wecom:notify:{corp}:{ADVISOR}"
+    up.delete(key)
+    monkeypatch.setitem(app.config, "WECOM_NOTIFY_RATE_LIMIT", 2)
+    monkeypatch.setitem(app.extensions, "dealerloop.redis", up)
+    try:
+        with app.app_context():
+            for i in range(3):
+                notify.weak_item(db_session, corp, f"R{i}", [ADVISOR], f"第{i}项")
+            commit(db_session)
+        assert db_session.scalars(select(AppMessage.status).order_by(AppMessage.id)).all() == [
+            "sent",
+            "sent",
+            "deferred",
+        ]
+        assert up.zcard(key) == 2  # the deferred one gave its reservation back
+
+        # Redis goes away: the limit still holds, counted from the recipient rows in the database.
+        monkeypatch.setitem(app.extensions, "dealerloop.redis", redis.Redis(port=1, socket_connect_timeout=0.2))
+        with app.app_context():
+            notify.weak_item(db_session, corp, "R3", [ADVISOR], "第3项")
+            notify.weak_item(db_session, corp, "R4", ["advisor.li"], "别人的")
+            commit(db_session)
+        assert db_session.scalars(select(AppMessage.status).order_by(AppMessage.id)).all() == [
+            "sent",
+            "sent",
+            "deferred",
+            "deferred",
+            "sent",
+        ]
+        assert len(sandbox_reset.state.app_messages) == 3
+    finally:
+        up.delete(key)
+        up.close()
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"mode": "errcode", "errcode": 45009},
+        {"mode": "down"},
+    ],
+)
+def test_failed_sends_are_retried_through_the_outbox(
+    app: Any, db_session: Any, corp: str, sandbox_reset: Any, fault: Any
+) -> None:
+    sb = sandbox_reset
+    sb.state.set_fault(service="wecom", path=SEND, count=2, **fault)
+    with app.app_context():
+        notify.new_lead(db_session, corp, "L7", ADVISOR, "陈先生", "官网")
+        commit(db_session)
+    message = db_session.scalars(select(AppMessage)).one()
+    assert (message.status, message.attempts) == ("retrying", 1)
+    assert message.last_error.startswith("wecom ")
+    assert count(db_session, AppMessageRecipient) == 0
+    sb.state.expire_tokens("wecom")  # a 42001 on the way: refreshed once by the client
+    run_due_jobs(app)
+    db_session.refresh(message)
+    assert (message.status, message.attempts, message.last_error) == ("sent", 2, None)
+    assert len(sb.state.app_messages) == 1 and count(db_session, AppMessageRecipient) == 1
+
+
+def test_a_send_that_never_succeeds_is_left_failed(
+    app: Any, db_session: Any, corp: str, sandbox_reset: Any, monkeypatch: Any
+) -> None:
+    sb = sandbox_reset
+    monkeypatch.setitem(app.config, "WECOM_NOTIFY_MAX_ATTEMPTS", 3)
+    sb.state.set_fault("errcode", errcode=-1, service="wecom", path=SEND)
+    with app.app_context():
+        notify.weak_item(db_session, corp, "F1", [ADVISOR], "一直失败")
+        commit(db_session)
+    run_due_jobs(app)
+    message = db_session.scalars(select(AppMessage)).one()
+    db_session.refresh(message)
+    assert (message.status, message.attempts) == ("failed", 3)
+    assert "errcode=-1" in message.last_error
+    assert count(db_session, OutboxJob, OutboxJob.status == "pending") == 0
+    assert sb.state.app_messages == []
