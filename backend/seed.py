@@ -385,7 +385,8 @@ def _history(
         when = start + timedelta(minutes=rng.uniform(1, 60))
         add(when, Kind.ADVISOR_ASSIGNED, Channel.SYSTEM, staff_id, role=role.value)
 
-    # Service visits every 3-5 months: invitation or self-booking, arrival, completion, points.
+    # Service visits every 3-5 months: invitation or self-booking, arrival, completion (the points
+    # earned for it are written by the loyalty seed through the ledger: backend/points/seed.py).
     visit = start + timedelta(days=rng.uniform(10, 60))
     while visit < end:
         if rng.random() < 0.5:
@@ -424,13 +425,6 @@ def _history(
                 service,
                 service_type=service_type,
                 amount_fen=amount,
-            )
-            add(
-                visit + timedelta(hours=rng.uniform(5, 6)),
-                Kind.POINTS_EARNED,
-                Channel.SYSTEM,
-                points=amount // 100,
-                reason="service_spend",
             )
         visit += timedelta(days=rng.uniform(90, 150))
 
@@ -577,11 +571,17 @@ def seed_demo(if_empty: bool = False, customers: int = 500) -> str:
                 _create_customers(session, plans, vault, counts)
                 commit(session)
                 session.expunge_all()  # keep the identity map small across batches
+
+        from backend.points.seed import seed_loyalty
+
+        demo_store_id = session.scalar(select(Staff.org_unit_id).where(Staff.id == demo_advisor_id))
+        loyalty = seed_loyalty(session, {n: demo_openid(n) for n in range(1, customers + 1)}, demo_store_id, now)
+        commit(session)
     except BaseException:
         rollback(session)
         raise
     return (
         f"demo data: created {counts.units} org units, {counts.staff} staff, {counts.customers} customers, "
-        f"{counts.cars} cars, {counts.touchpoints} touchpoints"
+        f"{counts.cars} cars, {counts.touchpoints} touchpoints; loyalty: {loyalty}"
         + ("" if counts.customers or counts.units or counts.staff else " (everything was already there)")
     )

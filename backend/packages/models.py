@@ -28,7 +28,7 @@ class ServicePackage(Base, TimestampMixin):
     service_type: Mapped[str] = mapped_column(String(32))  # basic_maintenance, wash, ...
     uses: Mapped[int]
     price_fen: Mapped[int]
-    valid_days: Mapped[int]
+    valid_days: Mapped[int] = mapped_column(default=365)
     active: Mapped[bool] = mapped_column(default=True)
 
 
