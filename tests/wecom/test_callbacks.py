@@ -318,3 +318,89 @@ def test_welcome_code_already_used_is_recorded_not_retried(client: Any, db_sessi
     assert (row.status, row.errcode) == ("already_sent", 41051)
     assert sb.hits("/cgi-bin/externalcontact/send_welcome_msg", "wecom") == 1
     assert count(db_session, OutboxJob, OutboxJob.name == "wecom.send_welcome", OutboxJob.status == "done") == 1
+
+
+def _encoding_aes_key() -> str:
+    import base64
+    import os
+
+    while True:  # 43 alphanumerics, as WeCom issues them
+        candidate = base64.b64encode(os.urandom(32)).decode().rstrip("=")
+        if candidate.isalnum():
+            return candidate
+
+
+def test_two_apps_each_selected_by_corp_and_agent_with_its_own_credentials(
+    app: Any, client: Any, db_session: Any, world: Any, monkeypatch: Any
+) -> None:
+    from integrations.sandbox import SandboxServer, create_sandbox
+    from integrations.sandbox.wecom_emit import sign_event
+    from integrations.wecom.apps import add_wecom_apps
+
+    sb = world["sandbox"]
+    creds2 = dict(
+        sb.credentials,
+        WECOM_CORP_ID="wwSecondCorp000002",
+        WECOM_AGENT_ID="1000009",
+        WECOM_SECRET="S" * 43,
+        WECOM_CALLBACK_TOKEN="tokenOfTheSecondApp01",
+        WECOM_CALLBACK_AES_KEY=_encoding_aes_key(),
+    )
+    second = SandboxServer(create_sandbox(creds2, seed=False))
+    base = second.start()
+    try:
+        second.state.add_member("adv.two", "二号顾问")
+        second.state.add_external_contact("wmSecondCorp1", "王先生", follow_userid="adv.two")
+        gateways = app.extensions["dealerloop.gateways"]
+        monkeypatch.setitem(gateways.extra, "wecom_apps", [])
+        monkeypatch.setitem(gateways.extra, "wecom_callback_more", [])
+        monkeypatch.setitem(app.extensions, "dealerloop.wecom_callback_apps", None)  # rebuilt with both apps
+        extra = {
+            "corp_id": creds2["WECOM_CORP_ID"],
+            "agent_id": creds2["WECOM_AGENT_ID"],
+            "secret": creds2["WECOM_SECRET"],
+            "token": creds2["WECOM_CALLBACK_TOKEN"],
+            "aes_key": creds2["WECOM_CALLBACK_AES_KEY"],
+            "api_base": base + "/wecom",
+        }
+        add_wecom_apps(gateways, {"WECOM_EXTRA_APPS": [extra], "UPSTREAM_TIMEOUT": 2.0})
+
+        t = now()
+        assert post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, t)).data == (
+            b"success"
+        )
+        xml2 = second.state.change_external_contact_xml(
+            creds2["WECOM_CORP_ID"], "add_external_contact", "adv.two", "wmSecondCorp1", t
+        )
+        params, body = sign_event(xml2, creds2)
+        resp = client.post(URL, query_string=params, data=body, content_type="text/xml")
+        assert (resp.status_code, resp.data) == (200, b"success")
+
+        db_session.expire_all()
+        raws = {r.corp_id: r for r in db_session.scalars(select(WeComRawEvent))}
+        assert set(raws) == {sb.credentials["WECOM_CORP_ID"], creds2["WECOM_CORP_ID"]}
+        assert raws[creds2["WECOM_CORP_ID"]].agent_id == "1000009"
+        assert {r.status for r in raws.values()} == {"processed"}
+        second_friend = friend_of(db_session, "adv.two", "wmSecondCorp1")
+        assert second_friend.corp_id == creds2["WECOM_CORP_ID"] and second_friend.staff_id is None
+        # each app's calls went to its own WeCom, with its own secret
+        assert [c["query"]["external_userid"] for c in second.state.received("/cgi-bin/externalcontact/get")] == [
+            "wmSecondCorp1"
+        ]
+        assert [c["query"]["corpsecret"] for c in second.state.received("/cgi-bin/gettoken")] == ["S" * 43]
+        assert "wmSecondCorp1" not in [
+            c["query"].get("external_userid") for c in sb.state.received("/cgi-bin/externalcontact/get")
+        ]
+
+        # app 2's event signed with app 1's token, or naming an agent we do not have: refused
+        forged_params, forged_body = sign_event(
+            xml2, dict(creds2, WECOM_CALLBACK_TOKEN=sb.credentials["WECOM_CALLBACK_TOKEN"])
+        )
+        forged = client.post(URL, query_string=forged_params, data=forged_body, content_type="text/xml")
+        assert (forged.status_code, forged.get_json()["code"]) == (403, "wecom.signature_invalid")
+        p3, b3 = sign_event(xml2, dict(creds2, WECOM_AGENT_ID="1000777"))
+        wrong_agent = client.post(URL, query_string=p3, data=b3, content_type="text/xml")
+        assert (wrong_agent.status_code, wrong_agent.get_json()["code"]) == (403, "wecom.receive_id_mismatch")
+        assert count(db_session, WeComRawEvent) == 2
+    finally:
+        second.stop()
