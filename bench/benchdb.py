@@ -135,3 +135,29 @@ def environment(url: str) -> dict[str, Any]:
         "innodb_flush_log_at_trx_commit": int(flush),
         "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def capture_sql(app: Any, fn: Any) -> list[str]:
+    """The statements (and COMMIT / ROLLBACK) the app's engine sends while `fn()` runs in-process,
+    after-commit work (the outbox relay) included."""
+    from sqlalchemy import event
+
+    from backend.platform.db import db
+
+    statements: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    def on(name: str) -> Any:
+        return lambda *_a: statements.append(name)
+
+    hooks = [("before_cursor_execute", capture), ("commit", on("COMMIT")), ("rollback", on("ROLLBACK"))]
+    for name, hook in hooks:
+        event.listen(db.engine, name, hook)
+    try:
+        fn()
+    finally:
+        for name, hook in hooks:
+            event.remove(db.engine, name, hook)
+    return statements

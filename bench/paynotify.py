@@ -191,6 +191,29 @@ def build_deliveries(
     return out, tx_ids, len(dups)
 
 
+def notify_sql(
+    url: str, credentials: dict[str, str], redis: str, state: Any, order: dict[str, Any]
+) -> tuple[list[str], dict[str, str]]:
+    """In-process (Redis configured, as on gunicorn): the statements one first notification sends."""
+    from backend import create_app
+    from backend.platform.db import db
+
+    app = create_app({**app_env(url, credentials, redis), "SANDBOX_ENABLED": False})
+    deliveries, tx_ids, _ = build_deliveries(state, credentials, [order], 0.0)
+    headers, body = deliveries[0]
+    client = app.test_client()
+
+    def post() -> None:
+        resp = client.post(APP_PATH, data=body, headers=headers)
+        if resp.status_code != 204:
+            raise SystemExit(f"in-process notification: HTTP {resp.status_code}: {resp.data[:300]!r}")
+
+    try:
+        return benchdb.capture_sql(app, post), tx_ids
+    finally:
+        db.engine.dispose()
+
+
 def _script(requests: list[loadgen.Request]) -> Any:
     lock = threading.Lock()
     cursor = [0]
@@ -458,7 +481,8 @@ def run(
     state = create_sandbox(credentials, seed=False).state
     warm_n = 4 * servers.WORKERS
     all_orders, t_orders = create_orders(url, credentials, orders + warm_n, customers=200)
-    warm_orders, measured_orders = all_orders[:warm_n], all_orders[warm_n:]
+    warm_orders, measured_orders = all_orders[: warm_n - 1], all_orders[warm_n:]
+    sql_order = all_orders[warm_n - 1]  # notified in-process to list the statements
     print(f"[paynotify] schema {t_schema:.1f} s; {len(all_orders)} payment orders (create_order): {t_orders:.1f} s")
 
     env = app_env(url, credentials, redis)
@@ -477,6 +501,8 @@ def run(
                 if status != 204:
                     raise SystemExit(f"{srv.name} warm-up notification: HTTP {status}: {raw[:300]!r}\n{srv.log_tail()}")
         print(f"[paynotify] gunicorn up: app :{app_srv.port}, baseline :{base_srv.port}; warmed up", flush=True)
+        sql, sql_tx = notify_sql(url, credentials, redis, state, sql_order)
+        print(f"[paynotify] one notification sends {len(sql)} statements (in-process capture)", flush=True)
 
         t = time.perf_counter()
         deliveries, tx_ids, n_dups = build_deliveries(state, credentials, measured_orders, duplicate_share)
@@ -526,7 +552,7 @@ def run(
             flush=True,
         )
         drained["finished_in_process"] = finish_in_process(url, credentials, left["unfinished_ids"])
-    correct = check_books(url, credentials, measured_orders + warm_orders, {**tx_ids, **_warm_tx})
+    correct = check_books(url, credentials, all_orders, {**tx_ids, **_warm_tx, **sql_tx})
     print(f"[paynotify] effects drained in {drained['seconds']} s; correct: {correct['ok']} {correct}", flush=True)
 
     total = time.perf_counter() - t_start
@@ -545,6 +571,7 @@ def run(
             "redis": redis,
             "rq_workers_for_effects": workers,
         },
+        "sql_per_notification": sql,
         "results": {
             **results,
             "ratio_app_over_baseline": {

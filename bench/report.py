@@ -316,7 +316,7 @@ def paynotify_readme_section(doc: dict[str, Any], table: str) -> str:
         "",
         "Ratios are app / baseline: below 1 for req/s and above 1 for latencies and CPU means the app is slower.",
         "",
-        f"Correctness ({'**yes**' if c['ok'] else '**NO**'}): {c['orders']:,} orders (measured + warm-up), "
+        f"Correctness ({'**yes**' if c['ok'] else '**NO**'}): {c['orders']:,} orders (measured, warm-up and the one notified in-process), "
         f"{c['paid_once_with_the_notified_transaction']:,} paid once with the notified transaction id; "
         f"{c['effect_jobs']:,} `payments.run_effects` outbox rows ({c['effect_jobs_by_status']}, at most "
         f"{c['effect_job_max_attempts']} attempt each); pending points earned once for "
@@ -325,6 +325,9 @@ def paynotify_readme_section(doc: dict[str, Any], table: str) -> str:
         f"{c['payment_issues']} payment issues; {c['ledger_drift_members']} points ledgers drifting; "
         f"{c.get('profile_projection_drift_customers', '?')} customer profiles whose touchpoint count differs from "
         "their touchpoints.",
+        "",
+        f"One notification sends {len(doc['sql_per_notification'])} statements to MariaDB "
+        f"({_sql_kinds(doc['sql_per_notification'])}; in-process capture, the list is in `results/paynotify.json`).",
         "",
         f"Effects afterwards: {eff['workers']} RQ workers (`{eff.get('command', 'flask --app wsgi worker --burst')}`) ran the "
         f"{c['effect_jobs']:,} effect jobs in {eff['seconds']:.0f} s ({eff['jobs_per_s']}/s, start-up included)"
@@ -397,7 +400,9 @@ def wecomcallback_readme_section(doc: dict[str, Any], table: str) -> str:
         table,
         "",
         f"Target (issue 3): acknowledgement throughput ≥ 0.70 of the baseline — measured **{_fmt(r['rps'], 3)}**; "
-        f"p99 well under 5 s — measured {_fmt(a['app']['p99_ms'])} ms. Checks "
+        f"p99 well under 5 s — measured {_fmt(a['app']['p99_ms'])} ms. One acknowledged callback sends "
+        f"{len(doc['sql_per_callback'])} statements to MariaDB ({_sql_kinds(doc['sql_per_callback'])}; "
+        "in-process capture, the list is in `results/wecomcallback.json`). Checks "
         f"({'yes' if ac['ok'] else '**NO**'}): {ac['raw_events_stored']:,} raw events stored for "
         f"{ac['events_sent']:,} callbacks, outbox rows {ac['outbox_rows']}.",
         "",
