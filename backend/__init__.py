@@ -69,6 +69,9 @@ def _configure_redis_and_jobs(app: Flask) -> None:
     import backend.jobs  # noqa: F401
 
 
+SANDBOX_NOTIFY_HOST = "https://dealerloop.sandbox"
+
+
 def _configure_gateways(app: Flask) -> None:
     from integrations import build_gateways
 
@@ -86,6 +89,13 @@ def _configure_gateways(app: Flask) -> None:
         app.config["WECOM_API_BASE"] = f"{base}/wecom"
         app.config["WECHATPAY_GATEWAY"] = f"{base}/wechatpay"
         sandbox = create_sandbox(credentials)
+        if not app.config.get("WECHATPAY_NOTIFY_URL"):
+            # WeChat Pay only posts to https URLs; the sandbox keeps that rule and maps the
+            # placeholder host back to this server when it delivers notifications.
+            from integrations.sandbox.wechatpay_ledger import ledger
+
+            app.config["WECHATPAY_NOTIFY_URL"] = f"{SANDBOX_NOTIFY_HOST}/callbacks/wechatpay/payment"
+            ledger(sandbox.state).url_map[SANDBOX_NOTIFY_HOST] = app.config["PUBLIC_BASE_URL"].rstrip("/")
         app.extensions["dealerloop.sandbox"] = sandbox
         app.wsgi_app = DispatcherMiddleware(app.wsgi_app, sandbox.mounts())  # type: ignore[method-assign]
     app.extensions["dealerloop.gateways"] = build_gateways(app.config, app.extensions["dealerloop.redis"])
