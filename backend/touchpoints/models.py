@@ -39,6 +39,7 @@ class Kind(enum.StrEnum):
     FRIEND_HALF_ADDED = "friend_half_added"
     FRIEND_EDITED = "friend_edited"
     FRIEND_RECONCILED = "friend_reconciled"
+    TRANSFER_STARTED = "transfer_started"  # a handover accepted by WeCom, takeover pending
     TRANSFER_FAILED = "transfer_failed"
     LOST_CUSTOMER_ALERTED = "lost_customer_alerted"
     WELCOME_SENT = "welcome_sent"

@@ -246,6 +246,7 @@ def submit_chunk(session: Session, handover_id: int) -> str:
         item.submitted_at = now
         if errcode == 0:
             item.status = ItemStatus.WAITING
+            _touch_started(session, handover, item, now)
         else:
             item.errcode = errcode
             _fail(session, handover, item, ItemStatus.REJECTED, now)
@@ -454,6 +455,26 @@ def _take_over(session: Session, handover: WeComHandover, item: WeComHandoverIte
         advisor_id=handover.takeover_staff_id,
         store_id=store_id,
         payload={**payload, "reassigned": reassigned},
+    )
+
+
+def _touch_started(session: Session, handover: WeComHandover, item: WeComHandoverItem, at: datetime) -> None:
+    record(
+        session,
+        customer_id=_customer_id(session, item),
+        kind=Kind.TRANSFER_STARTED,
+        channel=Channel.WECOM,
+        source=SOURCE,
+        source_ref=f"wecom:handover:{item.id}:{Kind.TRANSFER_STARTED.value}",
+        occurred_at=at,
+        advisor_id=handover.handover_staff_id,
+        store_id=handover.store_id,
+        payload={
+            "handover_id": handover.id,
+            "kind": handover.kind.value,
+            "handover_userid": handover.handover_userid,
+            "takeover_userid": handover.takeover_userid,
+        },
     )
 
 

@@ -111,15 +111,16 @@ def test_resigned_handover_in_chunks_polled_until_final(
     assert (old.status, new.status, new.staff_id) == ("transferred", "active", world["takeover"].id)
     advisors = db_session.scalars(select(CustomerAdvisor.staff_id).where(CustomerAdvisor.customer_id == done.id)).all()
     assert advisors == [world["takeover"].id]
-    assert kinds(db_session, done.id)[-2:] == ["friend_transferred", "advisor_assigned"]
+    assert kinds(db_session, done.id) == ["transfer_started", "friend_transferred", "advisor_assigned"]
     # The refused one stays with nobody new; its failure is a touchpoint.
     refused = known[1]
-    assert kinds(db_session, refused.id)[-1] == "transfer_failed"
+    assert kinds(db_session, refused.id) == ["transfer_started", "transfer_failed"]
     assert db_session.scalars(
         select(CustomerAdvisor.staff_id).where(CustomerAdvisor.customer_id == refused.id)
     ).all() == [world["resigned"].id]
     assert count(db_session, Touchpoint, Touchpoint.kind == "friend_transferred") == 149
     assert count(db_session, Touchpoint, Touchpoint.kind == "transfer_failed") == 2
+    assert count(db_session, Touchpoint, Touchpoint.kind == "transfer_started") == 151
     # Unknown customers (from WeCom's unassigned list) became customers of the takeover advisor.
     assert count(db_session, WeComFriend, WeComFriend.userid == TAKEOVER, WeComFriend.status == "active") == 149
     assert sb.state.follows.get((TAKEOVER, "wmHand000")) is not None

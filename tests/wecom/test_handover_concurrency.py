@@ -1,0 +1,97 @@
+"""Handover under real concurrency on MariaDB (real threads, real commits): the same handover
+requested at once by several managers is recorded once; polls running side by side apply each
+takeover once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from backend.platform.db import commit, db
+from backend.touchpoints.models import Touchpoint
+from backend.wecom import handover as handover_svc
+from backend.wecom.ops_models import WeComHandover, WeComHandoverItem
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
+
+URL = "/api/workbench/v1/wecom/handovers"
+
+
+def run_threads(n: int, fn: Callable[[int], Any]) -> list[Any]:
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+
+    def target(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except Exception as exc:  # surfaced in the assertions
+            results[i] = exc
+        finally:
+            db.session.remove()
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def _count(app: Any, model: Any, *where: Any) -> int:
+    with app.app_context():
+        try:
+            return db.session().scalar(select(func.count()).select_from(model).where(*where))
+        finally:
+            db.session.remove()
+
+
+def test_same_handover_requested_concurrently_is_recorded_once(
+    app: Any, sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    sb = sandbox_reset
+    externals = [f"wmRace{i:02d}" for i in range(30)]
+    for ext in externals:
+        sb.state.add_external_contact(ext, ext, follow_userid="advisor.wang")
+    resigned = make_staff(tree.stores[0], "sales_advisor", userid="advisor.wang", status="resigned")
+    takeover = make_staff(tree.stores[0], "sales_advisor", userid="advisor.zhang")
+    managers = [make_staff(tree.stores[0], "store_manager") for _ in range(4)]
+    headers = [staff_headers(m) for m in managers]
+    body = {
+        "kind": "resigned",
+        "handover_staff_id": resigned.id,
+        "takeover_staff_id": takeover.id,
+        "external_userids": externals,
+    }
+
+    def request(i: int) -> tuple[int, str | None]:
+        resp = app.test_client().post(URL, headers=headers[i], json=body)
+        return resp.status_code, resp.get_json().get("code")
+
+    results = run_threads(4, request)
+    assert sorted(r[0] for r in results) == [202, 409, 409, 409], results
+    assert {r[1] for r in results if r[0] == 409} == {"wecom.handover_in_progress"}
+    assert _count(app, WeComHandover) == 1
+    assert _count(app, WeComHandoverItem, WeComHandoverItem.status == "waiting") == 30
+    assert len([k for k in sb.state.transfers if k[0] == "advisor.wang"]) == 30
+
+    # Three polls at once: the row lock orders them; each takeover is applied once.
+    with app.app_context():
+        handover_id = db.session().scalar(select(WeComHandover.id))
+        db.session.remove()
+
+    def poll(_i: int) -> str:
+        with app.app_context():
+            session = db.session()
+            outcome = handover_svc.poll(session, handover_id)
+            commit(session)
+            return outcome
+
+    outcomes = run_threads(3, poll)
+    assert sorted(outcomes) == ["finished", "polling", "skipped"], outcomes
+    assert _count(app, Touchpoint, Touchpoint.kind == "friend_transferred") == 30
+    assert _count(app, WeComHandoverItem, WeComHandoverItem.status == "done") == 30
