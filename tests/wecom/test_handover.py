@@ -342,3 +342,36 @@ def test_handovers_are_listed_in_scope(
     assert client.get(URL, headers=staff_headers(other_manager)).get_json() == []
     hidden = client.get(f"{URL}/{handover_id}", headers=staff_headers(other_manager))
     assert (hidden.status_code, hidden.get_json()["code"]) == (404, "wecom.handover_not_found")
+
+
+def test_takeover_at_its_customer_limit_ends_as_limit(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+) -> None:
+    sb = world["sandbox"]
+    wecom_ops.set_customer_limit(sb.state, TAKEOVER, 1)  # the takeover advisor already has one customer
+    resp = client.post(
+        URL,
+        headers=staff_headers(world["manager"]),
+        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
+    )
+    run_due_jobs(app)
+    item = db_session.scalars(
+        select(WeComHandoverItem).where(WeComHandoverItem.handover_id == resp.get_json()["id"])
+    ).one()
+    db_session.refresh(item)
+    assert (item.external_userid, item.status) == ("wmDemoCustomer002", "limit")
+    assert (RESIGNED, "wmDemoCustomer002") in sb.state.follows  # nothing moved in WeCom either
+    assert count(db_session, WeComFriend, WeComFriend.userid == TAKEOVER) == 0
+
+
+def test_unassigned_list_failing_answers_502_and_records_nothing(
+    client: Any, db_session: Any, world: Any, staff_headers: Any
+) -> None:
+    world["sandbox"].state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/get_unassigned_list")
+    resp = client.post(
+        URL,
+        headers=staff_headers(world["manager"]),
+        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
+    )
+    assert (resp.status_code, resp.get_json()["code"]) == (502, "upstream.unavailable")
+    assert count(db_session, WeComHandover) == 0 and count(db_session, OutboxJob) == 0
