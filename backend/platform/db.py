@@ -7,6 +7,7 @@ commits once, then runs the after-commit hooks (the outbox relay, notifications)
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -165,8 +166,19 @@ class Database:
         assert self.engine is not None
         return self.engine.dialect.name
 
+    def forget_inherited_connections(self) -> None:
+        """In a forked child (an RQ work horse, a preloaded gunicorn worker): the pooled
+        connections and any session holding one belong to the parent, which keeps using them;
+        two processes on one MySQL socket corrupt each other's results and transactions. Drop
+        them without closing (closing would send a rollback over the parent's socket) so the
+        child opens its own."""
+        self.session.registry.clear()
+        if self.engine is not None:
+            self.engine.dispose(close=False)
+
 
 db = Database()
+os.register_at_fork(after_in_child=db.forget_inherited_connections)
 
 
 # ---------------------------------------------------------------------------------------------
