@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         default=32,
         help="flashsale: PyMySQL connections the baseline's client threads share",
     )
-    parser.add_argument("--orders", type=int, default=2000, help="paynotify: payment orders notified")
+    parser.add_argument("--orders", type=int, default=1200, help="paynotify: payment orders notified")
     parser.add_argument(
         "--duplicates", type=float, default=0.2, help="paynotify: extra deliveries, as a share of the orders"
     )
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         help="paynotify/wecomcallback: RQ workers as `python -m bench.rqworker` (no fork; default) or as shipped, "
         "`flask --app wsgi worker` (forking; see bench/rqworker.py for why it is not the default)",
     )
-    parser.add_argument("--ack-events", type=int, default=3000, help="wecomcallback: events acknowledged")
-    parser.add_argument("--burst-events", type=int, default=300, help="wecomcallback: events in the end-to-end burst")
+    parser.add_argument("--ack-events", type=int, default=1500, help="wecomcallback: events acknowledged")
+    parser.add_argument("--burst-events", type=int, default=200, help="wecomcallback: events in the end-to-end burst")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the figures in bench/README.md")
     args = parser.parse_args(argv)
 
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds=args.rounds,
                 rq_worker=args.rq_worker,
                 update_readme=not args.no_readme
-                and (args.orders, args.duplicates, args.concurrency, args.rounds) == (2000, 0.2, 8, 3),
+                and (args.orders, args.duplicates, args.concurrency, args.rounds) == (1200, 0.2, 8, 3),
             )
         elif name == "wecomcallback":
             from bench import wecomcallback
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds=args.rounds,
                 rq_worker=args.rq_worker,
                 update_readme=not args.no_readme
-                and (args.ack_events, args.burst_events, args.concurrency, args.rounds) == (3000, 300, 8, 3),
+                and (args.ack_events, args.burst_events, args.concurrency, args.rounds) == (1500, 200, 8, 3),
             )
     print(f"[bench] done in {time.perf_counter() - started:.0f} s")
     return 0

@@ -461,7 +461,7 @@ def _ratio(a: Any, b: Any) -> float | None:
 
 def run(
     *,
-    orders: int = 2000,
+    orders: int = 1200,
     duplicate_share: float = 0.2,
     concurrency: int = 8,
     rounds: int = 3,

