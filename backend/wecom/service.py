@@ -1,7 +1,8 @@
-"""WeCom customer contact: customers and friend relations, tags, alerts, app messages.
+"""WeCom customer contact: customers and friend relations, tags, alerts, app messages, channel
+facts and daily caps, customer group chats and their membership.
 
 Everything here runs in the caller's transaction and only flushes. Upstream calls go through
-the `WeComGateway` port; `gateway_for(corp_id)` picks the app of a corp.
+the `WeComGateway` port; `gateway_for(corp_id, agent_id)` picks the app of a corp (and agent).
 """
 
 from __future__ import annotations

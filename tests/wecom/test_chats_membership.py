@@ -209,3 +209,40 @@ def test_shuffled_chat_events_with_duplicates_end_like_in_order(client: Any, db_
     db_session.expire_all()
     assert db_session.scalar(select(func.count()).select_from(WeComRawEvent)) == len(events)
     assert _chat_snapshot(db_session) == expected
+
+
+@pytest.mark.parametrize("fault", [{"mode": "errcode", "errcode": 45009}, {"mode": "down"}])
+def test_groupchat_get_failing_is_retried_and_nothing_half_applied(
+    client: Any, db_session: Any, world: Any, fault: dict
+) -> None:
+    sb = world["sandbox"]
+    st = sb.state
+    t = int(time.time()) - 50
+    st.add_group_chat(CHAT, "群", OWNER, create_time=t, members=[KNOWN])
+    st.join_group_chat(CHAT, "wmLate01", join_time=t + 1)
+    st.set_fault(service="wecom", path="/cgi-bin/externalcontact/groupchat/get", count=2, **fault)
+    xml = st.change_external_chat_xml(CHAT, "update", t + 1, update_detail="add_member", members=["wmLate01"])
+    assert post_event(client, sb, xml).data == b"success"
+    db_session.expire_all()
+    raw = db_session.scalars(select(WeComRawEvent)).one()
+    assert (raw.status, raw.attempts) == ("retrying", 1)
+    assert db_session.scalars(select(WeComGroupChat)).all() == [] and group_touchpoints(db_session) == []
+    run_due_jobs(client.application)
+    db_session.expire_all()
+    assert (raw.status, raw.attempts) == ("processed", 3)
+    assert chat_row(db_session).name == "群"
+    assert group_touchpoints(db_session) == [("group_joined", "wmLate01")]
+
+
+def test_member_change_without_member_list_is_dead_lettered_not_crashed(
+    client: Any, db_session: Any, world: Any
+) -> None:
+    sb = world["sandbox"]
+    sb.state.add_group_chat(CHAT, "群", OWNER)
+    xml = sb.state.change_external_chat_xml(CHAT, "update", int(time.time()), update_detail="add_member")
+    assert post_event(client, sb, xml).data == b"success"
+    run_due_jobs(client.application)
+    db_session.expire_all()
+    raw = db_session.scalars(select(WeComRawEvent)).one()
+    assert raw.status == "dead" and "MemChangeList" in raw.last_error
+    assert group_touchpoints(db_session) == []
