@@ -48,7 +48,12 @@ def _configure_database(app: Flask) -> None:
         from pathlib import Path
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    db.init(url)
+    db.init(
+        url,
+        pool_size=app.config["DB_POOL_SIZE"],
+        max_overflow=app.config["DB_MAX_OVERFLOW"],
+        pool_timeout=app.config["DB_POOL_TIMEOUT"],
+    )
 
     @app.teardown_appcontext
     def _remove_session(_exc: BaseException | None) -> None:

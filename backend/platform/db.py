@@ -115,7 +115,9 @@ class TimestampMixin:
 # Engine and session
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
+def make_engine(
+    url: str, echo: bool = False, pool_size: int = 10, max_overflow: int = 20, pool_timeout: float = 30
+) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
 
@@ -141,8 +143,9 @@ def make_engine(url: str, echo: bool = False) -> Engine:
         echo=echo,
         pool_pre_ping=True,
         pool_recycle=1800,  # below MariaDB's default wait_timeout and typical LB idle cuts
-        pool_size=10,
-        max_overflow=20,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
         isolation_level="READ COMMITTED",
     )
 
@@ -155,10 +158,10 @@ class Database:
         self.session_factory = sessionmaker(expire_on_commit=False)
         self.session = scoped_session(self.session_factory)
 
-    def init(self, url: str, echo: bool = False) -> None:
+    def init(self, url: str, echo: bool = False, **pool: Any) -> None:
         if self.engine is not None:
             self.engine.dispose()
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, **pool)
         self.session_factory.configure(bind=self.engine)
 
     @property

@@ -17,6 +17,7 @@ from typing import Any
 from flask import Flask, request
 from marshmallow import Schema, fields
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("dealerloop.errors")
@@ -36,6 +37,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "request.idempotency_in_progress": ("相同请求正在处理中，请稍后重试", "The same request is in progress"),
     "request.conflict": ("数据冲突，请刷新后重试", "Conflict with the current state"),
     "internal_error": ("服务器开小差了，请稍后再试", "Internal server error"),
+    "service.busy": ("当前访问人数较多，请稍后再试", "The service is busy; retry shortly"),
     "auth.token_missing": ("请先登录", "Authentication required"),
     "auth.token_invalid": ("登录状态无效，请重新登录", "Invalid or expired token"),
     "auth.wrong_audience": ("登录身份不适用于此接口", "This token is not valid for this API"),
@@ -163,6 +165,13 @@ def register_error_handlers(app: Flask) -> None:
         # A race the service did not foresee (two requests creating the same unique thing).
         log.warning("integrity error answered 409: %s", exc.orig)
         return error_body("request.conflict", 409), 409
+
+    @app.errorhandler(PoolTimeout)
+    def _pool_timeout(exc: PoolTimeout):  # type: ignore[no-untyped-def]
+        # Every database connection of this process stayed busy for DB_POOL_TIMEOUT (a flash
+        # sale, a slow database): a retryable 503, not a crash; nothing was written.
+        log.warning("database pool exhausted: %s", exc)
+        return error_body("service.busy", 503), 503, {"Retry-After": "1"}
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
