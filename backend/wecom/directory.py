@@ -72,7 +72,7 @@ def _sync_departments(session: Session, corp_id: str, departments: list[dict[str
         seen.add(department_id)
         row = existing.get(department_id)
         if row is None:
-            row = WeComDepartment(corp_id=corp_id, department_id=department_id, name="", present=True)
+            row = WeComDepartment(corp_id=corp_id, department_id=department_id, name="", present=True, manual=False)
             try:
                 with unique_savepoint(session):
                     session.add(row)
@@ -88,7 +88,7 @@ def _sync_departments(session: Session, corp_id: str, departments: list[dict[str
         if (row.name, row.parent_id, row.present) != (name, parent, True):
             row.name, row.parent_id, row.present = name, parent, True
             row.synced_at = now
-        if row.org_unit_id is None and len(stores_by_name.get(name, [])) == 1:
+        if row.org_unit_id is None and not row.manual and len(stores_by_name.get(name, [])) == 1:
             row.org_unit_id = stores_by_name[name][0]
     for department_id, row in existing.items():
         if department_id not in seen and row.present:
@@ -162,7 +162,8 @@ def list_departments(session: Session, corp_id: str) -> list[WeComDepartment]:
 def map_department(
     session: Session, actor: StaffActor, corp_id: str, department_id: int, org_unit_id: int | None
 ) -> WeComDepartment:
-    """A group admin maps a department to an org node (None: unmapped). Applied at the next sync."""
+    """A group admin maps a department to an org node (None: unmapped, and stays so). Applied at the
+    next sync."""
     row = session.scalars(
         select(WeComDepartment).where(
             WeComDepartment.corp_id == corp_id, WeComDepartment.department_id == department_id
@@ -173,5 +174,6 @@ def map_department(
     if org_unit_id is not None and session.get(OrgUnit, org_unit_id) is None:
         raise AppError("wecom.org_unit_not_found", 422)
     row.org_unit_id = org_unit_id
+    row.manual = True
     session.flush()
     return row

@@ -33,6 +33,8 @@ class WeComDepartment(Base):
     # The store (or any org node) the department's members work at; None: not mapped (its
     # members are not created as staff).
     org_unit_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True, default=None)
+    # True once a group admin set the mapping (then the sync never re-maps it by name).
+    manual: Mapped[bool] = mapped_column(default=False)
     present: Mapped[bool] = mapped_column(default=True)  # False: gone from WeCom at the last sync
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -22,6 +22,7 @@ class DepartmentSchema(OutputSchema):
     parent_id = fields.Integer(allow_none=True)
     name = fields.String()
     org_unit_id = fields.Integer(allow_none=True)
+    manual = fields.Boolean()
     present = fields.Boolean()
     synced_at = fields.DateTime()
 

@@ -50,6 +50,7 @@ def upgrade() -> None:
         sa.Column("parent_id", sa.BigInteger(), nullable=True),
         sa.Column("name", sa.String(length=64), nullable=False),
         sa.Column("org_unit_id", sa.Integer(), nullable=True),
+        sa.Column("manual", sa.Boolean(), nullable=False),
         sa.Column("present", sa.Boolean(), nullable=False),
         sa.Column("synced_at", backend.platform.db.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(

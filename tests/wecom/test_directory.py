@@ -146,3 +146,7 @@ def test_bad_input_and_roles(client: Any, world: Any, staff_headers: Any) -> Non
         assert (resp.status_code, resp.get_json()["code"]) == (403, "auth.forbidden"), url
     unmapped = client.post(f"{DEPARTMENTS}/map", headers=admin, json={"department_id": 2, "org_unit_id": None})
     assert unmapped.status_code == 200 and unmapped.get_json()["org_unit_id"] is None
+    assert unmapped.get_json()["manual"] is True
+    client.post(SYNC, headers=admin, json={})  # an explicit "unmapped" is not re-mapped by name
+    department = {d["department_id"]: d for d in client.get(DEPARTMENTS, headers=admin).get_json()}[2]
+    assert department["org_unit_id"] is None
