@@ -482,6 +482,9 @@ def _fail(session: Session, handover: WeComHandover, item: WeComHandoverItem, st
     item.status = status
     item.finished_at = at
     item.open_key = None
+    if item.customer_id is None and status == ItemStatus.REJECTED:
+        # WeCom refused an id we never knew (e.g. 84061, not a contact): no customer to invent.
+        return
     record(
         session,
         customer_id=_customer_id(session, item),

@@ -155,6 +155,15 @@ def test_bad_ranges_and_scope_are_clear_4xx(client: Any, world: Any, staff_heade
         assert (resp.status_code, resp.get_json()["code"]) == (status, code), body
     resp = client.post(f"{URL}/pull", headers=advisor_headers, json=cases[0][0])
     assert (resp.status_code, resp.get_json()["code"]) == (403, "auth.forbidden")
+    for query in ({}, {"start_date": "2026-13-01", "end_date": "2026-12-01"}, {"start_date": today.isoformat()}):
+        resp = client.get(URL, headers=headers, query_string=query)
+        assert (resp.status_code, resp.get_json()["code"]) == (422, "request.invalid"), query
+    hidden = client.get(
+        URL,
+        headers=headers,
+        query_string={"start_date": today.isoformat(), "end_date": today.isoformat(), "staff_id": far_advisor},
+    )
+    assert (hidden.status_code, hidden.get_json()["code"]) == (404, "staff.not_found")
 
 
 @pytest.mark.parametrize("fault", [{"mode": "errcode", "errcode": 45009}, {"mode": "down"}])

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from backend.customers.models import CustomerAdvisor
+from backend.customers.models import Customer, CustomerAdvisor
 from backend.platform.jobs import OutboxJob
 from backend.touchpoints.models import Touchpoint
 from backend.wecom import service as svc
@@ -269,6 +269,8 @@ def test_customers_rejected_at_submission_are_failures(
     client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
 ) -> None:
     sb = world["sandbox"]
+    ghost = known_relation(db_session, app, world["resigned"], "wmGhost", "幽灵客户")  # ours, gone in WeCom
+    customers_before = count(db_session, Customer)
     resp = client.post(
         URL,
         headers=staff_headers(world["manager"]),
@@ -276,13 +278,16 @@ def test_customers_rejected_at_submission_are_failures(
             "kind": "resigned",
             "handover_staff_id": world["resigned"].id,
             "takeover_staff_id": world["takeover"].id,
-            "external_userids": ["wmDemoCustomer002", "wmNotHis"],
+            "external_userids": ["wmDemoCustomer002", "wmNotHis", "wmGhost"],
         },
     )
     assert resp.status_code == 202
     items = dict(db_session.execute(select(WeComHandoverItem.external_userid, WeComHandoverItem.errcode)).all())
-    assert items == {"wmDemoCustomer002": None, "wmNotHis": 84061}
-    assert count(db_session, Touchpoint, Touchpoint.kind == "transfer_failed") == 1
+    assert items == {"wmDemoCustomer002": None, "wmNotHis": 84061, "wmGhost": 84061}
+    # The known customer's failure is a touchpoint; an id we never knew invents no customer.
+    failed = db_session.scalars(select(Touchpoint).where(Touchpoint.kind == "transfer_failed")).one()
+    assert failed.customer_id == ghost.id and failed.payload["status"] == "rejected"
+    assert count(db_session, Customer) == customers_before + 1  # wmDemoCustomer002, once accepted
     assert [m["touser"] for m in sb.state.app_messages] == [MANAGER]
     # A second handover of the same customers while the first is open is refused by the database.
     again = client.post(
@@ -340,6 +345,8 @@ def test_handovers_are_listed_in_scope(
     other_manager = make_staff(world["tree"].stores[3], "store_manager")
     assert [h["id"] for h in client.get(URL, headers=staff_headers(world["manager"])).get_json()] == [handover_id]
     assert client.get(URL, headers=staff_headers(other_manager)).get_json() == []
+    bogus = client.get(URL, headers=staff_headers(world["manager"]), query_string={"status": "lost"})
+    assert (bogus.status_code, bogus.get_json()["code"]) == (422, "request.invalid")
     hidden = client.get(f"{URL}/{handover_id}", headers=staff_headers(other_manager))
     assert (hidden.status_code, hidden.get_json()["code"]) == (404, "wecom.handover_not_found")
 
