@@ -320,3 +320,20 @@ def deliver(session: Session, message_id: int) -> str:
         session.add(AppMessageRecipient(message_id=message.id, corp_id=corp_id, userid=userid, sent_at=now))
     session.flush()
     return "sent"
+
+
+def list_messages(
+    session: Session, *, status: str | None = None, kind: str | None = None, userid: str | None = None, limit: int = 50
+) -> list[AppMessage]:
+    """Recorded app messages, newest first (a recipient filter goes through the recipient rows,
+    so it finds sent messages)."""
+    stmt = select(AppMessage)
+    if status:
+        stmt = stmt.where(AppMessage.status == status)
+    if kind:
+        stmt = stmt.where(AppMessage.kind == kind)
+    if userid:
+        stmt = stmt.where(
+            AppMessage.id.in_(select(AppMessageRecipient.message_id).where(AppMessageRecipient.userid == userid))
+        )
+    return list(session.scalars(stmt.order_by(AppMessage.id.desc()).limit(limit)))

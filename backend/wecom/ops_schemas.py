@@ -117,3 +117,24 @@ class BehaviourDaySchema(OutputSchema):
     new_apply_cnt = fields.Integer()
     new_contact_cnt = fields.Integer()
     pulled_at = fields.DateTime()
+
+
+class AppMessageQuerySchema(Schema):
+    status = fields.String(validate=validate.OneOf(["pending", "deferred", "retrying", "sent", "failed"]))
+    kind = fields.String(validate=validate.Length(min=1, max=32))
+    userid = fields.String(validate=USERID)
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class AppMessageSchema(OutputSchema):
+    id = fields.Integer()
+    kind = fields.String(allow_none=True)
+    touser = fields.List(fields.String())
+    msgtype = fields.String()
+    status = fields.String()
+    attempts = fields.Integer()
+    msgid = fields.String(allow_none=True)
+    invalid_users = fields.String(allow_none=True)
+    last_error = fields.String(allow_none=True)
+    created_at = fields.DateTime()
+    sent_at = fields.DateTime(allow_none=True)

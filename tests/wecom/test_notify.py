@@ -192,3 +192,36 @@ def test_a_send_that_never_succeeds_is_left_failed(
     assert "errcode=-1" in message.last_error
     assert count(db_session, OutboxJob, OutboxJob.status == "pending") == 0
     assert sb.state.app_messages == []
+
+
+def test_admins_see_what_was_sent_and_what_failed(
+    app: Any,
+    client: Any,
+    db_session: Any,
+    corp: str,
+    sandbox_reset: Any,
+    tree: Any,
+    make_staff: Any,
+    staff_headers: Any,
+) -> None:
+    admin = staff_headers(make_staff(tree.group, "group_admin"))
+    advisor = staff_headers(make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR))
+    sandbox_reset.state.set_fault("errcode", errcode=-1, service="wecom", path=SEND, count=1)
+    with app.app_context():
+        notify.weak_item(db_session, corp, "V1", ["advisor.li"], "失败一次")
+        notify.new_lead(db_session, corp, "V2", ADVISOR, "陈先生", "官网")
+        commit(db_session)
+    url = "/api/workbench/v1/wecom/app-messages"
+    listed = client.get(url, headers=admin).get_json()
+    assert [(m["kind"], m["status"], m["touser"]) for m in listed] == [
+        ("new_lead", "sent", [ADVISOR]),
+        ("weak_item", "retrying", ["advisor.li"]),
+    ]
+    assert listed[1]["attempts"] == 1 and "errcode=-1" in listed[1]["last_error"]
+    assert [m["kind"] for m in client.get(url, headers=admin, query_string={"userid": ADVISOR}).get_json()] == [
+        "new_lead"
+    ]
+    bad = client.get(url, headers=admin, query_string={"status": "lost"})
+    assert (bad.status_code, bad.get_json()["code"]) == (422, "request.invalid")
+    denied = client.get(url, headers=advisor)
+    assert (denied.status_code, denied.get_json()["code"]) == (403, "auth.forbidden")

@@ -12,11 +12,13 @@ from backend.org.scope import get_scoped_or_404, scope_query
 from backend.platform.api import Blueprint, current_staff, role_required, scoped
 from backend.platform.db import db, utcnow
 from backend.platform.jobs import enqueue
-from backend.wecom import behaviour, directory, handover, reconcile
+from backend.wecom import behaviour, directory, handover, notify, reconcile
 from backend.wecom import service as svc
 from backend.wecom.ops_models import WeComHandover
 from backend.wecom.ops_schemas import (
     AcceptedJobsSchema,
+    AppMessageQuerySchema,
+    AppMessageSchema,
     BehaviourDaySchema,
     BehaviourRangeSchema,
     DepartmentMapInSchema,
@@ -128,3 +130,13 @@ def reconcile_friends(_data: dict[str, Any]) -> dict[str, int]:
     """Compare every active advisor's relations with WeCom now (one job per advisor)."""
     n = reconcile.reconcile_all(db.session(), svc.current_corp_id(), run=f"manual:{utcnow().isoformat()}")
     return {"enqueued": n}
+
+
+@blp.route("/wecom/app-messages")
+@scoped("staff")
+@role_required("group_admin")
+@blp.arguments(AppMessageQuerySchema, location="query")
+@blp.response(200, AppMessageSchema(many=True))
+def list_app_messages(args: dict[str, Any]) -> Any:
+    """Every app message recorded for staff (alerts, notifications), with its delivery state."""
+    return notify.list_messages(db.session(), **args)
