@@ -134,6 +134,47 @@ def test_redis_outage_keeps_jobs_in_the_outbox_until_relayed(
     assert _runs(db_session, "r") == 1
 
 
+@job("test.urgent", queue="high")
+def urgent_note(session: Any, customer_id: int, tag: str) -> None:
+    note_run(session, customer_id, tag)
+
+
+@pytest.mark.redis
+def test_jobs_of_one_unit_of_work_are_handed_over_together_most_urgent_first(
+    app: Any, db_session: Any, make_customer: Any, redis_client: Any, monkeypatch: Any
+) -> None:
+    from rq import Queue
+    from sqlalchemy import event
+
+    c = make_customer()
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", Dispatcher(redis_client, max_attempts=3))
+    dropped = enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "gone"})
+    rollback(db_session)  # its hand-over goes with it; the next unit of work starts afresh
+    rows = [
+        enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "u1"}),
+        enqueue(db_session, "test.urgent", {"customer_id": c.id, "tag": "u2"}),
+        enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "u3"}),
+    ]
+    statements: list[str] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "outbox_job" in statement:
+            statements.append(statement.split()[0])
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    try:
+        commit(db_session)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    assert statements == ["SELECT", "UPDATE"]  # one read and one status update for the three
+    db_session.expire_all()
+    assert [db_session.get(OutboxJob, r.id).status for r in rows] == ["enqueued"] * 3
+    assert db_session.get(OutboxJob, dropped.id) is None
+    high = Queue("high", connection=redis_client).job_ids
+    default = Queue("default", connection=redis_client).job_ids
+    assert high == [f"outbox-{rows[1].id}"] and default == [f"outbox-{rows[0].id}", f"outbox-{rows[2].id}"]
+
+
 @pytest.mark.mariadb
 @pytest.mark.dbcommit
 def test_periodic_job_fires_once_per_slot_across_workers(app: Any, monkeypatch: Any) -> None:

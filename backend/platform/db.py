@@ -194,6 +194,11 @@ def after_commit(session: Session, fn: Callable[[], None]) -> None:
     session.info.setdefault(_AFTER_COMMIT_KEY, []).append(fn)
 
 
+def after_commit_pending(session: Session, fn: Callable[[], None]) -> bool:
+    """Whether `fn` is still registered to run after the next commit (a rollback drops it)."""
+    return any(hook is fn for hook in session.info.get(_AFTER_COMMIT_KEY, []))
+
+
 def _take_after_commit(session: Session) -> list[Callable[[], None]]:
     return session.info.pop(_AFTER_COMMIT_KEY, [])
 

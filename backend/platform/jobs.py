@@ -22,7 +22,18 @@ from typing import Any
 from sqlalchemy import String, Text, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from backend.platform.db import Base, BigId, DuplicateKey, after_commit, commit, db, rollback, unique_savepoint, utcnow
+from backend.platform.db import (
+    Base,
+    BigId,
+    DuplicateKey,
+    after_commit,
+    after_commit_pending,
+    commit,
+    db,
+    rollback,
+    unique_savepoint,
+    utcnow,
+)
 from backend.platform.logs import job_id_var
 
 log = logging.getLogger("dealerloop.jobs")
@@ -153,12 +164,31 @@ def enqueue(
         except DuplicateKey:
             return None
     if delay is None:
+        _relay_after_commit(session, row.id)
+    return row
+
+
+_RELAY_IDS_KEY = "dealerloop.relay_ids"
+
+
+def _relay_after_commit(session: Session, row_id: int) -> None:
+    """Every job of the unit of work is handed over by one relay after its commit (one read,
+    one status update), not one round of statements per job."""
+    entry = session.info.get(_RELAY_IDS_KEY)
+    if entry is None or not after_commit_pending(session, entry[0]):  # first job, or rolled back since
         dispatcher = _dispatcher()
         from flask import current_app
 
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        after_commit(session, lambda: relay([row.id], app=app, dispatcher=dispatcher))
-    return row
+        ids: list[int] = []
+
+        def hand_over_all() -> None:
+            session.info.pop(_RELAY_IDS_KEY, None)
+            relay(ids, app=app, dispatcher=dispatcher)
+
+        entry = session.info[_RELAY_IDS_KEY] = (hand_over_all, ids)
+        after_commit(session, hand_over_all)
+    entry[1].append(row_id)
 
 
 def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatcher | None = None) -> int:
@@ -180,23 +210,25 @@ def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatch
             session.rollback()
         finally:
             session.close()
-        handed = 0
-        for row_id, queue in rows:
-            if dispatcher.inline:
+        if dispatcher.inline:
+            for row_id, _queue in rows:
                 try:
                     execute(row_id, app=app)
                 except Exception:  # recorded on the row by execute; the next row still runs
                     log.exception("inline job %s failed", row_id)
-                handed += 1
-                continue
+            return len(rows)
+        handed: list[int] = []
+        # The most urgent queue first (a welcome message has 20 seconds).
+        for row_id, queue in sorted(rows, key=lambda r: (QUEUES.index(r[1]) if r[1] in QUEUES else len(QUEUES), r[0])):
             try:
                 dispatcher.hand_over(row_id, queue)
             except Exception as exc:  # Redis down: the row stays pending for the relayer
                 log.warning("outbox %s not handed to Redis (%s); it stays pending", row_id, type(exc).__name__)
                 break
-            _mark(app, row_id, status="enqueued", enqueued_at=utcnow(), only_if="pending")
-            handed += 1
-        return handed
+            handed.append(row_id)
+        if handed:
+            _mark(app, handed, status="enqueued", enqueued_at=utcnow(), only_if="pending")
+        return len(handed)
 
 
 def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: int = 600) -> int:
@@ -230,10 +262,11 @@ def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: 
         return recovered
 
 
-def _mark(app: Any, row_id: int, only_if: str | None = None, **values: Any) -> None:
+def _mark(app: Any, row_id: int | list[int], only_if: str | None = None, **values: Any) -> None:
     session = db.session_factory()
     try:
-        stmt = update(OutboxJob).where(OutboxJob.id == row_id)
+        ids = row_id if isinstance(row_id, list) else [row_id]
+        stmt = update(OutboxJob).where(OutboxJob.id.in_(ids))
         if only_if:
             stmt = stmt.where(OutboxJob.status == only_if)
         session.execute(stmt.values(**values))
