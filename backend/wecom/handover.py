@@ -58,6 +58,7 @@ CHUNK = 100  # WeCom's limit per transfer_customer call
 POLL_DELAY = timedelta(hours=1)  # WeCom completes a takeover within 24 h
 MAX_POLLS = 72  # after three days without a final status an item is closed as "no record"
 MAX_ITEMS = 5000
+TRANSIENT_ERRCODES = frozenset({-1, 45009, 45033})  # busy, rate limited, too many concurrent calls
 OPEN_STATUSES = (FriendStatus.ACTIVE, FriendStatus.HALF)
 RESULT_STATUS = {
     1: ItemStatus.DONE,
@@ -235,9 +236,16 @@ def submit_chunk(session: Session, handover_id: int) -> str:
     }
     if handover.kind == HandoverKind.ON_DUTY and handover.transfer_success_msg:
         payload["transfer_success_msg"] = handover.transfer_success_msg
-    # An upstream failure propagates: the job rolls back (nothing of this chunk is applied) and
-    # the outbox retries it with backoff.
-    result = svc.gateway_for(handover.corp_id).post(submit_path, payload)
+    try:
+        result = svc.gateway_for(handover.corp_id).post(submit_path, payload)
+    except UpstreamError as exc:
+        if exc.reason != "rejected" or exc.errcode in TRANSIENT_ERRCODES:
+            # The job rolls back (nothing of this chunk is applied) and the outbox retries it.
+            raise
+        # WeCom refuses the whole call (e.g. 40058: the advisor has not left in WeCom): retrying
+        # cannot help, every customer of the chunk is a failure with that errcode.
+        log.warning("handover %s: WeCom refused the chunk: %s", handover.id, exc)
+        result = {"customer": [{"external_userid": i.external_userid, "errcode": exc.errcode} for i in items]}
     errcodes = {c.get("external_userid"): int(c.get("errcode", -1)) for c in result.get("customer") or []}
     now = utcnow()
     failed = []

@@ -382,3 +382,29 @@ def test_unassigned_list_failing_answers_502_and_records_nothing(
     )
     assert (resp.status_code, resp.get_json()["code"]) == (502, "upstream.unavailable")
     assert count(db_session, WeComHandover) == 0 and count(db_session, OutboxJob) == 0
+
+
+def test_a_call_wecom_refuses_as_a_whole_fails_the_chunk_not_retried(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+) -> None:
+    sb = world["sandbox"]
+    sb.state.set_member_status(RESIGNED, "active")  # dealerloop says resigned, WeCom does not (40058)
+    resp = client.post(
+        URL,
+        headers=staff_headers(world["manager"]),
+        json={
+            "kind": "resigned",
+            "handover_staff_id": world["resigned"].id,
+            "takeover_staff_id": world["takeover"].id,
+            "external_userids": ["wmDemoCustomer002"],
+        },
+    )
+    assert resp.status_code == 202
+    run_due_jobs(app)
+    handover = db_session.get(WeComHandover, resp.get_json()["id"])
+    db_session.refresh(handover)
+    item = db_session.scalars(select(WeComHandoverItem).where(WeComHandoverItem.handover_id == handover.id)).one()
+    assert (handover.status, item.status, item.errcode) == ("finished", "rejected", 40058)
+    submit = db_session.scalars(select(OutboxJob).where(OutboxJob.name == "wecom.handover.submit")).one()
+    assert (submit.status, submit.attempts) == ("done", 1)  # not retried
+    assert [m["touser"] for m in sb.state.app_messages] == [MANAGER]
