@@ -22,9 +22,12 @@ from backend.wecom import handlers
 from backend.wecom import service as svc
 from backend.wecom.models import (
     AlertKind,
+    GroupChatStatus,
     RawEventStatus,
     WeComAlert,
     WeComChannel,
+    WeComGroupChat,
+    WeComGroupMember,
     WeComRawEvent,
     WeComTag,
     WelcomeTemplate,
@@ -54,7 +57,17 @@ def _alert_rule(actor: StaffActor) -> ColumnElement[bool]:
     return store_filter(actor, WeComAlert.store_id)
 
 
+def _chat_rule(actor: StaffActor) -> ColumnElement[bool]:
+    """A group chat follows its owner: the advisor who owns it, the owner's store and above."""
+    if actor.scope.everything:
+        return true()
+    if actor.scope.own_customers_only:
+        return WeComGroupChat.owner_staff_id == actor.staff_id
+    return WeComGroupChat.owner_staff_id.in_(select(Staff.id).where(store_filter(actor, Staff.org_unit_id)))
+
+
 register_scope("wecom_raw_event", WeComRawEvent, _group_admin_only, "wecom.event_not_found")
+register_scope("wecom_group_chat", WeComGroupChat, _chat_rule, "wecom.chat_not_found")
 register_scope("wecom_channel", WeComChannel, _by_store(WeComChannel), "wecom.channel_not_found")
 register_scope("wecom_template", WelcomeTemplate, _by_store(WelcomeTemplate), "wecom.template_not_found")
 register_scope("wecom_alert", WeComAlert, _alert_rule, "wecom.event_not_found")
@@ -302,3 +315,42 @@ def mark_customer_tags(
         "added": sorted(added),
         "removed": sorted(removed),
     }
+
+
+def list_group_chats(session: Session, actor: StaffActor, args: dict[str, Any]) -> dict[str, Any]:
+    """Customer group chats in my scope, with how many customers are in each now."""
+    stmt = scope_query(select(WeComGroupChat), actor, "wecom_group_chat")
+    if args.get("status"):
+        stmt = stmt.where(WeComGroupChat.status == GroupChatStatus(args["status"]))
+    page = paginate(session, stmt, args["page"], args["page_size"], WeComGroupChat.id.desc())
+    ids = [c.id for c in page["items"]]
+    # One grouped count for the page (not a query per chat).
+    counts = (
+        dict(
+            session.execute(
+                select(WeComGroupMember.chat_pk, func.count())
+                .where(
+                    WeComGroupMember.chat_pk.in_(ids),
+                    WeComGroupMember.active.is_(True),
+                    WeComGroupMember.member_type == 2,
+                )
+                .group_by(WeComGroupMember.chat_pk)
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    page["items"] = [
+        {
+            "id": c.id,
+            "chat_id": c.chat_id,
+            "name": c.name,
+            "owner_userid": c.owner_userid,
+            "owner_staff_id": c.owner_staff_id,
+            "status": c.status.value,
+            "customer_count": counts.get(c.id, 0),
+            "dismissed_at": c.dismissed_at,
+        }
+        for c in page["items"]
+    ]
+    return page

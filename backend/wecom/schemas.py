@@ -204,3 +204,25 @@ class MarkTagsSchema(OutputSchema):
     tag_ids = fields.List(fields.String())
     added = fields.List(fields.String())
     removed = fields.List(fields.String())
+
+
+class GroupChatQuerySchema(PageQuerySchema):
+    status = fields.String(validate=validate.OneOf(["active", "dismissed"]))
+
+
+class GroupChatSchema(OutputSchema):
+    id = fields.Integer()
+    chat_id = fields.String()
+    name = fields.String(allow_none=True)
+    owner_userid = fields.String(allow_none=True)
+    owner_staff_id = fields.Integer(allow_none=True)
+    status = fields.String()
+    customer_count = fields.Integer()
+    dismissed_at = fields.DateTime(allow_none=True)
+
+
+class GroupChatPageSchema(OutputSchema):
+    items = fields.List(fields.Nested(GroupChatSchema))
+    total = fields.Integer()
+    page = fields.Integer()
+    page_size = fields.Integer()

@@ -66,6 +66,7 @@ register_messages(
         "wecom.not_a_friend": ("该客户不是企业微信好友", "The customer is not a WeCom friend"),
         "wecom.fallback_without_cap": ("设置备用顾问需要先设置每日添加上限", "Fallback advisors need a daily cap"),
         "wecom.fallback_overlaps": ("备用顾问不能与接待顾问重复", "Fallback advisors must differ from the advisors"),
+        "wecom.chat_not_found": ("客户群不存在", "Group chat not found"),
         "wecom.stats_range_invalid": ("统计日期范围无效（最多366天）", "Invalid date range (at most 366 days)"),
     }
 )

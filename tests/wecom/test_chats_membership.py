@@ -246,3 +246,36 @@ def test_member_change_without_member_list_is_dead_lettered_not_crashed(
     raw = db_session.scalars(select(WeComRawEvent)).one()
     assert raw.status == "dead" and "MemChangeList" in raw.last_error
     assert group_touchpoints(db_session) == []
+
+
+def test_group_chats_are_listed_in_the_owners_scope(
+    client: Any, db_session: Any, world: Any, tree: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    sb = world["sandbox"]
+    st = sb.state
+    t = int(time.time()) - 10
+    st.add_group_chat(CHAT, "SUV车主群", OWNER, create_time=t, members=[KNOWN, "wmStranger01", "advisor.li"])
+    post_event(client, sb, st.change_external_chat_xml(CHAT, "create", t))
+    st.add_group_chat("wrGone", "旧群", OWNER, create_time=t)
+    post_event(client, sb, st.change_external_chat_xml("wrGone", "create", t))
+    post_event(client, sb, st.change_external_chat_xml("wrGone", "dismiss", t + 1))
+    url = "/api/workbench/v1/wecom/group-chats"
+
+    mine = client.get(url, headers=staff_headers(world["owner"])).get_json()
+    assert mine["total"] == 2
+    chat = next(c for c in mine["items"] if c["chat_id"] == CHAT)
+    assert (chat["name"], chat["owner_staff_id"], chat["customer_count"], chat["status"]) == (
+        "SUV车主群",
+        world["owner"].id,
+        2,  # customers only: the advisor in the chat is not counted
+        "active",
+    )
+    manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
+    active = client.get(url, headers=staff_headers(manager), query_string={"status": "active"}).get_json()
+    assert [c["chat_id"] for c in active["items"]] == [CHAT]
+    far = make_staff(tree.stores[3], "store_manager", userid="mgr3")
+    assert client.get(url, headers=staff_headers(far)).get_json()["total"] == 0
+    other_advisor = make_staff(tree.stores[0], "sales_advisor", userid="adv.other")
+    assert client.get(url, headers=staff_headers(other_advisor)).get_json()["total"] == 0
+    bad = client.get(url, headers=staff_headers(manager), query_string={"status": "archived"})
+    assert (bad.status_code, bad.get_json()["code"]) == (422, "request.invalid")

@@ -20,6 +20,8 @@ from backend.wecom.schemas import (
     ChannelSchema,
     ChannelStatsQuerySchema,
     ChannelStatsSchema,
+    GroupChatPageSchema,
+    GroupChatQuerySchema,
     LostCustomerPageSchema,
     MarkTagsInSchema,
     MarkTagsSchema,
@@ -169,6 +171,15 @@ def sync_tags(_data: dict[str, Any]) -> dict[str, bool]:
     """Re-read the tag library from WeCom (in a job)."""
     enqueue(db.session(), "wecom.sync_tags", {"corp_id": svc.current_corp_id()})
     return {"enqueued": True}
+
+
+@blp.route("/wecom/group-chats")
+@scoped("wecom_group_chat")
+@blp.arguments(GroupChatQuerySchema, location="query")
+@blp.response(200, GroupChatPageSchema)
+def list_group_chats(args: dict[str, Any]) -> dict[str, Any]:
+    """Customer group chats in my scope (by their owner), with their current customer count."""
+    return admin.list_group_chats(db.session(), current_staff(), args)
 
 
 @blp.route("/wecom/lost-customers")
