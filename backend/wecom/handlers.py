@@ -216,7 +216,12 @@ def on_transfer_fail(ev: Event) -> None:
 def on_chat(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> bool:
     """change_external_chat: the chat's name/owner/notice from groupchat/get (WeCom's current
     state, applied by the newest event), membership from the event's own member list (each
-    member keeps the CreateTime of its last change: a late event only leaves its touchpoint)."""
+    member keeps the CreateTime of its last change: a late event only leaves its touchpoint).
+
+    Known limits (touchpoints are never retracted): a `create` processed after the chat was
+    dismissed cannot learn the initial members (groupchat/get answers 40050); a member who
+    joined and then left before a dismissal, whose events are processed after the dismissal's,
+    gets one group_left more than in order."""
     chat_id = str(fields.get("ChatId") or "")
     change = str(fields.get("ChangeType") or "")
     if not chat_id or change not in ("create", "update", "dismiss"):
