@@ -28,8 +28,6 @@ import json
 import os
 import random
 import secrets
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -37,7 +35,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import benchdb, loadgen, procstat, report, servers
+from bench import benchdb, loadgen, procstat, report, rqworkers, servers
 
 SECRET_KEY = "dealerloop-bench-secret-key-0123456789abcdef"  # fixed, bench database only
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -291,47 +289,50 @@ def combine(parts: list[dict[str, Any]], ok: tuple[int, ...]) -> dict[str, Any]:
     return out
 
 
-WORKER_COMMANDS = {
-    "flask": [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],  # as shipped (forking RQ Worker)
-    "simple": [sys.executable, "-m", "bench.rqworker"],  # the same without fork (see bench/rqworker.py)
-}
-
-
-def worker_command(mode: str, burst: bool) -> list[str]:
-    return [*WORKER_COMMANDS[mode], *(["--burst"] if burst else [])]
-
-
-def drain_effects(url: str, env: dict[str, str], workers: int, log_dir: Path, mode: str) -> dict[str, Any]:
-    """RQ workers in burst mode run the effect jobs; returns how long they took."""
-    started = time.perf_counter()
-    cmd = worker_command(mode, burst=True)
-    procs = []
-    for i in range(workers):
-        log = open(log_dir / f"rq-worker-{i}.log", "wb")  # noqa: SIM115 - closed below
-        procs.append(
-            (
-                subprocess.Popen(
-                    cmd,
-                    cwd=servers.REPO_ROOT,
-                    env={**os.environ, **env, "PYTHONPATH": str(servers.REPO_ROOT)},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                ),
-                log,
+def drain_effects(
+    url: str, env: dict[str, str], workers: int, log_dir: Path, mode: str, redis: str, expected: int
+) -> dict[str, Any]:
+    """Start the RQ workers, wait until every `payments.run_effects` row is done (at most 120 s),
+    stop them. The rate is taken from the rows' own `finished_at` (workers' start-up excluded)."""
+    procs = rqworkers.start(env, workers, mode, log_dir, "effects")
+    try:
+        rqworkers.wait_up(redis, workers)
+        started = datetime.now(UTC).replace(tzinfo=None)
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + 120
+        done = 0
+        while time.monotonic() < deadline:
+            done = int(
+                benchdb.scalar(
+                    url, "SELECT COUNT(*) FROM outbox_job WHERE name = 'payments.run_effects' AND status = 'done'"
+                )
             )
-        )
-    for p, log in procs:
-        try:
-            p.wait(120)
-        except subprocess.TimeoutExpired:
-            p.terminate()
-            p.wait(10)
-        log.close()
+            if done >= expected:
+                break
+            time.sleep(0.5)
+        waited = time.perf_counter() - t0
+    finally:
+        rqworkers.stop(procs)
+    conn = benchdb.connect(url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*), MAX(finished_at) FROM outbox_job WHERE name = 'payments.run_effects' "
+                "AND status = 'done' AND finished_at >= %s",
+                (started,),
+            )
+            n, last = cur.fetchone()
+    finally:
+        conn.close()
+    window = (last - started).total_seconds() if last else None
     return {
         "workers": workers,
         "mode": mode,
-        "command": " ".join(cmd[1:]),
-        "seconds": round(time.perf_counter() - started, 1),
+        "command": " ".join(rqworkers.command(mode)[1:]),
+        "done_by_workers": int(n),
+        "window_s": round(window, 1) if window else None,
+        "jobs_per_s": round(n / window, 1) if window else None,
+        "waited_s": round(waited, 1),
     }
 
 
@@ -540,8 +541,8 @@ def run(
         )
     if results["app"]["ok"] != results["app"]["requests"]:
         print(f"[paynotify]   app refused some notifications:\n{app_log}")
-    print(f"[paynotify] draining the effect jobs with {workers} RQ workers (burst) ...", flush=True)
-    drained = drain_effects(url, env, workers, log_dir, rq_worker)
+    print(f"[paynotify] running the effect jobs with {workers} RQ workers ...", flush=True)
+    drained = drain_effects(url, env, workers, log_dir, rq_worker, redis, len(all_orders))
     left = worker_failures(url, credentials, ("payments.run_effects",))
     drained["left_unfinished_by_rq_workers"] = left["unfinished"]
     drained["unfinished_errors"] = left["errors"]
@@ -553,7 +554,7 @@ def run(
         )
         drained["finished_in_process"] = finish_in_process(url, credentials, left["unfinished_ids"])
     correct = check_books(url, credentials, all_orders, {**tx_ids, **_warm_tx, **sql_tx})
-    print(f"[paynotify] effects drained in {drained['seconds']} s; correct: {correct['ok']} {correct}", flush=True)
+    print(f"[paynotify] effects: {drained}; correct: {correct['ok']} {correct}", flush=True)
 
     total = time.perf_counter() - t_start
     doc = {
@@ -570,6 +571,7 @@ def run(
             "deliveries": len(deliveries),
             "redis": redis,
             "rq_workers_for_effects": workers,
+            "rq_worker_command": " ".join(rqworkers.command(rq_worker)[1:]),
         },
         "sql_per_notification": sql,
         "results": {
@@ -584,7 +586,7 @@ def run(
                 ),
             },
         },
-        "effects": {**drained, "jobs_per_s": round(len(all_orders) / drained["seconds"], 1)},
+        "effects": drained,
         "correct": correct,
         "timings_s": {
             "schema": round(t_schema, 1),

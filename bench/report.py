@@ -174,6 +174,7 @@ def flashsale_table(doc: dict[str, Any]) -> str:
         "p99 ms",
         "p95 ms (won)",
         "gunicorn CPU ms/req",
+        "other procs CPU %",
         "correct",
     )
     rows: list[tuple[str, ...]] = []
@@ -202,11 +203,14 @@ def flashsale_table(doc: dict[str, Any]) -> str:
                     _fmt(m["p99_ms"]),
                     _fmt(m["ok_p95_ms"]),
                     _fmt(m.get("gunicorn_cpu_ms_per_req")),
+                    _fmt(m.get("other_processes_cpu_pct"), 0),
                     correct,
                 )
             )
         r = per["ratio_app_over_baseline"]
-        rows.append((title, "**app / baseline**", "", "", _bold(r["ok_per_s"], 3), "", _bold(r["p95"]), "", "", "", ""))
+        rows.append(
+            (title, "**app / baseline**", "", "", _bold(r["ok_per_s"], 3), "", _bold(r["p95"]), "", "", "", "", "")
+        )
     return _table(head, rows)
 
 
@@ -329,8 +333,9 @@ def paynotify_readme_section(doc: dict[str, Any], table: str) -> str:
         f"One notification sends {len(doc['sql_per_notification'])} statements to MariaDB "
         f"({_sql_kinds(doc['sql_per_notification'])}; in-process capture, the list is in `results/paynotify.json`).",
         "",
-        f"Effects afterwards: {eff['workers']} RQ workers (`{eff.get('command', 'flask --app wsgi worker --burst')}`) ran the "
-        f"{c['effect_jobs']:,} effect jobs in {eff['seconds']:.0f} s ({eff['jobs_per_s']}/s, start-up included)"
+        f"Effects afterwards: {eff['workers']} RQ workers (`{eff['command']}`) ran "
+        f"{eff['done_by_workers']:,} effect jobs in {_fmt(eff['window_s'], 1)} s = **{_fmt(eff['jobs_per_s'], 1)} "
+        "jobs/s** (workers registered → last job finished)"
         + (
             f"; they left {eff['left_unfinished_by_rq_workers']} unfinished ({_errors(eff['unfinished_errors'])}), "
             f"which the bench then ran in-process with `jobs.execute` ({eff.get('finished_in_process', 0)} done)."

@@ -25,9 +25,6 @@ for everybody) and the app's WECOM_API_BASE points at it, so `externalcontact/ge
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -35,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench import benchdb, loadgen, paynotify, report, servers
+from bench import benchdb, loadgen, paynotify, report, rqworkers, servers
 
 SECRET_KEY = "dealerloop-bench-secret-key-0123456789abcdef"  # fixed, bench database only
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -177,51 +174,6 @@ def _requests(events: list[tuple[str, str, str, str | None]], path: str) -> list
     ]
 
 
-# ---------------------------------------------------------------------------------------------
-# RQ workers (long-running for the end-to-end phase)
-
-
-def start_workers(env: dict[str, str], n: int, mode: str, log_dir: Path) -> list[tuple[subprocess.Popen, Any]]:
-    procs = []
-    for i in range(n):
-        log = open(log_dir / f"rq-worker-e2e-{i}.log", "wb")  # noqa: SIM115 - closed in stop_workers
-        proc = subprocess.Popen(
-            paynotify.worker_command(mode, burst=False),
-            cwd=servers.REPO_ROOT,
-            env={**os.environ, **env, "PYTHONPATH": str(servers.REPO_ROOT)},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        procs.append((proc, log))
-    return procs
-
-
-def wait_workers(redis: str, n: int, timeout: float = 60) -> None:
-    import redis as redis_lib
-    from rq import Worker
-
-    conn = redis_lib.Redis.from_url(redis)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if len(Worker.all(connection=conn)) >= n:
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"RQ workers not up after {timeout:.0f} s")
-
-
-def stop_workers(procs: list[tuple[subprocess.Popen, Any]]) -> None:
-    for proc, _log in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)  # RQ: warm shutdown (finishes the current job)
-    for proc, log in procs:
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-
-
 def pipeline_state(url: str, first_id: int) -> dict[str, Any]:
     conn = benchdb.connect(url)
     try:
@@ -262,9 +214,9 @@ def end_to_end(
     redis: str,
     log_dir: Path,
 ) -> dict[str, Any]:
-    procs = start_workers(env, workers, mode, log_dir)
+    procs = rqworkers.start(env, workers, mode, log_dir, "e2e")
     try:
-        wait_workers(redis, workers)
+        rqworkers.wait_up(redis, workers)
         time.sleep(3)  # let the workers' first periodic ticks pass (every periodic job fires at start)
         first_id = int(benchdb.scalar(url, "SELECT COALESCE(MAX(id), 0) + 1 FROM wecom_raw_event"))
         sandbox_log_from = len(state.received())
@@ -287,7 +239,7 @@ def end_to_end(
             time.sleep(0.5)
         settled = time.perf_counter() - t0
     finally:
-        stop_workers(procs)
+        rqworkers.stop(procs)
     return {
         "result": result,
         "acked_s": acked,
@@ -536,7 +488,7 @@ def run(
         )
 
         print(
-            f"[wecomcallback] end to end: {workers} RQ workers ({' '.join(paynotify.worker_command(rq_worker, False)[1:])}),"
+            f"[wecomcallback] end to end: {workers} RQ workers ({' '.join(rqworkers.command(rq_worker, False)[1:])}),"
             f" a burst of {burst_events} add events at concurrency {burst_concurrency} ...",
             flush=True,
         )
@@ -615,7 +567,7 @@ def run(
             "burst_events": burst_events,
             "burst_concurrency": burst_concurrency,
             "rq_workers": workers,
-            "rq_worker_command": " ".join(paynotify.worker_command(rq_worker, False)[1:]),
+            "rq_worker_command": " ".join(rqworkers.command(rq_worker, False)[1:]),
             "redis": redis,
             "sandbox": "integrations.sandbox.SandboxServer in the bench process",
         },
