@@ -420,6 +420,11 @@ def wecomcallback_readme_section(doc: dict[str, Any], table: str) -> str:
         "",
         wecomcallback_e2e_table(doc),
         "",
+        f"Welcome latencies are over the {e['welcome_latency_ms_db']['n']} welcomes sent (a welcome later than its "
+        "code's 20 s is refused with 41051 and has no latency: see \"in time\" below). The machine's 1-minute load "
+        f"average when the burst started: {e['burst'].get('loadavg_1min_at_burst', '?')} (2 cores; anything above 2 "
+        "means other work competed with the workers).",
+        "",
         f"Target (issue 3): welcome within 2 s of the callback at p99 during a burst — measured "
         f"{_fmt(e['welcome_latency_ms_db']['p99'], 0)} ms. Checks ({'yes' if c['ok'] else '**NO**'}): "
         f"{c['acknowledged']} acknowledged, raw events {c['raw_events_by_status']}, {c['events_retried']} "

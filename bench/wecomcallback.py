@@ -25,6 +25,7 @@ for everybody) and the app's WECOM_API_BASE points at it, so `externalcontact/ge
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -220,6 +221,7 @@ def end_to_end(
         time.sleep(3)  # let the workers' first periodic ticks pass (every periodic job fires at start)
         first_id = int(benchdb.scalar(url, "SELECT COALESCE(MAX(id), 0) + 1 FROM wecom_raw_event"))
         sandbox_log_from = len(state.received())
+        loadavg = os.getloadavg()[0]
         burst = build_events(credentials, state, userids, events, "E", welcome=True)
         reqs = _requests(burst, APP_PATH)
         t0 = time.perf_counter()
@@ -248,6 +250,7 @@ def end_to_end(
         "first_id": first_id,
         "sent_at": sent_at,
         "sandbox_log_from": sandbox_log_from,
+        "loadavg_1min_at_burst": round(loadavg, 2),
         "codes": {code: ext for ext, _q, _b, code in burst},
     }
 
@@ -363,6 +366,7 @@ def e2e_figures(url: str, state: Any, run: dict[str, Any], events: int) -> dict[
             "ack_p99_ms": acks["p99_ms"],
             "ack_max_ms": acks["max_ms"],
             "burst_sent_in_s": round(run["acked_s"], 2),
+            "loadavg_1min_at_burst": run["loadavg_1min_at_burst"],
         },
         "processing": {
             "events_processed": processed,
