@@ -12,6 +12,8 @@ from backend.payments.models import PaymentOrder
 from backend.platform import jobs
 from backend.platform.db import db
 from backend.platform.jobs import Dispatcher, OutboxJob, relay
+from backend.points import service as points_service
+from backend.points.models import PointsLedger
 from backend.touchpoints.models import Touchpoint
 from integrations.sandbox.wechatpay_ledger import notify_paid
 from tests.payments.conftest import create_order
@@ -35,9 +37,16 @@ def test_same_notification_five_times_concurrently_pays_once(
         succeeded = session.scalar(
             select(func.count()).select_from(Touchpoint).where(Touchpoint.kind == "payment_succeeded")
         )
+        # Points once: one ledger row for the order, and the account agrees with the ledger.
+        earned = session.scalars(
+            select(PointsLedger.pending_delta).where(PointsLedger.idempotency_key == f"pay:{order['id']}")
+        ).all()
+        account = points_service.account(session, owner.id)
+        drift = points_service.check_drift(session, [owner.id])
         db.session.remove()
     assert effect_jobs == 1 and succeeded == 1
     assert pay_effects.of("paid") == [("paid", order["id"])]
+    assert earned == [42] and account.pending == 42 and drift == []
 
 
 @pytest.fixture
@@ -85,3 +94,4 @@ def test_redis_down_during_a_paid_notification_still_runs_the_effect_once(
     db_session.expire_all()
     assert db_session.get(OutboxJob, row.id).status == "done"
     assert pay_effects.of("paid") == [("paid", order["id"])]
+    assert points_service.account(db_session, owner.id).pending == 15  # 15 yuan, earned once
