@@ -87,6 +87,12 @@ def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> An
     db_session.add(foreign_order)
     db_session.flush()
     ids["order_id"] = foreign_order.id
+    from backend.payments.models import PaymentIssue
+
+    foreign_issue = PaymentIssue(kind="amount_mismatch", dedup_key="scope-test", order_id=foreign_order.id)
+    db_session.add(foreign_issue)
+    db_session.flush()
+    ids["issue_id"] = foreign_issue.id
     from tests.points.helpers import foreign_points_ids
 
     ids.update(foreign_points_ids(db_session, tree.stores[3], foreign, other_adv))

@@ -95,8 +95,11 @@ class PaymentIssue(Base):
     out_refund_no: Mapped[str | None] = mapped_column(String(64), default=None)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("payment_order.id"), default=None)
     reconciliation_id: Mapped[int | None] = mapped_column(ForeignKey("payment_reconciliation.id"), default=None)
-    resolution: Mapped[str] = mapped_column(String(16), default="flagged")  # flagged | repaired
+    resolution: Mapped[str] = mapped_column(String(16), default="flagged")  # flagged | repaired | handled
     detail: Mapped[dict | None] = mapped_column(default=None)
+    handled_by: Mapped[str | None] = mapped_column(String(64), default=None)  # "staff:12"
+    handled_at: Mapped[datetime | None] = mapped_column(default=None)
+    handling_note: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

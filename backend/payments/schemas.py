@@ -111,9 +111,27 @@ class IssueSchema(OutputSchema):
     out_trade_no = fields.String(allow_none=True)
     out_refund_no = fields.String(allow_none=True)
     order_id = fields.Integer(allow_none=True)
-    resolution = fields.String(metadata={"description": "flagged | repaired"})
+    resolution = fields.String(metadata={"description": "flagged | repaired | handled"})
+    label = fields.String(metadata={"description": "what happened, in Chinese"})
     detail = fields.Dict(allow_none=True)
     created_at = fields.DateTime()
+    handled_by = fields.String(allow_none=True)
+    handled_at = fields.DateTime(allow_none=True)
+    handling_note = fields.String(allow_none=True)
+
+
+class IssueListSchema(OutputSchema):
+    items = fields.List(fields.Nested(IssueSchema))
+
+
+class IssueQuerySchema(Schema):
+    resolution = fields.String(validate=validate.OneOf(("flagged", "repaired", "handled")))
+    kind = fields.String(validate=validate.Length(max=32))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+
+
+class IssueHandleInSchema(Schema):
+    note = fields.String(required=True, validate=validate.Length(min=2, max=255))
 
 
 class ReconciliationSchema(OutputSchema):

@@ -77,6 +77,8 @@ register_messages(
         "payment.refund_not_paid": ("订单未支付，不能退款", "Only a paid order can be refunded"),
         "payment.refund_exceeds_paid": ("退款金额超过可退金额", "The refund exceeds the refundable amount"),
         "payment.refund_limit": ("该订单退款次数已达 50 次上限", "At most 50 refunds per order"),
+        "payment.issue_not_found": ("支付异常记录不存在", "Payment issue not found"),
+        "payment.issue_already_handled": ("该异常已处理", "This issue was already handled"),
         "payment.refund_exceeds_refundable": (
             "退款金额超过可退金额（已使用的服务不可退）",
             "The refund exceeds what the business allows (services already used are not refunded)",
@@ -140,7 +142,18 @@ def _reconciliation_rule(actor: StaffActor) -> Any:
     return true() if actor.scope.store_ids is None else false()
 
 
+def _issue_rule(actor: StaffActor) -> Any:
+    from sqlalchemy import exists, false, true
+
+    if actor.scope.store_ids is None:
+        return true()
+    if actor.scope.own_customers_only or not actor.scope.store_ids:
+        return false()
+    return exists().where(PaymentOrder.id == PaymentIssue.order_id, store_filter(actor, PaymentOrder.store_id))
+
+
 register_scope("payment_order", PaymentOrder, _order_rule, "payment.order_not_found")
+register_scope("payment_issue", PaymentIssue, _issue_rule, "payment.issue_not_found")
 register_scope("payment_reconciliation", PaymentReconciliation, _reconciliation_rule, "payment.order_not_found")
 
 
@@ -360,7 +373,79 @@ def flag(
         order.flagged = True
     write_audit(session, SYSTEM, f"payment.{kind}", "payment_order", issue.out_trade_no or "-", detail)
     log.error("payment issue %s for %s: %s", kind, issue.out_trade_no or out_refund_no, detail)
+    if resolution == "flagged":
+        _alert(session, issue, order)
     return issue
+
+
+ISSUE_LABELS = {
+    "amount_mismatch": "通知金额与订单不符",
+    "second_transaction": "同一订单重复支付",
+    "paid_after_close": "关单后支付",
+    "refund_mismatch": "退款金额不符",
+    "refund_abnormal": "退款异常",
+    "paid_there_not_here": "微信已收款、本地无记录",
+    "paid_here_not_there": "本地已支付、账单无记录",
+    "bill_amount_mismatch": "账单金额不符",
+    "refund_here_not_there": "本地已退款、账单无记录",
+}
+
+
+def handle_issue(session: Session, actor: StaffActor, issue_id: int, note: str) -> PaymentIssue:
+    """A person looked into a flagged issue and says what was done (claimed by a conditional
+    update, so two finance staff cannot both handle it)."""
+    from sqlalchemy import update
+
+    now = utcnow()
+    done = session.execute(
+        update(PaymentIssue)
+        .where(PaymentIssue.id == issue_id, PaymentIssue.resolution == "flagged")
+        .values(resolution="handled", handled_by=f"staff:{actor.staff_id}", handled_at=now, handling_note=note)
+        .execution_options(synchronize_session=False)
+    )
+    issue = session.get(PaymentIssue, issue_id, populate_existing=True)
+    if issue is None:
+        raise AppError("payment.issue_not_found", 404)
+    if done.rowcount != 1:
+        raise AppError("payment.issue_already_handled", 409, errors={"resolution": issue.resolution})
+    if issue.order_id is not None and not session.scalar(
+        select(PaymentIssue.id)
+        .where(PaymentIssue.order_id == issue.order_id, PaymentIssue.resolution == "flagged")
+        .limit(1)
+    ):
+        session.execute(update(PaymentOrder).where(PaymentOrder.id == issue.order_id).values(flagged=False))
+    write_audit(session, actor, "payment.issue_handled", "payment_issue", issue.id, {"note": note})
+    return issue
+
+
+def _alert(session: Session, issue: PaymentIssue, order: PaymentOrder | None) -> None:
+    """A person must look: WeCom app messages to the group admins (finance) and the manager of
+    the order's store, sent after commit, once per issue."""
+    from backend.org.models import Role, Staff, StaffRole, StaffStatus
+    from backend.wecom import notify
+    from backend.wecom.service import current_corp_id, store_managers
+
+    corp_id = current_corp_id()
+    admins = session.scalars(
+        select(Staff.wecom_userid)
+        .join(StaffRole, StaffRole.staff_id == Staff.id)
+        .where(Staff.corp_id == corp_id, Staff.status == StaffStatus.ACTIVE, StaffRole.role == Role.GROUP_ADMIN)
+    ).all()
+    managers = [s.wecom_userid for s in store_managers(session, order.store_id)] if order and order.store_id else []
+    recipients = [u for u in dict.fromkeys([*admins, *managers]) if u]
+    if not recipients:
+        log.error("payment issue %s: nobody to alert", issue.id)
+        return
+    label = ISSUE_LABELS.get(issue.kind, issue.kind)
+    what = issue.out_trade_no or issue.out_refund_no or "-"
+    notify.notify(
+        session,
+        corp_id,
+        notify.NotifyKind.PAYMENT_ISSUE,
+        f"payment_issue:{issue.id}",
+        recipients,
+        text=f"支付异常（{label}）：订单 {what} 需要财务核对，详情见工作台「支付异常」。",
+    )
 
 
 def apply_transaction(session: Session, tx: dict[str, Any], *, via: str, mchid: str, appid: str) -> Outcome:

@@ -49,6 +49,7 @@ class NotifyKind(enum.StrEnum):
     LOST_CUSTOMER = "lost_customer"
     HANDOVER_FAILED = "handover_failed"
     WEAK_ITEM = "weak_item"
+    PAYMENT_ISSUE = "payment_issue"
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,54 @@ def test_wrong_amount_is_flagged_audited_and_never_credited(
     assert pay_effects.calls == []
 
 
+def test_a_mismatch_alerts_finance_and_the_store_manager_and_is_handled_once(
+    client: Any,
+    db_session: Any,
+    tree: Any,
+    owner: Any,
+    pay_effects: Any,
+    sandbox_reset: Any,
+    make_staff: Any,
+    staff_headers: Any,
+) -> None:
+    from backend.wecom.models import AppMessage
+
+    admin = make_staff(tree.group, "group_admin", userid="finance-01")
+    manager = make_staff(tree.stores[0], "store_manager", userid="manager-s0")
+    other_manager = make_staff(tree.stores[3], "store_manager", userid="manager-s3")
+    order = create_order(client, owner, pay_effects, "sku-alert", 1000).get_json()["order"]
+    headers, body, _ = _paid_notification(
+        sandbox_reset.state, order["out_trade_no"], amount={"total": 1, "payer_total": 1, "currency": "CNY"}
+    )
+    for _ in range(2):
+        assert client.post(NOTIFY, data=body.encode(), headers=headers).status_code == 204
+    # One WeCom app message per recipient (not per delivery), sent through the sandbox.
+    messages = db_session.scalars(select(AppMessage).where(AppMessage.kind == "payment_issue")).all()
+    assert sorted(u for m in messages for u in m.touser) == ["finance-01", "manager-s0"]
+    sent = [r["json"] for r in sandbox_reset.state.received("/cgi-bin/message/send")]
+    assert sorted(s["touser"] for s in sent) == ["finance-01", "manager-s0"]
+    assert all(order["out_trade_no"] in s["text"]["content"] for s in sent)
+
+    listed = client.get("/api/workbench/v1/payments/issues", headers=staff_headers(manager)).get_json()["items"]
+    assert [(i["kind"], i["resolution"], i["label"]) for i in listed] == [
+        ("amount_mismatch", "flagged", "通知金额与订单不符")
+    ]
+    issue_id = listed[0]["id"]
+    assert client.get("/api/workbench/v1/payments/issues", headers=staff_headers(other_manager)).get_json() == {
+        "items": []
+    }
+    url = f"/api/workbench/v1/payments/issues/{issue_id}/handle"
+    assert client.post(url, json={"note": "已核对"}, headers=staff_headers(manager)).status_code == 403
+    assert client.post(url, json={"note": "x"}, headers=staff_headers(admin)).status_code == 422
+    done = client.post(url, json={"note": "已与微信支付核对，金额以订单为准"}, headers=staff_headers(admin))
+    assert done.status_code == 200, done.get_json()
+    assert done.get_json()["resolution"] == "handled" and done.get_json()["handled_by"] == f"staff:{admin.id}"
+    again = client.post(url, json={"note": "再次处理"}, headers=staff_headers(admin))
+    assert again.status_code == 409 and again.get_json()["code"] == "payment.issue_already_handled"
+    assert _order(db_session, order["id"]).flagged is False  # nothing flagged left on the order
+    assert _order(db_session, order["id"]).state == "pending"  # and still never credited
+
+
 def test_unknown_order_and_foreign_merchant_are_rejected(
     client: Any, db_session: Any, owner: Any, pay_effects: Any, sandbox_reset: Any
 ) -> None:

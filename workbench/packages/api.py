@@ -24,6 +24,7 @@ from backend.platform.api import Blueprint, current_staff, role_required, scoped
 from backend.platform.audit import write_audit
 from backend.platform.db import db
 from backend.platform.errors import AppError
+from workbench.scoping import scope_first
 
 blp = Blueprint(
     "wb_packages", __name__, url_prefix="/api/workbench/v1", audience="staff", description="保养套餐 — packages"
@@ -61,6 +62,7 @@ class Packages(MethodView):
 
 @blp.route("/packages/<int:package_id>", methods=["PATCH"])
 @scoped("service_package")
+@scope_first("service_package", "package_id")
 @role_required(*MANAGERS)
 @blp.arguments(PackagePatchSchema)
 @blp.response(200, PackageSchema)

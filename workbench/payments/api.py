@@ -6,8 +6,6 @@ so only group admins (finance) see and run it.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import func, select
@@ -16,6 +14,10 @@ from backend.org.scope import get_scoped_or_404, scope_query
 from backend.payments import service
 from backend.payments.models import PaymentIssue, PaymentOrder, PaymentReconciliation, PaymentRefund
 from backend.payments.schemas import (
+    IssueHandleInSchema,
+    IssueListSchema,
+    IssueQuerySchema,
+    IssueSchema,
     ReconcileInSchema,
     ReconciliationQuerySchema,
     ReconciliationSchema,
@@ -29,23 +31,13 @@ from backend.platform.api import Blueprint, current_staff, role_required, scoped
 from backend.platform.db import db
 from backend.platform.errors import AppError
 from backend.platform.idempotency import idempotent
+from workbench.scoping import scope_first
 
 blp = Blueprint(
     "wb_payments", __name__, url_prefix="/api/workbench/v1", audience="staff", description="支付 — payments"
 )
 
 REFUND_ROLES = ("store_manager", "region_manager", "division_manager", "group_admin")
-
-
-def _order_in_scope(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Scope before anything else (body validation, roles): an out-of-scope id is a 404."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        get_scoped_or_404(db.session(), current_staff(), "payment_order", kwargs["order_id"])
-        return fn(*args, **kwargs)
-
-    return wrapper
 
 
 def _detail(order: PaymentOrder) -> dict[str, Any]:
@@ -82,7 +74,7 @@ def get_order(order_id: int) -> dict[str, Any]:
 
 @blp.route("/payments/orders/<int:order_id>/refunds", methods=["POST"])
 @scoped("payment_order")
-@_order_in_scope
+@scope_first("payment_order", "order_id")
 @role_required(*REFUND_ROLES)
 @idempotent
 @blp.arguments(RefundInSchema)
@@ -147,3 +139,37 @@ def run_reconciliation(data: dict[str, Any]) -> dict[str, Any]:
     _require_finance()
     recon = service.reconcile(db.session(), service.gateway(), data["bill_date"])
     return _reconciliation_out(recon)
+
+
+def _issue_out(issue: PaymentIssue) -> dict[str, Any]:
+    return {
+        **{c.key: getattr(issue, c.key) for c in PaymentIssue.__table__.columns},
+        "label": service.ISSUE_LABELS.get(issue.kind, issue.kind),
+    }
+
+
+@blp.route("/payments/issues")
+@scoped("payment_issue")
+@blp.arguments(IssueQuerySchema, location="query")
+@blp.response(200, IssueListSchema)
+def list_issues(args: dict[str, Any]) -> dict[str, Any]:
+    """Payment issues, newest first: amount mismatches from notifications, bill mismatches from
+    reconciliation, abnormal refunds (finance sees all; store managers those of their stores)."""
+    stmt = scope_query(select(PaymentIssue), current_staff(), "payment_issue")
+    if args.get("resolution"):
+        stmt = stmt.where(PaymentIssue.resolution == args["resolution"])
+    if args.get("kind"):
+        stmt = stmt.where(PaymentIssue.kind == args["kind"])
+    rows = db.session().scalars(stmt.order_by(PaymentIssue.id.desc()).limit(args["limit"]))
+    return {"items": [_issue_out(r) for r in rows]}
+
+
+@blp.route("/payments/issues/<int:issue_id>/handle", methods=["POST"])
+@scoped("payment_issue")
+@scope_first("payment_issue", "issue_id")
+@blp.arguments(IssueHandleInSchema)
+@blp.response(200, IssueSchema)
+def handle_issue(data: dict[str, Any], issue_id: int) -> dict[str, Any]:
+    """Record how finance handled a flagged issue (group admins); audited, once."""
+    _require_finance()
+    return _issue_out(service.handle_issue(db.session(), current_staff(), issue_id, data["note"]))

@@ -4,8 +4,6 @@ pools, shipment, store write-off of service vouchers and cancellations."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from flask.views import MethodView
@@ -44,21 +42,7 @@ from backend.points.schemas import (
     StaffMallOrderSchema,
     VoucherInSchema,
 )
-
-
-def _in_scope(resource: str, param: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Scope before anything else (body validation, roles): an out-of-scope id is a 404."""
-
-    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            get_scoped_or_404(db.session(), current_staff(), resource, kwargs[param])
-            return fn(*args, **kwargs)
-
-        return wrapper
-
-    return deco
-
+from workbench.scoping import scope_first
 
 blp = Blueprint("wb_points", __name__, url_prefix="/api/workbench/v1", audience="staff", description="积分 — points")
 
@@ -81,7 +65,7 @@ def customer_points(args: dict[str, Any], customer_id: int) -> dict[str, Any]:
 @blp.route("/customers/<int:customer_id>/points/adjustments", methods=["POST"])
 @idempotent
 @scoped("customer")
-@_in_scope("customer", "customer_id")
+@scope_first("customer", "customer_id")
 @role_required(*MANAGERS)
 @blp.arguments(AdjustmentInSchema)
 @blp.response(201, AdjustmentSchema)
@@ -109,7 +93,7 @@ def list_adjustments() -> dict[str, Any]:
 
 @blp.route("/points/adjustments/<int:adjustment_id>/decision", methods=["POST"])
 @scoped("points_adjustment")
-@_in_scope("points_adjustment", "adjustment_id")
+@scope_first("points_adjustment", "adjustment_id")
 @role_required(*APPROVERS)
 @blp.arguments(DecisionInSchema)
 @blp.response(200, AdjustmentSchema)
@@ -187,7 +171,7 @@ class Items(MethodView):
 
 @blp.route("/points/mall/items/<int:item_id>", methods=["PATCH"])
 @scoped("mall_item")
-@_in_scope("mall_item", "item_id")
+@scope_first("mall_item", "item_id")
 @role_required(*MANAGERS)
 @blp.arguments(MallItemPatchSchema)
 @blp.response(200, MallItemSchema)
@@ -210,7 +194,7 @@ def patch_item(data: dict[str, Any], item_id: int) -> MallItem:
 
 @blp.route("/points/mall/items/<int:item_id>/codes", methods=["POST"])
 @scoped("mall_item")
-@_in_scope("mall_item", "item_id")
+@scope_first("mall_item", "item_id")
 @role_required(*MANAGERS)
 @blp.arguments(CodesInSchema)
 @blp.response(201, CodesResultSchema)
@@ -247,7 +231,7 @@ def list_redemptions(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/points/mall/redemptions/<int:redemption_id>/ship", methods=["POST"])
 @scoped("mall_order")
-@_in_scope("mall_order", "redemption_id")
+@scope_first("mall_order", "redemption_id")
 @blp.arguments(ShipInSchema)
 @blp.response(200, StaffMallOrderSchema)
 def ship(data: dict[str, Any], redemption_id: int) -> dict[str, Any]:
@@ -259,7 +243,7 @@ def ship(data: dict[str, Any], redemption_id: int) -> dict[str, Any]:
 
 @blp.route("/points/mall/redemptions/<int:redemption_id>/cancel", methods=["POST"])
 @scoped("mall_order")
-@_in_scope("mall_order", "redemption_id")
+@scope_first("mall_order", "redemption_id")
 @role_required(*MANAGERS)
 @blp.arguments(StaffCancelInSchema)
 @blp.response(200, StaffMallOrderSchema)

@@ -1,0 +1,27 @@
+"""Scope before anything else: a view decorator for staff endpoints with an id in the path."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from backend.org.scope import get_scoped_or_404
+from backend.platform.api import current_staff
+from backend.platform.db import db
+
+
+def scope_first(resource: str, param: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Look the path's id up through the actor's data scope before the body is validated or the
+    role checked, so an id from another scope always answers 404 (never 422 or 403, which would
+    tell that it exists). Place it above `@role_required` and `@blp.arguments`."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            get_scoped_or_404(db.session(), current_staff(), resource, kwargs[param])
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
