@@ -55,6 +55,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "WECOM_API_BASE": ("https://qyapi.weixin.qq.com", "WeCom API host"),
     "WECHATPAY_GATEWAY": ("https://api.mch.weixin.qq.com", "WeChat Pay APIv3 host"),
     "WECHATPAY_NOTIFY_URL": ("", "https URL WeChat Pay posts notifications to"),
+    "WECOM_EXTRA_APPS": ("", "JSON list of further WeCom apps: corp_id, agent_id, secret, token, aes_key[, api_base]"),
     "UPSTREAM_TIMEOUT": (5.0, "seconds before an upstream call is abandoned (answered 504)"),
     "LOG_FORMAT": ("text", "text | json (json is the default in production)"),
     "LOG_LEVEL": ("INFO", "root log level"),

@@ -167,3 +167,14 @@ def test_unknown_environment_names_are_refused(name: str) -> None:
         return
     with pytest.raises(ConfigError, match="DEALERLOOP_ENV must be one of"):
         load_settings({"DEALERLOOP_ENV": name})
+
+
+def test_further_wecom_apps_come_from_the_environment() -> None:
+    from integrations.wecom.apps import extra_app_configs
+
+    text = '[{"corp_id": "ww2", "agent_id": 1000009, "secret": "s", "token": "t", "aes_key": "' + "k" * 43 + '"}]'
+    cfg = load_settings({"WECOM_EXTRA_APPS": text})
+    assert [(a["corp_id"], a["agent_id"]) for a in extra_app_configs(cfg)] == [("ww2", "1000009")]
+    assert extra_app_configs(load_settings({})) == []
+    with pytest.raises(ValueError, match="lacks"):
+        extra_app_configs(load_settings({"WECOM_EXTRA_APPS": '[{"corp_id": "ww3"}]'}))
