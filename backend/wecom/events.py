@@ -69,6 +69,7 @@ def dedup_key(corp_id: str, fields: dict[str, Any]) -> str:
 class Intake:
     event: WeComRawEvent | None  # None: a redelivery of an event already stored
     duplicate: bool
+    welcome_job_id: int | None = None  # the outbox row of its welcome message, if it has one
 
 
 def store_event(session: Session, corp_id: str, agent_id: str, xml: str, received_at: datetime | None = None) -> Intake:
@@ -99,9 +100,11 @@ def store_event(session: Session, corp_id: str, agent_id: str, xml: str, receive
             session.add(raw)
     except DuplicateKey:
         return Intake(None, True)
+    welcome = None
     if raw.change_type in WELCOME_CHANGE_TYPES and fields.get("WelcomeCode"):
         # The welcome code lives 20 s: its own job on the high queue, enqueued first (inline it
-        # runs first after commit; with RQ the high queue is served before the default one).
-        enqueue(session, WELCOME_JOB, {"raw_event_id": raw.id}, dedup_key=f"{WELCOME_JOB}:{raw.id}")
+        # runs first after commit; with RQ the high queue is served before the default one, and
+        # the receiver also runs it itself once the acknowledgement is sent).
+        welcome = enqueue(session, WELCOME_JOB, {"raw_event_id": raw.id}, dedup_key=f"{WELCOME_JOB}:{raw.id}")
     enqueue(session, PROCESS_JOB, {"raw_event_id": raw.id}, dedup_key=f"{PROCESS_JOB}:{raw.id}:0:0")
-    return Intake(raw, False)
+    return Intake(raw, False, welcome.id if welcome is not None else None)

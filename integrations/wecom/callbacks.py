@@ -8,6 +8,8 @@ answers `success`; the work happens in the event's job.
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,8 @@ from backend.platform.api import Blueprint, public
 from backend.platform.db import db, utcnow
 from backend.platform.errors import AppError
 from backend.wecom.events import parse_event, store_event
+
+log = logging.getLogger("dealerloop.wecom.callbacks")
 
 blp = Blueprint("wecom_callbacks", __name__, url_prefix="/callbacks", audience=None, description="WeCom callbacks")
 
@@ -134,8 +138,26 @@ def receive_event() -> Response:
     inner: dict[str, Any] = parse_event(plain)
     if str(inner.get("ToUserName") or app.corp_id) != app.corp_id:
         raise AppError("wecom.receive_id_mismatch", 403)
-    store_event(db.session(), app.corp_id, agent_id or app.agent_id, plain, received_at)
-    return Response("success", status=200, mimetype="text/plain")
+    intake = store_event(db.session(), app.corp_id, agent_id or app.agent_id, plain, received_at)
+    response = Response("success", status=200, mimetype="text/plain")
+    if intake.welcome_job_id is not None and not current_app.extensions["dealerloop.jobs"].inline:
+        # Fast path for the 20-second WelcomeCode: once the acknowledgement has been sent (and the
+        # unit of work committed), this process sends the welcome itself instead of waiting for
+        # a worker behind a burst. The outbox row is claimed under its row lock, so the RQ job
+        # handed over at commit finds it done and skips: sent once either way.
+        response.call_on_close(
+            functools.partial(_send_welcome_now, current_app._get_current_object(), intake.welcome_job_id)
+        )
+    return response
+
+
+def _send_welcome_now(app: Any, job_id: int) -> None:
+    from backend.platform.jobs import execute
+
+    try:
+        execute(job_id, app=app)
+    except Exception:  # recorded on the outbox row; the RQ job retries it
+        log.exception("welcome fast path failed for outbox %s", job_id)
 
 
 def _select_app(corp_id: str, agent_id: str) -> CallbackApp:

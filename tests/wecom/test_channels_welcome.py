@@ -125,3 +125,44 @@ def test_bad_templates_are_refused(client: Any, world: Any, attachments: list) -
         json={"name": "x", "store_id": world["tree"].stores[0].id, "text": "hi", "attachments": attachments},
     )
     assert (resp.status_code, resp.get_json()["code"]) == (422, "request.invalid")
+
+
+@pytest.fixture
+def redis_dispatcher(app: Any, redis_url: str, monkeypatch: Any) -> Any:
+    import redis
+
+    from backend.platform.jobs import Dispatcher
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", Dispatcher(client, max_attempts=3))
+    yield client
+    client.flushdb()
+
+
+@pytest.mark.redis
+def test_with_workers_the_receiver_sends_the_welcome_itself_right_after_the_ack(
+    client: Any, db_session: Any, world: Any, redis_dispatcher: Any
+) -> None:
+    """A burst keeps the workers busy; the welcome must not wait behind it. The receiver sends
+    it once its answer is out, and the RQ job handed over at commit then finds nothing to do."""
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from backend.platform import jobs
+
+    sb = world["sb"]
+    channel_with_template(client, db_session, world, [])
+    resp, code = add_with_code(client, sb)
+    assert resp.data == b"success"
+    resp.close()  # the server finishes the response: the close callbacks run now
+    assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]  # no worker ran yet
+    db_session.expire_all()
+    welcome = db_session.scalars(select(OutboxJob).where(OutboxJob.name == "wecom.send_welcome")).one()
+    assert welcome.status == "done"
+    process = db_session.scalars(select(OutboxJob).where(OutboxJob.name == "wecom.process_event")).one()
+    assert process.status == "enqueued"  # the event itself is the workers' job
+    SimpleWorker(list(jobs.QUEUES), connection=redis_dispatcher, serializer=JSONSerializer).work(burst=True)
+    assert len(sb.state.welcome_messages) == 1  # the worker's copy of the job was skipped
+    row = db_session.scalars(select(WelcomeMessage)).one()
+    assert row.status == "sent" and row.latency_ms is not None
