@@ -328,7 +328,7 @@ def drain_effects(
     return {
         "workers": workers,
         "mode": mode,
-        "command": " ".join(rqworkers.command(mode)[1:]),
+        "command": rqworkers.display(mode),
         "done_by_workers": int(n),
         "window_s": round(window, 1) if window else None,
         "jobs_per_s": round(n / window, 1) if window else None,
@@ -571,7 +571,7 @@ def run(
             "deliveries": len(deliveries),
             "redis": redis,
             "rq_workers_for_effects": workers,
-            "rq_worker_command": " ".join(rqworkers.command(rq_worker)[1:]),
+            "rq_worker_command": rqworkers.display(rq_worker),
         },
         "sql_per_notification": sql,
         "results": {

@@ -62,3 +62,8 @@ def stop(procs: list[tuple[subprocess.Popen, Any]]) -> None:
             proc.kill()
             proc.wait(5)
         log.close()
+
+
+def display(mode: str) -> str:
+    """The command as a person would type it."""
+    return " ".join(["python", *command(mode)[1:]])

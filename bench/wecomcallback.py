@@ -492,7 +492,7 @@ def run(
         )
 
         print(
-            f"[wecomcallback] end to end: {workers} RQ workers ({' '.join(rqworkers.command(rq_worker, False)[1:])}),"
+            f"[wecomcallback] end to end: {workers} RQ workers ({rqworkers.display(rq_worker)}),"
             f" a burst of {burst_events} add events at concurrency {burst_concurrency} ...",
             flush=True,
         )
@@ -571,7 +571,7 @@ def run(
             "burst_events": burst_events,
             "burst_concurrency": burst_concurrency,
             "rq_workers": workers,
-            "rq_worker_command": " ".join(rqworkers.command(rq_worker, False)[1:]),
+            "rq_worker_command": rqworkers.display(rq_worker),
             "redis": redis,
             "sandbox": "integrations.sandbox.SandboxServer in the bench process",
         },
