@@ -164,31 +164,32 @@ def enqueue(
         except DuplicateKey:
             return None
     if delay is None:
-        _relay_after_commit(session, row.id)
+        _relay_after_commit(session, row)
     return row
 
 
 _RELAY_IDS_KEY = "dealerloop.relay_ids"
 
 
-def _relay_after_commit(session: Session, row_id: int) -> None:
-    """Every job of the unit of work is handed over by one relay after its commit (one read,
-    one status update), not one round of statements per job."""
+def _relay_after_commit(session: Session, row: OutboxJob) -> None:
+    """Every job of the unit of work is handed over together right after its commit, with one
+    status update and no read: the rows were written by this commit, so they are pending (a
+    relayer loop handing one over at the same moment is harmless — execution claims the row)."""
     entry = session.info.get(_RELAY_IDS_KEY)
     if entry is None or not after_commit_pending(session, entry[0]):  # first job, or rolled back since
         dispatcher = _dispatcher()
         from flask import current_app
 
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        ids: list[int] = []
+        rows: list[tuple[int, str]] = []
 
         def hand_over_all() -> None:
             session.info.pop(_RELAY_IDS_KEY, None)
-            relay(ids, app=app, dispatcher=dispatcher)
+            _hand_over(app, dispatcher, rows)
 
-        entry = session.info[_RELAY_IDS_KEY] = (hand_over_all, ids)
+        entry = session.info[_RELAY_IDS_KEY] = (hand_over_all, rows)
         after_commit(session, hand_over_all)
-    entry[1].append(row_id)
+    entry[1].append((row.id, row.queue))
 
 
 def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatcher | None = None) -> int:
@@ -206,10 +207,16 @@ def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatch
             else:
                 now = utcnow()
                 stmt = stmt.where((OutboxJob.run_after.is_(None)) | (OutboxJob.run_after <= now))
-            rows = session.execute(stmt.order_by(OutboxJob.id).limit(500)).all()
+            rows = [(r.id, r.queue) for r in session.execute(stmt.order_by(OutboxJob.id).limit(500))]
             session.rollback()
         finally:
             session.close()
+        return _hand_over(app, dispatcher, rows)
+
+
+def _hand_over(app: Any, dispatcher: Dispatcher, rows: list[tuple[int, str]]) -> int:
+    """Run (inline) or push to RQ pending rows given as (id, queue); marks the pushed ones."""
+    with app.app_context():
         if dispatcher.inline:
             for row_id, _queue in rows:
                 try:
