@@ -139,10 +139,14 @@ def enqueue(
     *,
     dedup_key: str | None = None,
     delay: timedelta | None = None,
+    key_is_new: bool = False,
 ) -> OutboxJob | None:
     """Record a job in the caller's transaction; it is handed over after commit.
 
     With a `dedup_key` that was already used, nothing is recorded and None is returned.
+    `key_is_new`: the caller has just created what the key is made of (a row inserted in this
+    transaction), so no earlier job can hold it; the SAVEPOINT that guards a duplicate is
+    skipped (a collision would be a bug, and raises).
     """
     spec = _REGISTRY.get(name)
     if spec is None:
@@ -154,7 +158,7 @@ def enqueue(
         dedup_key=dedup_key,
         run_after=utcnow() + delay if delay else None,
     )
-    if dedup_key is None:
+    if dedup_key is None or key_is_new:
         session.add(row)
         session.flush()
     else:

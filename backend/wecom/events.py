@@ -105,6 +105,9 @@ def store_event(session: Session, corp_id: str, agent_id: str, xml: str, receive
         # The welcome code lives 20 s: its own job on the high queue, enqueued first (inline it
         # runs first after commit; with RQ the high queue is served before the default one, and
         # the receiver also runs it itself once the acknowledgement is sent).
-        welcome = enqueue(session, WELCOME_JOB, {"raw_event_id": raw.id}, dedup_key=f"{WELCOME_JOB}:{raw.id}")
-    enqueue(session, PROCESS_JOB, {"raw_event_id": raw.id}, dedup_key=f"{PROCESS_JOB}:{raw.id}:0:0")
+        welcome = enqueue(
+            session, WELCOME_JOB, {"raw_event_id": raw.id}, dedup_key=f"{WELCOME_JOB}:{raw.id}", key_is_new=True
+        )
+    # The keys are made of the raw event's id, inserted just above: no job can hold them yet.
+    enqueue(session, PROCESS_JOB, {"raw_event_id": raw.id}, dedup_key=f"{PROCESS_JOB}:{raw.id}:0:0", key_is_new=True)
     return Intake(raw, False, welcome.id if welcome is not None else None)
