@@ -185,7 +185,8 @@ def flashsale_table(doc: dict[str, Any]) -> str:
             c = m["correct"]
             if impl == "app":
                 correct = (
-                    f"{'yes' if c['ok'] else '**NO**'}: {c['orders']} orders, stock {c['stock_after']}, "
+                    f"{'yes' if c['ok'] else '**NO**'}: {c['orders']} orders, stock {c['stock_after']}"
+                    f"{'' if c.get('sold_out', True) else ' (not sold out within the time cap)'}, "
                     f"{c['negative_balances']} negative, {c['ledger_drift_members']} drifting of "
                     f"{c['accounts_checked']} ledgers"
                 )
