@@ -56,6 +56,8 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "WECHATPAY_GATEWAY": ("https://api.mch.weixin.qq.com", "WeChat Pay APIv3 host"),
     "WECHATPAY_NOTIFY_URL": ("", "https URL WeChat Pay posts notifications to"),
     "WECOM_EXTRA_APPS": ("", "JSON list of further WeCom apps: corp_id, agent_id, secret, token, aes_key[, api_base]"),
+    "SUBSCRIBE_TEMPLATE_POINTS_EXPIRING": ("", "subscribe-message template id: points about to expire"),
+    "SUBSCRIBE_TEMPLATE_TIER_CHANGED": ("", "subscribe-message template id: member tier changed"),
     "UPSTREAM_TIMEOUT": (5.0, "seconds before an upstream call is abandoned (answered 504)"),
     "LOG_FORMAT": ("text", "text | json (json is the default in production)"),
     "LOG_LEVEL": ("INFO", "root log level"),

@@ -750,8 +750,7 @@ def expiring(session: Session, customer_id: int, now: datetime, within_days: int
 
 def record_expiry_reminders(session: Session, now: datetime | None = None, days: int | None = None) -> int:
     """One notice per member and expiry day, `days` before it (re-runs record nothing new)."""
-    from backend.platform.db import DuplicateKey, unique_savepoint
-    from backend.points.models import PointsNotice
+    from backend.points.notices import record_notice
 
     now = now or utcnow()
     days = days if days is not None else policy().reminder_days
@@ -769,18 +768,10 @@ def record_expiry_reminders(session: Session, now: datetime | None = None, days:
     for customer_id, first_expiry, total in rows:
         first_expiry = first_expiry if first_expiry.tzinfo else first_expiry.replace(tzinfo=UTC)
         day = shanghai_date(first_expiry)
-        notice = PointsNotice(
-            customer_id=customer_id,
-            kind="points_expiring",
-            dedup_key=f"points_expiring:{customer_id}:{day.isoformat()}",
-            payload={"points": int(total), "expires_at": first_expiry.isoformat(), "expires_on": day.isoformat()},
-        )
-        try:
-            with unique_savepoint(session):
-                session.add(notice)
+        payload = {"points": int(total), "expires_at": first_expiry.isoformat(), "expires_on": day.isoformat()}
+        key = f"points_expiring:{customer_id}:{day.isoformat()}"
+        if record_notice(session, customer_id, "points_expiring", key, payload) is not None:
             written += 1
-        except DuplicateKey:
-            continue
     return written
 
 

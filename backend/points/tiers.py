@@ -14,8 +14,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer
-from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
-from backend.points.models import PointsAccount, PointsLedger, PointsNotice
+from backend.platform.db import utcnow
+from backend.points.models import PointsAccount, PointsLedger
+from backend.points.notices import record_notice
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
 
@@ -86,13 +87,7 @@ def _change(session: Session, customer_id: int, old: Tier, new: Tier, now: datet
         occurred_at=now,
         payload=payload,
     )
-    try:
-        with unique_savepoint(session):
-            session.add(
-                PointsNotice(customer_id=customer_id, kind="tier_changed", dedup_key=f"tier:{stamp}", payload=payload)
-            )
-    except DuplicateKey:
-        pass
+    record_notice(session, customer_id, "tier_changed", f"tier:{stamp}", payload)
 
 
 def upgrade_if_due(session: Session, customer_id: int, now: datetime | None = None) -> Tier | None:

@@ -13,6 +13,9 @@ from backend.points import service
 from backend.points.models import LedgerKind, PointsAccount, PointsAllocation, PointsLedger, PointsNotice
 from backend.touchpoints.models import Touchpoint
 
+# The services send notices through the outbox, which needs the app.
+pytestmark = [pytest.mark.usefixtures("app_ctx")]
+
 T0 = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
 
 

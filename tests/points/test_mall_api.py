@@ -22,6 +22,9 @@ from backend.points.models import (
     PointsLedger,
 )
 
+# The services send notices through the outbox, which needs the app.
+pytestmark = [pytest.mark.usefixtures("app_ctx")]
+
 ADDRESS = {"name": "张三", "phone": "13800138000", "region": "上海市浦东新区", "detail": "世纪大道1号"}
 
 

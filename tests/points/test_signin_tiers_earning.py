@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from freezegun import freeze_time
 from sqlalchemy import select
 
@@ -13,6 +14,9 @@ from backend.platform.db import utcnow
 from backend.points import earning, service, tiers
 from backend.points.models import PointsNotice
 from backend.touchpoints.models import Touchpoint
+
+# The services send notices through the outbox, which needs the app.
+pytestmark = [pytest.mark.usefixtures("app_ctx")]
 
 
 def test_sign_in_once_per_shanghai_day_with_streak_and_cycle(

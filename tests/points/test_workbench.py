@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from backend.points import service
 from backend.points.models import MallItem, PointsLedger
+
+# The services send notices through the outbox, which needs the app.
+pytestmark = [pytest.mark.usefixtures("app_ctx")]
 
 WB = "/api/workbench/v1"
 ADDRESS = {"name": "张三", "phone": "13800138000", "region": "上海", "detail": "世纪大道1号"}
