@@ -413,11 +413,12 @@ def wecomcallback_readme_section(doc: dict[str, Any], table: str) -> str:
         f"{ac['events_sent']:,} callbacks, outbox rows {ac['outbox_rows']}.",
         "",
         f"End to end: {st['rq_workers']} RQ workers (`{st['rq_worker_command']}`) running, a burst of "
-        f"{st['burst_events']} add events (each with a WelcomeCode the sandbox issued just before) at "
+        f"{st['burst_events']} add events (each WelcomeCode issued by the sandbox as its callback is sent) at "
         f"{st['burst_concurrency']} connections; events applied / s = events processed over the time from the "
         "first callback received to the last event processed (database timestamps); welcome latency = "
-        "callback received → `send_welcome_msg` answered, as the welcome row records it (`latency_ms`), and "
-        "as the sandbox saw it (its request time minus the time the bench sent the callback).",
+        "callback → `send_welcome_msg`, as the welcome row records it (`latency_ms`: from when a gunicorn worker "
+        "started on the callback, so without the time the callback waited for a free worker) and as the sandbox "
+        "saw it (its request time minus the time the bench sent the callback: that wait included).",
         "",
         wecomcallback_e2e_table(doc),
         "",

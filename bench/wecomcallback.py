@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,31 +119,45 @@ def setup_org(url: str, credentials: dict[str, str], sandbox_base: str, state: A
     return {"userids": userids}
 
 
+def add_contact(state: Any, userids: list[str], prefix: str, i: int) -> tuple[str, str]:
+    """A new external contact in the sandbox, following one of the advisors: (external_userid, userid)."""
+    ext = f"wm{prefix}{i:06d}"
+    uid = userids[i % len(userids)]
+    state.add_external_contact(ext, f"车主{prefix}{i}", follow_userid=uid, state=STATE, add_way=1)
+    return ext, uid
+
+
+def signed_add_event(
+    credentials: dict[str, str], state: Any, uid: str, ext: str, welcome: bool
+) -> tuple[str, str, str | None]:
+    """(query string, body, WelcomeCode) of an add event as WeCom sends it now: the code is issued
+    by the sandbox at this moment (it lives 20 s from here, as WeCom's does)."""
+    from integrations.sandbox.wecom_emit import build_event, sign_event
+
+    fields: dict[str, Any] = {
+        "ChangeType": "add_external_contact",
+        "UserID": uid,
+        "ExternalUserID": ext,
+        "State": STATE,
+    }
+    code = state.issue_welcome_code(uid, ext) if welcome else None
+    if code:
+        fields["WelcomeCode"] = code
+    xml = build_event(corp_id=credentials["WECOM_CORP_ID"], create_time=int(time.time()), **fields)
+    params, body = sign_event(xml, credentials)
+    return urlencode(params), body, code
+
+
 def build_events(
     credentials: dict[str, str], state: Any, userids: list[str], n: int, prefix: str, welcome: bool
 ) -> list[tuple[str, str, str, str | None]]:
-    """(external_userid, query string, body) of n add events; the contacts exist in the sandbox and,
-    with `welcome`, each event carries a WelcomeCode the sandbox just issued."""
-    from integrations.sandbox.wecom_emit import build_event, sign_event
-
+    """(external_userid, query string, body, WelcomeCode) of n add events built ahead of sending
+    (the acknowledgement phase: no worker runs, the codes are never used)."""
     out = []
-    now = int(time.time())
     for i in range(n):
-        ext = f"wm{prefix}{i:06d}"
-        uid = userids[i % len(userids)]
-        state.add_external_contact(ext, f"车主{prefix}{i}", follow_userid=uid, state=STATE, add_way=1)
-        fields: dict[str, Any] = {
-            "ChangeType": "add_external_contact",
-            "UserID": uid,
-            "ExternalUserID": ext,
-            "State": STATE,
-        }
-        code = state.issue_welcome_code(uid, ext) if welcome else None
-        if code:
-            fields["WelcomeCode"] = code
-        xml = build_event(corp_id=credentials["WECOM_CORP_ID"], create_time=now, **fields)
-        params, body = sign_event(xml, credentials)
-        out.append((ext, urlencode(params), body, code))
+        ext, uid = add_contact(state, userids, prefix, i)
+        q, body, code = signed_add_event(credentials, state, uid, ext, welcome)
+        out.append((ext, q, body, code))
     return out
 
 
@@ -222,11 +237,28 @@ def end_to_end(
         first_id = int(benchdb.scalar(url, "SELECT COALESCE(MAX(id), 0) + 1 FROM wecom_raw_event"))
         sandbox_log_from = len(state.received())
         loadavg = os.getloadavg()[0]
-        burst = build_events(credentials, state, userids, events, "E", welcome=True)
-        reqs = _requests(burst, APP_PATH)
+        # Each event is built, its WelcomeCode issued and the callback signed by the client thread
+        # right before it is sent, as WeCom does when a customer adds the advisor.
+        contacts = [add_contact(state, userids, "E", i) for i in range(events)]
+        codes: dict[str, str] = {}
+        lock = threading.Lock()
+        cursor = [0]
+
+        def script(_client: int, _seq: int, _prev: loadgen.Exchange | None) -> loadgen.Request | None:
+            with lock:
+                i = cursor[0]
+                cursor[0] += 1
+            if i >= len(contacts):
+                return None
+            ext, uid = contacts[i]
+            q, body, code = signed_add_event(credentials, state, uid, ext, welcome=True)
+            with lock:
+                codes[str(code)] = ext
+            return loadgen.Request("POST", f"{APP_PATH}?{q}", {"Content-Type": "text/xml"}, body.encode(), tag=ext)
+
         t0 = time.perf_counter()
         result = loadgen.run_script(
-            "127.0.0.1", app_srv.port, paynotify._script(reqs), clients=concurrency, max_duration=120, timeout=30
+            "127.0.0.1", app_srv.port, script, clients=concurrency, max_duration=120, timeout=30
         )
         offset = time.time() - time.perf_counter()
         sent_at = {e.tag: e.started + offset for e in result.exchanges}  # external_userid -> wall clock
@@ -251,7 +283,7 @@ def end_to_end(
         "sent_at": sent_at,
         "sandbox_log_from": sandbox_log_from,
         "loadavg_1min_at_burst": round(loadavg, 2),
-        "codes": {code: ext for ext, _q, _b, code in burst},
+        "codes": codes,
     }
 
 
