@@ -66,7 +66,12 @@ def db_revision(message: str) -> None:
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 @with_appcontext
 def worker(burst: bool) -> None:
-    from rq import Worker
+    # RQ's default Worker forks a work horse per job, while this process's relayer thread keeps
+    # using the database pool and locks; a fork taken mid-use leaves the child with half-held
+    # locks and shared MySQL sockets (seen in the benchmarks: lost connections, a horse that never
+    # finished). Jobs here are short database transactions, so they run in the worker process
+    # itself; run more worker processes for more throughput.
+    from rq import SimpleWorker as Worker
     from rq.serializers import JSONSerializer
 
     from backend.platform.jobs import QUEUES, relayer_loop, set_worker_app
@@ -90,6 +95,7 @@ def worker(burst: bool) -> None:
         Worker(list(QUEUES), connection=redis_client, serializer=JSONSerializer).work(with_scheduler=True, burst=burst)
     finally:
         stop.set()
+        relayer.join(timeout=30)  # let an iteration in progress finish and release its connection
 
 
 @click.group("jobs", help="The job outbox.")
