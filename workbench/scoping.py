@@ -7,8 +7,10 @@ from collections.abc import Callable
 from typing import Any
 
 from backend.org.scope import get_scoped_or_404
+from backend.platform.actors import StaffActor
 from backend.platform.api import current_staff
 from backend.platform.db import db
+from backend.platform.errors import AppError
 
 
 def scope_first(resource: str, param: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -25,3 +27,10 @@ def scope_first(resource: str, param: str) -> Callable[[Callable[..., Any]], Cal
         return wrapper
 
     return deco
+
+
+def require_store_in_scope(actor: StaffActor, store_id: int | None) -> None:
+    """For creating a store's object (mall item, package): staff with a store-level scope name
+    one of their stores; only everyone-scope staff create group-wide ones (store_id None)."""
+    if actor.scope.store_ids is not None and (store_id is None or store_id not in actor.scope.store_ids):
+        raise AppError("request.invalid", 422, errors={"json": {"store_id": ["a store in your scope"]}})

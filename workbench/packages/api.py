@@ -23,8 +23,7 @@ from backend.packages.schemas import (
 from backend.platform.api import Blueprint, current_staff, role_required, scoped
 from backend.platform.audit import write_audit
 from backend.platform.db import db
-from backend.platform.errors import AppError
-from workbench.scoping import scope_first
+from workbench.scoping import require_store_in_scope, scope_first
 
 blp = Blueprint(
     "wb_packages", __name__, url_prefix="/api/workbench/v1", audience="staff", description="保养套餐 — packages"
@@ -50,9 +49,7 @@ class Packages(MethodView):
         """Create a package. Store-level staff create packages of their own stores only."""
         session = db.session()
         actor = current_staff()
-        store_id = data.get("store_id")
-        if actor.scope.store_ids is not None and (store_id is None or store_id not in actor.scope.store_ids):
-            raise AppError("request.invalid", 422, errors={"json": {"store_id": ["a store in your scope"]}})
+        require_store_in_scope(actor, data.get("store_id"))
         package = ServicePackage(**data)
         session.add(package)
         session.flush()

@@ -42,7 +42,7 @@ from backend.points.schemas import (
     StaffMallOrderSchema,
     VoucherInSchema,
 )
-from workbench.scoping import scope_first
+from workbench.scoping import require_store_in_scope, scope_first
 
 blp = Blueprint("wb_points", __name__, url_prefix="/api/workbench/v1", audience="staff", description="积分 — points")
 
@@ -159,9 +159,7 @@ class Items(MethodView):
         """Create an item. Store-level staff create items of their own stores only."""
         session = db.session()
         actor = current_staff()
-        store_id = data.get("store_id")
-        if actor.scope.store_ids is not None and (store_id is None or store_id not in actor.scope.store_ids):
-            raise AppError("request.invalid", 422, errors={"json": {"store_id": ["a store in your scope"]}})
+        require_store_in_scope(actor, data.get("store_id"))
         item = MallItem(**data)
         session.add(item)
         session.flush()
