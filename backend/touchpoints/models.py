@@ -57,13 +57,31 @@ class Kind(enum.StrEnum):
     VISIT_INVITED = "visit_invited"
     FOLLOW_UP_DONE = "follow_up_done"
     # owner app
-    CONSULT_MESSAGE = "consult_message"
+    NOTICE_SENT = "notice_sent"  # a subscribe message that reached the owner
+    # booking (维修保养预约)
     BOOKING_CREATED = "booking_created"
     BOOKING_RESCHEDULED = "booking_rescheduled"
     BOOKING_CANCELLED = "booking_cancelled"
     ARRIVED = "arrived"
+    BOOKING_STARTED = "booking_started"
     SERVICE_COMPLETED = "service_completed"
     NO_SHOW = "no_show"
+    BOOKING_UNDONE = "booking_undone"
+
+    # consultation (在线咨询)
+    CONSULT_OPENED = "consult_opened"
+    CONSULT_MESSAGE = "consult_message"
+    CONSULT_CLAIMED = "consult_claimed"
+    CONSULT_TRANSFERRED = "consult_transferred"
+    CONSULT_CLOSED = "consult_closed"
+    CONSULT_REOPENED = "consult_reopened"
+
+    # leads (线索)
+    LEAD_CREATED = "lead_created"
+    LEAD_ASSIGNED = "lead_assigned"
+    LEAD_STATUS_CHANGED = "lead_status_changed"
+    LEAD_ESCALATED = "lead_escalated"
+
     PAYMENT_CREATED = "payment_created"
     PAYMENT_SUCCEEDED = "payment_succeeded"
     PAYMENT_CLOSED = "payment_closed"
@@ -78,11 +96,26 @@ class Kind(enum.StrEnum):
     PACKAGE_ACTIVATED = "package_activated"
     PACKAGE_USED = "package_used"
     PACKAGE_REFUNDED = "package_refunded"
+
+    # offers (优惠券)
     COUPON_CLAIMED = "coupon_claimed"
+    COUPON_ISSUED = "coupon_issued"  # pushed, given by staff, automatic, exchanged
     COUPON_USED = "coupon_used"
+    COUPON_RELEASED = "coupon_released"
+    COUPON_EXPIRED = "coupon_expired"
+    COUPON_REVERSED = "coupon_reversed"
+
+    # events (活动)
     EVENT_SIGNED_UP = "event_signed_up"
+    EVENT_WAITLISTED = "event_waitlisted"
+    EVENT_SEAT_OFFERED = "event_seat_offered"
+    EVENT_CANCELLED = "event_cancelled"
     EVENT_CHECKED_IN = "event_checked_in"
-    LEAD_CREATED = "lead_created"
+    EVENT_NO_SHOW = "event_no_show"
+
+    # campaigns (营销活动)
+    CAMPAIGN_POINTS_GRANTED = "campaign_points_granted"
+
     SIGNED_IN = "signed_in"
     TIER_CHANGED = "tier_changed"
 
