@@ -7,10 +7,11 @@ from backend.platform.api import Api
 
 def register_owner_api(api: Api) -> None:
     from backend.customers.api import blp
+    from backend.notices.api import blp as notices_blp
     from backend.packages.api import blp as packages_blp
     from backend.payments.api import blp as payments_blp
     from backend.points.api import blp as points_blp
     from backend.touchpoints import api as _touchpoints_api  # noqa: F401  (adds routes to blp)
 
-    for feature_blp in (blp, points_blp, payments_blp, packages_blp):
+    for feature_blp in (blp, points_blp, payments_blp, packages_blp, notices_blp):
         api.register_blueprint(feature_blp)
