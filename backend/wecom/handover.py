@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import CustomerAdvisor, IdentityKind
@@ -72,7 +72,11 @@ FAILURE_TEXT = {
     ItemStatus.LIMIT: "接替顾问客户数已达上限",
     ItemStatus.NO_RECORD: "无接替记录",
     ItemStatus.REJECTED: "企业微信拒绝转接",
+    ItemStatus.QUOTA_EXCEEDED: "90 天内已在职转接 2 次",
 }
+# WeCom lets a customer be transferred on duty at most twice in 90 days.
+ON_DUTY_QUOTA = 2
+ON_DUTY_QUOTA_WINDOW = timedelta(days=90)
 ENDPOINTS = {
     HandoverKind.RESIGNED: ("externalcontact/resigned/transfer_customer", "externalcontact/resigned/transfer_result"),
     HandoverKind.ON_DUTY: ("externalcontact/transfer_customer", "externalcontact/transfer_result"),
@@ -228,6 +232,18 @@ def submit_chunk(session: Session, handover_id: int) -> str:
     ).all()
     if not items:
         return _after_submission(session, handover)
+    now = utcnow()
+    failed: list[WeComHandoverItem] = []
+    if handover.kind == HandoverKind.ON_DUTY:
+        over = _over_on_duty_quota(session, handover, [i.external_userid for i in items], now)
+        for item in items:
+            if item.external_userid in over:
+                _fail(session, handover, item, ItemStatus.QUOTA_EXCEEDED, now)
+                failed.append(item)
+        items = [i for i in items if i.external_userid not in over]
+    if not items:
+        _alert_failures(session, handover, failed, f"submit:{failed[0].id}")
+        return _after_submission(session, handover)
     submit_path, _ = ENDPOINTS[handover.kind]
     payload: dict[str, Any] = {
         "handover_userid": handover.handover_userid,
@@ -247,8 +263,6 @@ def submit_chunk(session: Session, handover_id: int) -> str:
         log.warning("handover %s: WeCom refused the chunk: %s", handover.id, exc)
         result = {"customer": [{"external_userid": i.external_userid, "errcode": exc.errcode} for i in items]}
     errcodes = {c.get("external_userid"): int(c.get("errcode", -1)) for c in result.get("customer") or []}
-    now = utcnow()
-    failed = []
     for item in items:
         errcode = errcodes.get(item.external_userid, -1)
         item.submitted_at = now
@@ -259,7 +273,7 @@ def submit_chunk(session: Session, handover_id: int) -> str:
             item.errcode = errcode
             _fail(session, handover, item, ItemStatus.REJECTED, now)
             failed.append(item)
-    _alert_failures(session, handover, failed, f"submit:{items[0].id}")
+    _alert_failures(session, handover, failed, f"submit:{min(i.id for i in [*items, *failed])}")
     more = session.scalar(
         select(WeComHandoverItem.id)
         .where(WeComHandoverItem.handover_id == handover.id, WeComHandoverItem.status == ItemStatus.PENDING)
@@ -269,6 +283,25 @@ def submit_chunk(session: Session, handover_id: int) -> str:
         enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:{more}")
         return "more"
     return _after_submission(session, handover)
+
+
+def _over_on_duty_quota(session: Session, handover: WeComHandover, external_userids: list[str], now: datetime) -> set[str]:
+    """The customers WeCom already accepted for an on-duty transfer twice in the last 90 days (in
+    any handover of this corp): sending them again can only fail, so they fail here, named."""
+    rows = session.execute(
+        select(WeComHandoverItem.external_userid, func.count())
+        .join(WeComHandover, WeComHandover.id == WeComHandoverItem.handover_id)
+        .where(
+            WeComHandover.corp_id == handover.corp_id,
+            WeComHandover.kind == HandoverKind.ON_DUTY,
+            WeComHandover.id != handover.id,
+            WeComHandoverItem.external_userid.in_(external_userids),
+            WeComHandoverItem.status.in_((ItemStatus.WAITING, ItemStatus.DONE)),
+            WeComHandoverItem.submitted_at >= now - ON_DUTY_QUOTA_WINDOW,
+        )
+        .group_by(WeComHandoverItem.external_userid)
+    ).all()
+    return {ext for ext, n in rows if n >= ON_DUTY_QUOTA}
 
 
 def _after_submission(session: Session, handover: WeComHandover) -> str:
@@ -291,8 +324,6 @@ def _schedule_poll(session: Session, handover: WeComHandover) -> None:
 
 
 def _waiting_count(session: Session, handover: WeComHandover) -> int:
-    from sqlalchemy import func
-
     return int(
         session.scalar(
             select(func.count())
@@ -551,8 +582,6 @@ def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeCo
 
 
 def handover_view(session: Session, handover: WeComHandover) -> dict[str, Any]:
-    from sqlalchemy import func
-
     counts = dict(
         session.execute(
             select(WeComHandoverItem.status, func.count())

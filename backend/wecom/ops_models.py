@@ -58,10 +58,19 @@ class ItemStatus(enum.StrEnum):
     LIMIT = "limit"  # status 4: the takeover member hit the customer limit
     NO_RECORD = "no_record"  # status 5
     REJECTED = "rejected"  # WeCom refused the customer at submission (errcode != 0)
+    # Not sent: the customer was already transferred on duty twice in 90 days, WeCom's limit.
+    QUOTA_EXCEEDED = "quota_exceeded"
 
 
 FINAL_ITEM_STATUSES = frozenset(
-    {ItemStatus.DONE, ItemStatus.REFUSED, ItemStatus.LIMIT, ItemStatus.NO_RECORD, ItemStatus.REJECTED}
+    {
+        ItemStatus.DONE,
+        ItemStatus.REFUSED,
+        ItemStatus.LIMIT,
+        ItemStatus.NO_RECORD,
+        ItemStatus.REJECTED,
+        ItemStatus.QUOTA_EXCEEDED,
+    }
 )
 FAILED_ITEM_STATUSES = FINAL_ITEM_STATUSES - {ItemStatus.DONE}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from backend.customers.models import Customer, CustomerAdvisor
 from backend.platform.jobs import OutboxJob
@@ -408,3 +408,55 @@ def test_a_call_wecom_refuses_as_a_whole_fails_the_chunk_not_retried(
     submit = db_session.scalars(select(OutboxJob).where(OutboxJob.name == "wecom.handover.submit")).one()
     assert (submit.status, submit.attempts) == ("done", 1)  # not retried
     assert [m["touser"] for m in sb.state.app_messages] == [MANAGER]
+
+
+def test_on_duty_transfer_of_a_customer_moved_twice_in_90_days_fails_without_calling_wecom(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any, make_staff: Any
+) -> None:
+    from datetime import timedelta
+
+    from backend.platform.db import utcnow
+
+    sb = world["sandbox"]
+    sb.state.add_member("advisor.zhao", "赵顾问")
+    zhao = make_staff(world["tree"].stores[0], "sales_advisor", userid="advisor.zhao", name="赵顾问")
+    takeover = world["takeover"]
+    customer = known_relation(db_session, app, takeover, "wmDemoCustomer001", "陈先生")
+
+    def transfer(from_staff: Any, to_staff: Any) -> Any:
+        resp = client.post(
+            URL,
+            headers=staff_headers(world["manager"]),
+            json={"kind": "on_duty", "handover_staff_id": from_staff.id, "takeover_staff_id": to_staff.id},
+        )
+        assert resp.status_code == 202, resp.get_json()
+        run_due_jobs(app)
+        db_session.expire_all()
+        return db_session.scalars(
+            select(WeComHandoverItem).where(WeComHandoverItem.handover_id == resp.get_json()["id"])
+        ).one()
+
+    assert transfer(takeover, zhao).status == "done"
+    assert transfer(zhao, takeover).status == "done"
+    calls = len(sb.state.received("/cgi-bin/externalcontact/transfer_customer"))
+    third = transfer(takeover, zhao)
+    assert third.status == "quota_exceeded"
+    assert len(sb.state.received("/cgi-bin/externalcontact/transfer_customer")) == calls  # not sent
+    failure = db_session.scalars(
+        select(Touchpoint).where(Touchpoint.customer_id == customer.id, Touchpoint.kind == "transfer_failed")
+    ).one()
+    assert failure.payload["status"] == "quota_exceeded"
+    alert = db_session.scalars(select(AppMessage).where(AppMessage.dedup_key.like(f"%handover:{third.handover_id}:%")))
+    assert MANAGER in alert.one().touser
+    # The advisor keeps the customer.
+    assert db_session.scalars(
+        select(CustomerAdvisor.staff_id).where(CustomerAdvisor.customer_id == customer.id)
+    ).all() == [takeover.id]
+    # 90 days after the first two, WeCom allows it again.
+    db_session.execute(
+        update(WeComHandoverItem)
+        .where(WeComHandoverItem.status == "done")
+        .values(submitted_at=utcnow() - timedelta(days=91))
+    )
+    db_session.commit()
+    assert transfer(takeover, zhao).status == "done"
