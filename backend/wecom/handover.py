@@ -285,7 +285,9 @@ def submit_chunk(session: Session, handover_id: int) -> str:
     return _after_submission(session, handover)
 
 
-def _over_on_duty_quota(session: Session, handover: WeComHandover, external_userids: list[str], now: datetime) -> set[str]:
+def _over_on_duty_quota(
+    session: Session, handover: WeComHandover, external_userids: list[str], now: datetime
+) -> set[str]:
     """The customers WeCom already accepted for an on-duty transfer twice in the last 90 days (in
     any handover of this corp): sending them again can only fail, so they fail here, named."""
     rows = session.execute(
