@@ -206,3 +206,29 @@ def test_openapi_documents_the_lead_endpoints_with_examples(client: Any) -> None
     status = spec["paths"]["/api/workbench/v1/leads/{lead_id}/status"]["post"]
     assert "lost" in status["requestBody"]["content"]["application/json"]["examples"]
     assert "/api/workbench/v1/listings/{listing_id}" in spec["paths"]
+
+
+def test_a_customer_merge_moves_the_leads_and_its_reversal_moves_them_back(
+    app: Any, client: Any, db_session: Any, store: Any, owner: Any, make_owner: Any, sandbox_reset: Any
+) -> None:
+    from backend.customers.models import CustomerMerge
+    from backend.customers.service import merge_customers, reverse_merge
+    from backend.org.service import load_staff_actor
+    from backend.platform.actors import SystemActor
+
+    lead = submit(client, owner, accident_body(owner.car_id)).get_json()
+    survivor = make_owner(store.unit)
+    with app.app_context():
+        merge = merge_customers(db_session, SystemActor("test"), owner.customer_id, survivor.customer_id, "同一人")
+        db_session.commit()
+        merge_id = merge.id
+    assert [i["id"] for i in client.get(f"{APP}/me/leads", headers=survivor.headers).get_json()["items"]] == [
+        lead["id"]
+    ]
+    with app.app_context():
+        actor = load_staff_actor(db_session, store.manager.id)
+        reverse_merge(db_session, actor, db_session.get(CustomerMerge, merge_id))
+        db_session.commit()
+    assert client.get(f"{APP}/me/leads", headers=survivor.headers).get_json()["items"] == []
+    db_session.expire_all()
+    assert db_session.get(Lead, lead["id"]).customer_id == owner.customer_id

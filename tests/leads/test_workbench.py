@@ -242,3 +242,28 @@ def test_the_delayed_sla_job_escalates_when_due_and_a_rerun_does_nothing(
     assert db_session.get(Lead, lead["id"]).escalated_at == START + timedelta(hours=1, seconds=1)
     assert [m["touser"] for m in sandbox_reset.state.app_messages].count("lead.manager") == 1
     assert _kinds(db_session, owner.customer_id).count("lead_escalated") == 1
+
+
+def test_lead_lists_have_no_n_plus_one(client: Any, store: Any, owner: Any, sandbox_reset: Any) -> None:
+    from sqlalchemy import event
+
+    made = iter(range(1000))
+
+    def count_queries(n_leads: int, url: str, headers: dict) -> int:
+        for _ in range(n_leads):
+            assert submit(client, owner, {"type": "new_car", "series": f"车型{next(made)}"}).status_code == 201
+        statements: list[str] = []
+        listener = lambda *a, **k: statements.append(a[2])  # noqa: E731
+        bind = db.session().get_bind()
+        event.listen(bind, "before_cursor_execute", listener)
+        try:
+            assert client.get(url, headers=headers).status_code == 200
+        finally:
+            event.remove(bind, "before_cursor_execute", listener)
+        return len(statements)
+
+    h = store.headers(store.manager)
+    few = count_queries(2, f"{WB}/leads?page_size=100", h)
+    many = count_queries(20, f"{WB}/leads?page_size=100", h)
+    assert many == few, f"{few} queries for 2 leads, {many} for 22"
+    assert count_queries(0, f"{APP}/me/leads", owner.headers) == count_queries(5, f"{APP}/me/leads", owner.headers)
