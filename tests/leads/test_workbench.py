@@ -267,3 +267,26 @@ def test_lead_lists_have_no_n_plus_one(client: Any, store: Any, owner: Any, sand
     many = count_queries(20, f"{WB}/leads?page_size=100", h)
     assert many == few, f"{few} queries for 2 leads, {many} for 22"
     assert count_queries(0, f"{APP}/me/leads", owner.headers) == count_queries(5, f"{APP}/me/leads", owner.headers)
+
+
+def test_owner_with_a_grant_gets_a_subscribe_message_on_a_status_change(
+    app: Any, client: Any, db_session: Any, store: Any, owner: Any, sandbox_reset: Any, monkeypatch: Any
+) -> None:
+    template = "TPL_LEAD_UPDATE_0001"
+    monkeypatch.setitem(app.config, "SUBSCRIBE_TEMPLATE_LEAD_UPDATE", template)
+    state = sandbox_reset.state
+    state.add_user("o-lead-owner-1")
+    state.set_subscribe_grants("o-lead-owner-1", template, 1)
+    granted = client.post(f"{APP}/notices/grants", json={"results": {template: "accept"}}, headers=owner.headers)
+    assert granted.status_code == 200 and granted.get_json()["grants"] == {template: 1}
+    lead = submit(client, owner, {"type": "insurance", "car_id": owner.car_id, "insurance_kind": "renewal"}).get_json()
+    h = store.headers(store.finance)
+    assert _status(client, h, lead["id"], status="contacted").status_code == 200
+    assert _status(client, h, lead["id"], status="won").status_code == 200  # no grant left: recorded, not sent
+    [message] = state.subscribe_messages
+    assert message["touser"] == "o-lead-owner-1" and message["template_id"] == template
+    assert message["data"]["thing1"]["value"] == "保险报价" and message["data"]["phrase2"]["value"] == "已联系"
+    assert message["page"] == f"pages/leads/detail?id={lead['id']}"
+    db_session.expire_all()
+    statuses = db_session.scalars(select(SubscribeNotice.status).order_by(SubscribeNotice.id)).all()
+    assert statuses == ["sent", "no_grant"]
