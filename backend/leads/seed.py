@@ -42,13 +42,13 @@ LISTINGS = [
 ]
 SCENE = {"address": "广州市天河区天河路385号", "latitude": 23.1322, "longitude": 113.3277}
 PLANS: list[dict[str, Any]] = [
-    {"type": LeadType.ACCIDENT, "status": LeadStatus.NEW, "age": timedelta(minutes=5), "tow": True},
+    {"type": LeadType.ACCIDENT, "status": LeadStatus.CONTACTED, "age": timedelta(days=3), "tow": True},
     {"type": LeadType.USED_CAR, "status": LeadStatus.APPOINTMENT, "age": timedelta(days=2)},
     {"type": LeadType.TRADE_IN, "status": LeadStatus.CONTACTED, "age": timedelta(days=1)},
     {"type": LeadType.LOAN, "status": LeadStatus.WON, "age": timedelta(days=6)},
     {"type": LeadType.INSURANCE, "status": LeadStatus.LOST, "age": timedelta(days=9), "reason": "已在其他保险公司续保"},
     {"type": LeadType.NEW_CAR, "status": LeadStatus.NEW, "age": timedelta(hours=3), "escalated": True},
-    {"type": LeadType.ACCIDENT, "status": LeadStatus.CONTACTED, "age": timedelta(days=3)},
+    {"type": LeadType.ACCIDENT, "status": LeadStatus.NEW, "age": timedelta(minutes=5), "tow": True},
     {"type": LeadType.NEW_CAR, "status": LeadStatus.NEW, "age": timedelta(minutes=20)},
     {"type": LeadType.INSURANCE, "status": LeadStatus.NEW, "age": timedelta(minutes=40)},
     {"type": LeadType.USED_CAR, "status": LeadStatus.WON, "age": timedelta(days=12)},
