@@ -16,7 +16,8 @@ robin), else the store managers in turn.
 SLA: a lead must leave `new` before `contact_due_at` (15 minutes for an accident, longer for
 the rest). A delayed job per lead and a periodic sweep both call `escalate`, a conditional
 update (`escalated_at IS NULL AND status = 'new' AND contact_due_at <= now`), so a lead is
-escalated to the store managers exactly once however often they run.
+escalated to the store managers (none: the nearest managers above the store) exactly once
+however often they run.
 """
 
 from __future__ import annotations
@@ -624,8 +625,20 @@ def reassign(session: Session, actor: StaffActor, lead_id: int, advisor_id: int,
 # SLA escalation
 
 
-def _store_managers(session: Session, store_id: int) -> list[Staff]:
-    return _active_staff_with_role(session, store_id, Role.STORE_MANAGER.value)
+def _escalation_recipients(session: Session, store_id: int) -> list[Staff]:
+    """The store managers; a store without one escalates to the nearest managers above it
+    (region, then division, then group admins)."""
+    managers = _active_staff_with_role(session, store_id, Role.STORE_MANAGER.value)
+    if managers:
+        return managers
+    store = session.get(OrgUnit, store_id)
+    ancestors = [int(x) for x in (store.path if store else "").strip("/").split("/") if x][:-1]
+    upper = (Role.REGION_MANAGER, Role.DIVISION_MANAGER, Role.GROUP_ADMIN)
+    for unit_id in reversed(ancestors):
+        found = [m for role in upper for m in _active_staff_with_role(session, unit_id, role.value)]
+        if found:
+            return list({m.id: m for m in found}.values())
+    return []
 
 
 def escalate(session: Session, lead_id: int, now: datetime | None = None) -> bool:
@@ -645,7 +658,7 @@ def escalate(session: Session, lead_id: int, now: datetime | None = None) -> boo
     if done.rowcount != 1:
         return False
     lead = session.scalars(select(Lead).where(Lead.id == lead_id).execution_options(populate_existing=True)).one()
-    managers = _store_managers(session, lead.store_id)
+    managers = _escalation_recipients(session, lead.store_id)
     record(
         session,
         customer_id=lead.customer_id,

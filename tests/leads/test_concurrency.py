@@ -78,3 +78,46 @@ def test_concurrent_leads_are_spread_evenly_and_escalated_once(
         kinds = select(func.count()).select_from(Touchpoint).where(Touchpoint.kind == "lead_escalated")
         assert s.scalar(kinds) == N
     assert [m["touser"] for m in sandbox_reset.state.app_messages].count("rr.manager") == N
+
+
+@pytest.mark.mariadb
+@pytest.mark.dbcommit
+def test_concurrent_duplicate_submits_make_one_lead(app: Any, tree: Any, make_staff: Any, sandbox_reset: Any) -> None:
+    from backend.customers.models import Car, Customer
+
+    make_staff(tree.stores[0], "service_advisor", userid="dup.service")
+    with app.app_context():
+        s = db.session()
+        customer = Customer(name="连点车主", home_store_id=tree.stores[0].id)
+        s.add(customer)
+        s.flush()
+        car = Car(customer_id=customer.id, vin="LFV2A21K7G9000001")
+        s.add(car)
+        s.commit()
+        customer_id, car_id = customer.id, car.id
+    token = issue_access_token(app.config["SECRET_KEY"], "owner", customer_id, 900)
+    client = app.test_client()
+    body = {
+        "type": "accident",
+        "car_id": car_id,
+        "location": {"address": "广州市天河路385号"},
+        "photos": ["https://cdn.example.com/a.jpg"],
+        "injuries": True,
+        "drivable": False,
+    }
+
+    def tap(i: int) -> Any:
+        # Six taps: four with their own keys (new requests), two sharing one key (a retry).
+        key = f"dup-{i}" if i < 4 else "dup-retry"
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": key}
+        return client.post("/api/app/v1/leads", json=body, headers=headers)
+
+    results = run_threads(6, tap)
+    answers = [(r.status_code, r.get_json().get("code")) for r in results]
+    created = [r.get_json()["id"] for r in results if r.status_code == 201]
+    assert len(set(created)) == 1, answers  # one lead; a replayed retry shows the same one
+    assert all(a == (201, None) or a[1] in ("lead.duplicate", "request.idempotency_in_progress") for a in answers)
+    with app.app_context():
+        s = db.session()
+        assert s.scalar(select(func.count()).select_from(Lead).where(Lead.customer_id == customer_id)) == 1
+    assert [m["touser"] for m in sandbox_reset.state.app_messages] == ["dup.service"]

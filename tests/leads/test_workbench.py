@@ -5,6 +5,7 @@ and the SLA escalation to the store manager (once, however often the job runs)."
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from freezegun import freeze_time
@@ -290,3 +291,23 @@ def test_owner_with_a_grant_gets_a_subscribe_message_on_a_status_change(
     db_session.expire_all()
     statuses = db_session.scalars(select(SubscribeNotice.status).order_by(SubscribeNotice.id)).all()
     assert statuses == ["sent", "no_grant"]
+
+
+def test_a_store_without_a_manager_escalates_to_the_region_manager(
+    client: Any, app: Any, tree: Any, stores: Any, make_ref_staff: Any, make_owner: Any, sandbox_reset: Any
+) -> None:
+    region = SimpleNamespace(id=tree.regions[0].id)
+    make_ref_staff(stores[1], "service_advisor", userid="s1.service")
+    make_ref_staff(region, "region_manager", userid="r0.manager")
+    make_ref_staff(SimpleNamespace(id=tree.group.id), "group_admin", userid="g.admin")
+    someone = make_owner(stores[1])
+    with freeze_time(START) as frozen:
+        lead = submit(client, someone, accident_body(someone.car_id)).get_json()
+        frozen.move_to(START + timedelta(minutes=16))
+        assert sweep(app, START + timedelta(minutes=16)) == 1
+    cards = [m for m in sandbox_reset.state.app_messages if m["msgtype"] == "textcard"]
+    assert [(c["touser"], c["textcard"]["title"]) for c in cards] == [
+        ("s1.service", "【紧急】出险报案"),
+        ("r0.manager", "线索超时提醒"),
+    ]
+    assert lead["store_id"] == stores[1].id
