@@ -23,7 +23,7 @@ however often they run.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, false, select, true, update
@@ -54,6 +54,7 @@ from backend.wecom import notify
 
 log = logging.getLogger("dealerloop.leads")
 
+CHINA = timezone(timedelta(hours=8), "Asia/Shanghai")  # shown to people; stored in UTC
 DUPLICATE_WINDOW = timedelta(minutes=30)
 SLA = {
     LeadType.ACCIDENT: timedelta(minutes=15),
@@ -415,7 +416,7 @@ def _describe(session: Session, lead: Lead, customer_name: str) -> str:
             parts.append("请求拖车")
         if lead.repair_booking_requested:
             parts.append("请求预约维修")
-    parts.append(f"请在 {lead.contact_due_at.strftime('%H:%M')} (UTC) 前联系")
+    parts.append(f"请在 {lead.contact_due_at.astimezone(CHINA).strftime('%m-%d %H:%M')} 前联系")
     return "；".join(parts)
 
 
@@ -519,11 +520,11 @@ def change_status(
 ) -> Lead:
     now = now or utcnow()
     lead = _locked_lead(session, actor, lead_id)
-    if data.get("version") is not None and data["version"] != lead.version:
-        raise AppError("lead.version_conflict", 409, errors={"version": lead.version})
     target = LeadStatus(data["status"])
     if target == lead.status and target != LeadStatus.APPOINTMENT:
-        return lead  # a repeated tap: nothing changes
+        return lead  # a repeated tap (or its retry with the version it was sent with): no change
+    if data.get("version") is not None and data["version"] != lead.version:
+        raise AppError("lead.version_conflict", 409, errors={"version": lead.version})
     if target not in TRANSITIONS[lead.status]:
         raise AppError("lead.invalid_transition", 409, errors={"from": lead.status.value, "to": target.value})
     if target == LeadStatus.LOST and not (data.get("lost_reason") or "").strip():
@@ -577,7 +578,7 @@ def _notify_owner(session: Session, lead: Lead, now: datetime) -> None:
         data={
             "thing1": {"value": thing(TYPE_LABELS[lead.type])},
             "phrase2": {"value": STATUS_LABELS[lead.status]},
-            "time3": {"value": (now + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")},
+            "time3": {"value": now.astimezone(CHINA).strftime("%Y-%m-%d %H:%M")},
         },
         page=f"pages/leads/detail?id={lead.id}",
         store_id=lead.store_id,
