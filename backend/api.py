@@ -15,3 +15,6 @@ def register_owner_api(api: Api) -> None:
 
     for feature_blp in (blp, points_blp, payments_blp, packages_blp, notices_blp):
         api.register_blueprint(feature_blp)
+    from backend.leads.api import blp as leads_blp
+
+    api.register_blueprint(leads_blp)

@@ -1,6 +1,7 @@
 """Imports every model module so that the metadata is complete (Alembic, tests, CLI)."""
 
 from backend.customers import models as _customers  # noqa: F401
+from backend.leads import models as _leads  # noqa: F401
 from backend.notices import models as _notices  # noqa: F401
 from backend.org import models as _org  # noqa: F401
 from backend.packages import models as _packages  # noqa: F401

@@ -18,3 +18,6 @@ def register_workbench(api: Api) -> None:
     for blp in (auth_blp, customers_blp, org_blp, wecom_blp, points_blp, payments_blp, packages_blp):
         api.register_blueprint(blp)
     api.register_blueprint(wecom_ops_blp)
+    from workbench.leads.api import blp as leads_blp
+
+    api.register_blueprint(leads_blp)
