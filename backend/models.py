@@ -11,6 +11,7 @@ from backend.platform import jobs as _jobs  # noqa: F401
 from backend.platform import tokens as _tokens  # noqa: F401
 from backend.platform.db import Base
 from backend.points import models as _points  # noqa: F401
+from backend.segments import models as _segments  # noqa: F401
 from backend.touchpoints import models as _touchpoints  # noqa: F401
 from backend.wecom import models as _wecom  # noqa: F401
 from backend.wecom import ops_models as _wecom_ops  # noqa: F401

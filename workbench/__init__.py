@@ -12,9 +12,11 @@ def register_workbench(api: Api) -> None:
     from workbench.packages.api import blp as packages_blp
     from workbench.payments.api import blp as payments_blp
     from workbench.points.api import blp as points_blp
+    from workbench.segments.api import blp as segments_blp
     from workbench.wecom.api import blp as wecom_blp
     from workbench.wecom.ops_api import blp as wecom_ops_blp
 
     for blp in (auth_blp, customers_blp, org_blp, wecom_blp, points_blp, payments_blp, packages_blp):
         api.register_blueprint(blp)
     api.register_blueprint(wecom_ops_blp)
+    api.register_blueprint(segments_blp)
