@@ -239,12 +239,34 @@ def _take_budget(session: Session, model: Any, row_id: int, n: int) -> None:
         raise _Refused("budget_exhausted")
 
 
-def _mark_exhausted(session: Session, model: Any, row_id: int, now: datetime) -> None:
-    session.execute(
+def _mark_exhausted(session: Session, model: Any, row: Any, now: datetime) -> None:
+    """The first time a budget runs out: record it and alert whoever created it (WeCom app
+    message through the outbox, once)."""
+    marked = session.execute(
         update(model)
-        .where(model.id == row_id, model.budget_exhausted_at.is_(None))
+        .where(model.id == row.id, model.budget_exhausted_at.is_(None))
         .values(budget_exhausted_at=now)
         .execution_options(synchronize_session=False)
+    ).rowcount
+    if marked == 1 and row.created_by is not None:
+        _alert_budget(session, model, row)
+
+
+def _alert_budget(session: Session, model: Any, row: Any) -> None:
+    from backend.org.models import Staff
+    from backend.wecom.notify import NotifyKind, notify
+
+    staff = session.get(Staff, row.created_by)
+    if staff is None:
+        return
+    what = "营销活动" if model is Campaign else "积分规则"
+    notify(
+        session,
+        staff.corp_id,
+        NotifyKind.CAMPAIGN_BUDGET,
+        f"{model.__tablename__}:{row.id}",
+        [staff.wecom_userid],
+        text=f"预算提醒：{what}「{row.name}」的积分预算 {row.budget_points} 已用完，后续不再发放。",
     )
 
 
@@ -313,7 +335,7 @@ def _after_budget(session: Session, rule: EarningRule, campaign: Campaign | None
             continue
         left = session.scalar(select(model.budget_points - model.budget_used).where(model.id == row.id))
         if left is not None and left <= 0:
-            _mark_exhausted(session, model, row.id, now)
+            _mark_exhausted(session, model, row, now)
 
 
 # ---------------------------------------------------------------------------------------------

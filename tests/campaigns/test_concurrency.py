@@ -50,6 +50,10 @@ def test_budget_of_1000_points_under_300_concurrent_events_grants_exactly_100(
     assert _scalar(app, select(func.count(func.distinct(CampaignGrant.customer_id)))) == 100
     assert _scalar(app, select(Campaign.budget_used).where(Campaign.id == campaign["id"])) == 1000
     assert _scalar(app, select(Campaign.budget_exhausted_at).where(Campaign.id == campaign["id"])) is not None
+    from backend.wecom.models import AppMessage
+
+    alerts = select(func.count()).select_from(AppMessage).where(AppMessage.kind == "campaign_budget")
+    assert _scalar(app, alerts) == 1  # the creator is told once that the budget ran out
     paid = select(func.sum(PointsLedger.delta)).where(PointsLedger.idempotency_key.like(f"campaign:{rule['id']}:%"))
     assert _scalar(app, paid) == 1000  # the ledger paid exactly the budget
     print(f"\n300 concurrent car bindings against a 1,000-point budget: {elapsed:.2f} s")

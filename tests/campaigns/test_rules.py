@@ -187,11 +187,11 @@ def test_spend_rules_by_line_with_rounding_exclusions_and_refund_take_back(
 
     service_line = make_rule(
         client, marketing, name="保养双倍", kind="spend", trigger="spend", points=None, points_per_yuan=2,
-        business_lines=["service"], rounding="ceil",
+        business_lines=["service"], rounding="ceil", exclude_business_types=["booking_deposit"],
     )  # fmt: skip
     parts_line = make_rule(
         client, marketing, name="配件", kind="spend", trigger="spend", points=None, points_per_yuan=1,
-        business_lines=["parts"], exclude_business_types=["booking_deposit"],
+        business_lines=["parts"],
     )  # fmt: skip
     weekend = make_rule(client, marketing, name="消费翻倍", kind="multiplier", trigger="spend", points=None,
                         multiplier_pct=200)  # fmt: skip
@@ -223,6 +223,13 @@ def test_spend_rules_by_line_with_rounding_exclusions_and_refund_take_back(
     assert acc.pending == base + 201 + base + 201 and acc.available == 0  # pending in the return window
     pay(50_00, "parts_order", 2)
     assert _grants(db_session, c.id)[parts_line["id"]] == 50
+    # A booking deposit is service spend, but the service rule excludes that business type: only
+    # the multiplier runs, on the policy's own 20 points.
+    before = _grants(db_session, c.id)
+    pay(20_00, "booking_deposit", 3)
+    after = _grants(db_session, c.id)
+    assert after[service_line["id"]] == before[service_line["id"]]
+    assert after[weekend["id"]] == before[weekend["id"]] + 20
     # A refund of half the first order takes back half of each of its pending grants.
     refund = PaymentRefund(
         order_id=order.id,
@@ -236,7 +243,7 @@ def test_spend_rules_by_line_with_rounding_exclusions_and_refund_take_back(
     db_session.flush()
     earning.on_refunded(db_session, order.id, refund.id)
     earning.on_refunded(db_session, order.id, refund.id)  # once
-    expected_pending = (base - 50) + (201 - 100) + (301 - 150) + (50 + 50 + 100)
+    expected_pending = (base - 50) + (201 - 100) + (301 - 150) + (50 + 50 + 100) + (20 + 20)
     assert points.account(db_session, c.id).pending == expected_pending
     assert points.check_drift(db_session, [c.id]) == []
 
