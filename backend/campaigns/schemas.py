@@ -144,6 +144,10 @@ class CampaignListQuerySchema(Schema):
     state = fields.String(validate=validate.OneOf([s.value for s in CampaignState]))
 
 
+class TransitionInSchema(Schema):
+    """No fields: the state change is the request."""
+
+
 class DryRunInSchema(Schema):
     lookback_days = fields.Integer(load_default=30, strict=True, validate=validate.Range(min=1, max=365))
 

@@ -26,6 +26,7 @@ from backend.campaigns.schemas import (
     RuleListSchema,
     RulePatchSchema,
     RuleSchema,
+    TransitionInSchema,
 )
 from backend.org.scope import get_scoped_or_404, scope_query
 from backend.platform.api import Blueprint, current_staff, role_required, scoped
@@ -143,8 +144,9 @@ class CampaignItem(MethodView):
 @scoped("campaign")
 @scope_first("campaign", "campaign_id")
 @role_required(*MANAGERS)
+@blp.arguments(TransitionInSchema)
 @blp.response(200, CampaignSchema)
-def schedule(campaign_id: int) -> dict[str, Any]:
+def schedule(_body: dict[str, Any], campaign_id: int) -> dict[str, Any]:
     """draft → scheduled (running at once if its period has begun)."""
     session = db.session()
     campaign = get_scoped_or_404(session, current_staff(), "campaign", campaign_id)
@@ -155,8 +157,9 @@ def schedule(campaign_id: int) -> dict[str, Any]:
 @scoped("campaign")
 @scope_first("campaign", "campaign_id")
 @role_required(*MANAGERS)
+@blp.arguments(TransitionInSchema)
 @blp.response(200, CampaignSchema)
-def end(campaign_id: int) -> dict[str, Any]:
+def end(_body: dict[str, Any], campaign_id: int) -> dict[str, Any]:
     """Stop a scheduled or running campaign now."""
     session = db.session()
     campaign = get_scoped_or_404(session, current_staff(), "campaign", campaign_id)
