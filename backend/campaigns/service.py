@@ -492,7 +492,6 @@ def dry_run(session: Session, campaign: Campaign, now: datetime | None = None, l
     rule what the last `lookback_days` of the same events (touchpoints, paid orders) among them
     would have earned, scaled to the campaign's length, capped by the rule's total cap per member
     and by the budgets. An estimate, not a promise: it writes nothing."""
-    from backend.customers.models import Customer
     from backend.segments.service import count
 
     now = now or utcnow()
@@ -507,7 +506,7 @@ def dry_run(session: Session, campaign: Campaign, now: datetime | None = None, l
     for rule in rules:
         members = _reach_stmt(session, campaign, rule)
         rule_reach = count(session, members)
-        events, points = _history(session, rule, members.subquery(), since, now)
+        events, points = _history(session, rule, members.subquery(), since, now, rules)
         est_events = int(events * scale)
         est_points = int(points * scale)
         if rule.cap_total is not None:
@@ -529,7 +528,6 @@ def dry_run(session: Session, campaign: Campaign, now: datetime | None = None, l
         total += max(est_points, 0)
     if campaign.budget_points is not None:
         total = min(total, campaign.budget_points - campaign.budget_used)
-    _ = Customer
     return {
         "campaign_id": campaign.id,
         "reach": reach,
@@ -540,52 +538,74 @@ def dry_run(session: Session, campaign: Campaign, now: datetime | None = None, l
     }
 
 
-def _history(session: Session, rule: EarningRule, members: Any, since: datetime, now: datetime) -> tuple[int, int]:
-    """(events, points) the rule would have granted over the lookback among `members`."""
+def _history(
+    session: Session, rule: EarningRule, members: Any, since: datetime, now: datetime, rules: list[EarningRule]
+) -> tuple[int, int]:
+    """(events, points) the rule would have granted over the lookback among `members`. A
+    multiplier's base is what the points policy and the campaign's granting rules give."""
+    from backend.points.service import policy
     from backend.touchpoints.models import Touchpoint
 
-    if rule.kind == RuleKind.ACTION:
-        kind = ACTION_TOUCH_KIND.get(rule.trigger)
-        if kind is None:
-            return 0, 0
-        n = session.scalar(
-            select(func.count())
-            .select_from(Touchpoint)
-            .where(
-                Touchpoint.kind == kind,
-                Touchpoint.occurred_at >= since,
-                Touchpoint.occurred_at < now,
-                Touchpoint.customer_id.in_(select(members.c.id)),
-            )
-        )
-        return int(n or 0), int(n or 0) * (rule.points or 0)
-    from backend.payments.models import PaymentOrder
+    multiplier = rule.kind == RuleKind.MULTIPLIER
+    triggers = [rule.trigger] if rule.trigger != "*" else list(TRIGGERS)
+    granting = [r for r in rules if r.kind != RuleKind.MULTIPLIER]
+    events = points = 0
+    for trigger in triggers:
+        if multiplier:
+            bonus_pct = (rule.multiplier_pct or 100) - 100
+        if trigger == SPEND:
+            if not multiplier and rule.kind != RuleKind.SPEND:
+                continue
+            from backend.payments.models import PaymentOrder
 
-    orders = session.execute(
-        select(PaymentOrder.business_type, PaymentOrder.amount_fen).where(
-            PaymentOrder.paid_at.is_not(None),
-            PaymentOrder.paid_at >= since,
-            PaymentOrder.paid_at < now,
-            PaymentOrder.customer_id.in_(select(members.c.id)),
-        )
-    ).all()
-    events = 0
-    points = 0
-    for business_type, amount in orders:
-        if business_type == "mall_order":
+            orders = session.execute(
+                select(PaymentOrder.business_type, PaymentOrder.amount_fen).where(
+                    PaymentOrder.paid_at.is_not(None),
+                    PaymentOrder.paid_at >= since,
+                    PaymentOrder.paid_at < now,
+                    PaymentOrder.customer_id.in_(select(members.c.id)),
+                    PaymentOrder.business_type != "mall_order",
+                )
+            ).all()
+            for business_type, amount in orders:
+                ev = Event(
+                    0, SPEND, "", now, amounts={engine.line_of(business_type): amount}, business_type=business_type
+                )
+                if multiplier:
+                    base = amount // 100 * policy().points_per_yuan
+                    base += sum(engine.rule_points(r, ev) for r in granting if r.kind == RuleKind.SPEND)
+                    p = base * bonus_pct // 100
+                else:
+                    p = engine.rule_points(rule, ev)
+                if p > 0:
+                    events += 1
+                    points += p
             continue
-        ev = Event(0, SPEND, "", now, amounts={engine.line_of(business_type): amount}, business_type=business_type)
-        if rule.kind == RuleKind.SPEND:
-            p = engine.rule_points(rule, ev)
-        elif rule.trigger in (SPEND, "*"):
-            from backend.points.service import policy
-
-            p = amount // 100 * policy().points_per_yuan * ((rule.multiplier_pct or 100) - 100) // 100
+        if not multiplier and rule.trigger != trigger:
+            continue
+        kind = ACTION_TOUCH_KIND.get(trigger)
+        if kind is None:
+            continue
+        n = int(
+            session.scalar(
+                select(func.count())
+                .select_from(Touchpoint)
+                .where(
+                    Touchpoint.kind == kind,
+                    Touchpoint.occurred_at >= since,
+                    Touchpoint.occurred_at < now,
+                    Touchpoint.customer_id.in_(select(members.c.id)),
+                )
+            )
+            or 0
+        )
+        if multiplier:
+            per_event = sum(r.points or 0 for r in granting if r.trigger == trigger) * bonus_pct // 100
         else:
-            p = 0
-        if p > 0:
-            events += 1
-            points += p
+            per_event = rule.points or 0
+        if per_event > 0:
+            events += n
+            points += n * per_event
     return events, points
 
 

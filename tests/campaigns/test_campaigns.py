@@ -109,6 +109,10 @@ def test_dry_run_estimates_reach_and_cost_on_current_data(
         client, marketing, campaign_id=campaign["id"], name="保养", kind="spend", trigger="spend", points=None,
         points_per_yuan=3,
     )  # fmt: skip
+    double = make_rule(
+        client, marketing, campaign_id=campaign["id"], name="双倍", kind="multiplier", trigger="*", points=None,
+        multiplier_pct=200,
+    )  # fmt: skip
     resp = client.post(f"{WB}/campaigns/{campaign['id']}/dry-run", json={}, headers=marketing)
     assert resp.status_code == 200, resp.get_json()
     dry = resp.get_json()
@@ -118,7 +122,11 @@ def test_dry_run_estimates_reach_and_cost_on_current_data(
     assert by_rule[bind["id"]]["estimated_points"] == 150  # 3 × 100 over 30 days → 15 days
     assert by_rule[spend["id"]]["events_in_lookback"] == 2
     assert by_rule[spend["id"]]["estimated_points"] == 600  # 2 × 200 yuan × 3 → half
-    assert dry["estimated_points"] == 750
+    # The multiplier doubles what the policy (1 point per yuan) and the granting rules give:
+    # orders 2 × (200 + 600), car bindings 3 × 100, all over half the lookback.
+    assert by_rule[double["id"]]["events_in_lookback"] == 5
+    assert by_rule[double["id"]]["estimated_points"] == (2 * 800 + 3 * 100) // 2
+    assert dry["estimated_points"] == 750 + 950
     # The dry run writes nothing.
     assert client.get(f"{WB}/campaigns/{campaign['id']}/results", headers=marketing).get_json()["grants"] == 0
 
