@@ -26,6 +26,7 @@ Evaluation order (documented, tested in tests/campaigns/test_rules.py):
 4. A grant is all or nothing: it must fit entirely under the campaign budget, the rule's
    budget and each of the rule's per-member caps (day / ISO week / month in Asia/Shanghai, and
    total), otherwise the rule is skipped (`budget_exhausted` / `capped`) and evaluation goes on.
+   Caps count the points granted while the cap was set (a cap added later starts from zero).
 5. `stop_processing` on a rule that granted (or had already granted this ref) ends its stage:
    lower rules of the same stage are `stopped`; a rule that was capped or out of budget does
    not stop anything. A stop among granting rules does not stop the multipliers.
