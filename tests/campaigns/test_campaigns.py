@@ -195,3 +195,28 @@ def test_results_count_participants_points_revenue_and_new_friends(
     assert res["revenue_attributed_fen"] == 250_00  # the order that earned a spend grant, less its refund
     assert res["new_wecom_friends"] == 2
     assert res["coupons_used"] is None  # wired with the coupons feature
+
+
+def test_lists_make_the_same_queries_for_2_or_20_items(client: Any, marketing: Any) -> None:
+    from sqlalchemy import event
+
+    from backend.platform.db import db
+
+    def count_queries(n: int, url: str) -> int:
+        for i in range(n):
+            make_campaign(client, marketing, schedule=False, links={"event": [i + 1], "coupon_template": [7]})
+            client.post(f"{WB}/segments", json={"name": f"s{i}", "filters": {"has_car": True}}, headers=marketing)
+            make_rule(client, marketing, name=f"r{i}")
+        statements: list[str] = []
+        listener = lambda *a, **k: statements.append(a[2])  # noqa: E731
+        bind = db.session().get_bind()
+        event.listen(bind, "before_cursor_execute", listener)
+        try:
+            resp = client.get(url, headers=marketing)
+            assert resp.status_code == 200 and resp.get_json()["items"]
+        finally:
+            event.remove(bind, "before_cursor_execute", listener)
+        return len(statements)
+
+    for url in (f"{WB}/campaigns", f"{WB}/segments", f"{WB}/earning-rules"):
+        assert count_queries(2, url) == count_queries(18, url), url

@@ -41,9 +41,9 @@ blp = Blueprint(
 MANAGERS = ("store_manager", "region_manager", "division_manager", "group_admin", "marketing")
 
 
-def campaign_view(campaign: Campaign) -> dict[str, Any]:
+def campaign_view(campaign: Campaign, links: dict[str, list[int]] | None = None) -> dict[str, Any]:
     view = {c: getattr(campaign, c) for c in CampaignSchema().fields if hasattr(campaign, c)}
-    view["links"] = service.links_of(db.session(), campaign.id)
+    view["links"] = links if links is not None else service.links_of(db.session(), campaign.id)
     return view
 
 
@@ -109,7 +109,8 @@ class Campaigns(MethodView):
         if "state" in query:
             stmt = stmt.where(Campaign.state == CampaignState(query["state"]))
         rows = db.session().scalars(stmt.order_by(Campaign.id.desc()).limit(200)).all()
-        return {"items": [campaign_view(c) for c in rows]}
+        links = service.links_of_many(db.session(), [c.id for c in rows])
+        return {"items": [campaign_view(c, links[c.id]) for c in rows]}
 
     @scoped("campaign")
     @role_required(*MANAGERS)
