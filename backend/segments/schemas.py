@@ -51,3 +51,23 @@ class PreviewInSchema(Schema):
 
 class CountSchema(OutputSchema):
     count = fields.Integer()
+
+
+class MembersQuerySchema(Schema):
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
+    page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
+
+
+class MemberSchema(OutputSchema):
+    id = fields.Integer()
+    name = fields.String(allow_none=True)
+    home_store_id = fields.Integer(allow_none=True)
+    tier = fields.String()
+    lifecycle_stage = fields.String()
+
+
+class MemberPageSchema(OutputSchema):
+    items = fields.List(fields.Nested(MemberSchema))
+    total = fields.Integer()
+    page = fields.Integer()
+    page_size = fields.Integer()

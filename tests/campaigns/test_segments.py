@@ -198,3 +198,19 @@ def test_last_visit_windows_follow_the_clock(client: Any, people: Any, staff_hea
     assert customer_in_segment(db_session, seg["id"], people["gold_ev"].id)
     with freeze_time(utcnow() + timedelta(days=25)):
         assert not customer_in_segment(db_session, seg["id"], people["gold_ev"].id)
+
+
+def test_members_page_is_the_segment_within_my_own_scope(
+    client: Any, people: Any, staff_headers: Any, tree: Any
+) -> None:
+    group = _create(client, staff_headers(people["marketing_group"]), {"tiers": ["gold"]}).get_json()
+    admin = client.get(f"{WB}/segments/{group['id']}/customers?page_size=2", headers=staff_headers(people["admin"]))
+    body = admin.get_json()
+    assert body["total"] == 3 and len(body["items"]) == 2
+    assert body["items"][0]["id"] == max(people[n].id for n in ("gold_ev", "region_peer", "far"))
+    # The region-0 manager cannot see the group-owned segment at all.
+    region = staff_headers(people["region0"])
+    assert client.get(f"{WB}/segments/{group['id']}/customers", headers=region).status_code == 404
+    mine = _create(client, region, {"tiers": ["gold"]}).get_json()
+    page = client.get(f"{WB}/segments/{mine['id']}/customers", headers=region).get_json()
+    assert {c["id"] for c in page["items"]} == {people["gold_ev"].id, people["region_peer"].id}

@@ -17,6 +17,8 @@ from backend.segments import service
 from backend.segments.models import Segment
 from backend.segments.schemas import (
     CountSchema,
+    MemberPageSchema,
+    MembersQuerySchema,
     PreviewInSchema,
     SegmentInSchema,
     SegmentListSchema,
@@ -100,3 +102,25 @@ def segment_count(segment_id: int) -> dict[str, int]:
     session = db.session()
     segment = get_scoped_or_404(session, current_staff(), "segment", segment_id)
     return {"count": service.count(session, service.segment_customer_ids(session, segment.id))}
+
+
+@blp.route("/segments/<int:segment_id>/customers")
+@scoped("segment")
+@blp.arguments(MembersQuerySchema, location="query")
+@blp.response(200, MemberPageSchema)
+def segment_members(args: dict[str, Any], segment_id: int) -> dict[str, Any]:
+    """The segment's customers that are also in my own customer scope, newest first."""
+    from sqlalchemy import func
+
+    from backend.customers.models import Customer
+
+    session = db.session()
+    actor = current_staff()
+    segment = get_scoped_or_404(session, actor, "segment", segment_id)
+    stmt = scope_query(
+        select(Customer).where(Customer.id.in_(service.segment_customer_ids(session, segment.id))), actor, "customer"
+    )
+    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+    page, size = args["page"], args["page_size"]
+    rows = session.scalars(stmt.order_by(Customer.id.desc()).limit(size).offset((page - 1) * size)).all()
+    return {"items": rows, "total": total, "page": page, "page_size": size}
