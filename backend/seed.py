@@ -580,6 +580,9 @@ def seed_demo(if_empty: bool = False, customers: int = 500) -> str:
         from backend.leads.seed import seed_leads
 
         loyalty += "; leads: " + seed_leads(session, {n: demo_openid(n) for n in range(1, customers + 1)}, now)
+        from backend.campaigns.seed import seed_campaigns
+
+        loyalty += "; " + seed_campaigns(session, now)
         commit(session)
     except BaseException:
         rollback(session)

@@ -102,6 +102,9 @@ def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> An
     from tests.leads.helpers import foreign_lead_ids
 
     ids.update(foreign_lead_ids(db_session, tree.stores[3], foreign, other_adv))
+    from tests.campaigns.helpers import foreign_campaign_ids
+
+    ids.update(foreign_campaign_ids(db_session, tree.stores[3]))
     from backend.wecom.ops_models import WeComHandover
 
     handover = WeComHandover(

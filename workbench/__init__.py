@@ -7,11 +7,13 @@ from backend.platform.api import Api
 
 def register_workbench(api: Api) -> None:
     from workbench.auth.api import blp as auth_blp
+    from workbench.campaigns.api import blp as campaigns_blp
     from workbench.customers.api import blp as customers_blp
     from workbench.org.api import blp as org_blp
     from workbench.packages.api import blp as packages_blp
     from workbench.payments.api import blp as payments_blp
     from workbench.points.api import blp as points_blp
+    from workbench.segments.api import blp as segments_blp
     from workbench.wecom.api import blp as wecom_blp
     from workbench.wecom.ops_api import blp as wecom_ops_blp
 
@@ -21,3 +23,5 @@ def register_workbench(api: Api) -> None:
     from workbench.leads.api import blp as leads_blp
 
     api.register_blueprint(leads_blp)
+    api.register_blueprint(segments_blp)
+    api.register_blueprint(campaigns_blp)

@@ -142,6 +142,9 @@ def login_member(session: Session, gateway: MiniProgramGateway, js_code: str) ->
             source="owner_login",
             source_ref=f"member_registered:{customer.id}",
         )
+        from backend.campaigns.service import on_action
+
+        on_action(session, customer.id, "registration", ref=f"customer:{customer.id}")
     return LoginResult(customer, created)
 
 
@@ -301,6 +304,9 @@ def add_car(session: Session, actor: MemberActor, data: dict[str, Any]) -> Car:
     with _vin_unique(session):
         session.add(car)
     _owner_touch(session, actor, Kind.CAR_BOUND, f"car_bound:{car.id}", {"car_id": car.id, "brand": car.brand})
+    from backend.campaigns.service import on_action
+
+    on_action(session, car.customer_id, "car_bound", ref=f"car:{car.vin}")
     return car
 
 

@@ -3,12 +3,17 @@ member's tier multiplier), pending during the return window; a refund cancels th
 or takes back active points (a debt if they are already spent, or blocked — see the policy).
 
 The payments feature calls these hooks in a job after commit; they fetch what they need lazily
-and are idempotent (keys `pay:<order>` and `refund:<refund>:…`)."""
+and are idempotent (keys `pay:<order>` and `refund:<refund>:…`).
+
+Earning rules of marketing (backend/campaigns) add to this: a paid order is reported to
+`campaigns.service.on_spend` (spend rules by business line, multipliers), whose grants are
+pending like these points and are taken back by a refund in the same proportion."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -39,6 +44,19 @@ def on_paid(session: Session, order_id: int) -> None:
     if order is None or order.business_type in NO_EARN_TYPES:
         return
     points = points_for_amount(session, order.customer_id, order.amount_fen)
+    from backend.campaigns.service import on_spend
+
+    # Campaign rules first: their limits are locked before the points account (one lock order).
+    on_spend(
+        session,
+        order.customer_id,
+        f"pay:{order_id}",
+        business_type=order.business_type,
+        amount_fen=order.amount_fen,
+        store_id=order.store_id,
+        occurred_at=order.paid_at,
+        base_points=max(points, 0),
+    )
     if points <= 0:
         return
     now = utcnow()
@@ -67,13 +85,13 @@ def _refunded_up_to(session: Session, order_id: int, refund_id: int) -> int:
     return sum(amount for rid, amount, state in rows if state == RefundState.SUCCEEDED or rid == refund_id)
 
 
-def _taken_back(session: Session, order_id: int) -> int:
+def _taken_back(session: Session, order_id: int, ref_type: str = REF_TYPE, ref_id: str | None = None) -> int:
     L = PointsLedger
     return -int(
         session.scalar(
             select(func.coalesce(func.sum(L.delta + L.pending_delta), 0)).where(
-                L.ref_type == REF_TYPE,
-                L.ref_id == str(order_id),
+                L.ref_type == ref_type,
+                L.ref_id == (ref_id if ref_id is not None else str(order_id)),
                 L.kind.in_((LedgerKind.PENDING_CANCEL, LedgerKind.REVERSE)),
             )
         )
@@ -81,17 +99,22 @@ def _taken_back(session: Session, order_id: int) -> int:
     )
 
 
-def points_to_take_back(session: Session, order_id: int, refund_id: int) -> tuple[PointsLedger | None, int]:
+def points_to_take_back(
+    session: Session, order_id: int, refund_id: int, key: str | None = None, ref: tuple[str, str] | None = None
+) -> tuple[PointsLedger | None, int]:
+    """The pending credit earned on the order (`key`, default the spend's own `pay:<order>`) and
+    how much of it the refunds up to `refund_id` take back (in proportion, less what is back)."""
     from backend.payments.models import PaymentOrder
 
     order = session.get(PaymentOrder, order_id)
-    pending = service._existing(session, f"pay:{order_id}")
+    pending = service._existing(session, key or f"pay:{order_id}")
     if order is None or pending is None or order.amount_fen <= 0:
         return pending, 0
     earned = pending.pending_delta
     refunded = min(_refunded_up_to(session, order_id, refund_id), order.amount_fen)
     target = earned * refunded // order.amount_fen
-    return pending, max(0, target - _taken_back(session, order_id))
+    ref_type, ref_id = ref or (REF_TYPE, str(order_id))
+    return pending, max(0, target - _taken_back(session, order_id, ref_type, ref_id))
 
 
 def refund_guard(session: Session, order_id: int, refund_amount_fen: int) -> None:
@@ -118,42 +141,64 @@ def on_refunded(session: Session, order_id: int, refund_id: int) -> None:
     order = session.get(PaymentOrder, order_id)
     if order is None or order.business_type in NO_EARN_TYPES:
         return
+    from backend.campaigns.models import CampaignGrant
+
     with session.begin_nested():
         service._lock_account(session, order.customer_id)  # the sums below are read under the lock
-        pending, amount = points_to_take_back(session, order_id, refund_id)
-        if pending is None or amount <= 0:
-            return
-        cancelled = service.cancel_pending(
-            session,
-            pending,
-            amount,
-            key=f"refund:{refund_id}:pending",
-            reason_code="order_refunded",
-            operator="system:payments",
-        )
-        rest = amount - (-cancelled.pending_delta if cancelled is not None else 0)
-        if rest <= 0:
-            return
-        buckets = list(
-            session.scalars(
-                select(PointsLedger.id).where(
-                    PointsLedger.related_id == pending.id, PointsLedger.kind == LedgerKind.ACTIVATE
-                )
+        _take_back(session, order, refund_id, f"pay:{order_id}", (REF_TYPE, str(order_id)), f"refund:{refund_id}")
+        # Campaign spend grants on the order (pending like the points above) go back likewise.
+        grants = session.execute(
+            select(CampaignGrant.id, CampaignGrant.rule_id).where(
+                CampaignGrant.ref == f"pay:{order_id}", CampaignGrant.customer_id == order.customer_id
+            )
+        ).all()
+        for grant_id, rule_id in sorted(grants):
+            _take_back(
+                session,
+                order,
+                refund_id,
+                f"campaign:{rule_id}:pay:{order_id}",
+                ("campaign_grant", str(grant_id)),
+                f"refund:{refund_id}:g{grant_id}",
+            )
+
+
+def _take_back(session: Session, order: Any, refund_id: int, key: str, ref: tuple[str, str], key_prefix: str) -> None:
+    order_id = order.id
+    pending, amount = points_to_take_back(session, order_id, refund_id, key, ref)
+    if pending is None or amount <= 0:
+        return
+    cancelled = service.cancel_pending(
+        session,
+        pending,
+        amount,
+        key=f"{key_prefix}:pending",
+        reason_code="order_refunded",
+        operator="system:payments",
+    )
+    rest = amount - (-cancelled.pending_delta if cancelled is not None else 0)
+    if rest <= 0:
+        return
+    buckets = list(
+        session.scalars(
+            select(PointsLedger.id).where(
+                PointsLedger.related_id == pending.id, PointsLedger.kind == LedgerKind.ACTIVATE
             )
         )
-        # The money is already back with the customer: never block here, never clamp. With the
-        # block policy, `refund_guard` refuses such refunds before they are requested.
-        if service.policy().reversal == "block":
-            log.warning("refund %s reverses %s points beyond the member's balance: debt recorded", refund_id, rest)
-        service.reverse(
-            session,
-            order.customer_id,
-            rest,
-            key=f"refund:{refund_id}:reverse",
-            reason_code="order_refunded",
-            operator="system:payments",
-            ref_type=REF_TYPE,
-            ref_id=str(order_id),
-            prefer_buckets=buckets,
-            allow_debt=True,
-        )
+    )
+    # The money is already back with the customer: never block here, never clamp. With the
+    # block policy, `refund_guard` refuses such refunds before they are requested.
+    if service.policy().reversal == "block":
+        log.warning("refund %s reverses %s points beyond the member's balance: debt recorded", refund_id, rest)
+    service.reverse(
+        session,
+        order.customer_id,
+        rest,
+        key=f"{key_prefix}:reverse",
+        reason_code="order_refunded",
+        operator="system:payments",
+        ref_type=ref[0],
+        ref_id=ref[1],
+        prefer_buckets=buckets,
+        allow_debt=True,
+    )

@@ -50,6 +50,7 @@ class NotifyKind(enum.StrEnum):
     HANDOVER_FAILED = "handover_failed"
     WEAK_ITEM = "weak_item"
     PAYMENT_ISSUE = "payment_issue"
+    CAMPAIGN_BUDGET = "campaign_budget"  # a campaign's or rule's points budget ran out
 
 
 @dataclass(frozen=True)
