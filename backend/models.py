@@ -1,5 +1,6 @@
 """Imports every model module so that the metadata is complete (Alembic, tests, CLI)."""
 
+from backend.consult import models as _consult  # noqa: F401
 from backend.customers import models as _customers  # noqa: F401
 from backend.notices import models as _notices  # noqa: F401
 from backend.org import models as _org  # noqa: F401

@@ -7,6 +7,7 @@ from backend.platform.api import Api
 
 def register_workbench(api: Api) -> None:
     from workbench.auth.api import blp as auth_blp
+    from workbench.consult.api import blp as consult_blp
     from workbench.customers.api import blp as customers_blp
     from workbench.org.api import blp as org_blp
     from workbench.packages.api import blp as packages_blp
@@ -18,3 +19,4 @@ def register_workbench(api: Api) -> None:
     for blp in (auth_blp, customers_blp, org_blp, wecom_blp, points_blp, payments_blp, packages_blp):
         api.register_blueprint(blp)
     api.register_blueprint(wecom_ops_blp)
+    api.register_blueprint(consult_blp)
