@@ -102,7 +102,16 @@ def _conversation_rule(actor: StaffActor) -> ColumnElement[bool]:
     return store_filter(actor, Conversation.store_id)
 
 
+def _claim_rule(actor: StaffActor) -> ColumnElement[bool]:
+    """Claiming looks a little wider than reading: an advisor trying to claim a conversation of
+    their store that a colleague took a moment earlier is told 409 already claimed, not 404."""
+    if actor.scope.own_customers_only:
+        return (Conversation.store_id == actor.org_unit_id) | (Conversation.advisor_id == actor.staff_id)
+    return _conversation_rule(actor)
+
+
 register_scope("consult_conversation", Conversation, _conversation_rule, "consult.not_found")
+register_scope("consult_claimable", Conversation, _claim_rule, "consult.not_found")
 
 
 def _locked_for_staff(session: Session, actor: StaffActor, conversation_id: int) -> Conversation:
@@ -489,7 +498,7 @@ def claim(session: Session, actor: StaffActor, conversation_id: int, now: dateti
     advisors claiming at the same moment exactly one gets it."""
     now = now or utcnow()
     conversation = session.scalars(
-        select(Conversation).where(Conversation.id == conversation_id, _conversation_rule(actor))
+        select(Conversation).where(Conversation.id == conversation_id, _claim_rule(actor))
     ).one_or_none()
     if conversation is None:
         raise AppError("consult.not_found", 404)

@@ -102,7 +102,12 @@ def test_answering_an_unclaimed_conversation_claims_it(client: Any, world: Any) 
     assert resp.status_code == 201
     detail = client.get(f"{WB}/conversations/{cid}", headers=world.sales.headers).get_json()
     assert detail["advisor"]["id"] == world.sales.id and detail["customer_name"] == "刘女士"
-    assert client.post(f"{WB}/conversations/{cid}/claim", json={}, headers=world.sales2.headers).status_code == 404
+    taken = client.post(f"{WB}/conversations/{cid}/claim", json={}, headers=world.sales2.headers)
+    assert taken.status_code == 409 and taken.get_json()["code"] == "consult.already_claimed"
+    assert (
+        client.post(f"{WB}/conversations/{cid}/claim", json={}, headers=world.foreign_advisor.headers).status_code
+        == 404
+    )
 
 
 def test_a_message_sent_twice_is_stored_once(client: Any, world: Any, db_session: Any) -> None:

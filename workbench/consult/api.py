@@ -109,8 +109,8 @@ def send_message(data: dict[str, Any], conversation_id: int) -> Any:
 
 
 @blp.route("/consult/conversations/<int:conversation_id>/claim", methods=["POST"])
-@scoped(RESOURCE)
-@scope_first(RESOURCE, "conversation_id")
+@scoped("consult_claimable")
+@scope_first("consult_claimable", "conversation_id")
 @blp.arguments(ConsultEmptySchema)
 @blp.response(200, ConsultStaffConversationSchema)
 def claim(_data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
