@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,12 +16,13 @@ REPLIED = "TPL_CONSULT_REPLIED"
 
 @dataclass
 class Person:
-    obj: Any
+    id: int
     headers: dict[str, str]
 
     @property
-    def id(self) -> int:
-        return self.obj.id
+    def obj(self) -> Any:
+        """A stand-in with the id only (the ORM object goes stale across requests)."""
+        return SimpleNamespace(id=self.id)
 
 
 @dataclass
@@ -58,7 +60,7 @@ def world(
 
     def staff(unit: Any, role: str, userid: str, name: str) -> Person:
         s = make_staff(unit, role, userid=userid, name=name)
-        return Person(s, staff_headers(s))
+        return Person(s.id, staff_headers(s))
 
     sales = staff(store, "sales_advisor", "adv.sales", "王销售")
     sales2 = staff(store, "sales_advisor", "adv.sales2", "李销售")
@@ -66,7 +68,7 @@ def world(
     insurance = staff(store, "insurance_finance", "adv.ins", "钱金融")
     manager = staff(store, "store_manager", "mgr.store", "孙店长")
     foreign = staff(other, "sales_advisor", "adv.foreign", "周顾问")
-    owner = make_customer(store, advisor=sales, openid="o-consult-owner", name="陈先生")
+    owner = make_customer(store, advisor=sales.obj, openid="o-consult-owner", name="陈先生")
     db_session.add(CustomerAdvisor(customer_id=owner.id, staff_id=service.id, role="service_advisor"))
     car = Car(customer_id=owner.id, vin="LFV2A21K7G3000009", plate="沪A12345", series="帕萨特")
     db_session.add(car)
@@ -74,17 +76,17 @@ def world(
     walk_in = make_customer(store, openid="o-consult-walkin", name="刘女士")
     stranger = make_customer(other, advisor=foreign.obj, openid="o-consult-stranger")
     return World(
-        store=store,
-        other_store=other,
+        store=SimpleNamespace(id=store.id),
+        other_store=SimpleNamespace(id=other.id),
         sales=sales,
         sales2=sales2,
         service=service,
         insurance=insurance,
         manager=manager,
         foreign_advisor=foreign,
-        owner=Person(owner, member_headers(owner)),
-        walk_in=Person(walk_in, member_headers(walk_in)),
-        stranger=Person(stranger, member_headers(stranger)),
+        owner=Person(owner.id, member_headers(owner)),
+        walk_in=Person(walk_in.id, member_headers(walk_in)),
+        stranger=Person(stranger.id, member_headers(stranger)),
         car_id=car.id,
     )
 
