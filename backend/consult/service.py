@@ -745,7 +745,7 @@ def _notify_staff(
     excerpt: str | None = None,
 ) -> None:
     """WeCom app message to the assignee, or to the store's advisors of the topic when queued."""
-    from backend.wecom.notify import new_consultation
+    from backend.wecom.notify import Card, NotifyKind, notify
 
     if conversation.advisor_id is not None:
         advisor = session.get(Staff, conversation.advisor_id)
@@ -755,8 +755,14 @@ def _notify_staff(
     text = excerpt if excerpt is not None else (_excerpt(message) if message else "")
     name = (customer.name if customer else None) or "车主"
     label = TOPIC_LABEL[conversation.topic]
+    base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    card = Card("新咨询", f"客户「{name}」{label}：{text[:120]}", f"{base}/workbench/consult/{conversation.id}")
+    # One message per (wait or transfer, advisor): the key names the event, the link the thread.
+    by_corp: dict[str, list[str]] = {}
     for staff in recipients:
-        new_consultation(session, staff.corp_id, key, staff.wecom_userid, name, f"{label}｜{text}")
+        by_corp.setdefault(staff.corp_id, []).append(staff.wecom_userid)
+    for corp_id, userids in by_corp.items():
+        notify(session, corp_id, NotifyKind.NEW_CONSULTATION, f"consult:{key}", userids, card=card)
 
 
 def _notify_owner(
