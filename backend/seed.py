@@ -577,6 +577,10 @@ def seed_demo(if_empty: bool = False, customers: int = 500) -> str:
         demo_store_id = session.scalar(select(Staff.org_unit_id).where(Staff.id == demo_advisor_id))
         loyalty = seed_loyalty(session, {n: demo_openid(n) for n in range(1, customers + 1)}, demo_store_id, now)
         commit(session)
+        from backend.consult.seed import seed_consult
+
+        loyalty += "; " + seed_consult(session, demo_store_id, [demo_openid(n) for n in range(1, 21)], now)
+        commit(session)
     except BaseException:
         rollback(session)
         raise
