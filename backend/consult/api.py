@@ -49,6 +49,20 @@ OPEN_EXAMPLE = {
     "message": {"kind": "text", "text": "保养大概多少钱？", "client_id": "m-1"},
 }
 MESSAGE_EXAMPLE = {"kind": "text", "text": "明天上午可以到店吗？", "client_id": "m-2"}
+CONVERSATION_EXAMPLE = {
+    "id": 7,
+    "topic": "service",
+    "car_id": 12,
+    "store_id": 4,
+    "advisor": {"id": 3, "name": "王顾问"},
+    "status": "open",
+    "created_at": "2026-12-02T01:00:00+00:00",
+    "last_message_at": "2026-12-02T01:00:00+00:00",
+    "last_excerpt": "保养大概多少钱？",
+    "closed_at": None,
+    "unread": 0,
+    "other_side_read_message_id": 0,
+}
 
 
 def own_first(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,7 +81,8 @@ def own_first(fn: Callable[..., Any]) -> Callable[..., Any]:
 @self_only
 @idempotent
 @blp.arguments(ConsultOpenInSchema, example=OPEN_EXAMPLE)
-@blp.response(201, ConsultConversationSchema)
+@blp.response(201, ConsultConversationSchema, example=CONVERSATION_EXAMPLE)
+@blp.alt_response(409, description="consult.too_many_open: close some conversations first")
 def open_conversation(data: dict[str, Any]) -> dict[str, Any]:
     """Open a consultation about a topic (optionally a car of mine, a store other than my home
     store, and the first message). It goes to my advisor for the topic, else to the store's queue."""
@@ -115,6 +130,7 @@ def my_messages(query: dict[str, Any], conversation_id: int) -> dict[str, Any]:
 @blp.arguments(ConsultMessageInSchema, example=MESSAGE_EXAMPLE)
 @blp.response(201, ConsultMessageSchema)
 @blp.alt_response(200, schema=ConsultMessageSchema, description="this client_id was stored before: the stored message")
+@blp.alt_response(409, description="consult.closed: the conversation is closed (reopen it first)")
 def send_message(data: dict[str, Any], conversation_id: int) -> Any:
     """Send a message (text ≤ 1000 characters, image reference, car card, booking card). A
     closed conversation refuses messages (409 consult.closed): reopen it first."""

@@ -231,3 +231,41 @@ def test_inbox_scopes(client: Any, world: Any, make_staff: Any, staff_headers: A
     assert client.get(f"{WB}/conversations/{foreign}", headers=admin).status_code == 200
     assert client.get(f"{WB}/conversations/{mine}", headers=world.sales.headers).status_code == 404
     assert client.get(f"{WB}/inbox?box=nope", headers=admin).status_code == 422
+
+
+def test_the_inbox_and_the_owners_list_have_no_n_plus_one(
+    client: Any, world: Any, make_customer: Any, member_headers: Any
+) -> None:
+    from sqlalchemy import event
+
+    from backend.platform.db import db
+    from tests.consult.conftest import Person
+
+    def count_queries(n: int) -> tuple[int, int]:
+        for _ in range(n):
+            owner = make_customer(None, name="批量")
+            person = Person(owner.id, member_headers(owner))
+            open_conv(client, person, "new_car", store_id=world.store.id)
+        counts = []
+        for url, headers in (
+            (f"{WB}/inbox?box=unclaimed&limit=100", world.manager.headers),
+            (f"{APP}/conversations", world.owner.headers),
+        ):
+            statements: list[str] = []
+            listener = lambda *a, _s=statements, **k: _s.append(a[2])  # noqa: E731
+            bind = db.session().get_bind()
+            event.listen(bind, "before_cursor_execute", listener)
+            try:
+                assert client.get(url, headers=headers).status_code == 200
+            finally:
+                event.remove(bind, "before_cursor_execute", listener)
+            counts.append(len(statements))
+        return counts[0], counts[1]
+
+    for _ in range(3):
+        open_conv(client, world.owner, "service")  # the owner's own list grows too
+    few = count_queries(2)
+    for _ in range(5):
+        open_conv(client, world.owner, "new_car")
+    many = count_queries(12)
+    assert many == few, f"{few} queries for few conversations, {many} for many"

@@ -113,6 +113,7 @@ def send_message(data: dict[str, Any], conversation_id: int) -> Any:
 @scope_first("consult_claimable", "conversation_id")
 @blp.arguments(ConsultEmptySchema)
 @blp.response(200, ConsultStaffConversationSchema)
+@blp.alt_response(409, description="consult.already_claimed (another advisor was first) or consult.closed")
 def claim(_data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
     """Take an unclaimed conversation of my store; 409 consult.already_claimed if someone was first."""
     return _view(service.claim(db.session(), current_staff(), conversation_id))
@@ -140,6 +141,7 @@ def mark_read(data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
 @scope_first(RESOURCE, "conversation_id")
 @blp.arguments(ConsultTransferInSchema, example={"advisor_id": 5, "note": "客户询问贷款方案"})
 @blp.response(200, ConsultStaffConversationSchema)
+@blp.alt_response(422, description="consult.transfer_target_invalid: not an active advisor of the store")
 def transfer(data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
     """Hand over to another active advisor of the conversation's store (assignee or manager)."""
     return _view(service.transfer(db.session(), current_staff(), conversation_id, data["advisor_id"], data["note"]))
