@@ -168,21 +168,33 @@ def seed_consult(session: Session, store_id: int | None, openids: list[str], now
             session.flush()
             messages.append(answer)
             business = business_seconds_for(start, answered_at, intervals)
-            session.add(
-                Response(
-                    conversation_id=conversation.id,
-                    message_id=answer.id,
-                    customer_id=customer_id,
-                    advisor_id=advisor_id,
-                    store_id=store_id,
-                    kind=ResponseKind.FIRST_RESPONSE,
-                    waiting_since=start,
-                    responded_at=answered_at,
-                    seconds=int((answered_at - start).total_seconds()),
-                    business_seconds=business,
-                    sla_seconds=sla,
-                    within_sla=business <= sla,
-                )
+            response = Response(
+                conversation_id=conversation.id,
+                message_id=answer.id,
+                customer_id=customer_id,
+                advisor_id=advisor_id,
+                store_id=store_id,
+                kind=ResponseKind.FIRST_RESPONSE,
+                waiting_since=start,
+                responded_at=answered_at,
+                seconds=int((answered_at - start).total_seconds()),
+                business_seconds=business,
+                sla_seconds=sla,
+                within_sla=business <= sla,
+            )
+            session.add(response)
+            session.flush()
+            record(
+                session,
+                customer_id=customer_id,
+                kind=Kind.CONSULT_RESPONDED,
+                channel=Channel.MINIPROGRAM,
+                source="consult",
+                source_ref=f"consult:response:{response.id}",
+                occurred_at=answered_at,
+                advisor_id=advisor_id,
+                store_id=store_id,
+                payload={"conversation_id": conversation.id, "seconds": response.seconds, "business_seconds": business},
             )
             conversation.first_response_at = answered_at
             conversation.first_response_seconds = int((answered_at - start).total_seconds())

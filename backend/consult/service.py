@@ -429,6 +429,26 @@ def _record_response(
     conversation.response_count += 1
     conversation.awaiting_since = None
     conversation.due_at = None
+    record(
+        session,
+        customer_id=conversation.customer_id,
+        kind=Kind.CONSULT_RESPONDED,
+        channel=Channel.MINIPROGRAM,
+        source=SOURCE,
+        source_ref=f"consult:response:{response.id}",
+        occurred_at=now,
+        advisor_id=staff.staff_id,
+        store_id=conversation.store_id,
+        payload={
+            "conversation_id": conversation.id,
+            "message_id": message.id,
+            "response_kind": response.kind.value,
+            "waiting_since": waiting_since.isoformat(),
+            "seconds": response.seconds,
+            "business_seconds": business,
+            "within_sla": response.within_sla,
+        },
+    )
     return response
 
 

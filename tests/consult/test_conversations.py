@@ -62,6 +62,17 @@ def test_messages_both_ways_with_cards_and_images(client: Any, world: Any, db_se
         headers=world.service.headers,
     )
     assert booking.status_code == 201 and booking.get_json()["ref"] == {"booking_id": 77}
+    from backend.customers.models import Car
+
+    foreign_car = Car(customer_id=world.stranger.id, vin="LFV2A21K7G3000017")
+    db_session.add(foreign_car)
+    db_session.commit()
+    for url, headers in (
+        (f"{WB}/conversations/{cid}/messages", world.service.headers),
+        (f"{APP}/conversations/{cid}/messages", world.owner.headers),
+    ):
+        resp = client.post(url, json={"kind": "car_card", "car_id": foreign_car.id}, headers=headers)
+        assert resp.status_code == 404 and resp.get_json()["code"] == "car.not_found"
     listed = client.get(f"{APP}/conversations/{cid}/messages", headers=world.owner.headers).get_json()["items"]
     assert [m["kind"] for m in listed] == ["text", "image", "car_card", "text", "booking_card"]
     assert [m["sender"] for m in listed] == ["owner", "owner", "owner", "staff", "staff"]

@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from freezegun import freeze_time
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from backend.consult.business_time import SHANGHAI
+from backend.touchpoints.models import Touchpoint
 from tests.consult.conftest import APP, WB
 
 DAY = "2026-12-02"  # a Wednesday
@@ -60,7 +61,7 @@ def _overdue(client: Any, clock: Clock, who: Any) -> list[int]:
 
 
 def test_first_response_and_replies_in_business_time(
-    client: Any, world: Any, staff_headers: Any, member_headers: Any
+    client: Any, world: Any, db_session: Any, staff_headers: Any, member_headers: Any
 ) -> None:
     with freeze_time(at(DAY, "09:00")) as frozen:
         clock = Clock(frozen, staff_headers, member_headers)
@@ -92,6 +93,15 @@ def test_first_response_and_replies_in_business_time(
         ("reply", 14 * 3600 + 40 * 60, 600, True, world.service.id),
     ]
     assert facts["items"][0]["message_id"] == answer["id"] and facts["items"][0]["sla_seconds"] == 600
+    # Each response is a touchpoint of its own, with the customer, advisor and store.
+    tps = db_session.scalars(select(Touchpoint).where(Touchpoint.kind == "consult_responded").order_by(Touchpoint.id))
+    assert [
+        (t.customer_id, t.advisor_id, t.store_id, t.payload["response_kind"], t.payload["business_seconds"])
+        for t in tps
+    ] == [
+        (world.owner.id, world.service.id, world.store.id, "first_response", 240),
+        (world.owner.id, world.service.id, world.store.id, "reply", 600),
+    ]
 
 
 def test_the_overdue_inbox_follows_business_hours(
