@@ -1,5 +1,6 @@
 """Imports the modules that register background jobs and periodic schedules."""
 
+from backend.consult import jobs as _consult_jobs  # noqa: F401
 from backend.notices import jobs as _notice_jobs  # noqa: F401
 from backend.packages import jobs as _package_jobs  # noqa: F401
 from backend.payments import jobs as _payment_jobs  # noqa: F401

@@ -95,6 +95,7 @@ class Conversation(Base, TimestampMixin):
     last_excerpt: Mapped[str | None] = mapped_column(String(64), default=None)
     awaiting_since: Mapped[datetime | None] = mapped_column(default=None)  # oldest unanswered owner message
     due_at: Mapped[datetime | None] = mapped_column(default=None)  # SLA deadline of that wait
+    overdue_alerted_at: Mapped[datetime | None] = mapped_column(default=None)  # this wait's overdue alert went out
     first_message_at: Mapped[datetime | None] = mapped_column(default=None)
     first_response_at: Mapped[datetime | None] = mapped_column(default=None)
     first_response_seconds: Mapped[int | None] = mapped_column(default=None)

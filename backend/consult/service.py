@@ -429,6 +429,7 @@ def _record_response(
     conversation.response_count += 1
     conversation.awaiting_since = None
     conversation.due_at = None
+    conversation.overdue_alerted_at = None
     record(
         session,
         customer_id=conversation.customer_id,
@@ -613,6 +614,7 @@ def _close(session: Session, conversation: Conversation, by: str, staff_id: int 
     )
     conversation.awaiting_since = None
     conversation.due_at = None
+    conversation.overdue_alerted_at = None
     record(
         session,
         customer_id=conversation.customer_id,
@@ -807,3 +809,81 @@ def _notify_owner(
         store_id=conversation.store_id,
         advisor_id=staff.staff_id,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Overdue alerts (a periodic job)
+
+OVERDUE_BATCH = 200
+
+
+def alert_overdue(session: Session, now: datetime | None = None) -> int:
+    """Once per overdue wait: a WeCom app message to whoever should have answered (the assignee,
+    or the store's advisors of the topic for a queued one) and the store's managers. Each
+    conversation is taken by a conditional update, so overlapping runs alert once."""
+    from backend.wecom.notify import Card, NotifyKind, notify
+
+    now = now or utcnow()
+    due = session.scalars(
+        select(Conversation.id)
+        .where(
+            Conversation.status == ConversationStatus.OPEN,
+            Conversation.due_at <= now,
+            Conversation.overdue_alerted_at.is_(None),
+        )
+        .order_by(Conversation.due_at)
+        .limit(OVERDUE_BATCH)
+    ).all()
+    alerted = 0
+    base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
+    for conversation_id in due:
+        taken = session.execute(
+            update(Conversation)
+            .where(
+                Conversation.id == conversation_id,
+                Conversation.status == ConversationStatus.OPEN,
+                Conversation.due_at <= now,
+                Conversation.overdue_alerted_at.is_(None),
+            )
+            .values(overdue_alerted_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:
+            continue
+        conversation = session.get(Conversation, conversation_id, populate_existing=True)
+        assert conversation is not None and conversation.awaiting_since is not None
+        customer = session.get(Customer, conversation.customer_id)
+        if conversation.advisor_id is not None:
+            answerer = [
+                s for s in [session.get(Staff, conversation.advisor_id)] if s and s.status == StaffStatus.ACTIVE
+            ]
+        else:
+            answerer = _store_advisors(session, conversation.store_id, conversation.topic)
+        managers = list(
+            session.scalars(
+                select(Staff)
+                .join(StaffRole, StaffRole.staff_id == Staff.id)
+                .where(
+                    Staff.org_unit_id == conversation.store_id,
+                    Staff.status == StaffStatus.ACTIVE,
+                    StaffRole.role == "store_manager",
+                )
+                .order_by(Staff.id)
+            )
+        )
+        waited = int((now - conversation.awaiting_since).total_seconds() // 60)
+        name = (customer.name if customer else None) or "车主"
+        card = Card(
+            "咨询超时未回复",
+            f"客户「{name}」的{TOPIC_LABEL[conversation.topic]}已等待 {waited} 分钟：{conversation.last_excerpt or ''}",
+            f"{base}/workbench/consult/{conversation.id}",
+        )
+        key = f"consult:{conversation.id}:overdue:{int(conversation.awaiting_since.timestamp())}"
+        by_corp: dict[str, list[str]] = {}
+        for staff in [*answerer, *managers]:
+            by_corp.setdefault(staff.corp_id, []).append(staff.wecom_userid)
+        for corp_id, userids in by_corp.items():
+            notify(session, corp_id, NotifyKind.NEW_CONSULTATION, key, userids, card=card)
+        alerted += 1
+    session.flush()
+    return alerted

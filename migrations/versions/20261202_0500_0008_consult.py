@@ -59,6 +59,7 @@ def upgrade() -> None:
         sa.Column("last_excerpt", sa.String(length=64), nullable=True),
         sa.Column("awaiting_since", backend.platform.db.UTCDateTime(), nullable=True),
         sa.Column("due_at", backend.platform.db.UTCDateTime(), nullable=True),
+        sa.Column("overdue_alerted_at", backend.platform.db.UTCDateTime(), nullable=True),
         sa.Column("first_message_at", backend.platform.db.UTCDateTime(), nullable=True),
         sa.Column("first_response_at", backend.platform.db.UTCDateTime(), nullable=True),
         sa.Column("first_response_seconds", sa.Integer(), nullable=True),

@@ -102,3 +102,57 @@ def test_the_owner_gets_a_subscribe_message_per_answered_wait(
     assert statuses == ["sent", "no_grant"]
     mine = client.get(f"{APP}/conversations/{cid}", headers=world.owner.headers).get_json()
     assert mine["unread"] == 1  # writing marks what came before as read: only the last answer is new
+
+
+def test_an_overdue_wait_alerts_the_answerer_and_the_store_manager_once(
+    app: Any, client: Any, world: Any, db_session: Any, sandbox_reset: Any, staff_headers: Any, member_headers: Any
+) -> None:
+    from datetime import UTC, datetime
+
+    from freezegun import freeze_time
+
+    from backend.consult.jobs import alert_overdue_job
+    from backend.platform.db import commit
+
+    def run_job() -> int:
+        with app.app_context():
+            n = alert_overdue_job(db_session)
+            commit(db_session)  # the app messages go out after commit (inline here)
+        return n
+
+    def overdue_cards() -> list[str]:
+        return sorted(m["touser"] for m in sandbox_reset.state.app_messages if "超时" in m["textcard"]["title"])
+
+    with freeze_time(datetime(2026, 12, 2, 1, 0, tzinfo=UTC)) as frozen:  # 09:00 Shanghai
+        queued = client.post(
+            f"{APP}/conversations",
+            json={"topic": "new_car", "message": {"kind": "text", "text": "有现车吗"}},
+            headers=member_headers(world.walk_in.obj),
+        ).get_json()["id"]
+        mine = client.post(
+            f"{APP}/conversations",
+            json={"topic": "service", "message": {"kind": "text", "text": "保养"}},
+            headers=member_headers(world.owner.obj),
+        ).get_json()["id"]
+        frozen.move_to(datetime(2026, 12, 2, 1, 9, tzinfo=UTC))
+        assert run_job() == 0 and overdue_cards() == []
+        frozen.move_to(datetime(2026, 12, 2, 1, 11, tzinfo=UTC))
+        assert run_job() == 2
+        assert overdue_cards() == ["adv.sales", "adv.sales2", "adv.service", "mgr.store", "mgr.store"]
+        assert run_job() == 0 and len(overdue_cards()) == 5  # once per wait
+        # Answered, then a new wait that runs over: a new alert for that wait.
+        answer = client.post(
+            f"{WB}/conversations/{mine}/messages",
+            json={"kind": "text", "text": "680 元"},
+            headers=staff_headers(world.service.obj),
+        )
+        assert answer.status_code == 201
+        client.post(
+            f"{APP}/conversations/{mine}/messages",
+            json={"kind": "text", "text": "那机油呢"},
+            headers=member_headers(world.owner.obj),
+        )
+        frozen.move_to(datetime(2026, 12, 2, 1, 30, tzinfo=UTC))
+        assert run_job() == 1
+        assert overdue_cards().count("adv.service") == 2
+    assert queued != mine
