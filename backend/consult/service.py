@@ -719,6 +719,13 @@ def inbox(session: Session, actor: StaffActor, box: str, now: datetime | None = 
     return list(session.execute(stmt.limit(min(limit, PAGE_MAX))).all())
 
 
+def customer_conversations(
+    session: Session, actor: StaffActor, customer_id: int, limit: int = 50
+) -> list[Conversation]:
+    stmt = select(Conversation).where(Conversation.customer_id == customer_id, _conversation_rule(actor))
+    return list(session.scalars(stmt.order_by(Conversation.id.desc()).limit(min(limit, PAGE_MAX))))
+
+
 def unread_counts(session: Session, conversations: list[Conversation], side: Sender) -> dict[int, int]:
     """Messages from the other side after this side's read mark, for a page of conversations
     (one grouped query)."""

@@ -280,3 +280,16 @@ def test_the_inbox_and_the_owners_list_have_no_n_plus_one(
         open_conv(client, world.owner, "new_car")
     many = count_queries(12)
     assert many == few, f"{few} queries for few conversations, {many} for many"
+
+
+def test_a_customers_conversations_for_the_sidebar(client: Any, world: Any) -> None:
+    service_conv = open_conv(client, world.owner, "service")["id"]
+    sales_conv = open_conv(client, world.owner, "new_car")["id"]
+    url = f"/api/workbench/v1/customers/{world.owner.id}/consult/conversations"
+    as_manager = client.get(url, headers=world.manager.headers).get_json()["items"]
+    assert [c["id"] for c in as_manager] == [sales_conv, service_conv]
+    assert as_manager[0]["customer_name"] == "陈先生"
+    # The sales advisor sees the customer, but only the conversations assigned to them.
+    as_sales = client.get(url, headers=world.sales.headers).get_json()["items"]
+    assert [c["id"] for c in as_sales] == [sales_conv]
+    assert client.get(url, headers=world.foreign_advisor.headers).status_code == 404

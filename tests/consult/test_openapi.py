@@ -26,6 +26,7 @@ def test_every_consult_endpoint_is_documented_with_examples(client: Any) -> None
         "/api/workbench/v1/consult/conversations/{conversation_id}/reopen": {"post"},
         "/api/workbench/v1/consult/conversations/{conversation_id}/responses": {"get"},
         "/api/workbench/v1/consult/stores/{org_unit_id}/sla": {"put"},
+        "/api/workbench/v1/customers/{customer_id}/consult/conversations": {"get"},
     }
     assert {p: set(ops) - {"parameters"} for p, ops in paths.items()} == expected
     opened = paths["/api/app/v1/consult/conversations"]["post"]

@@ -69,6 +69,18 @@ def inbox(query: dict[str, Any]) -> dict[str, Any]:
     return {"items": views.conversations(session, conversations, Sender.STAFF, names)}
 
 
+@blp.route("/customers/<int:customer_id>/consult/conversations")
+@scoped("customer")
+@blp.response(200, ConsultStaffConversationListSchema)
+def customer_conversations(customer_id: int) -> dict[str, Any]:
+    """A customer's consultations that I may see (for the customer 360 in the sidebar), newest first."""
+    session = db.session()
+    actor = current_staff()
+    customer = get_scoped_or_404(session, actor, "customer", customer_id)
+    rows = service.customer_conversations(session, actor, customer.id)
+    return {"items": views.conversations(session, rows, Sender.STAFF, {c.id: customer.name for c in rows})}
+
+
 @blp.route("/consult/conversations/<int:conversation_id>")
 @scoped(RESOURCE)
 @blp.response(200, ConsultStaffConversationSchema)
