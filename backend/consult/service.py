@@ -57,7 +57,7 @@ from backend.platform.audit import write_audit
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages
 from backend.touchpoints.models import Channel, Kind
-from backend.touchpoints.service import record
+from backend.touchpoints.service import live_customer_id, record
 
 log = logging.getLogger("dealerloop.consult")
 
@@ -114,23 +114,31 @@ register_scope("consult_conversation", Conversation, _conversation_rule, "consul
 register_scope("consult_claimable", Conversation, _claim_rule, "consult.not_found")
 
 
-def _locked_for_staff(session: Session, actor: StaffActor, conversation_id: int) -> Conversation:
+def _locked(session: Session, *where: ColumnElement[bool]) -> Conversation:
+    """Lock a conversation for a write, in the one lock order of this room: the customer row
+    (shared, as every touchpoint write takes it), then the conversation row. A customer merge
+    locks customers before it moves their conversations, so the two cannot deadlock."""
+    customer_id = session.scalar(select(Conversation.customer_id).where(*where))
+    if customer_id is None:
+        raise AppError("consult.not_found", 404)
+    live_customer_id(session, customer_id)
     conversation = session.scalars(
-        select(Conversation)
-        .where(Conversation.id == conversation_id, _conversation_rule(actor))
-        .with_for_update()
-        .execution_options(populate_existing=True)
+        select(Conversation).where(*where).with_for_update().execution_options(populate_existing=True)
     ).one_or_none()
     if conversation is None:
         raise AppError("consult.not_found", 404)
     return conversation
 
 
+def _locked_for_staff(session: Session, actor: StaffActor, conversation_id: int) -> Conversation:
+    return _locked(session, Conversation.id == conversation_id, _conversation_rule(actor))
+
+
 def owner_conversation(session: Session, customer_id: int, conversation_id: int, lock: bool = False) -> Conversation:
-    stmt = select(Conversation).where(Conversation.id == conversation_id, Conversation.customer_id == customer_id)
+    where = (Conversation.id == conversation_id, Conversation.customer_id == customer_id)
     if lock:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    conversation = session.scalars(stmt).one_or_none()
+        return _locked(session, *where)
+    conversation = session.scalars(select(Conversation).where(*where)).one_or_none()
     if conversation is None:
         raise AppError("consult.not_found", 404)
     return conversation
@@ -523,6 +531,7 @@ def claim(session: Session, actor: StaffActor, conversation_id: int, now: dateti
     ).one_or_none()
     if conversation is None:
         raise AppError("consult.not_found", 404)
+    live_customer_id(session, conversation.customer_id)  # the lock order of `_locked`
     result = session.execute(
         update(Conversation)
         .where(

@@ -58,3 +58,34 @@ def test_concurrent_answers_to_one_wait_make_one_response(app: Any, world: Any) 
     # Both answer through the row lock: the first claims it, the second no longer sees it.
     assert codes == [201, 404], [r.get_json() for r in results]
     assert _count(app, Response, Response.conversation_id == cid) == 1
+
+
+def test_a_customer_merge_racing_messages_neither_deadlocks_nor_loses_one(
+    app: Any, world: Any, make_customer: Any, member_headers: Any
+) -> None:
+    from tests.consult.conftest import Person
+
+    client = app.test_client()
+    dup = make_customer(world.store, name="陈先生(重复)")
+    dup_person = Person(dup.id, member_headers(dup))
+    cid = open_conv(client, dup_person, "service")["id"]
+
+    def act(i: int) -> Any:
+        if i == 0:
+            return client.post(
+                "/api/workbench/v1/customer-merges",
+                json={"source_id": dup.id, "target_id": world.owner.id, "reason": "同一人"},
+                headers=world.manager.headers,
+            )
+        return staff_says(client, world.manager, cid, f"第{i}条", client_id=f"race-{i}")
+
+    results = run_threads(5, act)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert results[0].status_code == 201, results[0].get_json()
+    assert all(r.status_code == 201 for r in results[1:]), [r.get_json() for r in results[1:]]
+    with app.app_context():
+        session = db.session()
+        assert session.scalar(select(Conversation.customer_id).where(Conversation.id == cid)) == world.owner.id
+        refs = [f"consult:msg:{m}" for m in session.scalars(select(Message.id).where(Message.conversation_id == cid))]
+        owners = set(session.scalars(select(Touchpoint.customer_id).where(Touchpoint.source_ref.in_(refs))))
+    assert len(refs) == 5 and owners == {world.owner.id}  # every message's touchpoint on the survivor
