@@ -293,3 +293,15 @@ def test_a_customers_conversations_for_the_sidebar(client: Any, world: Any) -> N
     as_sales = client.get(url, headers=world.sales.headers).get_json()["items"]
     assert [c["id"] for c in as_sales] == [sales_conv]
     assert client.get(url, headers=world.foreign_advisor.headers).status_code == 404
+
+
+def test_a_resigned_advisor_gets_nothing_new_the_queue_does(client: Any, world: Any, db_session: Any) -> None:
+    from sqlalchemy import update
+
+    from backend.org.models import Staff
+
+    db_session.execute(update(Staff).where(Staff.id == world.service.id).values(status="resigned"))
+    db_session.commit()
+    conv = open_conv(client, world.owner, "service")
+    assert conv["advisor"] is None
+    assert [c["id"] for c in inbox(client, world.manager, "unclaimed")] == [conv["id"]]
