@@ -62,6 +62,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "SUBSCRIBE_TEMPLATE_BOOKING_REMINDER": ("", "subscribe-message template id: booking reminder"),
     "SUBSCRIBE_TEMPLATE_BOOKING_CHANGED": ("", "subscribe-message template id: booking changed"),
     "SUBSCRIBE_TEMPLATE_BOOKING_CANCELLED": ("", "subscribe-message template id: booking cancelled by the store"),
+    "CONSULT_SLA_MINUTES": (10, "business minutes an owner may wait for an answer before a consultation is overdue"),
     "SUBSCRIBE_TEMPLATE_CONSULT_REPLIED": ("", "subscribe-message template id: an advisor answered"),
     "SUBSCRIBE_TEMPLATE_EVENT_NOTICE": ("", "subscribe-message template id: event sign-up, seat offered, reminder"),
     "SUBSCRIBE_TEMPLATE_COUPON_NOTICE": ("", "subscribe-message template id: coupon received or expiring"),

@@ -1,6 +1,7 @@
 """Imports every model module so that the metadata is complete (Alembic, tests, CLI)."""
 
 from backend.campaigns import models as _campaigns  # noqa: F401
+from backend.consult import models as _consult  # noqa: F401
 from backend.customers import models as _customers  # noqa: F401
 from backend.leads import models as _leads  # noqa: F401
 from backend.notices import models as _notices  # noqa: F401

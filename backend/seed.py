@@ -583,6 +583,9 @@ def seed_demo(if_empty: bool = False, customers: int = 500) -> str:
         from backend.campaigns.seed import seed_campaigns
 
         loyalty += "; " + seed_campaigns(session, now)
+        from backend.consult.seed import seed_consult
+
+        loyalty += "; " + seed_consult(session, demo_store_id, [demo_openid(n) for n in range(1, 21)], now)
         commit(session)
     except BaseException:
         rollback(session)

@@ -8,6 +8,7 @@ from backend.platform.api import Api
 def register_workbench(api: Api) -> None:
     from workbench.auth.api import blp as auth_blp
     from workbench.campaigns.api import blp as campaigns_blp
+    from workbench.consult.api import blp as consult_blp
     from workbench.customers.api import blp as customers_blp
     from workbench.org.api import blp as org_blp
     from workbench.packages.api import blp as packages_blp
@@ -25,3 +26,4 @@ def register_workbench(api: Api) -> None:
     api.register_blueprint(leads_blp)
     api.register_blueprint(segments_blp)
     api.register_blueprint(campaigns_blp)
+    api.register_blueprint(consult_blp)

@@ -71,6 +71,7 @@ class Kind(enum.StrEnum):
     # consultation (在线咨询)
     CONSULT_OPENED = "consult_opened"
     CONSULT_MESSAGE = "consult_message"
+    CONSULT_RESPONDED = "consult_responded"  # an advisor's answer to a waiting owner (response time in payload)
     CONSULT_CLAIMED = "consult_claimed"
     CONSULT_TRANSFERRED = "consult_transferred"
     CONSULT_CLOSED = "consult_closed"
