@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from backend.payments.effects import BusinessEffect, register_effect, register_listener
 from backend.platform.jobs import job, periodic
-from backend.points import earning, mall, notices, service, tiers
+from backend.points import earning, mall, service, tiers
 
 log = logging.getLogger("dealerloop.points.jobs")
 
@@ -48,11 +48,6 @@ def bulk_grant_job(
     session: Session, batch_key: str, customer_ids: list[int], points: int, reason: str, staff_id: int
 ) -> int:
     return service.bulk_grant(session, batch_key, customer_ids, points, reason, staff_id)
-
-
-@job(notices.SEND_JOB, queue="default")
-def send_notice_job(session: Session, notice_id: int) -> str:
-    return notices.send(session, notice_id)
 
 
 @job("mall.close_unpaid", queue="low")

@@ -111,24 +111,6 @@ class PointsSignin(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
-class PointsNotice(Base):
-    """What is sent to the member (expiry reminders, tier changes); `dedup_key` makes a re-run
-    job record a notice once. Sent as a subscribe message by backend/points/notices.py."""
-
-    __tablename__ = "points_notice"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    dedup_key: Mapped[str] = mapped_column(String(191), unique=True)
-    payload: Mapped[dict | None] = mapped_column(default=None)
-    created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    # pending | sent | no_grant | no_template | no_openid (see backend/points/notices.py)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
-    sent_at: Mapped[datetime | None] = mapped_column(default=None)
-    errcode: Mapped[int | None] = mapped_column(default=None)
-
-
 class AdjustmentState(enum.StrEnum):
     PENDING = "pending"
     APPLIED = "applied"

@@ -1,4 +1,4 @@
-"""owner subscribe notices and grants
+"""owner subscribe notices and grants (the points notices move into them)
 
 Revision ID: 0006
 Revises: 0005
@@ -52,9 +52,30 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_subscribe_notice_customer_id"), "subscribe_notice", ["customer_id"], unique=False)
     op.create_index(op.f("ix_subscribe_notice_status"), "subscribe_notice", ["status"], unique=False)
+    # Points notices are subscribe notices now (backend/points/notices.py); no deployment has
+    # rows in the old table yet, so it is dropped rather than copied.
+    op.drop_table("points_notice")
 
 
 def downgrade() -> None:
+    op.create_table(
+        "points_notice",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("dedup_key", sa.String(length=191), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("sent_at", backend.platform.db.UTCDateTime(), nullable=True),
+        sa.Column("errcode", sa.Integer(), nullable=True),
+        sa.Column("created_at", backend.platform.db.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["customer_id"], ["customer.id"], name=op.f("fk_points_notice_customer_id_customer")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_points_notice")),
+        sa.UniqueConstraint("dedup_key", name=op.f("uq_points_notice_dedup_key")),
+        mysql_charset="utf8mb4",
+        mysql_collate="utf8mb4_unicode_ci",
+    )
+    op.create_index(op.f("ix_points_notice_customer_id"), "points_notice", ["customer_id"], unique=False)
     op.drop_index(op.f("ix_subscribe_notice_status"), table_name="subscribe_notice")
     op.drop_index(op.f("ix_subscribe_notice_customer_id"), table_name="subscribe_notice")
     op.drop_table("subscribe_notice")

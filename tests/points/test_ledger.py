@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
+from backend.notices.models import SubscribeNotice
 from backend.platform.errors import AppError
 from backend.points import service
-from backend.points.models import LedgerKind, PointsAccount, PointsAllocation, PointsLedger, PointsNotice
+from backend.points.models import LedgerKind, PointsAccount, PointsAllocation, PointsLedger
 from backend.touchpoints.models import Touchpoint
 
 # The services send notices through the outbox, which needs the app.
@@ -94,8 +95,9 @@ def test_expiry_job_writes_expire_rows_and_reminders_are_recorded_once(db_sessio
     _earn(db_session, c.id, 10, "b", "never")
     assert service.record_expiry_reminders(db_session, now=T0, days=7) == 1
     assert service.record_expiry_reminders(db_session, now=T0, days=7) == 0
-    notice = db_session.scalars(select(PointsNotice).where(PointsNotice.customer_id == c.id)).one()
-    assert notice.payload["points"] == 25
+    notice = db_session.scalars(select(SubscribeNotice).where(SubscribeNotice.customer_id == c.id)).one()
+    assert notice.template_setting == "SUBSCRIBE_TEMPLATE_POINTS_EXPIRING"
+    assert notice.data["number2"]["value"] == "25"
     assert service.expire_due(db_session, now=T0 + timedelta(days=4)) == 0
     assert service.expire_due(db_session, now=T0 + timedelta(days=6)) == 1
     assert service.expire_due(db_session, now=T0 + timedelta(days=6)) == 0  # re-run does nothing

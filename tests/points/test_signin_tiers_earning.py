@@ -10,9 +10,9 @@ from freezegun import freeze_time
 from sqlalchemy import select
 
 from backend.customers.models import Customer
+from backend.notices.models import SubscribeNotice
 from backend.platform.db import utcnow
 from backend.points import earning, service, tiers
-from backend.points.models import PointsNotice
 from backend.touchpoints.models import Touchpoint
 
 # The services send notices through the outbox, which needs the app.
@@ -59,7 +59,10 @@ def test_upgrade_is_immediate_and_uses_growth_not_balance(db_session: Any, make_
         select(Touchpoint).where(Touchpoint.customer_id == c.id, Touchpoint.kind == "tier_changed")
     ).one()
     assert tp.payload["to"] == "silver"
-    assert db_session.scalars(select(PointsNotice).where(PointsNotice.kind == "tier_changed")).one().customer_id == c.id
+    notice = db_session.scalars(
+        select(SubscribeNotice).where(SubscribeNotice.template_setting == "SUBSCRIBE_TEMPLATE_TIER_CHANGED")
+    ).one()
+    assert notice.customer_id == c.id
     # staff grants do not count toward tiers (growth, not balance)
     service.bulk_grant(db_session, "b1", [c.id], 10_000, "活动", staff_id=0)
     assert tiers.growth_value(db_session, c.id) == 1000
