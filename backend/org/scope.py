@@ -121,3 +121,19 @@ def _staff_rule(actor: StaffActor) -> ColumnElement[bool]:
 
 register_scope("org_unit", OrgUnit, _org_unit_rule, "org.not_found")
 register_scope("staff", Staff, _staff_rule, "staff.not_found")
+
+
+def acting_store(session: Session, actor: StaffActor, store_id: int | None, required_code: str, wrong_code: str) -> int:
+    """The store an in-store action (a write-off, a check-in) happens at: staff working at a store
+    act there; staff above stores name a store of their scope (else `required_code` 422); a store
+    outside the scope is refused with `wrong_code` 403."""
+    unit = session.get(OrgUnit, actor.org_unit_id)
+    if store_id is None:
+        if unit is None or unit.kind != OrgKind.STORE:
+            raise AppError(required_code, 422, errors={"json": {"store_id": ["required"]}})
+        return unit.id
+    if unit is not None and unit.kind == OrgKind.STORE and unit.id == store_id:
+        return store_id
+    if actor.scope.store_ids is None or store_id in actor.scope.store_ids:
+        return store_id
+    raise AppError(wrong_code, 403)

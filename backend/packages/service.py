@@ -22,8 +22,7 @@ from sqlalchemy import ColumnElement, false, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer
-from backend.org.models import OrgKind, OrgUnit
-from backend.org.scope import register_scope, store_filter
+from backend.org.scope import acting_store, register_scope, store_filter
 from backend.packages.models import PackagePurchase, PackageUse, PurchaseState, ServicePackage
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
@@ -275,26 +274,12 @@ def on_refunded(session: Session, payment_order_id: int, refund_id: int) -> None
 # Staff side: write-off at the store
 
 
-def _write_off_store(session: Session, actor: StaffActor, store_id: int | None) -> int:
-    """Staff working at a store write off there; staff above stores name a store of their scope."""
-    unit = session.get(OrgUnit, actor.org_unit_id)
-    if store_id is None:
-        if unit is None or unit.kind != OrgKind.STORE:
-            raise AppError("package.store_required", 422, errors={"json": {"store_id": ["required"]}})
-        return unit.id
-    if unit is not None and unit.kind == OrgKind.STORE and unit.id == store_id:
-        return store_id
-    if actor.scope.store_ids is None or store_id in actor.scope.store_ids:
-        return store_id
-    raise AppError("package.wrong_store", 403)
-
-
 def use(
     session: Session, actor: StaffActor, code: str, nonce: str, store_id: int | None = None, now: datetime | None = None
 ) -> tuple[PackagePurchase, PackageUse]:
     """Use one service of a package. The same (code, nonce) again answers the same use."""
     now = now or utcnow()
-    store = _write_off_store(session, actor, store_id)
+    store = acting_store(session, actor, store_id, "package.store_required", "package.wrong_store")
     purchase = session.scalars(select(PackagePurchase).where(PackagePurchase.code == code)).one_or_none()
     if purchase is None:
         raise AppError("package.code_invalid", 404)
