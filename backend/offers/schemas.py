@@ -29,6 +29,7 @@ class CouponTemplateSchema(OutputSchema):
     use_starts_at = fields.DateTime(allow_none=True)
     use_ends_at = fields.DateTime(allow_none=True)
     use_days = fields.Integer(allow_none=True)
+    business_types = fields.List(fields.String(), allow_none=True)
     eligible_tiers = fields.List(fields.String(), allow_none=True)
     segment_id = fields.Integer(allow_none=True)
     car_brand = fields.String(allow_none=True)
@@ -73,6 +74,11 @@ class _CouponTemplateFields(Schema):
     use_starts_at = fields.AwareDateTime(allow_none=True)
     use_ends_at = fields.AwareDateTime(allow_none=True)
     use_days = fields.Integer(strict=True, allow_none=True, validate=validate.Range(min=1, max=3650))
+    business_types = fields.List(
+        fields.String(validate=validate.Length(min=1, max=32)),
+        allow_none=True,
+        metadata={"description": "payment business types it applies to online (service_package...); null: all"},
+    )
     eligible_tiers = fields.List(fields.String(validate=validate.Length(max=32)), allow_none=True)
     segment_id = fields.Integer(allow_none=True)
     car_brand = fields.String(allow_none=True, validate=validate.Length(max=32))
@@ -138,6 +144,8 @@ class CouponSchema(OutputSchema):
     valid_until = fields.DateTime()
     issued_at = fields.DateTime()
     used_at = fields.DateTime(allow_none=True)
+    locked_order_id = fields.Integer(allow_none=True, metadata={"description": "the payment order holding it"})
+    discount_fen = fields.Integer(allow_none=True, metadata={"description": "taken off that order"})
 
 
 class CouponListSchema(OutputSchema):

@@ -22,13 +22,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Car, Customer
-from backend.offers.models import Coupon, CouponClaimCounter, CouponStatus, CouponTemplate, CouponWriteOff
+from backend.offers.models import (
+    Coupon,
+    CouponClaimCounter,
+    CouponKind,
+    CouponStatus,
+    CouponTemplate,
+    CouponWriteOff,
+)
 from backend.org.models import MANAGER_ROLES
 from backend.org.scope import acting_store, register_scope, store_filter
+from backend.payments.effects import Quote
+from backend.payments.models import OrderState, PaymentOrder
 from backend.platform import qr
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
@@ -59,6 +68,10 @@ register_messages(
         "coupon.not_reversible": ("该核销不能撤销", "This write-off cannot be reversed"),
         "coupon.reverse_forbidden": ("仅店长可撤销核销", "Only a store manager may reverse a write-off"),
         "coupon.nonce_required": ("缺少扫码流水号", "A scan nonce is required with a typed code"),
+        "coupon.in_use": ("优惠券已被其他订单占用", "Another order holds this coupon"),
+        "coupon.threshold_not_met": ("未满足使用门槛", "The order does not reach this coupon's threshold"),
+        "coupon.not_for_this_order": ("该优惠券不适用于此订单", "This coupon does not apply to this order"),
+        "coupon.store_only": ("该券仅限到店核销", "This coupon is used at the store, not online"),
         "coupon.stock_below_issued": ("库存不能少于已发放数量", "Stock cannot drop below the coupons issued"),
     }
 )
@@ -246,8 +259,9 @@ def member_coupon(session: Session, customer_id: int, coupon_id: int) -> Coupon:
 def qr_token(session: Session, customer_id: int, coupon_id: int, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     coupon = member_coupon(session, customer_id, coupon_id)
-    if coupon.status != CouponStatus.UNUSED:
-        raise AppError("coupon.already_used" if coupon.status == CouponStatus.USED else "coupon.expired", 409)
+    refusal = _refusal(session.get(CouponTemplate, coupon.template_id), coupon, None, now)
+    if refusal is not None and refusal != "coupon.not_yet_valid":
+        raise AppError(refusal, 409)
     token = qr.issue(current_app.config["SECRET_KEY"], QR_PURPOSE, coupon.id, now)
     return {"token": token, "code": coupon.code, "expires_at": now + timedelta(seconds=qr.DEFAULT_TTL_SECONDS)}
 
@@ -275,15 +289,17 @@ def _scan(session: Session, token: str | None, code: str | None, now: datetime) 
     return Scan(coupon, None)
 
 
-def _refusal(template: CouponTemplate, coupon: Coupon, store_id: int, now: datetime) -> str | None:
-    """Why this coupon cannot be used here now, as a stable code; None when it can."""
+def _refusal(template: CouponTemplate, coupon: Coupon, store_id: int | None, now: datetime) -> str | None:
+    """Why this coupon cannot be used here (None: anywhere) now, as a stable code; None when it can."""
     if coupon.status == CouponStatus.USED:
         return "coupon.already_used"
+    if coupon.status == CouponStatus.LOCKED:
+        return "coupon.in_use"
     if coupon.status == CouponStatus.EXPIRED or coupon.valid_until <= now:
         return "coupon.expired"
     if coupon.valid_from > now:
         return "coupon.not_yet_valid"
-    if template.store_id is not None and template.store_id != store_id:
+    if store_id is not None and template.store_id is not None and template.store_id != store_id:
         return "coupon.wrong_store"
     return None
 
@@ -481,3 +497,125 @@ def _audit_safe(data: dict[str, Any], stock: int | None) -> dict[str, Any]:
     if stock is not None:
         out["stock"] = stock
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Online use: locked to a payment order at creation, used when paid, released when it closes
+# (or when it is refunded in full). One order-level coupon per order, applied to the business
+# object's price (after its own promotions, before payment).
+
+
+def price_for_order(session: Session, customer_id: int, coupon_id: int, business_type: str, quote: Quote) -> int:
+    """The fen this coupon takes off `quote`; at least 1 fen is left to pay."""
+    now = utcnow()
+    coupon = member_coupon(session, customer_id, coupon_id)
+    template = session.get(CouponTemplate, coupon.template_id)
+    if coupon.status == CouponStatus.USED:
+        raise AppError("coupon.already_used", 409)
+    refusal = _refusal(template, coupon, quote.store_id, now)
+    if refusal == "coupon.in_use":
+        refusal = None  # held by an order: lock_to_order decides (this one again, or a closed one)
+    if refusal is None and template.store_id is not None and quote.store_id is None:
+        refusal = "coupon.wrong_store"
+    if refusal is not None:
+        raise AppError(refusal, 409)
+    if template.business_types is not None and business_type not in template.business_types:
+        raise AppError("coupon.not_for_this_order", 409)
+    amount = quote.amount_fen
+    if template.kind == CouponKind.FIXED:
+        off = template.value_fen
+    elif template.kind == CouponKind.THRESHOLD:
+        if amount < template.threshold_fen:
+            raise AppError("coupon.threshold_not_met", 409, errors={"threshold_fen": template.threshold_fen})
+        off = template.value_fen
+    elif template.kind == CouponKind.PERCENT:
+        off = min(amount * template.percent_off // 100, template.cap_fen)  # rounded down to the fen
+    else:
+        raise AppError("coupon.store_only", 409)
+    return max(0, min(off, amount - 1))
+
+
+def lock_to_order(session: Session, coupon_id: int, order_id: int, discount_fen: int) -> None:
+    """Unused (or held by an order that has closed since, whose release job has not run yet, or
+    by this very order when the owner asks again) → locked to this order; else coupon.in_use."""
+    closed_holder = (
+        select(PaymentOrder.id)
+        .where(PaymentOrder.id == Coupon.locked_order_id, PaymentOrder.state == OrderState.CLOSED.value)
+        .exists()
+    )
+    locked = session.execute(
+        update(Coupon)
+        .where(
+            Coupon.id == coupon_id,
+            Coupon.valid_until > utcnow(),
+            or_(
+                Coupon.status == CouponStatus.UNUSED.value,
+                and_(
+                    Coupon.status == CouponStatus.LOCKED.value,
+                    or_(Coupon.locked_order_id == order_id, closed_holder),
+                ),
+            ),
+        )
+        .values(status=CouponStatus.LOCKED.value, locked_order_id=order_id, discount_fen=discount_fen)
+        .execution_options(synchronize_session=False)
+    )
+    if locked.rowcount != 1:
+        raise AppError("coupon.in_use", 409)
+
+
+def _order_coupons(session: Session, order_id: int, status: CouponStatus) -> list[Coupon]:
+    return list(
+        session.scalars(
+            select(Coupon).where(Coupon.locked_order_id == order_id, Coupon.status == status).with_for_update()
+        )
+    )
+
+
+def on_order_paid(session: Session, order_id: int) -> None:
+    now = utcnow()
+    for coupon in _order_coupons(session, order_id, CouponStatus.LOCKED):
+        coupon.status = CouponStatus.USED
+        coupon.used_at = now
+        order = session.get(PaymentOrder, order_id)
+        record(
+            session,
+            customer_id=coupon.customer_id,
+            kind=Kind.COUPON_USED,
+            channel=Channel.MINIPROGRAM,
+            source=SOURCE,
+            source_ref=f"coupon:{coupon.id}:order:{order_id}:used",
+            occurred_at=now,
+            store_id=order.store_id if order else None,
+            payload={"coupon_id": coupon.id, "order_id": order_id, "discount_fen": coupon.discount_fen},
+        )
+
+
+def _release(session: Session, order_id: int, status: CouponStatus, why: str) -> None:
+    now = utcnow()
+    for coupon in _order_coupons(session, order_id, status):
+        coupon.status = CouponStatus.UNUSED if coupon.valid_until > now else CouponStatus.EXPIRED
+        coupon.locked_order_id = None
+        coupon.discount_fen = None
+        coupon.used_at = None
+        record(
+            session,
+            customer_id=coupon.customer_id,
+            kind=Kind.COUPON_RELEASED,
+            channel=Channel.SYSTEM,
+            source=SOURCE,
+            source_ref=f"coupon:{coupon.id}:order:{order_id}:{why}",
+            occurred_at=now,
+            payload={"coupon_id": coupon.id, "order_id": order_id, "why": why, "status": str(coupon.status)},
+        )
+
+
+def on_order_closed(session: Session, order_id: int) -> None:
+    _release(session, order_id, CouponStatus.LOCKED, "closed")
+
+
+def on_order_refunded(session: Session, order_id: int, refund_id: int) -> None:
+    """A refund in full gives the coupon back (expired if its validity has passed meanwhile); a
+    partial refund keeps it used: the discount stays with what was bought."""
+    order = session.get(PaymentOrder, order_id)
+    if order is not None and order.refunded_fen >= order.amount_fen:
+        _release(session, order_id, CouponStatus.USED, "refunded")
