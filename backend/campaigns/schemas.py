@@ -190,6 +190,6 @@ class ResultsSchema(OutputSchema):
     revenue_attributed_fen = fields.Integer()
     new_wecom_friends = fields.Integer()
     coupons_used = fields.Integer(
-        allow_none=True, metadata={"description": "null until the coupons feature is wired in"}
+        metadata={"description": "coupons of its templates used in its period, or pushed for it and used"}
     )
     links = fields.Dict()

@@ -622,7 +622,8 @@ def results(session: Session, campaign: Campaign) -> dict[str, Any]:
     - revenue attributed: paid orders that earned one of the campaign's spend grants, less
       their refunds (direct attribution; an order counts once);
     - new WeCom friends: adds through the campaign's 「联系我」 channel during its period;
-    - coupons used: wired once the coupons feature is merged (`links` lists the templates)."""
+    - coupons used: coupons of the campaign's linked templates used (at a store or on a paid
+      order) during its period, plus those pushed for the campaign whenever used."""
     G = CampaignGrant
     row = session.execute(
         select(func.count(), func.count(distinct(G.customer_id)), func.coalesce(func.sum(G.points), 0)).where(
@@ -651,9 +652,26 @@ def results(session: Session, campaign: Campaign) -> dict[str, Any]:
         "by_rule": by_rule,
         "revenue_attributed_fen": revenue,
         "new_wecom_friends": _new_friends(session, campaign),
-        "coupons_used": None,
+        "coupons_used": _coupons_used(session, campaign),
         "links": links_of(session, campaign.id),
     }
+
+
+def _coupons_used(session: Session, campaign: Campaign) -> int:
+    from backend.offers.models import Coupon, CouponStatus
+
+    templates = links_of(session, campaign.id).get("coupon_template", [])
+    in_period = (
+        Coupon.template_id.in_(templates) & (Coupon.used_at >= campaign.starts_at) & (Coupon.used_at < campaign.ends_at)
+    )
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Coupon)
+            .where(Coupon.status == CouponStatus.USED, in_period | (Coupon.campaign_id == campaign.id))
+        )
+        or 0
+    )
 
 
 def _revenue(session: Session, campaign_id: int) -> int:

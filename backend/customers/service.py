@@ -153,6 +153,10 @@ def login_member(session: Session, gateway: MiniProgramGateway, js_code: str) ->
         from backend.campaigns.service import on_action
 
         on_action(session, customer.id, "registration", ref=f"customer:{customer.id}")
+        from backend.offers.models import AutoIssue
+        from backend.offers.service import auto_issue
+
+        auto_issue(session, customer.id, AutoIssue.REGISTRATION, ref="member")
     return LoginResult(customer, created)
 
 
@@ -315,6 +319,10 @@ def add_car(session: Session, actor: MemberActor, data: dict[str, Any]) -> Car:
     from backend.campaigns.service import on_action
 
     on_action(session, car.customer_id, "car_bound", ref=f"car:{car.vin}")
+    from backend.offers.models import AutoIssue
+    from backend.offers.service import auto_issue
+
+    auto_issue(session, car.customer_id, AutoIssue.CAR_BOUND, ref="first")  # once: the first car's
     return car
 
 

@@ -9,6 +9,7 @@ from backend.customers.service import member_customer
 from backend.offers import service
 from backend.offers.models import Coupon
 from backend.offers.schemas import (
+    CouponExchangeInSchema,
     CouponListSchema,
     CouponOfferListSchema,
     CouponQrSchema,
@@ -56,6 +57,18 @@ def claim(offer_id: int) -> Coupon:
     """
     session = db.session()
     return service.claim(session, member_customer(session, current_member()), offer_id)
+
+
+@blp.route("/offers/exchange", methods=["POST"])
+@self_only
+@idempotent
+@blp.arguments(CouponExchangeInSchema, example={"code": "SPRING2027"})
+@blp.response(201, CouponSchema, example=COUPON_EXAMPLE)
+def exchange(data: dict[str, Any]) -> Coupon:
+    """A coupon for an exchange code (兑换码), once per member and code: typing it again answers
+    the same coupon. 404 coupon.exchange_code_invalid; the claim refusals apply."""
+    session = db.session()
+    return service.exchange(session, member_customer(session, current_member()), data["code"])
 
 
 @blp.route("/me/coupons")

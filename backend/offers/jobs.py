@@ -16,6 +16,20 @@ def expire_due_job(session: Session, slot: int | None = None) -> int:
 
 periodic("offers.expire_due", 600)
 
+
+@job(service.PUSH_JOB, queue="low")
+def push_job(session: Session, push_id: int) -> int:
+    push = service.run_push(session, push_id)
+    return push.issued if push else 0
+
+
+@job("offers.birthdays", queue="low")
+def birthdays_job(session: Session, slot: int | None = None) -> int:
+    return service.birthday_coupons(session)
+
+
+periodic("offers.birthdays", 86400)
+
 # Coupons on payment orders, whatever the business type: used when paid, released when closed
 # or refunded in full.
 register_listener(

@@ -26,6 +26,16 @@ class CouponStatus(enum.StrEnum):
     EXPIRED = "expired"
 
 
+class AutoIssue(enum.StrEnum):
+    """Moments a template is given automatically, once per member (its key says so)."""
+
+    REGISTRATION = "registration"  # a new member's first login
+    CAR_BOUND = "car_bound"  # the member's first car bound
+    FIRST_PAID_ORDER = "first_paid_order"
+    BIRTHDAY = "birthday"  # by the daily job, once a year
+    TIER_UPGRADE = "tier_upgrade"  # each tier reached, once
+
+
 class CouponTemplate(Base):
     __tablename__ = "coupon_template"
 
@@ -56,6 +66,9 @@ class CouponTemplate(Base):
     segment_id: Mapped[int | None] = mapped_column(default=None)
     car_brand: Mapped[str | None] = mapped_column(String(32), default=None)
     new_members_only: Mapped[bool] = mapped_column(default=False)
+    # Other ways to get it: an exchange code the member types (兑换码), or given automatically.
+    exchange_code: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
+    auto_issue_on: Mapped[AutoIssue | None] = mapped_column(StrEnumType(AutoIssue, 24), index=True, default=None)
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -83,13 +96,14 @@ class Coupon(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
     code: Mapped[str] = mapped_column(String(12), unique=True)  # the 12-digit code shown in the app
     status: Mapped[CouponStatus] = mapped_column(StrEnumType(CouponStatus, 16), default=CouponStatus.UNUSED)
-    source: Mapped[str] = mapped_column(String(16))  # claim | staff
+    source: Mapped[str] = mapped_column(String(16))  # claim | staff | push | auto | exchange | mall
     # What issued it, unique: a retried claim or grant cannot issue twice.
     issue_key: Mapped[str] = mapped_column(String(191), unique=True)
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime]
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
     used_at: Mapped[datetime | None] = mapped_column(default=None)
+    campaign_id: Mapped[int | None] = mapped_column(index=True, default=None)  # pushed for a campaign
     locked_order_id: Mapped[int | None] = mapped_column(BigId, ForeignKey("payment_order.id"), index=True, default=None)
     discount_fen: Mapped[int | None] = mapped_column(default=None)  # taken off the order it is locked to
 
@@ -109,3 +123,28 @@ class CouponWriteOff(Base):
     reversed_at: Mapped[datetime | None] = mapped_column(default=None)
     reversed_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
     reverse_reason: Mapped[str | None] = mapped_column(String(255), default=None)
+
+
+class PushStatus(enum.StrEnum):
+    QUEUED = "queued"
+    DONE = "done"
+
+
+class CouponPush(Base):
+    """A template pushed to a segment's members by a job. Each member's coupon is keyed by
+    (template, member, campaign or push), so a re-run or a second push for the same campaign
+    gives nobody a second coupon."""
+
+    __tablename__ = "coupon_push"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    template_id: Mapped[int] = mapped_column(ForeignKey("coupon_template.id"), index=True)
+    segment_id: Mapped[int]
+    campaign_id: Mapped[int | None] = mapped_column(default=None)
+    created_by: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    status: Mapped[PushStatus] = mapped_column(StrEnumType(PushStatus, 16), default=PushStatus.QUEUED)
+    issued: Mapped[int] = mapped_column(default=0)
+    skipped: Mapped[int] = mapped_column(default=0)  # already had it, over the limit or not eligible
+    sold_out: Mapped[int] = mapped_column(default=0)  # members left without one when the stock ran out
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from backend.offers.models import CouponKind, CouponStatus
+from backend.offers.models import AutoIssue, CouponKind, CouponStatus, PushStatus
 from backend.platform.api import OutputSchema, Schema
 
 
@@ -34,6 +34,8 @@ class CouponTemplateSchema(OutputSchema):
     segment_id = fields.Integer(allow_none=True)
     car_brand = fields.String(allow_none=True)
     new_members_only = fields.Boolean()
+    exchange_code = fields.String(allow_none=True)
+    auto_issue_on = fields.Enum(AutoIssue, by_value=True, allow_none=True)
     active = fields.Boolean()
 
 
@@ -83,6 +85,17 @@ class _CouponTemplateFields(Schema):
     segment_id = fields.Integer(allow_none=True)
     car_brand = fields.String(allow_none=True, validate=validate.Length(max=32))
     new_members_only = fields.Boolean()
+    exchange_code = fields.String(
+        allow_none=True,
+        validate=validate.Regexp(r"^[A-Z0-9]{6,32}$", error="6-32 capital letters and digits"),
+        metadata={"description": "兑换码 members type to get one (POST /offers/exchange)"},
+    )
+    auto_issue_on = fields.Enum(
+        AutoIssue,
+        by_value=True,
+        allow_none=True,
+        metadata={"description": "given automatically, once per member: " + ", ".join(a.value for a in AutoIssue)},
+    )
     active = fields.Boolean()
 
     @validates_schema
@@ -238,3 +251,33 @@ class CouponReportRowSchema(OutputSchema):
 
 class CouponReportSchema(OutputSchema):
     items = fields.List(fields.Nested(CouponReportRowSchema))
+
+
+class CouponExchangeInSchema(Schema):
+    code = fields.String(required=True, validate=validate.Length(min=6, max=32))
+
+
+class CouponPushInSchema(Schema):
+    segment_id = fields.Integer(required=True)
+    campaign_id = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "pushes for one campaign give each member one coupon in all"},
+    )
+
+
+class CouponPushSchema(OutputSchema):
+    id = fields.Integer()
+    template_id = fields.Integer()
+    segment_id = fields.Integer()
+    campaign_id = fields.Integer(allow_none=True)
+    status = fields.Enum(PushStatus, by_value=True)
+    issued = fields.Integer()
+    skipped = fields.Integer(metadata={"description": "not eligible or over the per-member limit"})
+    sold_out = fields.Integer(metadata={"description": "members left without one when the stock ran out"})
+    created_at = fields.DateTime()
+    finished_at = fields.DateTime(allow_none=True)
+
+
+class CouponPushListSchema(OutputSchema):
+    items = fields.List(fields.Nested(CouponPushSchema))

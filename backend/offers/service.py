@@ -27,12 +27,15 @@ from sqlalchemy.orm import Session
 
 from backend.customers.models import Car, Customer
 from backend.offers.models import (
+    AutoIssue,
     Coupon,
     CouponClaimCounter,
     CouponKind,
+    CouponPush,
     CouponStatus,
     CouponTemplate,
     CouponWriteOff,
+    PushStatus,
 )
 from backend.org.models import MANAGER_ROLES
 from backend.org.scope import acting_store, register_scope, store_filter
@@ -43,6 +46,7 @@ from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages
+from backend.platform.jobs import enqueue
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
 
@@ -72,6 +76,7 @@ register_messages(
         "coupon.threshold_not_met": ("未满足使用门槛", "The order does not reach this coupon's threshold"),
         "coupon.not_for_this_order": ("该优惠券不适用于此订单", "This coupon does not apply to this order"),
         "coupon.store_only": ("该券仅限到店核销", "This coupon is used at the store, not online"),
+        "coupon.exchange_code_invalid": ("兑换码无效", "Exchange code not valid"),
         "coupon.stock_below_issued": ("库存不能少于已发放数量", "Stock cannot drop below the coupons issued"),
     }
 )
@@ -229,17 +234,173 @@ def claim(session: Session, customer: Customer, template_id: int, now: datetime 
     return _issue(session, template, customer.id, "claim", None, now)
 
 
+def issue_once(
+    session: Session,
+    template: CouponTemplate,
+    customer_id: int,
+    source: str,
+    key: str,
+    now: datetime | None = None,
+    campaign_id: int | None = None,
+) -> tuple[Coupon, bool]:
+    """The coupon `key` names, issued now if it was not yet (stock and the member's limit apply).
+    Returns it and whether it is new."""
+    existing = session.scalars(select(Coupon).where(Coupon.issue_key == key)).one_or_none()
+    if existing is not None:
+        return existing, False
+    coupon = _issue(session, template, customer_id, source, key, now or utcnow())
+    coupon.campaign_id = campaign_id
+    return coupon, True
+
+
 def give(
     session: Session, actor: StaffActor, template: CouponTemplate, customer: Customer, reason: str, ref: str
 ) -> Coupon:
     """Staff give a coupon with a reason; `ref` (the client's id of this gift) makes a retry give once."""
-    key = f"give:{template.id}:{customer.id}:{ref}"
-    existing = session.scalars(select(Coupon).where(Coupon.issue_key == key)).one_or_none()
-    if existing is not None:
-        return existing
-    coupon = _issue(session, template, customer.id, "staff", key, utcnow())
-    write_audit(session, actor, "coupon.given", "coupon", coupon.id, {"customer_id": customer.id, "reason": reason})
+    coupon, new = issue_once(session, template, customer.id, "staff", f"give:{template.id}:{customer.id}:{ref}")
+    if new:
+        write_audit(session, actor, "coupon.given", "coupon", coupon.id, {"customer_id": customer.id, "reason": reason})
     return coupon
+
+
+def _try_issue(session: Session, template: CouponTemplate, customer_id: int, source: str, key: str, **kw: Any) -> str:
+    """One member's coupon inside a savepoint, for jobs and hooks that must not fail the rest:
+    'issued', 'had' (the key was used), or the refusal code (sold out, limit, not eligible)."""
+    try:
+        with session.begin_nested():
+            _, new = issue_once(session, template, customer_id, source, key, **kw)
+    except AppError as exc:
+        return exc.code
+    return "issued" if new else "had"
+
+
+def auto_issue(session: Session, customer_id: int, moment: AutoIssue, ref: str, now: datetime | None = None) -> int:
+    """Give the templates set to `moment` (registration, first car, first paid order, birthday,
+    tier upgrade) that are claimable now and the member is eligible for; `ref` makes each moment
+    give once. Never fails the caller: a sold-out template is skipped. Returns coupons issued."""
+    now = now or utcnow()
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        return 0
+    issued = 0
+    templates = session.scalars(
+        select(CouponTemplate).where(
+            CouponTemplate.auto_issue_on == moment,
+            CouponTemplate.active.is_(True),
+            CouponTemplate.claim_starts_at <= now,
+            CouponTemplate.claim_ends_at > now,
+        )
+    ).all()
+    for template in templates:
+        try:
+            _check_eligible(session, template, customer, now)
+        except AppError:
+            continue
+        key = f"auto:{moment.value}:{template.id}:{customer_id}:{ref}"
+        issued += _try_issue(session, template, customer_id, "auto", key, now=now) == "issued"
+    return issued
+
+
+def exchange(session: Session, customer: Customer, code: str, now: datetime | None = None) -> Coupon:
+    """A coupon for an exchange code (兑换码) printed on a flyer or given at an event: once per
+    member and code (a retry answers the same coupon); eligibility, windows and stock apply."""
+    now = now or utcnow()
+    template = session.scalars(
+        select(CouponTemplate).where(CouponTemplate.exchange_code == code.strip().upper())
+    ).one_or_none()
+    if template is None or not template.active:
+        raise AppError("coupon.exchange_code_invalid", 404)
+    if not (template.claim_starts_at <= now < template.claim_ends_at):
+        raise AppError("coupon.not_claimable", 409)
+    _check_eligible(session, template, customer, now)
+    coupon, _ = issue_once(session, template, customer.id, "exchange", f"exchange:{template.id}:{customer.id}", now)
+    return coupon
+
+
+def issue_for_mall(
+    session: Session, template_id: int | None, customer_id: int, order_no: str, quantity: int
+) -> list[Coupon]:
+    """Coupons bought with points in the mall, in the redemption's transaction: a template out
+    of stock fails the redemption as a whole (points are not taken for nothing)."""
+    template = session.get(CouponTemplate, template_id) if template_id is not None else None
+    if template is None or not template.active:
+        raise AppError("mall.coupon_unavailable", 409)
+    return [issue_once(session, template, customer_id, "mall", f"mall:{order_no}:{n}")[0] for n in range(quantity)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pushes to a segment (a job)
+
+PUSH_JOB = "offers.push"
+
+
+def start_push(
+    session: Session, actor: StaffActor, template: CouponTemplate, segment_id: int, campaign_id: int | None
+) -> CouponPush:
+    """Queue a push of `template` to the segment's members (the segment as its owner scopes it)."""
+    from backend.segments.models import Segment
+
+    if session.get(Segment, segment_id) is None:
+        raise AppError("segments.not_found", 404)
+    push = CouponPush(
+        template_id=template.id, segment_id=segment_id, campaign_id=campaign_id, created_by=actor.staff_id
+    )
+    session.add(push)
+    session.flush()
+    enqueue(session, PUSH_JOB, {"push_id": push.id}, dedup_key=f"{PUSH_JOB}:{push.id}", key_is_new=True)
+    write_audit(session, actor, "coupon.pushed", "coupon_push", push.id, {"segment_id": segment_id})
+    return push
+
+
+def run_push(session: Session, push_id: int) -> CouponPush | None:
+    """Issue to every member of the segment, each keyed by (template, member, campaign or this
+    push): a re-run after a crash gives nobody a second coupon; the counts are recomputed."""
+    from backend.segments.service import segment_customer_ids
+
+    push = session.get(CouponPush, push_id, with_for_update=True)
+    if push is None or push.status == PushStatus.DONE:
+        return push
+    template = session.get(CouponTemplate, push.template_id)
+    scope = f"campaign:{push.campaign_id}" if push.campaign_id is not None else f"push:{push.id}"
+    counts = {"issued": 0, "skipped": 0, "sold_out": 0}
+    now = utcnow()
+    member_ids = session.scalars(segment_customer_ids(session, push.segment_id, now)).all()
+    customers = {c.id: c for c in session.scalars(select(Customer).where(Customer.id.in_(member_ids)))}
+    for customer_id in member_ids:
+        customer = customers.get(customer_id)
+        try:
+            if customer is None:
+                raise AppError("coupon.not_eligible", 409)
+            _check_eligible(session, template, customer, now)
+        except AppError:
+            counts["skipped"] += 1
+            continue
+        key = f"push:{template.id}:{customer_id}:{scope}"
+        outcome = _try_issue(session, template, customer_id, "push", key, now=now, campaign_id=push.campaign_id)
+        if outcome in ("issued", "had"):
+            counts["issued"] += 1
+        elif outcome == "coupon.sold_out":
+            counts["sold_out"] += 1
+        else:
+            counts["skipped"] += 1
+    push.issued, push.skipped, push.sold_out = counts["issued"], counts["skipped"], counts["sold_out"]
+    push.status = PushStatus.DONE
+    push.finished_at = now
+    return push
+
+
+def birthday_coupons(session: Session, now: datetime | None = None) -> int:
+    """Daily: members whose birthday is today (Asia/Shanghai) get the birthday templates, once a year."""
+    from backend.points.service import shanghai_date
+
+    now = now or utcnow()
+    today = shanghai_date(now)
+    if session.get_bind().dialect.name == "sqlite":
+        born_today = func.strftime("%m-%d", Customer.birthday) == today.strftime("%m-%d")
+    else:
+        born_today = (func.month(Customer.birthday) == today.month) & (func.dayofmonth(Customer.birthday) == today.day)
+    ids = session.scalars(select(Customer.id).where(Customer.birthday.is_not(None), born_today)).all()
+    return sum(auto_issue(session, cid, AutoIssue.BIRTHDAY, ref=str(today.year), now=now) for cid in ids)
 
 
 def member_coupons(session: Session, customer_id: int, status: str | None = None) -> list[Coupon]:
@@ -571,8 +732,19 @@ def _order_coupons(session: Session, order_id: int, status: CouponStatus) -> lis
     )
 
 
+def _paid_orders(session: Session, customer_id: int) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(PaymentOrder)
+        .where(PaymentOrder.customer_id == customer_id, PaymentOrder.paid_at.is_not(None))
+    )
+
+
 def on_order_paid(session: Session, order_id: int) -> None:
     now = utcnow()
+    order = session.get(PaymentOrder, order_id)
+    if order is not None and _paid_orders(session, order.customer_id) == 1:
+        auto_issue(session, order.customer_id, AutoIssue.FIRST_PAID_ORDER, ref="first", now=now)
     for coupon in _order_coupons(session, order_id, CouponStatus.LOCKED):
         coupon.status = CouponStatus.USED
         coupon.used_at = now

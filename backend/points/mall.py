@@ -57,8 +57,8 @@ register_messages(
         "mall.limit_reached": ("已达到该商品的兑换上限", "Redemption limit reached for this item"),
         "mall.tier_required": ("您的会员等级暂不能兑换该商品", "Your tier cannot redeem this item"),
         "mall.coupon_unavailable": (
-            "优惠券类商品暂未开放兑换，敬请期待",
-            "Coupon items cannot be redeemed until the coupon service is available",
+            "该优惠券暂不可兑换",
+            "This coupon cannot be redeemed now (no coupon set, sold out or not for points only)",
         ),
         "mall.codes_exhausted": ("兑换码已发完", "The code pool of this item is empty"),
         "mall.cannot_cancel": ("该订单当前状态不能取消", "This order cannot be cancelled in its current state"),
@@ -195,8 +195,8 @@ def redeem(
         raise AppError("mall.item_unavailable", 409)
     if (item.sale_starts_at and now < item.sale_starts_at) or (item.sale_ends_at and now >= item.sale_ends_at):
         raise AppError("mall.not_on_sale", 409)
-    if item.kind == ItemKind.COUPON:
-        raise AppError("mall.coupon_unavailable", 409)
+    if item.kind == ItemKind.COUPON and (item.coupon_template_id is None or item.cash_fen > 0):
+        raise AppError("mall.coupon_unavailable", 409)  # coupons are sold for points only
     if quantity < 1 or quantity > item.per_order_limit:
         raise AppError(
             "request.invalid", 422, errors={"json": {"quantity": [f"must be between 1 and {item.per_order_limit}"]}}
@@ -282,6 +282,11 @@ def redeem(
                 code.order_id = order.id
                 code.assigned_at = now
             session.flush()
+        elif item.kind == ItemKind.COUPON:
+            from backend.offers.service import issue_for_mall
+
+            issue_for_mall(session, item.coupon_template_id, customer_id, order_no, quantity)
+            order.state = MallOrderState.COMPLETED
         record(
             session,
             customer_id=customer_id,

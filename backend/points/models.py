@@ -169,6 +169,8 @@ class MallItem(Base, TimestampMixin):
     sale_starts_at: Mapped[datetime | None] = mapped_column(default=None)
     sale_ends_at: Mapped[datetime | None] = mapped_column(default=None)
     store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True, default=None)  # None: group
+    # kind coupon: the coupon template each unit issues (through the coupons feature)
+    coupon_template_id: Mapped[int | None] = mapped_column(default=None)
     active: Mapped[bool] = mapped_column(default=True)
 
 

@@ -88,6 +88,11 @@ def _change(session: Session, customer_id: int, old: Tier, new: Tier, now: datet
         payload=payload,
     )
     record_notice(session, customer_id, "tier_changed", f"tier:{stamp}", payload)
+    if new.rank > old.rank:
+        from backend.offers.models import AutoIssue
+        from backend.offers.service import auto_issue
+
+        auto_issue(session, customer_id, AutoIssue.TIER_UPGRADE, ref=new.code, now=now)  # once per tier reached
 
 
 def upgrade_if_due(session: Session, customer_id: int, now: datetime | None = None) -> Tier | None:

@@ -194,7 +194,29 @@ def test_results_count_participants_points_revenue_and_new_friends(
     assert {r["rule_id"]: r["points"] for r in res["by_rule"]} == {bind["id"]: 60, spend["id"]: 300}
     assert res["revenue_attributed_fen"] == 250_00  # the order that earned a spend grant, less its refund
     assert res["new_wecom_friends"] == 2
-    assert res["coupons_used"] is None  # wired with the coupons feature
+    assert res["coupons_used"] == 0
+    # Coupons pushed for the campaign count once used; unused ones and others' do not.
+    from backend.offers.models import Coupon, CouponKind, CouponStatus, CouponTemplate
+
+    template = CouponTemplate(
+        name="活动券", kind=CouponKind.FIXED, value_fen=100, stock=3, issued=3, claim_starts_at=now,
+        claim_ends_at=now + timedelta(days=1), use_days=1,
+    )  # fmt: skip
+    db_session.add(template)
+    db_session.flush()
+    for i, (status, campaign_id) in enumerate(
+        [(CouponStatus.USED, campaign["id"]), (CouponStatus.UNUSED, campaign["id"]), (CouponStatus.USED, None)]
+    ):
+        db_session.add(
+            Coupon(
+                template_id=template.id, customer_id=members[i].id, code=f"{i:012d}", status=status, source="push",
+                issue_key=f"results:{i}", valid_from=now, valid_until=now + timedelta(days=1), campaign_id=campaign_id,
+                used_at=now if status == CouponStatus.USED else None,
+            )
+        )  # fmt: skip
+    db_session.commit()
+    res = client.get(f"{WB}/campaigns/{campaign['id']}/results", headers=marketing).get_json()
+    assert res["coupons_used"] == 1
 
 
 def test_lists_make_the_same_queries_for_2_or_20_items(client: Any, marketing: Any) -> None:

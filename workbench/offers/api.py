@@ -12,11 +12,14 @@ from flask.views import MethodView
 from sqlalchemy import select
 
 from backend.offers import service
-from backend.offers.models import Coupon, CouponTemplate, CouponWriteOff
+from backend.offers.models import Coupon, CouponPush, CouponTemplate, CouponWriteOff
 from backend.offers.schemas import (
     CouponGiveInSchema,
     CouponListSchema,
     CouponPreviewSchema,
+    CouponPushInSchema,
+    CouponPushListSchema,
+    CouponPushSchema,
     CouponReportSchema,
     CouponReverseInSchema,
     CouponScanInSchema,
@@ -116,6 +119,32 @@ def give(data: dict[str, Any], coupon_template_id: int) -> Coupon:
     template = get_scoped_or_404(session, actor, "coupon_template", coupon_template_id)
     customer = get_scoped_or_404(session, actor, "customer", data["customer_id"])
     return service.give(session, actor, template, customer, data["reason"], data["ref"])
+
+
+@blp.route("/coupon-templates/<int:coupon_template_id>/pushes")
+class Pushes(MethodView):
+    @scoped("coupon_template")
+    @blp.response(200, CouponPushListSchema)
+    def get(self, coupon_template_id: int) -> dict[str, Any]:
+        session = db.session()
+        template = get_scoped_or_404(session, current_staff(), "coupon_template", coupon_template_id)
+        stmt = select(CouponPush).where(CouponPush.template_id == template.id).order_by(CouponPush.id.desc())
+        return {"items": session.scalars(stmt.limit(100)).all()}
+
+    @scoped("coupon_template")
+    @scope_first("coupon_template", "coupon_template_id")
+    @role_required(*MANAGERS)
+    @blp.arguments(CouponPushInSchema)
+    @blp.response(202, CouponPushSchema)
+    def post(self, data: dict[str, Any], coupon_template_id: int) -> CouponPush:
+        """Push the template to a segment's members, by a job (202: queued; GET shows the counts).
+        Each member gets at most one per template and campaign (or per push without one), within
+        the stock, the per-member limit and the template's eligibility."""
+        session = db.session()
+        actor = current_staff()
+        template = get_scoped_or_404(session, actor, "coupon_template", coupon_template_id)
+        get_scoped_or_404(session, actor, "segment", data["segment_id"])
+        return service.start_push(session, actor, template, data["segment_id"], data["campaign_id"])
 
 
 @blp.route("/customers/<int:customer_id>/coupons")
