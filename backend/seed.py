@@ -586,6 +586,10 @@ def seed_demo(if_empty: bool = False, customers: int = 500) -> str:
         from backend.consult.seed import seed_consult
 
         loyalty += "; " + seed_consult(session, demo_store_id, [demo_openid(n) for n in range(1, 21)], now)
+        from backend.offers.seed import seed_offers
+
+        openids = [demo_openid(n) for n in range(1, min(customers, 12) + 1)]
+        loyalty += "; " + seed_offers(session, openids, demo_store_id, demo_advisor_id, now)
         commit(session)
     except BaseException:
         rollback(session)

@@ -9,6 +9,7 @@ from backend.customers.service import member_customer
 from backend.offers import service
 from backend.offers.models import Coupon
 from backend.offers.schemas import (
+    CouponClaimInSchema,
     CouponExchangeInSchema,
     CouponListSchema,
     CouponOfferListSchema,
@@ -47,8 +48,9 @@ def offers() -> dict[str, Any]:
 @blp.route("/offers/<int:offer_id>/claim", methods=["POST"])
 @self_only
 @idempotent
+@blp.arguments(CouponClaimInSchema)
 @blp.response(201, CouponSchema, example=COUPON_EXAMPLE)
-def claim(offer_id: int) -> Coupon:
+def claim(data: dict[str, Any], offer_id: int) -> Coupon:
     """Claim one coupon of an offer. Send an Idempotency-Key: a retried tap answers the same coupon.
 
     Refusals: 409 `coupon.sold_out`, `coupon.limit_reached` (the offer's per-member limit),

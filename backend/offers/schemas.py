@@ -253,6 +253,10 @@ class CouponReportSchema(OutputSchema):
     items = fields.List(fields.Nested(CouponReportRowSchema))
 
 
+class CouponClaimInSchema(Schema):
+    """No fields: the offer is in the path (send `{}`)."""
+
+
 class CouponExchangeInSchema(Schema):
     code = fields.String(required=True, validate=validate.Length(min=6, max=32))
 

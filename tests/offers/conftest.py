@@ -76,4 +76,4 @@ def make_template(client: Any, staff: SimpleNamespace, units: SimpleNamespace) -
 
 def claim(client: Any, headers: dict, template_id: int, key: str | None = None) -> Any:
     extra = {"Idempotency-Key": key} if key else {}
-    return client.post(f"{APP}/offers/{template_id}/claim", headers={**headers, **extra})
+    return client.post(f"{APP}/offers/{template_id}/claim", json={}, headers={**headers, **extra})

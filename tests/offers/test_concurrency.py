@@ -57,7 +57,9 @@ def _warm_up(app: Any) -> None:
     process builds SQLAlchemy's per-class cache-key dispatchers, and 2.1 was seen (once in many
     runs) to fail a request racing that build. The burst tests our counters, not that."""
     ids, template_id = _setup(app, members=1, stock=1, limit=1)
-    resp = app.test_client().post(f"/api/app/v1/offers/{template_id}/claim", headers=_owner_headers(app, ids[0]))
+    resp = app.test_client().post(
+        f"/api/app/v1/offers/{template_id}/claim", json={}, headers=_owner_headers(app, ids[0])
+    )
     assert resp.status_code == 201
 
 
@@ -88,7 +90,7 @@ def test_200_concurrent_claims_issue_exactly_the_stock(app: Any, patient_pool: A
     headers = [_owner_headers(app, cid) for cid in callers]
     client = app.test_client()
     results = run_threads(
-        len(callers), lambda i: client.post(f"/api/app/v1/offers/{template_id}/claim", headers=headers[i])
+        len(callers), lambda i: client.post(f"/api/app/v1/offers/{template_id}/claim", json={}, headers=headers[i])
     )
     statuses = [getattr(r, "status_code", r) for r in results]
     assert statuses.count(201) == 100, [s for s in statuses if s not in (201, 409)][:5]
@@ -109,7 +111,7 @@ def test_concurrent_taps_of_one_member_stop_at_the_limit(app: Any, patient_pool:
     headers = [_owner_headers(app, cid) for cid in callers]
     client = app.test_client()
     results = run_threads(
-        len(callers), lambda i: client.post(f"/api/app/v1/offers/{template_id}/claim", headers=headers[i])
+        len(callers), lambda i: client.post(f"/api/app/v1/offers/{template_id}/claim", json={}, headers=headers[i])
     )
     statuses = [getattr(r, "status_code", r) for r in results]
     assert statuses.count(201) == 60, [s for s in statuses if s not in (201, 409)][:5]
