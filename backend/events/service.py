@@ -152,7 +152,7 @@ def _event_rule(actor: StaffActor) -> ColumnElement[bool]:
     related = exists().where(
         organiser.id == Event.org_unit_id,
         me.id == actor.org_unit_id,
-        or_(organiser.path.startswith(me.path, autoescape=True), me.path.startswith(organiser.path)),
+        or_(organiser.path.startswith(me.path), me.path.startswith(organiser.path)),
     )
     return or_(related, Event.store_id == actor.org_unit_id)
 
