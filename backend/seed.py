@@ -586,6 +586,9 @@ def seed_demo(if_empty: bool = False, customers: int = 500) -> str:
         from backend.consult.seed import seed_consult
 
         loyalty += "; " + seed_consult(session, demo_store_id, [demo_openid(n) for n in range(1, 21)], now)
+        from backend.events.seed import seed_events
+
+        loyalty += "; " + seed_events(session, demo_store_id, [demo_openid(n) for n in range(1, customers + 1)], now)
         commit(session)
     except BaseException:
         rollback(session)
