@@ -13,6 +13,7 @@ from backend.customers.models import Customer
 from backend.events import service
 from backend.events.models import Event, EventRegistration
 from backend.events.schemas import (
+    EventNoBodySchema,
     OwnerEventListSchema,
     OwnerEventQuerySchema,
     OwnerEventSchema,
@@ -131,8 +132,9 @@ def my_registration(registration_id: int) -> dict[str, Any]:
 
 @blp.route("/me/event-registrations/<int:registration_id>/cancel", methods=["POST"])
 @self_only
+@blp.arguments(EventNoBodySchema)
 @blp.response(200, RegistrationSchema)
-def cancel(registration_id: int) -> dict[str, Any]:
+def cancel(_body: dict[str, Any], registration_id: int) -> dict[str, Any]:
     """Cancel my sign-up, decline an offered seat or leave the waitlist. A confirmed or unpaid
     seat can be given back only before the cancel cut-off (409 `event.cancel_cutoff_passed`);
     a points fee is restored, a paid fee refunded in full."""
@@ -142,8 +144,9 @@ def cancel(registration_id: int) -> dict[str, Any]:
 
 @blp.route("/me/event-registrations/<int:registration_id>/accept", methods=["POST"])
 @self_only
+@blp.arguments(EventNoBodySchema)
 @blp.response(200, RegistrationSchema)
-def accept(registration_id: int) -> dict[str, Any]:
+def accept(_body: dict[str, Any], registration_id: int) -> dict[str, Any]:
     """Take the seat offered to me from the waitlist (409 `event.no_offer`, `event.offer_expired`)."""
     session = db.session()
     return registration_view(session, service.accept_offer(session, current_member().customer_id, registration_id))

@@ -74,7 +74,7 @@ class EventCancelInSchema(Schema):
     reason = fields.String(required=True, validate=validate.Length(min=1, max=255))
 
 
-class PublishInSchema(Schema):
+class EventNoBodySchema(Schema):
     pass
 
 

@@ -21,8 +21,8 @@ from backend.events.schemas import (
     CheckInInSchema,
     EventCancelInSchema,
     EventInSchema,
+    EventNoBodySchema,
     EventPatchSchema,
-    PublishInSchema,
     RegistrationQuerySchema,
     StaffEventPageSchema,
     StaffEventQuerySchema,
@@ -99,7 +99,7 @@ class EventItem(MethodView):
 @blp.route("/events/<int:event_id>/publish", methods=["POST"])
 @scoped("event")
 @scope_first("event", "event_id")
-@blp.arguments(PublishInSchema)
+@blp.arguments(EventNoBodySchema)
 @blp.response(200, StaffEventSchema)
 def publish(_body: dict[str, Any], event_id: int) -> Event:
     """Open the event to owners (sign-up follows its window)."""
