@@ -1195,7 +1195,12 @@ def _campaign_action(session: Session, reg: EventRegistration, event: Event, now
     except ImportError:  # campaigns not installed in this build
         return
     on_action(
-        session, reg.customer_id, "event_attended", ref=f"event:{event.id}", store_id=event.store_id, occurred_at=now
+        session,
+        reg.customer_id,
+        "event_attended",
+        ref=f"event_checkin:{event.id}:{reg.customer_id}",  # one occurrence per event and member
+        store_id=event.store_id,
+        occurred_at=now,
     )
 
 

@@ -157,3 +157,36 @@ def test_a_scan_sent_three_times_is_one_scan_and_one_check_in(
     from backend.events.models import EventCheckinScan
 
     assert db_session.scalar(select(func.count()).select_from(EventCheckinScan)) == 1
+
+
+def test_check_in_reports_event_attended_to_campaigns_once(
+    client: Any, db_session: Any, place: Any, make_owner: Any
+) -> None:
+    rule = client.post(
+        f"{WB}/earning-rules",
+        json={
+            "name": "活动到场奖励",
+            "kind": "action",
+            "trigger": "event_attended",
+            "points": 20,
+            "valid_from": (utcnow() - timedelta(days=1)).isoformat(),
+        },
+        headers=place.h(place.marketing),
+    )
+    assert rule.status_code == 201, rule.get_json()
+    event = create_event(
+        client, place.h(), capacity=3, attendance_points=50, checkin_opens_at=utcnow() - timedelta(minutes=5)
+    )
+    owners = [make_owner(place.unit) for _ in range(2)]
+    for owner in owners:
+        reg = sign_up(client, owner, event["id"]).get_json()
+        for _ in range(2):  # a second scan (new nonce) is refused and grants nothing more
+            _scan(client, place.h(place.advisor), event["id"], _qr(client, owner, reg["id"]))
+    from backend.campaigns.models import CampaignGrant
+
+    for owner in owners:  # every attendee is granted once (the occurrence is per event and member)
+        assert client.get(f"{APP}/points/account", headers=owner.headers).get_json()["available"] == 70
+        grants = db_session.scalars(select(CampaignGrant).where(CampaignGrant.customer_id == owner.id)).all()
+        assert [(g.rule_id, g.ref) for g in grants] == [
+            (rule.get_json()["id"], f"event_checkin:{event['id']}:{owner.id}")
+        ]
