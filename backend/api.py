@@ -15,6 +15,7 @@ FEATURE_APIS = (
     "backend.notices.api",
     "backend.consult.api",
     "backend.leads.api",
+    "backend.offers.api",
     "backend.events.api",
 )
 

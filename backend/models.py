@@ -6,6 +6,7 @@ from backend.customers import models as _customers  # noqa: F401
 from backend.events import models as _events  # noqa: F401
 from backend.leads import models as _leads  # noqa: F401
 from backend.notices import models as _notices  # noqa: F401
+from backend.offers import models as _offers  # noqa: F401
 from backend.org import models as _org  # noqa: F401
 from backend.packages import models as _packages  # noqa: F401
 from backend.payments import models as _payments  # noqa: F401

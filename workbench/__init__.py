@@ -20,6 +20,7 @@ FEATURE_APIS = (
     "workbench.segments.api",
     "workbench.campaigns.api",
     "workbench.consult.api",
+    "workbench.offers.api",
     "workbench.events.api",
 )
 

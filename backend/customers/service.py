@@ -94,6 +94,14 @@ def attach_identity(session: Session, customer: Customer, kind: IdentityKind, va
     return True
 
 
+def member_customer(session: Session, actor: MemberActor) -> Customer:
+    """The signed-in owner's customer row (404 member.not_found once it is gone)."""
+    customer = session.get(Customer, actor.customer_id)
+    if customer is None:
+        raise AppError("member.not_found", 404)
+    return customer
+
+
 def load_member_actor(session: Session, customer_id: int) -> MemberActor:
     customer = _follow_merges(session, session.get(Customer, customer_id))
     if customer is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.customers.models import Customer
+from backend.customers.service import member_customer
 from backend.leads import service
 from backend.leads.models import Lead, Listing
 from backend.leads.schemas import (
@@ -21,7 +21,6 @@ from backend.leads.schemas import (
 )
 from backend.platform.api import Blueprint, current_member, self_only
 from backend.platform.db import db
-from backend.platform.errors import AppError
 from backend.platform.idempotency import idempotent
 
 blp = Blueprint("owner_leads", __name__, url_prefix="/api/app/v1", audience="owner", description="线索 — leads")
@@ -85,13 +84,6 @@ LEAD_EXAMPLE = {
 }
 
 
-def _me() -> Customer:
-    customer = db.session().get(Customer, current_member().customer_id)
-    if customer is None:
-        raise AppError("member.not_found", 404)
-    return customer
-
-
 @blp.route("/leads", methods=["POST"])
 @self_only
 @idempotent
@@ -121,7 +113,7 @@ def submit_lead(data: dict[str, Any]) -> Lead:
     the first is open is refused: 409 `lead.duplicate`, `errors.lead_id` naming the first. The same
     Idempotency-Key replays the first answer instead.
     """
-    return service.submit(db.session(), _me(), data)
+    return service.submit(db.session(), member_customer(db.session(), current_member()), data)
 
 
 @blp.route("/me/leads")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backend.customers.models import Customer
+from backend.customers.service import member_customer
 from backend.packages import service
 from backend.packages.models import PackagePurchase, ServicePackage
 from backend.packages.schemas import (
@@ -20,19 +20,11 @@ from backend.packages.schemas import (
 )
 from backend.platform.api import Blueprint, current_member, self_only
 from backend.platform.db import db
-from backend.platform.errors import AppError
 from backend.platform.idempotency import idempotent
 
 blp = Blueprint(
     "owner_packages", __name__, url_prefix="/api/app/v1", audience="owner", description="保养套餐 — packages"
 )
-
-
-def _me() -> Customer:
-    customer = db.session().get(Customer, current_member().customer_id)
-    if customer is None:
-        raise AppError("member.not_found", 404)
-    return customer
 
 
 def purchase_view(purchase: PackagePurchase) -> dict[str, Any]:
@@ -47,14 +39,14 @@ def purchase_view(purchase: PackagePurchase) -> dict[str, Any]:
 @blp.response(200, PackageListSchema)
 def list_packages() -> dict[str, Any]:
     """Packages on sale to me: the group's and my home store's."""
-    return {"items": service.member_packages(db.session(), _me())}
+    return {"items": service.member_packages(db.session(), member_customer(db.session(), current_member()))}
 
 
 @blp.route("/packages/<int:package_id>")
 @self_only
 @blp.response(200, PackageSchema)
 def get_package(package_id: int) -> ServicePackage:
-    return service.member_package(db.session(), _me(), package_id)
+    return service.member_package(db.session(), member_customer(db.session(), current_member()), package_id)
 
 
 @blp.route("/packages/<int:package_id>/purchases", methods=["POST"])
@@ -65,7 +57,7 @@ def get_package(package_id: int) -> ServicePackage:
 def buy(_body: dict[str, Any], package_id: int) -> dict[str, Any]:
     """Start a purchase (send an Idempotency-Key: a retried tap returns the same purchase). The
     answer's `payment` is the body for `POST /payments/orders`."""
-    return purchase_view(service.buy(db.session(), _me(), package_id))
+    return purchase_view(service.buy(db.session(), member_customer(db.session(), current_member()), package_id))
 
 
 @blp.route("/me/packages")

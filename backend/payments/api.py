@@ -43,12 +43,22 @@ def _my_order(order_id: int) -> PaymentOrder:
 def create_order(data: dict[str, Any]) -> dict[str, Any]:
     """Create (or return the open) payment order for a business object and prepay it.
 
+    With `coupon_id`, the price is the business object's less the coupon (fixed, threshold or
+    percent; a voucher or gift is for the store counter): 409 coupon.in_use when another open
+    order holds it, coupon.threshold_not_met, coupon.wrong_store, coupon.not_for_this_order,
+    coupon.store_only. The coupon is used when the order is paid and released when it closes.
+
     Returns the order and the `wx.requestPayment` parameters. Success in the mini-program is not
     proof of payment: poll `GET /payments/orders/{id}` or call `.../sync`."""
     session = db.session()
     gw = service.gateway()
     order = service.create_order_for(
-        session, current_member().customer_id, data["business_type"], data["business_id"], gw=gw
+        session,
+        current_member().customer_id,
+        data["business_type"],
+        data["business_id"],
+        gw=gw,
+        coupon_id=data["coupon_id"],
     )
     pay_params = service.prepay(session, gw, order)
     return {"order": order, "pay_params": pay_params}

@@ -51,7 +51,34 @@ class BusinessEffect:
     refundable_total: RefundableHook | None = None
 
 
+@dataclass(frozen=True)
+class OrderDiscount:
+    """The one order-level coupon an owner picks at checkout (the offers feature registers it).
+
+    `price(session, customer_id, coupon_id, business_type, quote)` answers the fen taken off the
+    quote, or raises the feature's AppError (not usable here, threshold not met...);
+    `attach(session, coupon_id, order_id, discount_fen)` locks the coupon to the order in the
+    same transaction, or raises when another order holds it. Used, released and given back are
+    the feature's own paid / closed / refunded listeners."""
+
+    price: Callable[[Session, int, int, str, Quote], int]
+    attach: Callable[[Session, int, int, int], None]
+
+
 _EFFECTS: dict[str, BusinessEffect] = {}
+_DISCOUNTS: list[OrderDiscount] = []
+
+
+def register_order_discount(discount: OrderDiscount) -> None:
+    if _DISCOUNTS:
+        raise ValueError("order discount registered twice")
+    _DISCOUNTS.append(discount)
+
+
+def order_discount() -> OrderDiscount | None:
+    return _DISCOUNTS[0] if _DISCOUNTS else None
+
+
 _LISTENERS: list[BusinessEffect] = []
 
 

@@ -65,6 +65,7 @@ register_messages(
         "payment.refund_not_found": ("退款单不存在", "Refund not found"),
         "payment.unavailable": ("微信支付未开通", "WeChat Pay is not configured"),
         "payment.business_type_unknown": ("不支持该业务的支付", "This business type cannot be paid"),
+        "payment.coupon_unsupported": ("暂不支持使用优惠券", "Coupons cannot be used on orders"),
         "payment.no_openid": ("请先在小程序内登录后再支付", "The customer has no mini-program openid"),
         "payment.amount_invalid": ("支付金额无效", "The amount must be a positive number of fen"),
         "payment.already_paid": ("该订单已支付", "This business object is already paid"),
@@ -269,24 +270,40 @@ def create_order(
 
 
 def create_order_for(
-    session: Session, customer_id: int, business_type: str, business_id: str, gw: PayGateway | None = None
+    session: Session,
+    customer_id: int,
+    business_type: str,
+    business_id: str,
+    gw: PayGateway | None = None,
+    coupon_id: int | None = None,
 ) -> PaymentOrder:
-    """The owner API's path: the price comes from the business feature's quote, not the client."""
+    """The owner API's path: the price comes from the business feature's quote, not the client.
+
+    With a coupon, the order is the quote less the coupon's discount (at least 1 fen is paid),
+    and the coupon is locked to the order in this transaction: a coupon another order holds
+    fails the whole request, so no order is left half-discounted."""
     hook = effects.quote_hook(business_type)
     if hook is None:
         raise AppError("payment.business_type_unknown", 422)
     quote = hook(session, customer_id, business_id)
-    return create_order(
+    discount = effects.order_discount() if coupon_id is not None else None
+    if coupon_id is not None and discount is None:
+        raise AppError("payment.coupon_unsupported", 422)
+    off = discount.price(session, customer_id, coupon_id, business_type, quote) if discount else 0
+    order = create_order(
         session,
         customer_id=customer_id,
         business_type=business_type,
         business_id=business_id,
-        amount_fen=quote.amount_fen,
+        amount_fen=quote.amount_fen - off,
         description=quote.description,
         store_id=quote.store_id,
         expires_in=quote.expires_in,
         gw=gw,
     )
+    if discount is not None and coupon_id is not None:
+        discount.attach(session, coupon_id, order.id, off)
+    return order
 
 
 def prepay(session: Session, gw: PayGateway, order: PaymentOrder) -> dict[str, str]:

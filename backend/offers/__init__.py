@@ -1,0 +1,1 @@
+"""Coupons (优惠券): templates, claims, in-store write-off."""
