@@ -16,6 +16,7 @@ FEATURE_APIS = (
     "backend.consult.api",
     "backend.leads.api",
     "backend.offers.api",
+    "backend.events.api",
 )
 
 

@@ -2,6 +2,7 @@
 
 from backend.campaigns import jobs as _campaign_jobs  # noqa: F401
 from backend.consult import jobs as _consult_jobs  # noqa: F401
+from backend.events import jobs as _event_jobs  # noqa: F401
 from backend.leads import jobs as _lead_jobs  # noqa: F401
 from backend.notices import jobs as _notice_jobs  # noqa: F401
 from backend.offers import jobs as _offer_jobs  # noqa: F401

@@ -3,6 +3,7 @@
 from backend.campaigns import models as _campaigns  # noqa: F401
 from backend.consult import models as _consult  # noqa: F401
 from backend.customers import models as _customers  # noqa: F401
+from backend.events import models as _events  # noqa: F401
 from backend.leads import models as _leads  # noqa: F401
 from backend.notices import models as _notices  # noqa: F401
 from backend.offers import models as _offers  # noqa: F401

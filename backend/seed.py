@@ -590,6 +590,9 @@ def seed_demo(if_empty: bool = False, customers: int = 500) -> str:
 
         openids = [demo_openid(n) for n in range(1, min(customers, 12) + 1)]
         loyalty += "; " + seed_offers(session, openids, demo_store_id, demo_advisor_id, now)
+        from backend.events.seed import seed_events
+
+        loyalty += "; " + seed_events(session, demo_store_id, [demo_openid(n) for n in range(1, customers + 1)], now)
         commit(session)
     except BaseException:
         rollback(session)

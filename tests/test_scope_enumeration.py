@@ -111,6 +111,9 @@ def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> An
     from tests.offers.helpers import foreign_offer_ids
 
     ids.update(foreign_offer_ids(db_session, tree.stores[3], foreign, other_adv))
+    from tests.events.helpers import foreign_event_ids
+
+    ids.update(foreign_event_ids(db_session, tree.stores[3], foreign))
     from backend.wecom.ops_models import WeComHandover
 
     handover = WeComHandover(

@@ -21,6 +21,7 @@ FEATURE_APIS = (
     "workbench.campaigns.api",
     "workbench.consult.api",
     "workbench.offers.api",
+    "workbench.events.api",
 )
 
 
