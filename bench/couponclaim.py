@@ -260,6 +260,8 @@ def run_app(
                 key = f"{e.status} ?"
         codes[key] = codes.get(key, 0) + 1
     out["refusals"] = codes
+    # wx.request gives up after 60 s (its default and its maximum): these members saw a failure.
+    out["answers_over_60s"] = sum(1 for e in result.exchanges if e.status and e.latency_ms > 60_000)
     n = max(out["requests"], 1)
     out["gunicorn_cpu_ms_per_req"] = round((cpu1 - cpu0) * 1000 / n, 2) if None not in (cpu0, cpu1) else None
     out["mariadb_cpu_ms_per_req"] = round((db1 - db0) * 1000 / n, 2) if None not in (db0, db1) else None
@@ -426,6 +428,10 @@ def readme_section(doc: dict[str, Any], tbl: str) -> str:
         "`claims / s` = successful claims (201, or a baseline UPDATE that changed the row) from the start "
         "barrier to the last success; latencies are over every answer (sold-out ones included). Ratios are "
         "app / baseline: below 1 for claims/s and above 1 for latencies means the app is slower.",
+        "",
+        f"{doc['results']['app']['answers_over_60s']:,} of the app's {doc['results']['app']['requests']:,} answers "
+        "took longer than 60 s, the mini-program's `wx.request` timeout (its default and its maximum): in the app "
+        "those members would have seen a failure.",
         "",
         f"One claim sends {len(doc['sql_per_claim'])} statements to MariaDB "
         f"({report._sql_kinds(doc['sql_per_claim'])}; in-process capture, the list is in "
