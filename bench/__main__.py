@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python -m bench` from the repo root, or an installed checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-BENCHMARKS = ("timeline", "flashsale", "paynotify", "wecomcallback")
+BENCHMARKS = ("timeline", "flashsale", "paynotify", "wecomcallback", "couponclaim")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         "--baseline-connections",
         type=int,
         default=32,
-        help="flashsale: PyMySQL connections the baseline's client threads share",
+        help="flashsale/couponclaim: PyMySQL connections the baseline's client threads share",
     )
+    parser.add_argument("--coupon-clients", type=int, default=2000, help="couponclaim: concurrent members")
+    parser.add_argument("--coupon-stock", type=int, default=1000, help="couponclaim: the coupon template's stock")
     parser.add_argument("--orders", type=int, default=1200, help="paynotify: payment orders notified")
     parser.add_argument(
         "--duplicates", type=float, default=0.2, help="paynotify: extra deliveries, as a share of the orders"
@@ -121,6 +123,16 @@ def main(argv: list[str] | None = None) -> int:
                 rq_worker=args.rq_worker,
                 update_readme=not args.no_readme
                 and (args.ack_events, args.burst_events, args.concurrency, args.rounds) == (1500, 200, 8, 3),
+            )
+        elif name == "couponclaim":
+            from bench import couponclaim
+
+            couponclaim.run(
+                clients=args.coupon_clients,
+                stock=args.coupon_stock,
+                baseline_connections=args.baseline_connections,
+                update_readme=not args.no_readme
+                and (args.coupon_clients, args.coupon_stock, args.baseline_connections) == (2000, 1000, 32),
             )
     print(f"[bench] done in {time.perf_counter() - started:.0f} s")
     return 0
