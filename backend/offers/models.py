@@ -82,7 +82,10 @@ class CouponClaimCounter(Base):
     __table_args__ = (UniqueConstraint("template_id", "customer_id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    template_id: Mapped[int] = mapped_column(ForeignKey("coupon_template.id"))
+    # No foreign key to the template, on purpose: InnoDB's FK check takes a shared lock on the
+    # parent row, and a claim's last step updates that row, so concurrent claims holding shared
+    # locks would deadlock upgrading them. Templates are never deleted (only deactivated).
+    template_id: Mapped[int] = mapped_column()
     customer_id: Mapped[int]
     claimed: Mapped[int] = mapped_column(default=0)
 
@@ -92,7 +95,7 @@ class Coupon(Base):
     __table_args__ = (Index("ix_coupon_customer_status", "customer_id", "status"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    template_id: Mapped[int] = mapped_column(ForeignKey("coupon_template.id"), index=True)
+    template_id: Mapped[int] = mapped_column(index=True)  # no foreign key: see CouponClaimCounter
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"))
     code: Mapped[str] = mapped_column(String(12), unique=True)  # the 12-digit code shown in the app
     status: Mapped[CouponStatus] = mapped_column(StrEnumType(CouponStatus, 16), default=CouponStatus.UNUSED)

@@ -1,10 +1,10 @@
 """Coupons (优惠券): templates, claims and the write-off at the store (核销).
 
-- **Claim** takes one unit of stock with a conditional update (`issued < stock`) on the
-  template row, then one unit of the member's allowance with a conditional update on their
-  counter row (`claimed < per_member_limit`), then writes the coupon — in one transaction, in
-  that fixed order, so concurrent claims serialise on the template row: never over the stock,
-  never over a member's limit, no deadlock.
+- **Claim** takes one unit of the member's allowance with a conditional update on their counter
+  row (`claimed < per_member_limit`), writes the coupon and its touchpoint, and last takes one
+  unit of stock with a conditional update on the template row (`issued < stock`) — in one
+  transaction, in that fixed order: never over the stock, never over a member's limit, no
+  deadlock, and the hot template row locked only for the end of the transaction.
 - **Write-off**: the owner shows a rotating signed QR (backend/platform/qr.py, 60 s) or the
   coupon's 12-digit code; staff of a store in scope preview, then confirm. Confirming is a
   conditional update (`status = unused`) plus a write-off row whose scan nonce is unique, so the
@@ -163,15 +163,14 @@ def _new_code(session: Session) -> str:
 def _issue(
     session: Session, template: CouponTemplate, customer_id: int, source: str, key: str | None, now: datetime
 ) -> Coupon:
-    """Stock, then the member's allowance, then the coupon: the fixed lock order of every issue.
-    A claim's key is the member's n-th coupon of the template, read under the counter's row lock
-    (so two claims of one member at once never share a key)."""
-    taken = session.execute(
-        update(CouponTemplate)
-        .where(CouponTemplate.id == template.id, CouponTemplate.issued < CouponTemplate.stock)
-        .values(issued=CouponTemplate.issued + 1)
-    )
-    if taken.rowcount != 1:
+    """The member's allowance, the coupon, then the stock: the fixed lock order of every issue.
+
+    The template row is what every claim of an offer contends for, so it is taken last: its lock
+    is held only from that UPDATE to the commit, not while the coupon and its touchpoint are
+    written. `issued` read at the start answers a sold-out offer cheaply; the conditional UPDATE
+    decides. A claim's key is the member's n-th coupon of the template, read under the counter's
+    row lock (so two claims of one member at once never share a key)."""
+    if template.issued >= template.stock:
         raise AppError("coupon.sold_out", 409)
     try:
         with unique_savepoint(session):
@@ -188,7 +187,7 @@ def _issue(
         .values(claimed=CouponClaimCounter.claimed + 1)
     )
     if allowed.rowcount != 1:
-        raise AppError("coupon.limit_reached", 409)  # the request rolls back the stock taken above
+        raise AppError("coupon.limit_reached", 409)
     if key is None:
         nth = session.scalar(
             select(CouponClaimCounter.claimed).where(
@@ -220,6 +219,14 @@ def _issue(
         store_id=template.store_id,
         payload={"coupon_id": coupon.id, "template_id": template.id, "name": template.name, "source": source},
     )
+    taken = session.execute(
+        update(CouponTemplate)
+        .where(CouponTemplate.id == template.id, CouponTemplate.issued < CouponTemplate.stock)
+        .values(issued=CouponTemplate.issued + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:
+        raise AppError("coupon.sold_out", 409)  # the request (or the caller's savepoint) rolls back the rest
     return coupon
 
 

@@ -17,6 +17,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('coupon_claim_counter',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('template_id', sa.Integer(), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('claimed', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_coupon_claim_counter')),
+    sa.UniqueConstraint('template_id', 'customer_id', name=op.f('uq_coupon_claim_counter_template_id_customer_id')),
+    mysql_charset='utf8mb4',
+    mysql_collate='utf8mb4_unicode_ci'
+    )
     op.create_table('coupon_template',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=64), nullable=False),
@@ -53,17 +63,6 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_coupon_template_auto_issue_on'), 'coupon_template', ['auto_issue_on'], unique=False)
     op.create_index(op.f('ix_coupon_template_store_id'), 'coupon_template', ['store_id'], unique=False)
-    op.create_table('coupon_claim_counter',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('template_id', sa.Integer(), nullable=False),
-    sa.Column('customer_id', sa.Integer(), nullable=False),
-    sa.Column('claimed', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['template_id'], ['coupon_template.id'], name=op.f('fk_coupon_claim_counter_template_id_coupon_template')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_coupon_claim_counter')),
-    sa.UniqueConstraint('template_id', 'customer_id', name=op.f('uq_coupon_claim_counter_template_id_customer_id')),
-    mysql_charset='utf8mb4',
-    mysql_collate='utf8mb4_unicode_ci'
-    )
     op.create_table('coupon_push',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('template_id', sa.Integer(), nullable=False),
@@ -100,7 +99,6 @@ def upgrade() -> None:
     sa.Column('discount_fen', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_coupon_customer_id_customer')),
     sa.ForeignKeyConstraint(['locked_order_id'], ['payment_order.id'], name=op.f('fk_coupon_locked_order_id_payment_order')),
-    sa.ForeignKeyConstraint(['template_id'], ['coupon_template.id'], name=op.f('fk_coupon_template_id_coupon_template')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_coupon')),
     sa.UniqueConstraint('code', name=op.f('uq_coupon_code')),
     sa.UniqueConstraint('issue_key', name=op.f('uq_coupon_issue_key')),
@@ -147,7 +145,7 @@ def downgrade() -> None:
     op.drop_table('coupon')
     op.drop_index(op.f('ix_coupon_push_template_id'), table_name='coupon_push')
     op.drop_table('coupon_push')
-    op.drop_table('coupon_claim_counter')
     op.drop_index(op.f('ix_coupon_template_store_id'), table_name='coupon_template')
     op.drop_index(op.f('ix_coupon_template_auto_issue_on'), table_name='coupon_template')
     op.drop_table('coupon_template')
+    op.drop_table('coupon_claim_counter')
