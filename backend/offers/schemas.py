@@ -242,11 +242,19 @@ class CouponReportRowSchema(OutputSchema):
     name = fields.String()
     store_id = fields.Integer(allow_none=True)
     issued = fields.Integer()
-    claimed = fields.Integer()
-    given = fields.Integer()
+    claimed = fields.Integer(metadata={"description": "claimed by owners"})
+    given = fields.Integer(metadata={"description": "every other source (see by_source)"})
+    by_source = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        metadata={"description": "claim, staff, push, auto, exchange, mall"},
+    )
     used = fields.Integer()
+    locked = fields.Integer(metadata={"description": "held by open payment orders"})
     expired = fields.Integer()
     unused = fields.Integer()
+    used_at_stores = fields.List(fields.Dict(), metadata={"description": "[{store_id, used}] written off at the store"})
+    by_campaign = fields.List(fields.Dict(), metadata={"description": "[{campaign_id, issued, used}]"})
 
 
 class CouponReportSchema(OutputSchema):

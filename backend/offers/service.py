@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, and_, func, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Car, Customer
@@ -607,8 +607,10 @@ def expire_due(session: Session, now: datetime | None = None, limit: int = 500) 
 
 
 def report(session: Session, actor: StaffActor) -> list[dict[str, Any]]:
-    """Per template in the actor's scope: issued (claimed by owners, given by staff), used,
-    expired and unused — one grouped query."""
+    """Per template in the actor's scope: issued (by source: claimed, given by staff, pushed,
+    automatic, exchanged, bought in the mall), used, expired, unused; the stores that wrote
+    coupons off (settlement: who funded it, who redeemed it); and issued/used per campaign.
+    Three grouped queries whatever the number of templates."""
     rows = session.execute(
         select(
             CouponTemplate.id,
@@ -628,12 +630,33 @@ def report(session: Session, actor: StaffActor) -> list[dict[str, Any]]:
         entry = out.setdefault(
             template_id,
             {"template_id": template_id, "name": name, "store_id": store_id, "issued": 0, "claimed": 0, "given": 0}
-            | {str(s): 0 for s in CouponStatus},
+            | {str(s): 0 for s in CouponStatus}
+            | {"by_source": {}, "used_at_stores": [], "by_campaign": []},
         )
         if status is not None:
             entry[str(status)] += n
             entry["issued"] += n
             entry["claimed" if source == "claim" else "given"] += n
+            entry["by_source"][source] = entry["by_source"].get(source, 0) + n
+    if not out:
+        return []
+    in_report = Coupon.template_id.in_(list(out))
+    for template_id, store_id, n in session.execute(
+        select(Coupon.template_id, CouponWriteOff.store_id, func.count())
+        .join(CouponWriteOff, CouponWriteOff.coupon_id == Coupon.id)
+        .where(in_report, CouponWriteOff.reversed_at.is_(None))
+        .group_by(Coupon.template_id, CouponWriteOff.store_id)
+        .order_by(Coupon.template_id, CouponWriteOff.store_id)
+    ):
+        out[template_id]["used_at_stores"].append({"store_id": store_id, "used": n})
+    used = func.sum(case((Coupon.status == CouponStatus.USED.value, 1), else_=0))
+    for template_id, campaign_id, n, n_used in session.execute(
+        select(Coupon.template_id, Coupon.campaign_id, func.count(), used)
+        .where(in_report, Coupon.campaign_id.is_not(None))
+        .group_by(Coupon.template_id, Coupon.campaign_id)
+        .order_by(Coupon.template_id, Coupon.campaign_id)
+    ):
+        out[template_id]["by_campaign"].append({"campaign_id": campaign_id, "issued": n, "used": int(n_used or 0)})
     return list(out.values())
 
 

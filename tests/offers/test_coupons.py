@@ -212,7 +212,12 @@ def test_write_off_refusals(
 
 
 def test_reversal_by_a_manager_only_once_audited(
-    client: Any, db_session: Any, owner: SimpleNamespace, staff: SimpleNamespace, make_template: Any
+    client: Any,
+    db_session: Any,
+    units: SimpleNamespace,
+    owner: SimpleNamespace,
+    staff: SimpleNamespace,
+    make_template: Any,
 ) -> None:
     _, coupon = _claimed(client, owner, make_template)
     token = _qr(client, owner, coupon["id"])
@@ -235,10 +240,14 @@ def test_reversal_by_a_manager_only_once_audited(
     # The old scan still answers its (reversed) write-off; a fresh scan uses the coupon again.
     old = client.post(f"{WB}/coupons/write-offs", json={"token": token}, headers=staff.advisor.headers)
     assert old.status_code == 200 and old.get_json()["write_off"]["reversed_at"] is not None
+    row = next(r for r in client.get(f"{WB}/coupons/report", headers=staff.manager.headers).get_json()["items"])
+    assert row["used_at_stores"] == []  # the reversed write-off does not count
     fresh = client.post(
         f"{WB}/coupons/write-offs", json={"token": _qr(client, owner, coupon["id"])}, headers=staff.advisor.headers
     )
     assert fresh.status_code == 200 and fresh.get_json()["coupon"]["status"] == "used"
+    row = next(r for r in client.get(f"{WB}/coupons/report", headers=staff.manager.headers).get_json()["items"])
+    assert row["used_at_stores"] == [{"store_id": units.stores[0].id, "used": 1}] and row["used"] == 1
 
 
 def test_gift_expiry_and_report(
@@ -280,6 +289,7 @@ def test_gift_expiry_and_report(
     report = client.get(f"{WB}/coupons/report", headers=staff.manager.headers).get_json()["items"]
     row = next(r for r in report if r["template_id"] == template["id"])
     assert (row["issued"], row["claimed"], row["given"], row["expired"], row["used"]) == (2, 1, 1, 2, 0)
+    assert row["by_source"] == {"claim": 1, "staff": 1} and row["used_at_stores"] == []
     assert client.get(f"{WB}/coupons/report", headers=staff.other_manager.headers).get_json()["items"] == []
 
 

@@ -87,6 +87,9 @@ def test_push_to_a_segment_within_stock_and_once_per_campaign(
     assert _coupons(db_session, plenty["id"]) == 3
     assert set(db_session.scalars(select(Coupon.campaign_id).where(Coupon.template_id == plenty["id"]))) == {77}
     assert db_session.scalar(select(func.count()).select_from(Coupon).where(Coupon.source == "push")) == 5
+    report = client.get(f"{WB}/coupons/report", headers=staff.manager.headers).get_json()["items"]
+    row = next(r for r in report if r["template_id"] == plenty["id"])
+    assert row["by_campaign"] == [{"campaign_id": 77, "issued": 3, "used": 0}] and row["by_source"] == {"push": 3}
     # Advisors push nothing; another store's segment is not found.
     refused = client.post(url, json={"segment_id": segment_id}, headers=staff.advisor.headers)
     assert refused.status_code == 403
