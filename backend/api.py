@@ -15,6 +15,8 @@ FEATURE_APIS = (
     "backend.notices.api",
     "backend.consult.api",
     "backend.leads.api",
+    "backend.stores.api",
+    "backend.booking.api",
 )
 
 

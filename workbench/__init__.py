@@ -20,6 +20,8 @@ FEATURE_APIS = (
     "workbench.segments.api",
     "workbench.campaigns.api",
     "workbench.consult.api",
+    "workbench.stores.api",
+    "workbench.booking.api",
 )
 
 
