@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python -m bench` from the repo root, or an installed checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-BENCHMARKS = ("timeline", "flashsale", "paynotify", "wecomcallback")
+BENCHMARKS = ("timeline", "flashsale", "paynotify", "wecomcallback", "booking")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
                 rq_worker=args.rq_worker,
                 update_readme=not args.no_readme
                 and (args.ack_events, args.burst_events, args.concurrency, args.rounds) == (1500, 200, 8, 3),
+            )
+        elif name == "booking":
+            from bench import booking
+
+            booking.run(
+                concurrency=args.concurrency,
+                rounds=args.rounds,
+                update_readme=not args.no_readme and (args.concurrency, args.rounds) == (8, 3),
             )
     print(f"[bench] done in {time.perf_counter() - started:.0f} s")
     return 0
