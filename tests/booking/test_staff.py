@@ -230,3 +230,25 @@ def test_labour_cap_limits_a_day(app: Any, client: Any, world: World) -> None:
             )
             is None
         )
+
+
+def test_a_store_cancellation_before_the_start_gives_the_place_back(app: Any, client: Any, world: World) -> None:
+    sid = slot_id(app, world.store.id, in_days(world, 1), 10)
+    booking = book(client, world.owner, sid, world.service["basic_maintenance"]).get_json()
+    assert slot_row(app, sid) == (3, 1)
+    h = world.headers(world.advisors[0])
+    assert client.post(f"{WB}/bookings/{booking['id']}/cancel", json={}, headers=h).status_code == 422
+    done = client.post(f"{WB}/bookings/{booking['id']}/cancel", json={"reason": "技师请假"}, headers=h)
+    assert done.status_code == 200 and done.get_json()["cancel_reason"] == "技师请假"
+    assert slot_row(app, sid) == (3, 0)
+    far = client.post(
+        f"{WB}/bookings/{booking['id']}/cancel", json={"reason": "x"}, headers=world.headers(world.far_advisor)
+    )
+    assert far.status_code == 404
+    with app.app_context():
+        s = db.session()
+        audit = s.scalars(select(AuditLog).where(AuditLog.action == "booking.cancelled")).one()
+        notice = s.scalars(select(SubscribeNotice).order_by(SubscribeNotice.id.desc())).first()
+        assert audit.object_id == str(booking["id"]) and audit.actor_id == str(world.advisors[0].id)
+        assert notice.template_setting == "SUBSCRIBE_TEMPLATE_BOOKING_CANCELLED"
+        assert notice.data["thing5"]["value"] == "技师请假"
