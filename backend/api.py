@@ -17,6 +17,8 @@ FEATURE_APIS = (
     "backend.leads.api",
     "backend.offers.api",
     "backend.events.api",
+    "backend.stores.api",
+    "backend.booking.api",
 )
 
 

@@ -1,5 +1,6 @@
 """Imports the modules that register background jobs and periodic schedules."""
 
+from backend.booking import jobs as _booking_jobs  # noqa: F401
 from backend.campaigns import jobs as _campaign_jobs  # noqa: F401
 from backend.consult import jobs as _consult_jobs  # noqa: F401
 from backend.events import jobs as _event_jobs  # noqa: F401

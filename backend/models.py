@@ -1,5 +1,6 @@
 """Imports every model module so that the metadata is complete (Alembic, tests, CLI)."""
 
+from backend.booking import models as _booking  # noqa: F401
 from backend.campaigns import models as _campaigns  # noqa: F401
 from backend.consult import models as _consult  # noqa: F401
 from backend.customers import models as _customers  # noqa: F401
@@ -17,6 +18,7 @@ from backend.platform import tokens as _tokens  # noqa: F401
 from backend.platform.db import Base
 from backend.points import models as _points  # noqa: F401
 from backend.segments import models as _segments  # noqa: F401
+from backend.stores import models as _stores  # noqa: F401
 from backend.touchpoints import models as _touchpoints  # noqa: F401
 from backend.wecom import models as _wecom  # noqa: F401
 from backend.wecom import ops_models as _wecom_ops  # noqa: F401

@@ -593,6 +593,11 @@ def seed_demo(if_empty: bool = False, customers: int = 500) -> str:
         from backend.events.seed import seed_events
 
         loyalty += "; " + seed_events(session, demo_store_id, [demo_openid(n) for n in range(1, customers + 1)], now)
+        from backend.booking.seed import seed_booking
+
+        loyalty += "; " + seed_booking(
+            session, {n: demo_openid(n) for n in range(1, customers + 1)}, demo_store_id, now
+        )
         commit(session)
     except BaseException:
         rollback(session)

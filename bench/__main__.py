@@ -15,7 +15,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python -m bench` from the repo root, or an installed checkout
     sys.path.insert(0, str(REPO_ROOT))
 
-BENCHMARKS = ("timeline", "flashsale", "paynotify", "wecomcallback", "couponclaim")
+BENCHMARKS = ("timeline", "flashsale", "paynotify", "wecomcallback", "couponclaim", "booking")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -133,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
                 baseline_connections=args.baseline_connections,
                 update_readme=not args.no_readme
                 and (args.coupon_clients, args.coupon_stock, args.baseline_connections) == (2000, 1000, 32),
+            )
+        elif name == "booking":
+            from bench import booking
+
+            booking.run(
+                concurrency=args.concurrency,
+                rounds=args.rounds,
+                update_readme=not args.no_readme and (args.concurrency, args.rounds) == (8, 3),
             )
     print(f"[bench] done in {time.perf_counter() - started:.0f} s")
     return 0

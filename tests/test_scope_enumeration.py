@@ -105,6 +105,9 @@ def world(tree: Any, make_staff: Any, make_customer: Any, db_session: Any) -> An
     from tests.campaigns.helpers import foreign_campaign_ids
 
     ids.update(foreign_campaign_ids(db_session, tree.stores[3]))
+    from tests.booking.helpers import foreign_booking_ids
+
+    ids.update(foreign_booking_ids(db_session, tree.stores[3], foreign_member, car))
     from tests.consult.helpers import foreign_consult_ids
 
     ids.update(foreign_consult_ids(db_session, tree.stores[3], foreign))

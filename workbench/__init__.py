@@ -22,6 +22,8 @@ FEATURE_APIS = (
     "workbench.consult.api",
     "workbench.offers.api",
     "workbench.events.api",
+    "workbench.stores.api",
+    "workbench.booking.api",
 )
 
 
