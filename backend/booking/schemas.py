@@ -135,6 +135,10 @@ class StaffBookingDetailSchema(StaffBookingSchema):
     history = fields.List(fields.Nested(BookingHistorySchema))
 
 
+class StepInSchema(Schema):
+    """No fields: the booking is in the path (send `{}`)."""
+
+
 class ScanInSchema(Schema):
     token = fields.String(required=True, validate=validate.Length(min=10, max=600))
 

@@ -301,12 +301,9 @@ def _check_refs(session: Session, conversation: Conversation, data: dict[str, An
 
 
 def _check_booking(session: Session, customer_id: int, booking_id: int) -> int:
-    """A booking card names one of the customer's bookings (checked once the booking feature is
-    there; until then the id is kept as given)."""
-    try:
-        from backend.booking.models import Booking  # type: ignore[import-not-found]
-    except ImportError:
-        return booking_id
+    """A booking card names one of the customer's bookings."""
+    from backend.booking.models import Booking
+
     booking = session.get(Booking, booking_id)
     if booking is None or getattr(booking, "customer_id", None) != customer_id:
         raise AppError("consult.booking_not_found", 404)

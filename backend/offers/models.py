@@ -66,6 +66,10 @@ class CouponTemplate(Base):
     segment_id: Mapped[int | None] = mapped_column(default=None)
     car_brand: Mapped[str | None] = mapped_column(String(32), default=None)
     new_members_only: Mapped[bool] = mapped_column(default=False)
+    # Stacking on one payment order: alone, with which other kinds, how many of this template.
+    exclusive: Mapped[bool] = mapped_column(default=True)
+    combinable_kinds: Mapped[list | None] = mapped_column(default=None)
+    max_per_order: Mapped[int] = mapped_column(default=1)
     # Other ways to get it: an exchange code the member types (兑换码), or given automatically.
     exchange_code: Mapped[str | None] = mapped_column(String(32), unique=True, default=None)
     auto_issue_on: Mapped[AutoIssue | None] = mapped_column(StrEnumType(AutoIssue, 24), index=True, default=None)

@@ -34,6 +34,9 @@ class CouponTemplateSchema(OutputSchema):
     segment_id = fields.Integer(allow_none=True)
     car_brand = fields.String(allow_none=True)
     new_members_only = fields.Boolean()
+    exclusive = fields.Boolean()
+    combinable_kinds = fields.List(fields.Enum(CouponKind, by_value=True), allow_none=True)
+    max_per_order = fields.Integer()
     exchange_code = fields.String(allow_none=True)
     auto_issue_on = fields.Enum(AutoIssue, by_value=True, allow_none=True)
     active = fields.Boolean()
@@ -85,6 +88,13 @@ class _CouponTemplateFields(Schema):
     segment_id = fields.Integer(allow_none=True)
     car_brand = fields.String(allow_none=True, validate=validate.Length(max=32))
     new_members_only = fields.Boolean()
+    exclusive = fields.Boolean(metadata={"description": "alone on a payment order (default true)"})
+    combinable_kinds = fields.List(
+        fields.Enum(CouponKind, by_value=True),
+        allow_none=True,
+        metadata={"description": "kinds it may share an order with when not exclusive; null: any"},
+    )
+    max_per_order = fields.Integer(strict=True, validate=validate.Range(min=1, max=5))
     exchange_code = fields.String(
         allow_none=True,
         validate=validate.Regexp(r"^[A-Z0-9]{6,32}$", error="6-32 capital letters and digits"),

@@ -77,6 +77,7 @@ register_messages(
         "coupon.not_for_this_order": ("该优惠券不适用于此订单", "This coupon does not apply to this order"),
         "coupon.store_only": ("该券仅限到店核销", "This coupon is used at the store, not online"),
         "coupon.exchange_code_invalid": ("兑换码无效", "Exchange code not valid"),
+        "coupon.not_combinable": ("这些优惠券不能同时使用", "These coupons cannot be used together"),
         "coupon.stock_below_issued": ("库存不能少于已发放数量", "Stock cannot drop below the coupons issued"),
     }
 )
@@ -692,66 +693,109 @@ def _audit_safe(data: dict[str, Any], stock: int | None) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------
 # Online use: locked to a payment order at creation, used when paid, released when it closes
-# (or when it is refunded in full). One order-level coupon per order, applied to the business
-# object's price (after its own promotions, before payment).
+# (or when it is refunded in full); applied to the business object's price (after its own
+# promotions, before payment), combined only as the templates' stacking rules allow.
 
 
-def price_for_order(session: Session, customer_id: int, coupon_id: int, business_type: str, quote: Quote) -> int:
-    """The fen this coupon takes off `quote`; at least 1 fen is left to pay."""
-    now = utcnow()
+# Application order within the order-level coupons (after the business object's own price and
+# promotions, before payment): threshold coupons (each judged on the price before coupons,
+# biggest first), then fixed amounts, then percentages on what is left; at least 1 fen is paid.
+_APPLICATION_ORDER = {CouponKind.THRESHOLD: 0, CouponKind.FIXED: 1, CouponKind.PERCENT: 2}
+
+
+def _usable_on_order(
+    session: Session, customer_id: int, coupon_id: int, business_type: str, quote: Quote, now: datetime
+) -> tuple[Coupon, CouponTemplate]:
     coupon = member_coupon(session, customer_id, coupon_id)
     template = session.get(CouponTemplate, coupon.template_id)
     if coupon.status == CouponStatus.USED:
-        raise AppError("coupon.already_used", 409)
+        raise AppError("coupon.already_used", 409, errors={"coupon_id": coupon_id})
     refusal = _refusal(template, coupon, quote.store_id, now)
     if refusal == "coupon.in_use":
         refusal = None  # held by an order: lock_to_order decides (this one again, or a closed one)
     if refusal is None and template.store_id is not None and quote.store_id is None:
         refusal = "coupon.wrong_store"
+    if refusal is None and template.business_types is not None and business_type not in template.business_types:
+        refusal = "coupon.not_for_this_order"
+    if refusal is None and template.kind not in _APPLICATION_ORDER:
+        refusal = "coupon.store_only"
+    if refusal is None and template.kind == CouponKind.THRESHOLD and quote.amount_fen < template.threshold_fen:
+        raise AppError(
+            "coupon.threshold_not_met", 409, errors={"coupon_id": coupon_id, "threshold_fen": template.threshold_fen}
+        )
     if refusal is not None:
-        raise AppError(refusal, 409)
-    if template.business_types is not None and business_type not in template.business_types:
-        raise AppError("coupon.not_for_this_order", 409)
-    amount = quote.amount_fen
-    if template.kind == CouponKind.FIXED:
-        off = template.value_fen
-    elif template.kind == CouponKind.THRESHOLD:
-        if amount < template.threshold_fen:
-            raise AppError("coupon.threshold_not_met", 409, errors={"threshold_fen": template.threshold_fen})
-        off = template.value_fen
-    elif template.kind == CouponKind.PERCENT:
-        off = min(amount * template.percent_off // 100, template.cap_fen)  # rounded down to the fen
-    else:
-        raise AppError("coupon.store_only", 409)
-    return max(0, min(off, amount - 1))
+        raise AppError(refusal, 409, errors={"coupon_id": coupon_id})
+    return coupon, template
 
 
-def lock_to_order(session: Session, coupon_id: int, order_id: int, discount_fen: int) -> None:
-    """Unused (or held by an order that has closed since, whose release job has not run yet, or
-    by this very order when the owner asks again) → locked to this order; else coupon.in_use."""
+def _check_stacking(picked: list[tuple[Coupon, CouponTemplate]]) -> None:
+    """The stacking rules are data on each template: `exclusive` (alone on an order),
+    `combinable_kinds` (the kinds it may share an order with; null: any), `max_per_order`."""
+    if len(picked) < 2:
+        return
+    per_template: dict[int, int] = {}
+    for coupon, template in picked:
+        per_template[template.id] = per_template.get(template.id, 0) + 1
+        if template.exclusive:
+            raise AppError("coupon.not_combinable", 409, errors={"coupon_id": coupon.id, "rule": "exclusive"})
+        if per_template[template.id] > template.max_per_order:
+            raise AppError("coupon.not_combinable", 409, errors={"coupon_id": coupon.id, "rule": "max_per_order"})
+        others = {t.kind.value for c, t in picked if c.id != coupon.id}
+        if template.combinable_kinds is not None and not others <= set(template.combinable_kinds):
+            raise AppError("coupon.not_combinable", 409, errors={"coupon_id": coupon.id, "rule": "combinable_kinds"})
+
+
+def price_for_order(
+    session: Session, customer_id: int, coupon_ids: list[int], business_type: str, quote: Quote
+) -> list[tuple[int, int]]:
+    """(coupon id, fen it takes off) for each coupon, in the documented application order."""
+    if len(set(coupon_ids)) != len(coupon_ids):
+        raise AppError("request.invalid", 422, errors={"json": {"coupon_ids": ["each coupon once"]}})
+    now = utcnow()
+    picked = [_usable_on_order(session, customer_id, cid, business_type, quote, now) for cid in coupon_ids]
+    _check_stacking(picked)
+    picked.sort(key=lambda p: (_APPLICATION_ORDER[p[1].kind], -p[1].value_fen, p[0].id))
+    left = quote.amount_fen
+    out = []
+    for coupon, template in picked:
+        if template.kind == CouponKind.PERCENT:
+            off = min(left * template.percent_off // 100, template.cap_fen)  # rounded down to the fen
+        else:
+            off = template.value_fen
+        off = max(0, min(off, left - 1))
+        left -= off
+        out.append((coupon.id, off))
+    return out
+
+
+def lock_to_order(session: Session, discounts: list[tuple[int, int]], order_id: int) -> None:
+    """Each coupon unused (or held by an order that has closed since, whose release job has not
+    run yet, or by this very order when the owner asks again) → locked to this order, in id
+    order; else coupon.in_use and the whole request fails."""
     closed_holder = (
         select(PaymentOrder.id)
         .where(PaymentOrder.id == Coupon.locked_order_id, PaymentOrder.state == OrderState.CLOSED.value)
         .exists()
     )
-    locked = session.execute(
-        update(Coupon)
-        .where(
-            Coupon.id == coupon_id,
-            Coupon.valid_until > utcnow(),
-            or_(
-                Coupon.status == CouponStatus.UNUSED.value,
-                and_(
-                    Coupon.status == CouponStatus.LOCKED.value,
-                    or_(Coupon.locked_order_id == order_id, closed_holder),
+    for coupon_id, discount_fen in sorted(discounts):
+        locked = session.execute(
+            update(Coupon)
+            .where(
+                Coupon.id == coupon_id,
+                Coupon.valid_until > utcnow(),
+                or_(
+                    Coupon.status == CouponStatus.UNUSED.value,
+                    and_(
+                        Coupon.status == CouponStatus.LOCKED.value,
+                        or_(Coupon.locked_order_id == order_id, closed_holder),
+                    ),
                 ),
-            ),
+            )
+            .values(status=CouponStatus.LOCKED.value, locked_order_id=order_id, discount_fen=discount_fen)
+            .execution_options(synchronize_session=False)
         )
-        .values(status=CouponStatus.LOCKED.value, locked_order_id=order_id, discount_fen=discount_fen)
-        .execution_options(synchronize_session=False)
-    )
-    if locked.rowcount != 1:
-        raise AppError("coupon.in_use", 409)
+        if locked.rowcount != 1:
+            raise AppError("coupon.in_use", 409, errors={"coupon_id": coupon_id})
 
 
 def _order_coupons(session: Session, order_id: int, status: CouponStatus) -> list[Coupon]:

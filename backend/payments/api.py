@@ -43,10 +43,14 @@ def _my_order(order_id: int) -> PaymentOrder:
 def create_order(data: dict[str, Any]) -> dict[str, Any]:
     """Create (or return the open) payment order for a business object and prepay it.
 
-    With `coupon_id`, the price is the business object's less the coupon (fixed, threshold or
-    percent; a voucher or gift is for the store counter): 409 coupon.in_use when another open
-    order holds it, coupon.threshold_not_met, coupon.wrong_store, coupon.not_for_this_order,
-    coupon.store_only. The coupon is used when the order is paid and released when it closes.
+    With `coupon_ids`, the price is the business object's less the coupons (fixed, threshold or
+    percent; a voucher or gift is for the store counter), applied in this order: thresholds
+    (each judged on the price before coupons), fixed amounts, then percentages on what is left;
+    combined only as each template allows (`exclusive`, `combinable_kinds`, `max_per_order`).
+    Refusals (409, `errors.coupon_id` names the coupon): coupon.in_use (another open order
+    holds it), coupon.not_combinable, coupon.threshold_not_met, coupon.wrong_store,
+    coupon.not_for_this_order, coupon.store_only. Coupons are used when the order is paid and
+    released when it closes or is refunded in full.
 
     Returns the order and the `wx.requestPayment` parameters. Success in the mini-program is not
     proof of payment: poll `GET /payments/orders/{id}` or call `.../sync`."""
@@ -58,7 +62,7 @@ def create_order(data: dict[str, Any]) -> dict[str, Any]:
         data["business_type"],
         data["business_id"],
         gw=gw,
-        coupon_id=data["coupon_id"],
+        coupon_ids=data["coupon_ids"],
     )
     pay_params = service.prepay(session, gw, order)
     return {"order": order, "pay_params": pay_params}

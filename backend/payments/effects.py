@@ -53,16 +53,16 @@ class BusinessEffect:
 
 @dataclass(frozen=True)
 class OrderDiscount:
-    """The one order-level coupon an owner picks at checkout (the offers feature registers it).
+    """The order-level coupons an owner picks at checkout (the offers feature registers it).
 
-    `price(session, customer_id, coupon_id, business_type, quote)` answers the fen taken off the
-    quote, or raises the feature's AppError (not usable here, threshold not met...);
-    `attach(session, coupon_id, order_id, discount_fen)` locks the coupon to the order in the
-    same transaction, or raises when another order holds it. Used, released and given back are
-    the feature's own paid / closed / refunded listeners."""
+    `price(session, customer_id, coupon_ids, business_type, quote)` answers (coupon id, fen off)
+    for each, or raises the feature's AppError (not usable here, not combinable, threshold not
+    met...); `attach(session, discounts, order_id)` locks them to the order in the same
+    transaction, or raises when another order holds one. Used, released and given back are the
+    feature's own paid / closed / refunded listeners."""
 
-    price: Callable[[Session, int, int, str, Quote], int]
-    attach: Callable[[Session, int, int, int], None]
+    price: Callable[[Session, int, list[int], str, Quote], list[tuple[int, int]]]
+    attach: Callable[[Session, list[tuple[int, int]], int], None]
 
 
 _EFFECTS: dict[str, BusinessEffect] = {}

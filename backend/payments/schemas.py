@@ -10,10 +10,11 @@ from backend.platform.api import OutputSchema, Schema
 class CreateOrderInSchema(Schema):
     business_type = fields.String(required=True, validate=validate.Length(min=1, max=32))
     business_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    coupon_id = fields.Integer(
-        load_default=None,
-        allow_none=True,
-        metadata={"description": "one of my unused coupons: off the price, held by the order until paid or closed"},
+    coupon_ids = fields.List(
+        fields.Integer(),
+        load_default=list,
+        validate=validate.Length(max=5),
+        metadata={"description": "my unused coupons: off the price, held by the order until paid or closed"},
     )
 
 

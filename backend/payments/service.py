@@ -275,34 +275,34 @@ def create_order_for(
     business_type: str,
     business_id: str,
     gw: PayGateway | None = None,
-    coupon_id: int | None = None,
+    coupon_ids: list[int] | None = None,
 ) -> PaymentOrder:
     """The owner API's path: the price comes from the business feature's quote, not the client.
 
-    With a coupon, the order is the quote less the coupon's discount (at least 1 fen is paid),
-    and the coupon is locked to the order in this transaction: a coupon another order holds
-    fails the whole request, so no order is left half-discounted."""
+    With coupons, the order is the quote less their discounts (at least 1 fen is paid), and the
+    coupons are locked to the order in this transaction: a coupon another order holds fails the
+    whole request, so no order is left half-discounted."""
     hook = effects.quote_hook(business_type)
     if hook is None:
         raise AppError("payment.business_type_unknown", 422)
     quote = hook(session, customer_id, business_id)
-    discount = effects.order_discount() if coupon_id is not None else None
-    if coupon_id is not None and discount is None:
+    discount = effects.order_discount() if coupon_ids else None
+    if coupon_ids and discount is None:
         raise AppError("payment.coupon_unsupported", 422)
-    off = discount.price(session, customer_id, coupon_id, business_type, quote) if discount else 0
+    offs = discount.price(session, customer_id, coupon_ids, business_type, quote) if discount and coupon_ids else []
     order = create_order(
         session,
         customer_id=customer_id,
         business_type=business_type,
         business_id=business_id,
-        amount_fen=quote.amount_fen - off,
+        amount_fen=quote.amount_fen - sum(off for _, off in offs),
         description=quote.description,
         store_id=quote.store_id,
         expires_in=quote.expires_in,
         gw=gw,
     )
-    if discount is not None and coupon_id is not None:
-        discount.attach(session, coupon_id, order.id, off)
+    if discount is not None and offs:
+        discount.attach(session, offs, order.id)
     return order
 
 

@@ -3,6 +3,7 @@ ways, claiming, the staff inbox, scope, idempotency and bad input."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -56,17 +57,32 @@ def test_messages_both_ways_with_cards_and_images(client: Any, world: Any, db_se
     assert card.status_code == 201 and card.get_json()["ref"]["plate"] == "沪A12345"
     answer = staff_says(client, world.service, cid, "建议到店检查，明天上午可以吗？")
     assert answer.status_code == 201 and answer.get_json()["sender"] == "staff"
-    booking = client.post(
-        f"{WB}/conversations/{cid}/messages",
-        json={"kind": "booking_card", "booking_id": 77},
-        headers=world.service.headers,
-    )
-    assert booking.status_code == 201 and booking.get_json()["ref"] == {"booking_id": 77}
     from backend.customers.models import Car
+    from tests.booking.helpers import foreign_booking_ids
 
     foreign_car = Car(customer_id=world.stranger.id, vin="LFV2A21K7G3000017")
     db_session.add(foreign_car)
+    db_session.flush()
+    ids = foreign_booking_ids(  # a booking of this owner's car (the helper serves the scope test too)
+        db_session,
+        SimpleNamespace(id=world.store.id),
+        SimpleNamespace(id=world.owner.id),
+        SimpleNamespace(id=world.car_id),
+    )
+    booking_id = ids["booking_id"]
     db_session.commit()
+    booking = client.post(
+        f"{WB}/conversations/{cid}/messages",
+        json={"kind": "booking_card", "booking_id": booking_id},
+        headers=world.service.headers,
+    )
+    assert booking.status_code == 201 and booking.get_json()["ref"] == {"booking_id": booking_id}
+    unknown = client.post(
+        f"{WB}/conversations/{cid}/messages",
+        json={"kind": "booking_card", "booking_id": booking_id + 1000},
+        headers=world.service.headers,
+    )
+    assert unknown.status_code == 404 and unknown.get_json()["code"] == "consult.booking_not_found"
     for url, headers in (
         (f"{WB}/conversations/{cid}/messages", world.service.headers),
         (f"{APP}/conversations/{cid}/messages", world.owner.headers),

@@ -48,10 +48,10 @@ def _coupon(session: Any, customer_id: int, store_id: int | None, **template: An
     return coupon.id
 
 
-def _order(client: Any, owner: Any, pay_effects: Any, business_id: str, amount: int, coupon_id: int | None) -> Any:
+def _order(client: Any, owner: Any, pay_effects: Any, business_id: str, amount: int, *coupon_ids: int) -> Any:
     pay_effects.prices[business_id] = amount
     pay_effects.store_ids[business_id] = owner.store_id
-    body = {"business_type": BUSINESS_TYPE, "business_id": business_id, "coupon_id": coupon_id}
+    body = {"business_type": BUSINESS_TYPE, "business_id": business_id, "coupon_ids": list(coupon_ids)}
     return client.post(f"{APP}/payments/orders", json=body, headers=owner.headers)
 
 
@@ -161,3 +161,37 @@ def test_one_coupon_on_two_orders_at_once_discounts_one(
         assert [o.amount_fen for o in orders] == [25000]  # the losers left no order behind
         assert s.get(Coupon, coupon_id).locked_order_id == orders[0].id
         assert s.get(Coupon, coupon_id).status == CouponStatus.LOCKED
+
+
+def test_stacking_follows_each_templates_rules_in_the_documented_order(
+    client: Any, db_session: Any, owner: Any, pay_effects: Any, sandbox_reset: Any
+) -> None:
+    alone_a = _coupon(db_session, owner.id, None, kind=CouponKind.FIXED, value_fen=1000)
+    alone_b = _coupon(db_session, owner.id, None, kind=CouponKind.FIXED, value_fen=2000)
+    resp = _order(client, owner, pay_effects, "stack-1", 30000, alone_a, alone_b)
+    assert resp.status_code == 409 and resp.get_json()["code"] == "coupon.not_combinable"
+    assert resp.get_json()["errors"]["rule"] == "exclusive"  # the default: one coupon per order
+
+    threshold = _coupon(db_session, owner.id, None, exclusive=False, combinable_kinds=["percent"])
+    percent = _coupon(
+        db_session, owner.id, None, kind=CouponKind.PERCENT, percent_off=15, cap_fen=3000, exclusive=False
+    )
+    fixed = _coupon(db_session, owner.id, None, kind=CouponKind.FIXED, value_fen=500, exclusive=False)
+    resp = _order(client, owner, pay_effects, "stack-2", 30000, threshold, fixed)
+    assert resp.status_code == 409 and resp.get_json()["errors"] == {"coupon_id": threshold, "rule": "combinable_kinds"}
+    assert db_session.scalar(select(func.count()).select_from(PaymentOrder)) == 0
+
+    # Given percent first, applied threshold first: 300 - 50 = 250, then 15% of 250 = 37.50,
+    # capped at 30: 220 to pay.
+    resp = _order(client, owner, pay_effects, "stack-3", 30000, percent, threshold)
+    assert resp.status_code == 201, resp.get_json()
+    order = resp.get_json()["order"]
+    assert order["amount_fen"] == 22000
+    db_session.expire_all()
+    held = {c.id: (str(c.status), c.locked_order_id, c.discount_fen) for c in db_session.scalars(select(Coupon))}
+    assert held[threshold] == ("locked", order["id"], 5000)
+    assert held[percent] == ("locked", order["id"], 3000)
+    assert held[fixed][0] == "unused"
+    # Each coupon once; not more than five.
+    resp = _order(client, owner, pay_effects, "stack-4", 30000, fixed, fixed)
+    assert resp.status_code == 422 and resp.get_json()["code"] == "request.invalid"

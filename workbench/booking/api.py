@@ -31,6 +31,7 @@ from backend.booking.schemas import (
     StaffBookingPageSchema,
     StaffBookingQuerySchema,
     StaffBookingSchema,
+    StepInSchema,
     StoreSlotsQuerySchema,
 )
 from backend.customers.models import Car, Customer
@@ -114,8 +115,9 @@ def scan_checkin(data: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/bookings/<int:booking_id>/checkin", methods=["POST"])
 @scoped("booking")
 @scope_first("booking", "booking_id")
+@blp.arguments(StepInSchema)
 @blp.response(200, StaffBookingSchema)
-def checkin(booking_id: int) -> dict[str, Any]:
+def checkin(data: dict[str, Any], booking_id: int) -> dict[str, Any]:
     """Check in a booking found by search (plate, name)."""
     return _one(service.check_in(db.session(), current_staff(), booking_id))
 
@@ -133,8 +135,9 @@ def assign_bay(data: dict[str, Any], booking_id: int) -> dict[str, Any]:
 @blp.route("/bookings/<int:booking_id>/start", methods=["POST"])
 @scoped("booking")
 @scope_first("booking", "booking_id")
+@blp.arguments(StepInSchema)
 @blp.response(200, StaffBookingSchema)
-def start(booking_id: int) -> dict[str, Any]:
+def start(data: dict[str, Any], booking_id: int) -> dict[str, Any]:
     return _one(service.start(db.session(), current_staff(), booking_id))
 
 
@@ -152,8 +155,9 @@ def complete(data: dict[str, Any], booking_id: int) -> dict[str, Any]:
 @blp.route("/bookings/<int:booking_id>/no-show", methods=["POST"])
 @scoped("booking")
 @scope_first("booking", "booking_id")
+@blp.arguments(StepInSchema)
 @blp.response(200, StaffBookingSchema)
-def no_show(booking_id: int) -> dict[str, Any]:
+def no_show(data: dict[str, Any], booking_id: int) -> dict[str, Any]:
     """Mark a booking whose start has passed as a no-show (a job does it after the grace period)."""
     return _one(service.mark_no_show(db.session(), current_staff(), booking_id))
 
