@@ -62,6 +62,8 @@ class CouponTemplate(Base):
     # Online use: the payment business types it applies to (service_package, mall_order, ...);
     # None: every type. A voucher or a gift is for the store counter only.
     business_types: Mapped[list | None] = mapped_column(default=None)
+    item_ids: Mapped[list | None] = mapped_column(default=None)  # business ids (a package, a mall item); None: all
+    brands: Mapped[list | None] = mapped_column(default=None)  # usable at stores serving one of them; None: all
     eligible_tiers: Mapped[list | None] = mapped_column(default=None)
     segment_id: Mapped[int | None] = mapped_column(default=None)
     car_brand: Mapped[str | None] = mapped_column(String(32), default=None)

@@ -30,6 +30,8 @@ class CouponTemplateSchema(OutputSchema):
     use_ends_at = fields.DateTime(allow_none=True)
     use_days = fields.Integer(allow_none=True)
     business_types = fields.List(fields.String(), allow_none=True)
+    item_ids = fields.List(fields.String(), allow_none=True)
+    brands = fields.List(fields.String(), allow_none=True)
     eligible_tiers = fields.List(fields.String(), allow_none=True)
     segment_id = fields.Integer(allow_none=True)
     car_brand = fields.String(allow_none=True)
@@ -83,6 +85,16 @@ class _CouponTemplateFields(Schema):
         fields.String(validate=validate.Length(min=1, max=32)),
         allow_none=True,
         metadata={"description": "payment business types it applies to online (service_package...); null: all"},
+    )
+    item_ids = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)),
+        allow_none=True,
+        metadata={"description": "the business objects it applies to online (a package id...); null: all"},
+    )
+    brands = fields.List(
+        fields.String(validate=validate.Length(min=1, max=64)),
+        allow_none=True,
+        metadata={"description": "usable only at stores serving one of these brands; null: every store"},
     )
     eligible_tiers = fields.List(fields.String(validate=validate.Length(max=32)), allow_none=True)
     segment_id = fields.Integer(allow_none=True)

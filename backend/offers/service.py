@@ -77,6 +77,7 @@ register_messages(
         "coupon.not_for_this_order": ("该优惠券不适用于此订单", "This coupon does not apply to this order"),
         "coupon.store_only": ("该券仅限到店核销", "This coupon is used at the store, not online"),
         "coupon.exchange_code_invalid": ("兑换码无效", "Exchange code not valid"),
+        "coupon.wrong_brand": ("该优惠券仅限指定品牌门店使用", "This coupon is for stores of other brands"),
         "coupon.not_combinable": ("这些优惠券不能同时使用", "These coupons cannot be used together"),
         "coupon.stock_below_issued": ("库存不能少于已发放数量", "Stock cannot drop below the coupons issued"),
     }
@@ -458,8 +459,11 @@ def _scan(session: Session, token: str | None, code: str | None, now: datetime) 
     return Scan(coupon, None)
 
 
-def _refusal(template: CouponTemplate, coupon: Coupon, store_id: int | None, now: datetime) -> str | None:
-    """Why this coupon cannot be used here (None: anywhere) now, as a stable code; None when it can."""
+def _refusal(
+    template: CouponTemplate, coupon: Coupon, store_id: int | None, now: datetime, session: Session | None = None
+) -> str | None:
+    """Why this coupon cannot be used here (None: anywhere) now, as a stable code; None when it
+    can. With a session, a template scoped to brands is usable only at stores serving one."""
     if coupon.status == CouponStatus.USED:
         return "coupon.already_used"
     if coupon.status == CouponStatus.LOCKED:
@@ -470,7 +474,21 @@ def _refusal(template: CouponTemplate, coupon: Coupon, store_id: int | None, now
         return "coupon.not_yet_valid"
     if store_id is not None and template.store_id is not None and template.store_id != store_id:
         return "coupon.wrong_store"
+    if (
+        store_id is not None
+        and template.brands
+        and session is not None
+        and not _store_serves(session, store_id, template.brands)
+    ):
+        return "coupon.wrong_brand"
     return None
+
+
+def _store_serves(session: Session, store_id: int, brands: list[str]) -> bool:
+    from backend.stores.models import StoreProfile
+
+    served = session.scalar(select(StoreProfile.brands).where(StoreProfile.store_id == store_id))
+    return not served or bool(set(served) & set(brands))  # a store listing no brands serves every brand
 
 
 def preview(
@@ -484,7 +502,7 @@ def preview(
         "coupon": scan.coupon,
         "template": template,
         "store_id": store,
-        "refusal": _refusal(template, scan.coupon, store, now),
+        "refusal": _refusal(template, scan.coupon, store, now, session),
     }
 
 
@@ -510,7 +528,7 @@ def write_off(
         return scan.coupon, done
     coupon = scan.coupon
     template = session.get(CouponTemplate, coupon.template_id)
-    refusal = _refusal(template, coupon, store, now)
+    refusal = _refusal(template, coupon, store, now, session)
     if refusal:
         raise AppError(refusal, 409)
     try:
@@ -704,18 +722,26 @@ _APPLICATION_ORDER = {CouponKind.THRESHOLD: 0, CouponKind.FIXED: 1, CouponKind.P
 
 
 def _usable_on_order(
-    session: Session, customer_id: int, coupon_id: int, business_type: str, quote: Quote, now: datetime
+    session: Session,
+    customer_id: int,
+    coupon_id: int,
+    business_type: str,
+    business_id: str,
+    quote: Quote,
+    now: datetime,
 ) -> tuple[Coupon, CouponTemplate]:
     coupon = member_coupon(session, customer_id, coupon_id)
     template = session.get(CouponTemplate, coupon.template_id)
     if coupon.status == CouponStatus.USED:
         raise AppError("coupon.already_used", 409, errors={"coupon_id": coupon_id})
-    refusal = _refusal(template, coupon, quote.store_id, now)
+    refusal = _refusal(template, coupon, quote.store_id, now, session)
     if refusal == "coupon.in_use":
         refusal = None  # held by an order: lock_to_order decides (this one again, or a closed one)
     if refusal is None and template.store_id is not None and quote.store_id is None:
         refusal = "coupon.wrong_store"
     if refusal is None and template.business_types is not None and business_type not in template.business_types:
+        refusal = "coupon.not_for_this_order"
+    if refusal is None and template.item_ids is not None and business_id not in template.item_ids:
         refusal = "coupon.not_for_this_order"
     if refusal is None and template.kind not in _APPLICATION_ORDER:
         refusal = "coupon.store_only"
@@ -746,13 +772,13 @@ def _check_stacking(picked: list[tuple[Coupon, CouponTemplate]]) -> None:
 
 
 def price_for_order(
-    session: Session, customer_id: int, coupon_ids: list[int], business_type: str, quote: Quote
+    session: Session, customer_id: int, coupon_ids: list[int], business_type: str, business_id: str, quote: Quote
 ) -> list[tuple[int, int]]:
     """(coupon id, fen it takes off) for each coupon, in the documented application order."""
     if len(set(coupon_ids)) != len(coupon_ids):
         raise AppError("request.invalid", 422, errors={"json": {"coupon_ids": ["each coupon once"]}})
     now = utcnow()
-    picked = [_usable_on_order(session, customer_id, cid, business_type, quote, now) for cid in coupon_ids]
+    picked = [_usable_on_order(session, customer_id, cid, business_type, business_id, quote, now) for cid in coupon_ids]
     _check_stacking(picked)
     picked.sort(key=lambda p: (_APPLICATION_ORDER[p[1].kind], -p[1].value_fen, p[0].id))
     left = quote.amount_fen

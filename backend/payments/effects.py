@@ -55,13 +55,13 @@ class BusinessEffect:
 class OrderDiscount:
     """The order-level coupons an owner picks at checkout (the offers feature registers it).
 
-    `price(session, customer_id, coupon_ids, business_type, quote)` answers (coupon id, fen off)
+    `price(session, customer_id, coupon_ids, business_type, business_id, quote)` answers (coupon id, fen off)
     for each, or raises the feature's AppError (not usable here, not combinable, threshold not
     met...); `attach(session, discounts, order_id)` locks them to the order in the same
     transaction, or raises when another order holds one. Used, released and given back are the
     feature's own paid / closed / refunded listeners."""
 
-    price: Callable[[Session, int, list[int], str, Quote], list[tuple[int, int]]]
+    price: Callable[[Session, int, list[int], str, str, Quote], list[tuple[int, int]]]
     attach: Callable[[Session, list[tuple[int, int]], int], None]
 
 

@@ -289,7 +289,11 @@ def create_order_for(
     discount = effects.order_discount() if coupon_ids else None
     if coupon_ids and discount is None:
         raise AppError("payment.coupon_unsupported", 422)
-    offs = discount.price(session, customer_id, coupon_ids, business_type, quote) if discount and coupon_ids else []
+    offs = (
+        discount.price(session, customer_id, coupon_ids, business_type, str(business_id), quote)
+        if discount and coupon_ids
+        else []
+    )
     order = create_order(
         session,
         customer_id=customer_id,

@@ -47,6 +47,8 @@ def upgrade() -> None:
     sa.Column('use_ends_at', backend.platform.db.UTCDateTime(), nullable=True),
     sa.Column('use_days', sa.Integer(), nullable=True),
     sa.Column('business_types', sa.JSON(), nullable=True),
+    sa.Column('item_ids', sa.JSON(), nullable=True),
+    sa.Column('brands', sa.JSON(), nullable=True),
     sa.Column('eligible_tiers', sa.JSON(), nullable=True),
     sa.Column('segment_id', sa.Integer(), nullable=True),
     sa.Column('car_brand', sa.String(length=32), nullable=True),

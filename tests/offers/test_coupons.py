@@ -305,3 +305,28 @@ def test_stock_edits_never_go_below_what_is_issued(
     assert resp.status_code == 200 and (resp.get_json()["stock"], resp.get_json()["active"]) == (1, False)
     assert client.get(f"{APP}/offers", headers=owner.headers).get_json()["items"] == []
     assert client.patch(url, json={"stock": 5}, headers=staff.advisor.headers).status_code == 403
+
+
+def test_a_brand_scoped_coupon_is_used_only_at_stores_of_that_brand(
+    client: Any,
+    db_session: Any,
+    units: SimpleNamespace,
+    owner: SimpleNamespace,
+    staff: SimpleNamespace,
+    make_template: Any,
+) -> None:
+    from backend.stores.models import StoreProfile
+
+    db_session.add(StoreProfile(store_id=units.stores[0].id, brands=["一汽-大众"]))
+    db_session.add(StoreProfile(store_id=units.stores[1].id, brands=["宝马", "MINI"]))
+    db_session.commit()
+    _, coupon = _claimed(client, owner, make_template, store_id=None, headers=staff.admin.headers, brands=["宝马"])
+    token = _qr(client, owner, coupon["id"])
+    preview = client.post(f"{WB}/coupons/preview", json={"token": token}, headers=staff.advisor.headers).get_json()
+    assert (preview["usable"], preview["refusal"]) == (False, "coupon.wrong_brand")
+    resp = client.post(f"{WB}/coupons/write-offs", json={"token": token}, headers=staff.advisor.headers)
+    assert resp.status_code == 409 and resp.get_json()["code"] == "coupon.wrong_brand"
+    resp = client.post(
+        f"{WB}/coupons/write-offs", json={"token": token, "store_id": units.stores[1].id}, headers=staff.region.headers
+    )
+    assert resp.status_code == 200 and resp.get_json()["write_off"]["store_id"] == units.stores[1].id

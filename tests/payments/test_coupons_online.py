@@ -137,6 +137,10 @@ def test_closed_order_releases_and_refusals(
     typed = _coupon(db_session, owner.id, None, kind=CouponKind.FIXED, value_fen=100, business_types=["mall_order"])
     resp = _order(client, owner, pay_effects, "sku-7", 10000, typed)
     assert resp.status_code == 409 and resp.get_json()["code"] == "coupon.not_for_this_order"
+    one_item = _coupon(db_session, owner.id, None, kind=CouponKind.FIXED, value_fen=100, item_ids=["sku-ok"])
+    resp = _order(client, owner, pay_effects, "sku-other", 10000, one_item)
+    assert resp.status_code == 409 and resp.get_json()["code"] == "coupon.not_for_this_order"
+    assert _order(client, owner, pay_effects, "sku-ok", 10000, one_item).get_json()["order"]["amount_fen"] == 9900
     whole = _coupon(db_session, owner.id, None, kind=CouponKind.FIXED, value_fen=99999)
     assert _order(client, owner, pay_effects, "sku-8", 500, whole).get_json()["order"]["amount_fen"] == 1
     resp = _order(client, owner, pay_effects, "sku-9", 500, 987654)
