@@ -47,6 +47,7 @@ from backend.platform.audit import write_audit
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages
 from backend.platform.jobs import enqueue
+from backend.platform.upsert import upsert
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
 
@@ -174,11 +175,15 @@ def _issue(
     row lock (so two claims of one member at once never share a key)."""
     if template.issued >= template.stock:
         raise AppError("coupon.sold_out", 409)
-    try:
-        with unique_savepoint(session):
-            session.add(CouponClaimCounter(template_id=template.id, customer_id=customer_id, claimed=0))
-    except DuplicateKey:
-        pass  # the member's counter exists already
+    # One statement, no savepoint: two taps of one member inserting the counter at once would
+    # deadlock on the unique index's gap locks with insert-then-catch.
+    upsert(
+        session,
+        CouponClaimCounter,
+        {"template_id": template.id, "customer_id": customer_id, "claimed": 0},
+        ["template_id", "customer_id"],
+        lambda new: [("claimed", CouponClaimCounter.__table__.c.claimed)],
+    )
     allowed = session.execute(
         update(CouponClaimCounter)
         .where(
