@@ -34,6 +34,8 @@ blp = Blueprint(
     "owner_booking", __name__, url_prefix="/api/app/v1", audience="owner", description="维修保养预约 — booking"
 )
 
+# Examples in the OpenAPI document (the workbench reuses them). Answers carry times in UTC:
+# 2026-12-05T01:00:00+00:00 is 09:00 in Guangzhou.
 BOOKING_EXAMPLE = {
     "id": 88,
     "status": "booked",
@@ -46,9 +48,83 @@ BOOKING_EXAMPLE = {
     "ends_at": "2026-12-05T02:00:00+00:00",
     "advisor_id": 15,
     "advisor_chosen": False,
+    "bay_id": None,
+    "note": "顺便检查胎压",
     "reschedule_count": 0,
     "version": 1,
+    "cancel_reason": None,
+    "cancelled_by": None,
+    "cancelled_at": None,
+    "arrived_at": None,
+    "started_at": None,
+    "completed_at": None,
+    "no_show_at": None,
+    "mileage_km": None,
+    "work_done": None,
     "created_at": "2026-12-03T02:00:00+00:00",
+}
+RESCHEDULED_EXAMPLE = {
+    **BOOKING_EXAMPLE,
+    "slot_id": 5133,
+    "starts_at": "2026-12-06T06:00:00+00:00",
+    "ends_at": "2026-12-06T07:00:00+00:00",
+    "reschedule_count": 1,
+    "version": 2,
+}
+CANCELLED_EXAMPLE = {
+    **BOOKING_EXAMPLE,
+    "status": "cancelled",
+    "version": 2,
+    "cancel_reason": "行程有变",
+    "cancelled_by": "owner",
+    "cancelled_at": "2026-12-04T03:20:00+00:00",
+}
+COMPLETED_EXAMPLE = {
+    **BOOKING_EXAMPLE,
+    "id": 71,
+    "status": "completed",
+    "slot_id": 4870,
+    "starts_at": "2026-09-12T02:00:00+00:00",
+    "ends_at": "2026-09-12T03:00:00+00:00",
+    "bay_id": 31,
+    "note": None,
+    "version": 4,
+    "arrived_at": "2026-09-12T01:52:00+00:00",
+    "started_at": "2026-09-12T02:05:00+00:00",
+    "completed_at": "2026-09-12T03:10:00+00:00",
+    "mileage_km": 30180,
+    "work_done": ["更换机油机滤", "检查刹车片"],
+    "created_at": "2026-09-08T12:30:00+00:00",
+}
+FREE_SLOTS_EXAMPLE = {
+    "items": [
+        {
+            "slot_id": 5121,
+            "day": "2026-12-05",
+            "starts_at": "2026-12-05T01:00:00+00:00",
+            "ends_at": "2026-12-05T02:00:00+00:00",
+            "free": 2,
+        },
+        {
+            "slot_id": 5122,
+            "day": "2026-12-05",
+            "starts_at": "2026-12-05T02:00:00+00:00",
+            "ends_at": "2026-12-05T03:00:00+00:00",
+            "free": 3,
+        },
+        {
+            "slot_id": 5133,
+            "day": "2026-12-06",
+            "starts_at": "2026-12-06T06:00:00+00:00",
+            "ends_at": "2026-12-06T07:00:00+00:00",
+            "free": 1,
+        },
+    ]
+}
+CHECKIN_CODE_EXAMPLE = {
+    "token": "eyJwIjoiYm9va2luZ19jaGVja2luIiwicyI6ODgsIm4iOiJjVXAwYURhMDd3TUUwWWlIIiwiaWF0Ijox"
+    "Nzk2NDMxODAwLCJleHAiOjE3OTY0MzE4NjB9.WtqcBrBTbn2mr3kho0T6HZNn1otY1CKkbxAbgDM4fTo",
+    "expires_at": "2026-12-05T00:51:00+00:00",
 }
 
 
@@ -66,7 +142,7 @@ def own_first(fn: Callable[..., Any]) -> Callable[..., Any]:
 @blp.route("/booking/slots")
 @self_only
 @blp.arguments(SlotsQuerySchema, location="query")
-@blp.response(200, FreeSlotListSchema)
+@blp.response(200, FreeSlotListSchema, example=FREE_SLOTS_EXAMPLE)
 def free_slots(args: dict[str, Any]) -> dict[str, Any]:
     """Free slots of a store for my car and a service type over `days` local days from `start`:
     only slots with a place left, open, at least the minimum notice ahead and inside the horizon.
@@ -87,7 +163,7 @@ def free_slots(args: dict[str, Any]) -> dict[str, Any]:
 @blp.route("/bookings", methods=["POST"])
 @self_only
 @idempotent
-@blp.arguments(BookingInSchema, example={"car_id": 12, "service_type_id": 1, "slot_id": 5121})
+@blp.arguments(BookingInSchema, example={"car_id": 12, "service_type_id": 1, "slot_id": 5121, "note": "顺便检查胎压"})
 @blp.response(201, BookingSchema, example=BOOKING_EXAMPLE)
 @blp.alt_response(
     409, description="booking.slot_full, booking.store_closed, booking.active_limit, booking.blocked_no_show"
@@ -107,7 +183,7 @@ def book(data: dict[str, Any]) -> Booking:
 @blp.route("/me/bookings")
 @self_only
 @blp.arguments(MyBookingsQuerySchema, location="query")
-@blp.response(200, BookingListSchema)
+@blp.response(200, BookingListSchema, example={"items": [BOOKING_EXAMPLE, COMPLETED_EXAMPLE]})
 def my_bookings(args: dict[str, Any]) -> dict[str, Any]:
     """My bookings, latest start first (`active=true`: booked, arrived, in service)."""
     return {"items": service.member_bookings(db.session(), current_member(), active_only=args["active"])}
@@ -115,7 +191,7 @@ def my_bookings(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/bookings/<int:booking_id>")
 @self_only
-@blp.response(200, BookingSchema)
+@blp.response(200, BookingSchema, example=BOOKING_EXAMPLE)
 def my_booking(booking_id: int) -> Booking:
     return service.member_booking(db.session(), current_member(), booking_id)
 
@@ -125,7 +201,7 @@ def my_booking(booking_id: int) -> Booking:
 @idempotent
 @own_first
 @blp.arguments(RescheduleInSchema, example={"slot_id": 5133, "reason": "临时出差"})
-@blp.response(200, BookingSchema)
+@blp.response(200, BookingSchema, example=RESCHEDULED_EXAMPLE)
 @blp.alt_response(409, description="booking.slot_full, booking.reschedule_cutoff, booking.reschedule_limit")
 def reschedule(data: dict[str, Any], booking_id: int) -> Booking:
     """Move my booking to another slot: the old place is given back and the new one taken in one
@@ -138,7 +214,7 @@ def reschedule(data: dict[str, Any], booking_id: int) -> Booking:
 @idempotent
 @own_first
 @blp.arguments(ReasonInSchema, example={"reason": "行程有变"})
-@blp.response(200, BookingSchema)
+@blp.response(200, BookingSchema, example=CANCELLED_EXAMPLE)
 @blp.alt_response(409, description="booking.cancel_cutoff, booking.invalid_state")
 def cancel(data: dict[str, Any], booking_id: int) -> Booking:
     """Cancel my booking with a reason (not later than the cut-off before its start)."""
@@ -147,7 +223,7 @@ def cancel(data: dict[str, Any], booking_id: int) -> Booking:
 
 @blp.route("/bookings/<int:booking_id>/checkin-code")
 @self_only
-@blp.response(200, CheckinCodeSchema)
+@blp.response(200, CheckinCodeSchema, example=CHECKIN_CODE_EXAMPLE)
 def checkin_code(booking_id: int) -> dict[str, Any]:
     """A rotating signed code (valid 60 s) for the store to scan at arrival; refresh it in the app."""
     session = db.session()

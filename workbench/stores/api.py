@@ -13,6 +13,7 @@ from backend.org.scope import scope_query
 from backend.platform.api import Blueprint, current_staff, scoped
 from backend.platform.db import db, utcnow
 from backend.stores import service
+from backend.stores.api import HOURS_EXAMPLE, OVERRIDE_EXAMPLE, PANYU, STORE_DETAIL_EXAMPLE, TIANHE
 from backend.stores.models import StoreProfile
 from backend.stores.schemas import (
     BayInSchema,
@@ -30,6 +31,43 @@ from workbench.scoping import scope_first
 
 blp = Blueprint("wb_stores", __name__, url_prefix="/api/workbench/v1", audience="staff", description="门店 — stores")
 
+FUTIAN = {
+    "id": 5,
+    "name": "深圳福田一汽-大众4S店",
+    "code": "S03",
+    "address": "深圳市福田区深南大道6008号",
+    "latitude": 22.541,
+    "longitude": 114.042,
+    "phone": "0755-8888-1003",
+    "brands": ["一汽-大众"],
+    "bookable": True,
+    "distance_km": None,
+}
+STORE_LIST_EXAMPLE = {"items": [{**TIANHE, "distance_km": None}, {**PANYU, "distance_km": None}, FUTIAN]}
+PROFILE_EXAMPLE = {
+    "address": "广州市天河区黄埔大道西668号",
+    "latitude": 23.1291,
+    "longitude": 113.354,
+    "phone": "020-3888-1001",
+    "brands": ["一汽-大众"],
+    "bookable": True,
+}
+HOURS_IN_EXAMPLE = {
+    "days": [
+        {"weekday": day, "opens": "08:30", "closes": "17:00" if day == 6 else "18:00", "labour_cap_minutes": 4800}
+        for day in range(7)
+    ]
+}
+BAYS_EXAMPLE = {
+    "items": [
+        {"id": 31, "store_id": 3, "code": "Q1", "bay_type": "quick", "active": True},
+        {"id": 32, "store_id": 3, "code": "Q2", "bay_type": "quick", "active": True},
+        {"id": 33, "store_id": 3, "code": "G1", "bay_type": "general", "active": True},
+        {"id": 34, "store_id": 3, "code": "B1", "bay_type": "body_paint", "active": True},
+        {"id": 35, "store_id": 3, "code": "W1", "bay_type": "wash", "active": False},
+    ]
+}
+
 
 def _detail(org_unit_id: int) -> dict[str, Any]:
     return service.store_detail(db.session(), org_unit_id, service.local_day(utcnow()), owner=False)
@@ -37,7 +75,7 @@ def _detail(org_unit_id: int) -> dict[str, Any]:
 
 @blp.route("/stores")
 @scoped("org_unit")
-@blp.response(200, StoreListSchema)
+@blp.response(200, StoreListSchema, example=STORE_LIST_EXAMPLE)
 def list_stores() -> dict[str, Any]:
     """The stores of my scope with their profiles."""
     session = db.session()
@@ -54,7 +92,7 @@ def list_stores() -> dict[str, Any]:
 @blp.route("/stores/<int:org_unit_id>")
 @scoped("org_unit")
 @scope_first("org_unit", "org_unit_id")
-@blp.response(200, StoreDetailSchema)
+@blp.response(200, StoreDetailSchema, example=STORE_DETAIL_EXAMPLE)
 def get_store(org_unit_id: int) -> dict[str, Any]:
     return _detail(org_unit_id)
 
@@ -62,8 +100,8 @@ def get_store(org_unit_id: int) -> dict[str, Any]:
 @blp.route("/stores/<int:org_unit_id>", methods=["PATCH"])
 @scoped("org_unit")
 @scope_first("org_unit", "org_unit_id")
-@blp.arguments(ProfileInSchema, example={"address": "上海市浦东新区张杨路500号", "brands": ["大众"]})
-@blp.response(200, StoreDetailSchema)
+@blp.arguments(ProfileInSchema, example=PROFILE_EXAMPLE)
+@blp.response(200, StoreDetailSchema, example=STORE_DETAIL_EXAMPLE)
 def patch_store(data: dict[str, Any], org_unit_id: int) -> dict[str, Any]:
     """Managers: address, coordinates, phone, brands served, open for online booking."""
     service.store_unit_or_404(db.session(), org_unit_id)
@@ -74,11 +112,8 @@ def patch_store(data: dict[str, Any], org_unit_id: int) -> dict[str, Any]:
 @blp.route("/stores/<int:org_unit_id>/hours", methods=["PUT"])
 @scoped("org_unit")
 @scope_first("org_unit", "org_unit_id")
-@blp.arguments(
-    WeeklyHoursInSchema,
-    example={"days": [{"weekday": 0, "opens": "08:30", "closes": "18:00", "labour_cap_minutes": 2400}]},
-)
-@blp.response(200, WeeklyHoursSchema)
+@blp.arguments(WeeklyHoursInSchema, example=HOURS_IN_EXAMPLE)
+@blp.response(200, WeeklyHoursSchema, example={"days": HOURS_EXAMPLE})
 def put_hours(data: dict[str, Any], org_unit_id: int) -> dict[str, Any]:
     """Managers: replace the weekly hours (weekdays not listed are closed); each day may carry a
     labour cap in minutes, applied to days generated from then on."""
@@ -90,7 +125,7 @@ def put_hours(data: dict[str, Any], org_unit_id: int) -> dict[str, Any]:
 @scoped("org_unit")
 @scope_first("org_unit", "org_unit_id")
 @blp.arguments(OverrideInSchema, example={"day": "2027-01-01", "closed": True, "note": "元旦"})
-@blp.response(200, OverrideSchema)
+@blp.response(200, OverrideSchema, example=OVERRIDE_EXAMPLE)
 def put_override(data: dict[str, Any], org_unit_id: int) -> Any:
     """Managers: a holiday (closed) or other hours for one date (replaces that date's override).
     Slots of a closed day are not offered and cannot be booked; bookings already made stay."""
@@ -109,7 +144,7 @@ def delete_override(org_unit_id: int, override_id: int) -> None:
 @blp.route("/stores/<int:org_unit_id>/bays")
 @scoped("org_unit")
 @scope_first("org_unit", "org_unit_id")
-@blp.response(200, BayListSchema)
+@blp.response(200, BayListSchema, example=BAYS_EXAMPLE)
 def list_bays(org_unit_id: int) -> dict[str, Any]:
     return {"items": service.bays(db.session(), org_unit_id)}
 
@@ -117,8 +152,8 @@ def list_bays(org_unit_id: int) -> dict[str, Any]:
 @blp.route("/stores/<int:org_unit_id>/bays", methods=["POST"])
 @scoped("org_unit")
 @scope_first("org_unit", "org_unit_id")
-@blp.arguments(BayInSchema, example={"code": "Q1", "bay_type": "quick"})
-@blp.response(201, BaySchema)
+@blp.arguments(BayInSchema, example={"code": "Q3", "bay_type": "quick"})
+@blp.response(201, BaySchema, example={"id": 36, "store_id": 3, "code": "Q3", "bay_type": "quick", "active": True})
 def add_bay(data: dict[str, Any], org_unit_id: int) -> Any:
     service.store_unit_or_404(db.session(), org_unit_id)
     return service.add_bay(db.session(), current_staff(), org_unit_id, data)
