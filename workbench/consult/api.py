@@ -20,6 +20,7 @@ from flask import Response as FlaskResponse
 from sqlalchemy import select
 
 from backend.consult import service, views
+from backend.consult.api import CONVERSATION_EXAMPLE, MESSAGE_LIST_EXAMPLE
 from backend.consult.models import Conversation, Response, Sender
 from backend.consult.schemas import (
     ConsultEmptySchema,
@@ -50,6 +51,98 @@ blp = Blueprint(
 
 RESOURCE = "consult_conversation"
 
+# Examples in the OpenAPI document (times in UTC: 01:00 is 09:00 in Guangzhou; SLA 15 minutes).
+STAFF_CONVERSATION_EXAMPLE = {
+    **CONVERSATION_EXAMPLE,
+    "unread": 0,
+    "other_side_read_message_id": 0,
+    "customer_id": 7,
+    "customer_name": "陈志强",
+    "claimed_at": "2026-12-02T01:02:00+00:00",
+    "awaiting_since": None,
+    "due_at": None,
+    "overdue": False,
+    "first_response_at": "2026-12-02T01:06:00+00:00",
+    "first_response_seconds": 360,
+    "first_response_business_seconds": 360,
+    "response_count": 1,
+    "resolution_seconds": None,
+    "resolution_business_seconds": None,
+    "closed_by": None,
+    "reopened_count": 0,
+    "transfer_count": 0,
+}
+UNCLAIMED_EXAMPLE = {
+    **STAFF_CONVERSATION_EXAMPLE,
+    "id": 9,
+    "topic": "new_car",
+    "car_id": None,
+    "advisor": None,
+    "created_at": "2026-12-02T02:10:00+00:00",
+    "last_message_at": "2026-12-02T02:10:00+00:00",
+    "last_excerpt": "ID.4 CROZZ 现在有什么优惠？",
+    "unread": 1,
+    "customer_id": 23,
+    "customer_name": "黄嘉欣",
+    "claimed_at": None,
+    "awaiting_since": "2026-12-02T02:10:00+00:00",
+    "due_at": "2026-12-02T02:25:00+00:00",
+    "first_response_at": None,
+    "first_response_seconds": None,
+    "first_response_business_seconds": None,
+    "response_count": 0,
+}
+CLAIMED_EXAMPLE = {
+    **UNCLAIMED_EXAMPLE,
+    "advisor": {"id": 15, "name": "王磊"},
+    "claimed_at": "2026-12-02T02:12:00+00:00",
+}
+TRANSFERRED_EXAMPLE = {**STAFF_CONVERSATION_EXAMPLE, "advisor": {"id": 18, "name": "赵敏"}, "transfer_count": 1}
+CLOSED_EXAMPLE = {
+    **STAFF_CONVERSATION_EXAMPLE,
+    "status": "closed",
+    "closed_at": "2026-12-02T01:30:00+00:00",
+    "resolution_seconds": 1800,
+    "resolution_business_seconds": 1800,
+    "closed_by": "staff",
+}
+REOPENED_EXAMPLE = {**CLOSED_EXAMPLE, "status": "open", "closed_at": None, "reopened_count": 1}
+STAFF_MESSAGE_EXAMPLE = {
+    **MESSAGE_LIST_EXAMPLE["items"][2],
+    "id": 45,
+    "text": "您好，请问车辆行驶了多少公里？",
+    "client_id": "a-2",
+    "created_at": "2026-12-02T01:09:00+00:00",
+}
+RESPONSES_EXAMPLE = {
+    "items": [
+        {
+            "id": 11,
+            "message_id": 43,
+            "advisor_id": 15,
+            "kind": "first_response",
+            "waiting_since": "2026-12-02T01:00:00+00:00",
+            "responded_at": "2026-12-02T01:06:00+00:00",
+            "seconds": 360,
+            "business_seconds": 360,
+            "sla_seconds": 900,
+            "within_sla": True,
+        },
+        {
+            "id": 12,
+            "message_id": 45,
+            "advisor_id": 15,
+            "kind": "reply",
+            "waiting_since": "2026-12-02T01:08:00+00:00",
+            "responded_at": "2026-12-02T01:09:00+00:00",
+            "seconds": 60,
+            "business_seconds": 60,
+            "sla_seconds": 900,
+            "within_sla": True,
+        },
+    ]
+}
+
 
 def _view(conversation: Conversation) -> dict[str, Any]:
     return views.conversation(db.session(), conversation, Sender.STAFF)
@@ -58,7 +151,7 @@ def _view(conversation: Conversation) -> dict[str, Any]:
 @blp.route("/consult/inbox")
 @scoped(RESOURCE)
 @blp.arguments(ConsultInboxQuerySchema, location="query")
-@blp.response(200, ConsultStaffConversationListSchema)
+@blp.response(200, ConsultStaffConversationListSchema, example={"items": [UNCLAIMED_EXAMPLE]})
 def inbox(query: dict[str, Any]) -> dict[str, Any]:
     """`box`: mine (open, assigned to me), unclaimed (open, in my store's queue — my stores' for
     managers), overdue (open, the owner waiting past the store's SLA in business time), closed."""
@@ -71,7 +164,7 @@ def inbox(query: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/customers/<int:customer_id>/consult/conversations")
 @scoped("customer")
-@blp.response(200, ConsultStaffConversationListSchema)
+@blp.response(200, ConsultStaffConversationListSchema, example={"items": [STAFF_CONVERSATION_EXAMPLE]})
 def customer_conversations(customer_id: int) -> dict[str, Any]:
     """A customer's consultations that I may see (for the customer 360 in the sidebar), newest first."""
     session = db.session()
@@ -83,7 +176,7 @@ def customer_conversations(customer_id: int) -> dict[str, Any]:
 
 @blp.route("/consult/conversations/<int:conversation_id>")
 @scoped(RESOURCE)
-@blp.response(200, ConsultStaffConversationSchema)
+@blp.response(200, ConsultStaffConversationSchema, example=STAFF_CONVERSATION_EXAMPLE)
 def get_conversation(conversation_id: int) -> dict[str, Any]:
     return _view(get_scoped_or_404(db.session(), current_staff(), RESOURCE, conversation_id))
 
@@ -91,7 +184,7 @@ def get_conversation(conversation_id: int) -> dict[str, Any]:
 @blp.route("/consult/conversations/<int:conversation_id>/messages")
 @scoped(RESOURCE)
 @blp.arguments(ConsultMessagesQuerySchema, location="query")
-@blp.response(200, ConsultMessageListSchema)
+@blp.response(200, ConsultMessageListSchema, example=MESSAGE_LIST_EXAMPLE)
 def list_messages(query: dict[str, Any], conversation_id: int) -> dict[str, Any]:
     session = db.session()
     conversation = get_scoped_or_404(session, current_staff(), RESOURCE, conversation_id)
@@ -104,10 +197,15 @@ def list_messages(query: dict[str, Any], conversation_id: int) -> dict[str, Any]
 @idempotent
 @scope_first(RESOURCE, "conversation_id")
 @blp.arguments(
-    ConsultMessageInSchema, example={"kind": "text", "text": "您好，请问车辆行驶了多少公里？", "client_id": "a-1"}
+    ConsultMessageInSchema, example={"kind": "text", "text": "您好，请问车辆行驶了多少公里？", "client_id": "a-2"}
 )
-@blp.response(201, ConsultMessageSchema)
-@blp.alt_response(200, schema=ConsultMessageSchema, description="this client_id was stored before: the stored message")
+@blp.response(201, ConsultMessageSchema, example=STAFF_MESSAGE_EXAMPLE)
+@blp.alt_response(
+    200,
+    schema=ConsultMessageSchema,
+    example=STAFF_MESSAGE_EXAMPLE,
+    description="this client_id was stored before: the stored message",
+)
 def send_message(data: dict[str, Any], conversation_id: int) -> Any:
     """Answer (or write first). Posting to an unclaimed conversation claims it for me."""
     session = db.session()
@@ -123,8 +221,8 @@ def send_message(data: dict[str, Any], conversation_id: int) -> Any:
 @blp.route("/consult/conversations/<int:conversation_id>/claim", methods=["POST"])
 @scoped("consult_claimable")
 @scope_first("consult_claimable", "conversation_id")
-@blp.arguments(ConsultEmptySchema)
-@blp.response(200, ConsultStaffConversationSchema)
+@blp.arguments(ConsultEmptySchema, example={})
+@blp.response(200, ConsultStaffConversationSchema, example=CLAIMED_EXAMPLE)
 @blp.alt_response(409, description="consult.already_claimed (another advisor was first) or consult.closed")
 def claim(_data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
     """Take an unclaimed conversation of my store; 409 consult.already_claimed if someone was first."""
@@ -134,8 +232,8 @@ def claim(_data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
 @blp.route("/consult/conversations/<int:conversation_id>/read", methods=["POST"])
 @scoped(RESOURCE)
 @scope_first(RESOURCE, "conversation_id")
-@blp.arguments(ConsultReadInSchema, example={"up_to_message_id": 42})
-@blp.response(200, ConsultStaffConversationSchema)
+@blp.arguments(ConsultReadInSchema, example={"up_to_message_id": 44})
+@blp.response(200, ConsultStaffConversationSchema, example=STAFF_CONVERSATION_EXAMPLE)
 def mark_read(data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
     session = db.session()
     conversation = service.mark_read(
@@ -151,8 +249,8 @@ def mark_read(data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
 @blp.route("/consult/conversations/<int:conversation_id>/transfer", methods=["POST"])
 @scoped(RESOURCE)
 @scope_first(RESOURCE, "conversation_id")
-@blp.arguments(ConsultTransferInSchema, example={"advisor_id": 5, "note": "客户询问贷款方案"})
-@blp.response(200, ConsultStaffConversationSchema)
+@blp.arguments(ConsultTransferInSchema, example={"advisor_id": 18, "note": "客户询问贷款方案"})
+@blp.response(200, ConsultStaffConversationSchema, example=TRANSFERRED_EXAMPLE)
 @blp.alt_response(422, description="consult.transfer_target_invalid: not an active advisor of the store")
 def transfer(data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
     """Hand over to another active advisor of the conversation's store (assignee or manager)."""
@@ -162,8 +260,8 @@ def transfer(data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
 @blp.route("/consult/conversations/<int:conversation_id>/close", methods=["POST"])
 @scoped(RESOURCE)
 @scope_first(RESOURCE, "conversation_id")
-@blp.arguments(ConsultEmptySchema)
-@blp.response(200, ConsultStaffConversationSchema)
+@blp.arguments(ConsultEmptySchema, example={})
+@blp.response(200, ConsultStaffConversationSchema, example=CLOSED_EXAMPLE)
 def close(_data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
     """Resolve: the resolution time (wall clock and business) is stored on the conversation."""
     return _view(service.staff_close(db.session(), current_staff(), conversation_id))
@@ -172,15 +270,15 @@ def close(_data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
 @blp.route("/consult/conversations/<int:conversation_id>/reopen", methods=["POST"])
 @scoped(RESOURCE)
 @scope_first(RESOURCE, "conversation_id")
-@blp.arguments(ConsultEmptySchema)
-@blp.response(200, ConsultStaffConversationSchema)
+@blp.arguments(ConsultEmptySchema, example={})
+@blp.response(200, ConsultStaffConversationSchema, example=REOPENED_EXAMPLE)
 def reopen(_data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
     return _view(service.staff_reopen(db.session(), current_staff(), conversation_id))
 
 
 @blp.route("/consult/conversations/<int:conversation_id>/responses")
 @scoped(RESOURCE)
-@blp.response(200, ConsultResponseListSchema)
+@blp.response(200, ConsultResponseListSchema, example=RESPONSES_EXAMPLE)
 def responses(conversation_id: int) -> dict[str, Any]:
     """The response-time facts of this conversation (first response and each reply)."""
     session = db.session()
@@ -194,7 +292,7 @@ def responses(conversation_id: int) -> dict[str, Any]:
 @scope_first("org_unit", "org_unit_id")
 @role_required(*MANAGER_ROLES)
 @blp.arguments(ConsultSlaInSchema, example={"sla_minutes": 15})
-@blp.response(200, ConsultSlaSchema)
+@blp.response(200, ConsultSlaSchema, example={"store_id": 3, "sla_minutes": 15})
 def set_sla(data: dict[str, Any], org_unit_id: int) -> dict[str, Any]:
     """A store's answer deadline in business minutes (managers of the store)."""
     session = db.session()
