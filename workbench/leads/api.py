@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from backend.customers.models import Customer
 from backend.leads import service
+from backend.leads.api import LEAD_EXAMPLE, LISTING_EXAMPLE, NEW_LISTING_EXAMPLE, TRADE_IN_LEAD_EXAMPLE
 from backend.leads.models import Lead, Listing
 from backend.leads.schemas import (
     LeadQuerySchema,
@@ -35,11 +36,98 @@ from workbench.scoping import scope_first
 
 blp = Blueprint("wb_leads", __name__, url_prefix="/api/workbench/v1", audience="staff", description="线索 — leads")
 
+# Examples in the OpenAPI document. Requests may send local times (+08:00); answers carry UTC.
 STATUS_EXAMPLES = {
-    "contacted": {"value": {"status": "contacted", "note": "已电话联系", "version": 2}},
-    "appointment": {"value": {"status": "appointment", "appointment_at": "2026-12-05T10:00:00+08:00"}},
-    "lost": {"value": {"status": "lost", "lost_reason": "已在别家购车"}},
+    "contacted": {"summary": "已联系", "value": {"status": "contacted", "note": "已电话联系，安排拖车", "version": 2}},
+    "appointment": {
+        "summary": "约到店",
+        "value": {"status": "appointment", "appointment_at": "2026-12-05T10:00:00+08:00", "version": 3},
+    },
+    "lost": {"summary": "战败", "value": {"status": "lost", "lost_reason": "已在别家购车", "version": 3}},
 }
+STAFF_LEAD_EXAMPLE = {
+    **LEAD_EXAMPLE,
+    "routed_role": "service_advisor",
+    "routed_by": "assigned_advisor",
+    "escalated_at": None,
+    "overdue": False,
+    "version": 2,
+    "customer_name": "陈志强",
+}
+CONTACTED_EXAMPLE = {
+    **STAFF_LEAD_EXAMPLE,
+    "status": "contacted",
+    "version": 3,
+    "contacted_at": "2026-12-02T08:06:00+00:00",
+    "updated_at": "2026-12-02T08:06:00+00:00",
+}
+REASSIGNED_EXAMPLE = {
+    **STAFF_LEAD_EXAMPLE,
+    "advisor_id": 16,
+    "routed_by": "manual",
+    "version": 3,
+    "updated_at": "2026-12-02T08:05:00+00:00",
+}
+LEAD_PAGE_EXAMPLE = {
+    "items": [
+        STAFF_LEAD_EXAMPLE,
+        {
+            **TRADE_IN_LEAD_EXAMPLE,
+            "routed_role": "sales_advisor",
+            "routed_by": "round_robin",
+            "escalated_at": None,
+            "overdue": False,
+            "version": 4,
+            "customer_name": "陈志强",
+        },
+    ],
+    "total": 2,
+    "page": 1,
+    "page_size": 20,
+}
+LEAD_DETAIL_EXAMPLE = {
+    **STAFF_LEAD_EXAMPLE,
+    "history": [
+        {
+            "kind": "lead_created",
+            "occurred_at": "2026-12-02T08:00:00+00:00",
+            "advisor_id": 15,
+            "payload": {"lead_id": 41, "type": "accident", "priority": "high"},
+        },
+        {
+            "kind": "lead_assigned",
+            "occurred_at": "2026-12-02T08:00:00+00:00",
+            "advisor_id": 15,
+            "payload": {
+                "lead_id": 41,
+                "type": "accident",
+                "advisor_id": 15,
+                "previous_advisor_id": None,
+                "by": "routing",
+                "routed_by": "assigned_advisor",
+            },
+        },
+    ],
+}
+LISTING_IN_EXAMPLE = {
+    "condition": "used",
+    "title": "2021款 迈腾 380TSI 豪华型",
+    "brand": "一汽-大众",
+    "series": "迈腾",
+    "model": "380TSI DSG 豪华型",
+    "year": 2021,
+    "mileage_km": 48000,
+    "price_fen": 15_300_000,
+    "photos": ["https://cdn.example.com/listings/3/1.jpg", "https://cdn.example.com/listings/3/2.jpg"],
+    "description": "一手车，全程4S店保养，无事故无泡水",
+}
+REPRICED_EXAMPLE = {
+    **LISTING_EXAMPLE,
+    "price_fen": 14_800_000,
+    "status": "reserved",
+    "updated_at": "2026-12-01T06:30:00+00:00",
+}
+WITHDRAWN_EXAMPLE = {**LISTING_EXAMPLE, "status": "withdrawn", "updated_at": "2026-12-02T03:00:00+00:00"}
 
 
 def _view(session: Any, lead: Lead, names: dict[int, str | None] | None = None) -> dict[str, Any]:
@@ -56,7 +144,7 @@ def _view(session: Any, lead: Lead, names: dict[int, str | None] | None = None) 
 @blp.route("/leads")
 @scoped("lead")
 @blp.arguments(LeadQuerySchema, location="query")
-@blp.response(200, StaffLeadPageSchema)
+@blp.response(200, StaffLeadPageSchema, example=LEAD_PAGE_EXAMPLE)
 def list_leads(args: dict[str, Any]) -> dict[str, Any]:
     """My leads (advisors; `mine=true` for a manager's own) or my stores' leads (managers),
     filtered by type, status, priority, store and `overdue`; high priority and oldest due first."""
@@ -74,7 +162,7 @@ def list_leads(args: dict[str, Any]) -> dict[str, Any]:
 
 @blp.route("/leads/<int:lead_id>")
 @scoped("lead")
-@blp.response(200, StaffLeadDetailSchema)
+@blp.response(200, StaffLeadDetailSchema, example=LEAD_DETAIL_EXAMPLE)
 def get_lead(lead_id: int) -> dict[str, Any]:
     """A lead with its history (created, assigned, status changes, escalation)."""
     session = db.session()
@@ -86,7 +174,7 @@ def get_lead(lead_id: int) -> dict[str, Any]:
 @scoped("lead")
 @scope_first("lead", "lead_id")
 @blp.arguments(StatusInSchema, examples=STATUS_EXAMPLES)
-@blp.response(200, StaffLeadSchema)
+@blp.response(200, StaffLeadSchema, example=CONTACTED_EXAMPLE)
 def change_status(data: dict[str, Any], lead_id: int) -> dict[str, Any]:
     """Move a lead: new → contacted / appointment / won / lost; contacted → appointment / won /
     lost; appointment → contacted / appointment (reschedule) / won / lost. Won and lost are
@@ -99,8 +187,8 @@ def change_status(data: dict[str, Any], lead_id: int) -> dict[str, Any]:
 @blp.route("/leads/<int:lead_id>/reassign", methods=["POST"])
 @scoped("lead")
 @scope_first("lead", "lead_id")
-@blp.arguments(ReassignInSchema, example={"advisor_id": 18})
-@blp.response(200, StaffLeadSchema)
+@blp.arguments(ReassignInSchema, example={"advisor_id": 16})
+@blp.response(200, StaffLeadSchema, example=REASSIGNED_EXAMPLE)
 def reassign(data: dict[str, Any], lead_id: int) -> dict[str, Any]:
     """Managers: give the lead to another active staff member of its store (notified in WeCom)."""
     session = db.session()
@@ -111,7 +199,7 @@ def reassign(data: dict[str, Any], lead_id: int) -> dict[str, Any]:
 class Listings(MethodView):
     @scoped("listing")
     @blp.arguments(StaffListingQuerySchema, location="query")
-    @blp.response(200, ListingListSchema)
+    @blp.response(200, ListingListSchema, example={"items": [WITHDRAWN_EXAMPLE, NEW_LISTING_EXAMPLE]})
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
         """Vehicles for sale of my stores, every status unless filtered."""
         stmt = scope_query(select(Listing), current_staff(), "listing")
@@ -125,8 +213,8 @@ class Listings(MethodView):
 
     @scoped("listing")
     @idempotent
-    @blp.arguments(ListingInSchema)
-    @blp.response(201, ListingSchema)
+    @blp.arguments(ListingInSchema, example=LISTING_IN_EXAMPLE)
+    @blp.response(201, ListingSchema, example=LISTING_EXAMPLE)
     def post(self, data: dict[str, Any]) -> Listing:
         """List a vehicle for sale (sales advisors: at their store; managers: a store of theirs)."""
         return service.create_listing(db.session(), current_staff(), data)
@@ -135,14 +223,14 @@ class Listings(MethodView):
 @blp.route("/listings/<int:listing_id>")
 class ListingItem(MethodView):
     @scoped("listing")
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, example=LISTING_EXAMPLE)
     def get(self, listing_id: int) -> Listing:
         return get_scoped_or_404(db.session(), current_staff(), "listing", listing_id)
 
     @scoped("listing")
     @scope_first("listing", "listing_id")
-    @blp.arguments(ListingPatchSchema)
-    @blp.response(200, ListingSchema)
+    @blp.arguments(ListingPatchSchema, example={"price_fen": 14_800_000, "status": "reserved"})
+    @blp.response(200, ListingSchema, example=REPRICED_EXAMPLE)
     def patch(self, data: dict[str, Any], listing_id: int) -> Listing:
         """Edit, reprice, mark reserved / sold / withdrawn (a sold or withdrawn car takes no leads)."""
         session = db.session()
@@ -150,7 +238,7 @@ class ListingItem(MethodView):
         return service.update_listing(session, current_staff(), listing, data)
 
     @scoped("listing")
-    @blp.response(200, ListingSchema)
+    @blp.response(200, ListingSchema, example=WITHDRAWN_EXAMPLE)
     def delete(self, listing_id: int) -> Listing:
         """Withdraw the listing (kept for the leads that point at it)."""
         session = db.session()
