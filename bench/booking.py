@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import benchdb, loadgen, procstat, report, servers
+from bench.appenv import SECRET_KEY, app_env, in_process_app
 
-SECRET_KEY = "dealerloop-bench-secret-key-0123456789abcdef"  # fixed, bench database only
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 STORES = 60
 DAYS = 31
@@ -44,26 +44,6 @@ CONTENTION_SQL = (
     "UPDATE booking_slot SET booked=(booking_slot.booked + %s) WHERE booking_slot.id = %s "
     "AND booking_slot.booked < booking_slot.capacity"
 )
-
-
-def app_env(url: str) -> dict[str, str]:
-    return {
-        "DEALERLOOP_ENV": "development",
-        "DATABASE_URL": url,
-        "SANDBOX_ENABLED": "0",
-        "REDIS_URL": "",
-        "LOG_LEVEL": "WARNING",
-        "SECRET_KEY": SECRET_KEY,
-        # every round books the same cars again on a new slot
-        "BOOKING_MAX_ACTIVE_PER_CAR": "1000",
-    }
-
-
-def _app(url: str) -> Any:
-    from backend import create_app
-
-    env = app_env(url)
-    return create_app({**env, "SANDBOX_ENABLED": False, "BOOKING_MAX_ACTIVE_PER_CAR": 1000})
 
 
 def setup(url: str) -> dict[str, Any]:
@@ -79,7 +59,7 @@ def setup(url: str) -> dict[str, Any]:
     from backend.stores.models import BayType, ServiceType, StoreHours, StoreProfile
     from backend.stores.service import CHINA, ensure_service_types
 
-    app = _app(url)
+    app = in_process_app(url, BOOKING_MAX_ACTIVE_PER_CAR=1000)
     with app.app_context():
         s = db.session()
         ensure_service_types(s)
@@ -196,7 +176,7 @@ def _slot_query(url: str, world: dict[str, Any]) -> tuple[str, Any, int]:
 
     from backend.platform.db import db
 
-    app = _app(url)
+    app = in_process_app(url, BOOKING_MAX_ACTIVE_PER_CAR=1000)
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_a: Any) -> None:
@@ -558,7 +538,7 @@ def run(
     print(f"[booking] {STORES} stores, {world['slots_total']:,} slots, {CLIENTS} owners: {t_setup:.1f} s", flush=True)
     log_dir = Path(tempfile.mkdtemp(prefix="dealerloop-bench-logs-"))
     settings = servers.with_setting("--backlog", "1024")
-    srv = servers.start("app", "wsgi:app", app_env(url), log_dir, settings=settings)
+    srv = servers.start("app", "wsgi:app", app_env(url, BOOKING_MAX_ACTIVE_PER_CAR="1000"), log_dir, settings=settings)
     try:
         servers.wait_ready(srv, "/healthz", {})
         print(f"[booking] availability: {concurrency} connections, {duration:.0f} s each ...", flush=True)

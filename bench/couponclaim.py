@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import benchdb, loadgen, procstat, report, servers
+from bench.appenv import SECRET_KEY, app_env, in_process_app
 
-SECRET_KEY = "dealerloop-bench-secret-key-0123456789abcdef"  # fixed, bench database only
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SOLD_OUT = "409 coupon.sold_out"
 BASELINE_SQL = (
@@ -48,23 +48,6 @@ def claim_path(template_id: int) -> str:
     return f"/api/app/v1/offers/{template_id}/claim"
 
 
-def app_env(url: str) -> dict[str, str]:
-    return {
-        "DEALERLOOP_ENV": "development",
-        "DATABASE_URL": url,
-        "SANDBOX_ENABLED": "0",
-        "REDIS_URL": "",
-        "LOG_LEVEL": "WARNING",
-        "SECRET_KEY": SECRET_KEY,
-    }
-
-
-def _app(url: str) -> Any:
-    from backend import create_app
-
-    return create_app({**app_env(url), "SANDBOX_ENABLED": False})
-
-
 def setup_members(url: str, members: int) -> tuple[list[int], list[dict[str, str]], float]:
     """`members` customers and their owner tokens (no points, no cars: the template asks nothing)."""
     from backend.customers.models import Customer
@@ -72,7 +55,7 @@ def setup_members(url: str, members: int) -> tuple[list[int], list[dict[str, str
     from backend.platform.tokens import issue_access_token
 
     started = time.perf_counter()
-    app = _app(url)
+    app = in_process_app(url)
     with app.app_context():
         s = db.session()
         customers = [Customer(name=f"领券会员{i}") for i in range(members)]
@@ -89,7 +72,7 @@ def create_template(url: str, stock: int, name: str) -> int:
     from backend.offers.models import CouponKind, CouponTemplate
     from backend.platform.db import db, utcnow
 
-    app = _app(url)
+    app = in_process_app(url)
     with app.app_context():
         s = db.session()
         now = utcnow()
@@ -125,7 +108,7 @@ def claim_sql(url: str, template_id: int, headers: dict[str, str]) -> list[str]:
     that the claim's first write is still the baseline's statement."""
     from backend.platform.db import db
 
-    app = _app(url)
+    app = in_process_app(url)
     out: list[tuple[int, bytes]] = []
 
     def one() -> None:
@@ -285,7 +268,7 @@ def check_books(
     from backend.platform.db import db
     from backend.touchpoints.models import Kind, Touchpoint
 
-    app = _app(url)
+    app = in_process_app(url)
     with app.app_context():
         s = db.session()
         issued = s.get(CouponTemplate, template_id).issued

@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from bench import benchdb, loadgen, procstat, report, servers
+from bench.appenv import SECRET_KEY, app_env, in_process_app
 
-SECRET_KEY = "dealerloop-bench-secret-key-0123456789abcdef"  # fixed, bench database only
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PATH = "/api/app/v1/mall/redemptions"
 PRICE = 100
@@ -54,23 +54,6 @@ class Scenario:
     repeat: bool  # clients redeem until sold out (else once each)
 
 
-def app_env(url: str) -> dict[str, str]:
-    return {
-        "DEALERLOOP_ENV": "development",
-        "DATABASE_URL": url,
-        "SANDBOX_ENABLED": "0",
-        "REDIS_URL": "",
-        "LOG_LEVEL": "WARNING",
-        "SECRET_KEY": SECRET_KEY,
-    }
-
-
-def _app(url: str) -> Any:
-    from backend import create_app
-
-    return create_app({**app_env(url), "SANDBOX_ENABLED": False})
-
-
 def setup_members(url: str, members: int) -> tuple[list[int], list[dict[str, str]], float]:
     """Members with POINTS_EACH points each (through the ledger) and their owner tokens."""
     from backend.customers.models import Customer
@@ -79,7 +62,7 @@ def setup_members(url: str, members: int) -> tuple[list[int], list[dict[str, str
     from backend.points import service
 
     started = time.perf_counter()
-    app = _app(url)
+    app = in_process_app(url)
     with app.app_context():
         s = db.session()
         customers = [Customer(name=f"抢购会员{i}") for i in range(members)]
@@ -125,7 +108,7 @@ def create_item(url: str, stock: int, name: str) -> int:
     from backend.platform.db import db
     from backend.points.models import ItemKind, MallItem
 
-    app = _app(url)
+    app = in_process_app(url)
     with app.app_context():
         s = db.session()
         item = MallItem(name=name, kind=ItemKind.PHYSICAL, points_price=PRICE, stock=stock, per_order_limit=1)
@@ -152,7 +135,7 @@ def redemption_sql(url: str, item_id: int, headers: dict[str, str]) -> list[str]
 
     from backend.platform.db import db
 
-    app = _app(url)
+    app = in_process_app(url)
     statements: list[str] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
@@ -309,7 +292,7 @@ def check_books(url: str, item_id: int, scenario: Scenario, created: int, refusa
     from backend.points.models import MallItem, MallOrder, PointsAccount, PointsLedger
     from backend.touchpoints.models import Touchpoint
 
-    app = _app(url)
+    app = in_process_app(url)
     with app.app_context():
         s = db.session()
         item = s.get(MallItem, item_id)
