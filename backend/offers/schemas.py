@@ -10,7 +10,9 @@ from backend.offers.models import AutoIssue, CouponKind, CouponStatus, PushStatu
 from backend.platform.api import OutputSchema, Schema
 
 
-class CouponTemplateSchema(OutputSchema):
+class _CouponWorth(OutputSchema):
+    """What a coupon is worth: shown to staff (templates) and owners (offers) alike."""
+
     id = fields.Integer()
     name = fields.String()
     kind = fields.Enum(CouponKind, by_value=True)
@@ -21,6 +23,9 @@ class CouponTemplateSchema(OutputSchema):
     service_type = fields.String(allow_none=True)
     gift_name = fields.String(allow_none=True)
     store_id = fields.Integer(allow_none=True, metadata={"description": "null: the group's, every store"})
+
+
+class CouponTemplateSchema(_CouponWorth):
     stock = fields.Integer()
     issued = fields.Integer()
     per_member_limit = fields.Integer()
@@ -48,19 +53,9 @@ class CouponTemplateListSchema(OutputSchema):
     items = fields.List(fields.Nested(CouponTemplateSchema))
 
 
-class CouponOfferSchema(OutputSchema):
+class CouponOfferSchema(_CouponWorth):
     """An offer as the owner sees it: what is left, not how many were issued."""
 
-    id = fields.Integer()
-    name = fields.String()
-    kind = fields.Enum(CouponKind, by_value=True)
-    value_fen = fields.Integer()
-    threshold_fen = fields.Integer()
-    percent_off = fields.Integer()
-    cap_fen = fields.Integer()
-    service_type = fields.String(allow_none=True)
-    gift_name = fields.String(allow_none=True)
-    store_id = fields.Integer(allow_none=True)
     left = fields.Method("_left")
     claim_ends_at = fields.DateTime()
 
