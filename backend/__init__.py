@@ -136,13 +136,14 @@ def _register_api(app: Flask) -> None:
 
     from backend.api import register_owner_api
     from backend.ops.api import blp as ops_blp
-    from integrations.callbacks import register_callbacks
+    from integrations.callbacks import install_callback_lanes, register_callbacks
     from workbench import register_workbench
 
     api.register_blueprint(ops_blp)
     register_owner_api(api)
     register_workbench(api)
     register_callbacks(api)
+    install_callback_lanes(app)
 
 
 def _register_commands(app: Flask) -> None:

@@ -74,7 +74,7 @@ def worker(burst: bool) -> None:
     from rq import SimpleWorker as Worker
     from rq.serializers import JSONSerializer
 
-    from backend.platform.jobs import QUEUES, relayer_loop, set_worker_app
+    from backend.platform.jobs import QUEUES, relayer_loop, set_worker_app, start_worker_threads
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     redis_client = app.extensions["dealerloop.redis"]
@@ -89,13 +89,13 @@ def worker(burst: bool) -> None:
         except KeyboardInterrupt:
             stop.set()
         return
-    relayer = threading.Thread(target=relayer_loop, args=(app, stop), daemon=True, name="outbox-relayer")
-    relayer.start()
+    threads = start_worker_threads(app, stop)
     try:
         Worker(list(QUEUES), connection=redis_client, serializer=JSONSerializer).work(with_scheduler=True, burst=burst)
     finally:
         stop.set()
-        relayer.join(timeout=30)  # let an iteration in progress finish and release its connection
+        for thread in threads:  # let an iteration in progress finish and release its connection
+            thread.join(timeout=30)
 
 
 @click.group("jobs", help="The job outbox.")

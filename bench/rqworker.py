@@ -9,7 +9,7 @@ to MySQL server during query`, or another statement's error (a periodic job's du
 reported for `INSERT INTO customer_kind_count`), and some writes land on the other process's
 transaction. Seen in the paynotify and wecomcallback runs; see bench/README.md. Everything else
 here is what `flask worker` does: the same app (wsgi:app, configured from the environment), the
-same queues, the scheduler, the relayer thread.
+same queues, the scheduler, the relayer and intake pump threads.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
 
-    from backend.platform.jobs import QUEUES, relayer_loop, set_worker_app
+    from backend.platform.jobs import QUEUES, set_worker_app, start_worker_threads
     from wsgi import app
 
     argv = sys.argv[1:] if argv is None else argv
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("bench.rqworker needs REDIS_URL")
     set_worker_app(app)
     stop = threading.Event()
-    relayer = threading.Thread(target=relayer_loop, args=(app, stop), daemon=True, name="outbox-relayer")
-    relayer.start()
+    start_worker_threads(app, stop)  # the relayer and the fast-intake pumps
     try:
         with app.app_context():
             SimpleWorker(list(QUEUES), connection=redis_client, serializer=JSONSerializer).work(

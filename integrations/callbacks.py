@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from backend.platform.api import Api
 
 
@@ -11,3 +13,10 @@ def register_callbacks(api: Api) -> None:
 
     api.register_blueprint(wecom_blp)
     api.register_blueprint(wechatpay_blp)
+
+
+def install_callback_lanes(app: Any) -> None:
+    """WSGI layers that answer the hottest callbacks before Flask (integrations/wecom/callbacks.py)."""
+    from integrations.wecom.callbacks import install_lane
+
+    install_lane(app)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -126,6 +127,16 @@ class Dispatcher:
         )
 
 
+def app_context(app: Any) -> Any:
+    """`app`'s context, unless it is already the current one: popping a second context runs the
+    teardown that removes the caller's scoped session (a request's, a test's) mid-use."""
+    from flask import current_app, has_app_context
+
+    if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+        return nullcontext()
+    return app.app_context()
+
+
 def _dispatcher() -> Dispatcher:
     from flask import current_app
 
@@ -202,7 +213,7 @@ def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatch
 
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     dispatcher = dispatcher or app.extensions["dealerloop.jobs"]
-    with app.app_context():
+    with app_context(app):
         session = db.session_factory()
         try:
             stmt = select(OutboxJob.id, OutboxJob.queue).where(OutboxJob.status == "pending")
@@ -220,7 +231,7 @@ def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatch
 
 def _hand_over(app: Any, dispatcher: Dispatcher, rows: list[tuple[int, str]]) -> int:
     """Run (inline) or push to RQ pending rows given as (id, queue); marks the pushed ones."""
-    with app.app_context():
+    with app_context(app):
         if dispatcher.inline:
             for row_id, _queue in rows:
                 try:
@@ -384,13 +395,26 @@ def tick_periodic(app: Any, now: datetime | None = None) -> list[str]:
 
 
 def relayer_loop(app: Any, stop: threading.Event, interval: float = 2.0) -> None:
-    """Runs in each worker: fire due periodic jobs, relay rows left pending (a Redis outage, a
-    delay that has come due, an inline job to retry) and recover rows Redis lost."""
+    """Runs in each worker: fire due periodic jobs, admit intake rows whose note was lost, relay
+    rows left pending (a Redis outage, a delay that has come due, an inline job to retry) and
+    recover rows Redis lost."""
+    from backend.platform import intake
+
     while not stop.is_set():
         try:
             tick_periodic(app)
+            intake.sweep(app)
             relay(app=app)
             recover_lost(app)
         except Exception:
             log.exception("relayer iteration failed")
         stop.wait(interval)
+
+
+def start_worker_threads(app: Any, stop: threading.Event) -> list[threading.Thread]:
+    """The threads beside an RQ worker: the outbox relayer and the fast-intake pumps."""
+    from backend.platform import intake
+
+    relayer = threading.Thread(target=relayer_loop, args=(app, stop), daemon=True, name="outbox-relayer")
+    relayer.start()
+    return [relayer, *intake.start_pumps(app, stop)]

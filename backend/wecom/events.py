@@ -1,24 +1,27 @@
-"""Callback intake: parse a decrypted event, compute its dedup key, store it once, schedule it.
+"""Callback intake: parse a decrypted event, compute its dedup key, store it once, admit it.
 
 The receiver (integrations/wecom/callbacks.py) verifies and decrypts; this module only sees
-plaintext XML. Storing the event and scheduling its job happen in one transaction (outbox), so
-an event acknowledged to WeCom is never lost, even when Redis is down.
+plaintext XML. The acknowledgement waits for one autocommitted INSERT (`accept_event`): the
+event is durable before WeCom hears `success`. Its jobs (welcome message, processing) are
+created right after by `admit`, off the request (backend.platform.intake: a worker's pump
+woken through Redis, or the relayer's sweep when Redis was away), so an acknowledged event is
+never lost and never gets its jobs twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import xmltodict
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
+from backend.platform.db import utcnow
 from backend.platform.errors import AppError
 from backend.platform.jobs import enqueue
-from backend.wecom.models import WeComRawEvent
+from backend.wecom.models import RawEventStatus, WeComRawEvent
 
 PROCESS_JOB = "wecom.process_event"
 WELCOME_JOB = "wecom.send_welcome"
@@ -65,18 +68,14 @@ def dedup_key(corp_id: str, fields: dict[str, Any]) -> str:
     return "|".join(parts)
 
 
-@dataclass(frozen=True)
-class Intake:
-    event: WeComRawEvent | None  # None: a redelivery of an event already stored
-    duplicate: bool
-    welcome_job_id: int | None = None  # the outbox row of its welcome message, if it has one
-
-
-def store_event(session: Session, corp_id: str, agent_id: str, xml: str, received_at: datetime | None = None) -> Intake:
-    """Store a decrypted event and schedule its processing (and its welcome message) — once.
+def accept_event(
+    session: Session, corp_id: str, agent_id: str, xml: str, fields: dict[str, Any], received_at: datetime
+) -> int:
+    """Store a decrypted event (`fields` parsed from `xml`) as `accepted`: the one write that
+    the acknowledgement waits for. Raises DuplicateKey for a redelivery. The caller commits,
+    then announces the row (backend.platform.intake), which creates its jobs via `admit`.
 
     `received_at`: when the callback request arrived (the welcome latency is measured from it)."""
-    fields = parse_event(xml)
     if not fields.get("Event") and not fields.get("MsgType"):
         raise AppError("wecom.callback_malformed", 400)
     key = dedup_key(corp_id, fields)
@@ -84,30 +83,57 @@ def store_event(session: Session, corp_id: str, agent_id: str, xml: str, receive
         create_time = int(fields.get("CreateTime") or 0)
     except ValueError as exc:
         raise AppError("wecom.callback_malformed", 400) from exc
-    raw = WeComRawEvent(
-        corp_id=corp_id,
-        agent_id=agent_id,
-        dedup_hash=hashlib.sha256(key.encode()).hexdigest(),
-        dedup_key=key[:512],
-        event=str(fields.get("Event") or fields.get("MsgType"))[:64],
-        change_type=str(fields.get("ChangeType", ""))[:64],
-        create_time=create_time,
-        xml=xml,
-        received_at=received_at or utcnow(),
-    )
-    try:
-        with unique_savepoint(session):
-            session.add(raw)
-    except DuplicateKey:
-        return Intake(None, True)
-    welcome = None
-    if raw.change_type in WELCOME_CHANGE_TYPES and fields.get("WelcomeCode"):
-        # The welcome code lives 20 s: its own job on the high queue, enqueued first (inline it
-        # runs first after commit; with RQ the high queue is served before the default one, and
-        # the receiver also runs it itself once the acknowledgement is sent).
-        welcome = enqueue(
-            session, WELCOME_JOB, {"raw_event_id": raw.id}, dedup_key=f"{WELCOME_JOB}:{raw.id}", key_is_new=True
+    # A Core INSERT, no ORM unit of work: this runs once per callback at the sender's burst rate.
+    result = session.execute(
+        insert(WeComRawEvent.__table__).values(
+            corp_id=corp_id,
+            agent_id=agent_id,
+            dedup_hash=hashlib.sha256(key.encode()).hexdigest(),
+            dedup_key=key[:512],
+            event=str(fields.get("Event") or fields.get("MsgType"))[:64],
+            change_type=str(fields.get("ChangeType", ""))[:64],
+            create_time=create_time,
+            xml=xml,
+            status=RawEventStatus.ACCEPTED,
+            attempts=0,
+            replays=0,
+            received_at=received_at,
         )
-    # The keys are made of the raw event's id, inserted just above: no job can hold them yet.
-    enqueue(session, PROCESS_JOB, {"raw_event_id": raw.id}, dedup_key=f"{PROCESS_JOB}:{raw.id}:0:0", key_is_new=True)
-    return Intake(raw, False, welcome.id if welcome is not None else None)
+    )
+    return int(result.inserted_primary_key[0])
+
+
+def admit(session: Session, ids: list[int] | None, accepted_before: datetime | None = None) -> int:
+    """Create the jobs of accepted events — the given ones, or (a sweep) every one accepted
+    before `accepted_before` — and mark them `received`. Rows another admitter holds are
+    skipped, so each event gets its jobs once. Returns how many events were admitted."""
+    stmt = select(WeComRawEvent.id, WeComRawEvent.change_type, WeComRawEvent.xml).where(
+        WeComRawEvent.status == RawEventStatus.ACCEPTED
+    )
+    if ids is not None:
+        stmt = stmt.where(WeComRawEvent.id.in_(ids))
+    else:
+        stmt = stmt.where(WeComRawEvent.received_at <= (accepted_before or utcnow()))
+    rows = session.execute(stmt.order_by(WeComRawEvent.id).limit(500).with_for_update(skip_locked=True)).all()
+    if not rows:
+        return 0
+    for row in rows:
+        if row.change_type in WELCOME_CHANGE_TYPES and parse_event(row.xml).get("WelcomeCode"):
+            # The welcome code lives 20 s: its own job on the high queue (RQ serves it before
+            # the default queue; inline it runs first after commit).
+            enqueue(
+                session, WELCOME_JOB, {"raw_event_id": row.id}, dedup_key=f"{WELCOME_JOB}:{row.id}", key_is_new=True
+            )
+    for row in rows:
+        # Admission happens once per event (the status below, under the row lock): no job can
+        # hold these keys yet.
+        enqueue(
+            session, PROCESS_JOB, {"raw_event_id": row.id}, dedup_key=f"{PROCESS_JOB}:{row.id}:0:0", key_is_new=True
+        )
+    session.execute(
+        update(WeComRawEvent)
+        .where(WeComRawEvent.id.in_([row.id for row in rows]))
+        .values(status=RawEventStatus.RECEIVED)
+        .execution_options(synchronize_session=False)
+    )
+    return len(rows)

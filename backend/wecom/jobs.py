@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from backend.platform.intake import register_intake
 from backend.platform.jobs import job, periodic
 from backend.wecom import handlers, service, welcome
-from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB
+from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB, admit
 
 
 @job(PROCESS_JOB, queue="default")
@@ -43,3 +44,5 @@ def rebalance_channels(session: Session, slot: int = 0) -> None:
 
 
 periodic("wecom.rebalance_channels", 600)
+
+WECOM_INTAKE = register_intake("wecom", admit)

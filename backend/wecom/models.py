@@ -29,7 +29,8 @@ from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
 
 
 class RawEventStatus(enum.StrEnum):
-    RECEIVED = "received"  # stored, processing job pending
+    ACCEPTED = "accepted"  # stored and acknowledged; its jobs are not created yet (intake admits it)
+    RECEIVED = "received"  # admitted: processing job pending
     RETRYING = "retrying"  # a try failed, the next one is scheduled
     PROCESSED = "processed"
     IGNORED = "ignored"  # an event type we do not handle (kept for inspection)
@@ -69,7 +70,7 @@ class WeComRawEvent(Base):
     change_type: Mapped[str] = mapped_column(String(64), default="")
     create_time: Mapped[int] = mapped_column(BigInteger, default=0)
     xml: Mapped[str] = mapped_column(Text)
-    status: Mapped[RawEventStatus] = mapped_column(StrEnumType(RawEventStatus, 16), default=RawEventStatus.RECEIVED)
+    status: Mapped[RawEventStatus] = mapped_column(StrEnumType(RawEventStatus, 16), default=RawEventStatus.ACCEPTED)
     attempts: Mapped[int] = mapped_column(default=0)
     replays: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)

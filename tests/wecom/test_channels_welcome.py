@@ -141,28 +141,46 @@ def redis_dispatcher(app: Any, redis_url: str, monkeypatch: Any) -> Any:
 
 
 @pytest.mark.redis
-def test_with_workers_the_receiver_sends_the_welcome_itself_right_after_the_ack(
+def test_with_workers_the_ack_stores_one_row_and_a_pump_queues_the_welcome_ahead_of_the_event(
     client: Any, db_session: Any, world: Any, redis_dispatcher: Any
 ) -> None:
-    """A burst keeps the workers busy; the welcome must not wait behind it. The receiver sends
-    it once its answer is out, and the RQ job handed over at commit then finds nothing to do."""
-    from rq import SimpleWorker
+    """The acknowledgement writes the raw event and announces it in Redis, nothing more; a
+    worker's pump admits it (welcome job on the high queue, processing on the default one), and
+    a worker then sends the welcome before it processes the event."""
+    from rq import Queue, SimpleWorker
     from rq.serializers import JSONSerializer
 
-    from backend.platform import jobs
+    from backend.platform import intake, jobs
+    from backend.wecom.models import WeComRawEvent
 
+    app = client.application
     sb = world["sb"]
     channel_with_template(client, db_session, world, [])
     resp, code = add_with_code(client, sb)
     assert resp.data == b"success"
-    resp.close()  # the server finishes the response: the close callbacks run now
-    assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]  # no worker ran yet
+    raw = db_session.scalars(select(WeComRawEvent)).one()
+    assert raw.status == "accepted"
+    assert db_session.scalars(select(OutboxJob)).all() == []  # no job yet: the ack did one write
+    assert redis_dispatcher.lrange("dealerloop:intake:wecom", 0, -1) == [str(raw.id).encode()]
+
+    assert intake.pump_once(app, "wecom", block_seconds=1) == 1
     db_session.expire_all()
-    welcome = db_session.scalars(select(OutboxJob).where(OutboxJob.name == "wecom.send_welcome")).one()
-    assert welcome.status == "done"
-    process = db_session.scalars(select(OutboxJob).where(OutboxJob.name == "wecom.process_event")).one()
-    assert process.status == "enqueued"  # the event itself is the workers' job
+    assert raw.status == "received"
+    by_name = {j.name: j for j in db_session.scalars(select(OutboxJob))}
+    assert {n: (j.queue, j.status) for n, j in by_name.items()} == {
+        "wecom.send_welcome": ("high", "enqueued"),
+        "wecom.process_event": ("default", "enqueued"),
+    }
+    high = Queue("high", connection=redis_dispatcher, serializer=JSONSerializer)
+    assert high.job_ids == [f"outbox-{by_name['wecom.send_welcome'].id}"]
+    assert intake.pump_once(app, "wecom", block_seconds=1) == 0  # announced once, admitted once
+
+    jobs.set_worker_app(app)
     SimpleWorker(list(jobs.QUEUES), connection=redis_dispatcher, serializer=JSONSerializer).work(burst=True)
-    assert len(sb.state.welcome_messages) == 1  # the worker's copy of the job was skipped
+    assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]
     row = db_session.scalars(select(WelcomeMessage)).one()
+    db_session.expire_all()
     assert row.status == "sent" and row.latency_ms is not None
+    assert raw.status == "processed"
+    # the welcome went out before the event was processed (high queue first)
+    assert by_name["wecom.send_welcome"].finished_at <= by_name["wecom.process_event"].finished_at
