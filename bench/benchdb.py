@@ -138,7 +138,7 @@ def environment(url: str) -> dict[str, Any]:
 
 
 def capture_sql(app: Any, fn: Any) -> list[str]:
-    """The statements (and COMMIT / ROLLBACK) the app's engine sends while `fn()` runs in-process,
+    """The statements (and COMMIT / ROLLBACK) the app's engines send while `fn()` runs in-process,
     after-commit work (the outbox relay) included."""
     from sqlalchemy import event
 
@@ -153,11 +153,14 @@ def capture_sql(app: Any, fn: Any) -> list[str]:
         return lambda *_a: statements.append(name)
 
     hooks = [("before_cursor_execute", capture), ("commit", on("COMMIT")), ("rollback", on("ROLLBACK"))]
-    for name, hook in hooks:
-        event.listen(db.engine, name, hook)
+    engines = [e for e in (db.engine, db.autocommit_engine) if e is not None]
+    for engine in engines:
+        for name, hook in hooks:
+            event.listen(engine, name, hook)
     try:
         fn()
     finally:
-        for name, hook in hooks:
-            event.remove(db.engine, name, hook)
+        for engine in engines:
+            for name, hook in hooks:
+                event.remove(engine, name, hook)
     return statements

@@ -410,7 +410,8 @@ def wecomcallback_readme_section(doc: dict[str, Any], table: str) -> str:
         f"{len(doc['sql_per_callback'])} statements to MariaDB ({_sql_kinds(doc['sql_per_callback'])}; "
         "in-process capture, the list is in `results/wecomcallback.json`). Checks "
         f"({'yes' if ac['ok'] else '**NO**'}): {ac['raw_events_stored']:,} raw events stored for "
-        f"{ac['events_sent']:,} callbacks, outbox rows {ac['outbox_rows']}.",
+        f"{ac['events_sent']:,} callbacks, by status {ac['raw_events_by_status']}, {ac['outbox_rows']} outbox rows "
+        "(the jobs are created when a worker's pump admits the event, and no worker runs in this phase).",
         "",
         f"End to end: {st['rq_workers']} RQ workers (`{st['rq_worker_command']}`) running, a burst of "
         f"{st['burst_events']} add events (each WelcomeCode issued by the sandbox as its callback is sent) at "

@@ -3,9 +3,8 @@
 The receiver (integrations/wecom/callbacks.py) verifies and decrypts; this module only sees
 plaintext XML. The acknowledgement waits for one autocommitted INSERT (`accept_event`): the
 event is durable before WeCom hears `success`. Its jobs (welcome message, processing) are
-created right after by `admit`, off the request (backend.platform.intake: a worker's pump
-woken through Redis, or the relayer's sweep when Redis was away), so an acknowledged event is
-never lost and never gets its jobs twice.
+created right after by `admit`, off the request (backend.platform.intake: a worker's pump),
+so an acknowledged event is never lost and never gets its jobs twice.
 """
 
 from __future__ import annotations
@@ -15,10 +14,9 @@ from datetime import datetime
 from typing import Any
 
 import xmltodict
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
 
-from backend.platform.db import utcnow
 from backend.platform.errors import AppError
 from backend.platform.jobs import enqueue
 from backend.wecom.models import RawEventStatus, WeComRawEvent
@@ -68,12 +66,16 @@ def dedup_key(corp_id: str, fields: dict[str, Any]) -> str:
     return "|".join(parts)
 
 
+_INSERT_RAW = insert(WeComRawEvent.__table__)
+
+
 def accept_event(
-    session: Session, corp_id: str, agent_id: str, xml: str, fields: dict[str, Any], received_at: datetime
+    conn: Connection, corp_id: str, agent_id: str, xml: str, fields: dict[str, Any], received_at: datetime
 ) -> int:
     """Store a decrypted event (`fields` parsed from `xml`) as `accepted`: the one write that
-    the acknowledgement waits for. Raises DuplicateKey for a redelivery. The caller commits,
-    then announces the row (backend.platform.intake), which creates its jobs via `admit`.
+    the acknowledgement waits for, on `conn` (an autocommit connection: `db.autocommit()`).
+    A redelivery raises the unique key's IntegrityError. The caller then announces the row
+    (backend.platform.intake), which creates its jobs via `admit`.
 
     `received_at`: when the callback request arrived (the welcome latency is measured from it)."""
     if not fields.get("Event") and not fields.get("MsgType"):
@@ -83,9 +85,12 @@ def accept_event(
         create_time = int(fields.get("CreateTime") or 0)
     except ValueError as exc:
         raise AppError("wecom.callback_malformed", 400) from exc
-    # A Core INSERT, no ORM unit of work: this runs once per callback at the sender's burst rate.
-    result = session.execute(
-        insert(WeComRawEvent.__table__).values(
+    # One prebuilt Core INSERT on the session's connection, no ORM unit of work: this runs once
+    # per callback at the sender's burst rate (building `.values()` anew costs more than the
+    # rest of the acknowledgement).
+    result = conn.execute(
+        _INSERT_RAW,
+        dict(
             corp_id=corp_id,
             agent_id=agent_id,
             dedup_hash=hashlib.sha256(key.encode()).hexdigest(),
@@ -98,22 +103,22 @@ def accept_event(
             attempts=0,
             replays=0,
             received_at=received_at,
-        )
+        ),
     )
     return int(result.inserted_primary_key[0])
 
 
 def admit(session: Session, ids: list[int] | None, accepted_before: datetime | None = None) -> int:
-    """Create the jobs of accepted events — the given ones, or (a sweep) every one accepted
-    before `accepted_before` — and mark them `received`. Rows another admitter holds are
+    """Create the jobs of accepted events — the given ones, or every one (accepted before
+    `accepted_before`, when given) — and mark them `received`. Rows another admitter holds are
     skipped, so each event gets its jobs once. Returns how many events were admitted."""
     stmt = select(WeComRawEvent.id, WeComRawEvent.change_type, WeComRawEvent.xml).where(
         WeComRawEvent.status == RawEventStatus.ACCEPTED
     )
     if ids is not None:
         stmt = stmt.where(WeComRawEvent.id.in_(ids))
-    else:
-        stmt = stmt.where(WeComRawEvent.received_at <= (accepted_before or utcnow()))
+    elif accepted_before is not None:
+        stmt = stmt.where(WeComRawEvent.received_at <= accepted_before)
     rows = session.execute(stmt.order_by(WeComRawEvent.id).limit(500).with_for_update(skip_locked=True)).all()
     if not rows:
         return 0

@@ -158,17 +158,14 @@ def receive(app: Any, signature: str, timestamp: str, nonce: str, body: str, rec
     fields: dict[str, Any] = parse_event(plain)
     if str(fields.get("ToUserName") or target.corp_id) != target.corp_id:
         raise AppError("wecom.receive_id_mismatch", 403)
-    session = db.session_factory()  # its own short transaction, not the request's unit of work
     try:
-        raw_id = accept_event(session, target.corp_id, agent_id or target.agent_id, plain, fields, received_at)
-        session.commit()
+        # One autocommitted INSERT, not the request's unit of work: durable before `success`.
+        with db.autocommit() as conn:
+            raw_id = accept_event(conn, target.corp_id, agent_id or target.agent_id, plain, fields, received_at)
     except Exception as exc:
-        session.rollback()
         if is_duplicate_key(exc):
             return None  # a redelivery: stored (and admitted) the first time
         raise
-    finally:
-        session.close()
     announce(app, "wecom", raw_id)
     return raw_id
 
