@@ -23,7 +23,8 @@ from backend.platform.db import utcnow
 from backend.platform.jobs import enqueue
 from backend.touchpoints.models import Kind
 from backend.wecom import service as svc
-from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, parse_event
+from backend.wecom import welcome
+from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_CHANGE_TYPES, parse_event
 from backend.wecom.models import AlertKind, FriendStatus, RawEventStatus, WeComRawEvent
 
 log = logging.getLogger("dealerloop.wecom")
@@ -68,6 +69,8 @@ def process_raw_event(session: Session, raw_event_id: int) -> str:
     raw.status = RawEventStatus.PROCESSED if handled else RawEventStatus.IGNORED
     raw.processed_at = utcnow()
     raw.last_error = None
+    if handled and raw.change_type in WELCOME_CHANGE_TYPES:
+        welcome.settle(session, raw)  # a welcome sent before this processing (row lock held)
     return raw.status.value
 
 

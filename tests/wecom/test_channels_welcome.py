@@ -184,3 +184,35 @@ def test_with_workers_the_ack_stores_one_row_and_a_pump_queues_the_welcome_first
     assert raw.status == "processed"
     # the welcome went out before the event was processed (high queue first)
     assert by_name["wecom.send_welcome"].finished_at <= by_name["wecom.process_event"].finished_at
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("first", ["wecom.send_welcome", "wecom.process_event"])
+def test_welcome_is_linked_to_the_customer_once_whichever_job_runs_first(
+    client: Any, db_session: Any, world: Any, redis_dispatcher: Any, first: str
+) -> None:
+    """The welcome job leaves the customer link and the touchpoint to whichever of it and the
+    event's processing runs second: one `welcome_sent` touchpoint in either order."""
+    from backend.platform import intake, jobs
+    from backend.touchpoints.models import Touchpoint
+
+    app = client.application
+    sb = world["sb"]
+    channel_with_template(client, db_session, world, [])
+    resp, code = add_with_code(client, sb)
+    assert resp.data == b"success"
+    db_session.close()  # the app contexts below remove the test's session when they pop
+    assert intake.pump_once(app, "wecom") == 1
+    by_name = {j.name: j.id for j in db_session.scalars(select(OutboxJob))}
+    db_session.close()
+    second = "wecom.process_event" if first == "wecom.send_welcome" else "wecom.send_welcome"
+    for name in (first, second):
+        assert jobs.execute(by_name[name], app=app) == "done"
+        db_session.close()
+    row = db_session.scalars(select(WelcomeMessage)).one()
+    assert row.status == "sent" and row.customer_id is not None
+    assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]
+    sent = db_session.scalars(select(Touchpoint).where(Touchpoint.kind == "welcome_sent")).all()
+    assert [(t.customer_id, t.source_ref) for t in sent] == [
+        (row.customer_id, f"wecom:ev{row.raw_event_id}:welcome_sent")
+    ]
