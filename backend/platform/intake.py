@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,16 @@ log = logging.getLogger("dealerloop.intake")
 
 POLL_SECONDS = 0.05  # a pump's pause when nothing waited: one indexed SELECT per pause
 SWEEP_AFTER = 5.0  # seconds: a row waiting this long has no pump looking at it
+URGENT_THREADS = 4  # per pump: urgent jobs run side by side
+URGENT_FALLBACK = timedelta(seconds=2)  # an urgent job no pump ran by then goes to RQ
+
+
+@dataclass(frozen=True)
+class Admission:
+    events: int  # rows admitted
+    # outbox rows to run at once, here (a welcome code lives 20 s): created with a delay, so
+    # that the relayer hands them to RQ only if nobody ran them meanwhile
+    urgent_job_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -43,14 +54,14 @@ class IntakeSpec:
     name: str
     # admit(session, ids, accepted_before): create the jobs of the given rows (or, with ids None,
     # of the rows accepted before the cutoff, or of all when it is None too) that are still
-    # waiting; returns how many.
-    admit: Callable[[Session, list[int] | None, datetime | None], int]
+    # waiting.
+    admit: Callable[[Session, list[int] | None, datetime | None], Admission]
 
 
 _REGISTRY: dict[str, IntakeSpec] = {}
 
 
-def register_intake(name: str, admit: Callable[[Session, list[int] | None, datetime | None], int]) -> IntakeSpec:
+def register_intake(name: str, admit: Callable[[Session, list[int] | None, datetime | None], Admission]) -> IntakeSpec:
     spec = _REGISTRY[name] = IntakeSpec(name, admit)
     return spec
 
@@ -59,17 +70,35 @@ def registered_intakes() -> dict[str, IntakeSpec]:
     return dict(_REGISTRY)
 
 
-def admit_now(app: Any, name: str, ids: list[int] | None, accepted_before: datetime | None = None) -> int:
+def admit_now(app: Any, name: str, ids: list[int] | None, accepted_before: datetime | None = None) -> Admission:
     """Admit rows in a unit of work of its own (its jobs are handed over after its commit)."""
     spec = _REGISTRY[name]
     with app_context(app):
         session = db.session_factory()
         try:
             with unit_of_work(session):
-                admitted = spec.admit(session, ids, accepted_before)
-            return admitted
+                admission = spec.admit(session, ids, accepted_before)
+            return admission
         finally:
             session.close()
+
+
+def run_urgent(app: Any, job_ids: list[int], pool: ThreadPoolExecutor | None = None) -> None:
+    """Run an admission's urgent jobs now (in `pool`, or one after the other). A failure is
+    recorded on the row and retried by the outbox like any job's."""
+    from backend.platform.jobs import execute
+
+    def run(job_id: int) -> None:
+        try:
+            execute(job_id, app=app)
+        except Exception:  # noqa: BLE001 - recorded on the outbox row, which retries it
+            log.exception("urgent job %s failed; the outbox retries it", job_id)
+
+    for job_id in job_ids:
+        if pool is None:
+            run(job_id)
+        else:
+            pool.submit(run, job_id)
 
 
 def announce(app: Any, name: str, row_id: int) -> None:
@@ -79,31 +108,38 @@ def announce(app: Any, name: str, row_id: int) -> None:
     if app.extensions["dealerloop.jobs"].redis is not None:
         return
     try:
-        admit_now(app, name, [row_id])
+        run_urgent(app, admit_now(app, name, [row_id]).urgent_job_ids)
     except Exception:  # noqa: BLE001 - the sweep retries it
         log.exception("intake %s row %s not admitted inline; the sweep will admit it", name, row_id)
 
 
 def sweep(app: Any, older_than: float = SWEEP_AFTER) -> int:
-    """Admit every row of every intake that has waited longer than `older_than` seconds."""
+    """Admit every row of every intake that has waited longer than `older_than` seconds (its
+    urgent jobs are left to the relayer, which hands them over when their delay is up)."""
     cutoff = utcnow() - timedelta(seconds=older_than)
-    return sum(admit_now(app, name, None, cutoff) for name in _REGISTRY)
+    return sum(admit_now(app, name, None, cutoff).events for name in _REGISTRY)
 
 
-def pump_once(app: Any, name: str) -> int:
-    """Admit every row waiting now (a batch of at most the feature's limit); how many."""
-    return admit_now(app, name, None)
+def pump_once(app: Any, name: str, pool: ThreadPoolExecutor | None = None) -> int:
+    """Admit every row waiting now (a batch of at most the feature's limit) and run their
+    urgent jobs; returns how many rows were admitted."""
+    admission = admit_now(app, name, None)
+    run_urgent(app, admission.urgent_job_ids, pool)
+    return admission.events
 
 
 def pump_loop(app: Any, stop: threading.Event, name: str) -> None:
-    """Admit waiting rows until `stop` is set; poll again after POLL_SECONDS when none waited."""
-    while not stop.is_set():
-        try:
-            if pump_once(app, name) == 0:
-                stop.wait(POLL_SECONDS)
-        except Exception:  # a database hiccup: try again shortly
-            log.exception("intake pump %s iteration failed", name)
-            stop.wait(1.0)
+    """Admit waiting rows until `stop` is set; poll again after POLL_SECONDS when none waited.
+    Urgent jobs run in URGENT_THREADS threads, so that a burst's welcomes go out side by side
+    (they mostly wait on WeCom) while the pump goes on admitting."""
+    with ThreadPoolExecutor(URGENT_THREADS, thread_name_prefix=f"intake-{name}") as pool:
+        while not stop.is_set():
+            try:
+                if pump_once(app, name, pool) == 0:
+                    stop.wait(POLL_SECONDS)
+            except Exception:  # a database hiccup: try again shortly
+                log.exception("intake pump %s iteration failed", name)
+                stop.wait(1.0)
 
 
 def start_pumps(app: Any, stop: threading.Event) -> list[threading.Thread]:

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.orm import Session
 
 from backend.platform.errors import AppError
+from backend.platform.intake import URGENT_FALLBACK, Admission
 from backend.platform.jobs import enqueue
 from backend.wecom.models import RawEventStatus, WeComRawEvent
 
@@ -108,10 +109,11 @@ def accept_event(
     return int(result.inserted_primary_key[0])
 
 
-def admit(session: Session, ids: list[int] | None, accepted_before: datetime | None = None) -> int:
+def admit(session: Session, ids: list[int] | None, accepted_before: datetime | None = None) -> Admission:
     """Create the jobs of accepted events — the given ones, or every one (accepted before
     `accepted_before`, when given) — and mark them `received`. Rows another admitter holds are
-    skipped, so each event gets its jobs once. Returns how many events were admitted."""
+    skipped, so each event gets its jobs once. The welcome jobs are the admission's urgent
+    ones: the admitter runs them itself, right after the commit."""
     stmt = select(WeComRawEvent.id, WeComRawEvent.change_type, WeComRawEvent.xml).where(
         WeComRawEvent.status == RawEventStatus.ACCEPTED
     )
@@ -121,14 +123,22 @@ def admit(session: Session, ids: list[int] | None, accepted_before: datetime | N
         stmt = stmt.where(WeComRawEvent.received_at <= accepted_before)
     rows = session.execute(stmt.order_by(WeComRawEvent.id).limit(500).with_for_update(skip_locked=True)).all()
     if not rows:
-        return 0
+        return Admission(0)
+    urgent = []
     for row in rows:
         if row.change_type in WELCOME_CHANGE_TYPES and parse_event(row.xml).get("WelcomeCode"):
-            # The welcome code lives 20 s: its own job on the high queue (RQ serves it before
-            # the default queue; inline it runs first after commit).
-            enqueue(
-                session, WELCOME_JOB, {"raw_event_id": row.id}, dedup_key=f"{WELCOME_JOB}:{row.id}", key_is_new=True
+            # The welcome code lives 20 s: the admitter sends it at once (urgent); RQ's high
+            # queue gets it only if that has not happened after URGENT_FALLBACK.
+            job = enqueue(
+                session,
+                WELCOME_JOB,
+                {"raw_event_id": row.id},
+                dedup_key=f"{WELCOME_JOB}:{row.id}",
+                key_is_new=True,
+                delay=URGENT_FALLBACK,
             )
+            assert job is not None
+            urgent.append(job.id)
     for row in rows:
         # Admission happens once per event (the status below, under the row lock): no job can
         # hold these keys yet.
@@ -141,4 +151,4 @@ def admit(session: Session, ids: list[int] | None, accepted_before: datetime | N
         .values(status=RawEventStatus.RECEIVED)
         .execution_options(synchronize_session=False)
     )
-    return len(rows)
+    return Admission(len(rows), urgent)

@@ -141,17 +141,17 @@ def redis_dispatcher(app: Any, redis_url: str, monkeypatch: Any) -> Any:
 
 
 @pytest.mark.redis
-def test_with_workers_the_ack_stores_one_row_and_a_pump_queues_the_welcome_first(
+def test_with_workers_the_ack_stores_one_row_and_a_pump_sends_the_welcome_at_once(
     client: Any, db_session: Any, world: Any, redis_dispatcher: Any
 ) -> None:
     """The acknowledgement writes the raw event, nothing more (no job row, nothing in Redis); a
-    worker's pump admits it (welcome job on the high queue, processing on the default one), and
-    a worker then sends the welcome before it processes the event."""
+    worker's pump admits it and sends the welcome itself at once, while the processing goes to
+    RQ's default queue. The welcome's outbox row is delayed, not queued: the relayer hands it to
+    RQ only if no pump ran it."""
     from rq import Queue, SimpleWorker
     from rq.serializers import JSONSerializer
 
     from backend.platform import intake, jobs
-    from backend.wecom.models import WeComRawEvent
 
     app = client.application
     sb = world["sb"]
@@ -162,28 +162,65 @@ def test_with_workers_the_ack_stores_one_row_and_a_pump_queues_the_welcome_first
     assert raw.status == "accepted"
     assert db_session.scalars(select(OutboxJob)).all() == []  # no job yet: the ack did one write
     assert redis_dispatcher.keys("*") == []
+    db_session.close()  # the app contexts below remove the test's session when they pop
 
     assert intake.pump_once(app, "wecom") == 1
-    db_session.expire_all()
-    assert raw.status == "received"
+    assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]  # no RQ worker ran
+    assert db_session.get(WeComRawEvent, raw.id).status == "received"
     by_name = {j.name: j for j in db_session.scalars(select(OutboxJob))}
     assert {n: (j.queue, j.status) for n, j in by_name.items()} == {
-        "wecom.send_welcome": ("high", "enqueued"),
+        "wecom.send_welcome": ("high", "done"),
         "wecom.process_event": ("default", "enqueued"),
     }
-    high = Queue("high", connection=redis_dispatcher, serializer=JSONSerializer)
-    assert high.job_ids == [f"outbox-{by_name['wecom.send_welcome'].id}"]
+    assert Queue("high", connection=redis_dispatcher, serializer=JSONSerializer).job_ids == []
     assert intake.pump_once(app, "wecom") == 0  # admitted once
+    db_session.close()
 
     jobs.set_worker_app(app)
     SimpleWorker(list(jobs.QUEUES), connection=redis_dispatcher, serializer=JSONSerializer).work(burst=True)
-    assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]
+    assert len(sb.state.welcome_messages) == 1
     row = db_session.scalars(select(WelcomeMessage)).one()
-    db_session.expire_all()
-    assert row.status == "sent" and row.latency_ms is not None
-    assert raw.status == "processed"
-    # the welcome went out before the event was processed (high queue first)
-    assert by_name["wecom.send_welcome"].finished_at <= by_name["wecom.process_event"].finished_at
+    assert row.status == "sent" and row.latency_ms is not None and row.customer_id is not None
+    assert db_session.get(WeComRawEvent, raw.id).status == "processed"
+
+
+@pytest.mark.redis
+def test_a_welcome_no_pump_ran_goes_to_rq_after_its_delay(
+    client: Any, db_session: Any, world: Any, redis_dispatcher: Any
+) -> None:
+    """A pump that died between admitting and sending: the relayer hands the welcome over once
+    its delay is up, and an RQ worker sends it."""
+    from datetime import timedelta
+
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+    from sqlalchemy import update
+
+    from backend.platform import intake, jobs
+    from backend.platform.db import db, utcnow
+
+    app = client.application
+    sb = world["sb"]
+    channel_with_template(client, db_session, world, [])
+    resp, code = add_with_code(client, sb)
+    assert resp.data == b"success"
+    db_session.close()
+    admission = intake.admit_now(app, "wecom", None)  # admitted, its urgent job never run
+    assert admission.events == 1 and len(admission.urgent_job_ids) == 1
+    assert jobs.relay(app=app) == 0  # not due yet: a pump would send it meanwhile
+    with app.app_context():
+        session = db.session_factory()
+        session.execute(
+            update(OutboxJob)
+            .where(OutboxJob.id == admission.urgent_job_ids[0])
+            .values(run_after=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+        session.close()
+    assert jobs.relay(app=app) == 1
+    jobs.set_worker_app(app)
+    SimpleWorker(list(jobs.QUEUES), connection=redis_dispatcher, serializer=JSONSerializer).work(burst=True)
+    assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]
 
 
 @pytest.mark.redis
@@ -202,7 +239,7 @@ def test_welcome_is_linked_to_the_customer_once_whichever_job_runs_first(
     resp, code = add_with_code(client, sb)
     assert resp.data == b"success"
     db_session.close()  # the app contexts below remove the test's session when they pop
-    assert intake.pump_once(app, "wecom") == 1
+    assert intake.admit_now(app, "wecom", None).events == 1  # admitted; the jobs are run below
     by_name = {j.name: j.id for j in db_session.scalars(select(OutboxJob))}
     db_session.close()
     second = "wecom.process_event" if first == "wecom.send_welcome" else "wecom.send_welcome"
