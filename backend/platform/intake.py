@@ -38,15 +38,17 @@ log = logging.getLogger("dealerloop.intake")
 POLL_SECONDS = 0.05  # a pump's pause when nothing waited: one indexed SELECT per pause
 SWEEP_AFTER = 5.0  # seconds: a row waiting this long has no pump looking at it
 URGENT_THREADS = 4  # per pump: urgent jobs run side by side
-URGENT_FALLBACK = timedelta(seconds=2)  # an urgent job no pump ran by then goes to RQ
+URGENT_FALLBACK = timedelta(seconds=2)  # an admission's job nobody ran or handed over by then goes to RQ
 
 
 @dataclass(frozen=True)
 class Admission:
     events: int  # rows admitted
-    # outbox rows to run at once, here (a welcome code lives 20 s): created with a delay, so
-    # that the relayer hands them to RQ only if nobody ran them meanwhile
+    # Outbox rows to run at once, here (a welcome code lives 20 s), then the rows to hand to
+    # RQ once they are done (the events' processing, which must not take the CPU from them).
+    # All are created with a delay, so the relayer hands them over if nobody did meanwhile.
     urgent_job_ids: list[int] = field(default_factory=list)
+    deferred_job_ids: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,11 @@ def admit_now(app: Any, name: str, ids: list[int] | None, accepted_before: datet
             session.close()
 
 
-def run_urgent(app: Any, job_ids: list[int], pool: ThreadPoolExecutor | None = None) -> None:
-    """Run an admission's urgent jobs now (in `pool`, or one after the other). A failure is
-    recorded on the row and retried by the outbox like any job's."""
-    from backend.platform.jobs import execute
+def run_admitted(app: Any, admission: Admission, pool: ThreadPoolExecutor | None = None) -> None:
+    """Run an admission's urgent jobs now (side by side in `pool`, or one after the other),
+    then hand its deferred jobs over. A failure is recorded on the job's row and the outbox
+    retries it like any job."""
+    from backend.platform.jobs import execute, relay
 
     def run(job_id: int) -> None:
         try:
@@ -94,11 +97,13 @@ def run_urgent(app: Any, job_ids: list[int], pool: ThreadPoolExecutor | None = N
         except Exception:  # noqa: BLE001 - recorded on the outbox row, which retries it
             log.exception("urgent job %s failed; the outbox retries it", job_id)
 
-    for job_id in job_ids:
-        if pool is None:
+    if pool is None:
+        for job_id in admission.urgent_job_ids:
             run(job_id)
-        else:
-            pool.submit(run, job_id)
+    else:
+        list(pool.map(run, admission.urgent_job_ids))
+    if admission.deferred_job_ids:
+        relay(admission.deferred_job_ids, app=app)
 
 
 def announce(app: Any, name: str, row_id: int) -> None:
@@ -108,23 +113,23 @@ def announce(app: Any, name: str, row_id: int) -> None:
     if app.extensions["dealerloop.jobs"].redis is not None:
         return
     try:
-        run_urgent(app, admit_now(app, name, [row_id]).urgent_job_ids)
+        run_admitted(app, admit_now(app, name, [row_id]))
     except Exception:  # noqa: BLE001 - the sweep retries it
         log.exception("intake %s row %s not admitted inline; the sweep will admit it", name, row_id)
 
 
 def sweep(app: Any, older_than: float = SWEEP_AFTER) -> int:
-    """Admit every row of every intake that has waited longer than `older_than` seconds (its
-    urgent jobs are left to the relayer, which hands them over when their delay is up)."""
+    """Admit every row of every intake that has waited longer than `older_than` seconds (their
+    jobs are left to the relayer, which hands them over when their delay is up)."""
     cutoff = utcnow() - timedelta(seconds=older_than)
     return sum(admit_now(app, name, None, cutoff).events for name in _REGISTRY)
 
 
 def pump_once(app: Any, name: str, pool: ThreadPoolExecutor | None = None) -> int:
-    """Admit every row waiting now (a batch of at most the feature's limit) and run their
-    urgent jobs; returns how many rows were admitted."""
+    """Admit every row waiting now (a batch of at most the feature's limit), run their urgent
+    jobs, hand the rest over; returns how many rows were admitted."""
     admission = admit_now(app, name, None)
-    run_urgent(app, admission.urgent_job_ids, pool)
+    run_admitted(app, admission, pool)
     return admission.events
 
 

@@ -113,7 +113,8 @@ def admit(session: Session, ids: list[int] | None, accepted_before: datetime | N
     """Create the jobs of accepted events — the given ones, or every one (accepted before
     `accepted_before`, when given) — and mark them `received`. Rows another admitter holds are
     skipped, so each event gets its jobs once. The welcome jobs are the admission's urgent
-    ones: the admitter runs them itself, right after the commit."""
+    ones: the admitter runs them itself, right after the commit, then hands the processing
+    jobs over (backend.platform.intake.run_admitted)."""
     stmt = select(WeComRawEvent.id, WeComRawEvent.change_type, WeComRawEvent.xml).where(
         WeComRawEvent.status == RawEventStatus.ACCEPTED
     )
@@ -139,16 +140,24 @@ def admit(session: Session, ids: list[int] | None, accepted_before: datetime | N
             )
             assert job is not None
             urgent.append(job.id)
+    deferred = []
     for row in rows:
         # Admission happens once per event (the status below, under the row lock): no job can
-        # hold these keys yet.
-        enqueue(
-            session, PROCESS_JOB, {"raw_event_id": row.id}, dedup_key=f"{PROCESS_JOB}:{row.id}:0:0", key_is_new=True
+        # hold these keys yet. Deferred: handed over once the welcomes are out.
+        job = enqueue(
+            session,
+            PROCESS_JOB,
+            {"raw_event_id": row.id},
+            dedup_key=f"{PROCESS_JOB}:{row.id}:0:0",
+            key_is_new=True,
+            delay=URGENT_FALLBACK,
         )
+        assert job is not None
+        deferred.append(job.id)
     session.execute(
         update(WeComRawEvent)
         .where(WeComRawEvent.id.in_([row.id for row in rows]))
         .values(status=RawEventStatus.RECEIVED)
         .execution_options(synchronize_session=False)
     )
-    return Admission(len(rows), urgent)
+    return Admission(len(rows), urgent, deferred)
