@@ -59,12 +59,16 @@ def send_welcome(session: Session, raw_event_id: int) -> str:
         # A welcome without the customer's name beats none (a retry with backoff would usually
         # come too late).
         detail = None
-    staff = svc.staff_by_userid(session, raw.corp_id, userid)
-    store = session.get(OrgUnit, staff.org_unit_id) if isinstance(staff, Staff) else None
+    # Names only: the Staff entity loads its roles and scopes, which a message does not need.
+    names = session.execute(
+        select(Staff.name, OrgUnit.name)
+        .outerjoin(OrgUnit, OrgUnit.id == Staff.org_unit_id)
+        .where(Staff.corp_id == raw.corp_id, Staff.wecom_userid == userid)
+    ).first()
     values = {
         "customer_name": ((detail or {}).get("external_contact") or {}).get("name") or "",
-        "advisor_name": staff.name if staff else "",
-        "store_name": store.name if store else "",
+        "advisor_name": (names[0] if names else "") or "",
+        "store_name": (names[1] if names else "") or "",
     }
     payload: dict[str, Any] = {"welcome_code": code}
     if template.text:
