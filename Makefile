@@ -11,7 +11,7 @@ PORT ?= 5000
 help:
 	@echo "make run      serve the API on http://$(HOST):$(PORT) (SQLite, inline jobs, sandbox) — DATABASE_URL/REDIS_URL to use MySQL/Redis"
 	@echo "make test     install the dev tools and run the whole suite"
-	@echo "make worker   RQ worker (high, default, low) with scheduler and outbox relayer (needs REDIS_URL)"
+	@echo "make worker   RQ worker (high, default, low) with scheduler, outbox relayer and callback intake pumps (needs REDIS_URL)"
 	@echo "make migrate  apply the migrations"
 	@echo "make bench    benchmarks (bench/README.md)"
 	@echo "make lint     ruff"

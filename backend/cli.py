@@ -60,8 +60,8 @@ def db_revision(message: str) -> None:
 
 @click.command(
     "worker",
-    help="RQ worker on high, default, low, with the scheduler and the outbox relayer "
-    "(without REDIS_URL: the relayer alone, executing jobs inline).",
+    help="RQ worker on high, default, low, with the scheduler, the outbox relayer and the "
+    "callback intake pumps (without REDIS_URL: the relayer alone, executing jobs inline).",
 )
 @click.option("--burst", is_flag=True, help="exit when the queues are empty")
 @with_appcontext

@@ -3,10 +3,10 @@
 1. **Acknowledgements** — signed, encrypted `change_external_contact / add_external_contact`
    events POSTed to `/callbacks/wecom` (integrations/wecom/callbacks.py: verify msg_signature,
    AES-256-CBC decrypt with wechatpy's WeChatCrypto, check the receive id and the timestamp, store
-   the raw event with its dedup key and its welcome + processing outbox rows, commit, hand the jobs
-   to RQ, answer `success`) on gunicorn with MariaDB and Redis, no worker running, against
-   `bench.baseline_app`'s bare view that reads the body and answers `success`, on the same
-   gunicorn settings, sent the very same requests, in interleaved rounds.
+   the raw event with its dedup key by one autocommitted INSERT, answer `success`; the event's
+   jobs are created later by a worker's intake pump) on gunicorn with MariaDB and Redis, no
+   worker running, against `bench.baseline_app`'s bare view that reads the body and answers
+   `success`, on the same gunicorn settings, sent the very same requests, in interleaved rounds.
 2. **End to end** — with two RQ workers running, a burst of add events (each for a contact the
    sandbox knows, with a WelcomeCode the sandbox issued just before): events fully applied per
    second (from the first callback received to the last event processed, database timestamps)

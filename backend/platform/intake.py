@@ -31,7 +31,6 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from backend.platform.db import db, unit_of_work, utcnow
-from backend.platform.jobs import app_context
 
 log = logging.getLogger("dealerloop.intake")
 
@@ -75,7 +74,7 @@ def registered_intakes() -> dict[str, IntakeSpec]:
 def admit_now(app: Any, name: str, ids: list[int] | None, accepted_before: datetime | None = None) -> Admission:
     """Admit rows in a unit of work of its own (its jobs are handed over after its commit)."""
     spec = _REGISTRY[name]
-    with app_context(app):
+    with app.app_context():
         session = db.session_factory()
         try:
             with unit_of_work(session):

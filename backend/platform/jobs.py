@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -127,16 +126,6 @@ class Dispatcher:
         )
 
 
-def app_context(app: Any) -> Any:
-    """`app`'s context, unless it is already the current one: popping a second context runs the
-    teardown that removes the caller's scoped session (a request's, a test's) mid-use."""
-    from flask import current_app, has_app_context
-
-    if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
-        return nullcontext()
-    return app.app_context()
-
-
 def _dispatcher() -> Dispatcher:
     from flask import current_app
 
@@ -213,7 +202,7 @@ def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatch
 
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     dispatcher = dispatcher or app.extensions["dealerloop.jobs"]
-    with app_context(app):
+    with app.app_context():
         session = db.session_factory()
         try:
             stmt = select(OutboxJob.id, OutboxJob.queue).where(OutboxJob.status == "pending")
@@ -231,7 +220,7 @@ def relay(ids: list[int] | None = None, *, app: Any = None, dispatcher: Dispatch
 
 def _hand_over(app: Any, dispatcher: Dispatcher, rows: list[tuple[int, str]]) -> int:
     """Run (inline) or push to RQ pending rows given as (id, queue); marks the pushed ones."""
-    with app_context(app):
+    with app.app_context():
         if dispatcher.inline:
             for row_id, _queue in rows:
                 try:
