@@ -25,23 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import datagen, loadgen, procstat, report, servers
+from bench.appenv import SECRET_KEY, app_env
 from bench.baseline_app import SQL_FIRST_PAGE, SQL_NEXT_PAGE
 
-SECRET_KEY = "dealerloop-bench-secret-key-0123456789abcdef"  # fixed, bench database only
 PAGE_LIMIT = 20
 DEEP_FRACTION = 0.9  # 9,000 of 10,000
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-def app_env(url: str) -> dict[str, str]:
-    return {
-        "DEALERLOOP_ENV": "development",
-        "DATABASE_URL": url,
-        "SANDBOX_ENABLED": "0",
-        "REDIS_URL": "",
-        "LOG_LEVEL": "WARNING",
-        "SECRET_KEY": SECRET_KEY,
-    }
 
 
 def _normalise_sql(sql: str) -> str:

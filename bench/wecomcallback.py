@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from bench import benchdb, loadgen, paynotify, report, rqworkers, servers
+from bench import appenv, benchdb, loadgen, paynotify, report, rqworkers, servers
 
-SECRET_KEY = "dealerloop-bench-secret-key-0123456789abcdef"  # fixed, bench database only
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 APP_PATH = "/callbacks/wecom"
 BASE_PATH = "/baseline/wecom"
@@ -46,18 +45,14 @@ FINAL = ("processed", "ignored", "dead")
 
 
 def app_env(url: str, credentials: dict[str, str], redis: str, sandbox_base: str) -> dict[str, str]:
-    return {
-        "DEALERLOOP_ENV": "development",
-        "DATABASE_URL": url,
-        "SANDBOX_ENABLED": "0",
-        "REDIS_URL": redis,
-        "LOG_LEVEL": "WARNING",
-        "SECRET_KEY": SECRET_KEY,
+    return appenv.app_env(
+        url,
+        REDIS_URL=redis,
         **credentials,
-        "WECOM_API_BASE": f"{sandbox_base}/wecom",
-        "WECHAT_API_BASE": f"{sandbox_base}/wechat",
-        "WECHATPAY_GATEWAY": f"{sandbox_base}/wechatpay",
-    }
+        WECOM_API_BASE=f"{sandbox_base}/wecom",
+        WECHAT_API_BASE=f"{sandbox_base}/wechat",
+        WECHATPAY_GATEWAY=f"{sandbox_base}/wechatpay",
+    )
 
 
 def _app(url: str, credentials: dict[str, str], sandbox_base: str) -> Any:

@@ -125,35 +125,24 @@ def admit(session: Session, ids: list[int] | None, accepted_before: datetime | N
     rows = session.execute(stmt.order_by(WeComRawEvent.id).limit(500).with_for_update(skip_locked=True)).all()
     if not rows:
         return Admission(0)
-    urgent = []
-    for row in rows:
-        if row.change_type in WELCOME_CHANGE_TYPES and parse_event(row.xml).get("WelcomeCode"):
-            # The welcome code lives 20 s: the admitter sends it at once (urgent); RQ's high
-            # queue gets it only if that has not happened after URGENT_FALLBACK.
-            job = enqueue(
-                session,
-                WELCOME_JOB,
-                {"raw_event_id": row.id},
-                dedup_key=f"{WELCOME_JOB}:{row.id}",
-                key_is_new=True,
-                delay=URGENT_FALLBACK,
-            )
-            assert job is not None
-            urgent.append(job.id)
-    deferred = []
-    for row in rows:
-        # Admission happens once per event (the status below, under the row lock): no job can
-        # hold these keys yet. Deferred: handed over once the welcomes are out.
-        job = enqueue(
-            session,
-            PROCESS_JOB,
-            {"raw_event_id": row.id},
-            dedup_key=f"{PROCESS_JOB}:{row.id}:0:0",
-            key_is_new=True,
-            delay=URGENT_FALLBACK,
+
+    # Admission happens once per event (the status below, under the row lock): no job can hold
+    # these keys yet. Every job is delayed by URGENT_FALLBACK: the admitter runs the welcomes
+    # at once (a code lives 20 s) and then hands the processing over; the relayer does it only
+    # if the admitter did not.
+    def job(name: str, row_id: int, key: str) -> int:
+        row_job = enqueue(
+            session, name, {"raw_event_id": row_id}, dedup_key=key, key_is_new=True, delay=URGENT_FALLBACK
         )
-        assert job is not None
-        deferred.append(job.id)
+        assert row_job is not None
+        return row_job.id
+
+    urgent = [
+        job(WELCOME_JOB, row.id, f"{WELCOME_JOB}:{row.id}")
+        for row in rows
+        if row.change_type in WELCOME_CHANGE_TYPES and parse_event(row.xml).get("WelcomeCode")
+    ]
+    deferred = [job(PROCESS_JOB, row.id, f"{PROCESS_JOB}:{row.id}:0:0") for row in rows]
     session.execute(
         update(WeComRawEvent)
         .where(WeComRawEvent.id.in_([row.id for row in rows]))

@@ -180,14 +180,8 @@ TEMPLATE_EXAMPLE = {
         {"weekday": 0, "block_start": "13:00:00", "block_minutes": 240, "bay_type": "body_paint", "capacity": 1},
     ]
 }
-TEMPLATE_IN_EXAMPLE = {
-    "rows": [
-        {"weekday": 0, "block_start": "09:00", "block_minutes": 60, "bay_type": "quick", "capacity": 3},
-        {"weekday": 0, "block_start": "10:00", "block_minutes": 60, "bay_type": "quick", "capacity": 3},
-        {"weekday": 0, "block_start": "09:00", "block_minutes": 60, "bay_type": "general", "capacity": 2},
-        {"weekday": 0, "block_start": "13:00", "block_minutes": 240, "bay_type": "body_paint", "capacity": 1},
-    ]
-}
+# The same rows as sent: block starts as HH:MM.
+TEMPLATE_IN_EXAMPLE = {"rows": [{**row, "block_start": row["block_start"][:5]} for row in TEMPLATE_EXAMPLE["rows"]]}
 
 
 def _views(session: Any, bookings: list[Booking]) -> list[dict[str, Any]]:

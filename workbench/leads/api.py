@@ -109,17 +109,22 @@ LEAD_DETAIL_EXAMPLE = {
         },
     ],
 }
+# What a manager posts for the owners' example listing: its own fields, without id, store,
+# status or times.
 LISTING_IN_EXAMPLE = {
-    "condition": "used",
-    "title": "2021款 迈腾 380TSI 豪华型",
-    "brand": "一汽-大众",
-    "series": "迈腾",
-    "model": "380TSI DSG 豪华型",
-    "year": 2021,
-    "mileage_km": 48000,
-    "price_fen": 15_300_000,
-    "photos": ["https://cdn.example.com/listings/3/1.jpg", "https://cdn.example.com/listings/3/2.jpg"],
-    "description": "一手车，全程4S店保养，无事故无泡水",
+    k: LISTING_EXAMPLE[k]
+    for k in (
+        "condition",
+        "title",
+        "brand",
+        "series",
+        "model",
+        "year",
+        "mileage_km",
+        "price_fen",
+        "photos",
+        "description",
+    )
 }
 REPRICED_EXAMPLE = {
     **LISTING_EXAMPLE,

@@ -44,14 +44,7 @@ FUTIAN = {
     "distance_km": None,
 }
 STORE_LIST_EXAMPLE = {"items": [{**TIANHE, "distance_km": None}, {**PANYU, "distance_km": None}, FUTIAN]}
-PROFILE_EXAMPLE = {
-    "address": "广州市天河区黄埔大道西668号",
-    "latitude": 23.1291,
-    "longitude": 113.354,
-    "phone": "020-3888-1001",
-    "brands": ["一汽-大众"],
-    "bookable": True,
-}
+PROFILE_EXAMPLE = {k: TIANHE[k] for k in ("address", "latitude", "longitude", "phone", "brands", "bookable")}
 HOURS_IN_EXAMPLE = {
     "days": [
         {"weekday": day, "opens": "08:30", "closes": "17:00" if day == 6 else "18:00", "labour_cap_minutes": 4800}
