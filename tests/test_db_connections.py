@@ -59,3 +59,88 @@ def test_an_exhausted_pool_answers_503_busy_not_500(app: Any, member_headers: An
             conn.close()
         pool._timeout = saved_timeout  # type: ignore[attr-defined]
     assert app.test_client().get("/healthz").status_code == 200
+
+
+def _probe_table() -> Any:
+    from sqlalchemy import BigInteger, Column, MetaData, String, Table
+
+    from backend.platform.db import UTCDateTime
+
+    return Table(
+        "probe_insert_row",
+        MetaData(),
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("key", String(32), unique=True, nullable=False),
+        Column("at", UTCDateTime, nullable=False),
+    )
+
+
+def test_autocommit_connection_is_kept_and_replaced_when_it_breaks(app: Any) -> None:
+    """`db.autocommit()` keeps its connection for the next block; a duplicate key leaves it in
+    place, a connection the server dropped is replaced, and `insert_row` writes through the
+    columns' types (UTCDateTime: naive times refused, aware ones stored as UTC)."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy.exc import DBAPIError, IntegrityError
+
+    from backend.platform.db import insert_row, is_duplicate_key
+
+    table = _probe_table()
+    with app.app_context():
+        table.drop(db.engine, checkfirst=True)
+        table.create(db.engine)
+        try:
+            with db.autocommit() as conn:
+                first = conn.scalar(text("SELECT CONNECTION_ID()"))
+                shanghai = datetime(2026, 12, 4, 20, 0, tzinfo=timezone(timedelta(hours=8)))
+                row_id = insert_row(conn, table, {"key": "a", "at": shanghai})
+            with db.autocommit() as conn:
+                assert conn.scalar(text("SELECT CONNECTION_ID()")) == first
+                stored = conn.execute(text("SELECT `at` FROM probe_insert_row WHERE id = :id"), {"id": row_id}).scalar()
+                assert stored == datetime(2026, 12, 4, 12, 0)  # naive UTC in the column
+
+            with pytest.raises(IntegrityError) as duplicate, db.autocommit() as conn:
+                insert_row(conn, table, {"key": "a", "at": datetime.now(UTC)})
+            assert is_duplicate_key(duplicate.value)
+            with pytest.raises(ValueError, match="naive"), db.autocommit() as conn:
+                assert conn.scalar(text("SELECT CONNECTION_ID()")) == first  # kept after the duplicate
+                insert_row(conn, table, {"key": "b", "at": datetime(2026, 12, 4)})
+
+            with db.autocommit() as conn:  # the naive time's block closed its connection: a fresh one
+                second = conn.scalar(text("SELECT CONNECTION_ID()"))
+            assert second != first
+            with db.engine.connect() as other:
+                other.execute(text(f"KILL {int(second)}"))
+            with pytest.raises(DBAPIError), db.autocommit() as conn:
+                insert_row(conn, table, {"key": "c", "at": datetime.now(UTC)})
+            with db.autocommit() as conn:
+                assert conn.scalar(text("SELECT CONNECTION_ID()")) not in (first, second)
+                insert_row(conn, table, {"key": "c", "at": datetime.now(UTC)})
+                keys = conn.execute(text("SELECT `key` FROM probe_insert_row ORDER BY id")).scalars().all()
+            assert keys == ["a", "c"]
+        finally:
+            table.drop(db.engine, checkfirst=True)
+
+
+def test_forked_child_does_not_reuse_a_kept_autocommit_connection(app: Any) -> None:
+    with app.app_context():
+        with db.autocommit() as conn:
+            parent_id = conn.scalar(text("SELECT CONNECTION_ID()"))
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            try:
+                with db.autocommit() as conn:
+                    os.write(write, str(conn.scalar(text("SELECT CONNECTION_ID()"))).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        reported = b""
+        while chunk := os.read(read, 64):
+            reported += chunk
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert reported and int(reported) != parent_id
+        with db.autocommit() as conn:
+            assert conn.scalar(text("SELECT CONNECTION_ID()")) == parent_id

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -22,11 +23,13 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     create_engine,
     event,
 )
 from sqlalchemy.dialects import mysql
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, scoped_session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -181,6 +184,10 @@ class Database:
         self.autocommit_engine: Engine | None = None
         self.session_factory = sessionmaker(expire_on_commit=False)
         self.session = scoped_session(self.session_factory)
+        # Autocommit connections kept open between `autocommit()` blocks (see there).
+        self._idle_autocommit: list[Connection] = []
+        self._idle_lock = threading.Lock()
+        self._idle_max = 10
 
     def init(self, url: str, echo: bool = False, **pool: Any) -> None:
         for engine in (self.engine, self.autocommit_engine):
@@ -188,16 +195,36 @@ class Database:
                 engine.dispose()
         self.engine = make_engine(url, echo=echo, **pool)
         self.autocommit_engine = make_autocommit_engine(url, pool.get("pool_size", 10))
+        self._idle_autocommit = []
+        self._idle_max = pool.get("pool_size", 10)
         self.session_factory.configure(bind=self.engine)
 
     @contextmanager
     def autocommit(self) -> Iterator[Any]:
         """A connection whose statements commit themselves (see make_autocommit_engine). When
         sessions are bound to one connection (the test harness's rolled-back transaction), or
-        on SQLite, it is a session's connection, committed at the end of the block."""
+        on SQLite, it is a session's connection, committed at the end of the block.
+
+        The connection is kept open for the next block instead of going back to the pool: a
+        pool checkout and return cost as much as the acknowledgement's INSERT itself. A block
+        that fails with anything but the server's refusal of the statement (a duplicate key)
+        discards its connection, which may be broken or halfway through an answer."""
         if self.autocommit_engine is not None and self.session_factory.kw.get("bind") is self.engine:
-            with self.autocommit_engine.connect() as conn:
+            with self._idle_lock:
+                conn = self._idle_autocommit.pop() if self._idle_autocommit else None
+            if conn is None or conn.closed or conn.invalidated:
+                conn = self.autocommit_engine.connect()
+            try:
                 yield conn
+            except IntegrityError:
+                self._keep_autocommit(conn)
+                raise
+            except BaseException:
+                # Not back to the pool either (it does not reset connections on return).
+                conn.invalidate()
+                conn.close()
+                raise
+            self._keep_autocommit(conn)
             return
         session = self.session_factory()
         try:
@@ -208,6 +235,13 @@ class Database:
             raise
         finally:
             session.close()
+
+    def _keep_autocommit(self, conn: Connection) -> None:
+        with self._idle_lock:
+            if len(self._idle_autocommit) < self._idle_max:
+                self._idle_autocommit.append(conn)
+                return
+        conn.close()
 
     @property
     def dialect(self) -> str:
@@ -221,11 +255,16 @@ class Database:
         them without closing (closing would send a rollback over the parent's socket) so the
         child opens its own."""
         self.session.registry.clear()
+        # Kept referenced, never closed or collected here: they are the parent's.
+        _INHERITED_CONNECTIONS.extend(self._idle_autocommit)
+        self._idle_autocommit = []
+        self._idle_lock = threading.Lock()
         for engine in (self.engine, self.autocommit_engine):
             if engine is not None:
                 engine.dispose(close=False)
 
 
+_INHERITED_CONNECTIONS: list[Connection] = []
 db = Database()
 os.register_at_fork(after_in_child=db.forget_inherited_connections)
 
@@ -288,8 +327,6 @@ def unique_savepoint(session: Session) -> Iterator[None]:
     """Run a write in a SAVEPOINT. If a unique key refuses it, only the block is rolled back and
     DuplicateKey is raised; any other integrity error propagates. This is how "insert, or find
     what is already there" is done without check-then-insert."""
-    from sqlalchemy.exc import IntegrityError
-
     try:
         with session.begin_nested():
             yield
@@ -297,6 +334,43 @@ def unique_savepoint(session: Session) -> Iterator[None]:
         if not is_duplicate_key(exc):
             raise
         raise DuplicateKey(str(exc.orig)) from exc
+
+
+_PLAIN_INSERTS: dict[tuple[Any, str, tuple[str, ...]], tuple[str, list[tuple[str, Any]], bool]] = {}
+
+
+def insert_row(conn: Connection, table: Table, values: dict[str, Any]) -> int:
+    """INSERT one row straight on the connection's DBAPI cursor; returns its new id.
+
+    For the one write that a callback's acknowledgement waits for: SQLAlchemy's execution
+    machinery (context, result, compiled-cache lookup) costs more than the driver's own work
+    for a single-row INSERT. The statement is compiled once per table, dialect and columns,
+    and the columns' bind processors still apply (UTCDateTime refuses naive times here too).
+    A driver error is raised as SQLAlchemy's (IntegrityError for a duplicate key); a lost
+    connection is invalidated, so the next caller gets a new one."""
+    dialect = conn.dialect
+    cache_key = (table, dialect.name, tuple(values))
+    plan = _PLAIN_INSERTS.get(cache_key)
+    if plan is None:
+        compiled = table.insert().compile(dialect=dialect, column_keys=list(values))
+        order = list(compiled.positiontup or []) if dialect.positional else list(values)
+        processors = [(key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) for key in order]
+        plan = _PLAIN_INSERTS[cache_key] = (compiled.string, processors, dialect.positional)
+    sql, processors, positional = plan
+    converted = [(key, process(values[key]) if process else values[key]) for key, process in processors]
+    params: Any = tuple(v for _k, v in converted) if positional else dict(converted)
+    dbapi_conn = conn.connection.dbapi_connection
+    assert dbapi_conn is not None
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(sql, params)
+        return int(cursor.lastrowid)
+    except dialect.loaded_dbapi.Error as exc:
+        if dialect.is_disconnect(exc, dbapi_conn, cursor):
+            conn.invalidate(exc)
+        raise DBAPIError.instance(sql, params, exc, dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
 
 
 def is_duplicate_key(exc: Exception) -> bool:

@@ -97,6 +97,17 @@ def test_bad_callbacks_are_refused_and_nothing_is_stored(client: Any, db_session
     assert garbage.status_code == 400
     assert garbage.get_json()["code"] == "wecom.callback_malformed"
 
+    # A document type is refused before any parsing, in the envelope and in the signed event:
+    # no entity is ever declared, so none can expand (a "billion laughs" or an external file).
+    bomb = '<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><Encrypt>&b;</Encrypt></xml>'
+    entity_envelope = client.post(URL, query_string=params, data=bomb)
+    assert (entity_envelope.status_code, entity_envelope.get_json()["code"]) == (400, "wecom.callback_malformed")
+    p4, b4 = sb.state.wecom_callback(
+        xml.replace("<xml>", '<!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml>', 1)
+    )
+    entity_event = client.post(URL, query_string=p4, data=b4)
+    assert (entity_event.status_code, entity_event.get_json()["code"]) == (400, "wecom.callback_malformed")
+
     assert count(db_session, WeComRawEvent) == 0
     assert count(db_session, OutboxJob) == 0
     assert sb.hits("/cgi-bin/externalcontact", "wecom") == 0
