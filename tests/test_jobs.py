@@ -264,3 +264,81 @@ def test_delayed_job_runs_when_due_through_the_relayer(app: Any, db_session: Any
     db_session.commit()
     assert relay() == 1
     assert _runs(db_session, "later") == 1
+
+
+BATCHES: list[list[str]] = []
+
+
+def _batch_tags(session: Any, batch: list[dict[str, Any]]) -> list[Exception | None]:
+    """Writes one touchpoint per item that is not meant to fail; 'boom' in any item fails all."""
+    BATCHES.append([args["tag"] for args in batch])
+    if any(args["tag"] == "boom" for args in batch):
+        raise RuntimeError("the batch failed as a whole")
+    out: list[Exception | None] = []
+    for args in batch:
+        if args["tag"].startswith("bad"):
+            out.append(ValueError(f"item {args['tag']} failed"))
+            continue
+        note_run(session, args["customer_id"], args["tag"])
+        out.append(None)
+    return out
+
+
+@job("test.batched", batch=_batch_tags)
+def batched_one(session: Any, customer_id: int, tag: str) -> None:
+    note_run(session, customer_id, tag)
+
+
+def _delayed(session: Any, name: str, customer_id: int, tags: list[str]) -> list[int]:
+    from datetime import timedelta
+
+    rows = [enqueue(session, name, {"customer_id": customer_id, "tag": t}, delay=timedelta(minutes=5)) for t in tags]
+    commit(session)
+    return [row.id for row in rows if row is not None]
+
+
+def test_a_batch_runs_its_rows_in_one_call_and_leaves_a_failed_item_to_the_outbox(
+    app: Any, db_session: Any, make_customer: Any
+) -> None:
+    c = make_customer()
+    ids = _delayed(db_session, "test.batched", c.id, ["b1", "bad1", "b2"])
+    plain = _delayed(db_session, "test.note_run", c.id, ["single"])  # no batch function: run alone
+    BATCHES.clear()
+    assert jobs.execute_batch([*ids, *plain], app=app) == 3
+    assert BATCHES == [["b1", "bad1", "b2"]]  # one call for the three
+    db_session.expire_all()
+    rows = {row.id: row for row in db_session.scalars(select(OutboxJob).where(OutboxJob.id.in_([*ids, *plain])))}
+    assert [(rows[i].status, rows[i].attempts) for i in ids] == [("done", 1), ("pending", 1), ("done", 1)]
+    assert "item bad1 failed" in rows[ids[1]].last_error
+    assert rows[plain[0]].status == "done"
+    assert [_runs(db_session, t) for t in ("b1", "bad1", "b2", "single")] == [1, 0, 1, 1]
+    assert jobs.execute_batch(ids, app=app) == 0  # done rows are not run again; the failed one fails again
+    assert BATCHES[-1] == ["bad1"]
+
+
+def test_a_batch_that_fails_as_a_whole_keeps_nothing_and_leaves_every_row_pending(
+    app: Any, db_session: Any, make_customer: Any
+) -> None:
+    c = make_customer()
+    ids = _delayed(db_session, "test.batched", c.id, ["w1", "boom"])
+    assert jobs.execute_batch(ids, app=app) == 0
+    db_session.expire_all()
+    rows = db_session.scalars(select(OutboxJob).where(OutboxJob.id.in_(ids)).order_by(OutboxJob.id)).all()
+    assert [(r.status, r.attempts) for r in rows] == [("pending", 0), ("pending", 0)]
+    assert _runs(db_session, "w1") == 0
+    assert execute(ids[0]) == "done"  # the fallback: each row on its own
+    assert _runs(db_session, "w1") == 1
+
+
+def test_marking_handed_over_rows_leaves_rows_that_moved_on(app: Any, db_session: Any, make_customer: Any) -> None:
+    """Relaying marks rows `enqueued` only while they are still `pending`: a row an RQ worker
+    finished meanwhile stays `done`, with nothing else of it changed."""
+    c = make_customer()
+    waiting, finished = _delayed(db_session, "test.note_run", c.id, ["m1", "m2"])
+    assert execute(finished) == "done"
+    at = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    jobs._mark(app, [waiting, finished], status="enqueued", enqueued_at=at, only_if="pending")
+    db_session.expire_all()
+    a, b = db_session.get(OutboxJob, waiting), db_session.get(OutboxJob, finished)
+    assert (a.status, a.enqueued_at) == ("enqueued", at)
+    assert (b.status, b.enqueued_at) == ("done", None)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,7 +35,6 @@ log = logging.getLogger("dealerloop.intake")
 
 POLL_SECONDS = 0.05  # a pump's pause when nothing waited: one indexed SELECT per pause
 SWEEP_AFTER = 5.0  # seconds: a row waiting this long has no pump looking at it
-URGENT_THREADS = 4  # per pump: urgent jobs run side by side
 URGENT_FALLBACK = timedelta(seconds=2)  # an admission's job nobody ran or handed over by then goes to RQ
 
 
@@ -84,23 +82,14 @@ def admit_now(app: Any, name: str, ids: list[int] | None, accepted_before: datet
             session.close()
 
 
-def run_admitted(app: Any, admission: Admission, pool: ThreadPoolExecutor | None = None) -> None:
-    """Run an admission's urgent jobs now (side by side in `pool`, or one after the other),
-    then hand its deferred jobs over. A failure is recorded on the job's row and the outbox
-    retries it like any job."""
-    from backend.platform.jobs import execute, relay
+def run_admitted(app: Any, admission: Admission) -> None:
+    """Run an admission's urgent jobs now, together (`execute_batch`: a burst's welcomes in one
+    transaction, their WeCom calls side by side), then hand its deferred jobs over. A failure
+    is recorded on the job's row and the outbox retries it like any job."""
+    from backend.platform.jobs import execute_batch, relay
 
-    def run(job_id: int) -> None:
-        try:
-            execute(job_id, app=app)
-        except Exception:  # noqa: BLE001 - recorded on the outbox row, which retries it
-            log.exception("urgent job %s failed; the outbox retries it", job_id)
-
-    if pool is None:
-        for job_id in admission.urgent_job_ids:
-            run(job_id)
-    else:
-        list(pool.map(run, admission.urgent_job_ids))
+    if admission.urgent_job_ids:
+        execute_batch(admission.urgent_job_ids, app=app)
     if admission.deferred_job_ids:
         relay(admission.deferred_job_ids, app=app)
 
@@ -124,26 +113,25 @@ def sweep(app: Any, older_than: float = SWEEP_AFTER) -> int:
     return sum(admit_now(app, name, None, cutoff).events for name in _REGISTRY)
 
 
-def pump_once(app: Any, name: str, pool: ThreadPoolExecutor | None = None) -> int:
+def pump_once(app: Any, name: str) -> int:
     """Admit every row waiting now (a batch of at most the feature's limit), run their urgent
     jobs, hand the rest over; returns how many rows were admitted."""
     admission = admit_now(app, name, None)
-    run_admitted(app, admission, pool)
+    run_admitted(app, admission)
     return admission.events
 
 
 def pump_loop(app: Any, stop: threading.Event, name: str) -> None:
     """Admit waiting rows until `stop` is set; poll again after POLL_SECONDS when none waited.
-    Urgent jobs run in URGENT_THREADS threads, so that a burst's welcomes go out side by side
-    (they mostly wait on WeCom) while the pump goes on admitting."""
-    with ThreadPoolExecutor(URGENT_THREADS, thread_name_prefix=f"intake-{name}") as pool:
-        while not stop.is_set():
-            try:
-                if pump_once(app, name, pool) == 0:
-                    stop.wait(POLL_SECONDS)
-            except Exception:  # a database hiccup: try again shortly
-                log.exception("intake pump %s iteration failed", name)
-                stop.wait(1.0)
+    While one admission's urgent jobs run, the next rows gather: under a burst the batches grow
+    instead of the queue."""
+    while not stop.is_set():
+        try:
+            if pump_once(app, name) == 0:
+                stop.wait(POLL_SECONDS)
+        except Exception:  # a database hiccup: try again shortly
+            log.exception("intake pump %s iteration failed", name)
+            stop.wait(1.0)
 
 
 def start_pumps(app: Any, stop: threading.Event) -> list[threading.Thread]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Text, select, update
+from sqlalchemy import String, Text, case, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from backend.platform.db import (
@@ -60,21 +60,30 @@ class OutboxJob(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+# batch(session, [args, ...]) -> [None | the exception of that item, ...], in the same order
+BatchFn = Callable[[Session, list[dict[str, Any]]], list[Exception | None]]
+
+
 @dataclass(frozen=True)
 class JobSpec:
     name: str
     fn: Callable[..., Any]
     queue: str
+    # Several rows of this job in one transaction (`execute_batch`), for jobs that come in
+    # bursts and must all be done at once (a burst's welcome messages).
+    batch: BatchFn | None = None
 
 
 _REGISTRY: dict[str, JobSpec] = {}
 
 
-def job(name: str, queue: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def job(
+    name: str, queue: str = "default", batch: BatchFn | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     assert queue in QUEUES, queue
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _REGISTRY[name] = JobSpec(name, fn, queue)
+        _REGISTRY[name] = JobSpec(name, fn, queue, batch)
         return fn
 
     return register
@@ -274,13 +283,28 @@ def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: 
 
 
 def _mark(app: Any, row_id: int | list[int], only_if: str | None = None, **values: Any) -> None:
+    """Set `values` on the rows (those still in status `only_if`, when given).
+
+    The rows are found by primary key alone and the status is checked in the assignments: with
+    the status in the WHERE clause, MariaDB may go through the status index, and an RQ worker
+    already running one of the jobs (it was handed over just before this) then deadlocks with
+    this update."""
     session = db.session_factory()
     try:
         ids = row_id if isinstance(row_id, list) else [row_id]
-        stmt = update(OutboxJob).where(OutboxJob.id.in_(ids))
+        assignments = list(values.items())
         if only_if:
-            stmt = stmt.where(OutboxJob.status == only_if)
-        session.execute(stmt.values(**values))
+            keep = OutboxJob.status == only_if
+            # MariaDB assigns left to right and later assignments see earlier ones: the status,
+            # which the guard reads, goes last.
+            assignments.sort(key=lambda item: item[0] == "status")
+            assignments = [(name, case((keep, value), else_=getattr(OutboxJob, name))) for name, value in assignments]
+        stmt = (
+            update(OutboxJob)
+            .where(OutboxJob.id.in_(ids))
+            .ordered_values(*((getattr(OutboxJob, name), value) for name, value in assignments))
+        )
+        session.execute(stmt)
         session.commit()
     finally:
         session.close()
@@ -325,6 +349,68 @@ def execute(row_id: int, app: Any = None) -> str:
         finally:
             session.close()
             job_id_var.reset(token)
+
+
+def execute_batch(row_ids: list[int], app: Any) -> int:
+    """Run outbox rows of batchable jobs together: each job's rows in one transaction and one
+    call of its `batch` function, which does the items' shared reads and writes once. Returns
+    how many rows were done.
+
+    The rows are locked with SKIP LOCKED (one that someone runs now is theirs) and held until
+    the commit, so the RQ copy of a row — handed over by the relayer if this took longer than
+    the row's delay — waits and then finds it done. An item that failed is recorded on its row
+    (attempts, error), which stays pending: the relayer hands it to RQ, which retries it alone.
+    When the batch fails as a whole, nothing of it is kept and every row is left to RQ in the
+    same way. Rows of jobs without a batch function run one by one."""
+    done = 0
+    with app.app_context():
+        dispatcher: Dispatcher = app.extensions["dealerloop.jobs"]
+        session = db.session_factory()
+        try:
+            # By primary key alone, the status checked here: a condition on the status lets
+            # MariaDB take the rows through the status index, locking other jobs' entries in it
+            # (deadlocks with jobs finishing meanwhile).
+            locked = session.scalars(
+                select(OutboxJob)
+                .where(OutboxJob.id.in_(row_ids))
+                .order_by(OutboxJob.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            rows = [row for row in locked if row.status == "pending"]
+            single = [row.id for row in rows if _REGISTRY[row.name].batch is None]
+            groups: dict[str, list[OutboxJob]] = {}
+            for row in rows:
+                if _REGISTRY[row.name].batch is not None:
+                    groups.setdefault(row.name, []).append(row)
+            now = utcnow()
+            for name, group in groups.items():
+                batch = _REGISTRY[name].batch
+                assert batch is not None
+                outcomes = batch(session, [dict(row.args) for row in group])
+                for row, error in zip(group, outcomes, strict=True):
+                    row.attempts += 1
+                    if error is None:
+                        row.status, row.finished_at, row.last_error = "done", now, None
+                        done += 1
+                        continue
+                    row.last_error = f"{type(error).__name__}: {error}"[:4000]
+                    if row.attempts >= dispatcher.max_attempts:
+                        row.status = "failed"
+                    log.warning("job %s (%s) failed in its batch: %s", row.id, name, row.last_error)
+            commit(session)
+        except Exception:
+            rollback(session)
+            log.exception("batch of jobs %s failed; its rows are left to the outbox", row_ids)
+            return 0
+        finally:
+            session.close()
+    for row_id in single:
+        try:
+            execute(row_id, app=app)
+            done += 1
+        except Exception:  # recorded on the row by execute
+            log.exception("job %s failed", row_id)
+    return done
 
 
 def _record_failure(app: Any, row_id: int, exc: Exception) -> None:

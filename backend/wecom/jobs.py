@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from backend.platform.intake import register_intake
@@ -15,7 +17,12 @@ def process_event(session: Session, raw_event_id: int) -> None:
     handlers.process_raw_event(session, raw_event_id)
 
 
-@job(WELCOME_JOB, queue="high")
+def send_welcomes(session: Session, batch: list[dict[str, Any]]) -> list[Exception | None]:
+    """A pump's admitted welcomes together (backend.platform.jobs.execute_batch)."""
+    return welcome.send_welcomes(session, [int(args["raw_event_id"]) for args in batch])
+
+
+@job(WELCOME_JOB, queue="high", batch=send_welcomes)
 def send_welcome(session: Session, raw_event_id: int) -> None:
     welcome.send_welcome(session, raw_event_id)
 

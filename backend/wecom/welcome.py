@@ -1,12 +1,18 @@
 """Welcome messages: the channel's template, rendered and sent with the event's WelcomeCode.
 
-WeCom accepts a WelcomeCode once and only for 20 seconds, so this runs as its own job on the
-high queue as soon as the event is stored (not behind the event's processing). 41051 means the
-code was used elsewhere or the chat started: recorded, never retried.
+WeCom accepts a WelcomeCode once and only for 20 seconds, and a burst of adds brings many at
+once: a worker's intake pump sends the welcomes of everything it admitted together, as one
+batch (`send_welcomes`: the templates, names and outcomes read and written once for all, the
+WeCom calls side by side), right after the admission. The job itself (`send_welcome`, the
+same code for one event) is the fallback the outbox hands to RQ. 41051 means the code was
+used elsewhere or the chat started: recorded, never retried.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -15,16 +21,17 @@ from sqlalchemy.orm import Session
 from backend.customers.models import IdentityKind
 from backend.customers.service import find_by_identity
 from backend.org.models import OrgUnit, Staff
-from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
+from backend.platform.db import utcnow
 from backend.platform.ports import UpstreamError
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
 from backend.wecom import service as svc
 from backend.wecom.events import parse_event
-from backend.wecom.models import RawEventStatus, WeComRawEvent, WelcomeMessage, WelcomeTemplate
+from backend.wecom.models import RawEventStatus, WeComChannel, WeComRawEvent, WelcomeMessage, WelcomeTemplate
 
 ALREADY_SENT = 41051
 VARIABLES = ("customer_name", "advisor_name", "store_name")
+SEND_THREADS = 8  # a batch's WeCom calls in flight at once (each mostly waits on WeCom)
 
 
 def render(text: str, values: dict[str, str]) -> str:
@@ -34,64 +41,197 @@ def render(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def send_welcome(session: Session, raw_event_id: int) -> str:
-    """Send the welcome, lean: the code dies 20 s after the callback and a burst queues every
-    add's welcome at once, so this job does only what the message needs (template, advisor,
-    the contact's name) and leaves the customer link and the touchpoint to `settle`."""
-    raw = session.get(WeComRawEvent, raw_event_id)
-    if raw is None:
-        return "skipped"
-    fields = parse_event(raw.xml)
-    code = fields.get("WelcomeCode")
-    userid = str(fields.get("UserID") or "")
-    external_userid = str(fields.get("ExternalUserID") or "")
-    channel = svc.channel_by_state(session, raw.corp_id, fields.get("State"))
-    template = (
-        session.get(WelcomeTemplate, channel.welcome_template_id) if channel and channel.welcome_template_id else None
+@dataclass
+class _Welcome:
+    """One event's welcome: what the message needs, then what came of it."""
+
+    raw: WeComRawEvent
+    code: str
+    userid: str
+    external_userid: str
+    state: str
+    template: WelcomeTemplate | None = None
+    gateway: Any = None  # the event's WeCom app, chosen before the send threads (app context)
+    advisor_name: str = ""
+    store_name: str = ""
+    status: str = "no_template"
+    errcode: int | None = None
+    payload: dict[str, Any] | None = None
+    latency_ms: int | None = None
+    error: Exception | None = None
+
+
+def send_welcome(session: Session, raw_event_id: int) -> None:
+    """The job: one event's welcome (a failure raises, and the outbox retries it)."""
+    (error,) = send_welcomes(session, [raw_event_id])
+    if error is not None:
+        raise error
+
+
+def send_welcomes(session: Session, raw_event_ids: list[int]) -> list[Exception | None]:
+    """Send the welcomes of these events; returns, per event, None or the failure to retry.
+
+    Lean, because the codes die 20 s after their callbacks: only what the messages need is
+    read (templates, the advisors' and stores' names, each contact's name when the template
+    uses it), the WeCom calls run side by side, and the customer link and the touchpoint are
+    left to `settle`. Each event's outcome is written once."""
+    raws = {raw.id: raw for raw in session.scalars(select(WeComRawEvent).where(WeComRawEvent.id.in_(raw_event_ids)))}
+    welcomes = _prepare(session, [raws[i] for i in raw_event_ids if i in raws])
+    pending = [w for w in welcomes if w.gateway is not None]
+    if pending:
+        list(_send_pool().map(_deliver, pending))
+    _record(session, welcomes)
+    by_id = {w.raw.id: w.error for w in welcomes}
+    return [by_id.get(i) for i in raw_event_ids]
+
+
+def _prepare(session: Session, raws: list[WeComRawEvent]) -> list[_Welcome]:
+    """Each event's code, template and names, with one query per kind of thing for all."""
+    welcomes = []
+    for raw in raws:
+        fields = parse_event(raw.xml)
+        welcomes.append(
+            _Welcome(
+                raw=raw,
+                code=str(fields.get("WelcomeCode") or ""),
+                userid=str(fields.get("UserID") or ""),
+                external_userid=str(fields.get("ExternalUserID") or ""),
+                state=str(fields.get("State") or ""),
+            )
+        )
+    states = {w.state for w in welcomes if w.state}
+    channels = (
+        {
+            (c.corp_id, c.state): c.welcome_template_id
+            for c in session.execute(
+                select(WeComChannel.corp_id, WeComChannel.state, WeComChannel.welcome_template_id).where(
+                    WeComChannel.state.in_(states)
+                )
+            )
+        }
+        if states
+        else {}
     )
-    if template is None or not code:
-        _remember(session, raw, None, "no_template", None, None)
-        return "no_template"
-    gateway = svc.gateway_for(raw.corp_id, raw.agent_id)
-    try:
-        detail = svc.fetch_contact(gateway, external_userid)
-    except UpstreamError:
-        # A welcome without the customer's name beats none (a retry with backoff would usually
-        # come too late).
-        detail = None
+    template_ids = {t for t in channels.values() if t}
+    templates = (
+        {t.id: t for t in session.scalars(select(WelcomeTemplate).where(WelcomeTemplate.id.in_(template_ids)))}
+        if template_ids
+        else {}
+    )
+    userids = {w.userid for w in welcomes if w.userid}
     # Names only: the Staff entity loads its roles and scopes, which a message does not need.
-    names = session.execute(
-        select(Staff.name, OrgUnit.name)
-        .outerjoin(OrgUnit, OrgUnit.id == Staff.org_unit_id)
-        .where(Staff.corp_id == raw.corp_id, Staff.wecom_userid == userid)
-    ).first()
-    values = {
-        "customer_name": ((detail or {}).get("external_contact") or {}).get("name") or "",
-        "advisor_name": (names[0] if names else "") or "",
-        "store_name": (names[1] if names else "") or "",
-    }
-    payload: dict[str, Any] = {"welcome_code": code}
-    if template.text:
-        payload["text"] = {"content": render(template.text, values)}
-    if template.attachments:
-        payload["attachments"] = template.attachments
+    names = (
+        {
+            (corp, userid): (advisor or "", store or "")
+            for corp, userid, advisor, store in session.execute(
+                select(Staff.corp_id, Staff.wecom_userid, Staff.name, OrgUnit.name)
+                .outerjoin(OrgUnit, OrgUnit.id == Staff.org_unit_id)
+                .where(Staff.wecom_userid.in_(userids))
+            )
+        }
+        if userids
+        else {}
+    )
+    for w in welcomes:
+        template_id = channels.get((w.raw.corp_id, w.state))
+        w.template = templates.get(template_id) if template_id else None
+        if w.template is not None and w.code:
+            try:
+                w.gateway = svc.gateway_for(w.raw.corp_id, w.raw.agent_id)
+            except LookupError as exc:  # the app was removed from the settings: retried, then dead
+                w.error = exc
+        w.advisor_name, w.store_name = names.get((w.raw.corp_id, w.userid), ("", ""))
+    return welcomes
+
+
+def _deliver(w: _Welcome) -> None:
+    """The WeCom calls of one welcome (no database here: this runs in the send threads)."""
+    assert w.template is not None
+    gateway = w.gateway
     try:
-        gateway.post("externalcontact/send_welcome_msg", payload)
-    except UpstreamError as exc:
-        if exc.reason == "rejected" and exc.errcode == ALREADY_SENT:
-            _remember(session, raw, template.id, "already_sent", ALREADY_SENT, payload)
-            return "already_sent"
-        raise
-    latency = int((utcnow() - raw.received_at).total_seconds() * 1000)
-    # The event's processing may be running now. Both take the raw event's row lock before
-    # they look at each other's work, so exactly one of them settles the welcome: this job if
-    # the event was processed first, the processing if this row was committed first.
-    session.execute(select(WeComRawEvent.id).where(WeComRawEvent.id == raw.id).with_for_update())
-    session.refresh(raw, ["status"])
-    row = _remember(session, raw, template.id, "sent", None, payload, latency)
-    if row is not None and raw.status == RawEventStatus.PROCESSED:
-        settle(session, raw, row)
-    return "sent"
+        customer_name = ""
+        if "{customer_name}" in (w.template.text or ""):
+            try:
+                detail = svc.fetch_contact(gateway, w.external_userid)
+            except UpstreamError:
+                # A welcome without the customer's name beats none (a retry with backoff would
+                # usually come too late).
+                detail = None
+            customer_name = ((detail or {}).get("external_contact") or {}).get("name") or ""
+        values = {"customer_name": customer_name, "advisor_name": w.advisor_name, "store_name": w.store_name}
+        payload: dict[str, Any] = {"welcome_code": w.code}
+        if w.template.text:
+            payload["text"] = {"content": render(w.template.text, values)}
+        if w.template.attachments:
+            payload["attachments"] = w.template.attachments
+        w.payload = payload
+        try:
+            gateway.post("externalcontact/send_welcome_msg", payload)
+        except UpstreamError as exc:
+            if exc.reason == "rejected" and exc.errcode == ALREADY_SENT:
+                w.status, w.errcode = "already_sent", ALREADY_SENT
+                return
+            raise
+        w.status = "sent"
+        w.latency_ms = int((utcnow() - w.raw.received_at).total_seconds() * 1000)
+    except Exception as exc:  # noqa: BLE001 - handed back to the caller, which retries the event
+        w.error = exc
+
+
+def _record(session: Session, welcomes: list[_Welcome]) -> None:
+    """Each outcome once; a sent welcome whose event is processed already is settled here.
+
+    The event's processing may be running now. Both take the raw events' row locks before
+    they look at each other's work, so exactly one of them settles each welcome: this if the
+    event was processed first, the processing if this was committed first."""
+    done = [w for w in welcomes if w.error is None]
+    if not done:
+        return
+    ids = sorted(w.raw.id for w in done)
+    # The whole rows, by primary key: a query the (status, id) index covers would lock other
+    # events' entries in that index (deadlocks with their processing).
+    status = {
+        raw.id: raw.status
+        for raw in session.scalars(
+            select(WeComRawEvent)
+            .where(WeComRawEvent.id.in_(ids))
+            .order_by(WeComRawEvent.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+    known = set(session.scalars(select(WelcomeMessage.raw_event_id).where(WelcomeMessage.raw_event_id.in_(ids))))
+    now = utcnow()
+    rows = []
+    for w in done:
+        if w.raw.id in known:
+            continue
+        row = WelcomeMessage(
+            raw_event_id=w.raw.id,
+            template_id=w.template.id if w.template else None,
+            status=w.status,
+            errcode=w.errcode,
+            payload={k: v for k, v in (w.payload or {}).items() if k != "welcome_code"} or None,
+            latency_ms=w.latency_ms,
+            created_at=now,
+        )
+        rows.append((w, row))
+    session.add_all([row for _w, row in rows])
+    session.flush()
+    for w, row in rows:
+        if row.status == "sent" and status.get(w.raw.id) == RawEventStatus.PROCESSED:
+            settle(session, w.raw, row)
+
+
+_POOL: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _send_pool() -> ThreadPoolExecutor:
+    """The process's send threads (a forked child makes its own: threads do not survive a fork)."""
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid():
+        _POOL = (os.getpid(), ThreadPoolExecutor(SEND_THREADS, thread_name_prefix="wecom-welcome"))
+    return _POOL[1]
 
 
 def settle(session: Session, raw: WeComRawEvent, row: WelcomeMessage | None = None) -> None:
@@ -123,30 +263,3 @@ def settle(session: Session, raw: WeComRawEvent, row: WelcomeMessage | None = No
         store_id=staff.org_unit_id if staff else None,
         payload={"template_id": row.template_id, "userid": userid},
     )
-
-
-def _remember(
-    session: Session,
-    raw: WeComRawEvent,
-    template_id: int | None,
-    status: str,
-    errcode: int | None,
-    payload: dict[str, Any] | None,
-    latency_ms: int | None = None,
-) -> WelcomeMessage | None:
-    """The welcome's outcome, once per event; None when a row was already there."""
-    row = WelcomeMessage(
-        raw_event_id=raw.id,
-        template_id=template_id,
-        status=status,
-        errcode=errcode,
-        payload={k: v for k, v in (payload or {}).items() if k != "welcome_code"} or None,
-        latency_ms=latency_ms,
-        created_at=utcnow(),
-    )
-    try:
-        with unique_savepoint(session):
-            session.add(row)
-    except DuplicateKey:
-        return None
-    return row

@@ -253,3 +253,67 @@ def test_welcome_is_linked_to_the_customer_once_whichever_job_runs_first(
     assert [(t.customer_id, t.source_ref) for t in sent] == [
         (row.customer_id, f"wecom:ev{row.raw_event_id}:welcome_sent")
     ]
+
+
+@pytest.mark.redis
+def test_a_pump_sends_a_bursts_welcomes_as_one_batch_and_a_failed_one_goes_to_rq(
+    client: Any, db_session: Any, world: Any, redis_dispatcher: Any
+) -> None:
+    """Five adds acknowledged before a pump looks: it admits them together and sends their five
+    welcomes in one batch, each with its own customer's name. WeCom refusing one send (a 5xx)
+    fails that one only: its row stays pending with the error, the relayer hands it to RQ once
+    its delay is up, and it is sent then — each code used once."""
+    from datetime import timedelta
+
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+    from sqlalchemy import update
+
+    from backend.platform import intake, jobs
+    from backend.platform.db import db, utcnow
+
+    app = client.application
+    sb = world["sb"]
+    channel_with_template(client, db_session, world, [])
+    codes: dict[str, str] = {}
+    for i in range(5):
+        ext = f"wmBatch{i:03d}"
+        sb.state.add_external_contact(ext, f"车主{i}", follow_userid=ZHANG, state="welcome-qr", add_way=1)
+        code = sb.state.issue_welcome_code(ZHANG, ext)
+        xml = contact_xml(
+            sb, "add_external_contact", ZHANG, ext, int(time.time()), State="welcome-qr", WelcomeCode=code
+        )
+        assert post_event(client, sb, xml).data == b"success"
+        codes[code] = f"车主{i}"
+    sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/send_welcome_msg", count=1)
+    db_session.close()
+
+    assert intake.pump_once(app, "wecom") == 5
+    sent = {m["welcome_code"]: m["text"]["content"] for m in sb.state.welcome_messages}
+    assert len(sent) == 4
+    for code, text in sent.items():
+        assert text.startswith(codes[code] + "您好！我是门店0-0的张顾问")
+    welcome_jobs = db_session.scalars(
+        select(OutboxJob).where(OutboxJob.name == "wecom.send_welcome").order_by(OutboxJob.id)
+    ).all()
+    assert sorted(j.status for j in welcome_jobs) == ["done", "done", "done", "done", "pending"]
+    failed = next(j for j in welcome_jobs if j.status == "pending")
+    assert failed.attempts == 1 and failed.last_error
+    assert sorted(r.status for r in db_session.scalars(select(WelcomeMessage))) == ["sent"] * 4
+    db_session.close()
+
+    with app.app_context():
+        session = db.session_factory()
+        session.execute(
+            update(OutboxJob).where(OutboxJob.id == failed.id).values(run_after=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+        session.close()
+    assert jobs.relay(app=app) >= 1
+    jobs.set_worker_app(app)
+    SimpleWorker(list(jobs.QUEUES), connection=redis_dispatcher, serializer=JSONSerializer).work(burst=True)
+    assert sorted(m["welcome_code"] for m in sb.state.welcome_messages) == sorted(codes)
+    rows = db_session.scalars(select(WelcomeMessage)).all()
+    assert sorted(r.status for r in rows) == ["sent"] * 5
+    assert all(r.customer_id is not None for r in rows)  # settled once each event was processed
+    assert db_session.get(OutboxJob, failed.id).status == "done"
