@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         help="paynotify/wecomcallback: RQ workers as `python -m bench.rqworker` (no fork; default) or as shipped, "
         "`flask --app wsgi worker` (forking; see bench/rqworker.py for why it is not the default)",
     )
-    parser.add_argument("--ack-events", type=int, default=1500, help="wecomcallback: events acknowledged")
+    parser.add_argument("--ack-events", type=int, default=9000, help="wecomcallback: events acknowledged")
     parser.add_argument("--burst-events", type=int, default=200, help="wecomcallback: events in the end-to-end burst")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the figures in bench/README.md")
     args = parser.parse_args(argv)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds=args.rounds,
                 rq_worker=args.rq_worker,
                 update_readme=not args.no_readme
-                and (args.ack_events, args.burst_events, args.concurrency, args.rounds) == (1500, 200, 8, 3),
+                and (args.ack_events, args.burst_events, args.concurrency, args.rounds) == (9000, 200, 8, 3),
             )
         elif name == "couponclaim":
             from bench import couponclaim

@@ -138,28 +138,48 @@ def environment(url: str) -> dict[str, Any]:
 
 
 def capture_sql(app: Any, fn: Any) -> list[str]:
-    """The statements (and COMMIT / ROLLBACK) the app's engines send while `fn()` runs in-process,
-    after-commit work (the outbox relay) included."""
+    """The statements (and COMMIT / ROLLBACK) the app sends to MariaDB while `fn()` runs
+    in-process, after-commit work (the outbox relay) included. Statements are taken where the
+    driver executes them (PyMySQL's cursor), so a write made straight on a DBAPI cursor
+    (backend.platform.db.insert_row) is counted like SQLAlchemy's; the transaction ends come
+    from the engines' events (the driver sends those without a cursor)."""
+    import pymysql.cursors
     from sqlalchemy import event
 
     from backend.platform.db import db
 
     statements: list[str] = []
+    cursor_class = pymysql.cursors.Cursor
+    plain_execute, plain_executemany = cursor_class.execute, cursor_class.executemany
 
-    def capture(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(" ".join(statement.split()))
+    inside_many = [False]  # PyMySQL's executemany sends its rows through execute: counted once
+
+    def execute(cursor: Any, query: str, args: Any = None) -> Any:
+        if not inside_many[0]:
+            statements.append(" ".join(query.split()))
+        return plain_execute(cursor, query, args)
+
+    def executemany(cursor: Any, query: str, args: Any) -> Any:
+        statements.append(" ".join(query.split()))
+        inside_many[0] = True
+        try:
+            return plain_executemany(cursor, query, args)
+        finally:
+            inside_many[0] = False
 
     def on(name: str) -> Any:
         return lambda *_a: statements.append(name)
 
-    hooks = [("before_cursor_execute", capture), ("commit", on("COMMIT")), ("rollback", on("ROLLBACK"))]
+    hooks = [("commit", on("COMMIT")), ("rollback", on("ROLLBACK"))]
     engines = [e for e in (db.engine, db.autocommit_engine) if e is not None]
     for engine in engines:
         for name, hook in hooks:
             event.listen(engine, name, hook)
+    cursor_class.execute, cursor_class.executemany = execute, executemany  # type: ignore[method-assign]
     try:
         fn()
     finally:
+        cursor_class.execute, cursor_class.executemany = plain_execute, plain_executemany  # type: ignore[method-assign]
         for engine in engines:
             for name, hook in hooks:
                 event.remove(engine, name, hook)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from backend.platform.db import insert_row
 from backend.platform.errors import AppError
 from backend.platform.intake import URGENT_FALLBACK, Admission
-from backend.platform.jobs import enqueue
+from backend.platform.jobs import enqueue_new
 from backend.wecom.models import RawEventStatus, WeComRawEvent
 
 PROCESS_JOB = "wecom.process_event"
@@ -45,25 +45,26 @@ def parse_event(xml: str) -> dict[str, Any]:
         raise AppError("wecom.callback_malformed", 400) from exc
     if root.tag != "xml":
         raise AppError("wecom.callback_malformed", 400)
-    value = _element_value(root)
-    return value if isinstance(value, dict) else {}
+    return _children(root)
 
 
-def _element_value(element: ElementTree.Element) -> Any:
-    if len(element) == 0:
-        text = (element.text or "").strip()
-        return text or None
+def _children(element: ElementTree.Element) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for child in element:
-        value = _element_value(child)
+        if len(child):
+            value: Any = _children(child) or None
+        else:
+            text = child.text
+            value = (text.strip() or None) if text else None
         if value is None:
             continue
-        if child.tag not in out:
-            out[child.tag] = value
-        elif isinstance(out[child.tag], list):
-            out[child.tag].append(value)
+        tag = child.tag
+        if tag not in out:
+            out[tag] = value
+        elif isinstance(out[tag], list):
+            out[tag].append(value)
         else:
-            out[child.tag] = [out[child.tag], value]
+            out[tag] = [out[tag], value]
     return out
 
 
@@ -151,19 +152,14 @@ def admit(session: Session, ids: list[int] | None, accepted_before: datetime | N
     # these keys yet. Every job is delayed by URGENT_FALLBACK: the admitter runs the welcomes
     # at once (a code lives 20 s) and then hands the processing over; the relayer does it only
     # if the admitter did not.
-    def job(name: str, row_id: int, key: str) -> int:
-        row_job = enqueue(
-            session, name, {"raw_event_id": row_id}, dedup_key=key, key_is_new=True, delay=URGENT_FALLBACK
-        )
-        assert row_job is not None
-        return row_job.id
-
-    urgent = [
-        job(WELCOME_JOB, row.id, f"{WELCOME_JOB}:{row.id}")
+    welcomes = [
+        (WELCOME_JOB, {"raw_event_id": row.id}, f"{WELCOME_JOB}:{row.id}")
         for row in rows
         if row.change_type in WELCOME_CHANGE_TYPES and parse_event(row.xml).get("WelcomeCode")
     ]
-    deferred = [job(PROCESS_JOB, row.id, f"{PROCESS_JOB}:{row.id}:0:0") for row in rows]
+    processing = [(PROCESS_JOB, {"raw_event_id": row.id}, f"{PROCESS_JOB}:{row.id}:0:0") for row in rows]
+    job_ids = enqueue_new(session, [*welcomes, *processing], URGENT_FALLBACK)
+    urgent, deferred = job_ids[: len(welcomes)], job_ids[len(welcomes) :]
     session.execute(
         update(WeComRawEvent)
         .where(WeComRawEvent.id.in_([row.id for row in rows]))
