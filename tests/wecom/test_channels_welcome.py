@@ -1,6 +1,7 @@
-"""Welcome messages of a channel: the fast path (its own job on the high queue, enqueued before
-the event's processing and independent of it), templates with variables and up to 9 attachments
-in the `attachments` format, and the latency recorded on the welcome row."""
+"""Welcome messages of a channel: the fast path (a worker's pump sends the welcomes of what it
+admitted at once, in one batch, before the events' processing; the job on the high queue is the
+fallback), templates with variables and up to 9 attachments in the `attachments` format, and the
+latency recorded on the welcome row."""
 
 from __future__ import annotations
 
