@@ -120,10 +120,16 @@ def database_url(
 
 
 @pytest.fixture(scope="session")
-def redis_url(request: pytest.FixtureRequest) -> str:
+def redis_url(request: pytest.FixtureRequest, worker_id: str) -> str:
+    """A Redis database per xdist worker, as each has its own MariaDB database: the tests flush
+    it and run RQ workers on its queues, which must not take (or drop) another worker's jobs."""
     if not request.config.dealerloop_redis:  # type: ignore[attr-defined]
         pytest.skip("needs Redis")
-    return REDIS_URL
+    base, _, number = REDIS_URL.rpartition("/")
+    offset = int(worker_id.removeprefix("gw")) if worker_id.startswith("gw") else 0
+    if not number.isdigit() or int(number) - offset < 0:
+        pytest.fail(f"no Redis database left for xdist worker {worker_id} below {REDIS_URL}")
+    return f"{base}/{int(number) - offset}"
 
 
 def make_test_config(database_url: str, sandbox_config: dict[str, Any], **overrides: Any) -> dict[str, Any]:
