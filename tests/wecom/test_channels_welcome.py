@@ -5,6 +5,7 @@ latency recorded on the welcome row."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -318,3 +319,45 @@ def test_a_pump_sends_a_bursts_welcomes_as_one_batch_and_a_failed_one_goes_to_rq
     assert sorted(r.status for r in rows) == ["sent"] * 5
     assert all(r.customer_id is not None for r in rows)  # settled once each event was processed
     assert db_session.get(OutboxJob, failed.id).status == "done"
+
+
+@pytest.mark.redis
+@pytest.mark.mariadb
+@pytest.mark.dbcommit
+def test_the_rq_copy_of_a_welcome_its_batch_is_sending_waits_and_skips(
+    client: Any, db_session: Any, world: Any, redis_dispatcher: Any
+) -> None:
+    """Real threads and commits: WeCom is slow, so the relayer hands the welcome to RQ while the
+    pump's batch is still sending it. The RQ copy waits on the job's row lock, then finds it
+    done: one message, one welcome row."""
+    from backend.platform import intake, jobs
+
+    app = client.application
+    sb = world["sb"]
+    channel_with_template(client, db_session, world, [])
+    resp, code = add_with_code(client, sb)
+    assert resp.data == b"success"
+    db_session.close()
+    admission = intake.admit_now(app, "wecom", None)
+    (welcome_job,) = admission.urgent_job_ids
+    sb.state.set_fault("slow", service="wecom", path="/cgi-bin/externalcontact/send_welcome_msg", seconds=1.0)
+    batch_done: list[int] = []
+    sender = threading.Thread(target=lambda: batch_done.append(jobs.execute_batch([welcome_job], app=app)))
+    sender.start()
+    deadline = time.monotonic() + 5
+    while not sb.hits("/cgi-bin/externalcontact/send_welcome_msg", "wecom") and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the batch is inside WeCom's call, holding the job's row
+    started = time.monotonic()
+    assert jobs.execute(welcome_job, app=app) == "skipped"
+    waited = time.monotonic() - started
+    sender.join(10)
+    assert batch_done == [1]
+    assert waited > 0.3  # it waited for the batch's commit instead of sending too
+    assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]
+    try:
+        rows = db_session.scalars(select(WelcomeMessage)).all()
+        assert [r.status for r in rows] == ["sent"]
+        job_row = db_session.get(OutboxJob, welcome_job)
+        assert (job_row.status, job_row.attempts) == ("done", 1)
+    finally:
+        db_session.close()  # real commits here: no transaction may stay open after the test
