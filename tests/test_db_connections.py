@@ -5,6 +5,7 @@ pool answers a retryable 503."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,26 +16,32 @@ from backend.platform.db import db
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
 
+def in_forked_child(fn: Callable[[], int]) -> int:
+    """`fn()` run in a forked child, which reports the number and leaves at once."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            os.write(write, str(fn()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    reported = b""
+    while chunk := os.read(read, 64):
+        reported += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert reported, "the child reported nothing"
+    return int(reported)
+
+
 def test_forked_child_uses_its_own_connection(app: Any) -> None:
     with app.app_context():
         session = db.session()
         parent_id = session.scalar(text("SELECT CONNECTION_ID()"))  # the session now holds a connection
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: report the connection its session uses, then leave at once
-            os.close(read)
-            try:
-                child_id = db.session().scalar(text("SELECT CONNECTION_ID()"))
-                os.write(write, str(child_id).encode())
-            finally:
-                os._exit(0)
-        os.close(write)
-        reported = b""
-        while chunk := os.read(read, 64):
-            reported += chunk
-        os.close(read)
-        os.waitpid(pid, 0)
-        assert reported and int(reported) != parent_id
+        # the child: report the connection its session uses
+        assert in_forked_child(lambda: db.session().scalar(text("SELECT CONNECTION_ID()"))) != parent_id
         # The parent's connection was not disturbed by the child.
         assert session.scalar(text("SELECT CONNECTION_ID()")) == parent_id
         session.rollback()
@@ -126,21 +133,11 @@ def test_forked_child_does_not_reuse_a_kept_autocommit_connection(app: Any) -> N
     with app.app_context():
         with db.autocommit() as conn:
             parent_id = conn.scalar(text("SELECT CONNECTION_ID()"))
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read)
-            try:
-                with db.autocommit() as conn:
-                    os.write(write, str(conn.scalar(text("SELECT CONNECTION_ID()"))).encode())
-            finally:
-                os._exit(0)
-        os.close(write)
-        reported = b""
-        while chunk := os.read(read, 64):
-            reported += chunk
-        os.close(read)
-        os.waitpid(pid, 0)
-        assert reported and int(reported) != parent_id
+
+        def child_connection() -> int:
+            with db.autocommit() as conn:
+                return int(conn.scalar(text("SELECT CONNECTION_ID()")))
+
+        assert in_forked_child(child_connection) != parent_id
         with db.autocommit() as conn:
             assert conn.scalar(text("SELECT CONNECTION_ID()")) == parent_id

@@ -73,6 +73,35 @@ def add_with_code(client: Any, sb: Any) -> Any:
     return post_event(client, sb, xml), code
 
 
+def admitted_add(client: Any, db_session: Any, world: Any) -> tuple[str, Any]:
+    """An add event on the template's channel, acknowledged and admitted (its jobs created, none
+    run): (its WelcomeCode, the admission)."""
+    from backend.platform import intake
+
+    channel_with_template(client, db_session, world, [])
+    resp, code = add_with_code(client, world["sb"])
+    assert resp.data == b"success"
+    db_session.close()  # the app contexts below remove the test's session when they pop
+    return code, intake.admit_now(client.application, "wecom", None)
+
+
+def make_due(app: Any, job_id: int) -> None:
+    """The job's delay is up: the relayer's next pass hands it over."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from backend.platform.db import db, utcnow
+
+    with app.app_context():
+        session = db.session_factory()
+        session.execute(
+            update(OutboxJob).where(OutboxJob.id == job_id).values(run_after=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+        session.close()
+
+
 def test_welcome_with_variables_and_nine_attachments_on_the_fast_path(client: Any, db_session: Any, world: Any) -> None:
     sb = world["sb"]
     template_id = channel_with_template(client, db_session, world, NINE)
@@ -192,33 +221,18 @@ def test_a_welcome_no_pump_ran_goes_to_rq_after_its_delay(
 ) -> None:
     """A pump that died between admitting and sending: the relayer hands the welcome over once
     its delay is up, and an RQ worker sends it."""
-    from datetime import timedelta
 
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
-    from sqlalchemy import update
 
-    from backend.platform import intake, jobs
-    from backend.platform.db import db, utcnow
+    from backend.platform import jobs
 
     app = client.application
     sb = world["sb"]
-    channel_with_template(client, db_session, world, [])
-    resp, code = add_with_code(client, sb)
-    assert resp.data == b"success"
-    db_session.close()
-    admission = intake.admit_now(app, "wecom", None)  # admitted, its urgent job never run
+    code, admission = admitted_add(client, db_session, world)  # its urgent job never run
     assert admission.events == 1 and len(admission.urgent_job_ids) == 1
     assert jobs.relay(app=app) == 0  # not due yet: a pump would send it meanwhile
-    with app.app_context():
-        session = db.session_factory()
-        session.execute(
-            update(OutboxJob)
-            .where(OutboxJob.id == admission.urgent_job_ids[0])
-            .values(run_after=utcnow() - timedelta(seconds=1))
-        )
-        session.commit()
-        session.close()
+    make_due(app, admission.urgent_job_ids[0])
     assert jobs.relay(app=app) == 1
     jobs.set_worker_app(app)
     SimpleWorker(list(jobs.QUEUES), connection=redis_dispatcher, serializer=JSONSerializer).work(burst=True)
@@ -265,14 +279,11 @@ def test_a_pump_sends_a_bursts_welcomes_as_one_batch_and_a_failed_one_goes_to_rq
     welcomes in one batch, each with its own customer's name. WeCom refusing one send (a 5xx)
     fails that one only: its row stays pending with the error, the relayer hands it to RQ once
     its delay is up, and it is sent then — each code used once."""
-    from datetime import timedelta
 
     from rq import SimpleWorker
     from rq.serializers import JSONSerializer
-    from sqlalchemy import update
 
     from backend.platform import intake, jobs
-    from backend.platform.db import db, utcnow
 
     app = client.application
     sb = world["sb"]
@@ -304,13 +315,7 @@ def test_a_pump_sends_a_bursts_welcomes_as_one_batch_and_a_failed_one_goes_to_rq
     assert sorted(r.status for r in db_session.scalars(select(WelcomeMessage))) == ["sent"] * 4
     db_session.close()
 
-    with app.app_context():
-        session = db.session_factory()
-        session.execute(
-            update(OutboxJob).where(OutboxJob.id == failed.id).values(run_after=utcnow() - timedelta(seconds=1))
-        )
-        session.commit()
-        session.close()
+    make_due(app, failed.id)
     assert jobs.relay(app=app) >= 1
     jobs.set_worker_app(app)
     SimpleWorker(list(jobs.QUEUES), connection=redis_dispatcher, serializer=JSONSerializer).work(burst=True)
@@ -330,15 +335,11 @@ def test_the_rq_copy_of_a_welcome_its_batch_is_sending_waits_and_skips(
     """Real threads and commits: WeCom is slow, so the relayer hands the welcome to RQ while the
     pump's batch is still sending it. The RQ copy waits on the job's row lock, then finds it
     done: one message, one welcome row."""
-    from backend.platform import intake, jobs
+    from backend.platform import jobs
 
     app = client.application
     sb = world["sb"]
-    channel_with_template(client, db_session, world, [])
-    resp, code = add_with_code(client, sb)
-    assert resp.data == b"success"
-    db_session.close()
-    admission = intake.admit_now(app, "wecom", None)
+    code, admission = admitted_add(client, db_session, world)
     (welcome_job,) = admission.urgent_job_ids
     sb.state.set_fault("slow", service="wecom", path="/cgi-bin/externalcontact/send_welcome_msg", seconds=1.0)
     batch_done: list[int] = []
