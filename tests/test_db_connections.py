@@ -141,3 +141,29 @@ def test_forked_child_does_not_reuse_a_kept_autocommit_connection(app: Any) -> N
         assert in_forked_child(child_connection) != parent_id
         with db.autocommit() as conn:
             assert conn.scalar(text("SELECT CONNECTION_ID()")) == parent_id
+
+
+def test_kept_autocommit_connections_the_server_dropped_are_all_replaced(app: Any, monkeypatch: Any) -> None:
+    """A restart (here: KILL) drops every kept connection at once. The first block on one of
+    them fails; its retry gets a new connection, not the next dead one. A connection kept longer
+    than KEEP_IDLE_SECONDS is not reused at all."""
+    from sqlalchemy.exc import DBAPIError
+
+    from backend.platform import db as db_module
+
+    with app.app_context():
+        with db.autocommit() as first, db.autocommit() as second:  # two kept connections
+            ids = {first.scalar(text("SELECT CONNECTION_ID()")), second.scalar(text("SELECT CONNECTION_ID()"))}
+        assert len(ids) == 2
+        with db.engine.connect() as other:
+            for connection_id in ids:
+                other.execute(text(f"KILL {int(connection_id)}"))
+        with pytest.raises(DBAPIError), db.autocommit() as conn:
+            conn.scalar(text("SELECT CONNECTION_ID()"))
+        with db.autocommit() as conn:  # the retry
+            fresh = conn.scalar(text("SELECT CONNECTION_ID()"))
+        assert fresh not in ids
+
+        monkeypatch.setattr(db_module, "KEEP_IDLE_SECONDS", 0.0)
+        with db.autocommit() as conn:
+            assert conn.scalar(text("SELECT CONNECTION_ID()")) != fresh  # idle too long: replaced

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -157,8 +158,8 @@ def make_autocommit_engine(url: str, pool_size: int = 10) -> Engine | None:
     """For single-statement writes on the hottest paths (a callback's acknowledgement): every
     statement commits itself, and the pool neither pings on checkout nor rolls back on return,
     so the write is one round trip instead of four (ping, INSERT, COMMIT, ROLLBACK on return).
-    A connection that died unnoticed fails its statement; SQLAlchemy then discards the pool's
-    older connections and the caller's retry gets a new one. MariaDB only: SQLite
+    A connection that died unnoticed fails its statement; `Database.autocommit` then drops
+    every kept and pooled connection, and the caller's retry gets a new one. MariaDB only: SQLite
     (development) uses the ordinary sessions."""
     if not url.startswith("mysql"):
         return None
@@ -184,8 +185,9 @@ class Database:
         self.autocommit_engine: Engine | None = None
         self.session_factory = sessionmaker(expire_on_commit=False)
         self.session = scoped_session(self.session_factory)
-        # Autocommit connections kept open between `autocommit()` blocks (see there).
-        self._idle_autocommit: list[Connection] = []
+        # Autocommit connections kept open between `autocommit()` blocks, with when each was
+        # last used (see there).
+        self._idle_autocommit: list[tuple[Connection, float]] = []
         self._idle_lock = threading.Lock()
         self._idle_max = 10
 
@@ -206,23 +208,27 @@ class Database:
         on SQLite, it is a session's connection, committed at the end of the block.
 
         The connection is kept open for the next block instead of going back to the pool: a
-        pool checkout and return cost as much as the acknowledgement's INSERT itself. A block
-        that fails with anything but the server's refusal of the statement (a duplicate key)
-        discards its connection, which may be broken or halfway through an answer."""
+        pool checkout and return cost as much as the acknowledgement's INSERT itself. One
+        unused for KEEP_IDLE_SECONDS is not trusted any more (the server's wait_timeout, a load
+        balancer's idle cut) and is replaced. A block that fails with anything but the server's
+        refusal of the statement (a duplicate key) discards its connection, which may be broken
+        or halfway through an answer; when the connection was lost, every kept one and the
+        pool's are dropped too (they are as old: a restart or failover took them all), so the
+        caller's retry gets a new one."""
         if self.autocommit_engine is not None and self.session_factory.kw.get("bind") is self.engine:
-            with self._idle_lock:
-                conn = self._idle_autocommit.pop() if self._idle_autocommit else None
-            if conn is None or conn.closed or conn.invalidated:
-                conn = self.autocommit_engine.connect()
+            conn = self._take_autocommit()
             try:
                 yield conn
             except IntegrityError:
                 self._keep_autocommit(conn)
                 raise
             except BaseException:
+                lost = conn.invalidated
                 # Not back to the pool either (it does not reset connections on return).
                 conn.invalidate()
                 conn.close()
+                if lost:
+                    self._forget_autocommit()
                 raise
             self._keep_autocommit(conn)
             return
@@ -236,12 +242,38 @@ class Database:
         finally:
             session.close()
 
+    def _take_autocommit(self) -> Connection:
+        assert self.autocommit_engine is not None
+        now = time.monotonic()
+        stale: list[Connection] = []
+        conn = None
+        with self._idle_lock:
+            while self._idle_autocommit and conn is None:
+                candidate, last_used = self._idle_autocommit.pop()
+                if now - last_used > KEEP_IDLE_SECONDS or candidate.closed or candidate.invalidated:
+                    stale.append(candidate)
+                else:
+                    conn = candidate
+        for old in stale:
+            old.invalidate()
+            old.close()
+        return conn if conn is not None else self.autocommit_engine.connect()
+
     def _keep_autocommit(self, conn: Connection) -> None:
         with self._idle_lock:
             if len(self._idle_autocommit) < self._idle_max:
-                self._idle_autocommit.append(conn)
+                self._idle_autocommit.append((conn, time.monotonic()))
                 return
         conn.close()
+
+    def _forget_autocommit(self) -> None:
+        with self._idle_lock:
+            kept, self._idle_autocommit = self._idle_autocommit, []
+        for conn, _last_used in kept:
+            conn.invalidate()
+            conn.close()
+        if self.autocommit_engine is not None:
+            self.autocommit_engine.dispose()
 
     @property
     def dialect(self) -> str:
@@ -256,7 +288,7 @@ class Database:
         child opens its own."""
         self.session.registry.clear()
         # Kept referenced, never closed or collected here: they are the parent's.
-        _INHERITED_CONNECTIONS.extend(self._idle_autocommit)
+        _INHERITED_CONNECTIONS.extend(conn for conn, _last_used in self._idle_autocommit)
         self._idle_autocommit = []
         self._idle_lock = threading.Lock()
         for engine in (self.engine, self.autocommit_engine):
@@ -264,6 +296,7 @@ class Database:
                 engine.dispose(close=False)
 
 
+KEEP_IDLE_SECONDS = 60.0  # a kept autocommit connection idle longer is replaced, not reused
 _INHERITED_CONNECTIONS: list[Connection] = []
 db = Database()
 os.register_at_fork(after_in_child=db.forget_inherited_connections)
@@ -353,7 +386,10 @@ def insert_row(conn: Connection, table: Table, values: dict[str, Any]) -> int:
     plan = _PLAIN_INSERTS.get(cache_key)
     if plan is None:
         compiled = table.insert().compile(dialect=dialect, column_keys=list(values))
-        order = list(compiled.positiontup or []) if dialect.positional else list(values)
+        order = list(compiled.positiontup or []) if dialect.positional else list(compiled.binds)
+        missing = [key for key in order if key not in values]
+        if missing:  # columns with Python-side defaults: SQLAlchemy's execution would fill them
+            raise TypeError(f"insert_row into {table.name}: give {', '.join(missing)} (defaults do not run here)")
         processors = [(key, table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) for key in order]
         plan = _PLAIN_INSERTS[cache_key] = (compiled.string, processors, dialect.positional)
     sql, processors, positional = plan

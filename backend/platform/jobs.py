@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Text, case, select, update
+from sqlalchemy import String, Text, case, literal, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from backend.platform.db import (
@@ -316,7 +316,12 @@ def _mark(app: Any, row_id: int | list[int], only_if: str | None = None, **value
             # MariaDB assigns left to right and later assignments see earlier ones: the status,
             # which the guard reads, goes last.
             assignments.sort(key=lambda item: item[0] == "status")
-            assignments = [(name, case((keep, value), else_=getattr(OutboxJob, name))) for name, value in assignments]
+            columns = {name: getattr(OutboxJob, name) for name, _value in assignments}
+            assignments = [
+                # typed as the column, so that its bind processing (UTCDateTime) still applies
+                (name, case((keep, literal(value, type_=columns[name].type)), else_=columns[name]))
+                for name, value in assignments
+            ]
         stmt = (
             update(OutboxJob)
             .where(OutboxJob.id.in_(ids))

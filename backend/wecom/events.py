@@ -10,6 +10,7 @@ so an acknowledged event is never lost and never gets its jobs twice.
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from typing import Any
 from xml.etree import ElementTree
@@ -36,8 +37,9 @@ def parse_event(xml: str) -> dict[str, Any]:
 
     ElementTree's C parser: this runs twice per acknowledgement (envelope, event), and a
     pure-Python SAX handler cost a third of it. WeCom never sends a document type, so one is
-    refused outright — no entity is ever declared, hence none expanded."""
-    if "<!DOCTYPE" in xml or "<!ENTITY" in xml:
+    refused outright (no entity can be declared, hence none expanded), and no event nests
+    deeper than MAX_DEPTH (the envelope is parsed before its signature is checked)."""
+    if _declares_doctype(xml):
         raise AppError("wecom.callback_malformed", 400)
     try:
         root = ElementTree.fromstring(xml)  # noqa: S314 - no document type gets here (refused above)
@@ -45,14 +47,31 @@ def parse_event(xml: str) -> dict[str, Any]:
         raise AppError("wecom.callback_malformed", 400) from exc
     if root.tag != "xml":
         raise AppError("wecom.callback_malformed", 400)
-    return _children(root)
+    return _children(root, 1)
 
 
-def _children(element: ElementTree.Element) -> dict[str, Any]:
+MAX_DEPTH = 4  # <xml><MemChangeList><Item> is the deepest WeCom sends
+# What may come before the root element besides a document type: blanks, the XML declaration
+# (and other processing instructions), comments.
+_PROLOG_ITEM = re.compile(r"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+
+
+def _declares_doctype(xml: str) -> bool:
+    """A document type can only stand before the root element: the prolog is read item by item
+    (a `<!DOCTYPE` inside a message's text is just text)."""
+    pos = 0
+    while match := _PROLOG_ITEM.match(xml, pos):
+        pos = match.end()
+    return xml.startswith("<!", pos)
+
+
+def _children(element: ElementTree.Element, depth: int) -> dict[str, Any]:
+    if depth > MAX_DEPTH:
+        raise AppError("wecom.callback_malformed", 400)
     out: dict[str, Any] = {}
     for child in element:
         if len(child):
-            value: Any = _children(child) or None
+            value: Any = _children(child, depth + 1) or None
         else:
             text = child.text
             value = (text.strip() or None) if text else None

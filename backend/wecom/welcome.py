@@ -10,24 +10,28 @@ used elsewhere or the chat started: recorded, never retried.
 
 from __future__ import annotations
 
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from backend.customers.models import IdentityKind
 from backend.customers.service import find_by_identity
 from backend.org.models import OrgUnit, Staff
-from backend.platform.db import utcnow
+from backend.platform.db import db, utcnow
 from backend.platform.ports import UpstreamError
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
 from backend.wecom import service as svc
 from backend.wecom.events import parse_event
 from backend.wecom.models import RawEventStatus, WeComChannel, WeComRawEvent, WelcomeMessage, WelcomeTemplate
+
+log = logging.getLogger("dealerloop.wecom.welcome")
 
 ALREADY_SENT = 41051
 VARIABLES = ("customer_name", "advisor_name", "store_name")
@@ -74,12 +78,15 @@ def send_welcomes(session: Session, raw_event_ids: list[int]) -> list[Exception 
     Lean, because the codes die 20 s after their callbacks: only what the messages need is
     read (templates, the advisors' and stores' names, each contact's name when the template
     uses it), the WeCom calls run side by side, and the customer link and the touchpoint are
-    left to `settle`. Each event's outcome is written once."""
+    left to `settle`. Each event's outcome is written once, and durably as soon as WeCom has
+    answered (`_save`): should the caller's transaction fail after that, the retry finds the
+    welcome recorded instead of mistaking WeCom's 41051 for a send by someone else."""
     raws = {raw.id: raw for raw in session.scalars(select(WeComRawEvent).where(WeComRawEvent.id.in_(raw_event_ids)))}
     welcomes = _prepare(session, [raws[i] for i in raw_event_ids if i in raws])
     pending = [w for w in welcomes if w.gateway is not None]
     if pending:
         list(_send_pool().map(_deliver, pending))
+    _save(welcomes)
     _record(session, welcomes)
     by_id = {w.raw.id: w.error for w in welcomes}
     return [by_id.get(i) for i in raw_event_ids]
@@ -178,12 +185,47 @@ def _deliver(w: _Welcome) -> None:
         w.error = exc
 
 
+def _outcome_row(w: _Welcome, at: datetime) -> dict[str, Any]:
+    return {
+        "raw_event_id": w.raw.id,
+        "template_id": w.template.id if w.template else None,
+        "status": w.status,
+        "errcode": w.errcode,
+        "payload": {k: v for k, v in (w.payload or {}).items() if k != "welcome_code"} or None,
+        "latency_ms": w.latency_ms,
+        "created_at": at,
+    }
+
+
+def _save(welcomes: list[_Welcome]) -> None:
+    """The outcomes, committed on a connection of their own right after the sends. Nobody else
+    records these events' welcomes meanwhile: the caller holds their jobs' rows. If this write
+    fails, `_record` writes them in the caller's transaction instead."""
+    done = [w for w in welcomes if w.error is None]
+    if not done:
+        return
+    try:
+        with db.autocommit() as conn:
+            known = set(
+                conn.scalars(
+                    select(WelcomeMessage.raw_event_id).where(WelcomeMessage.raw_event_id.in_([w.raw.id for w in done]))
+                )
+            )
+            rows = [_outcome_row(w, utcnow()) for w in done if w.raw.id not in known]
+            if rows:
+                conn.execute(insert(WelcomeMessage.__table__), rows)
+    except Exception:  # noqa: BLE001 - recorded in the caller's transaction instead
+        log.warning("welcome outcomes not saved on their own; the batch's transaction records them", exc_info=True)
+
+
 def _record(session: Session, welcomes: list[_Welcome]) -> None:
-    """Each outcome once; a sent welcome whose event is processed already is settled here.
+    """Each outcome once (those `_save` could not write); a sent welcome whose event is
+    processed already is settled here.
 
     The event's processing may be running now. Both take the raw events' row locks before
     they look at each other's work, so exactly one of them settles each welcome: this if the
-    event was processed first, the processing if this was committed first."""
+    event was processed first, the processing if the welcome was recorded first. One that
+    cannot be settled here is logged and left unlinked; the batch goes on."""
     done = [w for w in welcomes if w.error is None]
     if not done:
         return
@@ -200,27 +242,22 @@ def _record(session: Session, welcomes: list[_Welcome]) -> None:
             .execution_options(populate_existing=True)
         )
     }
-    known = set(session.scalars(select(WelcomeMessage.raw_event_id).where(WelcomeMessage.raw_event_id.in_(ids))))
-    now = utcnow()
-    rows = []
+    recorded = session.scalars(select(WelcomeMessage).where(WelcomeMessage.raw_event_id.in_(ids)))
+    rows = {row.raw_event_id: row for row in recorded}
+    missing = [WelcomeMessage(**_outcome_row(w, utcnow())) for w in done if w.raw.id not in rows]
+    if missing:
+        session.add_all(missing)
+        session.flush()
+        rows.update({row.raw_event_id: row for row in missing})
     for w in done:
-        if w.raw.id in known:
+        row = rows[w.raw.id]
+        if row.status != "sent" or row.customer_id is not None or status.get(w.raw.id) != RawEventStatus.PROCESSED:
             continue
-        row = WelcomeMessage(
-            raw_event_id=w.raw.id,
-            template_id=w.template.id if w.template else None,
-            status=w.status,
-            errcode=w.errcode,
-            payload={k: v for k, v in (w.payload or {}).items() if k != "welcome_code"} or None,
-            latency_ms=w.latency_ms,
-            created_at=now,
-        )
-        rows.append((w, row))
-    session.add_all([row for _w, row in rows])
-    session.flush()
-    for w, row in rows:
-        if row.status == "sent" and status.get(w.raw.id) == RawEventStatus.PROCESSED:
-            settle(session, w.raw, row)
+        try:
+            with session.begin_nested():
+                settle(session, w.raw, row)
+        except Exception:  # noqa: BLE001 - the welcome is out and recorded; only its link is missing
+            log.exception("welcome of event %s sent but not linked to its customer", w.raw.id)
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None

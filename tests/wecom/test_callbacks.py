@@ -107,10 +107,29 @@ def test_bad_callbacks_are_refused_and_nothing_is_stored(client: Any, db_session
     )
     entity_event = client.post(URL, query_string=p4, data=b4)
     assert (entity_event.status_code, entity_event.get_json()["code"]) == (400, "wecom.callback_malformed")
+    # Nesting no event has, before any signature is checked: refused, not a RecursionError.
+    deep = client.post(URL, query_string=params, data="<xml>" + "<a>" * 3000 + "</a>" * 3000 + "</xml>")
+    assert (deep.status_code, deep.get_json()["code"]) == (400, "wecom.callback_malformed")
 
     assert count(db_session, WeComRawEvent) == 0
     assert count(db_session, OutboxJob) == 0
     assert sb.hits("/cgi-bin/externalcontact", "wecom") == 0
+
+
+def test_a_document_type_inside_a_messages_text_is_text(client: Any, db_session: Any, world: Any) -> None:
+    """Only a real document type is refused: `<!DOCTYPE` pasted into a message is content, and
+    the event is stored like any other (a refusal would be retried by WeCom until it gave up)."""
+    corp = world["sandbox"].credentials["WECOM_CORP_ID"]
+    xml = (
+        f"<xml><ToUserName><![CDATA[{corp}]]></ToUserName><FromUserName><![CDATA[{ADVISOR}]]></FromUserName>"
+        f"<CreateTime>{now()}</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        "<Content><![CDATA[<!DOCTYPE html><p>报价单</p>]]></Content><MsgId>7001</MsgId><AgentID>1</AgentID></xml>"
+    )
+    params, body = world["sandbox"].state.wecom_callback(xml)
+    resp = client.post(URL, query_string=params, data=body)
+    assert (resp.status_code, resp.data) == (200, b"success")
+    stored = db_session.scalars(select(WeComRawEvent)).one()
+    assert "<!DOCTYPE html>" in stored.xml and stored.event == "text"
 
 
 def test_add_event_creates_customer_relation_touchpoint_tags_and_welcome(

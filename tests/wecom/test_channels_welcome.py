@@ -362,3 +362,47 @@ def test_the_rq_copy_of_a_welcome_its_batch_is_sending_waits_and_skips(
         assert (job_row.status, job_row.attempts) == ("done", 1)
     finally:
         db_session.close()  # real commits here: no transaction may stay open after the test
+
+
+@pytest.mark.redis
+@pytest.mark.mariadb
+@pytest.mark.dbcommit
+def test_a_welcome_sent_by_a_batch_whose_transaction_then_failed_stays_recorded_as_sent(
+    client: Any, db_session: Any, world: Any, redis_dispatcher: Any
+) -> None:
+    """The batch's connection is killed while WeCom takes the message: its transaction is gone,
+    its job row left pending. The outcome was committed on its own right after WeCom answered,
+    so the retry, which WeCom answers with 41051, finds the welcome recorded as `sent`."""
+    from sqlalchemy import text
+
+    from backend.platform import jobs
+    from backend.platform.db import db
+
+    app = client.application
+    sb = world["sb"]
+    code, admission = admitted_add(client, db_session, world)
+    (welcome_job,) = admission.urgent_job_ids
+    sb.state.set_fault("slow", service="wecom", path="/cgi-bin/externalcontact/send_welcome_msg", seconds=1.0)
+    outcome: list[int] = []
+    sender = threading.Thread(target=lambda: outcome.append(jobs.execute_batch([welcome_job], app=app)))
+    sender.start()
+    deadline = time.monotonic() + 5
+    while not sb.hits("/cgi-bin/externalcontact/send_welcome_msg", "wecom") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with db.engine.connect() as other:  # the connection whose transaction holds the job's row
+        holder = other.execute(
+            text("SELECT trx_mysql_thread_id FROM information_schema.innodb_trx WHERE trx_rows_locked > 0")
+        ).scalar_one()
+        other.execute(text(f"KILL {int(holder)}"))
+    sender.join(10)
+    assert outcome == [0]  # the batch failed as a whole
+    try:
+        assert db_session.get(OutboxJob, welcome_job).status == "pending"
+        db_session.close()
+        assert jobs.execute(welcome_job, app=app) == "done"  # the retry: WeCom says 41051
+        assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]
+        rows = db_session.scalars(select(WelcomeMessage)).all()
+        assert [(r.status, r.errcode) for r in rows] == [("sent", None)]
+        assert rows[0].latency_ms is not None
+    finally:
+        db_session.close()
