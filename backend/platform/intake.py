@@ -35,6 +35,9 @@ log = logging.getLogger("dealerloop.intake")
 
 POLL_SECONDS = 0.05  # a pump's pause when nothing waited: one indexed SELECT per pause
 SWEEP_AFTER = 5.0  # seconds: a row waiting this long has no pump looking at it
+# A batch holds its jobs' rows until it commits: the relayer's fallback copy, an RQ worker and
+# the relayer itself wait on them meanwhile, so a big admission's urgent jobs go in batches.
+URGENT_BATCH = 50
 URGENT_FALLBACK = timedelta(seconds=2)  # an admission's job nobody ran or handed over by then goes to RQ
 
 
@@ -88,8 +91,9 @@ def run_admitted(app: Any, admission: Admission) -> None:
     is recorded on the job's row and the outbox retries it like any job."""
     from backend.platform.jobs import execute_batch, relay
 
-    if admission.urgent_job_ids:
-        execute_batch(admission.urgent_job_ids, app=app)
+    urgent = admission.urgent_job_ids
+    for start in range(0, len(urgent), URGENT_BATCH):
+        execute_batch(urgent[start : start + URGENT_BATCH], app=app)
     if admission.deferred_job_ids:
         relay(admission.deferred_job_ids, app=app)
 
