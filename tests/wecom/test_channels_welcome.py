@@ -391,7 +391,11 @@ def test_a_welcome_sent_by_a_batch_whose_transaction_then_failed_stays_recorded_
         time.sleep(0.02)
     with db.engine.connect() as other:  # the connection whose transaction holds the job's row
         holder = other.execute(
-            text("SELECT trx_mysql_thread_id FROM information_schema.innodb_trx WHERE trx_rows_locked > 0")
+            text(
+                "SELECT t.trx_mysql_thread_id FROM information_schema.innodb_trx t "
+                "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
+                "WHERE t.trx_rows_locked > 0 AND p.db = DATABASE()"
+            )  # this test's database: another xdist worker's tests run on the same server
         ).scalar_one()
         other.execute(text(f"KILL {int(holder)}"))
     sender.join(10)
