@@ -154,6 +154,9 @@ def make_engine(
     )
 
 
+KEEP_IDLE_SECONDS = 60.0  # a kept autocommit connection idle longer is replaced, not reused
+
+
 def make_autocommit_engine(url: str, pool_size: int = 10) -> Engine | None:
     """For single-statement writes on the hottest paths (a callback's acknowledgement): every
     statement commits itself, and the pool neither pings on checkout nor rolls back on return,
@@ -296,7 +299,6 @@ class Database:
                 engine.dispose(close=False)
 
 
-KEEP_IDLE_SECONDS = 60.0  # a kept autocommit connection idle longer is replaced, not reused
 _INHERITED_CONNECTIONS: list[Connection] = []
 db = Database()
 os.register_at_fork(after_in_child=db.forget_inherited_connections)
