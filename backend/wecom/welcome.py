@@ -82,12 +82,17 @@ def send_welcomes(session: Session, raw_event_ids: list[int]) -> list[Exception 
     answered (`_save`): should the caller's transaction fail after that, the retry finds the
     welcome recorded instead of mistaking WeCom's 41051 for a send by someone else."""
     raws = {raw.id: raw for raw in session.scalars(select(WeComRawEvent).where(WeComRawEvent.id.in_(raw_event_ids)))}
-    welcomes = _prepare(session, [raws[i] for i in raw_event_ids if i in raws])
+    # An outcome already recorded (a batch whose transaction failed after `_save`): not sent
+    # again, only settled.
+    recorded = set(
+        session.scalars(select(WelcomeMessage.raw_event_id).where(WelcomeMessage.raw_event_id.in_(list(raws))))
+    )
+    welcomes = _prepare(session, [raws[i] for i in raw_event_ids if i in raws and i not in recorded])
     pending = [w for w in welcomes if w.gateway is not None]
     if pending:
         list(_send_pool().map(_deliver, pending))
     _save(welcomes)
-    _record(session, welcomes)
+    _record(session, welcomes, [raws[i] for i in recorded])
     by_id = {w.raw.id: w.error for w in welcomes}
     return [by_id.get(i) for i in raw_event_ids]
 
@@ -218,7 +223,7 @@ def _save(welcomes: list[_Welcome]) -> None:
         log.warning("welcome outcomes not saved on their own; the batch's transaction records them", exc_info=True)
 
 
-def _record(session: Session, welcomes: list[_Welcome]) -> None:
+def _record(session: Session, welcomes: list[_Welcome], recorded: list[WeComRawEvent]) -> None:
     """Each outcome once (those `_save` could not write); a sent welcome whose event is
     processed already is settled here.
 
@@ -227,9 +232,10 @@ def _record(session: Session, welcomes: list[_Welcome]) -> None:
     event was processed first, the processing if the welcome was recorded first. One that
     cannot be settled here is logged and left unlinked; the batch goes on."""
     done = [w for w in welcomes if w.error is None]
-    if not done:
+    if not done and not recorded:
         return
-    ids = sorted(w.raw.id for w in done)
+    events = {w.raw.id: w.raw for w in done} | {raw.id: raw for raw in recorded}
+    ids = sorted(events)
     # The whole rows, by primary key: a query the (status, id) index covers would lock other
     # events' entries in that index (deadlocks with their processing).
     status = {
@@ -249,15 +255,17 @@ def _record(session: Session, welcomes: list[_Welcome]) -> None:
         session.add_all(missing)
         session.flush()
         rows.update({row.raw_event_id: row for row in missing})
-    for w in done:
-        row = rows[w.raw.id]
-        if row.status != "sent" or row.customer_id is not None or status.get(w.raw.id) != RawEventStatus.PROCESSED:
+    for raw_id, raw in events.items():
+        row = rows.get(raw_id)
+        if row is None or row.status != "sent" or row.customer_id is not None:
+            continue
+        if status.get(raw_id) != RawEventStatus.PROCESSED:
             continue
         try:
             with session.begin_nested():
-                settle(session, w.raw, row)
+                settle(session, raw, row)
         except Exception:  # noqa: BLE001 - the welcome is out and recorded; only its link is missing
-            log.exception("welcome of event %s sent but not linked to its customer", w.raw.id)
+            log.exception("welcome of event %s sent but not linked to its customer", raw_id)
 
 
 _POOL: tuple[int, ThreadPoolExecutor] | None = None

@@ -372,7 +372,7 @@ def test_a_welcome_sent_by_a_batch_whose_transaction_then_failed_stays_recorded_
 ) -> None:
     """The batch's connection is killed while WeCom takes the message: its transaction is gone,
     its job row left pending. The outcome was committed on its own right after WeCom answered,
-    so the retry, which WeCom answers with 41051, finds the welcome recorded as `sent`."""
+    so the retry finds the welcome recorded as `sent` and does not send it again."""
     from sqlalchemy import text
 
     from backend.platform import jobs
@@ -403,8 +403,9 @@ def test_a_welcome_sent_by_a_batch_whose_transaction_then_failed_stays_recorded_
     try:
         assert db_session.get(OutboxJob, welcome_job).status == "pending"
         db_session.close()
-        assert jobs.execute(welcome_job, app=app) == "done"  # the retry: WeCom says 41051
+        assert jobs.execute(welcome_job, app=app) == "done"  # the retry finds the outcome recorded
         assert [m["welcome_code"] for m in sb.state.welcome_messages] == [code]
+        assert sb.hits("/cgi-bin/externalcontact/send_welcome_msg", "wecom") == 1  # not sent again
         rows = db_session.scalars(select(WelcomeMessage)).all()
         assert [(r.status, r.errcode) for r in rows] == [("sent", None)]
         assert rows[0].latency_ms is not None
