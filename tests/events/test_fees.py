@@ -145,3 +145,57 @@ def test_unpaid_holds_expire_and_release_their_seats_to_the_waitlist(
     assert db_session.get(EventRegistration, r2["id"]).state == "expired"
     row = event_row(db_session, event["id"])
     assert (row.seats_taken, row.waitlist_count) == (1, 0)  # the offered seat is held
+
+
+def _lapse(app: Any, order_id: int) -> None:
+    """The order's hold lapses as a close would see it (the closed effect runs) while, at WeChat
+    Pay, the owner has just paid: the two cross."""
+    with app.app_context():
+        s = db.session()
+        service.on_closed(s, order_id)
+        commit(s)
+
+
+def test_money_that_arrives_after_the_hold_lapsed_retakes_a_free_seat(
+    app: Any, client: Any, db_session: Any, place: Any, make_owner: Any, sandbox_reset: Any, deliver_to_app: Any
+) -> None:
+    event = create_event(client, place.h(), capacity=2, max_party_size=1, fee_kind="cash", fee_fen=5000)
+    owner = make_owner(place.unit)
+    reg = sign_up(client, owner, event["id"]).get_json()
+    order = _pay_order(client, owner, reg["id"]).get_json()["order"]
+    _lapse(app, order["id"])
+    db_session.expire_all()
+    assert db_session.get(EventRegistration, reg["id"]).state == "expired"
+    assert event_row(db_session, event["id"]).seats_taken == 0
+
+    _, statuses = notify_paid(sandbox_reset.state, order["out_trade_no"], copies=2)
+    assert statuses == [204, 204]
+    mine = client.get(f"{APP}/me/event-registrations/{reg['id']}", headers=owner.headers).get_json()
+    assert mine["state"] == "confirmed" and mine["payment_order_id"] == order["id"]
+    assert event_row(db_session, event["id"]).seats_taken == 1  # taken again, once
+    assert sandbox_reset.hits("/v3/refund/domestic/refunds") == 0
+
+
+def test_money_that_arrives_after_the_seat_went_to_the_waitlist_is_refunded_in_full(
+    app: Any, client: Any, db_session: Any, place: Any, make_owner: Any, sandbox_reset: Any, deliver_to_app: Any
+) -> None:
+    event = create_event(client, place.h(), capacity=1, max_party_size=1, fee_kind="cash", fee_fen=5000)
+    late, waiting = make_owner(place.unit), make_owner(place.unit)
+    reg = sign_up(client, late, event["id"]).get_json()
+    queued = sign_up(client, waiting, event["id"]).get_json()
+    assert queued["state"] == "waitlisted"
+    order = _pay_order(client, late, reg["id"]).get_json()["order"]
+    _lapse(app, order["id"])
+    db_session.expire_all()
+    assert db_session.get(EventRegistration, queued["id"]).state == "offered"  # the freed seat
+
+    _, statuses = notify_paid(sandbox_reset.state, order["out_trade_no"], copies=2)
+    assert statuses == [204, 204]
+    db_session.expire_all()
+    assert db_session.get(EventRegistration, reg["id"]).state == "expired"
+    assert db_session.get(EventRegistration, queued["id"]).state == "offered"  # the seat stays theirs
+    refunds = db_session.scalars(select(PaymentRefund).where(PaymentRefund.order_id == order["id"])).all()
+    assert [(r.out_refund_no, r.amount_fen) for r in refunds] == [(f"EVT{reg['id']}", 5000)]  # once, in full
+    assert sandbox_reset.hits("/v3/refund/domestic/refunds") == 1
+    row = event_row(db_session, event["id"])
+    assert (row.seats_taken, row.waitlist_count) == (1, 0)
