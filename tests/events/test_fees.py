@@ -199,3 +199,32 @@ def test_money_that_arrives_after_the_seat_went_to_the_waitlist_is_refunded_in_f
     assert sandbox_reset.hits("/v3/refund/domestic/refunds") == 1
     row = event_row(db_session, event["id"])
     assert (row.seats_taken, row.waitlist_count) == (1, 0)
+
+
+def test_an_offer_on_a_cash_event_is_accepted_into_a_payment_hold_and_paid(
+    app: Any, client: Any, db_session: Any, place: Any, make_owner: Any, sandbox_reset: Any, deliver_to_app: Any
+) -> None:
+    """The seat freed by a cancel is offered; accepting it holds it for payment (the fee is the
+    sign-up's, from the server), a second tap changes nothing, and paying confirms it."""
+    event = create_event(client, place.h(), capacity=1, max_party_size=1, fee_kind="cash", fee_fen=8800)
+    first, waiting = make_owner(place.unit), make_owner(place.unit)
+    held = sign_up(client, first, event["id"]).get_json()
+    queued = sign_up(client, waiting, event["id"]).get_json()
+    assert cancel(client, first, held["id"]).get_json()["state"] == "cancelled"  # never paid: nothing to refund
+    offered = client.get(f"{APP}/me/event-registrations/{queued['id']}", headers=waiting.headers).get_json()
+    assert offered["state"] == "offered" and offered["offer_expires_at"]
+    assert _pay_order(client, waiting, queued["id"]).get_json()["code"] == "event.not_payable"  # accept first
+
+    url = f"{APP}/me/event-registrations/{queued['id']}/accept"
+    accepted = client.post(url, json={}, headers=waiting.headers).get_json()
+    assert accepted["state"] == "pending_payment" and accepted["hold_expires_at"] and accepted["fee_fen"] == 8800
+    assert client.post(url, json={}, headers=waiting.headers).get_json()["state"] == "pending_payment"
+    order = _pay_order(client, waiting, queued["id"]).get_json()["order"]
+    assert order["amount_fen"] == 8800
+    _, statuses = notify_paid(sandbox_reset.state, order["out_trade_no"])
+    assert statuses == [204]
+    mine = client.get(f"{APP}/me/event-registrations/{queued['id']}", headers=waiting.headers).get_json()
+    assert mine["state"] == "confirmed" and mine["payment_order_id"] == order["id"]
+    row = event_row(db_session, event["id"])
+    assert (row.seats_taken, row.waitlist_count) == (1, 0)
+    assert sandbox_reset.hits("/v3/refund/domestic/refunds") == 0
