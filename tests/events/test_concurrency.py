@@ -130,3 +130,57 @@ def _kinds_refs(app: Any, event_id: int) -> list[tuple[str, str]]:
             select(Touchpoint.kind, Touchpoint.source_ref).where(Touchpoint.source == "events").order_by(Touchpoint.id)
         )
         return [(r.kind, r.source_ref) for r in rows]
+
+
+def test_the_same_scan_from_several_devices_at_once_is_one_check_in_and_points_once(
+    app: Any, tree: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    """Eight scans of one QR at once (two staff phones retrying) and, at the same moment, four
+    scans of a refreshed QR of the same sign-up. One of the two QRs checks the owner in: all its
+    scans answer the check-in; all scans of the other answer `event.checkin_already`. One scan row
+    per QR, one check-in, attendance points earned once."""
+    from datetime import timedelta
+
+    from backend.events.models import EventCheckinScan
+    from backend.platform.db import utcnow
+    from backend.points.models import PointsLedger
+    from tests.events.conftest import WB
+
+    client = app.test_client()
+    manager = make_staff(tree.stores[0], "store_manager", userid="scan.manager")
+    advisor = make_staff(tree.stores[0], "sales_advisor", userid="scan.advisor")
+    # Before any request: the staff rows belong to the fixtures' session, which the first request's
+    # teardown closes (a later read through them would leave a transaction open).
+    scanners = [staff_headers(manager), staff_headers(advisor)]
+    event = create_event(
+        client,
+        scanners[0],
+        capacity=5,
+        max_party_size=1,
+        checkin_opens_at=utcnow() - timedelta(minutes=5),
+        attendance_points=30,
+    )
+    (owner,) = _owners(app, tree.stores[0].id, 1)
+    reg = client.post(f"{APP}/events/{event['id']}/registrations", json={"party_size": 1}, headers=owner).get_json()
+    qr_url = f"{APP}/me/event-registrations/{reg['id']}/qr"
+    first = client.get(qr_url, headers=owner).get_json()["token"]
+    refreshed = client.get(qr_url, headers=owner).get_json()["token"]
+    assert first != refreshed
+    tokens = [first] * 8 + [refreshed] * 4
+
+    def scan(i: int) -> Any:
+        return client.post(f"{WB}/events/{event['id']}/check-ins", json={"token": tokens[i]}, headers=scanners[i % 2])
+
+    results = run_threads(len(tokens), scan)
+    answers = [(getattr(r, "status_code", repr(r)), (r.get_json() or {}).get("code")) for r in results]
+    by_qr = {"first": set(answers[:8]), "refreshed": set(answers[8:])}
+    checked_in, already = (200, None), (409, "event.checkin_already")
+    assert by_qr in ({"first": {checked_in}, "refreshed": {already}}, {"first": {already}, "refreshed": {checked_in}})
+    assert {(r.get_json()["id"], r.get_json()["state"]) for r in results if r.status_code == 200} == {
+        (reg["id"], "checked_in")
+    }
+    assert _count(app, EventCheckinScan.event_id == event["id"], model=EventCheckinScan) == 2  # one per QR
+    assert _count(app, EventRegistration.id == reg["id"], EventRegistration.state == "checked_in") == 1
+    earned = _count(app, PointsLedger.idempotency_key.like(f"event_checkin:{event['id']}:%"), model=PointsLedger)
+    assert earned == 1
+    assert Counter(_kinds(app, event["id"]))["event_checked_in"] == 1
