@@ -102,6 +102,22 @@ def make_due(app: Any, job_id: int) -> None:
         session.close()
 
 
+def batch_inside_a_slow_send(app: Any, sb: Any, welcome_job: int) -> tuple[threading.Thread, list[int]]:
+    """WeCom takes a second over send_welcome_msg; the welcome's batch runs in a thread, and this
+    returns once the batch is inside that call, holding the job's row: (the thread, where its
+    `execute_batch` result lands)."""
+    from backend.platform import jobs
+
+    sb.state.set_fault("slow", service="wecom", path="/cgi-bin/externalcontact/send_welcome_msg", seconds=1.0)
+    done: list[int] = []
+    sender = threading.Thread(target=lambda: done.append(jobs.execute_batch([welcome_job], app=app)))
+    sender.start()
+    deadline = time.monotonic() + 5
+    while not sb.hits("/cgi-bin/externalcontact/send_welcome_msg", "wecom") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return sender, done
+
+
 def test_welcome_with_variables_and_nine_attachments_on_the_fast_path(client: Any, db_session: Any, world: Any) -> None:
     sb = world["sb"]
     template_id = channel_with_template(client, db_session, world, NINE)
@@ -341,13 +357,7 @@ def test_the_rq_copy_of_a_welcome_its_batch_is_sending_waits_and_skips(
     sb = world["sb"]
     code, admission = admitted_add(client, db_session, world)
     (welcome_job,) = admission.urgent_job_ids
-    sb.state.set_fault("slow", service="wecom", path="/cgi-bin/externalcontact/send_welcome_msg", seconds=1.0)
-    batch_done: list[int] = []
-    sender = threading.Thread(target=lambda: batch_done.append(jobs.execute_batch([welcome_job], app=app)))
-    sender.start()
-    deadline = time.monotonic() + 5
-    while not sb.hits("/cgi-bin/externalcontact/send_welcome_msg", "wecom") and time.monotonic() < deadline:
-        time.sleep(0.02)  # until the batch is inside WeCom's call, holding the job's row
+    sender, batch_done = batch_inside_a_slow_send(app, sb, welcome_job)
     started = time.monotonic()
     assert jobs.execute(welcome_job, app=app) == "skipped"
     waited = time.monotonic() - started
@@ -382,13 +392,7 @@ def test_a_welcome_sent_by_a_batch_whose_transaction_then_failed_stays_recorded_
     sb = world["sb"]
     code, admission = admitted_add(client, db_session, world)
     (welcome_job,) = admission.urgent_job_ids
-    sb.state.set_fault("slow", service="wecom", path="/cgi-bin/externalcontact/send_welcome_msg", seconds=1.0)
-    outcome: list[int] = []
-    sender = threading.Thread(target=lambda: outcome.append(jobs.execute_batch([welcome_job], app=app)))
-    sender.start()
-    deadline = time.monotonic() + 5
-    while not sb.hits("/cgi-bin/externalcontact/send_welcome_msg", "wecom") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    sender, outcome = batch_inside_a_slow_send(app, sb, welcome_job)
     with db.engine.connect() as other:  # the connection whose transaction holds the job's row
         holder = other.execute(
             text(
