@@ -203,22 +203,16 @@ def _outcome_row(w: _Welcome, at: datetime) -> dict[str, Any]:
 
 
 def _save(welcomes: list[_Welcome]) -> None:
-    """The outcomes, committed on a connection of their own right after the sends. Nobody else
-    records these events' welcomes meanwhile: the caller holds their jobs' rows. If this write
-    fails, `_record` writes them in the caller's transaction instead."""
+    """The outcomes, committed on a connection of their own right after the sends. None is
+    recorded yet (`send_welcomes` left those out) and nobody else records them meanwhile: the
+    caller holds their jobs' rows. If this write fails, `_record` writes them in the caller's
+    transaction instead."""
     done = [w for w in welcomes if w.error is None]
     if not done:
         return
     try:
         with db.autocommit() as conn:
-            known = set(
-                conn.scalars(
-                    select(WelcomeMessage.raw_event_id).where(WelcomeMessage.raw_event_id.in_([w.raw.id for w in done]))
-                )
-            )
-            rows = [_outcome_row(w, utcnow()) for w in done if w.raw.id not in known]
-            if rows:
-                conn.execute(insert(WelcomeMessage.__table__), rows)
+            conn.execute(insert(WelcomeMessage.__table__), [_outcome_row(w, utcnow()) for w in done])
     except Exception:  # noqa: BLE001 - recorded in the caller's transaction instead
         log.warning("welcome outcomes not saved on their own; the batch's transaction records them", exc_info=True)
 
