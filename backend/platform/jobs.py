@@ -157,16 +157,7 @@ def enqueue(
     transaction), so no earlier job can hold it; the SAVEPOINT that guards a duplicate is
     skipped (a collision would be a bug, and raises).
     """
-    spec = _REGISTRY.get(name)
-    if spec is None:
-        raise KeyError(f"unknown job {name!r}")
-    row = OutboxJob(
-        name=name,
-        args=args or {},
-        queue=spec.queue,
-        dedup_key=dedup_key,
-        run_after=utcnow() + delay if delay else None,
-    )
+    row = _outbox_row(name, args or {}, dedup_key, utcnow() + delay if delay else None)
     if dedup_key is None or key_is_new:
         session.add(row)
         session.flush()
@@ -188,15 +179,17 @@ def enqueue_new(session: Session, wanted: list[tuple[str, dict[str, Any], str]],
     round trip per row. The relayer hands them over when their delay is up, unless someone
     runs them before."""
     run_after = utcnow() + delay
-    rows = []
-    for name, args, key in wanted:
-        spec = _REGISTRY.get(name)
-        if spec is None:
-            raise KeyError(f"unknown job {name!r}")
-        rows.append(OutboxJob(name=name, args=args, queue=spec.queue, dedup_key=key, run_after=run_after))
+    rows = [_outbox_row(name, args, key, run_after) for name, args, key in wanted]
     session.add_all(rows)
     session.flush()
     return [row.id for row in rows]
+
+
+def _outbox_row(name: str, args: dict[str, Any], dedup_key: str | None, run_after: datetime | None) -> OutboxJob:
+    spec = _REGISTRY.get(name)
+    if spec is None:
+        raise KeyError(f"unknown job {name!r}")
+    return OutboxJob(name=name, args=args, queue=spec.queue, dedup_key=dedup_key, run_after=run_after)
 
 
 _RELAY_IDS_KEY = "dealerloop.relay_ids"
