@@ -405,7 +405,8 @@ def wecomcallback_readme_section(doc: dict[str, Any], table: str) -> str:
         "",
         table,
         "",
-        f"Target (issue 3): acknowledgement throughput ≥ 0.70 of the baseline — measured **{_fmt(r['rps'], 3)}**; "
+        f"Target (issue 3): acknowledgement throughput ≥ 0.70 of the baseline — measured **{_fmt(r['rps'], 3)}** "
+        f"(round by round: {', '.join(_fmt(x, 2) for x in a.get('round_ratios') or [])}); "
         f"p99 well under 5 s — measured {_fmt(a['app']['p99_ms'])} ms. One acknowledged callback sends "
         f"{len(doc['sql_per_callback'])} statements to MariaDB ({_sql_kinds(doc['sql_per_callback'])}; "
         "in-process capture, the list is in `results/wecomcallback.json`). Checks "

@@ -437,6 +437,11 @@ def ack_phase(
             srv, path = (app_srv, APP_PATH) if impl == "app" else (base_srv, BASE_PATH)
             per[impl].append(paynotify.measure(srv, _requests(part, path), concurrency))
     results = {impl: paynotify.combine(parts, ok=(200,)) for impl, parts in per.items()}
+    # Each round's own ratio: the machine (a shared VM) changes state within seconds, and the app,
+    # which waits on a commit per callback, suffers more from a slow phase than the baseline.
+    results["round_ratios"] = [
+        _ratio(_round_rps(app), _round_rps(base)) for app, base in zip(per["app"], per["baseline"], strict=True)
+    ]
     bodies = {e.body for parts in per.values() for p in parts for e in p["result"].exchanges if e.status == 200}
     results["answer_bodies"] = sorted(b.decode(errors="replace") for b in bodies)
     return results, t_build
@@ -480,6 +485,11 @@ def set_aside(url: str, redis: str) -> int:
     finally:
         conn.close()
     return n
+
+
+def _round_rps(part: dict[str, Any]) -> float:
+    result = part["result"]
+    return len(result.exchanges) / result.duration_s if result.duration_s else 0.0
 
 
 def _ratio(a: Any, b: Any) -> float | None:
@@ -596,6 +606,7 @@ def run(
             f"statuses {m['statuses']}",
             flush=True,
         )
+    print(f"[wecomcallback]   app / baseline round by round: {acks['round_ratios']}", flush=True)
     if acks["app"]["ok"] != acks["app"]["requests"]:
         print(f"[wecomcallback]   the app refused some callbacks:\n{app_log}")
     ack_ok = ack_checks(url, acks["app"]["requests"], first_ack_id)
