@@ -57,13 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--duplicates", type=float, default=0.2, help="paynotify: extra deliveries, as a share of the orders"
     )
-    parser.add_argument(
-        "--rq-worker",
-        choices=("simple", "flask"),
-        default="simple",
-        help="paynotify/wecomcallback: RQ workers as `python -m bench.rqworker` (no fork; default) or as shipped, "
-        "`flask --app wsgi worker` (forking; see bench/rqworker.py for why it is not the default)",
-    )
     parser.add_argument("--ack-events", type=int, default=9000, help="wecomcallback: events acknowledged")
     parser.add_argument("--burst-events", type=int, default=200, help="wecomcallback: events in the end-to-end burst")
     parser.add_argument("--no-readme", action="store_true", help="do not rewrite the figures in bench/README.md")
@@ -108,7 +101,6 @@ def main(argv: list[str] | None = None) -> int:
                 duplicate_share=args.duplicates,
                 concurrency=args.concurrency,
                 rounds=args.rounds,
-                rq_worker=args.rq_worker,
                 update_readme=not args.no_readme
                 and (args.orders, args.duplicates, args.concurrency, args.rounds) == (1200, 0.2, 8, 3),
             )
@@ -120,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
                 burst_events=args.burst_events,
                 concurrency=args.concurrency,
                 rounds=args.rounds,
-                rq_worker=args.rq_worker,
                 update_readme=not args.no_readme
                 and (args.ack_events, args.burst_events, args.concurrency, args.rounds) == (9000, 200, 8, 3),
             )

@@ -290,11 +290,11 @@ def combine(parts: list[dict[str, Any]], ok: tuple[int, ...]) -> dict[str, Any]:
 
 
 def drain_effects(
-    url: str, env: dict[str, str], workers: int, log_dir: Path, mode: str, redis: str, expected: int
+    url: str, env: dict[str, str], workers: int, log_dir: Path, redis: str, expected: int
 ) -> dict[str, Any]:
     """Start the RQ workers, wait until every `payments.run_effects` row is done (at most 120 s),
     stop them. The rate is taken from the rows' own `finished_at` (workers' start-up excluded)."""
-    procs = rqworkers.start(env, workers, mode, log_dir, "effects")
+    procs = rqworkers.start(env, workers, log_dir, "effects")
     try:
         rqworkers.wait_up(redis, workers)
         started = datetime.now(UTC).replace(tzinfo=None)
@@ -327,8 +327,7 @@ def drain_effects(
     window = (last - started).total_seconds() if last else None
     return {
         "workers": workers,
-        "mode": mode,
-        "command": rqworkers.display(mode),
+        "command": rqworkers.display(),
         "done_by_workers": int(n),
         "window_s": round(window, 1) if window else None,
         "jobs_per_s": round(n / window, 1) if window else None,
@@ -467,7 +466,6 @@ def run(
     concurrency: int = 8,
     rounds: int = 3,
     workers: int = 2,
-    rq_worker: str = "simple",
     update_readme: bool = True,
 ) -> dict[str, Any]:
     from integrations.sandbox import create_sandbox
@@ -542,7 +540,7 @@ def run(
     if results["app"]["ok"] != results["app"]["requests"]:
         print(f"[paynotify]   app refused some notifications:\n{app_log}")
     print(f"[paynotify] running the effect jobs with {workers} RQ workers ...", flush=True)
-    drained = drain_effects(url, env, workers, log_dir, rq_worker, redis, len(all_orders))
+    drained = drain_effects(url, env, workers, log_dir, redis, len(all_orders))
     left = worker_failures(url, credentials, ("payments.run_effects",))
     drained["left_unfinished_by_rq_workers"] = left["unfinished"]
     drained["unfinished_errors"] = left["errors"]
@@ -571,7 +569,7 @@ def run(
             "deliveries": len(deliveries),
             "redis": redis,
             "rq_workers_for_effects": workers,
-            "rq_worker_command": rqworkers.display(rq_worker),
+            "rq_worker_command": rqworkers.display(),
         },
         "sql_per_notification": sql,
         "results": {

@@ -1,5 +1,5 @@
-"""RQ workers for the benchmarks: start, wait until registered, stop — as shipped
-(`flask --app wsgi worker`) or as `python -m bench.rqworker` (the same without fork)."""
+"""RQ workers for the benchmarks: start, wait until registered, stop — the shipped
+`flask --app wsgi worker` (RQ's non-forking SimpleWorker with the relayer and intake pumps)."""
 
 from __future__ import annotations
 
@@ -13,22 +13,15 @@ from typing import Any
 
 from bench import servers
 
-COMMANDS = {
-    "flask": [sys.executable, "-m", "flask", "--app", "wsgi", "worker"],  # as shipped (forking RQ Worker)
-    "simple": [sys.executable, "-m", "bench.rqworker"],  # the same without fork (see bench/rqworker.py)
-}
+COMMAND = [sys.executable, "-m", "flask", "--app", "wsgi", "worker"]
 
 
-def command(mode: str, burst: bool = False) -> list[str]:
-    return [*COMMANDS[mode], *(["--burst"] if burst else [])]
-
-
-def start(env: dict[str, str], n: int, mode: str, log_dir: Path, label: str) -> list[tuple[subprocess.Popen, Any]]:
+def start(env: dict[str, str], n: int, log_dir: Path, label: str) -> list[tuple[subprocess.Popen, Any]]:
     procs = []
     for i in range(n):
         log = open(log_dir / f"rq-worker-{label}-{i}.log", "wb")  # noqa: SIM115 - closed in stop()
         proc = subprocess.Popen(
-            command(mode),
+            COMMAND,
             cwd=servers.REPO_ROOT,
             env={**os.environ, **env, "PYTHONPATH": str(servers.REPO_ROOT)},
             stdout=log,
@@ -64,6 +57,6 @@ def stop(procs: list[tuple[subprocess.Popen, Any]]) -> None:
         log.close()
 
 
-def display(mode: str) -> str:
+def display() -> str:
     """The command as a person would type it."""
-    return " ".join(["python", *command(mode)[1:]])
+    return " ".join(["python", *COMMAND[1:]])

@@ -224,11 +224,10 @@ def end_to_end(
     events: int,
     concurrency: int,
     workers: int,
-    mode: str,
     redis: str,
     log_dir: Path,
 ) -> dict[str, Any]:
-    procs = rqworkers.start(env, workers, mode, log_dir, "e2e")
+    procs = rqworkers.start(env, workers, log_dir, "e2e")
     try:
         rqworkers.wait_up(redis, workers)
         time.sleep(3)  # let the workers' first periodic ticks pass (every periodic job fires at start)
@@ -504,7 +503,6 @@ def run(
     burst_concurrency: int = 16,
     rounds: int = 3,
     workers: int = 2,
-    rq_worker: str = "simple",
     update_readme: bool = True,
 ) -> dict[str, Any]:
     from integrations.sandbox import SandboxServer, create_sandbox, dev_credentials
@@ -545,7 +543,7 @@ def run(
         )
 
         print(
-            f"[wecomcallback] end to end: {workers} RQ workers ({rqworkers.display(rq_worker)}),"
+            f"[wecomcallback] end to end: {workers} RQ workers ({rqworkers.display()}),"
             f" a burst of {burst_events} add events at concurrency {burst_concurrency} ...",
             flush=True,
         )
@@ -559,7 +557,6 @@ def run(
             events=burst_events,
             concurrency=burst_concurrency,
             workers=workers,
-            mode=rq_worker,
             redis=redis,
             log_dir=log_dir,
         )
@@ -625,7 +622,7 @@ def run(
             "burst_events": burst_events,
             "burst_concurrency": burst_concurrency,
             "rq_workers": workers,
-            "rq_worker_command": rqworkers.display(rq_worker),
+            "rq_worker_command": rqworkers.display(),
             "redis": redis,
             "sandbox": "integrations.sandbox.SandboxServer in the bench process",
         },
