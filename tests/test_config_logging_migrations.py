@@ -116,19 +116,93 @@ def test_models_and_migrations_do_not_drift(app: Any, db_session: Any) -> None:
     assert compare_metadata(ctx, metadata) == []
 
 
-def test_migrations_downgrade_and_upgrade_cleanly(tmp_path: Any) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+def scratch_database_url(request: Any, tmp_path: Any) -> Any:
+    """An empty database of its own (a migration test walks the revisions on it)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'm.db'}"
+        return
+    import os
+
+    import pymysql
+
+    from tests.conftest import MARIADB_URL
+
+    name = f"dealerloop_test_{os.getpid()}_scratch"
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        yield f"{MARIADB_URL}{name}?charset=utf8mb4"
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        conn.close()
+
+
+def test_migrations_downgrade_and_upgrade_cleanly(scratch_database_url: str) -> None:
     from sqlalchemy import inspect
 
     from backend.platform.db import make_engine
     from backend.platform.migrate import current_revision, downgrade, head_revision, upgrade
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    engine = make_engine(scratch_database_url)
     upgrade(engine)
     assert current_revision(engine) == head_revision()
     downgrade(engine, "base")
     assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     upgrade(engine)
     assert "touchpoint" in inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_noted_wecom_numbers_move_out_of_clear_text_and_back(scratch_database_url: str) -> None:
+    """Revision 0014 moves `wecom_friend.remark_mobiles` (plaintext JSON) into encrypted rows;
+    its downgrade puts them back."""
+    from flask import current_app, has_app_context
+    from sqlalchemy import inspect, text
+
+    from backend.platform.db import make_engine
+    from backend.platform.migrate import downgrade, upgrade
+
+    if has_app_context():  # the vault the migration uses
+        vault = current_app.extensions["dealerloop.phone_vault"]
+    else:
+        settings = load_settings()
+        vault = PhoneVault(settings["PII_ENCRYPTION_KEY"], settings["PII_INDEX_KEY"])
+    engine = make_engine(scratch_database_url)
+    upgrade(engine, "0013")
+    at = "2026-12-06 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO customer (id, gender, lifecycle_stage, tier, created_at, updated_at) "
+                "VALUES (1, 'unknown', 'lead', 'normal', :at, :at)"
+            ),
+            {"at": at},
+        )
+        for friend_id, numbers in ((7, ["138 0013 8000", "021-5555 1234", "+8613800138000"]), (8, [])):
+            conn.execute(
+                text(
+                    "INSERT INTO wecom_friend (id, corp_id, userid, external_userid, customer_id, status, "
+                    "remark_mobiles, version, created_at, updated_at) "
+                    "VALUES (:id, 'ww1', 'adv', :ext, 1, 'active', :numbers, 0, :at, :at)"
+                ),
+                {"id": friend_id, "ext": f"wm{friend_id}", "numbers": json.dumps(numbers), "at": at},
+            )
+
+    upgrade(engine)
+    assert "remark_mobiles" not in {c["name"] for c in inspect(engine).get_columns("wecom_friend")}
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT friend_id, phone_encrypted, phone_index FROM wecom_friend_mobile ORDER BY id"))
+        moved = [(friend_id, vault.decrypt(bytes(blob)), index) for friend_id, blob, index in rows]
+    assert moved == [(7, "13800138000", vault.blind_index("13800138000")), (7, "021-5555 1234", None)]
+
+    downgrade(engine, "0013")
+    with engine.connect() as conn:
+        back = dict(conn.execute(text("SELECT id, remark_mobiles FROM wecom_friend")).all())
+    assert {k: json.loads(v) for k, v in back.items()} == {7: ["13800138000", "021-5555 1234"], 8: []}
     engine.dispose()
 
 

@@ -6,6 +6,8 @@
   with the CreateTime of the last event applied to it so that late deliveries cannot undo a
   newer state;
 - `wecom_friend_tag`: the corporate tags on a relation (a relation table, WeCom authoritative);
+- `wecom_friend_mobile`: the phone numbers the advisor noted on the contact in WeCom, encrypted
+  like every phone at rest;
 - `wecom_tag`: the corporate tag library;
 - `wecom_channel` / `wecom_welcome_template`: 「联系我」 contact ways and their welcome messages;
 - `wecom_welcome_message`: what was sent with which WelcomeCode (41051 kept, not retried);
@@ -22,7 +24,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import VARBINARY, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
@@ -152,7 +154,6 @@ class WeComFriend(Base, TimestampMixin):
     add_way: Mapped[int | None] = mapped_column(default=None)
     remark: Mapped[str | None] = mapped_column(String(128), default=None)
     description: Mapped[str | None] = mapped_column(String(255), default=None)
-    remark_mobiles: Mapped[list] = mapped_column(default=list)
     added_at: Mapped[datetime | None] = mapped_column(default=None)
     lost_at: Mapped[datetime | None] = mapped_column(default=None)
     # CreateTime of the newest status-changing event applied: an older one arriving late only
@@ -168,6 +169,20 @@ class WeComFriendTag(Base):
     )
     tag_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WeComFriendMobile(Base):
+    """One of a relation's `remark_mobiles`: a number the advisor typed on the contact in WeCom.
+    Encrypted like every phone at rest (backend.platform.pii); a mainland mobile also carries its
+    blind index, which is what a staff phone search matches. WeCom is authoritative: each edit
+    event replaces the set."""
+
+    __tablename__ = "wecom_friend_mobile"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    friend_id: Mapped[int] = mapped_column(BigId, ForeignKey("wecom_friend.id", ondelete="CASCADE"), index=True)
+    phone_encrypted: Mapped[bytes] = mapped_column(VARBINARY(128))
+    phone_index: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
 
 
 class WelcomeMessage(Base):

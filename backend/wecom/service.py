@@ -16,11 +16,12 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
-from backend.customers.service import attach_identity, find_by_identity
+from backend.customers.service import attach_identity, find_by_identity, vault
 from backend.org.models import ADVISOR_ROLES, Role, Staff, StaffRole, StaffStatus
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import register_messages
 from backend.platform.jobs import enqueue
+from backend.platform.pii import PhoneInvalid, PhoneVault, normalize_phone
 from backend.platform.ports import UpstreamError, WeComGateway
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
@@ -34,6 +35,7 @@ from backend.wecom.models import (
     WeComChannel,
     WeComChannelFact,
     WeComFriend,
+    WeComFriendMobile,
     WeComFriendTag,
     WeComGroupChat,
     WeComGroupMember,
@@ -290,11 +292,53 @@ def apply_follow(
         return
     friend.remark = (follow.get("remark") or None) and follow["remark"][:128]
     friend.description = (follow.get("description") or None) and follow["description"][:255]
-    friend.remark_mobiles = list(follow.get("remark_mobiles") or [])
+    set_friend_mobiles(session, friend, list(follow.get("remark_mobiles") or []), vault())
     if friend.add_way is None and follow.get("add_way") is not None:
         friend.add_way = int(follow["add_way"])
     wanted = {t["tag_id"] for t in follow.get("tags") or [] if t.get("type", 1) == 1 and t.get("tag_id")}
     set_friend_tags(session, friend, wanted, ref, occurred_at)
+
+
+def set_friend_mobiles(session: Session, friend: WeComFriend, mobiles: list[str], phone_vault: PhoneVault) -> None:
+    """Make the relation's noted numbers exactly `mobiles` (WeCom is authoritative), stored
+    encrypted. Mainland mobiles are kept normalised, with their blind index; anything else an
+    advisor typed (a landline, a Hong Kong number) is kept as typed, without one. Runs under the
+    relation's row lock (`lock_friend`), so two events never write the same set at once."""
+    wanted: dict[str, str | None] = {}
+    for raw in mobiles:
+        typed = str(raw or "").strip()[:64]
+        if not typed:
+            continue
+        try:
+            number = normalize_phone(typed)
+        except PhoneInvalid:
+            wanted.setdefault(typed, None)
+        else:
+            wanted.setdefault(number, phone_vault.blind_index(number))
+    for row in session.scalars(select(WeComFriendMobile).where(WeComFriendMobile.friend_id == friend.id)):
+        number = phone_vault.decrypt(row.phone_encrypted)
+        if number in wanted:
+            del wanted[number]  # already stored
+        else:
+            session.delete(row)
+    for number, index in wanted.items():
+        session.add(
+            WeComFriendMobile(friend_id=friend.id, phone_encrypted=phone_vault.encrypt(number), phone_index=index)
+        )
+    session.flush()
+
+
+def customers_noted_with_phone(session: Session, phone_index: str) -> list[int]:
+    """Customers on whose WeCom contact an advisor noted this number (any relation, any status:
+    a lost friend's note still says whose number it is). The caller scopes them."""
+    return list(
+        session.scalars(
+            select(WeComFriend.customer_id)
+            .join(WeComFriendMobile, WeComFriendMobile.friend_id == WeComFriend.id)
+            .where(WeComFriendMobile.phone_index == phone_index)
+            .distinct()
+        )
+    )
 
 
 def touch(

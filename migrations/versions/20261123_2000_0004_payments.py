@@ -192,20 +192,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('package_use', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_package_use_purchase_id'))
-
     op.drop_table('package_use')
-    with op.batch_alter_table('package_purchase', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_package_purchase_store_id'))
-        batch_op.drop_index('ix_package_purchase_state_expires')
-        batch_op.drop_index(batch_op.f('ix_package_purchase_package_id'))
-        batch_op.drop_index('ix_package_purchase_customer_id_id')
-
     op.drop_table('package_purchase')
-    with op.batch_alter_table('service_package', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_service_package_store_id'))
-
     op.drop_table('service_package')
     op.drop_table("payment_refund")
     op.drop_table("payment_issue")

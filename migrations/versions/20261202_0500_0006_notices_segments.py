@@ -76,7 +76,5 @@ def downgrade() -> None:
         mysql_collate="utf8mb4_unicode_ci",
     )
     op.create_index(op.f("ix_points_notice_customer_id"), "points_notice", ["customer_id"], unique=False)
-    op.drop_index(op.f("ix_subscribe_notice_status"), table_name="subscribe_notice")
-    op.drop_index(op.f("ix_subscribe_notice_customer_id"), table_name="subscribe_notice")
     op.drop_table("subscribe_notice")
     op.drop_table("subscribe_grant")

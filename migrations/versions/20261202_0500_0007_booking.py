@@ -240,16 +240,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_booking_store_start", table_name="booking")
-    op.drop_index("ix_booking_status_start", table_name="booking")
-    op.drop_index("ix_booking_customer", table_name="booking")
-    op.drop_index("ix_booking_car_status", table_name="booking")
-    op.drop_index("ix_booking_advisor_start", table_name="booking")
     op.drop_table("booking")
     op.drop_table("store_profile")
     op.drop_table("store_hours")
     op.drop_table("store_day_override")
-    op.drop_index("ix_booking_slot_store_day", table_name="booking_slot")
     op.drop_table("booking_slot")
     op.drop_table("booking_day")
     op.drop_table("booking_capacity_template")

@@ -180,16 +180,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_consult_response_store_time", table_name="consult_response")
-    op.drop_index(op.f("ix_consult_response_customer_id"), table_name="consult_response")
-    op.drop_index(op.f("ix_consult_response_conversation_id"), table_name="consult_response")
-    op.drop_index("ix_consult_response_advisor_time", table_name="consult_response")
     op.drop_table("consult_response")
-    op.drop_index("ix_consult_message_conversation_id_id", table_name="consult_message")
     op.drop_table("consult_message")
-    op.drop_index("ix_consult_conversation_store_status", table_name="consult_conversation")
-    op.drop_index("ix_consult_conversation_status_due", table_name="consult_conversation")
-    op.drop_index("ix_consult_conversation_customer_id_id", table_name="consult_conversation")
-    op.drop_index("ix_consult_conversation_advisor_status", table_name="consult_conversation")
     op.drop_table("consult_conversation")
     op.drop_table("consult_store_setting")

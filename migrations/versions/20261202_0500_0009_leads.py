@@ -133,12 +133,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_lead_store_status", table_name="lead")
-    op.drop_index("ix_lead_sla", table_name="lead")
-    op.drop_index("ix_lead_customer_type", table_name="lead")
-    op.drop_index("ix_lead_advisor_status", table_name="lead")
     op.drop_table("lead")
-    op.drop_index("ix_vehicle_listing_store_status", table_name="vehicle_listing")
     op.drop_table("vehicle_listing")
     op.drop_table("lead_route_cursor")
     # ### end Alembic commands ###

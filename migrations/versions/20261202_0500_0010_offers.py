@@ -140,17 +140,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_column('mall_item', 'coupon_template_id')
-    op.drop_index(op.f('ix_coupon_write_off_store_id'), table_name='coupon_write_off')
-    op.drop_index(op.f('ix_coupon_write_off_coupon_id'), table_name='coupon_write_off')
     op.drop_table('coupon_write_off')
-    op.drop_index(op.f('ix_coupon_template_id'), table_name='coupon')
-    op.drop_index(op.f('ix_coupon_locked_order_id'), table_name='coupon')
-    op.drop_index('ix_coupon_customer_status', table_name='coupon')
-    op.drop_index(op.f('ix_coupon_campaign_id'), table_name='coupon')
     op.drop_table('coupon')
-    op.drop_index(op.f('ix_coupon_push_template_id'), table_name='coupon_push')
     op.drop_table('coupon_push')
-    op.drop_index(op.f('ix_coupon_template_store_id'), table_name='coupon_template')
-    op.drop_index(op.f('ix_coupon_template_auto_issue_on'), table_name='coupon_template')
     op.drop_table('coupon_template')
     op.drop_table('coupon_claim_counter')

@@ -117,13 +117,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index('ix_event_registration_offer', table_name='event_registration')
-    op.drop_index('ix_event_registration_hold', table_name='event_registration')
-    op.drop_index('ix_event_registration_event_state', table_name='event_registration')
-    op.drop_index('ix_event_registration_customer', table_name='event_registration')
     op.drop_table('event_registration')
-    op.drop_index(op.f('ix_event_checkin_scan_token_hash'), table_name='event_checkin_scan')
     op.drop_table('event_checkin_scan')
-    op.drop_index('ix_event_status_starts', table_name='event')
-    op.drop_index('ix_event_org_unit', table_name='event')
     op.drop_table('event')

@@ -186,15 +186,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("earning_counter")
-    op.drop_index(op.f("ix_campaign_grant_customer_id"), table_name="campaign_grant")
-    op.drop_index("ix_campaign_grant_campaign_customer", table_name="campaign_grant")
     op.drop_table("campaign_grant")
-    op.drop_index("ix_earning_rule_trigger_active", table_name="earning_rule")
-    op.drop_index(op.f("ix_earning_rule_owner_unit_id"), table_name="earning_rule")
-    op.drop_index(op.f("ix_earning_rule_campaign_id"), table_name="earning_rule")
     op.drop_table("earning_rule")
     op.drop_table("campaign_link")
-    op.drop_index(op.f("ix_campaign_owner_unit_id"), table_name="campaign")
     op.drop_table("campaign")
-    op.drop_index(op.f("ix_segment_owner_unit_id"), table_name="segment")
     op.drop_table("segment")

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from backend.customers.models import CustomerAdvisor, CustomerIdentity, IdentityKind
 from backend.platform.jobs import OutboxJob
@@ -18,6 +18,7 @@ from backend.wecom.models import (
     WeComAlert,
     WeComChannel,
     WeComFriend,
+    WeComFriendMobile,
     WeComFriendTag,
     WeComGroupChat,
     WeComRawEvent,
@@ -58,6 +59,17 @@ def friend_of(session: Any, userid: str, ext: str) -> WeComFriend:
 
 def now() -> int:
     return int(time.time())
+
+
+def phone_vault(client: Any) -> Any:
+    return client.application.extensions["dealerloop.phone_vault"]
+
+
+def noted_numbers(client: Any, session: Any, friend_id: int) -> set[str]:
+    """The numbers noted on a relation, decrypted."""
+    session.expire_all()
+    rows = session.scalars(select(WeComFriendMobile).where(WeComFriendMobile.friend_id == friend_id))
+    return {phone_vault(client).decrypt(row.phone_encrypted) for row in rows}
 
 
 # --- intake -------------------------------------------------------------------------------
@@ -292,7 +304,7 @@ def test_edit_applies_remark_and_tags_and_tag_events_sync_the_library(client: An
         follow["remark_mobiles"] = ["13800000000"]
     post_event(client, sb, contact_xml(sb, "edit_external_contact", ADVISOR, CUSTOMER, t + 1))
     friend = friend_of(db_session, ADVISOR, CUSTOMER)
-    assert friend.remark == "陈总" and friend.remark_mobiles == ["13800000000"]
+    assert friend.remark == "陈总" and noted_numbers(client, db_session, friend.id) == {"13800000000"}
     tags = set(db_session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend.id)))
     assert tags == {new_tag}
     assert kinds(db_session, friend.customer_id).count("tag_removed") == len(old_tags)
@@ -434,3 +446,43 @@ def test_two_apps_each_selected_by_corp_and_agent_with_its_own_credentials(
         assert count(db_session, WeComRawEvent) == 2
     finally:
         second.stop()
+
+
+def test_remark_mobiles_are_encrypted_at_rest_and_found_by_a_phone_search(
+    client: Any, db_session: Any, world: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    vault = phone_vault(client)
+    sb = world["sandbox"]
+    t = now()
+    post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, t))
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    with sb.state.lock:  # what the advisor typed on the contact in WeCom
+        sb.state.follows[(ADVISOR, CUSTOMER)]["remark_mobiles"] = ["+86 138-0013-8000", "021-5555 1234", "13800138000"]
+    post_event(client, sb, contact_xml(sb, "edit_external_contact", ADVISOR, CUSTOMER, t + 1))
+
+    rows = db_session.scalars(select(WeComFriendMobile).where(WeComFriendMobile.friend_id == friend.id)).all()
+    assert len(rows) == 2  # the same mobile typed twice is noted once
+    assert noted_numbers(client, db_session, friend.id) == {"13800138000", "021-5555 1234"}
+    by_number = {vault.decrypt(r.phone_encrypted): r.phone_index for r in rows}
+    assert by_number == {"13800138000": vault.blind_index("13800138000"), "021-5555 1234": None}
+    # Nothing in clear at rest: not in the mobiles' rows, not left on the relation.
+    stored = db_session.execute(text("SELECT * FROM wecom_friend_mobile")).all()
+    stored += db_session.execute(text("SELECT * FROM wecom_friend")).all()
+    for row in stored:
+        for value in row:
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            assert b"13800138000" not in raw and b"5555 1234" not in raw
+
+    # Staff who may call the customer find them by the noted number; other stores' staff do not.
+    manager, elsewhere = world["manager"], make_staff(world["tree"].stores[1], "store_manager", userid="mgr.other")
+    search = "/api/workbench/v1/customers/search-by-phone"
+    found = client.post(search, json={"phone": "13800138000"}, headers=staff_headers(manager))
+    assert found.status_code == 200 and [c["id"] for c in found.get_json()] == [friend.customer_id]
+    assert client.post(search, json={"phone": "13800138000"}, headers=staff_headers(elsewhere)).get_json() == []
+
+    # WeCom is authoritative: the next edit's numbers replace the noted ones.
+    with sb.state.lock:
+        sb.state.follows[(ADVISOR, CUSTOMER)]["remark_mobiles"] = ["13900139000"]
+    post_event(client, sb, contact_xml(sb, "edit_external_contact", ADVISOR, CUSTOMER, t + 2))
+    assert noted_numbers(client, db_session, friend.id) == {"13900139000"}
+    assert client.post(search, json={"phone": "13800138000"}, headers=staff_headers(manager)).get_json() == []

@@ -24,6 +24,7 @@ from backend.platform.api import Blueprint, current_staff, role_required, scoped
 from backend.platform.db import db
 from backend.touchpoints.schemas import TimelinePageSchema, TimelineQuerySchema
 from backend.touchpoints.service import TimelineFilter, profile_of, timeline
+from backend.wecom import service as wecom_service
 
 blp = Blueprint(
     "wb_customers", __name__, url_prefix="/api/workbench/v1", audience="staff", description="客户 — customers"
@@ -75,12 +76,15 @@ def list_customers(args: dict[str, Any]) -> dict[str, Any]:
 @blp.arguments(PhoneSearchSchema)
 @blp.response(200, CustomerSummarySchema(many=True))
 def search_by_phone(data: dict[str, Any]) -> list[dict[str, Any]]:
-    """Exact phone lookup (blind index) within my scope. The number travels in the body, never
+    """Exact phone lookup (blind index) within my scope: the customers whose own number it is
+    and those on whose WeCom contact an advisor noted it. The number travels in the body, never
     in a URL, and each search is audited: a search confirms a full number, so it needs the same
     right as revealing one."""
     session = db.session()
     actor = current_staff()
-    customers = service.search_by_phone(session, actor, service.vault(), data["phone"])
+    phone_vault = service.vault()
+    customers = service.search_by_phone(session, actor, phone_vault, data["phone"])
+    customers += wecom_service.customers_noted_with_phone(session, phone_vault.blind_index(data["phone"]))
     stmt = scope_query(select(Customer).options(selectinload(Customer.advisors)), actor, "customer")
     found = session.scalars(stmt.where(Customer.id.in_([c for c in customers]))).all() if customers else []
     return [_summary(c) for c in found]
