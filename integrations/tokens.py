@@ -8,6 +8,13 @@ single process) the same algorithm runs on an in-process dict.
 
 A token counts as stale `refresh_margin` seconds before it expires. While someone else holds the
 lock, a stale but unexpired token is still handed out instead of waiting.
+
+With Redis, each process also keeps the fresh entries it has read (a near copy), so an upstream
+call does not wait on Redis for a token it already holds. The copy is dropped when it goes stale
+(by the same margin, so every process turns to the shared entry at the same moment) and when
+its token is invalidated; a process whose copy was replaced elsewhere (another one refreshed
+after a 40001) learns it from the upstream's refusal, which the callers answer with one
+invalidate-and-retry.
 """
 
 from __future__ import annotations
@@ -139,6 +146,7 @@ class TokenCache:
         # During a Redis outage each process keeps its own tokens: more fetches (and WeChat's
         # invalidation of older tokens, answered by the bounded retry) instead of no logins at all.
         self._fallback = _MemoryBackend(clock) if redis_client is not None else None
+        self._near: dict[str, CachedToken] = {}
 
     def key(self, service: str, ident: str) -> str:
         return f"{self.namespace}:token:{service}:{ident}"
@@ -158,30 +166,40 @@ class TokenCache:
         return self._on_backend(lambda backend: backend.read(key))
 
     def get(self, key: str, fetch: Fetcher) -> str:
-        return self._on_backend(lambda backend: self._get(backend, key, fetch))
+        near = self._near.get(key)
+        if near is not None and self._fresh(near):
+            return near.value
+        entry = self._on_backend(lambda backend: self._get(backend, key, fetch))
+        if self.shared and self._fresh(entry):
+            self._near[key] = entry
+        return entry.value
 
-    def _get(self, backend: Any, key: str, fetch: Fetcher) -> str:
+    def _fresh(self, entry: CachedToken) -> bool:
+        return entry.expires_at - self.clock() > self.refresh_margin
+
+    def _get(self, backend: Any, key: str, fetch: Fetcher) -> CachedToken:
         deadline = time.monotonic() + self.wait_timeout
         while True:
             entry = backend.read(key)
             now = self.clock()
             if entry is not None and entry.expires_at - now > self.refresh_margin:
-                return entry.value
+                return entry
             owner = backend.try_lock(key, self.lock_ttl)
             if owner is not None:
                 try:
                     # Re-read: another caller may have refreshed between our read and our lock.
                     entry = backend.read(key)
-                    if entry is not None and entry.expires_at - self.clock() > self.refresh_margin:
-                        return entry.value
+                    if entry is not None and self._fresh(entry):
+                        return entry
                     value, expires_in = fetch()
                     expires_in = float(expires_in)
-                    backend.write(key, CachedToken(value, self.clock() + expires_in), expires_in)
-                    return value
+                    entry = CachedToken(value, self.clock() + expires_in)
+                    backend.write(key, entry, expires_in)
+                    return entry
                 finally:
                     backend.unlock(key, owner)
             if entry is not None and entry.expires_at > now:
-                return entry.value  # stale but still valid while the holder refreshes
+                return entry  # stale but still valid while the holder refreshes
             if time.monotonic() >= deadline:
                 raise TokenWaitTimeout(f"no token for {key} within {self.wait_timeout:.1f}s")
             time.sleep(self.poll_interval)
@@ -191,4 +209,7 @@ class TokenCache:
 
         If another caller already replaced it, the new one is kept, so N callers that saw the same
         expired token cause one refresh, not N."""
+        near = self._near.get(key)
+        if near is not None and near.value == stale_value:
+            self._near.pop(key, None)
         return self._on_backend(lambda backend: backend.delete_if(key, stale_value))

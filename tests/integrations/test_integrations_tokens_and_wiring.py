@@ -100,6 +100,38 @@ def test_waiters_reread_instead_of_fetching(cache_factory):
     assert len(calls) == 1
 
 
+@pytest.mark.redis
+def test_a_process_keeps_its_fresh_token_and_follows_the_shared_one_when_told(redis_client):
+    clock = FakeClock()
+    fetched: list[str] = []
+
+    def fetch():
+        fetched.append(f"t{len(fetched)}")
+        return fetched[-1], 7200
+
+    a, b = (TokenCache(redis_client, namespace=redis_client.namespace, clock=clock) for _ in range(2))
+    key = a.key("wecom", "ww1:1000002")
+    assert a.get(key, fetch) == "t0" and b.get(key, fetch) == "t0"
+    # Served from each process's own copy: Redis is not read again.
+    redis_client.delete(key)
+    assert a.get(key, fetch) == "t0" and b.get(key, fetch) == "t0"
+    assert fetched == ["t0"]
+
+    # A's call was refused: A drops its token and fetches; B still holds t0 until the upstream
+    # refuses it too, and then takes A's token from Redis instead of fetching another.
+    assert a.invalidate(key, "t0") is False  # Redis no longer had it
+    assert a.get(key, fetch) == "t1"
+    assert b.get(key, fetch) == "t0"
+    assert b.invalidate(key, "t0") is False  # the shared token is t1: kept
+    assert b.get(key, fetch) == "t1"
+    assert fetched == ["t0", "t1"]
+
+    # The copy goes stale with the shared entry's margin: both turn to Redis, one refresh.
+    clock.now += 7200 - 299
+    assert a.get(key, fetch) == "t2" and b.get(key, fetch) == "t2"
+    assert fetched == ["t0", "t1", "t2"]
+
+
 def test_waiter_gives_up_when_the_lock_holder_hangs():
     cache = TokenCache(lock_ttl=5, wait_timeout=0.2)
     key = cache.key("wechat", "wxapp")
