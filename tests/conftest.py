@@ -132,6 +132,21 @@ def redis_url(request: pytest.FixtureRequest, worker_id: str) -> str:
     return f"{base}/{int(number) - offset}"
 
 
+@pytest.fixture
+def redis_dispatcher(app: Any, redis_url: str, monkeypatch: Any) -> Any:
+    """The app hands jobs to RQ on this test's Redis database (emptied before and after), as
+    with REDIS_URL set; the client is returned for the test's own RQ workers and queues."""
+    import redis
+
+    from backend.platform.jobs import Dispatcher
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", Dispatcher(client, max_attempts=3))
+    yield client
+    client.flushdb()
+
+
 def make_test_config(database_url: str, sandbox_config: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     return {
         "DEALERLOOP_ENV": "test",

@@ -11,19 +11,6 @@ from backend.platform.jobs import OutboxJob
 from tests.leads.conftest import accident_body, submit
 
 
-@pytest.fixture
-def redis_dispatcher(app: Any, redis_url: str, monkeypatch: Any) -> Any:
-    import redis
-
-    from backend.platform.jobs import Dispatcher
-
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    monkeypatch.setitem(app.extensions, "dealerloop.jobs", Dispatcher(client, max_attempts=3))
-    yield client
-    client.flushdb()
-
-
 @pytest.mark.redis
 def test_accident_message_is_queued_high_and_sent_by_a_worker(
     app: Any, client: Any, db_session: Any, store: Any, owner: Any, sandbox_reset: Any, redis_dispatcher: Any

@@ -174,19 +174,6 @@ def test_bad_templates_are_refused(client: Any, world: Any, attachments: list) -
     assert (resp.status_code, resp.get_json()["code"]) == (422, "request.invalid")
 
 
-@pytest.fixture
-def redis_dispatcher(app: Any, redis_url: str, monkeypatch: Any) -> Any:
-    import redis
-
-    from backend.platform.jobs import Dispatcher
-
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    monkeypatch.setitem(app.extensions, "dealerloop.jobs", Dispatcher(client, max_attempts=3))
-    yield client
-    client.flushdb()
-
-
 @pytest.mark.redis
 def test_with_workers_the_ack_stores_one_row_and_a_pump_sends_the_welcome_at_once(
     client: Any, db_session: Any, world: Any, redis_dispatcher: Any
