@@ -57,4 +57,5 @@ def test_the_worker_command_runs_a_handed_over_job_and_exits(
         assert (row.status, row.attempts, row.last_error) == ("done", 1, None)
         assert row.finished_at is not None
         db.session.remove()
-    assert Queue("low", connection=redis_dispatcher, serializer=JSONSerializer).count == 0
+    # (The queues need not be empty now: the worker's relayer thread may have handed periodic
+    # jobs over after RQ found the queues empty and before the threads stopped.)
