@@ -9,6 +9,7 @@ from backend.notices import jobs as _notice_jobs  # noqa: F401
 from backend.offers import jobs as _offer_jobs  # noqa: F401
 from backend.packages import jobs as _package_jobs  # noqa: F401
 from backend.payments import jobs as _payment_jobs  # noqa: F401
+from backend.platform import retention as _retention  # noqa: F401
 from backend.points import jobs as _points_jobs  # noqa: F401
 from backend.touchpoints import jobs as _touchpoint_jobs  # noqa: F401
 from backend.wecom import jobs as _wecom_jobs  # noqa: F401

@@ -1,0 +1,74 @@
+"""Rows that only record the path of work, pruned once they can guard nothing any more.
+
+- Done rows of periodic jobs (`periodic:<job>:<slot>` in the outbox): one is written per job and
+  slot (a job every minute writes 1,440 a day), and a slot never comes back, so its row has
+  nothing left to deduplicate once it ran.
+- Idempotency records: a client retries a create within minutes; a replay is answered for
+  `IDEMPOTENCY_KEEP`, a week, after which the key is forgotten.
+
+Everything else is kept: an outbox dedup key may be the only guard against a second run
+(`payment:<order>:paid`, `points:<…>`), and WeCom raw events are referenced by the welcome
+messages and alerts they caused.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from backend.platform.db import utcnow
+from backend.platform.idempotency import IdempotencyRecord
+from backend.platform.jobs import OutboxJob, job, periodic
+
+PERIODIC_JOBS_KEEP = timedelta(days=7)
+IDEMPOTENCY_KEEP = timedelta(days=7)
+BATCH = 5000  # rows per table and run: short deletes; a backlog drains over the hourly runs
+
+
+def prune_periodic_jobs(session: Session, finished_before: datetime, limit: int = BATCH) -> int:
+    """Delete up to `limit` done periodic-job rows that finished before `finished_before`."""
+    ids = session.scalars(
+        select(OutboxJob.id)
+        .where(
+            OutboxJob.dedup_key.like("periodic:%"),
+            OutboxJob.status == "done",
+            OutboxJob.finished_at < finished_before,
+        )
+        .order_by(OutboxJob.id)
+        .limit(limit)
+    ).all()
+    if ids:
+        session.execute(delete(OutboxJob).where(OutboxJob.id.in_(ids)))
+    return len(ids)
+
+
+def prune_idempotency_records(session: Session, created_before: datetime, limit: int = BATCH) -> int:
+    """Delete up to `limit` of the oldest idempotency records created before `created_before`.
+
+    Ids grow with time, so the oldest are found by walking the primary key (the table has no
+    index on `created_at`), stopping at the first record that is still kept."""
+    ids = []
+    rows = session.execute(
+        select(IdempotencyRecord.id, IdempotencyRecord.created_at).order_by(IdempotencyRecord.id).limit(limit)
+    )
+    for record_id, created_at in rows:
+        if created_at >= created_before:
+            break
+        ids.append(record_id)
+    if ids:
+        session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(ids)))
+    return len(ids)
+
+
+@job("platform.prune", queue="low")
+def prune_job(session: Session, slot: int | None = None) -> dict[str, int]:
+    now = utcnow()
+    return {
+        "periodic_jobs": prune_periodic_jobs(session, now - PERIODIC_JOBS_KEEP),
+        "idempotency_records": prune_idempotency_records(session, now - IDEMPOTENCY_KEEP),
+    }
+
+
+periodic("platform.prune", every_seconds=3600)
