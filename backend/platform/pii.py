@@ -53,3 +53,12 @@ class PhoneVault:
 
     def blind_index(self, phone: str) -> str:
         return hmac.new(self._index_key, normalize_phone(phone).encode(), hashlib.sha256).hexdigest()
+
+    def noted(self, typed: str) -> tuple[str, str | None]:
+        """A number as somebody typed it (an advisor's note): a mainland mobile normalised, with
+        its blind index; anything else (a landline, a Hong Kong number) as typed, without one."""
+        try:
+            number = normalize_phone(typed)
+        except PhoneInvalid:
+            return typed, None
+        return number, self.blind_index(number)

@@ -21,7 +21,7 @@ from backend.org.models import ADVISOR_ROLES, Role, Staff, StaffRole, StaffStatu
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import register_messages
 from backend.platform.jobs import enqueue
-from backend.platform.pii import PhoneInvalid, PhoneVault, normalize_phone
+from backend.platform.pii import PhoneVault
 from backend.platform.ports import UpstreamError, WeComGateway
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
@@ -304,17 +304,11 @@ def set_friend_mobiles(session: Session, friend: WeComFriend, mobiles: list[str]
     encrypted. Mainland mobiles are kept normalised, with their blind index; anything else an
     advisor typed (a landline, a Hong Kong number) is kept as typed, without one. Runs under the
     relation's row lock (`lock_friend`), so two events never write the same set at once."""
-    wanted: dict[str, str | None] = {}
+    wanted: dict[str, str | None] = {}  # number -> blind index, each number once
     for raw in mobiles:
-        typed = str(raw or "").strip()[:64]
-        if not typed:
-            continue
-        try:
-            number = normalize_phone(typed)
-        except PhoneInvalid:
-            wanted.setdefault(typed, None)
-        else:
-            wanted.setdefault(number, phone_vault.blind_index(number))
+        if typed := str(raw or "").strip()[:64]:
+            number, index = phone_vault.noted(typed)
+            wanted.setdefault(number, index)
     for row in session.scalars(select(WeComFriendMobile).where(WeComFriendMobile.friend_id == friend.id)):
         number = phone_vault.decrypt(row.phone_encrypted)
         if number in wanted:

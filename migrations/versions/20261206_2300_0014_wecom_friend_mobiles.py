@@ -62,9 +62,9 @@ def upgrade() -> None:
     op.create_index(op.f("ix_wecom_friend_mobile_friend_id"), "wecom_friend_mobile", ["friend_id"], unique=False)
     op.create_index(op.f("ix_wecom_friend_mobile_phone_index"), "wecom_friend_mobile", ["phone_index"], unique=False)
 
-    # Self-contained (no ORM or service code, which later revisions may change): the same rules
-    # as backend.wecom.service.set_friend_mobiles — mainland mobiles normalised and indexed,
-    # anything else kept as typed, each number once per relation.
+    # No ORM or service code, which later revisions may change: the vault's rule for a noted
+    # number (mainland mobiles normalised and indexed, anything else as typed), once per relation,
+    # as backend.wecom.service.set_friend_mobiles applies it.
     bind = op.get_bind()
     noted = [
         (friend_id, _numbers(value))
@@ -72,8 +72,6 @@ def upgrade() -> None:
     ]
     noted = [(friend_id, numbers) for friend_id, numbers in noted if numbers]
     if noted:
-        from backend.platform.pii import PhoneInvalid, normalize_phone
-
         phone_vault = _vault()
         insert = sa.text(
             "INSERT INTO wecom_friend_mobile (friend_id, phone_encrypted, phone_index) VALUES (:friend, :enc, :idx)"
@@ -81,13 +79,8 @@ def upgrade() -> None:
         for friend_id, numbers in noted:
             wanted: dict[str, str | None] = {}
             for typed in numbers:
-                typed = typed.strip()[:64]
-                try:
-                    number = normalize_phone(typed)
-                except PhoneInvalid:
-                    wanted.setdefault(typed, None)
-                else:
-                    wanted.setdefault(number, phone_vault.blind_index(number))
+                number, index = phone_vault.noted(typed.strip()[:64])
+                wanted.setdefault(number, index)
             for number, index in wanted.items():
                 bind.execute(insert, {"friend": friend_id, "enc": phone_vault.encrypt(number), "idx": index})
     # A plain ALTER TABLE, on SQLite too: batch mode's table copy would drop `wecom_friend`, and
