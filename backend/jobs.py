@@ -14,3 +14,4 @@ from backend.points import jobs as _points_jobs  # noqa: F401
 from backend.touchpoints import jobs as _touchpoint_jobs  # noqa: F401
 from backend.wecom import jobs as _wecom_jobs  # noqa: F401
 from backend.wecom import ops_jobs as _wecom_ops_jobs  # noqa: F401
+from backend.wecom import retention as _wecom_retention  # noqa: F401

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from backend.platform.db import utcnow
 from backend.platform.idempotency import IdempotencyRecord
 from backend.platform.jobs import OutboxJob, registered_jobs
-from backend.platform.retention import prune_idempotency_records, prune_job, prune_periodic_jobs
+from backend.platform.retention import prune_done_jobs, prune_idempotency_records, prune_job
 
 
 def _job(session: Any, key: str, status: str, finished_days_ago: float | None) -> OutboxJob:
@@ -30,9 +30,9 @@ def test_only_done_periodic_rows_past_the_week_are_pruned(app_ctx: Any, db_sessi
         _job(db_session, "payment:77:paid", "done", 30),  # a business key guards a second run
     ]
     before = utcnow() - timedelta(days=7)
-    assert prune_periodic_jobs(db_session, before, limit=2) == 2  # a run deletes a batch at most
-    assert prune_periodic_jobs(db_session, before) == 1
-    assert prune_periodic_jobs(db_session, before) == 0
+    assert prune_done_jobs(db_session, "periodic:", before, limit=2) == 2  # a run deletes a batch at most
+    assert prune_done_jobs(db_session, "periodic:", before) == 1
+    assert prune_done_jobs(db_session, "periodic:", before) == 0
     left = set(db_session.scalars(select(OutboxJob.id)))
     assert not left & {r.id for r in pruned}
     assert {r.id for r in kept} <= left
@@ -61,4 +61,9 @@ def test_the_prune_job_is_registered_and_reports_what_it_removed(app_ctx: Any, d
         IdempotencyRecord(actor="member:2", key="old", request_hash="h", created_at=utcnow() - timedelta(days=8))
     )
     db_session.flush()
-    assert prune_job(db_session) == {"periodic_jobs": 1, "idempotency_records": 1}
+    assert prune_job(db_session) == {
+        "periodic_jobs": 1,
+        "idempotency_records": 1,
+        "wecom_intake_jobs": 0,  # the features' rules run in the same job (tests/wecom/test_retention.py)
+        "wecom_raw_events": 0,
+    }

@@ -5,14 +5,15 @@
   nothing left to deduplicate once it ran.
 - Idempotency records: a client retries a create within minutes; a replay is answered for
   `IDEMPOTENCY_KEEP`, a week, after which the key is forgotten.
+- What a feature registers with `register_pruner` (WeCom: backend/wecom/retention.py).
 
 Everything else is kept: an outbox dedup key may be the only guard against a second run
-(`payment:<order>:paid`, `points:<…>`), and WeCom raw events are referenced by the welcome
-messages and alerts they caused.
+(`payment:<order>:paid`, `points:<…>`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
@@ -27,12 +28,22 @@ IDEMPOTENCY_KEEP = timedelta(days=7)
 BATCH = 5000  # rows per table and run: short deletes; a backlog drains over the hourly runs
 
 
-def prune_periodic_jobs(session: Session, finished_before: datetime, limit: int = BATCH) -> int:
-    """Delete up to `limit` done periodic-job rows that finished before `finished_before`."""
+# name -> prune(session, now): deletes (or shrinks) a batch of a feature's rows, returns how many.
+Pruner = Callable[[Session, datetime], int]
+_PRUNERS: dict[str, Pruner] = {}
+
+
+def register_pruner(name: str, prune: Pruner) -> None:
+    _PRUNERS[name] = prune
+
+
+def prune_done_jobs(session: Session, key_prefix: str, finished_before: datetime, limit: int = BATCH) -> int:
+    """Delete up to `limit` done outbox rows whose dedup key starts with `key_prefix` and that
+    finished before `finished_before` (the caller knows that those keys guard nothing any more)."""
     ids = session.scalars(
         select(OutboxJob.id)
         .where(
-            OutboxJob.dedup_key.like("periodic:%"),
+            OutboxJob.dedup_key.startswith(key_prefix, autoescape=True),
             OutboxJob.status == "done",
             OutboxJob.finished_at < finished_before,
         )
@@ -66,8 +77,9 @@ def prune_idempotency_records(session: Session, created_before: datetime, limit:
 def prune_job(session: Session, slot: int | None = None) -> dict[str, int]:
     now = utcnow()
     return {
-        "periodic_jobs": prune_periodic_jobs(session, now - PERIODIC_JOBS_KEEP),
+        "periodic_jobs": prune_done_jobs(session, "periodic:", now - PERIODIC_JOBS_KEEP),
         "idempotency_records": prune_idempotency_records(session, now - IDEMPOTENCY_KEEP),
+        **{name: prune(session, now) for name, prune in sorted(_PRUNERS.items())},
     }
 
 

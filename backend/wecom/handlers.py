@@ -30,7 +30,7 @@ from backend.wecom.models import AlertKind, FriendStatus, RawEventStatus, WeComR
 log = logging.getLogger("dealerloop.wecom")
 
 RETRY_DELAYS = (5, 30, 120, 600)  # seconds before try 2, 3, 4, 5...
-FINAL = (RawEventStatus.PROCESSED, RawEventStatus.IGNORED, RawEventStatus.DEAD)
+FINAL = (RawEventStatus.PROCESSED, RawEventStatus.IGNORED, RawEventStatus.DEAD, RawEventStatus.PRUNED)
 
 
 def max_attempts() -> int:

@@ -37,6 +37,7 @@ class RawEventStatus(enum.StrEnum):
     PROCESSED = "processed"
     IGNORED = "ignored"  # an event type we do not handle (kept for inspection)
     DEAD = "dead"  # every try failed: waits for an admin (inspect, replay)
+    PRUNED = "pruned"  # processed long ago; its XML removed, kept for the welcome or alert it caused
 
 
 class FriendStatus(enum.StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import ValidationError, fields, validate, validates
 
 from backend.platform.api import OutputSchema, Schema
+from backend.wecom.models import RawEventStatus
 
 CHANNEL_KINDS = ("store", "advisor", "group", "campaign", "event", "poster")
 ATTACHMENT_TYPES = ("image", "link", "miniprogram", "file", "video")
@@ -16,7 +17,7 @@ class PageQuerySchema(Schema):
 
 
 class RawEventQuerySchema(PageQuerySchema):
-    status = fields.String(validate=validate.OneOf(["received", "retrying", "processed", "ignored", "dead"]))
+    status = fields.String(validate=validate.OneOf([s.value for s in RawEventStatus]))
 
 
 class ReplayInSchema(Schema):
