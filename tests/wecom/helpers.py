@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backend.platform.db import db
 from backend.platform.jobs import OutboxJob, relay
@@ -44,6 +44,12 @@ def live_server(app: Any) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def count_rows(session: Any, model: Any, *where: Any) -> int:
+    """Rows of `model` matching `where`, read afresh (other sessions may have written them)."""
+    session.expire_all()
+    return session.scalar(select(func.count()).select_from(model).where(*where))
 
 
 def upstream_calls(sandbox: Any, path: str) -> list[dict[str, Any]]:

@@ -9,12 +9,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from backend.platform.jobs import Dispatcher, OutboxJob
 from backend.touchpoints.models import Touchpoint
 from backend.wecom.models import FriendStatus, WeComAlert, WeComFriend, WeComRawEvent
 from tests.wecom.helpers import contact_xml, post_event, run_due_jobs
+from tests.wecom.helpers import count_rows as n
 
 ADVISOR = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
@@ -26,11 +27,6 @@ def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
     make_staff(tree.stores[0], "store_manager", userid="advisor.li")
     admin = make_staff(tree.group, "group_admin", userid="admin")
     return {"sandbox": sandbox_reset, "advisor": advisor, "admin": admin}
-
-
-def n(session: Any, model: Any, *where: Any) -> int:
-    session.expire_all()
-    return session.scalar(select(func.count()).select_from(model).where(*where))
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from backend.platform.db import utcnow
 from backend.platform.jobs import OutboxJob
@@ -16,7 +16,7 @@ from backend.platform.retention import prune_job
 from backend.touchpoints.models import Touchpoint
 from backend.wecom.models import FriendStatus, WeComAlert, WeComFriend, WeComRawEvent, WelcomeMessage
 from backend.wecom.retention import RAW_EVENT_KEEP, prune_raw_events
-from tests.wecom.helpers import contact_xml, post_event
+from tests.wecom.helpers import contact_xml, count_rows, post_event
 
 ADVISOR = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
@@ -24,15 +24,8 @@ CUSTOMER = "wmDemoCustomer001"
 
 @pytest.fixture
 def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
-    advisor = make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR)
-    make_staff(tree.stores[0], "store_manager", userid="advisor.li")
-    admin = make_staff(tree.group, "group_admin", userid="admin")
-    return {"sandbox": sandbox_reset, "advisor": advisor, "admin": admin}
-
-
-def _count(session: Any, model: Any, *where: Any) -> int:
-    session.expire_all()
-    return session.scalar(select(func.count()).select_from(model).where(*where))
+    make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR)
+    return {"sandbox": sandbox_reset, "admin": make_staff(tree.group, "group_admin", userid="admin")}
 
 
 def _age(session: Any, raw_ids: list[int], days: float) -> None:
@@ -70,7 +63,7 @@ def test_old_processed_events_are_deleted_or_emptied_and_nothing_else_changes(
     welcome = db_session.scalars(select(WelcomeMessage)).one()
     alert = db_session.scalars(select(WeComAlert)).one()
     assert (welcome.raw_event_id, alert.raw_event_id) == (add.id, lost.id)
-    touchpoints = _count(db_session, Touchpoint)
+    touchpoints = count_rows(db_session, Touchpoint)
 
     _age(db_session, [add.id, edit.id, lost.id, ignored.id], RAW_EVENT_KEEP.days + 1)  # the re-add is recent
     result = prune_job(db_session)
@@ -88,8 +81,8 @@ def test_old_processed_events_are_deleted_or_emptied_and_nothing_else_changes(
     # What the events did stays: the relation, its touchpoints, the welcome and the alert.
     friend = db_session.scalars(select(WeComFriend)).one()
     assert friend.status == FriendStatus.ACTIVE
-    assert _count(db_session, Touchpoint) == touchpoints
-    assert _count(db_session, WelcomeMessage) == 1 and _count(db_session, WeComAlert) == 1
+    assert count_rows(db_session, Touchpoint) == touchpoints
+    assert count_rows(db_session, WelcomeMessage) == 1 and count_rows(db_session, WeComAlert) == 1
 
     admin_h = staff_headers(world["admin"])
     page = client.get("/api/workbench/v1/wecom/events?status=pruned", headers=admin_h).get_json()
@@ -100,7 +93,7 @@ def test_old_processed_events_are_deleted_or_emptied_and_nothing_else_changes(
     assert prune_raw_events(db_session, utcnow() - RAW_EVENT_KEEP) == 0  # a second run finds nothing
     # A redelivery of a pruned event is still recognised by its dedup key and not applied again.
     assert post_event(client, sb, contact_xml(sb, "del_follow_user", ADVISOR, CUSTOMER, t + 2)).data == b"success"
-    assert _count(db_session, WeComRawEvent) == 4 and _count(db_session, WeComAlert) == 1
+    assert count_rows(db_session, WeComRawEvent) == 4 and count_rows(db_session, WeComAlert) == 1
 
 
 def test_a_run_takes_a_batch_and_stops_at_the_first_event_still_kept(client: Any, db_session: Any, world: Any) -> None:
