@@ -175,6 +175,58 @@ def test_bad_templates_are_refused(client: Any, world: Any, attachments: list) -
 
 
 @pytest.mark.redis
+def test_a_pump_holds_the_processing_back_until_the_burst_is_over(
+    client: Any, db_session: Any, world: Any, redis_dispatcher: Any
+) -> None:
+    """While a pump keeps finding events, it sends their welcomes and keeps their processing out
+    of RQ (it would take the CPU the next welcomes need); the first iteration that finds nothing
+    hands all of it over, and RQ applies every event."""
+    from rq import Queue, SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from backend.platform import intake, jobs
+
+    app = client.application
+    sb = world["sb"]
+    channel_with_template(client, db_session, world, [])
+
+    def add(ext: str) -> None:
+        sb.state.add_external_contact(ext, "车主", follow_userid=ZHANG, state="welcome-qr", add_way=1)
+        code = sb.state.issue_welcome_code(ZHANG, ext)
+        xml = contact_xml(
+            sb, "add_external_contact", ZHANG, ext, int(time.time()), State="welcome-qr", WelcomeCode=code
+        )
+        assert post_event(client, sb, xml).data == b"success"
+        db_session.close()  # the app contexts below remove the test's session when they pop
+
+    def processing() -> list[str]:
+        db_session.expire_all()
+        statuses = db_session.scalars(select(OutboxJob.status).where(OutboxJob.name == "wecom.process_event"))
+        return sorted(statuses)
+
+    default_queue = Queue("default", connection=redis_dispatcher, serializer=JSONSerializer)
+    held: list[int] = []
+    add("wmHold001")
+    assert intake.pump_once(app, "wecom", held) == 1
+    add("wmHold002")  # arrives while the pump is busy: the burst goes on
+    assert intake.pump_once(app, "wecom", held) == 1
+    assert len(sb.state.welcome_messages) == 2  # both welcomes out at once
+    assert processing() == ["pending", "pending"] and len(held) == 2
+    assert default_queue.job_ids == []
+    db_session.close()
+
+    assert intake.pump_once(app, "wecom", held) == 0  # nothing waits: the burst is over
+    assert processing() == ["enqueued", "enqueued"] and held == []
+    assert len(default_queue.job_ids) == 2
+    db_session.close()
+    jobs.set_worker_app(app)
+    SimpleWorker(list(jobs.QUEUES), connection=redis_dispatcher, serializer=JSONSerializer).work(burst=True)
+    db_session.expire_all()
+    assert sorted(db_session.scalars(select(WeComRawEvent.status))) == ["processed", "processed"]
+    assert processing() == ["done", "done"]
+
+
+@pytest.mark.redis
 def test_with_workers_the_ack_stores_one_row_and_a_pump_sends_the_welcome_at_once(
     client: Any, db_session: Any, world: Any, redis_dispatcher: Any
 ) -> None:
