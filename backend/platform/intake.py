@@ -86,20 +86,21 @@ def admit_now(app: Any, name: str, ids: list[int] | None, accepted_before: datet
             session.close()
 
 
-def run_admitted(app: Any, admission: Admission, held: list[int] | None = None) -> None:
+def run_admitted(app: Any, admission: Admission) -> None:
+    """Run an admission's urgent jobs (`run_urgent`), then hand its deferred jobs over."""
+    run_urgent(app, admission)
+    hand_over(app, admission.deferred_job_ids)
+
+
+def run_urgent(app: Any, admission: Admission) -> None:
     """Run an admission's urgent jobs now, together (`execute_batch`: a burst's welcomes in one
-    transaction, their WeCom calls side by side), then hand its deferred jobs over — or, given
-    `held`, add them to it for the caller to hand over later. A failure is recorded on the
-    job's row and the outbox retries it like any job."""
+    transaction, their WeCom calls side by side). A failure is recorded on the job's row and the
+    outbox retries it like any job."""
     from backend.platform.jobs import execute_batch
 
     urgent = admission.urgent_job_ids
     for start in range(0, len(urgent), URGENT_BATCH):
         execute_batch(urgent[start : start + URGENT_BATCH], app=app)
-    if held is not None:
-        held.extend(admission.deferred_job_ids)
-    elif admission.deferred_job_ids:
-        hand_over(app, admission.deferred_job_ids)
 
 
 def hand_over(app: Any, job_ids: list[int]) -> None:
@@ -134,8 +135,12 @@ def pump_once(app: Any, name: str, held: list[int] | None = None) -> int:
     jobs; returns how many rows were admitted. The other jobs are handed over at once, or,
     given `held` (the pump loop's), held back with it until an iteration admits nothing."""
     admission = admit_now(app, name, None)
-    run_admitted(app, admission, held)
-    if held and admission.events == 0:
+    run_urgent(app, admission)
+    if held is None:
+        hand_over(app, admission.deferred_job_ids)
+        return admission.events
+    held.extend(admission.deferred_job_ids)
+    if admission.events == 0 and held:
         hand_over(app, held)
         held.clear()
     return admission.events

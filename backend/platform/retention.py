@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session
 
 from backend.platform.db import utcnow
@@ -55,19 +55,26 @@ def prune_done_jobs(session: Session, key_prefix: str, finished_before: datetime
     return len(ids)
 
 
-def prune_idempotency_records(session: Session, created_before: datetime, limit: int = BATCH) -> int:
-    """Delete up to `limit` of the oldest idempotency records created before `created_before`.
-
-    Ids grow with time, so the oldest are found by walking the primary key (the table has no
-    index on `created_at`), stopping at the first record that is still kept."""
+def ids_until_kept(session: Session, rows: Select, before: datetime) -> list[int]:
+    """The ids of `rows` (id, time; in id order) up to the first whose time is missing or not
+    before `before`. Ids grow with time, so walking them finds the oldest rows without an index
+    on the time; one out of order (a late one) only waits for a later run."""
     ids = []
-    rows = session.execute(
-        select(IdempotencyRecord.id, IdempotencyRecord.created_at).order_by(IdempotencyRecord.id).limit(limit)
-    )
-    for record_id, created_at in rows:
-        if created_at >= created_before:
+    for row_id, at in session.execute(rows):
+        if at is None or at >= before:
             break
-        ids.append(record_id)
+        ids.append(row_id)
+    return ids
+
+
+def prune_idempotency_records(session: Session, created_before: datetime, limit: int = BATCH) -> int:
+    """Delete up to `limit` of the oldest idempotency records created before `created_before`
+    (the table has no index on `created_at`: `ids_until_kept`)."""
+    ids = ids_until_kept(
+        session,
+        select(IdempotencyRecord.id, IdempotencyRecord.created_at).order_by(IdempotencyRecord.id).limit(limit),
+        created_before,
+    )
     if ids:
         session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.id.in_(ids)))
     return len(ids)

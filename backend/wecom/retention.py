@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from backend.platform.retention import BATCH, prune_done_jobs, register_pruner
+from backend.platform.retention import BATCH, ids_until_kept, prune_done_jobs, register_pruner
 from backend.wecom.events import PROCESS_JOB, WELCOME_JOB
 from backend.wecom.models import RawEventStatus, WeComAlert, WeComRawEvent, WelcomeMessage
 
@@ -31,20 +31,16 @@ def prune_raw_events(session: Session, processed_before: datetime, limit: int = 
     """Delete, or empty and mark `pruned`, up to `limit` of the oldest processed raw events
     processed before `processed_before`; returns how many.
 
-    Walks the processed events by id on the (status, id) index and stops at the first one
-    still kept: ids follow arrival, and one processed late (after retries) only waits for a
-    later run."""
-    ids = []
-    rows = session.execute(
+    Walks the processed events by id on the (status, id) index (`ids_until_kept`): one processed
+    late, after retries, only waits for a later run."""
+    ids = ids_until_kept(
+        session,
         select(WeComRawEvent.id, WeComRawEvent.processed_at)
         .where(WeComRawEvent.status == RawEventStatus.PROCESSED)
         .order_by(WeComRawEvent.id)
-        .limit(limit)
+        .limit(limit),
+        processed_before,
     )
-    for raw_id, processed_at in rows:
-        if processed_at is None or processed_at >= processed_before:
-            break
-        ids.append(raw_id)
     if not ids:
         return 0
     referenced = set(session.scalars(select(WelcomeMessage.raw_event_id).where(WelcomeMessage.raw_event_id.in_(ids))))
