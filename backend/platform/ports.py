@@ -69,6 +69,10 @@ class WeComGateway(Protocol):
 
     def post(self, endpoint: str, data: dict[str, Any]) -> dict[str, Any]: ...
 
+    def upload_media(self, media_type: str, filename: str, content: bytes) -> dict[str, Any]:
+        """media/upload: a temporary media id (`media_id`, `created_at`), valid three days."""
+        ...
+
     def jsapi_signature(self, url: str, agent: bool = False) -> dict[str, Any]: ...
 
 

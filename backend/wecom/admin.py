@@ -4,6 +4,7 @@ templates and alerts follow their store (a group-wide one only for group admins)
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import date, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from backend.platform.audit import write_audit
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError
 from backend.platform.ports import UpstreamError
-from backend.wecom import handlers
+from backend.wecom import handlers, media
 from backend.wecom import service as svc
 from backend.wecom.models import (
     AlertKind,
@@ -28,6 +29,7 @@ from backend.wecom.models import (
     WeComChannel,
     WeComGroupChat,
     WeComGroupMember,
+    WeComMaterial,
     WeComRawEvent,
     WeComTag,
     WelcomeTemplate,
@@ -70,6 +72,7 @@ register_scope("wecom_raw_event", WeComRawEvent, _group_admin_only, "wecom.event
 register_scope("wecom_group_chat", WeComGroupChat, _chat_rule, "wecom.chat_not_found")
 register_scope("wecom_channel", WeComChannel, _by_store(WeComChannel), "wecom.channel_not_found")
 register_scope("wecom_template", WelcomeTemplate, _by_store(WelcomeTemplate), "wecom.template_not_found")
+register_scope("wecom_material", WeComMaterial, _by_store(WeComMaterial), "wecom.material_not_found")
 register_scope("wecom_alert", WeComAlert, _alert_rule, "wecom.event_not_found")
 
 
@@ -124,6 +127,7 @@ def replay_event(session: Session, actor: StaffActor, raw_event_id: int, reason:
 
 def create_template(session: Session, actor: StaffActor, data: dict[str, Any]) -> WelcomeTemplate:
     _check_store(actor, data.get("store_id"))
+    _check_materials(session, actor, data.get("store_id"), data.get("attachments") or [])
     template = WelcomeTemplate(**data)
     session.add(template)
     session.flush()
@@ -132,10 +136,77 @@ def create_template(session: Session, actor: StaffActor, data: dict[str, Any]) -
 
 def update_template(session: Session, actor: StaffActor, template_id: int, data: dict[str, Any]) -> WelcomeTemplate:
     template = get_scoped_or_404(session, actor, "wecom_template", template_id)
+    if "attachments" in data:
+        _check_materials(session, actor, template.store_id, data["attachments"])
     for key, value in data.items():
         setattr(template, key, value)
     session.flush()
     return template
+
+
+def _check_materials(session: Session, actor: StaffActor, store_id: int | None, attachments: list) -> None:
+    """Every material a template names exists within the actor's scope, is of the kind its
+    attachment needs and belongs to the template's store or to the whole group."""
+    for index, (material_id, kind) in enumerate(media.references(attachments)):
+        material = get_scoped_or_404(session, actor, "wecom_material", material_id)
+        if material.kind != kind:
+            raise AppError("wecom.material_kind", 422, errors={"attachments": {index: [f"needs a {kind} material"]}})
+        if material.store_id is not None and material.store_id != store_id:
+            raise AppError("wecom.material_store", 422, errors={"attachments": {index: ["material of another store"]}})
+
+
+# --- materials (素材) ------------------------------------------------------------------------
+
+
+def create_material(
+    session: Session,
+    actor: StaffActor,
+    *,
+    kind: str,
+    name: str,
+    content: bytes,
+    content_type: str | None,
+    store_id: int | None,
+) -> WeComMaterial:
+    """Keep an uploaded picture, video or file (checked against WeCom's sizes and formats);
+    its media ids are made when it is first needed (backend.wecom.media)."""
+    _check_store(actor, store_id)
+    if not media.MIN_SIZE <= len(content) <= media.MAX_SIZE[kind]:
+        limit = f"{media.MIN_SIZE} bytes to {media.MAX_SIZE[kind] // media.MB} MB for {kind}"
+        raise AppError("wecom.material_size", 422, errors={"file": [limit]})
+    sniffed = media.sniff(kind, content)
+    if sniffed is None:
+        raise AppError("wecom.material_format", 422, errors={"file": [f"{kind}: {media.FORMATS[kind]} only"]})
+    material = WeComMaterial(
+        kind=kind,
+        name=name[:128],
+        store_id=store_id,
+        content_type=(content_type or sniffed)[:100] if kind == "file" else sniffed,
+        size=len(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        content=content,
+    )
+    session.add(material)
+    session.flush()
+    write_audit(session, actor, "wecom.material_created", "wecom_material", material.id, {"kind": kind, "name": name})
+    return material
+
+
+def delete_material(session: Session, actor: StaffActor, material_id: int) -> None:
+    """Refused while a template the actor could not see either still attaches it."""
+    material = get_scoped_or_404(session, actor, "wecom_material", material_id)
+    users = [
+        template_id
+        for template_id, attachments in session.execute(
+            select(WelcomeTemplate.id, WelcomeTemplate.attachments).order_by(WelcomeTemplate.id)
+        )
+        if material.id in {m for m, _ in media.references(attachments)}
+    ]
+    if users:
+        raise AppError("wecom.material_in_use", 409, errors={"templates": users})
+    write_audit(session, actor, "wecom.material_deleted", "wecom_material", material.id, {"name": material.name})
+    session.delete(material)
+    session.flush()
 
 
 # --- channels (contact ways) ---------------------------------------------------------------

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from backend.platform.intake import register_intake
 from backend.platform.jobs import job, periodic
-from backend.wecom import handlers, service, welcome
+from backend.wecom import handlers, media, service, welcome
 from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB, admit
 
 
@@ -51,5 +51,14 @@ def rebalance_channels(session: Session, slot: int = 0) -> None:
 
 
 periodic("wecom.rebalance_channels", 600)
+
+
+@job(media.REFRESH_JOB, queue="low")
+def refresh_media(session: Session, slot: int = 0) -> None:
+    """Renew the media ids of the materials that channels' welcome templates attach."""
+    media.refresh(session)
+
+
+periodic(media.REFRESH_JOB, 3600)
 
 WECOM_INTAKE = register_intake("wecom", admit)

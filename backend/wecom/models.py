@@ -10,6 +10,9 @@
   like every phone at rest;
 - `wecom_tag`: the corporate tag library;
 - `wecom_channel` / `wecom_welcome_template`: 「联系我」 contact ways and their welcome messages;
+- `wecom_material` / `wecom_media_upload`: pictures, videos and files for welcome messages (素材),
+  kept here because WeCom's media ids expire after three days, and their current media id per
+  corp;
 - `wecom_welcome_message`: what was sent with which WelcomeCode (41051 kept, not retried);
 - `wecom_alert`: lost-customer and failed-handover alerts (one per event that raised it);
 - `wecom_app_message`: every WeCom app message sent to staff;
@@ -24,7 +27,8 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import VARBINARY, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import VARBINARY, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
@@ -104,8 +108,44 @@ class WelcomeTemplate(Base, TimestampMixin):
     # None: a group-wide template (group admins); otherwise the store it belongs to.
     store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True, default=None)
     text: Mapped[str] = mapped_column(Text, default="")
-    # The current `attachments` format: [{"msgtype": "image"|"link"|"miniprogram"|"file", ...}], <= 9.
+    # The current `attachments` format, <= 9: [{"msgtype": "image"|"link"|"miniprogram"|"video"|"file",
+    # <msgtype>: {...}}], where pictures, videos and files are materials (`material_id`, for a
+    # mini-program card `pic_material_id`), resolved to fresh media ids when sent.
     attachments: Mapped[list] = mapped_column(default=list)
+
+
+class WeComMaterial(Base, TimestampMixin):
+    """A picture, video or file that welcome templates attach (素材). Templates refer to it by
+    id, never by a WeCom media id: those expire three days after their upload, so the file is
+    kept here and uploaded again before its media id does (backend.wecom.media)."""
+
+    __tablename__ = "wecom_material"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))  # the file name WeCom shows with a file
+    # None: group-wide (group admins, marketing); otherwise the store it belongs to.
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True, default=None)
+    kind: Mapped[str] = mapped_column(String(16))  # WeCom's media type: image | video | file
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int]
+    sha256: Mapped[str] = mapped_column(String(64))
+    # Deferred: lists and checks never load the file, only an upload does.
+    content: Mapped[bytes] = mapped_column(
+        LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), deferred=True
+    )
+
+
+class WeComMediaUpload(Base):
+    """A material's current media id in one corp (media ids are shared by a corp's apps)."""
+
+    __tablename__ = "wecom_media_upload"
+    __table_args__ = (UniqueConstraint("material_id", "corp_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    material_id: Mapped[int] = mapped_column(ForeignKey("wecom_material.id", ondelete="CASCADE"))
+    corp_id: Mapped[str] = mapped_column(String(64))
+    media_id: Mapped[str] = mapped_column(String(255))
+    uploaded_at: Mapped[datetime]  # WeCom's created_at: the three days run from here
 
 
 class WeComChannel(Base, TimestampMixin):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_smorest.fields import Upload
 from marshmallow import ValidationError, fields, validate, validates
 
 from backend.platform.api import OutputSchema, Schema
@@ -59,14 +60,46 @@ class RawEventPageSchema(OutputSchema):
     page_size = fields.Integer()
 
 
+# What each attachment must carry, by msgtype. Pictures, videos and files are materials
+# (POST /wecom/materials): a WeCom media id expires three days after its upload, so templates
+# never store one (backend.wecom.media).
+_ATTACHMENT_FIELDS = {
+    "link": ("title", "url"),
+    "miniprogram": ("title", "appid", "page", "pic_material_id"),
+    "video": ("material_id",),
+    "file": ("material_id",),
+}
+_MATERIAL_FIELDS = ("material_id", "pic_material_id")
+_MEDIA_ID_FIELDS = ("media_id", "pic_media_id")
+
+
+def _attachment_problem(item: object) -> str | None:
+    if not isinstance(item, dict) or item.get("msgtype") not in ATTACHMENT_TYPES:
+        return f"needs a msgtype in {ATTACHMENT_TYPES}"
+    body = item.get(item["msgtype"])
+    if not isinstance(body, dict):
+        return "carries an object named after its msgtype"
+    if any(name in body for name in _MEDIA_ID_FIELDS):
+        return "WeCom media ids expire after three days: upload the file as a material and give its material id"
+    for name in _MATERIAL_FIELDS:
+        if name in body and (not isinstance(body[name], int) or isinstance(body[name], bool) or body[name] < 1):
+            return f"{name} is a material's id"
+    if item["msgtype"] == "image":
+        if ("material_id" in body) == bool(body.get("pic_url")):
+            return "image needs a material_id or a pic_url"
+        if body.get("pic_url") and not str(body["pic_url"]).startswith(("https://", "http://")):
+            return "pic_url is an http(s) URL"
+        return None
+    missing = [name for name in _ATTACHMENT_FIELDS[item["msgtype"]] if not body.get(name)]
+    return f"{item['msgtype']} needs {', '.join(missing)}" if missing else None
+
+
 def _check_attachments(value: list) -> None:
     if len(value) > 9:
         raise ValidationError("at most 9 attachments")
-    for item in value:
-        if not isinstance(item, dict) or item.get("msgtype") not in ATTACHMENT_TYPES:
-            raise ValidationError(f"each attachment needs a msgtype in {ATTACHMENT_TYPES}")
-        if not isinstance(item.get(item["msgtype"]), dict):
-            raise ValidationError("each attachment carries an object named after its msgtype")
+    problems = {i: [problem] for i, item in enumerate(value) if (problem := _attachment_problem(item))}
+    if problems:
+        raise ValidationError(problems)
 
 
 class TemplateInSchema(Schema):
@@ -96,6 +129,27 @@ class TemplateSchema(OutputSchema):
     store_id = fields.Integer(allow_none=True)
     text = fields.String()
     attachments = fields.List(fields.Dict())
+
+
+class MaterialFormSchema(Schema):
+    kind = fields.String(required=True, validate=validate.OneOf(("image", "video", "file")))
+    name = fields.String(validate=validate.Length(min=1, max=128))
+    store_id = fields.Integer(allow_none=True, load_default=None)
+
+
+class MaterialFileSchema(Schema):
+    file = Upload(required=True)
+
+
+class MaterialSchema(OutputSchema):
+    id = fields.Integer()
+    name = fields.String()
+    store_id = fields.Integer(allow_none=True)
+    kind = fields.String()
+    content_type = fields.String()
+    size = fields.Integer()
+    sha256 = fields.String()
+    created_at = fields.DateTime()
 
 
 class ChannelInSchema(Schema):

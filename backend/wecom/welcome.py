@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from backend.platform.db import db, utcnow
 from backend.platform.ports import UpstreamError
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
+from backend.wecom import media
 from backend.wecom import service as svc
 from backend.wecom.events import parse_event
 from backend.wecom.models import RawEventStatus, WeComChannel, WeComRawEvent, WelcomeMessage, WelcomeTemplate
@@ -34,6 +35,7 @@ from backend.wecom.models import RawEventStatus, WeComChannel, WeComRawEvent, We
 log = logging.getLogger("dealerloop.wecom.welcome")
 
 ALREADY_SENT = 41051
+INVALID_MEDIA = 40007
 VARIABLES = ("customer_name", "advisor_name", "store_name")
 SEND_THREADS = 8  # a batch's WeCom calls in flight at once (each mostly waits on WeCom)
 
@@ -56,6 +58,8 @@ class _Welcome:
     state: str
     template: WelcomeTemplate | None = None
     gateway: Any = None  # the event's WeCom app, chosen before the send threads (app context)
+    attachments: list = field(default_factory=list)  # the template's, with fresh media ids
+    media_refused: list[int] = field(default_factory=list)  # materials whose ids WeCom refused (40007)
     advisor_name: str = ""
     store_name: str = ""
     status: str = "no_template"
@@ -153,7 +157,26 @@ def _prepare(session: Session, raws: list[WeComRawEvent]) -> list[_Welcome]:
             except LookupError as exc:  # the app was removed from the settings: retried, then dead
                 w.error = exc
         w.advisor_name, w.store_name = names.get((w.raw.corp_id, w.userid), ("", ""))
+    _attach_media(session, [w for w in welcomes if w.gateway is not None and w.error is None])
     return welcomes
+
+
+def _attach_media(session: Session, welcomes: list[_Welcome]) -> None:
+    """Each welcome's attachments with media ids of its corp, uploading the materials that have
+    none fresh enough (normally the hourly refresh has). If an upload fails, the welcomes go
+    out without that attachment: the code lives 20 s, a welcome without its picture beats none."""
+    by_corp: dict[str, list[_Welcome]] = {}
+    for w in welcomes:
+        by_corp.setdefault(w.raw.corp_id, []).append(w)
+    for batch in by_corp.values():
+        wanted = {m for w in batch for m, _ in media.references(w.template.attachments if w.template else [])}
+        try:
+            ids = media.media_ids(session, batch[0].gateway, wanted)
+        except UpstreamError:
+            log.warning("materials %s not uploaded; welcomes go without them", sorted(wanted), exc_info=True)
+            ids = {}
+        for w in batch:
+            w.attachments = media.with_media(w.template.attachments if w.template else [], ids)
 
 
 def _deliver(w: _Welcome) -> None:
@@ -174,8 +197,8 @@ def _deliver(w: _Welcome) -> None:
         payload: dict[str, Any] = {"welcome_code": w.code}
         if w.template.text:
             payload["text"] = {"content": render(w.template.text, values)}
-        if w.template.attachments:
-            payload["attachments"] = w.template.attachments
+        if w.attachments:
+            payload["attachments"] = w.attachments
         w.payload = payload
         try:
             gateway.post("externalcontact/send_welcome_msg", payload)
@@ -183,11 +206,29 @@ def _deliver(w: _Welcome) -> None:
             if exc.reason == "rejected" and exc.errcode == ALREADY_SENT:
                 w.status, w.errcode = "already_sent", ALREADY_SENT
                 return
-            raise
+            if exc.reason == "rejected" and exc.errcode == INVALID_MEDIA and _without_media(w):
+                # WeCom refused a media id (expired early, deleted): the welcome goes once more
+                # without the materials, and their ids are forgotten (`_record`), so the next
+                # welcome uploads them again.
+                gateway.post("externalcontact/send_welcome_msg", w.payload)
+            else:
+                raise
         w.status = "sent"
         w.latency_ms = int((utcnow() - w.raw.received_at).total_seconds() * 1000)
     except Exception as exc:  # noqa: BLE001 - handed back to the caller, which retries the event
         w.error = exc
+
+
+def _without_media(w: _Welcome) -> bool:
+    """Drop the attachments that carry media ids from the welcome's payload; False if it had
+    none, or if nothing would be left to send."""
+    assert w.payload is not None and w.template is not None
+    w.media_refused = [m for m, _ in media.references(w.template.attachments)]
+    kept = [a for a in w.attachments if not media.carries_media(a)]
+    if len(kept) == len(w.attachments) or (not kept and "text" not in w.payload):
+        return False
+    w.payload = {k: v for k, v in w.payload.items() if k != "attachments"} | ({"attachments": kept} if kept else {})
+    return True
 
 
 def _outcome_row(w: _Welcome, at: datetime) -> dict[str, Any]:
@@ -226,6 +267,9 @@ def _record(session: Session, welcomes: list[_Welcome], recorded: list[WeComRawE
     event was processed first, the processing if the welcome was recorded first. One that
     cannot be settled here is logged and left unlinked; the batch goes on."""
     done = [w for w in welcomes if w.error is None]
+    for w in welcomes:
+        if w.media_refused:
+            media.forget(session, w.raw.corp_id, w.media_refused)
     if not done and not recorded:
         return
     events = {w.raw.id: w.raw for w in done} | {raw.id: raw for raw in recorded}

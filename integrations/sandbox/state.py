@@ -132,6 +132,7 @@ class SandboxState:
         self.tag_groups: dict[str, dict[str, Any]] = {}
         self.contact_ways: dict[str, dict[str, Any]] = {}
         self.welcome_messages: list[dict[str, Any]] = []
+        self.media: dict[str, dict[str, Any]] = {}  # media_id -> {"type", "created_at", "filename", "size"}
         self.app_messages: list[dict[str, Any]] = []
         self.behavior: dict[tuple[str, int], dict[str, Any]] = {}
         self.transfers: dict[tuple[str, str, str], dict[str, Any]] = {}
@@ -462,6 +463,22 @@ class SandboxState:
 
     def consume_welcome_code(self, code: str | None) -> tuple[str, dict[str, Any] | None]:
         return self._consume(self.welcome_codes, code)
+
+    MEDIA_TTL = 3 * 86400  # a temporary media_id (media/upload) is valid for three days
+
+    def store_media(self, media_type: str, filename: str, size: int) -> tuple[str, int]:
+        """media/upload: a new temporary media id and its created_at."""
+        with self.lock:
+            media_id = f"3{secrets.token_urlsafe(30)}"
+            created_at = int(self.now())
+            self.media[media_id] = {"type": media_type, "created_at": created_at, "filename": filename, "size": size}
+            return media_id, created_at
+
+    def media_valid(self, media_id: Any, media_type: str) -> bool:
+        """A media id WeCom still accepts: issued here, of this type, younger than three days."""
+        with self.lock:
+            item = self.media.get(media_id) if isinstance(media_id, str) else None
+            return item is not None and item["type"] == media_type and self.now() - item["created_at"] < self.MEDIA_TTL
 
     def set_jsapi_ticket(self, ticket: str, *, agent: bool = False) -> None:
         """Force the ticket the sandbox issues (to check a signature against a known example)."""

@@ -95,6 +95,10 @@ class WeComClient:
         path = self._endpoint(endpoint)
         return self.caller.call(lambda: self.sdk.post(path, data=data))
 
+    def upload_media(self, media_type: str, filename: str, content: bytes) -> dict[str, Any]:
+        # wechatpy's media.upload posts the file as multipart field `media`, `type` in the query.
+        return self.caller.call(lambda: self.sdk.media.upload(media_type, (filename, content)))
+
     def get_user_info(self, code: str) -> WeComUser:
         result = self.get("auth/getuserinfo", {"code": code})
         if result.get("userid"):

@@ -83,13 +83,37 @@ def run_due_jobs(app: Any, rounds: int = 10) -> None:
 
 def foreign_wecom_ids(session: Any, store: Any) -> dict[str, int]:
     """Out-of-scope objects for tests/test_scope_enumeration.py (a store manager elsewhere)."""
-    from backend.wecom.models import WeComChannel, WeComRawEvent, WelcomeTemplate
+    from backend.wecom.models import WeComChannel, WeComMaterial, WeComRawEvent, WelcomeTemplate
 
     raw = WeComRawEvent(corp_id="c", dedup_hash="f" * 64, dedup_key="k", event="e", xml="<xml/>", status="dead")
     template = WelcomeTemplate(name="t", store_id=store.id, text="hi")
-    session.add_all([raw, template])
+    material = WeComMaterial(
+        name="m.png", store_id=store.id, kind="image", content_type="image/png", size=5, sha256="0" * 64, content=b"x"
+    )
+    session.add_all([raw, template, material])
     session.flush()
     channel = WeComChannel(corp_id="c", name="c", kind="store", state="foreign", store_id=store.id, userids=["u"])
     session.add(channel)
     session.flush()
-    return {"raw_event_id": raw.id, "template_id": template.id, "channel_id": channel.id}
+    return {"raw_event_id": raw.id, "template_id": template.id, "channel_id": channel.id, "material_id": material.id}
+
+
+MATERIALS = "/api/workbench/v1/wecom/materials"
+# The smallest bytes each kind's check accepts: a PNG signature, an MP4 `ftyp` box, any file.
+SAMPLE = {
+    "image": b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
+    "video": b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64,
+    "file": "保养手册".encode() * 8,
+}
+
+
+def upload_material(client: Any, headers: dict[str, str], kind: str, store_id: int | None, **extra: Any) -> Any:
+    """POST a material as multipart/form-data (the sample bytes of its kind unless `content`)."""
+    from io import BytesIO
+
+    content = extra.pop("content", SAMPLE[kind])
+    form: dict[str, Any] = {"kind": kind, "file": (BytesIO(content), extra.pop("filename", f"sample.{kind}"))}
+    if store_id is not None:
+        form["store_id"] = str(store_id)
+    form.update(extra)
+    return client.post(MATERIALS, headers=headers, data=form, content_type="multipart/form-data")

@@ -14,20 +14,25 @@ from sqlalchemy import select
 
 from backend.platform.jobs import OutboxJob
 from backend.wecom.models import WeComChannel, WeComRawEvent, WelcomeMessage
-from tests.wecom.helpers import contact_xml, post_event, run_due_jobs
+from tests.wecom.helpers import contact_xml, post_event, run_due_jobs, upload_material
 
 ZHANG = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
 TEMPLATES = "/api/workbench/v1/wecom/welcome-templates"
 
-NINE = [
-    {"msgtype": "image", "image": {"media_id": "MEDIA_ID_1"}},
-    {"msgtype": "link", "link": {"title": "保养预约", "picurl": "https://e.x/p.png", "url": "https://e.x/b"}},
-    {"msgtype": "miniprogram", "miniprogram": {"title": "车主", "pic_media_id": "M2", "appid": "wx1", "page": "/p"}},
-    {"msgtype": "file", "file": {"media_id": "MEDIA_ID_3"}},
-    {"msgtype": "video", "video": {"media_id": "MEDIA_ID_4"}},
-    *({"msgtype": "link", "link": {"title": f"车型{i}", "url": f"https://e.x/{i}"}} for i in range(4)),
-]
+def nine(materials: dict[str, int]) -> list[dict[str, Any]]:
+    """Nine attachments of every kind; pictures, videos and files are materials."""
+    return [
+        {"msgtype": "image", "image": {"material_id": materials["image"]}},
+        {"msgtype": "link", "link": {"title": "保养预约", "picurl": "https://e.x/p.png", "url": "https://e.x/b"}},
+        {
+            "msgtype": "miniprogram",
+            "miniprogram": {"title": "车主", "pic_material_id": materials["image"], "appid": "wx1", "page": "/p"},
+        },
+        {"msgtype": "file", "file": {"material_id": materials["file"]}},
+        {"msgtype": "video", "video": {"material_id": materials["video"]}},
+        *({"msgtype": "link", "link": {"title": f"车型{i}", "url": f"https://e.x/{i}"}} for i in range(4)),
+    ]
 
 
 @pytest.fixture
@@ -35,6 +40,16 @@ def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) ->
     zhang = make_staff(tree.stores[0], "sales_advisor", userid=ZHANG, name="张顾问")
     manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
     return {"sb": sandbox_reset, "tree": tree, "zhang": zhang, "h": staff_headers(manager)}
+
+
+@pytest.fixture
+def materials(client: Any, world: Any) -> dict[str, int]:
+    ids = {}
+    for kind in ("image", "video", "file"):
+        resp = upload_material(client, world["h"], kind, world["tree"].stores[0].id)
+        assert resp.status_code == 201, resp.get_json()
+        ids[kind] = resp.get_json()["id"]
+    return ids
 
 
 def channel_with_template(client: Any, db_session: Any, world: Any, attachments: list[dict]) -> int:
@@ -118,9 +133,11 @@ def batch_inside_a_slow_send(app: Any, sb: Any, welcome_job: int) -> tuple[threa
     return sender, done
 
 
-def test_welcome_with_variables_and_nine_attachments_on_the_fast_path(client: Any, db_session: Any, world: Any) -> None:
+def test_welcome_with_variables_and_nine_attachments_on_the_fast_path(
+    client: Any, db_session: Any, world: Any, materials: dict[str, int]
+) -> None:
     sb = world["sb"]
-    template_id = channel_with_template(client, db_session, world, NINE)
+    template_id = channel_with_template(client, db_session, world, nine(materials))
     resp, code = add_with_code(client, sb)
     assert resp.data == b"success"
 
@@ -128,10 +145,19 @@ def test_welcome_with_variables_and_nine_attachments_on_the_fast_path(client: An
     assert len(sent) == 1
     assert sent[0]["welcome_code"] == code
     assert sent[0]["text"]["content"] == "陈先生您好！我是门店0-0的张顾问，{unknown}保持原样"
-    assert sent[0]["attachments"] == NINE
+    # Each material went to WeCom once (the picture serves the image and the card) and is sent
+    # by the media id WeCom gave it; the links as written.
+    uploads = {sb.state.media[m]["type"]: m for m in sb.state.media}
+    assert sorted(uploads) == ["file", "image", "video"]
+    expected = nine(materials)
+    expected[0]["image"] = {"media_id": uploads["image"]}
+    expected[2]["miniprogram"] = {"title": "车主", "appid": "wx1", "page": "/p", "pic_media_id": uploads["image"]}
+    expected[3]["file"] = {"media_id": uploads["file"]}
+    expected[4]["video"] = {"media_id": uploads["video"]}
+    assert sent[0]["attachments"] == expected
     row = db_session.scalars(select(WelcomeMessage)).one()
     assert (row.status, row.template_id, row.errcode) == ("sent", template_id, None)
-    assert row.payload["attachments"] == NINE and "welcome_code" not in row.payload
+    assert row.payload["attachments"] == expected and "welcome_code" not in row.payload
     # callback received -> WeCom answered send_welcome_msg, well inside the 20 s window
     assert row.latency_ms is not None and 0 <= row.latency_ms < 20000
     jobs = db_session.scalars(select(OutboxJob).order_by(OutboxJob.id)).all()
@@ -140,9 +166,11 @@ def test_welcome_with_variables_and_nine_attachments_on_the_fast_path(client: An
     assert (process.name, process.queue) == ("wecom.process_event", "default")
 
 
-def test_welcome_is_sent_even_when_the_events_processing_fails(client: Any, db_session: Any, world: Any) -> None:
+def test_welcome_is_sent_even_when_the_events_processing_fails(
+    client: Any, db_session: Any, world: Any, materials: dict[str, int]
+) -> None:
     sb = world["sb"]
-    channel_with_template(client, db_session, world, NINE[:1])
+    channel_with_template(client, db_session, world, nine(materials)[:1])
     sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/get", count=2)
     resp, _ = add_with_code(client, sb)
     assert resp.data == b"success"
@@ -159,10 +187,20 @@ def test_welcome_is_sent_even_when_the_events_processing_fails(client: Any, db_s
 @pytest.mark.parametrize(
     "attachments",
     [
-        NINE + [{"msgtype": "image", "image": {"media_id": "TEN"}}],  # WeCom takes at most 9
-        [{"msgtype": "voice", "voice": {"media_id": "x"}}],
+        nine({"image": 1, "video": 2, "file": 3}) + [{"msgtype": "image", "image": {"material_id": 1}}],  # at most 9
+        [{"msgtype": "voice", "voice": {"material_id": 1}}],
         [{"msgtype": "image"}],
-        [{"msgtype": "link", "image": {"media_id": "x"}}],
+        [{"msgtype": "image", "image": {}}],
+        [{"msgtype": "link", "image": {"material_id": 1}}],
+        [{"msgtype": "link", "link": {"title": "no url"}}],
+        [{"msgtype": "image", "image": {"material_id": 1, "pic_url": "https://e.x/p.png"}}],
+        [{"msgtype": "image", "image": {"pic_url": "javascript:alert(1)"}}],
+        [{"msgtype": "image", "image": {"material_id": "1"}}],
+        [{"msgtype": "file", "file": {}}],
+        [{"msgtype": "miniprogram", "miniprogram": {"title": "t", "appid": "wx1", "page": "/p"}}],
+        # a WeCom media id expires after three days: a template never stores one
+        [{"msgtype": "image", "image": {"media_id": "MEDIA_ID_1"}}],
+        [{"msgtype": "miniprogram", "miniprogram": {"title": "t", "appid": "a", "page": "/p", "pic_media_id": "M"}}],
     ],
 )
 def test_bad_templates_are_refused(client: Any, world: Any, attachments: list) -> None:

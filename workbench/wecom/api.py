@@ -1,18 +1,23 @@
 """Workbench API of the wecom feature (/api/workbench/v1/wecom/...): dead-lettered callback
 events (list, inspect, replay), channels (「联系我」 contact ways) and their daily statistics,
-welcome templates, the tag library, marking a customer's tags and the lost-customer list."""
+welcome templates and their materials (素材), the tag library, marking a customer's tags and the lost-customer list."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
+
+from flask import request
+from sqlalchemy import select
 
 from backend.org.scope import get_scoped_or_404, scope_query
 from backend.platform.api import Blueprint, current_staff, role_required, scoped
 from backend.platform.db import db
 from backend.platform.jobs import enqueue
-from backend.wecom import admin
+from backend.wecom import admin, media
 from backend.wecom import service as svc
-from backend.wecom.models import WeComChannel, WelcomeTemplate
+from backend.wecom.models import WeComChannel, WeComMaterial, WelcomeTemplate
 from backend.wecom.schemas import (
     AcceptedSchema,
     ChannelInSchema,
@@ -24,6 +29,9 @@ from backend.wecom.schemas import (
     GroupChatQuerySchema,
     LostCustomerPageSchema,
     MarkTagsInSchema,
+    MaterialFileSchema,
+    MaterialFormSchema,
+    MaterialSchema,
     MarkTagsSchema,
     PageQuerySchema,
     RawEventDetailSchema,
@@ -92,6 +100,65 @@ def create_template(data: dict[str, Any]) -> Any:
 @blp.response(200, TemplateSchema)
 def update_template(data: dict[str, Any], template_id: int) -> Any:
     return admin.update_template(db.session(), current_staff(), template_id, data)
+
+
+def _material_body(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A material upload may be larger than the app's usual request limit (MAX_CONTENT_LENGTH)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        request.max_content_length = max(media.MAX_SIZE.values()) + 64 * 1024  # the form around the file
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@blp.route("/wecom/materials")
+@scoped("wecom_material")
+@blp.response(200, MaterialSchema(many=True))
+def list_materials() -> Any:
+    """Pictures, videos and files for welcome templates (without their content)."""
+    stmt = scope_query(select(WeComMaterial), current_staff(), "wecom_material")
+    return db.session().scalars(stmt.order_by(WeComMaterial.id)).all()
+
+
+@blp.route("/wecom/materials", methods=["POST"])
+@scoped("wecom_material")
+@role_required(*CONFIG_ROLES)
+@_material_body
+@blp.arguments(MaterialFormSchema, location="form")
+@blp.arguments(MaterialFileSchema, location="files")
+@blp.response(201, MaterialSchema)
+def create_material(form: dict[str, Any], files: dict[str, Any]) -> Any:
+    """Upload a picture (JPG/PNG), video (MP4) or file, up to 10 MB, as multipart/form-data.
+    Templates attach it by id; dealerloop keeps its WeCom media id fresh (they expire after
+    three days)."""
+    upload = files["file"]
+    return admin.create_material(
+        db.session(),
+        current_staff(),
+        kind=form["kind"],
+        name=form.get("name") or upload.filename or form["kind"],
+        content=upload.read(),
+        content_type=upload.mimetype or None,
+        store_id=form.get("store_id"),
+    )
+
+
+@blp.route("/wecom/materials/<int:material_id>", methods=["GET"])
+@scoped("wecom_material")
+@blp.response(200, MaterialSchema)
+def get_material(material_id: int) -> Any:
+    return get_scoped_or_404(db.session(), current_staff(), "wecom_material", material_id)
+
+
+@blp.route("/wecom/materials/<int:material_id>", methods=["DELETE"])
+@scoped("wecom_material")
+@role_required(*CONFIG_ROLES)
+@blp.response(204)
+def delete_material(material_id: int) -> None:
+    """Refused (409) while a welcome template attaches it."""
+    admin.delete_material(db.session(), current_staff(), material_id)
 
 
 @blp.route("/wecom/channels")

@@ -1,0 +1,208 @@
+"""Materials (素材) for welcome messages, and their WeCom media ids.
+
+A picture, video or file in a WeCom message travels as a media id from `media/upload`, and that
+id is valid for three days. A template that stored one broke three days later: WeCom refuses
+the whole welcome (40007), text included. So templates refer to materials by their id here
+(`material_id`, and `pic_material_id` for a mini-program card's picture), the file is kept in
+the database, and its media id per corp (a corp's apps share media ids) is renewed:
+
+- by the hourly `wecom.refresh_media` job, for every material a channel's template uses, once
+  its media id is older than REFRESH_AFTER — so a welcome normally finds one ready;
+- at send time (`media_ids`), for one that is missing or would expire within SEND_MARGIN: an
+  upload then, before the message goes out;
+- after WeCom refused a media id anyway (40007: `forget`), the next send uploads again.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from backend.platform.db import utcnow
+from backend.platform.ports import UpstreamError, WeComGateway
+from backend.platform.upsert import upsert
+from backend.wecom.models import WeComChannel, WeComMaterial, WeComMediaUpload, WelcomeTemplate
+
+log = logging.getLogger("dealerloop.wecom.media")
+
+REFRESH_JOB = "wecom.refresh_media"
+MEDIA_TTL = timedelta(days=3)  # WeCom: a temporary media id is valid for three days
+REFRESH_AFTER = timedelta(days=2)  # the hourly refresh uploads again once an id is this old
+SEND_MARGIN = timedelta(hours=1)  # at send time, an id that expires sooner than this is renewed
+MB = 1024 * 1024
+# WeCom takes images and videos up to 10 MB and files up to 20 MB; the file is kept in one
+# database row, and MariaDB's default max_allowed_packet is 16 MB, so files stop at 10 MB too.
+MAX_SIZE = {"image": 10 * MB, "video": 10 * MB, "file": 10 * MB}
+MIN_SIZE = 5  # WeCom refuses anything smaller
+KINDS = tuple(MAX_SIZE)
+FORMATS = {"image": "JPG or PNG", "video": "MP4", "file": "any format"}
+# Where an attachment names its material, the kind that material must be, and the field of
+# WeCom's attachment that carries the media id instead.
+REFERENCES = {
+    "image": ("material_id", "image", "media_id"),
+    "video": ("material_id", "video", "media_id"),
+    "file": ("material_id", "file", "media_id"),
+    "miniprogram": ("pic_material_id", "image", "pic_media_id"),
+}
+
+
+def sniff(kind: str, content: bytes) -> str | None:
+    """The content type the bytes really are, for kinds WeCom restricts (images: JPG and PNG;
+    videos: MP4); None when they are not. Files may be anything."""
+    if kind == "image":
+        if content.startswith(b"\xff\xd8\xff"):
+            return "image/jpeg"
+        if content.startswith(b"\x89PNG\r\n\x1a\n"):
+            return "image/png"
+        return None
+    if kind == "video":
+        return "video/mp4" if content[4:8] == b"ftyp" else None
+    return "application/octet-stream"
+
+
+def references(attachments: Iterable[Any]) -> list[tuple[int, str]]:
+    """(material id, the kind it must be) of every attachment that names a material."""
+    found = []
+    for item in attachments or []:
+        if not isinstance(item, dict) or item.get("msgtype") not in REFERENCES:
+            continue
+        field, kind, _ = REFERENCES[item["msgtype"]]
+        body = item.get(item["msgtype"])
+        if isinstance(body, dict) and isinstance(body.get(field), int):
+            found.append((body[field], kind))
+    return found
+
+
+def upload(session: Session, gateway: WeComGateway, material: WeComMaterial) -> str:
+    """Upload the material to the gateway's corp and keep its new media id (an upsert: two
+    workers renewing the same material leave one row, the later id)."""
+    result = gateway.upload_media(material.kind, material.name, material.content)
+    try:
+        uploaded_at = datetime.fromtimestamp(int(result["created_at"]), UTC)
+    except (KeyError, TypeError, ValueError):
+        uploaded_at = utcnow()
+    media_id = str(result["media_id"])
+    values = {"material_id": material.id, "corp_id": gateway.corp_id, "media_id": media_id, "uploaded_at": uploaded_at}
+    upsert(
+        session,
+        WeComMediaUpload,
+        values,
+        ["material_id", "corp_id"],
+        lambda new: [("media_id", new.media_id), ("uploaded_at", new.uploaded_at)],
+    )
+    return media_id
+
+
+def media_ids(
+    session: Session, gateway: WeComGateway, material_ids: Iterable[int], now: datetime | None = None
+) -> dict[int, str]:
+    """A media id for each material in the gateway's corp that stays valid for SEND_MARGIN at
+    least, uploading those without one. Raises UpstreamError when an upload fails."""
+    wanted = set(material_ids)
+    if not wanted:
+        return {}
+    usable_after = (now or utcnow()) - (MEDIA_TTL - SEND_MARGIN)
+    current = {
+        row.material_id: row.media_id
+        for row in session.scalars(
+            select(WeComMediaUpload).where(
+                WeComMediaUpload.corp_id == gateway.corp_id,
+                WeComMediaUpload.material_id.in_(wanted),
+                WeComMediaUpload.uploaded_at > usable_after,
+            )
+        )
+    }
+    for material in session.scalars(select(WeComMaterial).where(WeComMaterial.id.in_(wanted - set(current)))):
+        current[material.id] = upload(session, gateway, material)
+    return current
+
+
+def with_media(attachments: list, media: dict[int, str]) -> list:
+    """The attachments as WeCom takes them: each material reference replaced by its media id.
+    An attachment whose material is gone (deleted since) is left out."""
+    out = []
+    for item in attachments:
+        ref = REFERENCES.get(item.get("msgtype")) if isinstance(item, dict) else None
+        body = item.get(item["msgtype"]) if ref else None
+        if not ref or not isinstance(body, dict) or ref[0] not in body:
+            out.append(item)
+            continue
+        field, _, media_field = ref
+        media_id = media.get(body[field])
+        if media_id is None:
+            continue
+        resolved = copy.deepcopy(item)
+        resolved[item["msgtype"]].pop(field)
+        resolved[item["msgtype"]][media_field] = media_id
+        out.append(resolved)
+    return out
+
+
+def carries_media(item: Any) -> bool:
+    """An attachment as sent that holds a media id (a picture by URL or a link does not)."""
+    ref = REFERENCES.get(item.get("msgtype")) if isinstance(item, dict) else None
+    body = item.get(item["msgtype"]) if ref else None
+    return isinstance(body, dict) and ref is not None and ref[2] in body
+
+
+def forget(session: Session, corp_id: str, material_ids: Iterable[int]) -> None:
+    """WeCom refused these media ids (40007): the next send uploads the materials again."""
+    ids = set(material_ids)
+    if ids:
+        session.execute(
+            delete(WeComMediaUpload).where(WeComMediaUpload.corp_id == corp_id, WeComMediaUpload.material_id.in_(ids))
+        )
+
+
+def refresh(session: Session, now: datetime | None = None) -> int:
+    """Upload again, in each corp, every material that a channel's welcome template uses and
+    whose media id is missing or older than REFRESH_AFTER. One failed upload is logged and left
+    to the next run (or to the send, which uploads a missing id itself). Returns the uploads."""
+    from backend.wecom.service import gateway_for
+
+    templates = {
+        t.id: t for t in session.scalars(select(WelcomeTemplate).where(WelcomeTemplate.id.in_(
+            select(WeComChannel.welcome_template_id).where(WeComChannel.active.is_(True))
+        )))
+    }
+    in_use: dict[str, set[int]] = {}
+    for corp_id, template_id in session.execute(
+        select(WeComChannel.corp_id, WeComChannel.welcome_template_id).where(
+            WeComChannel.active.is_(True), WeComChannel.welcome_template_id.is_not(None)
+        )
+    ):
+        template = templates.get(template_id)
+        if template is not None:
+            in_use.setdefault(corp_id, set()).update(m for m, _ in references(template.attachments))
+    renewed = 0
+    stale_before = (now or utcnow()) - REFRESH_AFTER
+    for corp_id, material_ids in sorted(in_use.items()):
+        fresh = set(
+            session.scalars(
+                select(WeComMediaUpload.material_id).where(
+                    WeComMediaUpload.corp_id == corp_id,
+                    WeComMediaUpload.material_id.in_(material_ids),
+                    WeComMediaUpload.uploaded_at > stale_before,
+                )
+            )
+        )
+        try:
+            gateway = gateway_for(corp_id)
+        except LookupError:
+            log.warning("materials of corp %s not renewed: no WeCom app configured for it", corp_id)
+            continue
+        for material in session.scalars(
+            select(WeComMaterial).where(WeComMaterial.id.in_(material_ids - fresh)).order_by(WeComMaterial.id)
+        ):
+            try:
+                upload(session, gateway, material)
+                renewed += 1
+            except UpstreamError:
+                log.warning("material %s not renewed in corp %s; the next run tries again", material.id, corp_id, exc_info=True)
+    return renewed
