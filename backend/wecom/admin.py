@@ -9,7 +9,7 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, false, func, select, true
+from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from backend.org.models import Staff
@@ -51,6 +51,15 @@ def _by_store(model: Any) -> Any:
     return rule
 
 
+def _material_rule(actor: StaffActor) -> ColumnElement[bool]:
+    """A store's materials, and the group's (brand pictures every store may attach)."""
+    if actor.scope.everything:
+        return true()
+    if actor.scope.own_customers_only:
+        return false()
+    return or_(WeComMaterial.store_id.is_(None), store_filter(actor, WeComMaterial.store_id))
+
+
 def _alert_rule(actor: StaffActor) -> ColumnElement[bool]:
     if actor.scope.everything:
         return true()
@@ -72,7 +81,7 @@ register_scope("wecom_raw_event", WeComRawEvent, _group_admin_only, "wecom.event
 register_scope("wecom_group_chat", WeComGroupChat, _chat_rule, "wecom.chat_not_found")
 register_scope("wecom_channel", WeComChannel, _by_store(WeComChannel), "wecom.channel_not_found")
 register_scope("wecom_template", WelcomeTemplate, _by_store(WelcomeTemplate), "wecom.template_not_found")
-register_scope("wecom_material", WeComMaterial, _by_store(WeComMaterial), "wecom.material_not_found")
+register_scope("wecom_material", WeComMaterial, _material_rule, "wecom.material_not_found")
 register_scope("wecom_alert", WeComAlert, _alert_rule, "wecom.event_not_found")
 
 
@@ -193,8 +202,10 @@ def create_material(
 
 
 def delete_material(session: Session, actor: StaffActor, material_id: int) -> None:
-    """Refused while a template the actor could not see either still attaches it."""
+    """Refused while a template (one the actor cannot see too) still attaches it; a group-wide
+    material is the group's to delete."""
     material = get_scoped_or_404(session, actor, "wecom_material", material_id)
+    _check_store(actor, material.store_id)
     users = [
         template_id
         for template_id, attachments in session.execute(

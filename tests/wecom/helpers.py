@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from io import BytesIO
 from contextlib import contextmanager
 from typing import Any
 
@@ -108,12 +109,21 @@ SAMPLE = {
 
 
 def upload_material(client: Any, headers: dict[str, str], kind: str, store_id: int | None, **extra: Any) -> Any:
-    """POST a material as multipart/form-data (the sample bytes of its kind unless `content`)."""
-    from io import BytesIO
+    """POST a material as multipart/form-data (the sample bytes of its kind unless `content`).
+    The body is encoded here, in memory: the test client would spool a large one to a temporary
+    file that it never closes."""
+    from werkzeug.datastructures import FileStorage
+    from werkzeug.test import encode_multipart
 
-    content = extra.pop("content", SAMPLE[kind])
-    form: dict[str, Any] = {"kind": kind, "file": (BytesIO(content), extra.pop("filename", f"sample.{kind}"))}
+    content = extra.pop("content", None) or SAMPLE[kind]
+    form: dict[str, Any] = {
+        "kind": kind,
+        "file": FileStorage(BytesIO(content), filename=extra.pop("filename", f"sample.{kind}")),
+    }
     if store_id is not None:
         form["store_id"] = str(store_id)
     form.update(extra)
-    return client.post(MATERIALS, headers=headers, data=form, content_type="multipart/form-data")
+    boundary, body = encode_multipart(form)
+    return client.post(
+        MATERIALS, headers=headers, data=body, content_type=f"multipart/form-data; boundary={boundary}"
+    )

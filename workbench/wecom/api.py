@@ -134,12 +134,16 @@ def create_material(form: dict[str, Any], files: dict[str, Any]) -> Any:
     Templates attach it by id; dealerloop keeps its WeCom media id fresh (they expire after
     three days)."""
     upload = files["file"]
+    try:
+        content = upload.read()
+    finally:
+        upload.close()  # a large one was spooled to a temporary file
     return admin.create_material(
         db.session(),
         current_staff(),
         kind=form["kind"],
         name=form.get("name") or upload.filename or form["kind"],
-        content=upload.read(),
+        content=content,
         content_type=upload.mimetype or None,
         store_id=form.get("store_id"),
     )
