@@ -167,9 +167,12 @@ def refresh(session: Session, now: datetime | None = None) -> int:
     from backend.wecom.service import gateway_for
 
     templates = {
-        t.id: t for t in session.scalars(select(WelcomeTemplate).where(WelcomeTemplate.id.in_(
-            select(WeComChannel.welcome_template_id).where(WeComChannel.active.is_(True))
-        )))
+        t.id: t
+        for t in session.scalars(
+            select(WelcomeTemplate).where(
+                WelcomeTemplate.id.in_(select(WeComChannel.welcome_template_id).where(WeComChannel.active.is_(True)))
+            )
+        )
     }
     in_use: dict[str, set[int]] = {}
     for corp_id, template_id in session.execute(
@@ -204,5 +207,7 @@ def refresh(session: Session, now: datetime | None = None) -> int:
                 upload(session, gateway, material)
                 renewed += 1
             except UpstreamError:
-                log.warning("material %s not renewed in corp %s; the next run tries again", material.id, corp_id, exc_info=True)
+                log.warning(
+                    "material %s not renewed in corp %s; the next run tries again", material.id, corp_id, exc_info=True
+                )
     return renewed

@@ -130,9 +130,7 @@ class WeComMaterial(Base, TimestampMixin):
     size: Mapped[int]
     sha256: Mapped[str] = mapped_column(String(64))
     # Deferred: lists and checks never load the file, only an upload does.
-    content: Mapped[bytes] = mapped_column(
-        LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), deferred=True
-    )
+    content: Mapped[bytes] = mapped_column(LargeBinary().with_variant(LONGBLOB(), "mysql", "mariadb"), deferred=True)
 
 
 class WeComMediaUpload(Base):

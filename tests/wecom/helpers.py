@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from io import BytesIO
 from contextlib import contextmanager
+from io import BytesIO
 from typing import Any
 
 from sqlalchemy import func, select
@@ -124,6 +124,4 @@ def upload_material(client: Any, headers: dict[str, str], kind: str, store_id: i
         form["store_id"] = str(store_id)
     form.update(extra)
     boundary, body = encode_multipart(form)
-    return client.post(
-        MATERIALS, headers=headers, data=body, content_type=f"multipart/form-data; boundary={boundary}"
-    )
+    return client.post(MATERIALS, headers=headers, data=body, content_type=f"multipart/form-data; boundary={boundary}")

@@ -20,6 +20,7 @@ ZHANG = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
 TEMPLATES = "/api/workbench/v1/wecom/welcome-templates"
 
+
 def nine(materials: dict[str, int]) -> list[dict[str, Any]]:
     """Nine attachments of every kind; pictures, videos and files are materials."""
     return [

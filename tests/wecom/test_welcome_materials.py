@@ -53,7 +53,12 @@ def template(client: Any, world: Any, attachments: list, headers: Any = None) ->
     return client.post(
         TEMPLATES,
         headers=headers or world["h"],
-        json={"name": "欢迎", "store_id": world["store"].id, "text": "您好，我是{advisor_name}", "attachments": attachments},
+        json={
+            "name": "欢迎",
+            "store_id": world["store"].id,
+            "text": "您好，我是{advisor_name}",
+            "attachments": attachments,
+        },
     )
 
 
@@ -262,7 +267,10 @@ def test_the_hourly_refresh_renews_what_channels_use(client: Any, db_session: An
         world,
         [
             {"msgtype": "image", "image": {"material_id": used}},
-            {"msgtype": "miniprogram", "miniprogram": {"title": "t", "appid": "wx1", "page": "/p", "pic_material_id": card}},
+            {
+                "msgtype": "miniprogram",
+                "miniprogram": {"title": "t", "appid": "wx1", "page": "/p", "pic_material_id": card},
+            },
         ],
     )
     template(client, world, [{"msgtype": "file", "file": {"material_id": unused}}])  # on no channel
@@ -296,9 +304,10 @@ def test_the_hourly_refresh_renews_what_channels_use(client: Any, db_session: An
     calls = len(upstream_calls(sb, UPLOAD))
     sent = welcome(client, world)
     assert len(upstream_calls(sb, UPLOAD)) == calls
-    assert sent["attachments"][0]["image"]["media_id"] == db_session.scalars(
-        select(WeComMediaUpload.media_id).where(WeComMediaUpload.material_id == used)
-    ).one()
+    assert (
+        sent["attachments"][0]["image"]["media_id"]
+        == db_session.scalars(select(WeComMediaUpload.media_id).where(WeComMediaUpload.material_id == used)).one()
+    )
 
 
 def test_a_refused_media_id_costs_the_picture_not_the_welcome(client: Any, db_session: Any, world: Any) -> None:
@@ -320,9 +329,7 @@ def test_a_refused_media_id_costs_the_picture_not_the_welcome(client: Any, db_se
     assert len(upstream_calls(sb, UPLOAD)) == 2
 
 
-def test_an_upload_failing_at_send_time_sends_the_welcome_without_it(
-    client: Any, db_session: Any, world: Any
-) -> None:
+def test_an_upload_failing_at_send_time_sends_the_welcome_without_it(client: Any, db_session: Any, world: Any) -> None:
     sb = world["sb"]
     image = material(client, world)
     channel(client, db_session, world, [{"msgtype": "image", "image": {"material_id": image}}, LINK])
