@@ -166,23 +166,13 @@ def refresh(session: Session, now: datetime | None = None) -> int:
     to the next run (or to the send, which uploads a missing id itself). Returns the uploads."""
     from backend.wecom.service import gateway_for
 
-    templates = {
-        t.id: t
-        for t in session.scalars(
-            select(WelcomeTemplate).where(
-                WelcomeTemplate.id.in_(select(WeComChannel.welcome_template_id).where(WeComChannel.active.is_(True)))
-            )
-        )
-    }
     in_use: dict[str, set[int]] = {}
-    for corp_id, template_id in session.execute(
-        select(WeComChannel.corp_id, WeComChannel.welcome_template_id).where(
-            WeComChannel.active.is_(True), WeComChannel.welcome_template_id.is_not(None)
-        )
+    for corp_id, attachments in session.execute(
+        select(WeComChannel.corp_id, WelcomeTemplate.attachments)
+        .join(WelcomeTemplate, WelcomeTemplate.id == WeComChannel.welcome_template_id)
+        .where(WeComChannel.active.is_(True))
     ):
-        template = templates.get(template_id)
-        if template is not None:
-            in_use.setdefault(corp_id, set()).update(m for m, _ in references(template.attachments))
+        in_use.setdefault(corp_id, set()).update(m for m, _ in references(attachments))
     renewed = 0
     stale_before = (now or utcnow()) - REFRESH_AFTER
     for corp_id, material_ids in sorted(in_use.items()):
@@ -200,9 +190,10 @@ def refresh(session: Session, now: datetime | None = None) -> int:
         except LookupError:
             log.warning("materials of corp %s not renewed: no WeCom app configured for it", corp_id)
             continue
-        for material in session.scalars(
+        stale = session.scalars(
             select(WeComMaterial).where(WeComMaterial.id.in_(material_ids - fresh)).order_by(WeComMaterial.id)
-        ):
+        ).all()
+        for material in stale:
             try:
                 upload(session, gateway, material)
                 renewed += 1
