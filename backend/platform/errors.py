@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask, request
 from marshmallow import Schema, fields
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -36,6 +36,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "request.idempotency_in_progress": ("相同请求正在处理中，请稍后重试", "The same request is in progress"),
     "request.conflict": ("数据冲突，请刷新后重试", "Conflict with the current state"),
+    "request.out_of_range": ("参数超出允许范围", "A value is out of the range the field can hold"),
     "internal_error": ("服务器开小差了，请稍后再试", "Internal server error"),
     "service.busy": ("当前访问人数较多，请稍后再试", "The service is busy; retry shortly"),
     "auth.token_missing": ("请先登录", "Authentication required"),
@@ -165,6 +166,13 @@ def register_error_handlers(app: Flask) -> None:
         # A race the service did not foresee (two requests creating the same unique thing).
         log.warning("integrity error answered 409: %s", exc.orig)
         return error_body("request.conflict", 409), 409
+
+    @app.errorhandler(DataError)
+    def _data_error(exc: DataError):  # type: ignore[no-untyped-def]
+        # A value the schema let through but the column cannot hold (an id beyond its integer
+        # type, a string beyond its length): the request's fault, and nothing was written.
+        log.warning("data error answered 422: %s", exc.orig)
+        return error_body("request.out_of_range", 422), 422
 
     @app.errorhandler(PoolTimeout)
     def _pool_timeout(exc: PoolTimeout):  # type: ignore[no-untyped-def]

@@ -55,8 +55,8 @@ def _material_rule(actor: StaffActor) -> ColumnElement[bool]:
     """A store's materials, and the group's (brand pictures every store may attach)."""
     if actor.scope.everything:
         return true()
-    if actor.scope.own_customers_only:
-        return false()
+    if actor.scope.own_customers_only or not actor.scope.store_ids:
+        return false()  # advisors and staff without a role see none
     return or_(WeComMaterial.store_id.is_(None), store_filter(actor, WeComMaterial.store_id))
 
 

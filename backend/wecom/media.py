@@ -36,9 +36,10 @@ MEDIA_TTL = timedelta(days=3)  # WeCom: a temporary media id is valid for three 
 REFRESH_AFTER = timedelta(days=2)  # the hourly refresh uploads again once an id is this old
 SEND_MARGIN = timedelta(hours=1)  # at send time, an id that expires sooner than this is renewed
 MB = 1024 * 1024
-# WeCom takes images and videos up to 10 MB and files up to 20 MB; the file is kept in one
-# database row, and MariaDB's default max_allowed_packet is 16 MB, so files stop at 10 MB too.
-MAX_SIZE = {"image": 10 * MB, "video": 10 * MB, "file": 10 * MB}
+# WeCom takes images and videos up to 10 MB and files up to 20 MB. Here a file is kept in one
+# database row, and PyMySQL sends bytes as a hex literal (twice their size) in a statement that
+# MariaDB's default max_allowed_packet limits to 16 MB: 7 MB for every kind.
+MAX_SIZE = {"image": 7 * MB, "video": 7 * MB, "file": 7 * MB}
 MIN_SIZE = 5  # WeCom refuses anything smaller
 KINDS = tuple(MAX_SIZE)
 FORMATS = {"image": "JPG or PNG", "video": "MP4", "file": "any format"}
@@ -103,7 +104,8 @@ def media_ids(
     session: Session, gateway: WeComGateway, material_ids: Iterable[int], now: datetime | None = None
 ) -> dict[int, str]:
     """A media id for each material in the gateway's corp that stays valid for SEND_MARGIN at
-    least, uploading those without one. Raises UpstreamError when an upload fails."""
+    least, uploading those without one. A material whose upload fails is left out (logged):
+    its attachment goes missing, not the others."""
     wanted = set(material_ids)
     if not wanted:
         return {}
@@ -118,20 +120,27 @@ def media_ids(
             )
         )
     }
-    for material in session.scalars(select(WeComMaterial).where(WeComMaterial.id.in_(wanted - set(current)))):
-        current[material.id] = upload(session, gateway, material)
+    missing = session.scalars(select(WeComMaterial).where(WeComMaterial.id.in_(wanted - set(current)))).all()
+    for material in missing:
+        try:
+            current[material.id] = upload(session, gateway, material)
+        except UpstreamError:
+            log.warning("material %s not uploaded to corp %s", material.id, gateway.corp_id, exc_info=True)
     return current
 
 
 def with_media(attachments: list, media: dict[int, str]) -> list:
     """The attachments as WeCom takes them: each material reference replaced by its media id.
-    An attachment whose material is gone (deleted since) is left out."""
+    One without a media id (its upload failed) is left out, and so is a media id written into
+    a template before materials existed: expired by now, it would make WeCom refuse the whole
+    welcome."""
     out = []
     for item in attachments:
         ref = REFERENCES.get(item.get("msgtype")) if isinstance(item, dict) else None
         body = item.get(item["msgtype"]) if ref else None
         if not ref or not isinstance(body, dict) or ref[0] not in body:
-            out.append(item)
+            if not carries_media(item):
+                out.append(item)
             continue
         field, _, media_field = ref
         media_id = media.get(body[field])

@@ -60,38 +60,56 @@ class RawEventPageSchema(OutputSchema):
     page_size = fields.Integer()
 
 
-# What each attachment must carry, by msgtype. Pictures, videos and files are materials
-# (POST /wecom/materials): a WeCom media id expires three days after its upload, so templates
-# never store one (backend.wecom.media).
-_ATTACHMENT_FIELDS = {
-    "link": ("title", "url"),
-    "miniprogram": ("title", "appid", "page", "pic_material_id"),
-    "video": ("material_id",),
-    "file": ("material_id",),
+# What each attachment may carry, by msgtype: field -> (required, WeCom's limit in bytes), with
+# None for a material id. Pictures, videos and files are materials (POST /wecom/materials): a
+# WeCom media id expires three days after its upload, so templates never store one
+# (backend.wecom.media). An image is a material or a `pic_url`, exactly one of them.
+_ATTACHMENT_FIELDS: dict[str, dict[str, tuple[bool, int | None]]] = {
+    "image": {"material_id": (False, None), "pic_url": (False, 2048)},
+    "link": {"title": (True, 128), "url": (True, 2048), "picurl": (False, 2048), "desc": (False, 512)},
+    "miniprogram": {"title": (True, 64), "appid": (True, 64), "page": (True, 1024), "pic_material_id": (True, None)},
+    "video": {"material_id": (True, None)},
+    "file": {"material_id": (True, None)},
 }
-_MATERIAL_FIELDS = ("material_id", "pic_material_id")
-_MEDIA_ID_FIELDS = ("media_id", "pic_media_id")
+_URL_FIELDS = ("url", "picurl", "pic_url")
+MAX_ID = 2**31 - 1
+WELCOME_TEXT_BYTES = 4000  # WeCom's limit on a welcome's text
 
 
 def _attachment_problem(item: object) -> str | None:
     if not isinstance(item, dict) or item.get("msgtype") not in ATTACHMENT_TYPES:
         return f"needs a msgtype in {ATTACHMENT_TYPES}"
-    body = item.get(item["msgtype"])
-    if not isinstance(body, dict):
-        return "carries an object named after its msgtype"
-    if any(name in body for name in _MEDIA_ID_FIELDS):
+    msgtype = item["msgtype"]
+    body = item.get(msgtype)
+    if not isinstance(body, dict) or set(item) != {"msgtype", msgtype}:
+        return "carries one object, named after its msgtype"
+    if "media_id" in body or "pic_media_id" in body:
         return "WeCom media ids expire after three days: upload the file as a material and give its material id"
-    for name in _MATERIAL_FIELDS:
-        if name in body and (not isinstance(body[name], int) or isinstance(body[name], bool) or body[name] < 1):
-            return f"{name} is a material's id"
-    if item["msgtype"] == "image":
-        if ("material_id" in body) == bool(body.get("pic_url")):
-            return "image needs a material_id or a pic_url"
-        if body.get("pic_url") and not str(body["pic_url"]).startswith(("https://", "http://")):
-            return "pic_url is an http(s) URL"
-        return None
-    missing = [name for name in _ATTACHMENT_FIELDS[item["msgtype"]] if not body.get(name)]
-    return f"{item['msgtype']} needs {', '.join(missing)}" if missing else None
+    allowed = _ATTACHMENT_FIELDS[msgtype]
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        return f"{msgtype} takes no {', '.join(unknown)}"
+    for name, (required, limit) in allowed.items():
+        if name not in body:
+            if required:
+                return f"{msgtype} needs {name}"
+            continue
+        value = body[name]
+        if limit is None:
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
+                return f"{name} is a material's id"
+        elif not isinstance(value, str) or not value.strip() or len(value.encode()) > limit:
+            return f"{name} is a text of up to {limit} bytes"
+        elif name in _URL_FIELDS and not value.startswith(("https://", "http://")):
+            return f"{name} is an http(s) URL"
+    if msgtype == "image" and len(body) != 1:
+        return "image needs a material_id or a pic_url"
+    return None
+
+
+def _check_text(value: str) -> None:
+    if len(value.encode()) > WELCOME_TEXT_BYTES:
+        raise ValidationError(f"at most {WELCOME_TEXT_BYTES} bytes (a Chinese character takes 3)")
 
 
 def _check_attachments(value: list) -> None:
@@ -104,8 +122,8 @@ def _check_attachments(value: list) -> None:
 
 class TemplateInSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    store_id = fields.Integer(allow_none=True, load_default=None)
-    text = fields.String(load_default="", validate=validate.Length(max=4000))
+    store_id = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1, max=MAX_ID))
+    text = fields.String(load_default="", validate=_check_text)
     attachments = fields.List(fields.Dict(), load_default=list)
 
     @validates("attachments")
@@ -115,7 +133,7 @@ class TemplateInSchema(Schema):
 
 class TemplatePatchSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=64))
-    text = fields.String(validate=validate.Length(max=4000))
+    text = fields.String(validate=_check_text)
     attachments = fields.List(fields.Dict())
 
     @validates("attachments")
@@ -134,7 +152,7 @@ class TemplateSchema(OutputSchema):
 class MaterialFormSchema(Schema):
     kind = fields.String(required=True, validate=validate.OneOf(("image", "video", "file")))
     name = fields.String(validate=validate.Length(min=1, max=128))
-    store_id = fields.Integer(allow_none=True, load_default=None)
+    store_id = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1, max=MAX_ID))
 
 
 class MaterialFileSchema(Schema):

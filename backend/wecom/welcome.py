@@ -40,11 +40,15 @@ VARIABLES = ("customer_name", "advisor_name", "store_name")
 SEND_THREADS = 8  # a batch's WeCom calls in flight at once (each mostly waits on WeCom)
 
 
+TEXT_BYTES = 4000  # WeCom refuses a longer text, and with it the whole welcome
+
+
 def render(text: str, values: dict[str, str]) -> str:
-    """Only the known {variables} are replaced; any other brace is left as written."""
+    """Only the known {variables} are replaced; any other brace is left as written. The result
+    is cut to WeCom's 4,000 bytes (names can make a template that fits grow past it)."""
     for name in VARIABLES:
         text = text.replace("{" + name + "}", values.get(name) or "")
-    return text
+    return text.encode()[:TEXT_BYTES].decode(errors="ignore")
 
 
 @dataclass
@@ -170,11 +174,7 @@ def _attach_media(session: Session, welcomes: list[_Welcome]) -> None:
         by_corp.setdefault(w.raw.corp_id, []).append(w)
     for batch in by_corp.values():
         wanted = {m for w in batch for m, _ in media.references(w.template.attachments if w.template else [])}
-        try:
-            ids = media.media_ids(session, batch[0].gateway, wanted)
-        except UpstreamError:
-            log.warning("materials %s not uploaded; welcomes go without them", sorted(wanted), exc_info=True)
-            ids = {}
+        ids = media.media_ids(session, batch[0].gateway, wanted)
         for w in batch:
             w.attachments = media.with_media(w.template.attachments if w.template else [], ids)
 

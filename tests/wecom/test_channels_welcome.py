@@ -202,6 +202,15 @@ def test_welcome_is_sent_even_when_the_events_processing_fails(
         # a WeCom media id expires after three days: a template never stores one
         [{"msgtype": "image", "image": {"media_id": "MEDIA_ID_1"}}],
         [{"msgtype": "miniprogram", "miniprogram": {"title": "t", "appid": "a", "page": "/p", "pic_media_id": "M"}}],
+        # what WeCom would refuse at send time, and with it the whole welcome
+        [{"msgtype": "link", "link": {"title": {"a": 1}, "url": "https://e.x"}}],
+        [{"msgtype": "link", "link": {"title": "t", "url": "javascript:x"}}],
+        [{"msgtype": "link", "link": {"title": "长" * 43, "url": "https://e.x"}}],  # 129 bytes
+        [{"msgtype": "link", "link": {"title": "t", "url": "https://e.x", "media": "x"}}],
+        [{"msgtype": "miniprogram", "miniprogram": {"title": "t", "appid": [1], "page": True, "pic_material_id": 1}}],
+        [{"msgtype": "image", "image": {"material_id": True}}],
+        [{"msgtype": "image", "image": {"material_id": 2**40}}],
+        [{"msgtype": "image", "image": {"material_id": 1}, "link": {}}],
     ],
 )
 def test_bad_templates_are_refused(client: Any, world: Any, attachments: list) -> None:
@@ -211,6 +220,23 @@ def test_bad_templates_are_refused(client: Any, world: Any, attachments: list) -
         json={"name": "x", "store_id": world["tree"].stores[0].id, "text": "hi", "attachments": attachments},
     )
     assert (resp.status_code, resp.get_json()["code"]) == (422, "request.invalid")
+    assert resp.get_json()["errors"]["json"]["attachments"]
+
+
+def test_template_text_is_held_to_wecoms_4000_bytes(client: Any, world: Any) -> None:
+    store_id = world["tree"].stores[0].id
+    fits = client.post(TEMPLATES, headers=world["h"], json={"name": "x", "store_id": store_id, "text": "您" * 1333})
+    assert fits.status_code == 201
+    resp = client.post(TEMPLATES, headers=world["h"], json={"name": "x", "store_id": store_id, "text": "您" * 1334})
+    assert (resp.status_code, resp.get_json()["errors"]["json"]["text"]) == (
+        422,
+        ["at most 4000 bytes (a Chinese character takes 3)"],
+    )
+    # names can make a template that fits grow past it: the message is cut, not refused by WeCom
+    from backend.wecom.welcome import render
+
+    sent = render("您" * 1333 + "{customer_name}", {"customer_name": "陈先生"})
+    assert len(sent.encode()) <= 4000 and sent.startswith("您" * 1333)
 
 
 @pytest.mark.redis

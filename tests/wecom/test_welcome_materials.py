@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from backend.platform.audit import AuditLog
 from backend.platform.db import utcnow
 from backend.wecom import media
-from backend.wecom.models import WeComChannel, WeComMaterial, WeComMediaUpload, WelcomeMessage
+from backend.wecom.models import WeComChannel, WeComMaterial, WeComMediaUpload, WelcomeMessage, WelcomeTemplate
 from tests.wecom.helpers import MATERIALS, SAMPLE, contact_xml, post_event, upload_material, upstream_calls
 
 ZHANG = "advisor.zhang"
@@ -132,17 +132,26 @@ def test_materials_are_checked_against_wecoms_kinds_and_sizes(client: Any, db_se
     assert upload_material(client, world["h"], "image", world["store"].id, content=jpeg).get_json()["content_type"] == (
         "image/jpeg"
     )
-    # Larger than the app's usual 1 MB request limit, within WeCom's 10 MB for a picture.
-    big = SAMPLE["image"] + b"\x00" * (3 * 1024 * 1024)
-    assert upload_material(client, world["h"], "image", world["store"].id, content=big).status_code == 201
+    # Larger than the app's usual 1 MB request limit: the largest a material may be, stored whole
+    # (PyMySQL sends it as a hex literal, twice its size, within MariaDB's 16 MB packet).
+    largest = SAMPLE["image"] + b"\x07" * (media.MAX_SIZE["image"] - len(SAMPLE["image"]))
+    resp = upload_material(client, world["h"], "image", world["store"].id, content=largest)
+    assert resp.status_code == 201
+    db_session.expire_all()
+    assert db_session.get(WeComMaterial, resp.get_json()["id"]).content == largest
 
     refused = [
         (upload_material(client, world["h"], "image", world["store"].id, content=b"GIF89a" + b"\x00" * 16), 422),
         (upload_material(client, world["h"], "video", world["store"].id, content=SAMPLE["image"]), 422),
         (upload_material(client, world["h"], "file", world["store"].id, content=b"tiny"), 422),
         (upload_material(client, world["h"], "voice", world["store"].id, content=b"#!AMR\n" * 4), 422),
-        (upload_material(client, world["h"], "file", world["store"].id, content=b"\x00" * (10 * 1024 * 1024 + 1)), 422),
-        (upload_material(client, world["h"], "file", world["store"].id, content=b"\x00" * (11 * 1024 * 1024)), 413),
+        (
+            upload_material(
+                client, world["h"], "file", world["store"].id, content=b"\x00" * (media.MAX_SIZE["file"] + 1)
+            ),
+            422,
+        ),
+        (upload_material(client, world["h"], "file", world["store"].id, content=b"\x00" * (8 * 1024 * 1024)), 413),
     ]
     codes = [(r.status_code, r.get_json()["code"]) for r, _ in refused]
     assert codes == [
@@ -329,11 +338,51 @@ def test_a_refused_media_id_costs_the_picture_not_the_welcome(client: Any, db_se
     assert len(upstream_calls(sb, UPLOAD)) == 2
 
 
-def test_an_upload_failing_at_send_time_sends_the_welcome_without_it(client: Any, db_session: Any, world: Any) -> None:
+def test_an_upload_failing_at_send_time_costs_that_attachment_only(client: Any, db_session: Any, world: Any) -> None:
     sb = world["sb"]
-    image = material(client, world)
-    channel(client, db_session, world, [{"msgtype": "image", "image": {"material_id": image}}, LINK])
+    ready, fresh = material(client, world), material(client, world)
+    channel(client, db_session, world, [{"msgtype": "image", "image": {"material_id": ready}}, LINK])
+    first = welcome(client, world)
+    # a second picture joins the template; WeCom fails its upload once
+    template_id = db_session.scalars(select(WeComChannel.welcome_template_id)).one()
+    client.patch(
+        f"{TEMPLATES}/{template_id}",
+        headers=world["h"],
+        json={
+            "attachments": [
+                {"msgtype": "image", "image": {"material_id": ready}},
+                {"msgtype": "image", "image": {"material_id": fresh}},
+                LINK,
+            ]
+        },
+    )
     sb.state.set_fault("down", service="wecom", path=UPLOAD, count=1)
-    assert welcome(client, world)["attachments"] == [LINK]
-    assert db_session.scalars(select(WeComMediaUpload)).all() == []
-    assert media_of(sb, welcome(client, world)["attachments"][0])["type"] == "image"
+    assert welcome(client, world)["attachments"] == [first["attachments"][0], LINK]
+    assert [r.material_id for r in db_session.scalars(select(WeComMediaUpload))] == [ready]
+    attachments = welcome(client, world)["attachments"]
+    assert attachments[0] == first["attachments"][0] and media_of(sb, attachments[1])["type"] == "image"
+
+
+def test_a_media_id_written_into_a_template_before_materials_is_left_out(
+    client: Any, db_session: Any, world: Any
+) -> None:
+    """Templates saved before materials existed may hold media ids; long expired, they would
+    make WeCom refuse every welcome."""
+    template_id = channel(client, db_session, world, [LINK])
+    db_session.execute(
+        update(WelcomeTemplate)
+        .where(WelcomeTemplate.id == template_id)
+        .values(attachments=[{"msgtype": "image", "image": {"media_id": "OLD_MEDIA_ID"}}, LINK])
+    )
+    db_session.commit()
+    sent = welcome(client, world)
+    assert sent["attachments"] == [LINK] and sent["text"]["content"] == "您好，我是张顾问"
+    assert len(upstream_calls(world["sb"], "/cgi-bin/externalcontact/send_welcome_msg")) == 1
+
+
+def test_staff_without_a_role_see_no_materials(client: Any, world: Any, make_staff: Any, staff_headers: Any) -> None:
+    upload_material(client, world["admin_h"], "image", None)
+    material(client, world)
+    nobody = staff_headers(make_staff(world["store"]))
+    assert client.get(MATERIALS, headers=nobody).get_json() == []
+    assert client.get(MATERIALS, headers=world["advisor_h"]).get_json() == []
