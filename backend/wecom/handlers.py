@@ -16,11 +16,12 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from backend.platform.db import utcnow
 from backend.platform.jobs import enqueue
+from backend.platform.ports import UpstreamError
 from backend.touchpoints.models import Kind
 from backend.wecom import service as svc
 from backend.wecom import welcome
@@ -45,7 +46,7 @@ def process_raw_event(session: Session, raw_event_id: int) -> str:
     try:
         with session.begin_nested():
             handled = apply_event(session, raw, fields)
-    except DBAPIError:
+    except (OperationalError, InterfaceError):
         raise  # the transaction itself is gone (deadlock, lost connection): the outbox retries
     except Exception as exc:  # noqa: BLE001 - any failure of the event is recorded, never lost
         raw.attempts += 1
@@ -167,15 +168,36 @@ def on_add(ev: Event) -> None:
         # user list follows (update_contact_way is an API call, not part of this event's unit).
         enqueue(ev.session, REBALANCE_JOB, {"channel_id": channel.id})
     if channel is not None and channel.auto_tag_ids and ev.is_newest(friend):
-        have = svc.friend_tag_ids(ev.session, friend.id)
-        missing = [t for t in channel.auto_tag_ids if t not in have]
-        if missing:
-            # API actions produce no callback: mark in WeCom and record the change ourselves.
-            ev.gateway().post(
-                "externalcontact/mark_tag",
-                {"userid": ev.userid, "external_userid": ev.external_userid, "add_tag": missing},
-            )
-            svc.set_friend_tags(ev.session, friend, have | set(missing), f"{ev.ref}:auto", ev.occurred_at)
+        auto_tag(ev, friend, channel.auto_tag_ids)
+
+
+def auto_tag(ev: Event, friend: Any, tag_ids: list[str]) -> None:
+    """The channel's tags on the new friend. API actions produce no callback: mark in WeCom and
+    record the change ourselves. Tags deleted from the library since the channel was set up are
+    skipped, and a refusal (84061: the customer left meanwhile; 40068: a tag WeCom no longer
+    knows) only costs the tags: the add itself is applied. A timeout or a 5xx is retried with
+    the event, which is safe (the tags are read again)."""
+    have = svc.friend_tag_ids(ev.session, friend.id)
+    deleted = svc.deleted_tag_ids(ev.session, ev.corp_id, tag_ids)
+    missing = [t for t in tag_ids if t not in have and t not in deleted]
+    if not missing:
+        return
+    try:
+        ev.gateway().post(
+            "externalcontact/mark_tag",
+            {"userid": ev.userid, "external_userid": ev.external_userid, "add_tag": missing},
+        )
+    except UpstreamError as exc:
+        if exc.reason != "rejected":
+            raise
+        log.warning(
+            "wecom event %s: auto tags %s refused (errcode %s), add applied without them",
+            ev.raw.id,
+            missing,
+            exc.errcode,
+        )
+        return
+    svc.set_friend_tags(ev.session, friend, have | set(missing), f"{ev.ref}:auto", ev.occurred_at)
 
 
 def on_edit(ev: Event) -> None:

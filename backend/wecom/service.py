@@ -163,7 +163,7 @@ def ensure_customer(session: Session, external_userid: str, detail: dict[str, An
     if customer is None:
         try:
             with unique_savepoint(session):
-                customer = Customer(name=(contact.get("name") or None), acquisition_channel="wecom")
+                customer = Customer(name=(contact.get("name") or "")[:64] or None, acquisition_channel="wecom")
                 session.add(customer)
                 session.flush()
                 if not attach_identity(session, customer, IdentityKind.EXTERNAL_USERID, external_userid):
@@ -238,6 +238,17 @@ def lock_friend(
     if staff is not None and friend.staff_id is None:
         friend.staff_id = staff.id
     return friend, created
+
+
+def deleted_tag_ids(session: Session, corp_id: str, tag_ids: list[str]) -> set[str]:
+    """Those of these tags the library knows as deleted in WeCom."""
+    return set(
+        session.scalars(
+            select(WeComTag.tag_id).where(
+                WeComTag.corp_id == corp_id, WeComTag.tag_id.in_(tag_ids), WeComTag.deleted.is_(True)
+            )
+        )
+    )
 
 
 def friend_tag_ids(session: Session, friend_id: int) -> set[str]:

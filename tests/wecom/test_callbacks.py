@@ -203,6 +203,53 @@ def test_add_event_creates_customer_relation_touchpoint_tags_and_welcome(
     )
 
 
+@pytest.mark.parametrize("refusal", ["deleted_from_library", 84061, 40068])
+def test_auto_tags_refused_by_wecom_do_not_hold_the_add_back(
+    client: Any, db_session: Any, world: Any, refusal: Any
+) -> None:
+    """A channel's auto-tag that WeCom refuses (the customer left meanwhile, a tag deleted in the
+    console) costs the tag, not the add: the relation, touchpoint and attribution are applied."""
+    sb = world["sandbox"]
+    vip = sb.state.add_tag_group("来源", ["门店活码"])["tag"][0]["id"]
+    db_session.add(
+        WeComChannel(
+            corp_id=sb.credentials["WECOM_CORP_ID"],
+            name="门店0",
+            kind="store",
+            state="store01",
+            store_id=world["tree"].stores[0].id,
+            userids=[ADVISOR],
+            auto_tag_ids=[vip],
+        )
+    )
+    if refusal == "deleted_from_library":
+        db_session.add(
+            WeComTag(
+                corp_id=sb.credentials["WECOM_CORP_ID"],
+                tag_id=vip,
+                group_id="g",
+                group_name="来源",
+                name="门店活码",
+                deleted=True,
+            )
+        )
+    else:
+        sb.state.set_fault("errcode", errcode=refusal, service="wecom", path="/cgi-bin/externalcontact/mark_tag")
+    db_session.commit()
+
+    resp = post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, now(), State="store01"))
+    assert resp.data == b"success"
+    db_session.expire_all()
+    raw = db_session.scalars(select(WeComRawEvent)).one()
+    assert (raw.status, raw.attempts) == ("processed", 1)
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    assert friend.status == FriendStatus.ACTIVE and friend.channel_id is not None
+    tags = set(db_session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend.id)))
+    assert vip not in tags
+    assert kinds(db_session, friend.customer_id)[0] == "friend_added"
+    assert sb.hits("/cgi-bin/externalcontact/mark_tag", "wecom") == (0 if refusal == "deleted_from_library" else 1)
+
+
 def test_same_event_three_times_is_applied_once(client: Any, db_session: Any, world: Any) -> None:
     sb = world["sandbox"]
     xml = contact_xml(sb, "del_follow_user", ADVISOR, CUSTOMER, now())
