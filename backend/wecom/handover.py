@@ -59,6 +59,15 @@ POLL_DELAY = timedelta(hours=1)  # WeCom completes a takeover within 24 h
 MAX_POLLS = 72  # after three days without a final status an item is closed as "no record"
 MAX_ITEMS = 5000
 TRANSIENT_ERRCODES = frozenset({-1, 45009, 45033})  # busy, rate limited, too many concurrent calls
+# A customer WeCom already has in a transfer: our earlier call went through although its answer
+# was lost (a timeout), so the poll will find the outcome. The sandbox answers 40097; 40129 is
+# the code third-party documentation gives for "当前联系人正在转接中".
+IN_TRANSFER_ERRCODES = frozenset({40097, 40129})
+# A chunk WeCom could not take (timeout, 5xx, rate limit) is sent again after SUBMIT_RETRY, by a
+# job of its own rather than the outbox's few tries, until SUBMIT_GIVE_UP after the handover
+# was requested; then its customers fail, named, and the next chunk goes.
+SUBMIT_RETRY = timedelta(minutes=5)
+SUBMIT_GIVE_UP = timedelta(hours=24)
 OPEN_STATUSES = (FriendStatus.ACTIVE, FriendStatus.HALF)
 RESULT_STATUS = {
     1: ItemStatus.DONE,
@@ -243,7 +252,7 @@ def submit_chunk(session: Session, handover_id: int) -> str:
         items = [i for i in items if i.external_userid not in over]
     if not items:
         _alert_failures(session, handover, failed, f"submit:{failed[0].id}")
-        return _after_submission(session, handover)
+        return _next_chunk(session, handover)
     submit_path, _ = ENDPOINTS[handover.kind]
     payload: dict[str, Any] = {
         "handover_userid": handover.handover_userid,
@@ -255,18 +264,28 @@ def submit_chunk(session: Session, handover_id: int) -> str:
     try:
         result = svc.gateway_for(handover.corp_id).post(submit_path, payload)
     except UpstreamError as exc:
-        if exc.reason != "rejected" or exc.errcode in TRANSIENT_ERRCODES:
-            # The job rolls back (nothing of this chunk is applied) and the outbox retries it.
-            raise
-        # WeCom refuses the whole call (e.g. 40058: the advisor has not left in WeCom): retrying
-        # cannot help, every customer of the chunk is a failure with that errcode.
+        transient = exc.reason != "rejected" or exc.errcode in TRANSIENT_ERRCODES
+        if transient and now < handover.created_at + SUBMIT_GIVE_UP:
+            # Nothing of this chunk is applied; it goes again later (WeCom may be down for a
+            # while: the outbox's few tries would leave the handover stuck half-way).
+            log.warning("handover %s: chunk not taken (%s), sent again in %s", handover.id, exc, SUBMIT_RETRY)
+            enqueue(
+                session,
+                SUBMIT_JOB,
+                {"handover_id": handover.id},
+                dedup_key=f"{SUBMIT_JOB}:{handover.id}:{items[0].id}:retry:{now.isoformat()}",
+                delay=SUBMIT_RETRY,
+            )
+            return "retrying"
+        # WeCom refuses the whole call (e.g. 40058: the advisor has not left in WeCom), or kept
+        # failing for a day: every customer of the chunk is a failure with that errcode.
         log.warning("handover %s: WeCom refused the chunk: %s", handover.id, exc)
-        result = {"customer": [{"external_userid": i.external_userid, "errcode": exc.errcode} for i in items]}
+        result = {"customer": [{"external_userid": i.external_userid, "errcode": exc.errcode or -1} for i in items]}
     errcodes = {c.get("external_userid"): int(c.get("errcode", -1)) for c in result.get("customer") or []}
     for item in items:
         errcode = errcodes.get(item.external_userid, -1)
         item.submitted_at = now
-        if errcode == 0:
+        if errcode == 0 or errcode in IN_TRANSFER_ERRCODES:
             item.status = ItemStatus.WAITING
             _touch_started(session, handover, item, now)
         else:
@@ -274,9 +293,15 @@ def submit_chunk(session: Session, handover_id: int) -> str:
             _fail(session, handover, item, ItemStatus.REJECTED, now)
             failed.append(item)
     _alert_failures(session, handover, failed, f"submit:{min(i.id for i in [*items, *failed])}")
+    return _next_chunk(session, handover)
+
+
+def _next_chunk(session: Session, handover: WeComHandover) -> str:
+    """The next chunk's job while customers wait to be sent, else on to polling."""
     more = session.scalar(
         select(WeComHandoverItem.id)
         .where(WeComHandoverItem.handover_id == handover.id, WeComHandoverItem.status == ItemStatus.PENDING)
+        .order_by(WeComHandoverItem.id)
         .limit(1)
     )
     if more is not None:
@@ -370,7 +395,13 @@ def poll(session: Session, handover_id: int) -> str:
     if handover is None or handover.status != HandoverStatus.POLLING:
         return "skipped"
     _, result_path = ENDPOINTS[handover.kind]
-    results = transfer_results(svc.gateway_for(handover.corp_id), result_path, handover)
+    try:
+        results = transfer_results(svc.gateway_for(handover.corp_id), result_path, handover)
+    except UpstreamError as exc:
+        # No news this hour: it counts as a poll, and the next one asks again (raising would
+        # leave the handover to the outbox's few tries, then stuck in `polling`).
+        log.warning("handover %s: transfer results not read (%s); polling again later", handover.id, exc)
+        results = {}
     handover.polls += 1
     now = utcnow()
     waiting = session.scalars(
