@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from backend.org.models import Staff
+from backend.org.models import Staff, StaffStatus
 from backend.org.scope import get_scoped_or_404, register_scope, scope_query, store_filter
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
@@ -242,12 +242,46 @@ def _check_cap(data: dict[str, Any], channel: WeComChannel | None = None) -> Non
         raise AppError("wecom.fallback_overlaps", 422, errors={"fallback_userids": ["already in userids"]})
 
 
+def _check_advisors(session: Session, actor: StaffActor, corp_id: str, data: dict[str, Any]) -> None:
+    """A channel's advisors (and fallbacks) are active members of this corp whom the actor
+    manages: a store manager cannot put another store's advisor on a QR code of theirs (that
+    advisor's new customers would get this store's welcome, tags and statistics)."""
+    userids = [*data.get("userids", []), *data.get("fallback_userids", [])]
+    if not userids:
+        return
+    found = {
+        staff.wecom_userid: staff
+        for staff in session.scalars(
+            select(Staff).where(
+                Staff.corp_id == corp_id, Staff.wecom_userid.in_(userids), Staff.status == StaffStatus.ACTIVE
+            )
+        )
+    }
+    unknown = sorted(set(userids) - set(found))
+    if unknown:
+        raise AppError("wecom.userid_unknown", 422, errors={"userids": unknown})
+    if actor.scope.everything:
+        return
+    allowed = actor.scope.store_ids or frozenset()
+    outside = sorted(u for u, staff in found.items() if staff.org_unit_id not in allowed)
+    if outside:
+        raise AppError("wecom.userid_out_of_scope", 403, errors={"userids": outside})
+
+
+def _check_template_store(session: Session, actor: StaffActor, template_id: int | None, store_id: int | None) -> None:
+    if template_id is None:
+        return
+    template = get_scoped_or_404(session, actor, "wecom_template", template_id)
+    if template.store_id is not None and template.store_id != store_id:
+        raise AppError("wecom.template_store", 422, errors={"welcome_template_id": ["template of another store"]})
+
+
 def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) -> WeComChannel:
     _check_store(actor, data.get("store_id"))
-    if data.get("welcome_template_id") is not None:
-        get_scoped_or_404(session, actor, "wecom_template", data["welcome_template_id"])
+    _check_template_store(session, actor, data.get("welcome_template_id"), data.get("store_id"))
     _check_cap(data)
     gateway = svc.gateway_for(svc.current_corp_id())
+    _check_advisors(session, actor, gateway.corp_id, data)
     channel = WeComChannel(corp_id=gateway.corp_id, **data)
     try:
         with unique_savepoint(session):
@@ -271,9 +305,9 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
 
 def update_channel(session: Session, actor: StaffActor, channel_id: int, data: dict[str, Any]) -> WeComChannel:
     channel = get_scoped_or_404(session, actor, "wecom_channel", channel_id)
-    if data.get("welcome_template_id") is not None:
-        get_scoped_or_404(session, actor, "wecom_template", data["welcome_template_id"])
+    _check_template_store(session, actor, data.get("welcome_template_id"), channel.store_id)
     _check_cap(data, channel)
+    _check_advisors(session, actor, channel.corp_id, data)
     for key, value in data.items():
         setattr(channel, key, value)
     users = svc.users_for_today(session, channel)

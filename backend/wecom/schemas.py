@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from flask_smorest.fields import Upload
 from marshmallow import ValidationError, fields, validate, validates
 
@@ -221,9 +223,12 @@ class ChannelSchema(OutputSchema):
     applied_userids = fields.List(fields.String())
 
 
+_STATS_DAYS = validate.Range(min=date(2000, 1, 1), max=date(2099, 12, 31))
+
+
 class ChannelStatsQuerySchema(Schema):
-    date_from = fields.Date(load_default=None)
-    date_to = fields.Date(load_default=None)
+    date_from = fields.Date(load_default=None, validate=_STATS_DAYS)
+    date_to = fields.Date(load_default=None, validate=_STATS_DAYS)
 
 
 class ChannelStatsSchema(OutputSchema):

@@ -36,14 +36,9 @@ def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) ->
 
 
 def create(client: Any, world: Any, **overrides: Any) -> Any:
-    body = {
-        "name": "门店0活码",
-        "kind": "store",
-        "state": "store0-qr",
-        "store_id": world["tree"].stores[0].id,
-        "userids": [ZHANG],
-        **overrides,
-    }
+    body = {"name": "门店0活码", "kind": "store", "state": "store0-qr", "userids": [ZHANG], **overrides}
+    if "store_id" not in body:
+        body["store_id"] = world["tree"].stores[0].id
     return client.post(CHANNELS, headers=world["h"], json=body)
 
 
@@ -118,6 +113,62 @@ def test_bad_channels_are_refused_and_nothing_reaches_wecom(
     assert (resp.status_code, resp.get_json()["code"]) == (422, code)
     assert world["sb"].hits("/cgi-bin/externalcontact/add_contact_way", "wecom") == 0
     assert db_session.scalars(select(WeComChannel)).all() == []
+
+
+def test_a_channel_takes_advisors_of_this_corp_in_the_actors_stores_only(
+    client: Any, db_session: Any, world: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    """A store manager cannot put another store's advisor on a QR code of theirs: that advisor's
+    new customers would get this store's welcome, tags and statistics."""
+    make_staff(world["tree"].stores[3], "sales_advisor", userid="advisor.far")
+    world["sb"].state.add_member("advisor.far", "远店顾问")
+    make_staff(world["tree"].stores[0], "sales_advisor", userid="advisor.gone", status="resigned")
+    admin = staff_headers(make_staff(world["tree"].group, "group_admin"))
+    s0, s3 = world["tree"].stores[0].id, world["tree"].stores[3].id
+    refused = [
+        (create(client, world, store_id=s0, userids=["advisor.far"]), 403, "wecom.userid_out_of_scope"),
+        (
+            create(client, world, store_id=s0, daily_cap=5, fallback_userids=["advisor.far"]),
+            403,
+            "wecom.userid_out_of_scope",
+        ),
+        (create(client, world, store_id=s0, userids=["nobody"]), 422, "wecom.userid_unknown"),
+        (create(client, world, store_id=s0, userids=["advisor.gone"]), 422, "wecom.userid_unknown"),
+    ]
+    assert [(r.status_code, r.get_json()["code"]) for r, _, _ in refused] == [(s, c) for _, s, c in refused]
+    assert refused[0][0].get_json()["errors"] == {"userids": ["advisor.far"]}
+    assert world["sb"].hits("/cgi-bin/externalcontact/add_contact_way", "wecom") == 0
+    channel = create(client, world, store_id=s0).get_json()
+    patched = client.patch(f"{CHANNELS}/{channel['id']}", headers=world["h"], json={"userids": ["advisor.far"]})
+    assert (patched.status_code, patched.get_json()["code"]) == (403, "wecom.userid_out_of_scope")
+    # a group admin may, and a template must be the channel's store's (or the group's)
+    other_template = client.post(
+        "/api/workbench/v1/wecom/welcome-templates",
+        headers=admin,
+        json={"name": "别店", "store_id": s3, "text": "hi"},
+    ).get_json()["id"]
+    resp = client.patch(f"{CHANNELS}/{channel['id']}", headers=admin, json={"welcome_template_id": other_template})
+    assert (resp.status_code, resp.get_json()["code"]) == (422, "wecom.template_store")
+    assert (
+        client.patch(f"{CHANNELS}/{channel['id']}", headers=admin, json={"userids": ["advisor.far"]}).status_code == 200
+    )
+
+
+def test_channel_and_template_writes_need_a_configuring_role(client: Any, world: Any, staff_headers: Any) -> None:
+    advisor = staff_headers(world["zhang"])
+    s0 = world["tree"].stores[0].id
+    channel = create(client, world, store_id=s0).get_json()
+    template = client.post(
+        "/api/workbench/v1/wecom/welcome-templates",
+        headers=world["h"],
+        json={"name": "t", "store_id": s0, "text": "hi"},
+    ).get_json()["id"]
+    writes = [
+        client.patch(f"{CHANNELS}/{channel['id']}", headers=advisor, json={"name": "x"}),
+        client.delete(f"{CHANNELS}/{channel['id']}", headers=advisor),
+        client.patch(f"/api/workbench/v1/wecom/welcome-templates/{template}", headers=advisor, json={"text": "x"}),
+    ]
+    assert [(r.status_code, r.get_json()["code"]) for r in writes] == [(403, "auth.forbidden")] * 3
 
 
 def test_thirty_character_state_is_accepted_and_a_taken_state_is_409(client: Any, world: Any) -> None:
@@ -200,3 +251,6 @@ def test_per_channel_statistics_by_day(client: Any, db_session: Any, world: Any)
     assert (bad.status_code, bad.get_json()["code"]) == (422, "wecom.stats_range_invalid")
     garbage = client.get(f"{CHANNELS}/{channel['id']}/stats", headers=world["h"], query_string={"date_from": "x"})
     assert garbage.status_code == 422
+    for edge in ({"date_to": "0001-01-05"}, {"date_from": "9999-12-31", "date_to": "9999-12-31"}):
+        resp = client.get(f"{CHANNELS}/{channel['id']}/stats", headers=world["h"], query_string=edge)
+        assert (resp.status_code, resp.get_json()["code"]) == (422, "request.invalid")

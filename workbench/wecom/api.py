@@ -96,6 +96,7 @@ def create_template(data: dict[str, Any]) -> Any:
 
 @blp.route("/wecom/welcome-templates/<int:template_id>", methods=["PATCH"])
 @scoped("wecom_template")
+@role_required(*CONFIG_ROLES)
 @blp.arguments(TemplatePatchSchema)
 @blp.response(200, TemplateSchema)
 def update_template(data: dict[str, Any], template_id: int) -> Any:
@@ -192,6 +193,7 @@ def get_channel(channel_id: int) -> Any:
 
 @blp.route("/wecom/channels/<int:channel_id>", methods=["PATCH"])
 @scoped("wecom_channel")
+@role_required(*CONFIG_ROLES)
 @blp.arguments(ChannelPatchSchema)
 @blp.response(200, ChannelSchema)
 def update_channel(data: dict[str, Any], channel_id: int) -> Any:
@@ -200,6 +202,7 @@ def update_channel(data: dict[str, Any], channel_id: int) -> Any:
 
 @blp.route("/wecom/channels/<int:channel_id>", methods=["DELETE"])
 @scoped("wecom_channel")
+@role_required(*CONFIG_ROLES)
 @blp.response(204)
 def delete_channel(channel_id: int) -> None:
     admin.delete_channel(db.session(), current_staff(), channel_id)
