@@ -84,6 +84,11 @@ def wecom_apps() -> list[WeComGateway]:
     return [gateways.wecom, *gateways.extra.get("wecom_apps", [])]
 
 
+def corp_ids() -> list[str]:
+    """Every configured corp, the primary one first (a corp may have several apps)."""
+    return list(dict.fromkeys(g.corp_id for g in wecom_apps()))
+
+
 def gateway_for(corp_id: str, agent_id: str = "") -> WeComGateway:
     """The app of a corp (and agent, when the event named one): its own secret and token."""
     apps = [g for g in wecom_apps() if g.corp_id == corp_id]

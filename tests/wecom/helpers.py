@@ -125,3 +125,50 @@ def upload_material(client: Any, headers: dict[str, str], kind: str, store_id: i
     form.update(extra)
     boundary, body = encode_multipart(form)
     return client.post(MATERIALS, headers=headers, data=body, content_type=f"multipart/form-data; boundary={boundary}")
+
+
+def encoding_aes_key() -> str:
+    """A fresh EncodingAESKey: 43 alphanumerics, as WeCom issues them."""
+    import base64
+    import os
+
+    while True:
+        candidate = base64.b64encode(os.urandom(32)).decode().rstrip("=")
+        if candidate.isalnum():
+            return candidate
+
+
+@contextmanager
+def second_wecom_app(app: Any, sandbox: Any, monkeypatch: Any) -> Iterator[tuple[Any, dict[str, str]]]:
+    """A second corp's self-built app, configured like one from WECOM_EXTRA_APPS, served by a
+    sandbox of its own: (that sandbox, its credentials)."""
+    from integrations.sandbox import SandboxServer, create_sandbox
+    from integrations.wecom.apps import add_wecom_apps
+
+    creds = dict(
+        sandbox.credentials,
+        WECOM_CORP_ID="wwSecondCorp000002",
+        WECOM_AGENT_ID="1000009",
+        WECOM_SECRET="S" * 43,
+        WECOM_CALLBACK_TOKEN="tokenOfTheSecondApp01",
+        WECOM_CALLBACK_AES_KEY=encoding_aes_key(),
+    )
+    second = SandboxServer(create_sandbox(creds, seed=False))
+    base = second.start()
+    try:
+        gateways = app.extensions["dealerloop.gateways"]
+        monkeypatch.setitem(gateways.extra, "wecom_apps", [])
+        monkeypatch.setitem(gateways.extra, "wecom_callback_more", [])
+        monkeypatch.setitem(app.extensions, "dealerloop.wecom_callback_apps", None)  # rebuilt with both apps
+        extra = {
+            "corp_id": creds["WECOM_CORP_ID"],
+            "agent_id": creds["WECOM_AGENT_ID"],
+            "secret": creds["WECOM_SECRET"],
+            "token": creds["WECOM_CALLBACK_TOKEN"],
+            "aes_key": creds["WECOM_CALLBACK_AES_KEY"],
+            "api_base": base + "/wecom",
+        }
+        add_wecom_apps(gateways, {"WECOM_EXTRA_APPS": [extra], "UPSTREAM_TIMEOUT": 2.0})
+        yield second, creds
+    finally:
+        second.stop()

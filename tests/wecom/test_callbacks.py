@@ -26,7 +26,7 @@ from backend.wecom.models import (
     WelcomeMessage,
     WelcomeTemplate,
 )
-from tests.wecom.helpers import URL, contact_xml, post_event, run_due_jobs
+from tests.wecom.helpers import URL, contact_xml, post_event, run_due_jobs, second_wecom_app, upstream_calls
 
 ADVISOR = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
@@ -409,50 +409,15 @@ def test_welcome_code_already_used_is_recorded_not_retried(client: Any, db_sessi
     assert count(db_session, OutboxJob, OutboxJob.name == "wecom.send_welcome", OutboxJob.status == "done") == 1
 
 
-def _encoding_aes_key() -> str:
-    import base64
-    import os
-
-    while True:  # 43 alphanumerics, as WeCom issues them
-        candidate = base64.b64encode(os.urandom(32)).decode().rstrip("=")
-        if candidate.isalnum():
-            return candidate
-
-
 def test_two_apps_each_selected_by_corp_and_agent_with_its_own_credentials(
     app: Any, client: Any, db_session: Any, world: Any, monkeypatch: Any
 ) -> None:
-    from integrations.sandbox import SandboxServer, create_sandbox
     from integrations.sandbox.wecom_emit import sign_event
-    from integrations.wecom.apps import add_wecom_apps
 
     sb = world["sandbox"]
-    creds2 = dict(
-        sb.credentials,
-        WECOM_CORP_ID="wwSecondCorp000002",
-        WECOM_AGENT_ID="1000009",
-        WECOM_SECRET="S" * 43,
-        WECOM_CALLBACK_TOKEN="tokenOfTheSecondApp01",
-        WECOM_CALLBACK_AES_KEY=_encoding_aes_key(),
-    )
-    second = SandboxServer(create_sandbox(creds2, seed=False))
-    base = second.start()
-    try:
+    with second_wecom_app(app, sb, monkeypatch) as (second, creds2):
         second.state.add_member("adv.two", "二号顾问")
         second.state.add_external_contact("wmSecondCorp1", "王先生", follow_userid="adv.two")
-        gateways = app.extensions["dealerloop.gateways"]
-        monkeypatch.setitem(gateways.extra, "wecom_apps", [])
-        monkeypatch.setitem(gateways.extra, "wecom_callback_more", [])
-        monkeypatch.setitem(app.extensions, "dealerloop.wecom_callback_apps", None)  # rebuilt with both apps
-        extra = {
-            "corp_id": creds2["WECOM_CORP_ID"],
-            "agent_id": creds2["WECOM_AGENT_ID"],
-            "secret": creds2["WECOM_SECRET"],
-            "token": creds2["WECOM_CALLBACK_TOKEN"],
-            "aes_key": creds2["WECOM_CALLBACK_AES_KEY"],
-            "api_base": base + "/wecom",
-        }
-        add_wecom_apps(gateways, {"WECOM_EXTRA_APPS": [extra], "UPSTREAM_TIMEOUT": 2.0})
 
         t = now()
         assert post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, t)).data == (
@@ -473,7 +438,7 @@ def test_two_apps_each_selected_by_corp_and_agent_with_its_own_credentials(
         second_friend = friend_of(db_session, "adv.two", "wmSecondCorp1")
         assert second_friend.corp_id == creds2["WECOM_CORP_ID"] and second_friend.staff_id is None
         # each app's calls went to its own WeCom, with its own secret
-        assert [c["query"]["external_userid"] for c in second.state.received("/cgi-bin/externalcontact/get")] == [
+        assert [c["query"]["external_userid"] for c in upstream_calls(second, "/cgi-bin/externalcontact/get")] == [
             "wmSecondCorp1"
         ]
         assert [c["query"]["corpsecret"] for c in second.state.received("/cgi-bin/gettoken")] == ["S" * 43]
@@ -491,8 +456,6 @@ def test_two_apps_each_selected_by_corp_and_agent_with_its_own_credentials(
         wrong_agent = client.post(URL, query_string=p3, data=b3, content_type="text/xml")
         assert (wrong_agent.status_code, wrong_agent.get_json()["code"]) == (403, "wecom.receive_id_mismatch")
         assert count(db_session, WeComRawEvent) == 2
-    finally:
-        second.stop()
 
 
 def test_remark_mobiles_are_encrypted_at_rest_and_found_by_a_phone_search(

@@ -17,7 +17,7 @@ from backend.platform.jobs import OutboxJob
 from backend.touchpoints.models import Touchpoint
 from backend.wecom import service as svc
 from backend.wecom.models import FriendStatus, WeComFriend, WeComFriendTag
-from tests.wecom.helpers import run_due_jobs
+from tests.wecom.helpers import run_due_jobs, second_wecom_app
 
 URL = "/api/workbench/v1/wecom/friends/reconcile"
 ADVISOR = "advisor.zhang"
@@ -187,3 +187,41 @@ def test_nightly_schedule_fans_out_per_advisor(db_session: Any, app: Any, world:
     assert sorted(per_advisor) == sorted(
         f"wecom.reconcile.advisor:{slot}:{u}" for u in ("admin.not.in.wecom", "advisor.li", ADVISOR)
     )
+
+
+def test_nightly_runs_cover_every_configured_corp(db_session: Any, app: Any, world: Any, monkeypatch: Any) -> None:
+    """Each periodic run becomes one run per corp: an extra app's corp is reconciled too (the
+    nightly jobs used to look at the primary corp only)."""
+    from backend.org.models import Role, Staff, StaffRole
+
+    with second_wecom_app(app, world["sandbox"], monkeypatch) as (second, creds2):
+        second.state.add_member("adv.two", "二号顾问")
+        second.state.add_external_contact("wmSecondCorp1", "王先生", follow_userid="adv.two")
+        staff = Staff(
+            corp_id=creds2["WECOM_CORP_ID"],
+            wecom_userid="adv.two",
+            name="二号顾问",
+            org_unit_id=world["advisor"].org_unit_id,
+        )
+        staff.role_rows = [StaffRole(role=Role.SALES_ADVISOR)]
+        db_session.add(staff)
+        db_session.commit()
+        monkeypatch.setattr(jobs, "_PERIODIC", [p for p in jobs._PERIODIC if p.name == "wecom.reconcile.all"])
+        night = datetime(2026, 12, 3, 0, 0, 5, tzinfo=UTC)
+        assert jobs.tick_periodic(app, now=night) == ["wecom.reconcile.all"]
+        run_due_jobs(app)
+        slot = int(night.timestamp()) // 86400 * 86400
+        per_corp = db_session.scalars(
+            select(OutboxJob.dedup_key).where(OutboxJob.name == "wecom.reconcile.all", OutboxJob.status == "done")
+        ).all()
+        assert sorted(per_corp) == sorted(
+            [
+                f"periodic:wecom.reconcile.all:{slot}",
+                f"wecom.reconcile.all:{world['advisor'].corp_id}:{slot}",
+                f"wecom.reconcile.all:{creds2['WECOM_CORP_ID']}:{slot}",
+            ]
+        )
+        # the second corp's relation was found by its own WeCom and created, marked as reconciled
+        friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == "wmSecondCorp1")).one()
+        assert (friend.corp_id, friend.staff_id, friend.status) == (creds2["WECOM_CORP_ID"], staff.id, "active")
+        assert second.state.received("/cgi-bin/externalcontact/batch/get_by_user")
