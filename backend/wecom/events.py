@@ -51,9 +51,9 @@ def parse_event(xml: str) -> dict[str, Any]:
 
 
 MAX_DEPTH = 4  # <xml><MemChangeList><Item> is the deepest WeCom sends
-# What may come before the root element besides a document type: blanks, the XML declaration
-# (and other processing instructions), comments.
-_PROLOG_ITEM = re.compile(r"\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
+# What may come before the root element besides a document type: a byte order mark, blanks,
+# the XML declaration (and other processing instructions), comments.
+_PROLOG_ITEM = re.compile(r"\ufeff|\s+|<\?.*?\?>|<!--.*?-->", re.DOTALL)
 
 
 def _declares_doctype(xml: str) -> bool:

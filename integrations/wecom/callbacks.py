@@ -119,16 +119,8 @@ def verify_url() -> Response:
     if not apps:
         raise AppError("wecom.unknown_app", 403)
     _check_timestamp(timestamp)
-    error: AppError | None = None
-    for app in apps:
-        try:
-            plain = _decrypt(app, signature, timestamp, nonce, echostr)
-        except AppError as exc:
-            error = exc
-            continue
-        return Response(plain, status=200, mimetype="text/plain")
-    assert error is not None
-    raise error
+    _, plain = _decrypt_with_any(apps, signature, timestamp, nonce, echostr)
+    return Response(plain, status=200, mimetype="text/plain")
 
 
 @blp.route("/wecom", methods=["POST"])
@@ -151,8 +143,9 @@ def receive(app: Any, signature: str, timestamp: str, nonce: str, body: str, rec
         raise AppError("wecom.callback_malformed", 400)
     corp_id = str(envelope.get("ToUserName") or "")
     agent_id = str(envelope.get("AgentID") or "")
-    target = _select_app(callback_apps(app), corp_id, agent_id)
-    plain = _decrypt(target, signature, timestamp, nonce, encrypted)
+    target, plain = _decrypt_with_any(
+        _select_apps(callback_apps(app), corp_id, agent_id), signature, timestamp, nonce, encrypted
+    )
     # The signature is checked first so that an unsigned request learns nothing about our clock.
     _check_timestamp(timestamp)
     fields: dict[str, Any] = parse_event(plain)
@@ -170,11 +163,28 @@ def receive(app: Any, signature: str, timestamp: str, nonce: str, body: str, rec
     return raw_id
 
 
-def _select_app(apps: list[CallbackApp], corp_id: str, agent_id: str) -> CallbackApp:
+def _select_apps(apps: list[CallbackApp], corp_id: str, agent_id: str) -> list[CallbackApp]:
+    """The apps the envelope may be for: its corp's, that agent's when it names one (the
+    customer-contact callbacks often name none, and a corp may run several apps)."""
+    found = [a for a in apps if a.corp_id == corp_id and (not agent_id or not a.agent_id or a.agent_id == agent_id)]
+    if not found:
+        raise AppError("wecom.receive_id_mismatch" if apps else "wecom.unknown_app", 403)
+    return found
+
+
+def _decrypt_with_any(
+    apps: list[CallbackApp], signature: str, timestamp: str, nonce: str, encrypted: str
+) -> tuple[CallbackApp, str]:
+    """The first app whose token verifies the signature (and key decrypts), with the plaintext;
+    else the first app's refusal."""
+    error: AppError | None = None
     for app in apps:
-        if app.corp_id == corp_id and (not agent_id or not app.agent_id or app.agent_id == agent_id):
-            return app
-    raise AppError("wecom.receive_id_mismatch" if apps else "wecom.unknown_app", 403)
+        try:
+            return app, _decrypt(app, signature, timestamp, nonce, encrypted)
+        except AppError as exc:
+            error = error or exc
+    assert error is not None
+    raise error
 
 
 class WeComCallbackLane:

@@ -139,15 +139,18 @@ def encoding_aes_key() -> str:
 
 
 @contextmanager
-def second_wecom_app(app: Any, sandbox: Any, monkeypatch: Any) -> Iterator[tuple[Any, dict[str, str]]]:
-    """A second corp's self-built app, configured like one from WECOM_EXTRA_APPS, served by a
-    sandbox of its own: (that sandbox, its credentials)."""
+def second_wecom_app(
+    app: Any, sandbox: Any, monkeypatch: Any, corp_id: str = "wwSecondCorp000002"
+) -> Iterator[tuple[Any, dict[str, str]]]:
+    """A second self-built app (of another corp unless `corp_id` is the first's), configured
+    like one from WECOM_EXTRA_APPS, served by a sandbox of its own: (that sandbox, its
+    credentials)."""
     from integrations.sandbox import SandboxServer, create_sandbox
     from integrations.wecom.apps import add_wecom_apps
 
     creds = dict(
         sandbox.credentials,
-        WECOM_CORP_ID="wwSecondCorp000002",
+        WECOM_CORP_ID=corp_id,
         WECOM_AGENT_ID="1000009",
         WECOM_SECRET="S" * 43,
         WECOM_CALLBACK_TOKEN="tokenOfTheSecondApp01",

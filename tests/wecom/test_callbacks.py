@@ -3,6 +3,7 @@ outbox job path, and the database, touchpoints, alerts and upstream calls that r
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -114,6 +115,8 @@ def test_bad_callbacks_are_refused_and_nothing_is_stored(client: Any, db_session
     bomb = '<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><Encrypt>&b;</Encrypt></xml>'
     entity_envelope = client.post(URL, query_string=params, data=bomb)
     assert (entity_envelope.status_code, entity_envelope.get_json()["code"]) == (400, "wecom.callback_malformed")
+    behind_a_bom = client.post(URL, query_string=params, data="\ufeff" + bomb)
+    assert (behind_a_bom.status_code, behind_a_bom.get_json()["code"]) == (400, "wecom.callback_malformed")
     p4, b4 = sb.state.wecom_callback(
         xml.replace("<xml>", '<!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml>', 1)
     )
@@ -456,6 +459,29 @@ def test_two_apps_each_selected_by_corp_and_agent_with_its_own_credentials(
         wrong_agent = client.post(URL, query_string=p3, data=b3, content_type="text/xml")
         assert (wrong_agent.status_code, wrong_agent.get_json()["code"]) == (403, "wecom.receive_id_mismatch")
         assert count(db_session, WeComRawEvent) == 2
+
+
+def test_an_event_naming_no_agent_is_verified_by_whichever_app_of_its_corp_signed_it(
+    app: Any, client: Any, db_session: Any, world: Any, monkeypatch: Any
+) -> None:
+    """Two apps of one corp, and an envelope without AgentID (customer-contact callbacks may
+    name none): the app whose token verifies the signature takes it (the first app of the corp
+    used to be the only one tried, refusing the second's events with 403)."""
+    from integrations.sandbox.wecom_emit import sign_event
+
+    sb = world["sandbox"]
+    with second_wecom_app(app, sb, monkeypatch, corp_id=sb.credentials["WECOM_CORP_ID"]) as (_second, creds2):
+        xml = contact_xml(sb, "del_follow_user", ADVISOR, CUSTOMER, now())
+        params, body = sign_event(xml, creds2)
+        body = re.sub(r"<AgentID>.*?</AgentID>", "", body)
+        resp = client.post(URL, query_string=params, data=body, content_type="text/xml")
+        assert (resp.status_code, resp.data) == (200, b"success")
+        raw = db_session.scalars(select(WeComRawEvent)).one()
+        assert raw.agent_id == creds2["WECOM_AGENT_ID"]
+        # signed by neither app: still refused
+        forged, forged_body = sign_event(xml, dict(creds2, WECOM_CALLBACK_TOKEN="someoneElsesToken0001"))
+        resp = client.post(URL, query_string=forged, data=re.sub(r"<AgentID>.*?</AgentID>", "", forged_body))
+        assert (resp.status_code, resp.get_json()["code"]) == (403, "wecom.signature_invalid")
 
 
 def test_remark_mobiles_are_encrypted_at_rest_and_found_by_a_phone_search(
