@@ -339,13 +339,32 @@ def channel_stats(
 def delete_channel(session: Session, actor: StaffActor, channel_id: int) -> None:
     """Deletes the contact way in WeCom; the row stays (friends keep their attribution)."""
     channel = get_scoped_or_404(session, actor, "wecom_channel", channel_id)
+    gone = False
     if channel.config_id and channel.active:
+        gateway = svc.gateway_for(channel.corp_id)
         try:
-            svc.gateway_for(channel.corp_id).post("externalcontact/del_contact_way", {"config_id": channel.config_id})
+            gateway.post("externalcontact/del_contact_way", {"config_id": channel.config_id})
         except UpstreamError as exc:
-            raise _upstream(exc) from exc
+            if exc.reason != "rejected" or _contact_way_exists(gateway, channel.config_id):
+                raise _upstream(exc) from exc
+            # Deleted in WeCom already (an earlier delete whose answer was lost, another tool):
+            # the channel would otherwise stay active for good, its state never reusable.
+            gone = True
     channel.active = False
-    write_audit(session, actor, "wecom.channel_deleted", "wecom_channel", channel.id)
+    write_audit(
+        session, actor, "wecom.channel_deleted", "wecom_channel", channel.id, {"gone_in_wecom": gone} if gone else None
+    )
+
+
+def _contact_way_exists(gateway: Any, config_id: str) -> bool:
+    """Whether WeCom still has the contact way (a refusal of get_contact_way too: it has not)."""
+    try:
+        gateway.post("externalcontact/get_contact_way", {"config_id": config_id})
+    except UpstreamError as exc:
+        if exc.reason == "rejected":
+            return False
+        raise
+    return True
 
 
 # --- tags and lost customers ---------------------------------------------------------------

@@ -258,6 +258,17 @@ def create_wecom_app(state: SandboxState) -> Flask:
                 return fail(40058, "invalid config_id")
         return ok()
 
+    @app.post("/cgi-bin/externalcontact/get_contact_way")
+    def get_contact_way() -> Response:
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        with state.lock:
+            way = state.contact_ways.get(data.get("config_id", ""))
+            if way is None:
+                return fail(40058, "invalid config_id")
+            return ok(contact_way=copy.deepcopy(way))
+
     @app.post("/cgi-bin/externalcontact/mark_tag")
     def mark_tag() -> Response:
         bad, data = body_or_fail()

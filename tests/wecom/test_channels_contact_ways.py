@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from backend.platform.audit import AuditLog
 from backend.wecom import service
 from backend.wecom.models import WeComChannel, WeComChannelFact
 from tests.wecom.helpers import contact_xml, post_event, upstream_calls
@@ -254,3 +255,26 @@ def test_per_channel_statistics_by_day(client: Any, db_session: Any, world: Any)
     for edge in ({"date_to": "0001-01-05"}, {"date_from": "9999-12-31", "date_to": "9999-12-31"}):
         resp = client.get(f"{CHANNELS}/{channel['id']}/stats", headers=world["h"], query_string=edge)
         assert (resp.status_code, resp.get_json()["code"]) == (422, "request.invalid")
+
+
+def test_a_contact_way_already_gone_in_wecom_is_deleted_here_too(client: Any, db_session: Any, world: Any) -> None:
+    """An earlier delete whose answer was lost, or another tool, removed the contact way in
+    WeCom: the channel is closed instead of answering 502 for good. A refusal while WeCom still
+    has it is still a 502, and the channel stays."""
+    sb = world["sb"]
+    channel = create(client, world, store_id=world["tree"].stores[0].id).get_json()
+    sb.state.set_fault(
+        "errcode", errcode=45009, service="wecom", path="/cgi-bin/externalcontact/del_contact_way", count=1
+    )
+    refused = client.delete(f"{CHANNELS}/{channel['id']}", headers=world["h"])
+    assert (refused.status_code, refused.get_json()["code"]) == (502, "upstream.rejected")
+    db_session.expire_all()
+    assert db_session.get(WeComChannel, channel["id"]).active is True
+
+    with sb.state.lock:
+        sb.state.contact_ways.pop(channel["config_id"])
+    assert client.delete(f"{CHANNELS}/{channel['id']}", headers=world["h"]).status_code == 204
+    db_session.expire_all()
+    assert db_session.get(WeComChannel, channel["id"]).active is False
+    audit = db_session.scalars(select(AuditLog).where(AuditLog.action == "wecom.channel_deleted")).one()
+    assert audit.detail == {"gone_in_wecom": True}
