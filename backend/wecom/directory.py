@@ -8,7 +8,11 @@ brings `wecom_department` and `staff` in line:
   default, roles are given by an admin), an existing staff member gets the name and node WeCom
   has, and is reactivated when back in the directory;
 - staff WeCom no longer lists (members who left are removed from the directory) are marked
-  resigned — unless the directory came back empty, which is a permission problem, not an exodus.
+  resigned — unless the directory came back empty, which is a permission problem, not an exodus,
+  or their store's department is no longer listed either: a department taken out of the app's
+  visible range (or reorganised) takes its members out of the listing without their leaving,
+  so they are held (counted, logged) until an admin maps their department again or they are
+  listed elsewhere.
 Re-running it with an unchanged directory changes nothing.
 """
 
@@ -51,14 +55,17 @@ def sync_directory(session: Session, corp_id: str) -> dict[str, int]:
             users.setdefault(user["userid"], user)
     # Everything is read before anything is written: a failed call changes nothing.
     stats = {"departments": len(departments), "users": len(users)}
-    mapping = _sync_departments(session, corp_id, departments)
-    stats.update(_sync_staff(session, corp_id, users, mapping))
+    mapping, vanished = _sync_departments(session, corp_id, departments)
+    stats.update(_sync_staff(session, corp_id, users, mapping, vanished))
     session.flush()
     log.info("directory sync %s: %s", corp_id, stats)
     return stats
 
 
-def _sync_departments(session: Session, corp_id: str, departments: list[dict[str, Any]]) -> dict[int, int | None]:
+def _sync_departments(
+    session: Session, corp_id: str, departments: list[dict[str, Any]]
+) -> tuple[dict[int, int | None], set[int]]:
+    """(the listed departments' org nodes, the org nodes whose departments are no longer listed)."""
     now = utcnow()
     existing = {
         d.department_id: d for d in session.scalars(select(WeComDepartment).where(WeComDepartment.corp_id == corp_id))
@@ -94,7 +101,10 @@ def _sync_departments(session: Session, corp_id: str, departments: list[dict[str
         if department_id not in seen and row.present:
             row.present = False
             row.synced_at = now
-    return {k: v.org_unit_id for k, v in existing.items() if v.present}
+    mapping = {k: v.org_unit_id for k, v in existing.items() if v.present}
+    listed_units = {unit for unit in mapping.values() if unit}
+    vanished = {v.org_unit_id for v in existing.values() if not v.present and v.org_unit_id} - listed_units
+    return mapping, vanished
 
 
 def _target_unit(user: dict[str, Any], mapping: dict[int, int | None]) -> int | None:
@@ -108,9 +118,13 @@ def _target_unit(user: dict[str, Any], mapping: dict[int, int | None]) -> int | 
 
 
 def _sync_staff(
-    session: Session, corp_id: str, users: dict[str, dict[str, Any]], mapping: dict[int, int | None]
+    session: Session,
+    corp_id: str,
+    users: dict[str, dict[str, Any]],
+    mapping: dict[int, int | None],
+    vanished: set[int],
 ) -> dict[str, int]:
-    stats = {"created": 0, "updated": 0, "reactivated": 0, "deactivated": 0, "unmapped": 0}
+    stats = {"created": 0, "updated": 0, "reactivated": 0, "deactivated": 0, "unmapped": 0, "held": 0}
     staff_by_userid = {s.wecom_userid: s for s in session.scalars(select(Staff).where(Staff.corp_id == corp_id))}
     for userid, user in sorted(users.items()):
         name = str(user.get("name") or userid)[:64]
@@ -145,9 +159,17 @@ def _sync_staff(
         return stats
     now = utcnow()
     for userid, staff in staff_by_userid.items():
-        if userid not in users and staff.status == StaffStatus.ACTIVE:
-            staff.status, staff.resigned_at = StaffStatus.RESIGNED, now
-            stats["deactivated"] += 1
+        if userid in users or staff.status != StaffStatus.ACTIVE:
+            continue
+        if staff.org_unit_id in vanished:
+            stats["held"] += 1
+            continue
+        staff.status, staff.resigned_at = StaffStatus.RESIGNED, now
+        stats["deactivated"] += 1
+    if stats["held"]:
+        log.warning(
+            "directory sync %s: %s staff of departments WeCom no longer lists are kept active", corp_id, stats["held"]
+        )
     return stats
 
 

@@ -116,6 +116,26 @@ def test_a_failed_read_changes_nothing_and_is_retried(
     assert snapshot(db_session)["advisor.new"][2] == "active"
 
 
+def test_a_department_out_of_sight_does_not_make_its_members_resign(
+    client: Any, db_session: Any, world: Any, staff_headers: Any
+) -> None:
+    """A department taken out of the app's visible range disappears with its members: they are
+    held, not marked resigned (a member who left a department still listed is)."""
+    sb, headers = world["sandbox"], staff_headers(world["staff"]["admin"])
+    client.post(SYNC, headers=headers, json={})
+    assert snapshot(db_session)["advisor.new"][2] == "active"
+    wecom_ops.remove_department(sb.state, 3)  # out of sight, and advisor.new with it
+    sb.state.set_member_status("advisor.li", "resigned")  # left department 2, which is still listed
+    client.post(SYNC, headers=headers, json={})
+    staff = snapshot(db_session)
+    assert staff["advisor.new"][2] == "active" and staff["advisor.li"][2] == "resigned"
+    from backend.wecom.directory import sync_directory
+
+    with client.application.app_context():
+        stats = sync_directory(db_session, client.application.config["WECOM_CORP_ID"])
+    assert (stats["held"], stats["deactivated"]) == (1, 0)
+
+
 def test_an_empty_directory_deactivates_nobody(db_session: Any, app: Any, world: Any) -> None:
     from backend.wecom.directory import sync_directory
 
