@@ -36,6 +36,10 @@ ADVISOR_JOB = "wecom.reconcile.advisor"
 PAGE_LIMIT = 100
 OPEN = (FriendStatus.ACTIVE, FriendStatus.HALF)
 UNKNOWN_USER = 60111
+# WeCom answering "no customers" for an advisor we know with this many open relations is far
+# likelier a lost permission (客户联系 taken away) than every customer leaving in one night:
+# nothing is closed then, and the relations are counted as held.
+EMPTY_ANSWER_GUARD = 5
 
 
 def reconcile_all(session: Session, corp_id: str, run: str) -> int:
@@ -95,6 +99,10 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
         )
     }
     stats = {"created": 0, "reopened": 0, "closed": 0, "skipped": 0}
+    open_ours = [f for f in ours.values() if f.status in OPEN]
+    if not theirs and len(open_ours) >= EMPTY_ANSWER_GUARD:
+        log.warning("reconcile %s: WeCom lists no customers, we have %s open; none closed", userid, len(open_ours))
+        return {**stats, "held": len(open_ours)}
     for ext in sorted(theirs):
         known = ours.get(ext)
         if known is not None and known.status in OPEN:

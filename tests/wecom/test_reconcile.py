@@ -225,3 +225,27 @@ def test_nightly_runs_cover_every_configured_corp(db_session: Any, app: Any, wor
         friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == "wmSecondCorp1")).one()
         assert (friend.corp_id, friend.staff_id, friend.status) == (creds2["WECOM_CORP_ID"], staff.id, "active")
         assert second.state.received("/cgi-bin/externalcontact/batch/get_by_user")
+
+
+def test_an_empty_answer_for_an_advisor_with_customers_closes_nothing(
+    db_session: Any, app: Any, world: Any, make_staff: Any, tree: Any
+) -> None:
+    """WeCom listing no customers for an advisor we know with several is a lost permission far
+    more often than a night in which all of them left: nothing is closed."""
+    from backend.wecom.reconcile import EMPTY_ANSWER_GUARD, reconcile_advisor
+
+    advisor = make_staff(tree.stores[0], "sales_advisor", userid="advisor.quiet")
+    world["sandbox"].state.add_member("advisor.quiet", "安静顾问")
+    externals = [f"wmQuiet{i}" for i in range(EMPTY_ANSWER_GUARD)]
+    with app.app_context():
+        for ext in externals:
+            customer = svc.ensure_customer(db_session, ext, {"external_contact": {"name": ext}})
+            svc.lock_friend(db_session, advisor.corp_id, "advisor.quiet", ext, customer, advisor, FriendStatus.ACTIVE)
+        db_session.commit()
+        stats = reconcile_advisor(db_session, advisor.corp_id, "advisor.quiet")
+        db_session.commit()
+    assert (stats["closed"], stats["held"]) == (0, EMPTY_ANSWER_GUARD)
+    db_session.expire_all()
+    assert set(db_session.scalars(select(WeComFriend.status).where(WeComFriend.userid == "advisor.quiet"))) == {
+        FriendStatus.ACTIVE
+    }
