@@ -11,6 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+# Answers that say "not now" rather than "no": busy (-1), rate limited (45009; 45011 on WeChat),
+# too many concurrent calls (45033). A retry later may succeed.
+TRANSIENT_ERRCODES = frozenset({-1, 45009, 45011, 45033})
+
 
 class UpstreamError(Exception):
     """An upstream (WeChat / WeCom / Pay) call failed.
@@ -27,6 +31,11 @@ class UpstreamError(Exception):
         self.errcode = errcode
         self.errmsg = errmsg
         self.service = service
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying again later may succeed (a refusal of the request itself will not)."""
+        return self.reason != "rejected" or self.errcode in TRANSIENT_ERRCODES
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,6 @@ CHUNK = 100  # WeCom's limit per transfer_customer call
 POLL_DELAY = timedelta(hours=1)  # WeCom completes a takeover within 24 h
 MAX_POLLS = 72  # after three days without a final status an item is closed as "no record"
 MAX_ITEMS = 5000
-TRANSIENT_ERRCODES = frozenset({-1, 45009, 45033})  # busy, rate limited, too many concurrent calls
 # A customer WeCom already has in a transfer: our earlier call went through although its answer
 # was lost (a timeout), so the poll will find the outcome. The sandbox answers 40097; 40129 is
 # the code third-party documentation gives for "当前联系人正在转接中".
@@ -264,8 +263,7 @@ def submit_chunk(session: Session, handover_id: int) -> str:
     try:
         result = svc.gateway_for(handover.corp_id).post(submit_path, payload)
     except UpstreamError as exc:
-        transient = exc.reason != "rejected" or exc.errcode in TRANSIENT_ERRCODES
-        if transient and now < handover.created_at + SUBMIT_GIVE_UP:
+        if exc.transient and now < handover.created_at + SUBMIT_GIVE_UP:
             # Nothing of this chunk is applied; it goes again later (WeCom may be down for a
             # while: the outbox's few tries would leave the handover stuck half-way).
             log.warning("handover %s: chunk not taken (%s), sent again in %s", handover.id, exc, SUBMIT_RETRY)

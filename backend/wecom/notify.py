@@ -283,9 +283,9 @@ def deliver(session: Session, message_id: int) -> str:
         )
         log.info("app message %s deferred %.0fs by the per-recipient limit", message.id, wait)
         return "deferred"
-    gateway = gateway_for(corp_id)
     body = {k: v for k, v in message.content.items() if k != "corp_id"}
     try:
+        gateway = gateway_for(corp_id)
         result = gateway.post(
             "message/send",
             {
@@ -299,7 +299,9 @@ def deliver(session: Session, message_id: int) -> str:
         limiter.release(corp_id, list(message.touser), token)
         message.attempts += 1
         message.last_error = str(exc)[:4000]
-        if message.attempts >= _max_attempts():
+        # A refusal of the message itself (81013: no valid recipient, 40058: bad content) fails
+        # at once: sending it again can only be refused again.
+        if message.attempts >= _max_attempts() or not exc.transient:
             message.status = "failed"
             log.warning("app message %s failed for good after %s tries: %s", message.id, message.attempts, exc)
             return "failed"
@@ -313,6 +315,9 @@ def deliver(session: Session, message_id: int) -> str:
             delay=timedelta(seconds=delay),
         )
         return "retrying"
+    except BaseException:
+        limiter.release(corp_id, list(message.touser), token)  # the job is retried: not counted twice
+        raise
     message.status = "sent"
     message.msgid = result.get("msgid")
     message.invalid_users = (result.get("invaliduser") or None) and str(result["invaliduser"])[:255]

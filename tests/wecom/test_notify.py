@@ -194,6 +194,23 @@ def test_a_send_that_never_succeeds_is_left_failed(
     assert sb.state.app_messages == []
 
 
+def test_a_message_wecom_refuses_outright_fails_at_once(
+    app: Any, db_session: Any, corp: str, sandbox_reset: Any
+) -> None:
+    """81013 (no valid recipient) will be the answer however often it is sent: no retries."""
+    sb = sandbox_reset
+    sb.state.set_fault("errcode", errcode=81013, service="wecom", path=SEND)
+    with app.app_context():
+        notify.weak_item(db_session, corp, "F2", [ADVISOR], "收不到")
+        commit(db_session)
+    run_due_jobs(app)
+    message = db_session.scalars(select(AppMessage)).one()
+    db_session.refresh(message)
+    assert (message.status, message.attempts) == ("failed", 1)
+    assert sb.hits(SEND, "wecom") == 1
+    assert count(db_session, OutboxJob, OutboxJob.status == "pending") == 0
+
+
 def test_admins_see_what_was_sent_and_what_failed(
     app: Any,
     client: Any,
