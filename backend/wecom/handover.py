@@ -23,11 +23,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
-from backend.customers.models import CustomerAdvisor, IdentityKind
-from backend.customers.service import find_by_identity
+from backend.customers.models import CustomerAdvisor, CustomerIdentity, IdentityKind
 from backend.org.models import ADVISOR_ROLES, Staff, StaffStatus
 from backend.org.scope import get_scoped_or_404, register_scope, store_filter
 from backend.platform.actors import StaffActor
@@ -144,7 +143,9 @@ def start_handover(
     takeover_staff_id: int,
     external_userids: list[str] | None = None,
     transfer_success_msg: str | None = None,
-) -> WeComHandover:
+) -> tuple[WeComHandover, int]:
+    """The handover and how many of the advisor's customers are left for another one (beyond
+    MAX_ITEMS)."""
     kind = HandoverKind(kind)
     handover_staff: Staff = get_scoped_or_404(session, actor, "staff", handover_staff_id)
     takeover_staff: Staff = get_scoped_or_404(session, actor, "staff", takeover_staff_id)
@@ -175,9 +176,16 @@ def start_handover(
                 raise _upstream(exc) from exc
     else:
         wanted = list(external_userids)
-    wanted = list(dict.fromkeys(e for e in wanted if e))[:MAX_ITEMS]
+    wanted = list(dict.fromkeys(e for e in wanted if e))
     if not wanted:
         raise AppError("wecom.handover_nothing", 422)
+    # Customers already in an open handover of this advisor are left to it; of the others, at
+    # most MAX_ITEMS go in this one, and the answer says how many are left for the next.
+    busy = _in_open_handovers(session, corp_id, handover_staff.wecom_userid, wanted)
+    fresh = [e for e in wanted if e not in busy]
+    if not fresh:
+        raise AppError("wecom.handover_in_progress", 409)
+    wanted, left_over = fresh[:MAX_ITEMS], max(0, len(fresh) - MAX_ITEMS)
     handover = WeComHandover(
         corp_id=corp_id,
         kind=kind,
@@ -193,26 +201,65 @@ def start_handover(
     )
     session.add(handover)
     session.flush()
-    added = 0
-    for ext in wanted:
-        customer = find_by_identity(session, IdentityKind.EXTERNAL_USERID, ext)
-        item = WeComHandoverItem(
-            handover_id=handover.id,
-            external_userid=ext,
-            customer_id=customer.id if customer else None,
-            open_key=f"{corp_id}:{handover.handover_userid}:{ext}"[:191],
-            status=ItemStatus.PENDING,
-        )
-        try:
-            with unique_savepoint(session):
-                session.add(item)
-            added += 1
-        except DuplicateKey:  # already in an open handover of this advisor
-            continue
+    customers = _customers_by_external_userid(session, wanted)
+    rows = [
+        {
+            "handover_id": handover.id,
+            "external_userid": ext,
+            "customer_id": customers.get(ext),
+            "open_key": _open_key(corp_id, handover.handover_userid, ext),
+            "status": ItemStatus.PENDING,
+        }
+        for ext in wanted
+    ]
+    try:
+        with unique_savepoint(session):  # all at once; a concurrent handover took some: one by one
+            session.execute(insert(WeComHandoverItem), rows)
+        added = len(rows)
+    except DuplicateKey:
+        added = 0
+        for row in rows:
+            try:
+                with unique_savepoint(session):
+                    session.execute(insert(WeComHandoverItem), [row])
+                added += 1
+            except DuplicateKey:  # in an open handover of this advisor started meanwhile
+                continue
     if not added:
         raise AppError("wecom.handover_in_progress", 409)
     enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:0")
-    return handover
+    return handover, left_over
+
+
+def _open_key(corp_id: str, handover_userid: str, external_userid: str) -> str:
+    """Unique while the item is open: one open handover per (advisor, customer)."""
+    return f"{corp_id}:{handover_userid}:{external_userid}"[:191]
+
+
+def _in_open_handovers(session: Session, corp_id: str, handover_userid: str, externals: list[str]) -> set[str]:
+    keys = {_open_key(corp_id, handover_userid, ext): ext for ext in externals}
+    busy: set[str] = set()
+    listed = list(keys)
+    for start in range(0, len(listed), 1000):
+        chunk = listed[start : start + 1000]
+        busy.update(
+            keys[k]
+            for k in session.scalars(select(WeComHandoverItem.open_key).where(WeComHandoverItem.open_key.in_(chunk)))
+        )
+    return busy
+
+
+def _customers_by_external_userid(session: Session, externals: list[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for start in range(0, len(externals), 1000):
+        chunk = externals[start : start + 1000]
+        rows = session.execute(
+            select(CustomerIdentity.value, CustomerIdentity.customer_id).where(
+                CustomerIdentity.kind == IdentityKind.EXTERNAL_USERID, CustomerIdentity.value.in_(chunk)
+            )
+        )
+        found.update((value, customer_id) for value, customer_id in rows)
+    return found
 
 
 # ---------------------------------------------------------------------------------------------
@@ -612,7 +659,7 @@ def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeCo
     )
 
 
-def handover_view(session: Session, handover: WeComHandover) -> dict[str, Any]:
+def handover_view(session: Session, handover: WeComHandover, left_over: int = 0) -> dict[str, Any]:
     counts = dict(
         session.execute(
             select(WeComHandoverItem.status, func.count())
@@ -630,4 +677,5 @@ def handover_view(session: Session, handover: WeComHandover) -> dict[str, Any]:
         "counts": {str(getattr(k, "value", k)): int(v) for k, v in counts.items()},
         "failed": sum(int(v) for k, v in counts.items() if ItemStatus(k) in FAILED_ITEM_STATUSES),
         "items": items,
+        "left_over": left_over,
     }

@@ -75,6 +75,9 @@ class HandoverSchema(OutputSchema):
     counts = fields.Dict(keys=fields.String(), values=fields.Integer())
     failed = fields.Integer()
     items = fields.List(fields.Nested(HandoverItemSchema))
+    # On the answer to a start: the advisor's customers beyond this handover's 5,000 (a new
+    # request hands them over; those in this one are skipped).
+    left_over = fields.Integer()
 
 
 class HandoverListItemSchema(OutputSchema):

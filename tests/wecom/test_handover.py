@@ -597,3 +597,31 @@ def test_a_first_chunk_all_over_the_on_duty_quota_does_not_strand_the_rest(
     assert sorted(i.status for i in items) == ["done"] + ["quota_exceeded"] * 100
     assert {i.external_userid for i in items if i.status == "done"} == {externals[100]}
     assert db_session.get(WeComHandover, resp.get_json()["id"]).status == "finished"
+
+
+def test_an_advisor_with_more_customers_than_one_handover_takes_is_handed_over_in_two(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+) -> None:
+    """5,000 per handover: the answer says how many are left, and the next request takes them
+    (those already in the first are skipped, not refused)."""
+    from backend.wecom.handover import MAX_ITEMS
+
+    sb = world["sandbox"]
+    total = MAX_ITEMS + 3
+    for i in range(total):
+        sb.state.add_external_contact(f"wmMany{i:05d}", "客户", follow_userid=RESIGNED)
+    # WeCom busy: the submissions wait for later (this test is about what the requests record)
+    sb.state.set_fault(
+        "errcode", errcode=45009, service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_customer"
+    )
+    body = {"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id}
+    first = client.post(URL, headers=staff_headers(world["manager"]), json=body)
+    assert first.status_code == 202, first.get_json()
+    # WeCom also lists the customer the sandbox seeds for this advisor
+    left_over = first.get_json()["left_over"]
+    assert left_over >= 3 and len(first.get_json()["items"]) == MAX_ITEMS
+    second = client.post(URL, headers=staff_headers(world["manager"]), json=body)
+    assert second.status_code == 202, second.get_json()
+    assert (len(second.get_json()["items"]), second.get_json()["left_over"]) == (left_over, 0)
+    handed = db_session.scalars(select(WeComHandoverItem.external_userid)).all()
+    assert len(handed) == len(set(handed)) == MAX_ITEMS + left_over

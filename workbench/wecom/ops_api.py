@@ -72,10 +72,11 @@ def map_department(data: dict[str, Any]) -> Any:
 @blp.arguments(HandoverInSchema)
 @blp.response(202, HandoverSchema)
 def start_handover(data: dict[str, Any]) -> Any:
-    """Hand an advisor's customers over (resigned inheritance or on-duty transfer)."""
+    """Hand an advisor's customers over (resigned inheritance or on-duty transfer): at most
+    5,000 per handover; `left_over` says how many are left for the next request."""
     session = db.session()
-    created = handover.start_handover(session, current_staff(), **data)
-    return handover.handover_view(session, created)
+    created, left_over = handover.start_handover(session, current_staff(), **data)
+    return handover.handover_view(session, created, left_over)
 
 
 @blp.route("/wecom/handovers")
