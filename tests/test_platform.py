@@ -81,6 +81,9 @@ def test_owner_messages_are_chinese_workbench_may_be_english(client: Any) -> Non
 def test_malformed_json_is_400(client: Any) -> None:
     resp = client.post("/api/app/v1/auth/login", data="{not json", content_type="application/json")
     _assert_error(resp, 400, "request.malformed_json")
+    # nested past the interpreter's recursion limit: unreadable too, not a 500
+    deep = client.post("/api/app/v1/auth/login", data="[" * 100_000 + "]" * 100_000, content_type="application/json")
+    _assert_error(deep, 400, "request.malformed_json")
 
 
 @pytest.mark.parametrize(

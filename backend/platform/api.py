@@ -9,6 +9,7 @@ has none.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ import flask_smorest
 from flask import Flask, current_app, g, request
 from marshmallow import EXCLUDE, RAISE
 from marshmallow import Schema as MaSchema
+from webargs.flaskparser import FlaskParser
 
 from backend.platform.actors import Actor, MemberActor, StaffActor
 from backend.platform.db import commit, db, rollback
@@ -74,7 +76,21 @@ class Api(flask_smorest.Api):
         register_error_handlers(self._app)
 
 
+class _Parser(FlaskParser):
+    """webargs' parser, with JSON nested past the interpreter's recursion limit answered as
+    malformed JSON (400) like any other unreadable body, instead of a RecursionError (500)."""
+
+    def _raw_load_json(self, req: Any) -> Any:
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError as exc:
+            # A non-empty `doc`: webargs takes an empty one for "no body at all".
+            raise json.JSONDecodeError("nested too deeply", "[", 0) from exc
+
+
 class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = _Parser()
+
     def __init__(self, *args: Any, audience: str | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.audience = audience
