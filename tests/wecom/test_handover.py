@@ -46,6 +46,12 @@ def known_relation(db_session: Any, app: Any, staff: Any, ext: str, name: str) -
     return customer
 
 
+def start_resigned(client: Any, world: Any, staff_headers: Any, **extra: Any) -> Any:
+    """The store manager hands the resigned advisor's customers to the takeover advisor."""
+    body = {"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id}
+    return client.post(URL, headers=staff_headers(world["manager"]), json={**body, **extra})
+
+
 def count(session: Any, model: Any, *where: Any) -> int:
     session.expire_all()
     return session.scalar(select(func.count()).select_from(model).where(*where))
@@ -69,11 +75,7 @@ def test_resigned_handover_in_chunks_polled_until_final(
     wecom_ops.plan_transfer(sb.state, "wmHand001", final_status=wecom_ops.REFUSED)
     wecom_ops.plan_transfer(sb.state, "wmHand002", final_status=wecom_ops.LIMIT, polls=2)
 
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
-    )
+    resp = start_resigned(client, world, staff_headers)
     assert resp.status_code == 202, resp.get_json()
     body = resp.get_json()
     # Submitted at once (jobs run inline here): ≤ 100 per call, then waiting for WeCom.
@@ -176,16 +178,7 @@ def test_submission_failure_is_retried_and_nothing_half_applied(
 
     sb.state.take_fault = second_chunk_fails_once  # type: ignore[method-assign]
     try:
-        resp = client.post(
-            URL,
-            headers=staff_headers(world["manager"]),
-            json={
-                "kind": "resigned",
-                "handover_staff_id": world["resigned"].id,
-                "takeover_staff_id": world["takeover"].id,
-                "external_userids": [f"wmRetry{i:03d}" for i in range(120)],
-            },
-        )
+        resp = start_resigned(client, world, staff_headers, external_userids=[f"wmRetry{i:03d}" for i in range(120)])
     finally:
         sb.state.take_fault = original  # type: ignore[method-assign]
     assert resp.status_code == 202
@@ -211,11 +204,7 @@ def test_submission_failure_is_retried_and_nothing_half_applied(
 def test_poll_failure_is_retried(client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any) -> None:
     sb = world["sandbox"]
     sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_result", count=2)
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
-    )
+    resp = start_resigned(client, world, staff_headers)
     assert resp.status_code == 202
     run_due_jobs(app)
     handover = db_session.get(WeComHandover, resp.get_json()["id"])
@@ -234,11 +223,7 @@ def test_wecom_down_for_hours_does_not_leave_a_handover_stuck(
     sb = world["sandbox"]
     sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_customer", count=8)
     sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_result", count=8)
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
-    )
+    resp = start_resigned(client, world, staff_headers)
     assert resp.status_code == 202
     run_due_jobs(app, rounds=30)
     handover = db_session.get(WeComHandover, resp.get_json()["id"])
@@ -255,16 +240,7 @@ def test_a_chunk_wecom_cannot_take_for_a_day_fails_named_and_the_next_goes(
     for i in range(120):
         sb.state.add_external_contact(f"wmLate{i:03d}", f"客户{i}", follow_userid=RESIGNED)
     sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_customer", count=1)
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={
-            "kind": "resigned",
-            "handover_staff_id": world["resigned"].id,
-            "takeover_staff_id": world["takeover"].id,
-            "external_userids": [f"wmLate{i:03d}" for i in range(120)],
-        },
-    )
+    resp = start_resigned(client, world, staff_headers, external_userids=[f"wmLate{i:03d}" for i in range(120)])
     assert resp.status_code == 202
     handover_id = resp.get_json()["id"]
     # the day is over when the retry comes, and WeCom is still down for it
@@ -297,16 +273,7 @@ def test_a_customer_wecom_already_has_in_transfer_is_polled_not_failed(
         "takeover_time": 0,
         "_polls_left": 1,
     }
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={
-            "kind": "resigned",
-            "handover_staff_id": world["resigned"].id,
-            "takeover_staff_id": world["takeover"].id,
-            "external_userids": [ext],
-        },
-    )
+    resp = start_resigned(client, world, staff_headers, external_userids=[ext])
     assert resp.status_code == 202
     run_due_jobs(app)
     item = db_session.scalars(select(WeComHandoverItem).where(WeComHandoverItem.external_userid == ext)).one()
@@ -362,16 +329,7 @@ def test_customers_rejected_at_submission_are_failures(
     sb = world["sandbox"]
     ghost = known_relation(db_session, app, world["resigned"], "wmGhost", "幽灵客户")  # ours, gone in WeCom
     customers_before = count(db_session, Customer)
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={
-            "kind": "resigned",
-            "handover_staff_id": world["resigned"].id,
-            "takeover_staff_id": world["takeover"].id,
-            "external_userids": ["wmDemoCustomer002", "wmNotHis", "wmGhost"],
-        },
-    )
+    resp = start_resigned(client, world, staff_headers, external_userids=["wmDemoCustomer002", "wmNotHis", "wmGhost"])
     assert resp.status_code == 202
     items = dict(db_session.execute(select(WeComHandoverItem.external_userid, WeComHandoverItem.errcode)).all())
     assert items == {"wmDemoCustomer002": None, "wmNotHis": 84061, "wmGhost": 84061}
@@ -381,16 +339,7 @@ def test_customers_rejected_at_submission_are_failures(
     assert count(db_session, Customer) == customers_before + 1  # wmDemoCustomer002, once accepted
     assert [m["touser"] for m in sb.state.app_messages] == [MANAGER]
     # A second handover of the same customers while the first is open is refused by the database.
-    again = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={
-            "kind": "resigned",
-            "handover_staff_id": world["resigned"].id,
-            "takeover_staff_id": world["takeover"].id,
-            "external_userids": ["wmDemoCustomer002"],
-        },
-    )
+    again = start_resigned(client, world, staff_headers, external_userids=["wmDemoCustomer002"])
     assert (again.status_code, again.get_json()["code"]) == (409, "wecom.handover_in_progress")
 
 
@@ -427,11 +376,7 @@ def test_bad_input_is_a_clear_4xx(client: Any, world: Any, staff_headers: Any, m
 def test_handovers_are_listed_in_scope(
     client: Any, db_session: Any, world: Any, staff_headers: Any, make_staff: Any
 ) -> None:
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
-    )
+    resp = start_resigned(client, world, staff_headers)
     handover_id = resp.get_json()["id"]
     other_manager = make_staff(world["tree"].stores[3], "store_manager")
     assert [h["id"] for h in client.get(URL, headers=staff_headers(world["manager"])).get_json()] == [handover_id]
@@ -447,11 +392,7 @@ def test_takeover_at_its_customer_limit_ends_as_limit(
 ) -> None:
     sb = world["sandbox"]
     wecom_ops.set_customer_limit(sb.state, TAKEOVER, 1)  # the takeover advisor already has one customer
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
-    )
+    resp = start_resigned(client, world, staff_headers)
     run_due_jobs(app)
     item = db_session.scalars(
         select(WeComHandoverItem).where(WeComHandoverItem.handover_id == resp.get_json()["id"])
@@ -466,11 +407,7 @@ def test_unassigned_list_failing_answers_502_and_records_nothing(
     client: Any, db_session: Any, world: Any, staff_headers: Any
 ) -> None:
     world["sandbox"].state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/get_unassigned_list")
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id},
-    )
+    resp = start_resigned(client, world, staff_headers)
     assert (resp.status_code, resp.get_json()["code"]) == (502, "upstream.unavailable")
     assert count(db_session, WeComHandover) == 0 and count(db_session, OutboxJob) == 0
 
@@ -480,16 +417,7 @@ def test_a_call_wecom_refuses_as_a_whole_fails_the_chunk_not_retried(
 ) -> None:
     sb = world["sandbox"]
     sb.state.set_member_status(RESIGNED, "active")  # dealerloop says resigned, WeCom does not (40058)
-    resp = client.post(
-        URL,
-        headers=staff_headers(world["manager"]),
-        json={
-            "kind": "resigned",
-            "handover_staff_id": world["resigned"].id,
-            "takeover_staff_id": world["takeover"].id,
-            "external_userids": ["wmDemoCustomer002"],
-        },
-    )
+    resp = start_resigned(client, world, staff_headers, external_userids=["wmDemoCustomer002"])
     assert resp.status_code == 202
     run_due_jobs(app)
     handover = db_session.get(WeComHandover, resp.get_json()["id"])
@@ -614,13 +542,12 @@ def test_an_advisor_with_more_customers_than_one_handover_takes_is_handed_over_i
     sb.state.set_fault(
         "errcode", errcode=45009, service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_customer"
     )
-    body = {"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": world["takeover"].id}
-    first = client.post(URL, headers=staff_headers(world["manager"]), json=body)
+    first = start_resigned(client, world, staff_headers)
     assert first.status_code == 202, first.get_json()
     # WeCom also lists the customer the sandbox seeds for this advisor
     left_over = first.get_json()["left_over"]
     assert left_over >= 3 and len(first.get_json()["items"]) == MAX_ITEMS
-    second = client.post(URL, headers=staff_headers(world["manager"]), json=body)
+    second = start_resigned(client, world, staff_headers)
     assert second.status_code == 202, second.get_json()
     assert (len(second.get_json()["items"]), second.get_json()["left_over"]) == (left_over, 0)
     handed = db_session.scalars(select(WeComHandoverItem.external_userid)).all()
