@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
-from backend.org.models import Staff, StaffStatus
+from backend.org.models import OrgKind, OrgUnit, Staff, StaffStatus
 from backend.org.scope import get_scoped_or_404, register_scope, scope_query, store_filter
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
@@ -91,11 +91,17 @@ def paginate(session: Session, stmt: Any, page: int, size: int, order: Any) -> d
     return {"items": items, "total": total, "page": page, "page_size": size}
 
 
-def _check_store(actor: StaffActor, store_id: int | None) -> None:
-    if actor.scope.everything:
-        return
-    if store_id is None or actor.scope.store_ids is None or store_id not in actor.scope.store_ids:
+def _check_store(session: Session, actor: StaffActor, store_id: int | None) -> None:
+    """The store a template, material or channel is for: one of the actor's, or none (the
+    group's) for those who see everything; and a store, not a region or an unknown id."""
+    if not actor.scope.everything and (
+        store_id is None or actor.scope.store_ids is None or store_id not in actor.scope.store_ids
+    ):
         raise AppError("wecom.store_forbidden", 403)
+    if store_id is not None:
+        unit = session.get(OrgUnit, store_id)
+        if unit is None or unit.kind != OrgKind.STORE:
+            raise AppError("wecom.store_invalid", 422, errors={"store_id": ["not a store"]})
 
 
 def _upstream(exc: UpstreamError) -> AppError:
@@ -135,7 +141,7 @@ def replay_event(session: Session, actor: StaffActor, raw_event_id: int, reason:
 
 
 def create_template(session: Session, actor: StaffActor, data: dict[str, Any]) -> WelcomeTemplate:
-    _check_store(actor, data.get("store_id"))
+    _check_store(session, actor, data.get("store_id"))
     _check_materials(session, actor, data.get("store_id"), data.get("attachments") or [])
     template = WelcomeTemplate(**data)
     session.add(template)
@@ -179,7 +185,7 @@ def create_material(
 ) -> WeComMaterial:
     """Keep an uploaded picture, video or file (checked against WeCom's sizes and formats);
     its media ids are made when it is first needed (backend.wecom.media)."""
-    _check_store(actor, store_id)
+    _check_store(session, actor, store_id)
     if not media.MIN_SIZE <= len(content) <= media.MAX_SIZE[kind]:
         limit = f"{media.MIN_SIZE} bytes to {media.MAX_SIZE[kind] // media.MB} MB for {kind}"
         raise AppError("wecom.material_size", 422, errors={"file": [limit]})
@@ -205,7 +211,7 @@ def delete_material(session: Session, actor: StaffActor, material_id: int) -> No
     """Refused while a template (one the actor cannot see too) still attaches it; a group-wide
     material is the group's to delete."""
     material = get_scoped_or_404(session, actor, "wecom_material", material_id)
-    _check_store(actor, material.store_id)
+    _check_store(session, actor, material.store_id)
     users = [
         template_id
         for template_id, attachments in session.execute(
@@ -277,7 +283,7 @@ def _check_template_store(session: Session, actor: StaffActor, template_id: int 
 
 
 def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) -> WeComChannel:
-    _check_store(actor, data.get("store_id"))
+    _check_store(session, actor, data.get("store_id"))
     _check_template_store(session, actor, data.get("welcome_template_id"), data.get("store_id"))
     _check_cap(data)
     gateway = svc.gateway_for(svc.current_corp_id())

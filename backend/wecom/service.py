@@ -70,6 +70,16 @@ register_messages(
         "wecom.fallback_overlaps": ("备用顾问不能与接待顾问重复", "Fallback advisors must differ from the advisors"),
         "wecom.chat_not_found": ("客户群不存在", "Group chat not found"),
         "wecom.stats_range_invalid": ("统计日期范围无效（最多366天）", "Invalid date range (at most 366 days)"),
+        "wecom.store_invalid": ("所选组织不是门店", "Not a store"),
+        "wecom.userid_unknown": ("顾问不存在或已离职", "Unknown or resigned advisor"),
+        "wecom.userid_out_of_scope": ("不能使用其他门店的顾问", "Advisors of other stores cannot be used"),
+        "wecom.template_store": ("欢迎语模板属于其他门店", "The welcome template belongs to another store"),
+        "wecom.material_not_found": ("素材不存在", "Material not found"),
+        "wecom.material_size": ("素材大小不符合要求", "The file is too small or too large"),
+        "wecom.material_format": ("素材格式不符合要求", "The file format is not accepted"),
+        "wecom.material_kind": ("素材类型与附件不符", "The material is of another kind"),
+        "wecom.material_store": ("素材属于其他门店", "The material belongs to another store"),
+        "wecom.material_in_use": ("素材正在被欢迎语使用", "The material is attached to a welcome template"),
     }
 )
 

@@ -190,6 +190,16 @@ def test_materials_follow_their_store(client: Any, world: Any) -> None:
     assert client.delete(f"{MATERIALS}/{brand}", headers=world["admin_h"]).status_code == 204
 
 
+def test_a_store_must_be_a_store(client: Any, world: Any, tree: Any) -> None:
+    """A group admin may choose any node; a region or an unknown id is not a store."""
+    region = tree.regions[0].id
+    for store_id in (region, 10**6):
+        resp = upload_material(client, world["admin_h"], "image", store_id)
+        assert (resp.status_code, resp.get_json()["code"]) == (422, "wecom.store_invalid")
+        resp = client.post(TEMPLATES, headers=world["admin_h"], json={"name": "t", "store_id": store_id, "text": "hi"})
+        assert (resp.status_code, resp.get_json()["code"]) == (422, "wecom.store_invalid")
+
+
 def test_templates_attach_materials_of_their_store_and_kind(client: Any, world: Any) -> None:
     image, video = material(client, world), material(client, world, "video")
     other = upload_material(client, world["other_h"], "image", world["other_store"].id).get_json()["id"]
