@@ -311,6 +311,9 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
 
 def update_channel(session: Session, actor: StaffActor, channel_id: int, data: dict[str, Any]) -> WeComChannel:
     channel = get_scoped_or_404(session, actor, "wecom_channel", channel_id)
+    # Under the row lock the cap's rebalance job takes too: both compare and set what the
+    # contact way routes to (`applied_userids`), so neither may work from a stale copy.
+    session.refresh(channel, with_for_update=True)
     _check_template_store(session, actor, data.get("welcome_template_id"), channel.store_id)
     _check_cap(data, channel)
     _check_advisors(session, actor, channel.corp_id, data)
