@@ -16,8 +16,9 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
-from backend.customers.service import attach_identity, find_by_identity, vault
+from backend.customers.service import attach_identity, find_by_identity, merge_customers, vault
 from backend.org.models import ADVISOR_ROLES, Role, Staff, StaffRole, StaffStatus
+from backend.platform.actors import SystemActor
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import register_messages
 from backend.platform.jobs import enqueue
@@ -187,8 +188,16 @@ def ensure_customer(session: Session, external_userid: str, detail: dict[str, An
             customer = find_by_identity(session, IdentityKind.EXTERNAL_USERID, external_userid)
             if customer is None:
                 raise
-    if unionid:
-        attach_identity(session, customer, IdentityKind.UNIONID, unionid)
+    if unionid and not attach_identity(session, customer, IdentityKind.UNIONID, unionid):
+        holder = find_by_identity(session, IdentityKind.UNIONID, unionid)
+        if holder is not None and holder.id != customer.id and customer.identity(IdentityKind.UNIONID) is None:
+            # The contact was stored before WeCom told us who it is (a loss processed before its
+            # add, whose first try failed): the same WeChat user as this member. Stitched with
+            # the audited, reversible merge, the member surviving.
+            merge_customers(
+                session, SystemActor("wecom_unionid"), customer.id, holder.id, "same WeChat user (unionid) in WeCom"
+            )
+            customer = holder
     if not customer.name and contact.get("name"):
         customer.name = contact["name"][:64]
     return customer

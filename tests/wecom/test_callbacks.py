@@ -253,6 +253,45 @@ def test_auto_tags_refused_by_wecom_do_not_hold_the_add_back(
     assert sb.hits("/cgi-bin/externalcontact/mark_tag", "wecom") == (0 if refusal == "deleted_from_library" else 1)
 
 
+def test_a_loss_applied_before_its_add_is_stitched_to_the_member_by_unionid(
+    client: Any, db_session: Any, world: Any
+) -> None:
+    """The loss came first (the add's first try failed): it stored the contact without knowing
+    who it is. The add then learns the unionid of a mini-program member: one customer, by an
+    audited merge, not two."""
+    from backend.customers.models import Customer, CustomerMerge
+
+    sb = world["sandbox"]
+    member = Customer(name="陈先生")
+    db_session.add(member)
+    db_session.flush()
+    db_session.add(CustomerIdentity(customer_id=member.id, kind=IdentityKind.UNIONID, value="oDemoUnion001"))
+    db_session.commit()
+    member_id = member.id
+    t = now()
+    assert post_event(client, sb, contact_xml(sb, "del_follow_user", ADVISOR, CUSTOMER, t + 5)).data == b"success"
+    early = friend_of(db_session, ADVISOR, CUSTOMER).customer_id
+    assert early != member_id
+    assert post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, t)).data == b"success"
+
+    db_session.expire_all()
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    assert friend.customer_id == member_id
+    assert friend.status == FriendStatus.DELETED_BY_CUSTOMER  # the newer event's state stands
+    merge = db_session.scalars(select(CustomerMerge)).one()
+    assert (merge.source_id, merge.target_id) == (early, member_id)
+    assert db_session.get(Customer, early).merged_into_id == member_id
+    idents = set(
+        db_session.execute(
+            select(CustomerIdentity.kind, CustomerIdentity.value).where(CustomerIdentity.customer_id == member_id)
+        ).all()
+    )
+    assert {(IdentityKind.UNIONID, "oDemoUnion001"), (IdentityKind.EXTERNAL_USERID, CUSTOMER)} <= idents
+    assert "friend_added" in kinds(db_session, member_id) and "friend_deleted_by_customer" in kinds(
+        db_session, member_id
+    )
+
+
 def test_same_event_three_times_is_applied_once(client: Any, db_session: Any, world: Any) -> None:
     sb = world["sandbox"]
     xml = contact_xml(sb, "del_follow_user", ADVISOR, CUSTOMER, now())
