@@ -33,7 +33,10 @@ def test_the_worker_command_runs_a_handed_over_job_and_exits(
         row = db.session().scalars(select(OutboxJob).where(OutboxJob.dedup_key == "worker-command-test")).one()
         assert row.status == "enqueued"  # handed to RQ at commit
         db.session.remove()
-    assert Queue("low", connection=redis_dispatcher, serializer=JSONSerializer).count == 1
+    low = Queue("low", connection=redis_dispatcher, serializer=JSONSerializer)
+    assert low.count == 1
+    # the low queue's bulk jobs get more than RQ's default 180 s before the work horse is killed
+    assert low.jobs[0].timeout == 1800
 
     env = {
         **os.environ,

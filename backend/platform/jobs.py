@@ -39,6 +39,12 @@ from backend.platform.logs import job_id_var
 log = logging.getLogger("dealerloop.jobs")
 
 QUEUES = ("high", "default", "low")
+# How long RQ lets one job run before it kills the work horse (its default is 180 s). The low
+# queue's nightly and bulk jobs (a first reconciliation of an advisor with thousands of
+# customers, a handover poll that settles thousands of takeovers on the default queue) can need
+# more; a kill rolls the job's transaction back and the job is retried, so a limit too short
+# would fail it every time.
+QUEUE_TIMEOUTS = {"high": 120, "default": 900, "low": 1800}
 RETRY_INTERVALS = [10, 30, 120, 600]
 
 
@@ -129,6 +135,7 @@ class Dispatcher:
             "backend.platform.jobs.execute",
             args=(row_id,),
             job_id=f"outbox-{row_id}",
+            timeout=QUEUE_TIMEOUTS[queue],
             retry=Retry(max=retries, interval=RETRY_INTERVALS[:retries] or 0) if retries else None,
             result_ttl=3600,
             failure_ttl=7 * 86400,
