@@ -141,7 +141,8 @@ def enqueue_pulls(session: Session, corp_id: str, userid: str, start: date, end:
     n = 0
     for first, last in chunks(start, end):
         args = {"corp_id": corp_id, "userid": userid, "start": first.isoformat(), "end": last.isoformat()}
-        dedup = f"{PULL_JOB}:{key}:{userid}:{first}" if key else None
+        # The corp too: the same userid can exist in two corps (a person in both, common pinyin).
+        dedup = f"{PULL_JOB}:{key}:{corp_id}:{userid}:{first}" if key else None
         if enqueue(session, PULL_JOB, args, dedup_key=dedup):
             n += 1
     return n

@@ -58,9 +58,10 @@ POLL_DELAY = timedelta(hours=1)  # WeCom completes a takeover within 24 h
 MAX_POLLS = 72  # after three days without a final status an item is closed as "no record"
 MAX_ITEMS = 5000
 # A customer WeCom already has in a transfer: our earlier call went through although its answer
-# was lost (a timeout), so the poll will find the outcome. The sandbox answers 40097; 40129 is
-# the code third-party documentation gives for "当前联系人正在转接中".
-IN_TRANSFER_ERRCODES = frozenset({40097, 40129})
+# was lost (a timeout), so the poll will find the outcome. 40100 is WeCom's "用户的外部联系人已经
+# 在转移流程中" (40097, by contrast, is "该成员尚未离职": a refusal); 40129 is the code
+# third-party documentation gives for "当前客户正在转接中".
+IN_TRANSFER_ERRCODES = frozenset({40100, 40129})
 # A chunk WeCom could not take (timeout, 5xx, rate limit) is sent again after SUBMIT_RETRY, by a
 # job of its own rather than the outbox's few tries, until SUBMIT_GIVE_UP after the handover
 # was requested; then its customers fail, named, and the next chunk goes.
@@ -307,6 +308,7 @@ def submit_chunk(session: Session, handover_id: int) -> str:
     }
     if handover.kind == HandoverKind.ON_DUTY and handover.transfer_success_msg:
         payload["transfer_success_msg"] = handover.transfer_success_msg
+    in_transfer = IN_TRANSFER_ERRCODES  # per customer only: a whole call refused is refused
     try:
         result = svc.gateway_for(handover.corp_id).post(submit_path, payload)
     except UpstreamError as exc:
@@ -322,15 +324,16 @@ def submit_chunk(session: Session, handover_id: int) -> str:
                 delay=SUBMIT_RETRY,
             )
             return "retrying"
-        # WeCom refuses the whole call (e.g. 40058: the advisor has not left in WeCom), or kept
+        # WeCom refuses the whole call (e.g. 40097: the advisor has not left in WeCom), or kept
         # failing for a day: every customer of the chunk is a failure with that errcode.
         log.warning("handover %s: WeCom refused the chunk: %s", handover.id, exc)
         result = {"customer": [{"external_userid": i.external_userid, "errcode": exc.errcode or -1} for i in items]}
+        in_transfer = frozenset()
     errcodes = {c.get("external_userid"): int(c.get("errcode", -1)) for c in result.get("customer") or []}
     for item in items:
         errcode = errcodes.get(item.external_userid, -1)
         item.submitted_at = now
-        if errcode == 0 or errcode in IN_TRANSFER_ERRCODES:
+        if errcode == 0 or errcode in in_transfer:
             item.status = ItemStatus.WAITING
             _touch_started(session, handover, item, now)
         else:

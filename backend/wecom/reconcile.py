@@ -52,7 +52,10 @@ def reconcile_all(session: Session, corp_id: str, run: str) -> int:
     queued = 0
     for userid in userids:
         if enqueue(
-            session, ADVISOR_JOB, {"corp_id": corp_id, "userid": userid}, dedup_key=f"{ADVISOR_JOB}:{run}:{userid}"
+            session,
+            ADVISOR_JOB,
+            {"corp_id": corp_id, "userid": userid},
+            dedup_key=f"{ADVISOR_JOB}:{run}:{corp_id}:{userid}",
         ):
             queued += 1
     return queued

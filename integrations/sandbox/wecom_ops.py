@@ -255,7 +255,7 @@ def register_ops_routes(app: Flask, state: SandboxState) -> None:
                 if userid not in state.members:
                     return fail(60111, f"invalid userid {userid}")
             if resigned and state.members[handover]["status"] != "resigned":
-                return fail(40058, "handover_userid has not resigned")
+                return fail(40097, "handover_userid has not resigned")
             if not resigned and state.members[handover]["status"] != "active":
                 return fail(40058, "handover_userid is not active")
             if state.members[takeover]["status"] != "active":
@@ -267,7 +267,7 @@ def register_ops_routes(app: Flask, state: SandboxState) -> None:
                     continue
                 current = table.get((handover, takeover, ext))
                 if current is not None and current["status"] == WAITING:
-                    customers.append({"external_userid": ext, "errcode": 40097})  # already in transfer
+                    customers.append({"external_userid": ext, "errcode": 40100})  # already in transfer
                     continue
                 polls, _final = ops_of(state).plans.get(ext, (ops_of(state).default_polls, DONE))
                 table[(handover, takeover, ext)] = {

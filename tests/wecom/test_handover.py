@@ -416,14 +416,14 @@ def test_a_call_wecom_refuses_as_a_whole_fails_the_chunk_not_retried(
     client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
 ) -> None:
     sb = world["sandbox"]
-    sb.state.set_member_status(RESIGNED, "active")  # dealerloop says resigned, WeCom does not (40058)
+    sb.state.set_member_status(RESIGNED, "active")  # dealerloop says resigned, WeCom does not (40097)
     resp = start_resigned(client, world, staff_headers, external_userids=["wmDemoCustomer002"])
     assert resp.status_code == 202
     run_due_jobs(app)
     handover = db_session.get(WeComHandover, resp.get_json()["id"])
     db_session.refresh(handover)
     item = db_session.scalars(select(WeComHandoverItem).where(WeComHandoverItem.handover_id == handover.id)).one()
-    assert (handover.status, item.status, item.errcode) == ("finished", "rejected", 40058)
+    assert (handover.status, item.status, item.errcode) == ("finished", "rejected", 40097)
     submit = db_session.scalars(select(OutboxJob).where(OutboxJob.name == "wecom.handover.submit")).one()
     assert (submit.status, submit.attempts) == ("done", 1)  # not retried
     assert [m["touser"] for m in sb.state.app_messages] == [MANAGER]

@@ -185,7 +185,8 @@ def test_nightly_schedule_fans_out_per_advisor(db_session: Any, app: Any, world:
     ).all()
     slot = int(night.timestamp()) // 86400 * 86400
     assert sorted(per_advisor) == sorted(
-        f"wecom.reconcile.advisor:{slot}:{u}" for u in ("admin.not.in.wecom", "advisor.li", ADVISOR)
+        f"wecom.reconcile.advisor:{slot}:{world['advisor'].corp_id}:{u}"
+        for u in ("admin.not.in.wecom", "advisor.li", ADVISOR)
     )
 
 
@@ -195,11 +196,12 @@ def test_nightly_runs_cover_every_configured_corp(db_session: Any, app: Any, wor
     from backend.org.models import Role, Staff, StaffRole
 
     with second_wecom_app(app, world["sandbox"], monkeypatch) as (second, creds2):
-        second.state.add_member("adv.two", "二号顾问")
-        second.state.add_external_contact("wmSecondCorp1", "王先生", follow_userid="adv.two")
+        # the same userid as an advisor of the first corp: each corp's run is its own
+        second.state.add_member(ADVISOR, "二号顾问")
+        second.state.add_external_contact("wmSecondCorp1", "王先生", follow_userid=ADVISOR)
         staff = Staff(
             corp_id=creds2["WECOM_CORP_ID"],
-            wecom_userid="adv.two",
+            wecom_userid=ADVISOR,
             name="二号顾问",
             org_unit_id=world["advisor"].org_unit_id,
         )
