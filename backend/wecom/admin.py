@@ -354,7 +354,7 @@ def delete_channel(session: Session, actor: StaffActor, channel_id: int) -> None
         try:
             gateway.post("externalcontact/del_contact_way", {"config_id": channel.config_id})
         except UpstreamError as exc:
-            if exc.reason != "rejected" or _contact_way_exists(gateway, channel.config_id):
+            if exc.transient or _contact_way_exists(gateway, channel.config_id):
                 raise _upstream(exc) from exc
             # Deleted in WeCom already (an earlier delete whose answer was lost, another tool):
             # the channel would otherwise stay active for good, its state never reusable.
@@ -365,14 +365,16 @@ def delete_channel(session: Session, actor: StaffActor, channel_id: int) -> None
     )
 
 
+INVALID_PARAMETER = 40058  # what WeCom answers for a config_id it does not know
+
+
 def _contact_way_exists(gateway: Any, config_id: str) -> bool:
-    """Whether WeCom still has the contact way (a refusal of get_contact_way too: it has not)."""
+    """Whether WeCom may still have the contact way: only get_contact_way refusing the config_id
+    itself says it has not (busy, rate limits or a missing permission say nothing)."""
     try:
         gateway.post("externalcontact/get_contact_way", {"config_id": config_id})
     except UpstreamError as exc:
-        if exc.reason == "rejected":
-            return False
-        raise
+        return not (exc.reason == "rejected" and exc.errcode == INVALID_PARAMETER)
     return True
 
 

@@ -273,6 +273,14 @@ def test_a_contact_way_already_gone_in_wecom_is_deleted_here_too(client: Any, db
 
     with sb.state.lock:
         sb.state.contact_ways.pop(channel["config_id"])
+    # WeCom busy when we ask whether it still has it: no conclusion, still a 502
+    sb.state.set_fault(
+        "errcode", errcode=45009, service="wecom", path="/cgi-bin/externalcontact/get_contact_way", count=1
+    )
+    busy = client.delete(f"{CHANNELS}/{channel['id']}", headers=world["h"])
+    assert (busy.status_code, busy.get_json()["code"]) == (502, "upstream.rejected")
+    db_session.expire_all()
+    assert db_session.get(WeComChannel, channel["id"]).active is True
     assert client.delete(f"{CHANNELS}/{channel['id']}", headers=world["h"]).status_code == 204
     db_session.expire_all()
     assert db_session.get(WeComChannel, channel["id"]).active is False
