@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 
 def upsert(
-    session: Session,
+    session: Session | Connection,
     model: type,
     values: dict[str, Any],
     conflict_columns: list[str],
@@ -18,8 +19,9 @@ def upsert(
 ) -> None:
     """`updates(new)` returns (column, expression) pairs in order; `new` gives the proposed row's
     values (MariaDB VALUES(), SQLite excluded). On MariaDB assignments see earlier ones, so put a
-    column before any assignment that changes a column it reads."""
-    dialect = session.get_bind().dialect.name
+    column before any assignment that changes a column it reads. Runs on a session (its unit of
+    work) or a connection (`db.autocommit()`: committed at once)."""
+    dialect = (session.get_bind() if isinstance(session, Session) else session).dialect.name
     table = model.__table__
     if dialect in ("mysql", "mariadb"):
         from sqlalchemy.dialects.mysql import insert as mysql_insert

@@ -56,6 +56,9 @@ POLL_JOB = "wecom.handover.poll"
 CHUNK = 100  # WeCom's limit per transfer_customer call
 POLL_DELAY = timedelta(hours=1)  # WeCom completes a takeover within 24 h
 MAX_POLLS = 72  # after three days without a final status an item is closed as "no record"
+# ... unless the last polls could not read WeCom's answer: then up to a day more of polls, so
+# that an outage at the end does not close takeovers WeCom has completed.
+UNREAD_GRACE_POLLS = 24
 MAX_ITEMS = 5000
 # A customer WeCom already has in a transfer: our earlier call went through although its answer
 # was lost (a timeout), so the poll will find the outcome. 40100 is WeCom's "用户的外部联系人已经
@@ -443,14 +446,16 @@ def poll(session: Session, handover_id: int) -> str:
     if handover is None or handover.status != HandoverStatus.POLLING:
         return "skipped"
     _, result_path = ENDPOINTS[handover.kind]
+    read = True
     try:
         results = transfer_results(svc.gateway_for(handover.corp_id), result_path, handover)
     except UpstreamError as exc:
         # No news this hour: it counts as a poll, and the next one asks again (raising would
         # leave the handover to the outbox's few tries, then stuck in `polling`).
         log.warning("handover %s: transfer results not read (%s); polling again later", handover.id, exc)
-        results = {}
+        results, read = {}, False
     handover.polls += 1
+    give_up = handover.polls >= (MAX_POLLS if read else MAX_POLLS + UNREAD_GRACE_POLLS)
     now = utcnow()
     waiting = session.scalars(
         select(WeComHandoverItem)
@@ -463,7 +468,7 @@ def poll(session: Session, handover_id: int) -> str:
         status = RESULT_STATUS.get(int(row.get("status", 2))) if row else ItemStatus.WAITING
         if status is None:
             status = ItemStatus.WAITING
-        if status == ItemStatus.WAITING and handover.polls >= MAX_POLLS:
+        if status == ItemStatus.WAITING and give_up:
             status = ItemStatus.NO_RECORD
         if status == ItemStatus.DONE:
             takeover_ts = int(row.get("takeover_time") or 0) if row else 0

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from backend.platform.db import utcnow
+from backend.platform.db import db, utcnow
 from backend.platform.ports import UpstreamError, WeComGateway
 from backend.platform.upsert import upsert
 from backend.wecom.models import WeComChannel, WeComMaterial, WeComMediaUpload, WelcomeTemplate
@@ -80,9 +80,12 @@ def references(attachments: Iterable[Any]) -> list[tuple[int, str]]:
     return found
 
 
-def upload(session: Session, gateway: WeComGateway, material: WeComMaterial) -> str:
-    """Upload the material to the gateway's corp and keep its new media id (an upsert: two
-    workers renewing the same material leave one row, the later id)."""
+def upload(gateway: WeComGateway, material: WeComMaterial) -> str:
+    """Upload the material to the gateway's corp and keep its new media id: an upsert (two
+    workers renewing the same material leave one row, the later id) committed on its own at
+    once, so that no transaction holds the row while uploads (up to a minute each) go on, and a
+    welcome batch never waits for the hourly refresh. If that write fails, the id is still good
+    for the caller's messages; the next send uploads again."""
     result = gateway.upload_media(material.kind, material.name, material.content)
     try:
         uploaded_at = datetime.fromtimestamp(int(result["created_at"]), UTC)
@@ -90,13 +93,17 @@ def upload(session: Session, gateway: WeComGateway, material: WeComMaterial) -> 
         uploaded_at = utcnow()
     media_id = str(result["media_id"])
     values = {"material_id": material.id, "corp_id": gateway.corp_id, "media_id": media_id, "uploaded_at": uploaded_at}
-    upsert(
-        session,
-        WeComMediaUpload,
-        values,
-        ["material_id", "corp_id"],
-        lambda new: [("media_id", new.media_id), ("uploaded_at", new.uploaded_at)],
-    )
+    try:
+        with db.autocommit() as conn:
+            upsert(
+                conn,
+                WeComMediaUpload,
+                values,
+                ["material_id", "corp_id"],
+                lambda new: [("media_id", new.media_id), ("uploaded_at", new.uploaded_at)],
+            )
+    except Exception:  # noqa: BLE001 - the media id is valid either way
+        log.warning("media id of material %s in corp %s not recorded", material.id, gateway.corp_id, exc_info=True)
     return media_id
 
 
@@ -123,7 +130,7 @@ def media_ids(
     missing = session.scalars(select(WeComMaterial).where(WeComMaterial.id.in_(wanted - set(current)))).all()
     for material in missing:
         try:
-            current[material.id] = upload(session, gateway, material)
+            current[material.id] = upload(gateway, material)
         except UpstreamError:
             log.warning("material %s not uploaded to corp %s", material.id, gateway.corp_id, exc_info=True)
     return current
@@ -204,7 +211,7 @@ def refresh(session: Session, now: datetime | None = None) -> int:
         ).all()
         for material in stale:
             try:
-                upload(session, gateway, material)
+                upload(gateway, material)
                 renewed += 1
             except UpstreamError:
                 log.warning(

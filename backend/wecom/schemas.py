@@ -97,6 +97,8 @@ def _attachment_problem(item: object) -> str | None:
                 return f"{msgtype} needs {name}"
             continue
         value = body[name]
+        if not required and value == "":
+            continue  # a blank optional field, as forms send it: WeCom takes it as absent
         if limit is None:
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
                 return f"{name} is a material's id"

@@ -15,7 +15,7 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
+from backend.customers.models import Customer, CustomerAdvisor, CustomerMerge, IdentityKind
 from backend.customers.service import attach_identity, find_by_identity, merge_customers, vault
 from backend.org.models import ADVISOR_ROLES, Role, Staff, StaffRole, StaffStatus
 from backend.platform.actors import SystemActor
@@ -190,7 +190,12 @@ def ensure_customer(session: Session, external_userid: str, detail: dict[str, An
                 raise
     if unionid and not attach_identity(session, customer, IdentityKind.UNIONID, unionid):
         holder = find_by_identity(session, IdentityKind.UNIONID, unionid)
-        if holder is not None and holder.id != customer.id and customer.identity(IdentityKind.UNIONID) is None:
+        if (
+            holder is not None
+            and holder.id != customer.id
+            and customer.identity(IdentityKind.UNIONID) is None
+            and not _merge_was_reversed(session, customer.id, holder.id)
+        ):
             # The contact was stored before WeCom told us who it is (a loss processed before its
             # add, whose first try failed): the same WeChat user as this member. Stitched with
             # the audited, reversible merge, the member surviving.
@@ -201,6 +206,20 @@ def ensure_customer(session: Session, external_userid: str, detail: dict[str, An
     if not customer.name and contact.get("name"):
         customer.name = contact["name"][:64]
     return customer
+
+
+def _merge_was_reversed(session: Session, source_id: int, target_id: int) -> bool:
+    """A staff member undid this very merge: their decision stands over the automatic one."""
+    return (
+        session.scalar(
+            select(CustomerMerge.id).where(
+                CustomerMerge.source_id == source_id,
+                CustomerMerge.target_id == target_id,
+                CustomerMerge.reversed_at.is_not(None),
+            )
+        )
+        is not None
+    )
 
 
 def assign_advisor(session: Session, customer: Customer, staff: Staff) -> None:

@@ -23,6 +23,7 @@ from ..upstream import TokenedCaller, fetch_json
 SERVICE = "wecom"
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com"
 _NONCE_ALPHABET = string.ascii_letters + string.digits
+UPLOAD_TIMEOUT = 60.0  # seconds to send a file to media/upload and read the answer
 
 
 class _WeComSDK(EnterpriseClient):
@@ -96,8 +97,17 @@ class WeComClient:
         return self.caller.call(lambda: self.sdk.post(path, data=data))
 
     def upload_media(self, media_type: str, filename: str, content: bytes) -> dict[str, Any]:
-        # wechatpy's media.upload posts the file as multipart field `media`, `type` in the query.
-        return self.caller.call(lambda: self.sdk.media.upload(media_type, (filename, content)))
+        # As wechatpy's media.upload posts it (multipart field `media`, `type` in the query), with
+        # time to send the file: the client's timeout (a few seconds) bounds the whole send, which
+        # a 7 MB file on a modest uplink would not meet.
+        return self.caller.call(
+            lambda: self.sdk.post(
+                "media/upload",
+                params={"type": media_type},
+                files={"media": (filename, content)},
+                timeout=(self.sdk.timeout, UPLOAD_TIMEOUT),
+            )
+        )
 
     def get_user_info(self, code: str) -> WeComUser:
         result = self.get("auth/getuserinfo", {"code": code})

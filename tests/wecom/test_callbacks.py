@@ -254,7 +254,7 @@ def test_auto_tags_refused_by_wecom_do_not_hold_the_add_back(
 
 
 def test_a_loss_applied_before_its_add_is_stitched_to_the_member_by_unionid(
-    client: Any, db_session: Any, world: Any
+    client: Any, db_session: Any, world: Any, staff_headers: Any
 ) -> None:
     """The loss came first (the add's first try failed): it stored the contact without knowing
     who it is. The add then learns the unionid of a mini-program member: one customer, by an
@@ -287,9 +287,16 @@ def test_a_loss_applied_before_its_add_is_stitched_to_the_member_by_unionid(
         ).all()
     )
     assert {(IdentityKind.UNIONID, "oDemoUnion001"), (IdentityKind.EXTERNAL_USERID, CUSTOMER)} <= idents
-    assert "friend_added" in kinds(db_session, member_id) and "friend_deleted_by_customer" in kinds(
-        db_session, member_id
-    )
+    assert {"friend_added", "friend_deleted_by_customer"} <= set(kinds(db_session, member_id))
+
+    # A group admin undoes the merge: the next event naming the unionid does not merge again.
+    resp = client.post(f"/api/workbench/v1/customer-merges/{merge.id}/reverse", headers=staff_headers(world["admin"]))
+    assert resp.status_code == 200, resp.get_json()
+    edit = contact_xml(sb, "edit_external_contact", ADVISOR, CUSTOMER, t + 10)
+    assert post_event(client, sb, edit).data == b"success"
+    db_session.expire_all()
+    assert db_session.scalar(select(func.count()).select_from(CustomerMerge)) == 1
+    assert db_session.get(Customer, early).merged_into_id is None
 
 
 def test_same_event_three_times_is_applied_once(client: Any, db_session: Any, world: Any) -> None:

@@ -223,6 +223,16 @@ def test_bad_templates_are_refused(client: Any, world: Any, attachments: list) -
     assert resp.get_json()["errors"]["json"]["attachments"]
 
 
+def test_blank_optional_attachment_fields_are_accepted(client: Any, world: Any) -> None:
+    link = {"msgtype": "link", "link": {"title": "保养预约", "url": "https://e.x/b", "picurl": "", "desc": ""}}
+    resp = client.post(
+        TEMPLATES,
+        headers=world["h"],
+        json={"name": "x", "store_id": world["tree"].stores[0].id, "text": "hi", "attachments": [link]},
+    )
+    assert resp.status_code == 201, resp.get_json()
+
+
 def test_template_text_is_held_to_wecoms_4000_bytes(client: Any, world: Any) -> None:
     store_id = world["tree"].stores[0].id
     fits = client.post(TEMPLATES, headers=world["h"], json={"name": "x", "store_id": store_id, "text": "您" * 1333})

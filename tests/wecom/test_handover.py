@@ -552,3 +552,31 @@ def test_an_advisor_with_more_customers_than_one_handover_takes_is_handed_over_i
     assert (len(second.get_json()["items"]), second.get_json()["left_over"]) == (left_over, 0)
     handed = db_session.scalars(select(WeComHandoverItem.external_userid)).all()
     assert len(handed) == len(set(handed)) == MAX_ITEMS + left_over
+
+
+def test_an_unreadable_last_poll_does_not_close_the_takeovers(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+) -> None:
+    """Three days of polls are up, and the last one cannot read WeCom: the items are not closed
+    as "no record" unread; the next poll that reads finds the takeover."""
+    from backend.wecom.handover import MAX_POLLS
+
+    sb = world["sandbox"]
+    ext = "wmLastPoll001"
+    sb.state.add_external_contact(ext, "客户", follow_userid=RESIGNED)
+    wecom_ops.plan_transfer(sb.state, ext, final_status=wecom_ops.DONE, polls=0)
+    resp = start_resigned(client, world, staff_headers, external_userids=[ext])
+    assert resp.status_code == 202
+    handover_id = resp.get_json()["id"]
+    db_session.execute(update(WeComHandover).where(WeComHandover.id == handover_id).values(polls=MAX_POLLS - 1))
+    db_session.commit()
+    sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_result", count=1)
+    run_due_jobs(app, rounds=1)
+    item = db_session.scalars(select(WeComHandoverItem).where(WeComHandoverItem.external_userid == ext)).one()
+    handover = db_session.get(WeComHandover, handover_id)
+    db_session.refresh(item)
+    db_session.refresh(handover)
+    assert (item.status, handover.status, handover.polls) == ("waiting", "polling", MAX_POLLS)
+    run_due_jobs(app)
+    db_session.refresh(item)
+    assert item.status == "done"
