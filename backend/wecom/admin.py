@@ -289,6 +289,8 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
     gateway = svc.gateway_for(svc.current_corp_id())
     _check_advisors(session, actor, gateway.corp_id, data)
     channel = WeComChannel(corp_id=gateway.corp_id, **data)
+    # One advisor and no cap: a single-person way (WeCom shows the advisor's card); else multi.
+    channel.single_person = len(channel.userids) == 1 and channel.daily_cap is None
     try:
         with unique_savepoint(session):
             session.add(channel)
@@ -296,8 +298,7 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
         raise AppError("wecom.channel_state_taken", 409) from exc
     users = svc.users_for_today(session, channel)
     # A capped channel may have to hand over to several fallbacks: a multi-person contact way.
-    single = len(channel.userids) == 1 and channel.daily_cap is None
-    body = {"type": 1 if single else 2, "scene": 2, **_contact_way_body(channel, users)}
+    body = {"type": 1 if channel.single_person else 2, "scene": 2, **_contact_way_body(channel, users)}
     try:
         result = gateway.post("externalcontact/add_contact_way", body)
     except UpstreamError as exc:
@@ -317,6 +318,10 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
     _check_template_store(session, actor, data.get("welcome_template_id"), channel.store_id)
     _check_cap(data, channel)
     _check_advisors(session, actor, channel.corp_id, data)
+    if channel.single_person and (
+        len(data.get("userids", channel.userids)) != 1 or data.get("daily_cap", channel.daily_cap) is not None
+    ):
+        raise AppError("wecom.channel_single_person", 422, errors={"userids": ["one advisor, no daily cap"]})
     for key, value in data.items():
         setattr(channel, key, value)
     users = svc.users_for_today(session, channel)

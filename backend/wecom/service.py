@@ -72,6 +72,10 @@ register_messages(
         "wecom.chat_not_found": ("客户群不存在", "Group chat not found"),
         "wecom.stats_range_invalid": ("统计日期范围无效（最多366天）", "Invalid date range (at most 366 days)"),
         "wecom.store_invalid": ("所选组织不是门店", "Not a store"),
+        "wecom.channel_single_person": (
+            "单人活码只能有一位顾问且不能设置每日上限，请新建多人活码",
+            "A single-person QR code takes one advisor and no daily cap: create a multi-person channel",
+        ),
         "wecom.userid_unknown": ("顾问不存在或已离职", "Unknown or resigned advisor"),
         "wecom.userid_out_of_scope": ("不能使用其他门店的顾问", "Advisors of other stores cannot be used"),
         "wecom.template_store": ("欢迎语模板属于其他门店", "The welcome template belongs to another store"),

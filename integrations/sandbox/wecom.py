@@ -245,6 +245,8 @@ def create_wecom_app(state: SandboxState) -> Flask:
             bad = validate_contact_way(data, creating=False)
             if bad:
                 return bad
+            if way.get("type") == 1 and "user" in data and len(data.get("user") or []) != 1:
+                return fail(40058, "a single contact way takes exactly one member")  # its type is fixed
             way.update({k: v for k, v in data.items() if k not in ("config_id", "type", "scene")})
         return ok()
 

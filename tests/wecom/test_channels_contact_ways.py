@@ -286,3 +286,23 @@ def test_a_contact_way_already_gone_in_wecom_is_deleted_here_too(client: Any, db
     assert db_session.get(WeComChannel, channel["id"]).active is False
     audit = db_session.scalars(select(AuditLog).where(AuditLog.action == "wecom.channel_deleted")).one()
     assert audit.detail == {"gone_in_wecom": True}
+
+
+def test_a_single_person_qr_code_keeps_one_advisor(client: Any, db_session: Any, world: Any) -> None:
+    """WeCom cannot change a contact way's type, and a single-person one takes one user: such a
+    channel may change its advisor, not get a second one or a daily cap (WeCom would refuse)."""
+    sb = world["sb"]
+    s0 = world["tree"].stores[0].id
+    single = create(client, world, store_id=s0).get_json()
+    assert contact_way(sb, single["config_id"])["type"] == 1
+    url = f"{CHANNELS}/{single['id']}"
+    for change in ({"userids": [ZHANG, LI]}, {"daily_cap": 5}):
+        resp = client.patch(url, headers=world["h"], json=change)
+        assert (resp.status_code, resp.get_json()["code"]) == (422, "wecom.channel_single_person"), change
+    assert client.patch(url, headers=world["h"], json={"userids": [LI]}).status_code == 200
+    assert contact_way(sb, single["config_id"])["user"] == [LI]
+    # a multi-person one may go down to one advisor and back
+    multi = create(client, world, store_id=s0, state="multi-qr", userids=[ZHANG, LI]).get_json()
+    assert contact_way(sb, multi["config_id"])["type"] == 2
+    for users in ([ZHANG], [ZHANG, LI]):
+        assert client.patch(f"{CHANNELS}/{multi['id']}", headers=world["h"], json={"userids": users}).status_code == 200
