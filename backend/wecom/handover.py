@@ -52,6 +52,8 @@ log = logging.getLogger("dealerloop.wecom.handover")
 
 SOURCE = "wecom_handover"
 SUBMIT_JOB = "wecom.handover.submit"
+COLLECT_JOB = "wecom.handover.collect"
+COLLECT_PAGES = 20  # pages of WeCom's unassigned list (1,000 each) read per run of the collect job
 POLL_JOB = "wecom.handover.poll"
 CHUNK = 100  # WeCom's limit per transfer_customer call
 POLL_DELAY = timedelta(hours=1)  # WeCom completes a takeover within 24 h
@@ -125,17 +127,13 @@ def _upstream(exc: UpstreamError) -> AppError:
 # Start
 
 
-def unassigned_customers(gateway: Any, handover_userid: str) -> list[str]:
-    """The resigned advisor's customers WeCom lists as not yet assigned (paged by cursor)."""
-    found: list[str] = []
-    cursor = ""
-    for _ in range(1000):  # a hard stop against a cursor that never ends
-        page = gateway.post("externalcontact/get_unassigned_list", {"cursor": cursor, "page_size": 1000})
-        found += [r["external_userid"] for r in page.get("info") or [] if r.get("handover_userid") == handover_userid]
-        cursor = page.get("next_cursor") or ""
-        if page.get("is_last", True) or not cursor:
-            break
-    return found
+def unassigned_page(gateway: Any, handover_userid: str, cursor: str) -> tuple[list[str], str]:
+    """One page (1,000) of the customers WeCom lists as not yet assigned, those of this resigned
+    advisor, and the cursor of the next page ("" after the last)."""
+    page = gateway.post("externalcontact/get_unassigned_list", {"cursor": cursor, "page_size": 1000})
+    found = [r["external_userid"] for r in page.get("info") or [] if r.get("handover_userid") == handover_userid]
+    next_cursor = page.get("next_cursor") or ""
+    return found, "" if page.get("is_last", True) else next_cursor
 
 
 def start_handover(
@@ -147,9 +145,11 @@ def start_handover(
     takeover_staff_id: int,
     external_userids: list[str] | None = None,
     transfer_success_msg: str | None = None,
-) -> tuple[WeComHandover, int]:
-    """The handover and how many of the advisor's customers are left for another one (beyond
-    MAX_ITEMS)."""
+) -> WeComHandover:
+    """Record the handover and its first customers. For a resigned advisor whose customers are
+    not named, WeCom's unassigned list (the whole corp's, 1,000 a page) is read here for its
+    first page only; a longer list is read by the `collect` job, and the submission starts when
+    it is done. At most MAX_ITEMS customers per handover (`left_over` counts the rest)."""
     kind = HandoverKind(kind)
     handover_staff: Staff = get_scoped_or_404(session, actor, "staff", handover_staff_id)
     takeover_staff: Staff = get_scoped_or_404(session, actor, "staff", takeover_staff_id)
@@ -162,6 +162,7 @@ def start_handover(
     if takeover_staff.status != StaffStatus.ACTIVE:
         raise AppError("wecom.takeover_inactive", 409)
     corp_id = handover_staff.corp_id
+    more_from = ""  # the unassigned list's cursor where the collect job goes on
     if external_userids is None:
         ours = session.scalars(
             select(WeComFriend.external_userid)
@@ -175,21 +176,15 @@ def start_handover(
         wanted = list(ours)
         if kind == HandoverKind.RESIGNED:
             try:
-                wanted += unassigned_customers(svc.gateway_for(corp_id), handover_staff.wecom_userid)
+                found, more_from = unassigned_page(svc.gateway_for(corp_id), handover_staff.wecom_userid, "")
             except UpstreamError as exc:
                 raise _upstream(exc) from exc
+            wanted += found
     else:
         wanted = list(external_userids)
     wanted = list(dict.fromkeys(e for e in wanted if e))
-    if not wanted:
+    if not wanted and not more_from:
         raise AppError("wecom.handover_nothing", 422)
-    # Customers already in an open handover of this advisor are left to it; of the others, at
-    # most MAX_ITEMS go in this one, and the answer says how many are left for the next.
-    busy = _in_open_handovers(session, corp_id, handover_staff.wecom_userid, wanted)
-    fresh = [e for e in wanted if e not in busy]
-    if not fresh:
-        raise AppError("wecom.handover_in_progress", 409)
-    wanted, left_over = fresh[:MAX_ITEMS], max(0, len(fresh) - MAX_ITEMS)
     handover = WeComHandover(
         corp_id=corp_id,
         kind=kind,
@@ -200,26 +195,56 @@ def start_handover(
         store_id=handover_staff.org_unit_id,
         requested_by=actor.staff_id,
         transfer_success_msg=transfer_success_msg,
-        status=HandoverStatus.SUBMITTING,
+        status=HandoverStatus.COLLECTING if more_from else HandoverStatus.SUBMITTING,
+        collect_cursor=more_from or None,
         polls=0,
+        left_over=0,
     )
     session.add(handover)
     session.flush()
-    customers = _customers_by_external_userid(session, wanted)
+    added = _add_items(session, handover, wanted)
+    if not added and not more_from:
+        # Customers already in an open handover of this advisor are left to it.
+        raise AppError("wecom.handover_in_progress", 409)
+    if more_from:
+        enqueue(session, COLLECT_JOB, {"handover_id": handover.id}, dedup_key=f"{COLLECT_JOB}:{handover.id}:0")
+    else:
+        enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:0")
+    return handover
+
+
+def _add_items(session: Session, handover: WeComHandover, externals: list[str]) -> int:
+    """Pending items for these customers, except those in an open handover of the advisor (this
+    one included) and beyond MAX_ITEMS in this handover (counted in `left_over`). Returns how
+    many were added."""
+    busy = _in_open_handovers(session, handover.corp_id, handover.handover_userid, externals)
+    fresh = [e for e in dict.fromkeys(externals) if e and e not in busy]
+    have = int(
+        session.scalar(
+            select(func.count()).select_from(WeComHandoverItem).where(WeComHandoverItem.handover_id == handover.id)
+        )
+        or 0
+    )
+    room = max(0, MAX_ITEMS - have)
+    handover.left_over += max(0, len(fresh) - room)
+    fresh = fresh[:room]
+    if not fresh:
+        return 0
+    customers = _customers_by_external_userid(session, fresh)
     rows = [
         {
             "handover_id": handover.id,
             "external_userid": ext,
             "customer_id": customers.get(ext),
-            "open_key": _open_key(corp_id, handover.handover_userid, ext),
+            "open_key": _open_key(handover.corp_id, handover.handover_userid, ext),
             "status": ItemStatus.PENDING,
         }
-        for ext in wanted
+        for ext in fresh
     ]
     try:
         with unique_savepoint(session):  # all at once; a concurrent handover took some: one by one
             session.execute(insert(WeComHandoverItem), rows)
-        added = len(rows)
+        return len(rows)
     except DuplicateKey:
         added = 0
         for row in rows:
@@ -229,10 +254,57 @@ def start_handover(
                 added += 1
             except DuplicateKey:  # in an open handover of this advisor started meanwhile
                 continue
-    if not added:
-        raise AppError("wecom.handover_in_progress", 409)
+        return added
+
+
+# ---------------------------------------------------------------------------------------------
+# Collect (a long unassigned list, a few pages per run)
+
+
+def collect(session: Session, handover_id: int) -> str:
+    """Read COLLECT_PAGES more pages of WeCom's unassigned list into the handover, then go on
+    in another run, or start the submission once the list is read. WeCom failing: the pages
+    read so far are kept and the job tries again after SUBMIT_RETRY, for up to SUBMIT_GIVE_UP;
+    then the submission starts with what was read (the rest is counted as left over unknown,
+    and a new request can hand it over)."""
+    handover = _lock(session, handover_id)
+    if handover is None or handover.status != HandoverStatus.COLLECTING:
+        return "skipped"
+    now = utcnow()
+    gateway = svc.gateway_for(handover.corp_id)
+    cursor = handover.collect_cursor or ""
+    failed: UpstreamError | None = None
+    for _ in range(COLLECT_PAGES):
+        try:
+            found, cursor = unassigned_page(gateway, handover.handover_userid, cursor)
+        except UpstreamError as exc:
+            failed = exc
+            break
+        _add_items(session, handover, found)
+        handover.collect_cursor = cursor or None
+        if not cursor:
+            break
+    if failed is not None and failed.transient and now < handover.created_at + SUBMIT_GIVE_UP:
+        log.warning("handover %s: unassigned list not read (%s), again in %s", handover.id, failed, SUBMIT_RETRY)
+        enqueue(
+            session,
+            COLLECT_JOB,
+            {"handover_id": handover.id},
+            dedup_key=f"{COLLECT_JOB}:{handover.id}:retry:{now.isoformat()}",
+            delay=SUBMIT_RETRY,
+        )
+        return "retrying"
+    if failed is None and handover.collect_cursor:
+        enqueue(session, COLLECT_JOB, {"handover_id": handover.id}, dedup_key=f"{COLLECT_JOB}:{handover.id}:{cursor}")
+        return "more"
+    if failed is not None:
+        log.warning(
+            "handover %s: unassigned list not read to the end (%s); submitting what was read", handover.id, failed
+        )
+    handover.collect_cursor = None
+    handover.status = HandoverStatus.SUBMITTING
     enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:0")
-    return handover, left_over
+    return "collected"
 
 
 def _open_key(corp_id: str, handover_userid: str, external_userid: str) -> str:
@@ -667,7 +739,7 @@ def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeCo
     )
 
 
-def handover_view(session: Session, handover: WeComHandover, left_over: int = 0) -> dict[str, Any]:
+def handover_view(session: Session, handover: WeComHandover) -> dict[str, Any]:
     counts = dict(
         session.execute(
             select(WeComHandoverItem.status, func.count())
@@ -685,5 +757,5 @@ def handover_view(session: Session, handover: WeComHandover, left_over: int = 0)
         "counts": {str(getattr(k, "value", k)): int(v) for k, v in counts.items()},
         "failed": sum(int(v) for k, v in counts.items() if ItemStatus(k) in FAILED_ITEM_STATUSES),
         "items": items,
-        "left_over": left_over,
+        "left_over": handover.left_over,
     }

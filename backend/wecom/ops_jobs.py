@@ -20,6 +20,11 @@ def handover_submit(session: Session, handover_id: int) -> None:
     handover.submit_chunk(session, handover_id)
 
 
+@job(handover.COLLECT_JOB, queue="default")
+def handover_collect(session: Session, handover_id: int) -> None:
+    handover.collect(session, handover_id)
+
+
 @job(handover.POLL_JOB, queue="default")
 def handover_poll(session: Session, handover_id: int) -> None:
     handover.poll(session, handover_id)

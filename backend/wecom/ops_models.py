@@ -45,6 +45,7 @@ class HandoverKind(enum.StrEnum):
 
 
 class HandoverStatus(enum.StrEnum):
+    COLLECTING = "collecting"  # WeCom's unassigned list still being read (a long one)
     SUBMITTING = "submitting"  # items still to be sent to WeCom
     POLLING = "polling"  # waiting for WeCom's final statuses
     FINISHED = "finished"  # every item final
@@ -93,6 +94,10 @@ class WeComHandover(Base, TimestampMixin):
     status: Mapped[HandoverStatus] = mapped_column(StrEnumType(HandoverStatus, 16), default=HandoverStatus.SUBMITTING)
     polls: Mapped[int] = mapped_column(default=0)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Where reading WeCom's unassigned list goes on (while `collecting`).
+    collect_cursor: Mapped[str | None] = mapped_column(String(255), default=None)
+    # The advisor's customers beyond MAX_ITEMS: a new request hands them over.
+    left_over: Mapped[int] = mapped_column(default=0)
 
 
 class WeComHandoverItem(Base):

@@ -93,7 +93,7 @@ class HandoverListItemSchema(OutputSchema):
 
 
 class HandoverQuerySchema(Schema):
-    status = fields.String(validate=validate.OneOf(["submitting", "polling", "finished"]))
+    status = fields.String(validate=validate.OneOf(["collecting", "submitting", "polling", "finished"]))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 

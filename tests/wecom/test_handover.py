@@ -19,7 +19,7 @@ from backend.wecom import service as svc
 from backend.wecom.models import AppMessage, FriendStatus, WeComFriend
 from backend.wecom.ops_models import WeComHandover, WeComHandoverItem
 from integrations.sandbox import wecom_ops
-from tests.wecom.helpers import run_due_jobs
+from tests.wecom.helpers import run_due_jobs, upstream_calls
 
 URL = "/api/workbench/v1/wecom/handovers"
 RESIGNED = "advisor.wang"
@@ -527,11 +527,13 @@ def test_a_first_chunk_all_over_the_on_duty_quota_does_not_strand_the_rest(
     assert db_session.get(WeComHandover, resp.get_json()["id"]).status == "finished"
 
 
-def test_an_advisor_with_more_customers_than_one_handover_takes_is_handed_over_in_two(
+def test_a_long_unassigned_list_is_read_in_the_background_and_handed_over_in_two(
     client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
 ) -> None:
-    """5,000 per handover: the answer says how many are left, and the next request takes them
-    (those already in the first are skipped, not refused)."""
+    """WeCom lists the resigned advisor's 5,003 customers in pages of 1,000: the request reads
+    the first page and answers `collecting`; the collect job reads the rest. 5,000 per
+    handover: `left_over` says how many are left, and the next request takes them (those
+    already in the first are skipped, not refused)."""
     from backend.wecom.handover import MAX_ITEMS
 
     sb = world["sandbox"]
@@ -544,14 +546,64 @@ def test_an_advisor_with_more_customers_than_one_handover_takes_is_handed_over_i
     )
     first = start_resigned(client, world, staff_headers)
     assert first.status_code == 202, first.get_json()
-    # WeCom also lists the customer the sandbox seeds for this advisor
-    left_over = first.get_json()["left_over"]
-    assert left_over >= 3 and len(first.get_json()["items"]) == MAX_ITEMS
+    body = first.get_json()
+    assert (body["status"], len(body["items"])) == ("collecting", 1000)  # the first page, read in the request
+    pages = upstream_calls(sb, "/cgi-bin/externalcontact/get_unassigned_list")
+    assert [c["json"]["cursor"] for c in pages] == ["", "1000", "2000", "3000", "4000", "5000"]
+    # the jobs ran at commit (inline here): the list is read and the submission has started
+    after = client.get(f"{URL}/{body['id']}", headers=staff_headers(world["manager"])).get_json()
+    left_over = after["left_over"]  # WeCom also lists the customer the sandbox seeds for him
+    assert after["status"] == "submitting" and len(after["items"]) == MAX_ITEMS and left_over >= 3
     second = start_resigned(client, world, staff_headers)
     assert second.status_code == 202, second.get_json()
-    assert (len(second.get_json()["items"]), second.get_json()["left_over"]) == (left_over, 0)
+    again = client.get(f"{URL}/{second.get_json()['id']}", headers=staff_headers(world["manager"])).get_json()
+    assert (len(again["items"]), again["left_over"]) == (left_over, 0)
     handed = db_session.scalars(select(WeComHandoverItem.external_userid)).all()
     assert len(handed) == len(set(handed)) == MAX_ITEMS + left_over
+
+
+def test_reading_the_unassigned_list_survives_wecom_failing(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+) -> None:
+    """A page that cannot be read: the pages read are kept, the job tries again later, and the
+    submission starts once the list is read to the end."""
+    sb = world["sandbox"]
+    for i in range(1001):
+        sb.state.add_external_contact(f"wmPaged{i:04d}", "客户", follow_userid=RESIGNED)
+    # WeCom busy for transfers: the submission waits (this test is about reading the list)
+    sb.state.set_fault(
+        "errcode", errcode=45009, service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_customer"
+    )
+    path = "/cgi-bin/externalcontact/get_unassigned_list"
+    original = sb.state.take_fault
+
+    def second_page_fails_twice(service: str, fault_path: str) -> Any:
+        from flask import request
+
+        body = request.get_json(force=True, silent=True) or {}
+        if fault_path == path and body.get("cursor") == "1000" and second_page_fails_twice.left:
+            second_page_fails_twice.left -= 1
+            sb.state.set_fault("down", service="wecom", path=path, count=1)
+        return original(service, fault_path)
+
+    second_page_fails_twice.left = 2  # type: ignore[attr-defined]
+    sb.state.take_fault = second_page_fails_twice  # type: ignore[method-assign]
+    try:
+        resp = start_resigned(client, world, staff_headers)
+        assert resp.status_code == 202, resp.get_json()
+        handover = db_session.get(WeComHandover, resp.get_json()["id"])
+        db_session.refresh(handover)
+        assert (handover.status, handover.collect_cursor) == ("collecting", "1000")
+        run_due_jobs(app, rounds=3)
+    finally:
+        sb.state.take_fault = original  # type: ignore[method-assign]
+    db_session.refresh(handover)
+    assert (handover.status, handover.collect_cursor) == ("submitting", None)
+    # every customer once: the seeded one and the 1,001, read over two pages (the second after
+    # two failures)
+    assert count(db_session, WeComHandoverItem, WeComHandoverItem.handover_id == handover.id) == 1002
+    reads = [c["json"]["cursor"] for c in upstream_calls(sb, path)]
+    assert reads == ["", "1000", "1000", "1000"]
 
 
 def test_an_unreadable_last_poll_does_not_close_the_takeovers(

@@ -73,10 +73,11 @@ def map_department(data: dict[str, Any]) -> Any:
 @blp.response(202, HandoverSchema)
 def start_handover(data: dict[str, Any]) -> Any:
     """Hand an advisor's customers over (resigned inheritance or on-duty transfer): at most
-    5,000 per handover; `left_over` says how many are left for the next request."""
+    5,000 per handover; `left_over` says how many are left for the next request. A resigned
+    advisor's long unassigned list is read in the background (`collecting`)."""
     session = db.session()
-    created, left_over = handover.start_handover(session, current_staff(), **data)
-    return handover.handover_view(session, created, left_over)
+    created = handover.start_handover(session, current_staff(), **data)
+    return handover.handover_view(session, created)
 
 
 @blp.route("/wecom/handovers")
