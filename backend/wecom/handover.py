@@ -284,15 +284,7 @@ def collect(session: Session, handover_id: int) -> str:
         handover.collect_cursor = cursor or None
         if not cursor:
             break
-    if failed is not None and failed.transient and now < handover.created_at + SUBMIT_GIVE_UP:
-        log.warning("handover %s: unassigned list not read (%s), again in %s", handover.id, failed, SUBMIT_RETRY)
-        enqueue(
-            session,
-            COLLECT_JOB,
-            {"handover_id": handover.id},
-            dedup_key=f"{COLLECT_JOB}:{handover.id}:retry:{now.isoformat()}",
-            delay=SUBMIT_RETRY,
-        )
+    if failed is not None and _retry_later(session, COLLECT_JOB, handover, failed, now):
         return "retrying"
     if failed is None and handover.collect_cursor:
         enqueue(session, COLLECT_JOB, {"handover_id": handover.id}, dedup_key=f"{COLLECT_JOB}:{handover.id}:{cursor}")
@@ -387,18 +379,8 @@ def submit_chunk(session: Session, handover_id: int) -> str:
     try:
         result = svc.gateway_for(handover.corp_id).post(submit_path, payload)
     except UpstreamError as exc:
-        if exc.transient and now < handover.created_at + SUBMIT_GIVE_UP:
-            # Nothing of this chunk is applied; it goes again later (WeCom may be down for a
-            # while: the outbox's few tries would leave the handover stuck half-way).
-            log.warning("handover %s: chunk not taken (%s), sent again in %s", handover.id, exc, SUBMIT_RETRY)
-            enqueue(
-                session,
-                SUBMIT_JOB,
-                {"handover_id": handover.id},
-                dedup_key=f"{SUBMIT_JOB}:{handover.id}:{items[0].id}:retry:{now.isoformat()}",
-                delay=SUBMIT_RETRY,
-            )
-            return "retrying"
+        if _retry_later(session, SUBMIT_JOB, handover, exc, now):
+            return "retrying"  # nothing of this chunk is applied
         # WeCom refuses the whole call (e.g. 40097: the advisor has not left in WeCom), or kept
         # failing for a day: every customer of the chunk is a failure with that errcode.
         log.warning("handover %s: WeCom refused the chunk: %s", handover.id, exc)
@@ -417,6 +399,24 @@ def submit_chunk(session: Session, handover_id: int) -> str:
             failed.append(item)
     _alert_failures(session, handover, failed, f"submit:{min(i.id for i in [*items, *failed])}")
     return _next_chunk(session, handover)
+
+
+def _retry_later(session: Session, job_name: str, handover: WeComHandover, exc: UpstreamError, now: datetime) -> bool:
+    """WeCom could not answer (timeout, 5xx, rate limit): the job runs again after SUBMIT_RETRY,
+    as a job of its own rather than on the outbox's few quick tries (WeCom may be down for a
+    while, and the handover would stay half-way), until SUBMIT_GIVE_UP after the request.
+    False when it should not: a refusal, or a day gone by."""
+    if not exc.transient or now >= handover.created_at + SUBMIT_GIVE_UP:
+        return False
+    log.warning("handover %s: %s failed (%s), again in %s", handover.id, job_name, exc, SUBMIT_RETRY)
+    enqueue(
+        session,
+        job_name,
+        {"handover_id": handover.id},
+        dedup_key=f"{job_name}:{handover.id}:retry:{now.isoformat()}",
+        delay=SUBMIT_RETRY,
+    )
+    return True
 
 
 def _next_chunk(session: Session, handover: WeComHandover) -> str:
