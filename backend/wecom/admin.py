@@ -318,9 +318,8 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
     _check_template_store(session, actor, data.get("welcome_template_id"), channel.store_id)
     _check_cap(data, channel)
     _check_advisors(session, actor, channel.corp_id, data)
-    if channel.single_person and (
-        len(data.get("userids", channel.userids)) != 1 or data.get("daily_cap", channel.daily_cap) is not None
-    ):
+    several = len(data.get("userids", channel.userids)) != 1 or data.get("daily_cap", channel.daily_cap) is not None
+    if several and _single_person(channel):
         raise AppError("wecom.channel_single_person", 422, errors={"userids": ["one advisor, no daily cap"]})
     for key, value in data.items():
         setattr(channel, key, value)
@@ -337,6 +336,20 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
         channel.applied_userids = users
     session.flush()
     return channel
+
+
+def _single_person(channel: WeComChannel) -> bool:
+    """Whether the channel's contact way is single-person (type 1); for a channel from before
+    that was kept, WeCom is asked and its answer kept with the update."""
+    if channel.single_person is None and channel.config_id and channel.active:
+        try:
+            way = svc.gateway_for(channel.corp_id).post(
+                "externalcontact/get_contact_way", {"config_id": channel.config_id}
+            )
+        except UpstreamError as exc:
+            raise _upstream(exc) from exc
+        channel.single_person = (way.get("contact_way") or {}).get("type") == 1
+    return bool(channel.single_person)
 
 
 def channel_stats(

@@ -54,6 +54,7 @@ SOURCE = "wecom_handover"
 SUBMIT_JOB = "wecom.handover.submit"
 COLLECT_JOB = "wecom.handover.collect"
 COLLECT_PAGES = 20  # pages of WeCom's unassigned list (1,000 each) read per run of the collect job
+MAX_COLLECT_PAGES = 1000  # a hard stop against a cursor that never ends
 POLL_JOB = "wecom.handover.poll"
 CHUNK = 100  # WeCom's limit per transfer_customer call
 POLL_DELAY = timedelta(hours=1)  # WeCom completes a takeover within 24 h
@@ -162,6 +163,9 @@ def start_handover(
     if takeover_staff.status != StaffStatus.ACTIVE:
         raise AppError("wecom.takeover_inactive", 409)
     corp_id = handover_staff.corp_id
+    if _collecting(session, corp_id, handover_staff.wecom_userid):
+        # Its list is still being read: a second handover would race it for the same pages.
+        raise AppError("wecom.handover_in_progress", 409)
     more_from = ""  # the unassigned list's cursor where the collect job goes on
     if external_userids is None:
         ours = session.scalars(
@@ -185,6 +189,7 @@ def start_handover(
     wanted = list(dict.fromkeys(e for e in wanted if e))
     if not wanted and not more_from:
         raise AppError("wecom.handover_nothing", 422)
+    now = utcnow()
     handover = WeComHandover(
         corp_id=corp_id,
         kind=kind,
@@ -197,6 +202,8 @@ def start_handover(
         transfer_success_msg=transfer_success_msg,
         status=HandoverStatus.COLLECTING if more_from else HandoverStatus.SUBMITTING,
         collect_cursor=more_from or None,
+        collect_pages=1 if more_from else 0,
+        collected_at=None if more_from else now,
         polls=0,
         left_over=0,
     )
@@ -207,96 +214,93 @@ def start_handover(
         # Customers already in an open handover of this advisor are left to it.
         raise AppError("wecom.handover_in_progress", 409)
     if more_from:
-        enqueue(session, COLLECT_JOB, {"handover_id": handover.id}, dedup_key=f"{COLLECT_JOB}:{handover.id}:0")
+        enqueue(session, COLLECT_JOB, {"handover_id": handover.id}, dedup_key=f"{COLLECT_JOB}:{handover.id}:page:1")
     else:
         enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:0")
     return handover
 
 
-def _add_items(session: Session, handover: WeComHandover, externals: list[str]) -> int:
-    """Pending items for these customers, except those in an open handover of the advisor (this
-    one included) and beyond MAX_ITEMS in this handover (counted in `left_over`). Returns how
-    many were added."""
-    busy = _in_open_handovers(session, handover.corp_id, handover.handover_userid, externals)
-    fresh = [e for e in dict.fromkeys(externals) if e and e not in busy]
-    have = int(
+def _collecting(session: Session, corp_id: str, handover_userid: str) -> bool:
+    return (
         session.scalar(
-            select(func.count()).select_from(WeComHandoverItem).where(WeComHandoverItem.handover_id == handover.id)
+            select(WeComHandover.id)
+            .where(
+                WeComHandover.corp_id == corp_id,
+                WeComHandover.handover_userid == handover_userid,
+                WeComHandover.status == HandoverStatus.COLLECTING,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
+def _add_items(session: Session, handover: WeComHandover, externals: list[str]) -> int:
+    """Items for these customers: pending up to MAX_ITEMS in this handover, `left_over` beyond
+    (recorded, no open key: the next handover takes them). Customers in an open handover of
+    the advisor, or in this one already (a page repeating one), are skipped. Returns how many
+    pending items were added."""
+    wanted = [e for e in dict.fromkeys(externals) if e]
+    busy = _in_open_handovers(session, handover.corp_id, handover.handover_userid, wanted)
+    busy |= _items_of(session, handover.id, wanted)
+    fresh = [e for e in wanted if e not in busy]
+    if not fresh:
+        return 0
+    pending = int(
+        session.scalar(
+            select(func.count())
+            .select_from(WeComHandoverItem)
+            .where(WeComHandoverItem.handover_id == handover.id, WeComHandoverItem.status != ItemStatus.LEFT_OVER)
         )
         or 0
     )
-    room = max(0, MAX_ITEMS - have)
-    handover.left_over += max(0, len(fresh) - room)
-    fresh = fresh[:room]
-    if not fresh:
-        return 0
+    room = max(0, MAX_ITEMS - pending)
     customers = _customers_by_external_userid(session, fresh)
-    rows = [
-        {
+
+    def row(ext: str, taken: bool) -> dict[str, Any]:
+        return {
             "handover_id": handover.id,
             "external_userid": ext,
             "customer_id": customers.get(ext),
-            "open_key": _open_key(handover.corp_id, handover.handover_userid, ext),
-            "status": ItemStatus.PENDING,
+            "open_key": _open_key(handover.corp_id, handover.handover_userid, ext) if taken else None,
+            "status": ItemStatus.PENDING if taken else ItemStatus.LEFT_OVER,
         }
-        for ext in fresh
-    ]
+
+    rows = [row(ext, True) for ext in fresh[:room]]
+    left = [row(ext, False) for ext in fresh[room:]]
+    if left:
+        session.execute(insert(WeComHandoverItem), left)
+        handover.left_over += len(left)
+    if not rows:
+        return 0
     try:
         with unique_savepoint(session):  # all at once; a concurrent handover took some: one by one
             session.execute(insert(WeComHandoverItem), rows)
         return len(rows)
     except DuplicateKey:
         added = 0
-        for row in rows:
+        for one in rows:
             try:
                 with unique_savepoint(session):
-                    session.execute(insert(WeComHandoverItem), [row])
+                    session.execute(insert(WeComHandoverItem), [one])
                 added += 1
             except DuplicateKey:  # in an open handover of this advisor started meanwhile
                 continue
         return added
 
 
-# ---------------------------------------------------------------------------------------------
-# Collect (a long unassigned list, a few pages per run)
-
-
-def collect(session: Session, handover_id: int) -> str:
-    """Read COLLECT_PAGES more pages of WeCom's unassigned list into the handover, then go on
-    in another run, or start the submission once the list is read. WeCom failing: the pages
-    read so far are kept and the job tries again after SUBMIT_RETRY, for up to SUBMIT_GIVE_UP;
-    then the submission starts with what was read (the rest is counted as left over unknown,
-    and a new request can hand it over)."""
-    handover = _lock(session, handover_id)
-    if handover is None or handover.status != HandoverStatus.COLLECTING:
-        return "skipped"
-    now = utcnow()
-    gateway = svc.gateway_for(handover.corp_id)
-    cursor = handover.collect_cursor or ""
-    failed: UpstreamError | None = None
-    for _ in range(COLLECT_PAGES):
-        try:
-            found, cursor = unassigned_page(gateway, handover.handover_userid, cursor)
-        except UpstreamError as exc:
-            failed = exc
-            break
-        _add_items(session, handover, found)
-        handover.collect_cursor = cursor or None
-        if not cursor:
-            break
-    if failed is not None and _retry_later(session, COLLECT_JOB, handover, failed, now):
-        return "retrying"
-    if failed is None and handover.collect_cursor:
-        enqueue(session, COLLECT_JOB, {"handover_id": handover.id}, dedup_key=f"{COLLECT_JOB}:{handover.id}:{cursor}")
-        return "more"
-    if failed is not None:
-        log.warning(
-            "handover %s: unassigned list not read to the end (%s); submitting what was read", handover.id, failed
+def _items_of(session: Session, handover_id: int, externals: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(externals), 1000):
+        found.update(
+            session.scalars(
+                select(WeComHandoverItem.external_userid).where(
+                    WeComHandoverItem.handover_id == handover_id,
+                    WeComHandoverItem.external_userid.in_(externals[start : start + 1000]),
+                )
+            )
         )
-    handover.collect_cursor = None
-    handover.status = HandoverStatus.SUBMITTING
-    enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:0")
-    return "collected"
+    return found
 
 
 def _open_key(corp_id: str, handover_userid: str, external_userid: str) -> str:
@@ -328,6 +332,58 @@ def _customers_by_external_userid(session: Session, externals: list[str]) -> dic
         )
         found.update((value, customer_id) for value, customer_id in rows)
     return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Collect (a long unassigned list, a few pages per run)
+
+
+def collect(session: Session, handover_id: int) -> str:
+    """Read COLLECT_PAGES more pages of WeCom's unassigned list into the handover, then go on
+    in another run, or start the submission once the list is read. WeCom failing: the pages
+    read so far are kept and the job tries again after SUBMIT_RETRY, for up to SUBMIT_GIVE_UP;
+    then, or after MAX_COLLECT_PAGES, or when WeCom repeats a cursor, the submission starts
+    with what was read and the cursor stays on the handover (`list_incomplete`)."""
+    handover = _lock(session, handover_id)
+    if handover is None or handover.status != HandoverStatus.COLLECTING:
+        return "skipped"
+    now = utcnow()
+    gateway = svc.gateway_for(handover.corp_id)
+    failed: UpstreamError | None = None
+    stuck = False
+    for _ in range(COLLECT_PAGES):
+        cursor = handover.collect_cursor or ""
+        try:
+            found, following = unassigned_page(gateway, handover.handover_userid, cursor)
+        except UpstreamError as exc:
+            failed = exc
+            break
+        _add_items(session, handover, found)
+        handover.collect_pages += 1
+        stuck = following == cursor or handover.collect_pages >= MAX_COLLECT_PAGES
+        handover.collect_cursor = following or None
+        if not following or stuck:
+            break
+    if failed is not None and _retry_later(session, COLLECT_JOB, handover, failed, now):
+        return "retrying"
+    if failed is None and handover.collect_cursor and not stuck:
+        enqueue(
+            session,
+            COLLECT_JOB,
+            {"handover_id": handover.id},
+            dedup_key=f"{COLLECT_JOB}:{handover.id}:page:{handover.collect_pages}",
+        )
+        return "more"
+    if handover.collect_cursor:
+        log.warning(
+            "handover %s: unassigned list not read to the end (%s); submitting what was read",
+            handover.id,
+            failed or f"cursor repeated or {handover.collect_pages} pages",
+        )
+    handover.status = HandoverStatus.SUBMITTING
+    handover.collected_at = now
+    enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:0")
+    return "collected"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,7 +462,9 @@ def _retry_later(session: Session, job_name: str, handover: WeComHandover, exc: 
     as a job of its own rather than on the outbox's few quick tries (WeCom may be down for a
     while, and the handover would stay half-way), until SUBMIT_GIVE_UP after the request.
     False when it should not: a refusal, or a day gone by."""
-    if not exc.transient or now >= handover.created_at + SUBMIT_GIVE_UP:
+    # A day from the request for reading the list, from the end of the reading for the submission.
+    since = handover.created_at if job_name == COLLECT_JOB else (handover.collected_at or handover.created_at)
+    if not exc.transient or now >= since + SUBMIT_GIVE_UP:
         return False
     log.warning("handover %s: %s failed (%s), again in %s", handover.id, job_name, exc, SUBMIT_RETRY)
     enqueue(
@@ -758,4 +816,6 @@ def handover_view(session: Session, handover: WeComHandover) -> dict[str, Any]:
         "failed": sum(int(v) for k, v in counts.items() if ItemStatus(k) in FAILED_ITEM_STATUSES),
         "items": items,
         "left_over": handover.left_over,
+        # WeCom's unassigned list could not be read to the end: a new request reads it again.
+        "list_incomplete": handover.status != HandoverStatus.COLLECTING and handover.collect_cursor is not None,
     }

@@ -172,8 +172,9 @@ class WeComChannel(Base, TimestampMixin):
     # The user list the contact way has in WeCom right now (what update_contact_way last set).
     applied_userids: Mapped[list] = mapped_column(default=list)
     # Created as a single-person contact way (type 1: one advisor, shown with their card); WeCom
-    # cannot change a way's type, and such a way takes exactly one user.
-    single_person: Mapped[bool] = mapped_column(default=False)
+    # cannot change a way's type, and such a way takes exactly one user. None: not known (a
+    # channel from before this was kept), asked from WeCom when needed.
+    single_person: Mapped[bool | None] = mapped_column(default=None)
 
 
 class WeComFriend(Base, TimestampMixin):

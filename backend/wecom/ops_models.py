@@ -61,6 +61,8 @@ class ItemStatus(enum.StrEnum):
     REJECTED = "rejected"  # WeCom refused the customer at submission (errcode != 0)
     # Not sent: the customer was already transferred on duty twice in 90 days, WeCom's limit.
     QUOTA_EXCEEDED = "quota_exceeded"
+    # Beyond the handover's MAX_ITEMS: not handed over by this one (no open key), for the next.
+    LEFT_OVER = "left_over"
 
 
 FINAL_ITEM_STATUSES = frozenset(
@@ -94,9 +96,13 @@ class WeComHandover(Base, TimestampMixin):
     status: Mapped[HandoverStatus] = mapped_column(StrEnumType(HandoverStatus, 16), default=HandoverStatus.SUBMITTING)
     polls: Mapped[int] = mapped_column(default=0)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
-    # Where reading WeCom's unassigned list goes on (while `collecting`).
+    # Where reading WeCom's unassigned list goes on (while `collecting`); kept after `collecting`
+    # only when the list could not be read to the end.
     collect_cursor: Mapped[str | None] = mapped_column(String(255), default=None)
-    # The advisor's customers beyond MAX_ITEMS: a new request hands them over.
+    collect_pages: Mapped[int] = mapped_column(default=0)  # pages of it read so far
+    # When the submission could start (the list read): its retries count a day from here.
+    collected_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The advisor's customers beyond MAX_ITEMS (items `left_over`): a new request hands them over.
     left_over: Mapped[int] = mapped_column(default=0)
 
 

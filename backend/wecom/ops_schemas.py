@@ -78,6 +78,7 @@ class HandoverSchema(OutputSchema):
     # On the answer to a start: the advisor's customers beyond this handover's 5,000 (a new
     # request hands them over; those in this one are skipped).
     left_over = fields.Integer()
+    list_incomplete = fields.Boolean()
 
 
 class HandoverListItemSchema(OutputSchema):

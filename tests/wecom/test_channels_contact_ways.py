@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from backend.platform.audit import AuditLog
 from backend.wecom import service
@@ -301,6 +301,12 @@ def test_a_single_person_qr_code_keeps_one_advisor(client: Any, db_session: Any,
         assert (resp.status_code, resp.get_json()["code"]) == (422, "wecom.channel_single_person"), change
     assert client.patch(url, headers=world["h"], json={"userids": [LI]}).status_code == 200
     assert contact_way(sb, single["config_id"])["user"] == [LI]
+    # a channel from before the type was kept: WeCom is asked (get_contact_way) for its type
+    db_session.execute(update(WeComChannel).where(WeComChannel.id == single["id"]).values(single_person=None))
+    db_session.commit()
+    resp = client.patch(url, headers=world["h"], json={"userids": [ZHANG, LI]})
+    assert (resp.status_code, resp.get_json()["code"]) == (422, "wecom.channel_single_person")
+    assert len(sb.state.received("/cgi-bin/externalcontact/get_contact_way", "wecom")) == 1
     # a multi-person one may go down to one advisor and back
     multi = create(client, world, store_id=s0, state="multi-qr", userids=[ZHANG, LI]).get_json()
     assert contact_way(sb, multi["config_id"])["type"] == 2

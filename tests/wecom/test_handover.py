@@ -244,8 +244,11 @@ def test_a_chunk_wecom_cannot_take_for_a_day_fails_named_and_the_next_goes(
     assert resp.status_code == 202
     handover_id = resp.get_json()["id"]
     # the day is over when the retry comes, and WeCom is still down for it
+    a_day_ago = utcnow() - timedelta(hours=25)
     db_session.execute(
-        update(WeComHandover).where(WeComHandover.id == handover_id).values(created_at=utcnow() - timedelta(hours=25))
+        update(WeComHandover)
+        .where(WeComHandover.id == handover_id)
+        .values(created_at=a_day_ago, collected_at=a_day_ago)
     )
     db_session.commit()
     sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_customer", count=1)
@@ -537,9 +540,13 @@ def test_a_long_unassigned_list_is_read_in_the_background_and_handed_over_in_two
     from backend.wecom.handover import MAX_ITEMS
 
     sb = world["sandbox"]
-    total = MAX_ITEMS + 3
-    for i in range(total):
+    for i in range(MAX_ITEMS):
         sb.state.add_external_contact(f"wmMany{i:05d}", "客户", follow_userid=RESIGNED)
+    # Ten relations dealerloop knows, which WeCom also lists (on its last page): counted once.
+    for i in range(10):
+        sb.state.add_external_contact(f"wmzKnown{i}", "客户", follow_userid=RESIGNED)
+        known_relation(db_session, app, world["resigned"], f"wmzKnown{i}", "客户")
+    distinct = len({e for (u, e) in sb.state.follows if u == RESIGNED})  # with the one the sandbox seeds
     # WeCom busy: the submissions wait for later (this test is about what the requests record)
     sb.state.set_fault(
         "errcode", errcode=45009, service="wecom", path="/cgi-bin/externalcontact/resigned/transfer_customer"
@@ -547,23 +554,28 @@ def test_a_long_unassigned_list_is_read_in_the_background_and_handed_over_in_two
     first = start_resigned(client, world, staff_headers)
     assert first.status_code == 202, first.get_json()
     body = first.get_json()
-    assert (body["status"], len(body["items"])) == ("collecting", 1000)  # the first page, read in the request
+    # the ten known and the first page, read in the request
+    assert (body["status"], len(body["items"])) == ("collecting", 1010)
     pages = upstream_calls(sb, "/cgi-bin/externalcontact/get_unassigned_list")
     assert [c["json"]["cursor"] for c in pages] == ["", "1000", "2000", "3000", "4000", "5000"]
     # the jobs ran at commit (inline here): the list is read and the submission has started
     after = client.get(f"{URL}/{body['id']}", headers=staff_headers(world["manager"])).get_json()
-    left_over = after["left_over"]  # WeCom also lists the customer the sandbox seeds for him
-    assert after["status"] == "submitting" and len(after["items"]) == MAX_ITEMS and left_over >= 3
+    left_over = after["left_over"]
+    assert left_over == distinct - MAX_ITEMS == after["counts"]["left_over"]
+    assert after["status"] == "submitting" and after["counts"]["pending"] == MAX_ITEMS
+    assert after["list_incomplete"] is False
     second = start_resigned(client, world, staff_headers)
     assert second.status_code == 202, second.get_json()
     again = client.get(f"{URL}/{second.get_json()['id']}", headers=staff_headers(world["manager"])).get_json()
-    assert (len(again["items"]), again["left_over"]) == (left_over, 0)
-    handed = db_session.scalars(select(WeComHandoverItem.external_userid)).all()
-    assert len(handed) == len(set(handed)) == MAX_ITEMS + left_over
+    assert (again["counts"], again["left_over"]) == ({"pending": left_over}, 0)
+    handed = db_session.scalars(
+        select(WeComHandoverItem.external_userid).where(WeComHandoverItem.status != "left_over")
+    ).all()
+    assert len(handed) == len(set(handed)) == distinct
 
 
 def test_reading_the_unassigned_list_survives_wecom_failing(
-    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any, make_staff: Any
 ) -> None:
     """A page that cannot be read: the pages read are kept, the job tries again later, and the
     submission starts once the list is read to the end."""
@@ -594,6 +606,15 @@ def test_reading_the_unassigned_list_survives_wecom_failing(
         handover = db_session.get(WeComHandover, resp.get_json()["id"])
         db_session.refresh(handover)
         assert (handover.status, handover.collect_cursor) == ("collecting", "1000")
+        # While its list is being read, another handover of the advisor would race it: refused.
+        sb.state.add_member("advisor.zhao", "赵顾问")
+        zhao = make_staff(world["tree"].stores[0], "sales_advisor", userid="advisor.zhao")
+        racing = client.post(
+            URL,
+            headers=staff_headers(world["manager"]),
+            json={"kind": "resigned", "handover_staff_id": world["resigned"].id, "takeover_staff_id": zhao.id},
+        )
+        assert (racing.status_code, racing.get_json()["code"]) == (409, "wecom.handover_in_progress")
         run_due_jobs(app, rounds=3)
     finally:
         sb.state.take_fault = original  # type: ignore[method-assign]
