@@ -210,8 +210,10 @@ def start_handover(
     session.add(handover)
     session.flush()
     added = _add_items(session, handover, wanted)
-    if not added and not more_from:
-        # Customers already in an open handover of this advisor are left to it.
+    # Customers already in an open handover of this advisor are left to it. Two requests at once
+    # meet here: the second's items wait on the first's in the open-key index, and once the
+    # first has committed the second finds them taken, and its list being read.
+    if not added and (not more_from or _collecting(session, corp_id, handover.handover_userid, besides=handover.id)):
         raise AppError("wecom.handover_in_progress", 409)
     if more_from:
         enqueue(session, COLLECT_JOB, {"handover_id": handover.id}, dedup_key=f"{COLLECT_JOB}:{handover.id}:page:1")
@@ -220,19 +222,20 @@ def start_handover(
     return handover
 
 
-def _collecting(session: Session, corp_id: str, handover_userid: str) -> bool:
-    return (
-        session.scalar(
-            select(WeComHandover.id)
-            .where(
-                WeComHandover.corp_id == corp_id,
-                WeComHandover.handover_userid == handover_userid,
-                WeComHandover.status == HandoverStatus.COLLECTING,
-            )
-            .limit(1)
-        )
-        is not None
+def _collecting(session: Session, corp_id: str, handover_userid: str, besides: int | None = None) -> bool:
+    """Whether a handover of this advisor (another than `besides`) is reading WeCom's list now.
+    One whose collect job has not moved for longer than its retries can take (the job died) no
+    longer counts: it must not block the advisor for good."""
+    alive_since = utcnow() - SUBMIT_GIVE_UP - timedelta(hours=1)
+    stmt = select(WeComHandover.id).where(
+        WeComHandover.corp_id == corp_id,
+        WeComHandover.handover_userid == handover_userid,
+        WeComHandover.status == HandoverStatus.COLLECTING,
+        WeComHandover.updated_at > alive_since,
     )
+    if besides is not None:
+        stmt = stmt.where(WeComHandover.id != besides)
+    return session.scalar(stmt.limit(1)) is not None
 
 
 def _add_items(session: Session, handover: WeComHandover, externals: list[str]) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Float, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, Date, Float, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
@@ -98,12 +98,12 @@ class WeComHandover(Base, TimestampMixin):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     # Where reading WeCom's unassigned list goes on (while `collecting`); kept after `collecting`
     # only when the list could not be read to the end.
-    collect_cursor: Mapped[str | None] = mapped_column(String(255), default=None)
-    collect_pages: Mapped[int] = mapped_column(default=0)  # pages of it read so far
+    collect_cursor: Mapped[str | None] = mapped_column(Text, default=None)  # WeCom sets its length
+    collect_pages: Mapped[int] = mapped_column(default=0, server_default="0")  # pages of it read so far
     # When the submission could start (the list read): its retries count a day from here.
     collected_at: Mapped[datetime | None] = mapped_column(default=None)
     # The advisor's customers beyond MAX_ITEMS (items `left_over`): a new request hands them over.
-    left_over: Mapped[int] = mapped_column(default=0)
+    left_over: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class WeComHandoverItem(Base):

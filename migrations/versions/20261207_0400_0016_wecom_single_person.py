@@ -24,5 +24,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("wecom_channel", schema=None) as batch_op:
-        batch_op.drop_column("single_person")
+    # A plain ALTER TABLE, on SQLite too: batch mode copies the table, which the friends'
+    # foreign keys refuse.
+    op.drop_column("wecom_channel", "single_person")

@@ -16,14 +16,16 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTER TABLEs, on SQLite too: batch mode's table copy would drop `wecom_handover`, and
+# with it (ON DELETE CASCADE) every handover item. The integer columns keep their server default
+# of 0 for the same reason.
+
+
 def upgrade() -> None:
-    op.add_column("wecom_handover", sa.Column("collect_cursor", sa.String(length=255), nullable=True))
+    op.add_column("wecom_handover", sa.Column("collect_cursor", sa.Text(), nullable=True))
     op.add_column("wecom_handover", sa.Column("collect_pages", sa.Integer(), nullable=False, server_default="0"))
     op.add_column("wecom_handover", sa.Column("collected_at", backend.platform.db.UTCDateTime(), nullable=True))
     op.add_column("wecom_handover", sa.Column("left_over", sa.Integer(), nullable=False, server_default="0"))
-    with op.batch_alter_table("wecom_handover", schema=None) as batch_op:
-        batch_op.alter_column("collect_pages", existing_type=sa.Integer(), server_default=None)
-        batch_op.alter_column("left_over", existing_type=sa.Integer(), server_default=None)
 
 
 def downgrade() -> None:
@@ -32,8 +34,5 @@ def downgrade() -> None:
     # what it has, and left-over customers are simply not in it.
     bind.execute(sa.text("UPDATE wecom_handover SET status = 'submitting' WHERE status = 'collecting'"))
     bind.execute(sa.text("DELETE FROM wecom_handover_item WHERE status = 'left_over'"))
-    with op.batch_alter_table("wecom_handover", schema=None) as batch_op:
-        batch_op.drop_column("left_over")
-        batch_op.drop_column("collected_at")
-        batch_op.drop_column("collect_pages")
-        batch_op.drop_column("collect_cursor")
+    for column in ("left_over", "collected_at", "collect_pages", "collect_cursor"):
+        op.drop_column("wecom_handover", column)
