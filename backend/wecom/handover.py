@@ -19,6 +19,7 @@ A handover is our own ledger (`wecom_handover` + one item per customer), because
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,6 +56,7 @@ SUBMIT_JOB = "wecom.handover.submit"
 COLLECT_JOB = "wecom.handover.collect"
 COLLECT_PAGES = 20  # pages of WeCom's unassigned list (1,000 each) read per run of the collect job
 MAX_COLLECT_PAGES = 1000  # a hard stop against a cursor that never ends
+IN_BATCH = 1000  # customers per `IN (...)` lookup
 POLL_JOB = "wecom.handover.poll"
 CHUNK = 100  # WeCom's limit per transfer_customer call
 POLL_DELAY = timedelta(hours=1)  # WeCom completes a takeover within 24 h
@@ -294,16 +296,21 @@ def _add_items(session: Session, handover: WeComHandover, externals: list[str]) 
 
 def _items_of(session: Session, handover_id: int, externals: list[str]) -> set[str]:
     found: set[str] = set()
-    for start in range(0, len(externals), 1000):
+    for chunk in _in_batches(externals):
         found.update(
             session.scalars(
                 select(WeComHandoverItem.external_userid).where(
-                    WeComHandoverItem.handover_id == handover_id,
-                    WeComHandoverItem.external_userid.in_(externals[start : start + 1000]),
+                    WeComHandoverItem.handover_id == handover_id, WeComHandoverItem.external_userid.in_(chunk)
                 )
             )
         )
     return found
+
+
+def _in_batches(values: list[str]) -> Iterator[list[str]]:
+    """The values in slices small enough for one `IN (...)` each."""
+    for start in range(0, len(values), IN_BATCH):
+        yield values[start : start + IN_BATCH]
 
 
 def _open_key(corp_id: str, handover_userid: str, external_userid: str) -> str:
@@ -314,9 +321,7 @@ def _open_key(corp_id: str, handover_userid: str, external_userid: str) -> str:
 def _in_open_handovers(session: Session, corp_id: str, handover_userid: str, externals: list[str]) -> set[str]:
     keys = {_open_key(corp_id, handover_userid, ext): ext for ext in externals}
     busy: set[str] = set()
-    listed = list(keys)
-    for start in range(0, len(listed), 1000):
-        chunk = listed[start : start + 1000]
+    for chunk in _in_batches(list(keys)):
         busy.update(
             keys[k]
             for k in session.scalars(select(WeComHandoverItem.open_key).where(WeComHandoverItem.open_key.in_(chunk)))
@@ -326,8 +331,7 @@ def _in_open_handovers(session: Session, corp_id: str, handover_userid: str, ext
 
 def _customers_by_external_userid(session: Session, externals: list[str]) -> dict[str, int]:
     found: dict[str, int] = {}
-    for start in range(0, len(externals), 1000):
-        chunk = externals[start : start + 1000]
+    for chunk in _in_batches(externals):
         rows = session.execute(
             select(CustomerIdentity.value, CustomerIdentity.customer_id).where(
                 CustomerIdentity.kind == IdentityKind.EXTERNAL_USERID, CustomerIdentity.value.in_(chunk)

@@ -19,7 +19,7 @@ import copy
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -41,15 +41,20 @@ MB = 1024 * 1024
 # MariaDB's default max_allowed_packet limits to 16 MB: 7 MB for every kind.
 MAX_SIZE = {"image": 7 * MB, "video": 7 * MB, "file": 7 * MB}
 MIN_SIZE = 5  # WeCom refuses anything smaller
-KINDS = tuple(MAX_SIZE)
 FORMATS = {"image": "JPG or PNG", "video": "MP4", "file": "any format"}
-# Where an attachment names its material, the kind that material must be, and the field of
-# WeCom's attachment that carries the media id instead.
+
+
+class Ref(NamedTuple):
+    field: str  # where a template's attachment names its material
+    kind: str  # the kind that material must be
+    media_field: str  # the field of WeCom's attachment that carries the media id instead
+
+
 REFERENCES = {
-    "image": ("material_id", "image", "media_id"),
-    "video": ("material_id", "video", "media_id"),
-    "file": ("material_id", "file", "media_id"),
-    "miniprogram": ("pic_material_id", "image", "pic_media_id"),
+    "image": Ref("material_id", "image", "media_id"),
+    "video": Ref("material_id", "video", "media_id"),
+    "file": Ref("material_id", "file", "media_id"),
+    "miniprogram": Ref("pic_material_id", "image", "pic_media_id"),
 }
 
 
@@ -67,16 +72,21 @@ def sniff(kind: str, content: bytes) -> str | None:
     return "application/octet-stream"
 
 
+def _media_part(item: Any) -> tuple[Ref, dict[str, Any]] | None:
+    """(its REFERENCES entry, its body) for an attachment of a kind that carries media."""
+    ref = REFERENCES.get(item.get("msgtype")) if isinstance(item, dict) else None
+    body = item.get(item["msgtype"]) if ref else None
+    return (ref, body) if ref and isinstance(body, dict) else None
+
+
 def references(attachments: Iterable[Any]) -> list[tuple[int, str]]:
     """(material id, the kind it must be) of every attachment that names a material."""
     found = []
     for item in attachments or []:
-        if not isinstance(item, dict) or item.get("msgtype") not in REFERENCES:
-            continue
-        field, kind, _ = REFERENCES[item["msgtype"]]
-        body = item.get(item["msgtype"])
-        if isinstance(body, dict) and isinstance(body.get(field), int):
-            found.append((body[field], kind))
+        part = _media_part(item)
+        if part is not None and isinstance(part[1].get(part[0].field), int):
+            ref, body = part
+            found.append((body[ref.field], ref.kind))
     return found
 
 
@@ -143,28 +153,26 @@ def with_media(attachments: list, media: dict[int, str]) -> list:
     welcome."""
     out = []
     for item in attachments:
-        ref = REFERENCES.get(item.get("msgtype")) if isinstance(item, dict) else None
-        body = item.get(item["msgtype"]) if ref else None
-        if not ref or not isinstance(body, dict) or ref[0] not in body:
+        part = _media_part(item)
+        if part is None or part[0].field not in part[1]:
             if not carries_media(item):
                 out.append(item)
             continue
-        field, _, media_field = ref
-        media_id = media.get(body[field])
+        ref, body = part
+        media_id = media.get(body[ref.field])
         if media_id is None:
             continue
         resolved = copy.deepcopy(item)
-        resolved[item["msgtype"]].pop(field)
-        resolved[item["msgtype"]][media_field] = media_id
+        resolved[item["msgtype"]].pop(ref.field)
+        resolved[item["msgtype"]][ref.media_field] = media_id
         out.append(resolved)
     return out
 
 
 def carries_media(item: Any) -> bool:
     """An attachment as sent that holds a media id (a picture by URL or a link does not)."""
-    ref = REFERENCES.get(item.get("msgtype")) if isinstance(item, dict) else None
-    body = item.get(item["msgtype"]) if ref else None
-    return isinstance(body, dict) and ref is not None and ref[2] in body
+    part = _media_part(item)
+    return part is not None and part[0].media_field in part[1]
 
 
 def forget(session: Session, corp_id: str, material_ids: Iterable[int]) -> None:

@@ -9,6 +9,7 @@ from marshmallow import ValidationError, fields, validate, validates
 
 from backend.platform.api import OutputSchema, Schema
 from backend.wecom.models import RawEventStatus
+from backend.wecom.welcome import TEXT_BYTES
 
 CHANNEL_KINDS = ("store", "advisor", "group", "campaign", "event", "poster")
 ATTACHMENT_TYPES = ("image", "link", "miniprogram", "file", "video")
@@ -75,7 +76,6 @@ _ATTACHMENT_FIELDS: dict[str, dict[str, tuple[bool, int | None]]] = {
 }
 _URL_FIELDS = ("url", "picurl", "pic_url")
 MAX_ID = 2**31 - 1
-WELCOME_TEXT_BYTES = 4000  # WeCom's limit on a welcome's text
 
 
 def _attachment_problem(item: object) -> str | None:
@@ -112,8 +112,8 @@ def _attachment_problem(item: object) -> str | None:
 
 
 def _check_text(value: str) -> None:
-    if len(value.encode()) > WELCOME_TEXT_BYTES:
-        raise ValidationError(f"at most {WELCOME_TEXT_BYTES} bytes (a Chinese character takes 3)")
+    if len(value.encode()) > TEXT_BYTES:
+        raise ValidationError(f"at most {TEXT_BYTES} bytes (a Chinese character takes 3)")
 
 
 def _check_attachments(value: list) -> None:
