@@ -53,6 +53,24 @@ def count_rows(session: Any, model: Any, *where: Any) -> int:
     return session.scalar(select(func.count()).select_from(model).where(*where))
 
 
+def add_store_channel(session: Any, sandbox: Any, store_id: int, state: str, userids: list[str], **extra: Any) -> Any:
+    """A store's channel as dealerloop keeps it (no contact way made in WeCom), committed."""
+    from backend.wecom.models import WeComChannel
+
+    channel = WeComChannel(
+        corp_id=sandbox.credentials["WECOM_CORP_ID"],
+        name="门店0",
+        kind="store",
+        state=state,
+        store_id=store_id,
+        userids=userids,
+        **extra,
+    )
+    session.add(channel)
+    session.commit()
+    return channel
+
+
 def upstream_calls(sandbox: Any, path: str) -> list[dict[str, Any]]:
     """Requests the sandbox received under `path` with a token it had issued: a call made with a
     token cached before the sandbox was reset (answered 40014, then retried once with a fresh

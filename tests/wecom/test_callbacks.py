@@ -27,7 +27,15 @@ from backend.wecom.models import (
     WelcomeMessage,
     WelcomeTemplate,
 )
-from tests.wecom.helpers import URL, contact_xml, post_event, run_due_jobs, second_wecom_app, upstream_calls
+from tests.wecom.helpers import (
+    URL,
+    add_store_channel,
+    contact_xml,
+    post_event,
+    run_due_jobs,
+    second_wecom_app,
+    upstream_calls,
+)
 
 ADVISOR = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
@@ -159,19 +167,15 @@ def test_add_event_creates_customer_relation_touchpoint_tags_and_welcome(
     db_session.add(template)
     db_session.flush()
     vip = sb.state.add_tag_group("来源", ["门店活码"])["tag"][0]["id"]
-    db_session.add(
-        WeComChannel(
-            corp_id=sb.credentials["WECOM_CORP_ID"],
-            name="门店0",
-            kind="store",
-            state="store01",
-            store_id=world["tree"].stores[0].id,
-            userids=[ADVISOR],
-            auto_tag_ids=[vip],
-            welcome_template_id=template.id,
-        )
+    add_store_channel(
+        db_session,
+        sb,
+        world["tree"].stores[0].id,
+        "store01",
+        [ADVISOR],
+        auto_tag_ids=[vip],
+        welcome_template_id=template.id,
     )
-    db_session.commit()
     code = sb.state.issue_welcome_code(ADVISOR, CUSTOMER)
     xml = contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, now(), State="store01", WelcomeCode=code)
 
@@ -214,17 +218,7 @@ def test_auto_tags_refused_by_wecom_do_not_hold_the_add_back(
     console) costs the tag, not the add: the relation, touchpoint and attribution are applied."""
     sb = world["sandbox"]
     vip = sb.state.add_tag_group("来源", ["门店活码"])["tag"][0]["id"]
-    db_session.add(
-        WeComChannel(
-            corp_id=sb.credentials["WECOM_CORP_ID"],
-            name="门店0",
-            kind="store",
-            state="store01",
-            store_id=world["tree"].stores[0].id,
-            userids=[ADVISOR],
-            auto_tag_ids=[vip],
-        )
-    )
+    add_store_channel(db_session, sb, world["tree"].stores[0].id, "store01", [ADVISOR], auto_tag_ids=[vip])
     if refusal == "deleted_from_library":
         db_session.add(
             WeComTag(

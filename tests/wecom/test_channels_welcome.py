@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import select
 
 from backend.platform.jobs import OutboxJob
-from backend.wecom.models import WeComChannel, WeComRawEvent, WelcomeMessage
-from tests.wecom.helpers import contact_xml, post_event, run_due_jobs, upload_material
+from backend.wecom.models import WeComRawEvent, WelcomeMessage
+from tests.wecom.helpers import add_store_channel, contact_xml, post_event, run_due_jobs, upload_material
 
 ZHANG = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
@@ -66,18 +66,9 @@ def channel_with_template(client: Any, db_session: Any, world: Any, attachments:
         },
     )
     assert resp.status_code == 201, resp.get_json()
-    db_session.add(
-        WeComChannel(
-            corp_id=world["sb"].credentials["WECOM_CORP_ID"],
-            name="门店0",
-            kind="store",
-            state="welcome-qr",
-            store_id=store.id,
-            userids=[ZHANG],
-            welcome_template_id=resp.get_json()["id"],
-        )
+    add_store_channel(
+        db_session, world["sb"], store.id, "welcome-qr", [ZHANG], welcome_template_id=resp.get_json()["id"]
     )
-    db_session.commit()
     return resp.get_json()["id"]
 
 

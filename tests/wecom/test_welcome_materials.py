@@ -16,7 +16,15 @@ from backend.platform.audit import AuditLog
 from backend.platform.db import utcnow
 from backend.wecom import media
 from backend.wecom.models import WeComChannel, WeComMaterial, WeComMediaUpload, WelcomeMessage, WelcomeTemplate
-from tests.wecom.helpers import MATERIALS, SAMPLE, contact_xml, post_event, upload_material, upstream_calls
+from tests.wecom.helpers import (
+    MATERIALS,
+    SAMPLE,
+    add_store_channel,
+    contact_xml,
+    post_event,
+    upload_material,
+    upstream_calls,
+)
 
 ZHANG = "advisor.zhang"
 TEMPLATES = "/api/workbench/v1/wecom/welcome-templates"
@@ -65,18 +73,9 @@ def template(client: Any, world: Any, attachments: list, headers: Any = None) ->
 def channel(client: Any, db_session: Any, world: Any, attachments: list, state: str = "mat-qr") -> int:
     resp = template(client, world, attachments)
     assert resp.status_code == 201, resp.get_json()
-    db_session.add(
-        WeComChannel(
-            corp_id=world["sb"].credentials["WECOM_CORP_ID"],
-            name="门店0",
-            kind="store",
-            state=state,
-            store_id=world["store"].id,
-            userids=[ZHANG],
-            welcome_template_id=resp.get_json()["id"],
-        )
+    add_store_channel(
+        db_session, world["sb"], world["store"].id, state, [ZHANG], welcome_template_id=resp.get_json()["id"]
     )
-    db_session.commit()
     return resp.get_json()["id"]
 
 
