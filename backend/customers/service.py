@@ -23,7 +23,7 @@ from backend.org.scope import register_scope, store_filter
 from backend.platform.actors import MemberActor, StaffActor, SystemActor
 from backend.platform.audit import write_audit
 from backend.platform.db import Base, DuplicateKey, unique_savepoint, utcnow
-from backend.platform.errors import AppError
+from backend.platform.errors import AppError, upstream_error
 from backend.platform.logs import mask_phone
 from backend.platform.pii import PhoneInvalid, PhoneVault, normalize_phone
 from backend.platform.ports import MiniProgramGateway, UpstreamError
@@ -115,21 +115,18 @@ class LoginResult:
     created: bool
 
 
-def upstream_error(exc: UpstreamError, rejected_code: str, rejected_status: int = 401) -> AppError:
-    if exc.reason == "timeout":
-        return AppError("upstream.timeout", 504)
-    if exc.reason == "unavailable":
-        return AppError("upstream.unavailable", 502)
-    if exc.errcode in (40029, 40163, 40226, 41008):
+def login_code_error(exc: UpstreamError, rejected_code: str, rejected_status: int = 401) -> AppError:
+    """A login code WeChat refuses (invalid, used, expired) is the client's fault, not ours."""
+    if exc.reason == "rejected" and exc.errcode in (40029, 40163, 40226, 41008):
         return AppError(rejected_code, rejected_status, errors={"upstream": {"errcode": exc.errcode}})
-    return AppError("upstream.rejected", 502, errors={"upstream": {"errcode": exc.errcode}})
+    return upstream_error(exc)
 
 
 def login_member(session: Session, gateway: MiniProgramGateway, js_code: str) -> LoginResult:
     try:
         wx = gateway.code_to_session(js_code)
     except UpstreamError as exc:
-        raise upstream_error(exc, "auth.login_code_invalid") from exc
+        raise login_code_error(exc, "auth.login_code_invalid") from exc
 
     customer = find_by_identity(session, IdentityKind.OPENID, wx.openid)
     if customer is None and wx.unionid:
@@ -217,7 +214,7 @@ def bind_phone(
     try:
         phone = gateway.get_phone_number(phone_code)
     except UpstreamError as exc:
-        raise upstream_error(exc, "member.phone_code_invalid", 422) from exc
+        raise login_code_error(exc, "member.phone_code_invalid", 422) from exc
     try:
         normalized = normalize_phone(phone)
     except PhoneInvalid as exc:

@@ -65,12 +65,12 @@ def staff_claims(actor: StaffActor) -> dict:
 
 
 def login_staff(session: Session, gateway: WeComGateway, code: str) -> tuple[Staff, StaffActor]:
-    from backend.customers.service import upstream_error
+    from backend.customers.service import login_code_error
 
     try:
         user = gateway.get_user_info(code)
     except UpstreamError as exc:
-        raise upstream_error(exc, "auth.login_code_invalid") from exc
+        raise login_code_error(exc, "auth.login_code_invalid") from exc
     if not user.userid:
         raise AppError("auth.not_a_member", 403)
     staff = find_staff_by_userid(session, gateway.corp_id, user.userid)

@@ -20,6 +20,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from backend.platform.ports import UpstreamError
+
 log = logging.getLogger("dealerloop.errors")
 
 # code -> (Chinese, English). Owners always get Chinese.
@@ -92,6 +94,16 @@ class AppError(Exception):
 
 def not_found(code: str) -> AppError:
     return AppError(code, 404)
+
+
+def upstream_error(exc: UpstreamError) -> AppError:
+    """A WeChat / WeCom / Pay failure as the client sees it: a gateway timeout (504) or a bad
+    gateway (502); a refusal carries WeCom's errcode so that staff can look it up."""
+    if exc.reason == "timeout":
+        return AppError("upstream.timeout", 504)
+    if exc.reason == "unavailable":
+        return AppError("upstream.unavailable", 502)
+    return AppError("upstream.rejected", 502, errors={"upstream": {"errcode": exc.errcode}})
 
 
 class ErrorSchema(Schema):

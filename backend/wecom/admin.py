@@ -17,7 +17,7 @@ from backend.org.scope import get_scoped_or_404, register_scope, scope_query, st
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
-from backend.platform.errors import AppError
+from backend.platform.errors import AppError, upstream_error
 from backend.platform.ports import UpstreamError
 from backend.wecom import handlers, media
 from backend.wecom import service as svc
@@ -102,14 +102,6 @@ def _check_store(session: Session, actor: StaffActor, store_id: int | None) -> N
         unit = session.get(OrgUnit, store_id)
         if unit is None or unit.kind != OrgKind.STORE:
             raise AppError("wecom.store_invalid", 422, errors={"store_id": ["not a store"]})
-
-
-def _upstream(exc: UpstreamError) -> AppError:
-    if exc.reason == "timeout":
-        return AppError("upstream.timeout", 504)
-    if exc.reason == "unavailable":
-        return AppError("upstream.unavailable", 502)
-    return AppError("upstream.rejected", 502, errors={"upstream": {"errcode": exc.errcode}})
 
 
 # --- raw events ----------------------------------------------------------------------------
@@ -302,7 +294,7 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
     try:
         result = gateway.post("externalcontact/add_contact_way", body)
     except UpstreamError as exc:
-        raise _upstream(exc) from exc
+        raise upstream_error(exc) from exc
     channel.config_id = result.get("config_id")
     channel.qr_code = result.get("qr_code")
     channel.applied_userids = users
@@ -332,7 +324,7 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
                 {"config_id": channel.config_id, **_contact_way_body(channel, users)},
             )
         except UpstreamError as exc:
-            raise _upstream(exc) from exc
+            raise upstream_error(exc) from exc
         channel.applied_userids = users
     session.flush()
     return channel
@@ -347,7 +339,7 @@ def _single_person(channel: WeComChannel) -> bool:
                 "externalcontact/get_contact_way", {"config_id": channel.config_id}
             )
         except UpstreamError as exc:
-            raise _upstream(exc) from exc
+            raise upstream_error(exc) from exc
         channel.single_person = (way.get("contact_way") or {}).get("type") == 1
     return bool(channel.single_person)
 
@@ -373,7 +365,7 @@ def delete_channel(session: Session, actor: StaffActor, channel_id: int) -> None
             gateway.post("externalcontact/del_contact_way", {"config_id": channel.config_id})
         except UpstreamError as exc:
             if exc.transient or _contact_way_exists(gateway, channel.config_id):
-                raise _upstream(exc) from exc
+                raise upstream_error(exc) from exc
             # Deleted in WeCom already (an earlier delete whose answer was lost, another tool):
             # the channel would otherwise stay active for good, its state never reusable.
             gone = True
@@ -452,7 +444,7 @@ def mark_customer_tags(
     except UpstreamError as exc:
         if exc.reason == "rejected" and exc.errcode == svc.CONTACT_GONE:
             raise AppError("wecom.not_a_friend", 409) from exc
-        raise _upstream(exc) from exc
+        raise upstream_error(exc) from exc
     wanted = (svc.friend_tag_ids(session, friend.id) | add_set) - remove_set
     added, removed = svc.set_friend_tags(
         session,

@@ -175,8 +175,9 @@ def auto_tag(ev: Event, friend: Any, tag_ids: list[str]) -> None:
     """The channel's tags on the new friend. API actions produce no callback: mark in WeCom and
     record the change ourselves. Tags deleted from the library since the channel was set up are
     skipped, and a refusal (84061: the customer left meanwhile; 40068: a tag WeCom no longer
-    knows) only costs the tags: the add itself is applied. A timeout or a 5xx is retried with
-    the event, which is safe (the tags are read again)."""
+    knows) only costs the tags: the add itself is applied. What may pass (a timeout, a 5xx,
+    WeCom busy or rate limiting: 45009, -1) is retried with the event, which is safe (the tags
+    are read again and the add's writes are rolled back with the failed try)."""
     have = svc.friend_tag_ids(ev.session, friend.id)
     deleted = svc.deleted_tag_ids(ev.session, ev.corp_id, tag_ids)
     missing = [t for t in tag_ids if t not in have and t not in deleted]
@@ -188,7 +189,7 @@ def auto_tag(ev: Event, friend: Any, tag_ids: list[str]) -> None:
             {"userid": ev.userid, "external_userid": ev.external_userid, "add_tag": missing},
         )
     except UpstreamError as exc:
-        if exc.reason != "rejected":
+        if exc.transient:
             raise
         log.warning(
             "wecom event %s: auto tags %s refused (errcode %s), add applied without them",

@@ -32,7 +32,7 @@ from backend.org.models import ADVISOR_ROLES, Staff, StaffStatus
 from backend.org.scope import get_scoped_or_404, register_scope, store_filter
 from backend.platform.actors import StaffActor
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
-from backend.platform.errors import AppError, register_messages
+from backend.platform.errors import AppError, register_messages, upstream_error
 from backend.platform.jobs import enqueue
 from backend.platform.ports import UpstreamError
 from backend.touchpoints.models import Channel, Kind
@@ -118,14 +118,6 @@ register_scope(
 )
 
 
-def _upstream(exc: UpstreamError) -> AppError:
-    if exc.reason == "timeout":
-        return AppError("upstream.timeout", 504)
-    if exc.reason == "unavailable":
-        return AppError("upstream.unavailable", 502)
-    return AppError("upstream.rejected", 502, errors={"upstream": {"errcode": exc.errcode}})
-
-
 # ---------------------------------------------------------------------------------------------
 # Start
 
@@ -184,7 +176,7 @@ def start_handover(
             try:
                 found, more_from = unassigned_page(svc.gateway_for(corp_id), handover_staff.wecom_userid, "")
             except UpstreamError as exc:
-                raise _upstream(exc) from exc
+                raise upstream_error(exc) from exc
             wanted += found
     else:
         wanted = list(external_userids)

@@ -247,6 +247,34 @@ def test_auto_tags_refused_by_wecom_do_not_hold_the_add_back(
     assert sb.hits("/cgi-bin/externalcontact/mark_tag", "wecom") == (0 if refusal == "deleted_from_library" else 1)
 
 
+@pytest.mark.parametrize("answer", [45009, -1])
+def test_auto_tags_rate_limited_are_retried_with_the_event(
+    client: Any, db_session: Any, world: Any, answer: int
+) -> None:
+    """WeCom busy or rate limiting is "not now", not "no": the add is tried again and the tag
+    lands, once; the first try's writes were rolled back with it."""
+    sb = world["sandbox"]
+    vip = sb.state.add_tag_group("来源", ["门店活码"])["tag"][0]["id"]
+    add_store_channel(db_session, sb, world["tree"].stores[0].id, "store01", [ADVISOR], auto_tag_ids=[vip])
+    sb.state.set_fault("errcode", errcode=answer, service="wecom", path="/cgi-bin/externalcontact/mark_tag", count=1)
+    db_session.commit()
+
+    resp = post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, now(), State="store01"))
+    assert resp.data == b"success"
+    raw = db_session.scalars(select(WeComRawEvent)).one()
+    assert (raw.status, raw.attempts) == ("retrying", 1)
+    assert db_session.scalars(select(WeComFriend)).all() == []  # nothing half-applied
+
+    run_due_jobs(client.application)
+    db_session.expire_all()
+    assert (raw.status, raw.attempts) == ("processed", 2)
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    tags = set(db_session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend.id)))
+    assert vip in tags
+    assert kinds(db_session, friend.customer_id).count("friend_added") == 1
+    assert sb.hits("/cgi-bin/externalcontact/mark_tag", "wecom") == 2
+
+
 def test_a_loss_applied_before_its_add_is_stitched_to_the_member_by_unionid(
     client: Any, db_session: Any, world: Any, staff_headers: Any
 ) -> None:
