@@ -13,11 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    ColumnElement,
     Date,
     DateTime,
     Enum,
@@ -27,6 +28,7 @@ from sqlalchemy import (
     Table,
     create_engine,
     event,
+    select,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
@@ -369,6 +371,26 @@ def unique_savepoint(session: Session) -> Iterator[None]:
         if not is_duplicate_key(exc):
             raise
         raise DuplicateKey(str(exc.orig)) from exc
+
+
+_Row = TypeVar("_Row", bound="Base")
+
+
+def insert_or_lock(session: Session, new: _Row, *key: ColumnElement[bool]) -> tuple[_Row, bool]:
+    """The row `key` selects, held with its row lock until commit: `new` if its unique key was
+    free, else the one already there (whoever inserted it). Two transactions after the same row
+    then work one after the other, and neither reads it stale. Returns (row, created)."""
+    created = False
+    try:
+        with unique_savepoint(session):
+            session.add(new)
+        created = True
+    except DuplicateKey:
+        pass
+    row = session.scalars(
+        select(type(new)).where(*key).with_for_update().execution_options(populate_existing=True)
+    ).one()
+    return row, created
 
 
 _PLAIN_INSERTS: dict[tuple[Any, str, tuple[str, ...]], tuple[str, list[tuple[str, Any]], bool]] = {}

@@ -68,6 +68,8 @@ class OutboxJob(Base):
 
 # batch(session, [args, ...]) -> [None | the exception of that item, ...], in the same order
 BatchFn = Callable[[Session, list[dict[str, Any]]], list[Exception | None]]
+# on_give_up(session, args, last_error)
+GiveUpFn = Callable[[Session, dict[str, Any], str], None]
 
 
 @dataclass(frozen=True)
@@ -78,18 +80,22 @@ class JobSpec:
     # Several rows of this job in one transaction (`execute_batch`), for jobs that come in
     # bursts and must all be done at once (a burst's welcome messages).
     batch: BatchFn | None = None
+    # Called when the job's last try has failed (in the transaction that marks its row
+    # `failed`): for a job whose failure must show elsewhere than on the outbox row, e.g. an
+    # event that has to reach the dead-letter list an admin replays from.
+    on_give_up: GiveUpFn | None = None
 
 
 _REGISTRY: dict[str, JobSpec] = {}
 
 
 def job(
-    name: str, queue: str = "default", batch: BatchFn | None = None
+    name: str, queue: str = "default", batch: BatchFn | None = None, on_give_up: GiveUpFn | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     assert queue in QUEUES, queue
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _REGISTRY[name] = JobSpec(name, fn, queue, batch)
+        _REGISTRY[name] = JobSpec(name, fn, queue, batch, on_give_up)
         return fn
 
     return register
@@ -418,7 +424,7 @@ def execute_batch(row_ids: list[int], app: Any) -> int:
                         continue
                     row.last_error = f"{type(error).__name__}: {error}"[:4000]
                     if row.attempts >= dispatcher.max_attempts:
-                        row.status = "failed"
+                        _give_up(session, row)
                     log.warning("job %s (%s) failed in its batch: %s", row.id, name, row.last_error)
             commit(session)
         except Exception:
@@ -446,11 +452,25 @@ def _record_failure(app: Any, row_id: int, exc: Exception) -> None:
         row.attempts += 1
         row.last_error = f"{type(exc).__name__}: {exc}"[:4000]
         if row.attempts >= dispatcher.max_attempts:
-            row.status = "failed"
+            _give_up(session, row)
         session.commit()
         log.warning("job %s (%s) failed, attempt %s: %s", row_id, row.name, row.attempts, row.last_error)
     finally:
         session.close()
+
+
+def _give_up(session: Session, row: OutboxJob) -> None:
+    """The row's last try failed: mark it `failed` and let its job record that where it shows.
+    A failing hook is logged and costs only itself (its savepoint): the row is failed anyway."""
+    row.status = "failed"
+    spec = _REGISTRY.get(row.name)
+    if spec is None or spec.on_give_up is None:
+        return
+    try:
+        with session.begin_nested():
+            spec.on_give_up(session, dict(row.args), row.last_error or "")
+    except Exception:  # noqa: BLE001 - the outbox row keeps the failure either way
+        log.exception("job %s (%s): its give-up hook failed", row.id, row.name)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -44,6 +44,9 @@ register_messages(
 
 
 def sync_directory(session: Session, corp_id: str) -> dict[str, int]:
+    # Read under the corp's lock: of two syncs (the nightly one, a manager's), the later read
+    # is written last.
+    svc.lock_sync(session, corp_id, "directory").fetched_at = utcnow()
     gateway = svc.gateway_for(corp_id)
     departments = gateway.get("department/list").get("department") or []
     ids = {int(d["id"]) for d in departments}

@@ -75,6 +75,19 @@ def process_raw_event(session: Session, raw_event_id: int) -> str:
     return raw.status.value
 
 
+def dead_letter(session: Session, raw_event_id: int, error: str) -> None:
+    """The processing job gave up on errors the event's own tries do not count (the database
+    failing under it: deadlocks, lost connections, an outage longer than the job's retries).
+    The event joins the dead letters, where an admin sees and replays it, instead of staying
+    `received` with no job left to run it."""
+    raw = session.scalars(select(WeComRawEvent).where(WeComRawEvent.id == raw_event_id).with_for_update()).one_or_none()
+    if raw is None or raw.status in FINAL:
+        return
+    raw.status = RawEventStatus.DEAD
+    raw.last_error = f"processing job gave up: {error}"[:4000]
+    log.warning("wecom event %s dead-lettered, its job gave up: %s", raw.id, error)
+
+
 def replay(session: Session, raw: WeComRawEvent) -> None:
     """An admin sends a dead (or ignored) event through processing again, with fresh tries."""
     raw.replays += 1
@@ -92,7 +105,7 @@ def apply_event(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) ->
         handler(Event(session, raw, fields))
         return True
     if fields.get("Event") == "change_external_tag":
-        svc.sync_tag_library(session, raw.corp_id, svc.gateway_for(raw.corp_id, raw.agent_id))
+        svc.sync_tag_library(session, raw.corp_id, svc.gateway_for(raw.corp_id, raw.agent_id), raw.received_at)
         return True
     if fields.get("Event") == "change_external_chat":
         return on_chat(session, raw, fields)

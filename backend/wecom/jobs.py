@@ -12,7 +12,11 @@ from backend.wecom import handlers, media, service, welcome
 from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB, admit
 
 
-@job(PROCESS_JOB, queue="default")
+def event_given_up(session: Session, args: dict[str, Any], error: str) -> None:
+    handlers.dead_letter(session, int(args["raw_event_id"]), error)
+
+
+@job(PROCESS_JOB, queue="default", on_give_up=event_given_up)
 def process_event(session: Session, raw_event_id: int) -> None:
     handlers.process_raw_event(session, raw_event_id)
 

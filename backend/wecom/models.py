@@ -9,6 +9,7 @@
 - `wecom_friend_mobile`: the phone numbers the advisor noted on the contact in WeCom, encrypted
   like every phone at rest;
 - `wecom_tag`: the corporate tag library;
+- `wecom_sync_state`: per corp, the lock and last read of the wholesale copies (tags, directory);
 - `wecom_channel` / `wecom_welcome_template`: 「联系我」 contact ways and their welcome messages;
 - `wecom_material` / `wecom_media_upload`: pictures, videos and files for welcome messages (素材),
   kept here because WeCom's media ids expire after three days, and their current media id per
@@ -98,6 +99,19 @@ class WeComTag(Base):
     sort_order: Mapped[int] = mapped_column(default=0)
     deleted: Mapped[bool] = mapped_column(default=False)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WeComSyncState(Base):
+    """One row per corp and what is copied from WeCom wholesale ("tags", "directory"). Two syncs
+    of the same thing queue on its row lock and read WeCom under it, so a copy read earlier is
+    never written after a newer one; `fetched_at` (when the last sync began reading) lets a
+    sync for a change that an earlier read already saw stand down."""
+
+    __tablename__ = "wecom_sync_state"
+
+    corp_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fetched_at: Mapped[datetime | None]
 
 
 class WelcomeTemplate(Base, TimestampMixin):

@@ -19,7 +19,7 @@ from backend.customers.models import Customer, CustomerAdvisor, CustomerMerge, I
 from backend.customers.service import attach_identity, find_by_identity, merge_customers, vault
 from backend.org.models import ADVISOR_ROLES, Role, Staff, StaffRole, StaffStatus
 from backend.platform.actors import SystemActor
-from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
+from backend.platform.db import DuplicateKey, insert_or_lock, unique_savepoint, utcnow
 from backend.platform.errors import register_messages
 from backend.platform.jobs import enqueue
 from backend.platform.pii import PhoneVault
@@ -41,6 +41,7 @@ from backend.wecom.models import (
     WeComGroupChat,
     WeComGroupMember,
     WeComRawEvent,
+    WeComSyncState,
     WeComTag,
 )
 
@@ -255,33 +256,21 @@ def lock_friend(
 ) -> tuple[WeComFriend, bool]:
     """Insert the relation or find it, then hold its row lock until commit (two workers with
     events of the same pair apply them one after the other)."""
-    created = False
-    try:
-        with unique_savepoint(session):
-            session.add(
-                WeComFriend(
-                    corp_id=corp_id,
-                    userid=userid,
-                    external_userid=external_userid,
-                    customer_id=customer.id,
-                    staff_id=staff.id if staff else None,
-                    status=initial_status,
-                    version=0,
-                )
-            )
-        created = True
-    except DuplicateKey:
-        pass
-    friend = session.scalars(
-        select(WeComFriend)
-        .where(
-            WeComFriend.corp_id == corp_id,
-            WeComFriend.userid == userid,
-            WeComFriend.external_userid == external_userid,
-        )
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    friend, created = insert_or_lock(
+        session,
+        WeComFriend(
+            corp_id=corp_id,
+            userid=userid,
+            external_userid=external_userid,
+            customer_id=customer.id,
+            staff_id=staff.id if staff else None,
+            status=initial_status,
+            version=0,
+        ),
+        WeComFriend.corp_id == corp_id,
+        WeComFriend.userid == userid,
+        WeComFriend.external_userid == external_userid,
+    )
     if staff is not None and friend.staff_id is None:
         friend.staff_id = staff.id
     return friend, created
@@ -503,9 +492,36 @@ def deliver_app_message(session: Session, message_id: int) -> None:
 # Tag library
 
 
-def sync_tag_library(session: Session, corp_id: str, gateway: WeComGateway) -> int:
+def lock_sync(session: Session, corp_id: str, subject: str) -> WeComSyncState:
+    """Queue behind any other sync of `subject` for this corp (held until commit): call before
+    reading WeCom, so that the copy written last is the copy read last."""
+    state, _ = insert_or_lock(
+        session,
+        WeComSyncState(corp_id=corp_id, subject=subject),
+        WeComSyncState.corp_id == corp_id,
+        WeComSyncState.subject == subject,
+    )
+    return state
+
+
+# A sync stands down for a change only if it began reading WeCom this long after the change's
+# callback arrived here (our app servers' clocks may differ by a little).
+SYNC_CLOCK_MARGIN = timedelta(seconds=2)
+
+
+def sync_tag_library(
+    session: Session, corp_id: str, gateway: WeComGateway, changed_before: datetime | None = None
+) -> int | None:
     """Bring `wecom_tag` in line with `get_corp_tag_list` (tags WeCom no longer has are marked
-    deleted, not removed: relations may still name them)."""
+    deleted, not removed: relations may still name them). Returns how many tags WeCom listed.
+
+    `changed_before`: the sync is for a change WeCom told us of by then (a change_external_tag
+    callback). If a sync began reading WeCom after that, it saw the change: nothing to do
+    (None) — a burst of tag events costs one read, not one each."""
+    state = lock_sync(session, corp_id, "tags")
+    if changed_before is not None and state.fetched_at and state.fetched_at >= changed_before + SYNC_CLOCK_MARGIN:
+        return None
+    state.fetched_at = utcnow()
     result = gateway.post("externalcontact/get_corp_tag_list", {})
     existing = {t.tag_id: t for t in session.scalars(select(WeComTag).where(WeComTag.corp_id == corp_id))}
     seen: set[str] = set()
@@ -520,20 +536,23 @@ def sync_tag_library(session: Session, corp_id: str, gateway: WeComGateway) -> i
                 "name": str(tag.get("name", ""))[:64],
                 "sort_order": int(tag.get("order") or 0),
                 "deleted": bool(tag.get("deleted")) or bool(group.get("deleted")),
-                "synced_at": now,
             }
             row = existing.get(tag_id)
             if row is None:
+                # The lock keeps other syncs out; an insert may still meet a tag row written
+                # without it (a test, an older worker during a deploy).
                 try:
                     with unique_savepoint(session):
-                        session.add(WeComTag(corp_id=corp_id, tag_id=tag_id, **values))
+                        session.add(WeComTag(corp_id=corp_id, tag_id=tag_id, synced_at=now, **values))
+                    continue
                 except DuplicateKey:
                     row = session.scalars(
                         select(WeComTag).where(WeComTag.corp_id == corp_id, WeComTag.tag_id == tag_id)
                     ).one()
-            if row is not None:
+            if any(getattr(row, key) != value for key, value in values.items()):
                 for key, value in values.items():
                     setattr(row, key, value)
+                row.synced_at = now  # when the row last changed: unchanged rows are not rewritten
     for tag_id, row in existing.items():
         if tag_id not in seen and not row.deleted:
             row.deleted = True
@@ -716,17 +735,13 @@ def fetch_group_chat(gateway: WeComGateway, chat_id: str) -> dict[str, Any] | No
 
 
 def lock_chat(session: Session, corp_id: str, chat_id: str) -> WeComGroupChat:
-    try:
-        with unique_savepoint(session):
-            session.add(WeComGroupChat(corp_id=corp_id, chat_id=chat_id, status=GroupChatStatus.ACTIVE, version=0))
-    except DuplicateKey:
-        pass
-    return session.scalars(
-        select(WeComGroupChat)
-        .where(WeComGroupChat.corp_id == corp_id, WeComGroupChat.chat_id == chat_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    chat, _ = insert_or_lock(
+        session,
+        WeComGroupChat(corp_id=corp_id, chat_id=chat_id, status=GroupChatStatus.ACTIVE, version=0),
+        WeComGroupChat.corp_id == corp_id,
+        WeComGroupChat.chat_id == chat_id,
+    )
+    return chat
 
 
 def apply_chat_snapshot(session: Session, chat: WeComGroupChat, snapshot: dict[str, Any] | None, version: int) -> None:
@@ -752,25 +767,18 @@ def _is_external(userid: str, info: dict[str, Any] | None, known: WeComGroupMemb
 
 
 def lock_member(session: Session, chat: WeComGroupChat, userid: str, info: dict[str, Any] | None) -> WeComGroupMember:
-    try:
-        with unique_savepoint(session):
-            session.add(
-                WeComGroupMember(
-                    chat_pk=chat.id,
-                    userid=userid,
-                    member_type=2 if _is_external(userid, info, None) else 1,
-                    active=False,
-                    version=0,
-                )
-            )
-    except DuplicateKey:
-        pass
-    member = session.scalars(
-        select(WeComGroupMember)
-        .where(WeComGroupMember.chat_pk == chat.id, WeComGroupMember.userid == userid)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one()
+    member, _ = insert_or_lock(
+        session,
+        WeComGroupMember(
+            chat_pk=chat.id,
+            userid=userid,
+            member_type=2 if _is_external(userid, info, None) else 1,
+            active=False,
+            version=0,
+        ),
+        WeComGroupMember.chat_pk == chat.id,
+        WeComGroupMember.userid == userid,
+    )
     if member.member_type == 2 and member.customer_id is None:
         contact = {"name": (info or {}).get("name"), "unionid": (info or {}).get("unionid")}
         member.customer_id = ensure_customer(session, userid, {"external_contact": contact}).id

@@ -299,3 +299,93 @@ def test_burst_of_a_thousand_shuffled_with_duplicates_over_http_ends_like_in_ord
         assert n(session, WeComRawEvent, WeComRawEvent.status != "processed") == 0
         assert _snapshot(session) == expected
         session.close()
+
+
+def _waiting_for_a_lock(conn: Any) -> int:
+    """The connection (MySQL thread id) of this test's database that is reading the event's row
+    FOR UPDATE, i.e. waiting for `conn`'s lock on it."""
+    from sqlalchemy import text
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        waiting = conn.execute(
+            text(
+                "SELECT id FROM information_schema.processlist WHERE db = DATABASE() "
+                "AND id <> CONNECTION_ID() AND info LIKE 'SELECT wecom_raw_event.%FOR UPDATE'"
+            )  # this test's database: another xdist worker's tests run on the same server
+        ).scalar()
+        if waiting:
+            return int(waiting)
+        time.sleep(0.05)
+    raise AssertionError("the job never read the event's row")
+
+
+@pytest.mark.redis
+@pytest.mark.mariadb
+@pytest.mark.dbcommit
+def test_an_event_whose_job_keeps_losing_its_database_is_dead_lettered_and_replayable(
+    client: Any, db_session: Any, world: Any, staff_headers: Any, redis_dispatcher: Any
+) -> None:
+    """Every try of the processing job loses its connection (killed while it waits for the
+    event's row): a database failing under the job, which the event's own tries do not count.
+    When the outbox gives up, the event is a dead letter that an admin sees and replays; it
+    does not stay `received` with no job left to run it."""
+    import threading
+
+    from sqlalchemy import text
+
+    from backend.platform import intake, jobs
+    from backend.platform.db import db
+
+    app = client.application
+    sb = world["sandbox"]
+    admin_h = staff_headers(world["admin"])
+    xml = contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, int(time.time()))
+    assert post_event(client, sb, xml).data == b"success"
+    raw_id = db_session.scalars(select(WeComRawEvent.id)).one()
+    db_session.close()
+    (process_job,) = intake.admit_now(app, "wecom", None).deferred_job_ids
+
+    for _ in range(redis_dispatcher_attempts(app)):
+        outcome: list[Any] = []
+
+        def run_job(outcome: list[Any] = outcome) -> None:
+            try:
+                outcome.append(jobs.execute(process_job, app=app))
+            except Exception as exc:  # what RQ would see: it retries the job
+                outcome.append(exc)
+
+        with db.engine.connect() as holder:  # another transaction holds the event's row
+            holder.execute(text("SELECT id FROM wecom_raw_event WHERE id = :id FOR UPDATE"), {"id": raw_id})
+            worker = threading.Thread(target=run_job)
+            worker.start()
+            holder.execute(text(f"KILL {_waiting_for_a_lock(holder)}"))
+            holder.rollback()  # the failure is recorded in a new transaction, which locks the row too
+        worker.join(15)
+        assert len(outcome) == 1 and isinstance(outcome[0], Exception), outcome
+
+    try:
+        assert db_session.get(OutboxJob, process_job).status == "failed"
+        raw = db_session.get(WeComRawEvent, raw_id)
+        assert raw.status == "dead" and raw.last_error.startswith("processing job gave up")
+        assert n(db_session, WeComFriend) == 0 and n(db_session, Touchpoint) == 0
+        page = client.get("/api/workbench/v1/wecom/events?status=dead", headers=admin_h).get_json()
+        assert [e["id"] for e in page["items"]] == [raw_id]
+    finally:
+        db_session.close()
+    resp = client.post(f"/api/workbench/v1/wecom/events/{raw_id}/replay", headers=admin_h, json={"reason": "db back"})
+    assert resp.status_code == 202
+    try:
+        (replayed,) = db_session.scalars(select(OutboxJob.id).where(OutboxJob.id != process_job)).all()
+    finally:
+        db_session.close()
+    assert jobs.execute(replayed, app=app) == "done"  # what the RQ worker does with it
+    try:
+        assert db_session.get(WeComRawEvent, raw_id).status == "processed"
+        assert n(db_session, Touchpoint, Touchpoint.kind == "friend_added") == 1
+    finally:
+        db_session.close()
+
+
+def redis_dispatcher_attempts(app: Any) -> int:
+    return int(app.extensions["dealerloop.jobs"].max_attempts)

@@ -1,0 +1,107 @@
+"""The corporate tag library's sync under real concurrency (MariaDB, real threads, real commits):
+two syncs of one corp read WeCom one after the other, so a copy read earlier is never written
+over a newer one; a burst of tag events reads WeCom once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from backend.platform.db import db, utcnow
+from backend.wecom import service as svc
+from backend.wecom.models import WeComTag
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
+
+TAG_LIST = "/cgi-bin/externalcontact/get_corp_tag_list"
+
+
+def _library(app: Any, corp: str) -> dict[str, bool]:
+    with app.app_context():
+        session = db.session_factory()
+        try:
+            return {t.name: t.deleted for t in session.scalars(select(WeComTag).where(WeComTag.corp_id == corp))}
+        finally:
+            session.close()
+
+
+def test_a_second_sync_reads_wecom_only_after_the_first_has_committed(app: Any, sandbox_reset: Any) -> None:
+    """Worker A has read WeCom and written its copy, not yet committed. A tag is created in
+    WeCom and worker B syncs for it: B must not read WeCom until A is done, else A's older copy
+    could be committed last (and mark B's new tag deleted)."""
+    sb = sandbox_reset
+    corp = sb.credentials["WECOM_CORP_ID"]
+    sb.state.add_tag_group("来源", ["门店活码"])
+    with app.app_context():
+        first = db.session_factory()
+        try:
+            assert svc.sync_tag_library(first, corp, svc.gateway_for(corp))
+            first.commit()
+        finally:
+            first.close()
+        reads = sb.hits(TAG_LIST, "wecom")
+
+        a = db.session_factory()
+        svc.sync_tag_library(a, corp, svc.gateway_for(corp))  # read and written, not committed
+        sb.state.add_tag_group("意向", ["高意向"])  # created in WeCom after A's read
+        b_done: list[Any] = []
+
+        def worker_b() -> None:
+            with app.app_context():
+                b = db.session_factory()
+                try:
+                    b_done.append(svc.sync_tag_library(b, corp, svc.gateway_for(corp), utcnow()))
+                    b.commit()
+                except Exception as exc:  # surfaced by the assertion below
+                    b_done.append(exc)
+                finally:
+                    b.close()
+
+        thread = threading.Thread(target=worker_b)
+        thread.start()
+        try:
+            time.sleep(0.5)
+            assert sb.hits(TAG_LIST, "wecom") == reads + 1  # A's read only: B waits for A's lock
+            assert b_done == []
+        finally:
+            a.commit()
+            a.close()
+        thread.join(30)
+    assert not thread.is_alive()
+    assert b_done and not isinstance(b_done[0], Exception), b_done
+    assert sb.hits(TAG_LIST, "wecom") == reads + 2  # B read WeCom after A's commit
+    library = _library(app, corp)
+    assert library["门店活码"] is False and library["高意向"] is False
+
+
+def test_a_burst_of_tag_events_reads_wecom_once(app: Any, sandbox_reset: Any) -> None:
+    """A sync for a change announced before the last sync began reading stands down: that read
+    saw the change. A change announced after it is read again."""
+    sb = sandbox_reset
+    corp = sb.credentials["WECOM_CORP_ID"]
+    sb.state.add_tag_group("来源", ["门店活码"])
+    with app.app_context():
+        session = db.session_factory()
+        try:
+            announced = utcnow() - timedelta(seconds=10)  # the burst's callbacks arrived then
+            listed = svc.sync_tag_library(session, corp, svc.gateway_for(corp), announced)
+            assert listed
+            session.commit()
+            reads = sb.hits(TAG_LIST, "wecom")
+            for _ in range(3):  # the burst's other events
+                assert svc.sync_tag_library(session, corp, svc.gateway_for(corp), announced) is None
+                session.commit()
+            assert sb.hits(TAG_LIST, "wecom") == reads
+            sb.state.add_tag_group("意向", ["高意向"])
+            assert svc.sync_tag_library(session, corp, svc.gateway_for(corp), utcnow()) == listed + 1  # later
+            session.commit()
+            assert sb.hits(TAG_LIST, "wecom") == reads + 1
+        finally:
+            session.close()
+    library = _library(app, corp)
+    assert library["门店活码"] is False and library["高意向"] is False
