@@ -249,7 +249,9 @@ class WelcomeMessage(Base):
     raw_event_id: Mapped[int] = mapped_column(BigId, ForeignKey("wecom_raw_event.id"), unique=True)
     template_id: Mapped[int | None] = mapped_column(ForeignKey("wecom_welcome_template.id"), default=None)
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True, default=None)
-    status: Mapped[str] = mapped_column(String(16))  # sent | already_sent (41051) | no_template
+    # sent | already_sent (41051) | no_template | expired (the code died before a try) | failed
+    # (the last try's error, with WeCom's errcode: no later try could succeed)
+    status: Mapped[str] = mapped_column(String(16))
     errcode: Mapped[int | None] = mapped_column(default=None)
     payload: Mapped[dict | None] = mapped_column(default=None)
     latency_ms: Mapped[int | None] = mapped_column(default=None)  # callback received -> sent

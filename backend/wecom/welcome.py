@@ -14,7 +14,7 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -36,6 +36,10 @@ log = logging.getLogger("dealerloop.wecom.welcome")
 
 ALREADY_SENT = 41051
 INVALID_MEDIA = 40007
+# A WelcomeCode is good for 20 s after its callback. A send after that could only be refused
+# (41051, which would read as "sent by someone else"): the welcome is recorded as `expired`
+# (not tried again) or `failed` (its last try's error), and the job ends.
+CODE_LIFETIME = timedelta(seconds=20)
 VARIABLES = ("customer_name", "advisor_name", "store_name")
 SEND_THREADS = 8  # a batch's WeCom calls in flight at once (each mostly waits on WeCom)
 
@@ -179,10 +183,17 @@ def _attach_media(session: Session, welcomes: list[_Welcome]) -> None:
             w.attachments = media.with_media(w.template.attachments if w.template else [], ids)
 
 
+def _code_dead(w: _Welcome) -> bool:
+    return utcnow() >= w.raw.received_at + CODE_LIFETIME
+
+
 def _deliver(w: _Welcome) -> None:
     """The WeCom calls of one welcome (no database here: this runs in the send threads)."""
     assert w.template is not None
     gateway = w.gateway
+    if _code_dead(w):  # a retry that came too late (the first try failed, or waited)
+        w.status = "expired"
+        return
     try:
         customer_name = ""
         if "{customer_name}" in (w.template.text or ""):
@@ -216,7 +227,14 @@ def _deliver(w: _Welcome) -> None:
         w.status = "sent"
         w.latency_ms = int((utcnow() - w.raw.received_at).total_seconds() * 1000)
     except Exception as exc:  # noqa: BLE001 - handed back to the caller, which retries the event
-        w.error = exc
+        if not _code_dead(w):
+            w.error = exc
+            return
+        # No retry can succeed now: the failure is the outcome, recorded with WeCom's answer.
+        w.status = "failed"
+        w.errcode = exc.errcode if isinstance(exc, UpstreamError) else None
+        w.payload = (w.payload or {}) | {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        log.warning("welcome of event %s not sent, its code has expired: %s", w.raw.id, exc)
 
 
 def _without_media(w: _Welcome) -> bool:

@@ -177,6 +177,47 @@ def test_welcome_is_sent_even_when_the_events_processing_fails(
 
 
 @pytest.mark.parametrize(
+    ("age", "slow", "outcome"),
+    [
+        (25, False, "expired"),  # the retry comes after the code's 20 s: not tried at all
+        (19, True, "failed"),  # the retry starts in time, WeCom answers only after the 20 s
+    ],
+)
+def test_a_welcome_whose_code_died_before_it_went_out_is_recorded_not_retried(
+    client: Any, db_session: Any, world: Any, age: int, slow: bool, outcome: str
+) -> None:
+    """A WelcomeCode lives 20 s. Once it is dead no try can succeed (WeCom could only answer
+    41051, which would read as "sent by someone else"), so the welcome is recorded as what it
+    is, the job ends, and no send is wasted on a dead code."""
+    from datetime import timedelta
+
+    sb = world["sb"]
+    channel_with_template(client, db_session, world, [])
+    sb.state.set_fault("down", service="wecom", path="/cgi-bin/externalcontact/send_welcome_msg", count=1)
+    resp, _ = add_with_code(client, sb)
+    assert resp.data == b"success"
+    welcome_job = db_session.scalars(select(OutboxJob).where(OutboxJob.name == "wecom.send_welcome")).one()
+    assert welcome_job.status == "pending" and welcome_job.last_error  # the first try failed: retried
+    assert db_session.scalars(select(WelcomeMessage)).all() == []
+    # when the retry's delay is up, this long after the callback
+    raw = db_session.scalars(select(WeComRawEvent)).one()
+    raw.received_at -= timedelta(seconds=age)
+    db_session.commit()
+    if slow:  # longer than the client's timeout (2 s in tests)
+        sb.state.set_fault("slow", seconds=3, service="wecom", path="/cgi-bin/externalcontact/send_welcome_msg")
+    run_due_jobs(client.application)
+    db_session.expire_all()
+    sends = sb.hits("/cgi-bin/externalcontact/send_welcome_msg", "wecom")
+    assert sends == (2 if slow else 1)
+    row = db_session.scalars(select(WelcomeMessage)).one()
+    assert (row.status, row.latency_ms) == (outcome, None)
+    if slow:
+        assert row.payload["error"].startswith("UpstreamError") and "timeout" in row.payload["error"]
+    assert db_session.get(OutboxJob, welcome_job.id).status == "done"
+    assert sb.state.welcome_messages == []
+
+
+@pytest.mark.parametrize(
     "attachments",
     [
         nine({"image": 1, "video": 2, "file": 3}) + [{"msgtype": "image", "image": {"material_id": 1}}],  # at most 9
