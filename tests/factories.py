@@ -60,11 +60,19 @@ def tree(make_tree: Any) -> Tree:
 
 
 @pytest.fixture
-def make_staff(db_session: Any, app: Any) -> Any:
+def make_staff(db_session: Any, app: Any, sandbox_reset: Any) -> Any:
+    """Staff whose WeCom userid is also a member of the sandbox's WeCom, as after a directory
+    sync (WeCom refuses an app message to nobody it knows: 81013). The sandbox is reset first,
+    so that a test's own reset cannot drop them; `in_wecom=False` for staff WeCom lacks."""
     from backend.org.models import Role, Staff, StaffRole
 
     def build(
-        org_unit: Any, *roles: str, name: str | None = None, userid: str | None = None, status: str = "active"
+        org_unit: Any,
+        *roles: str,
+        name: str | None = None,
+        userid: str | None = None,
+        status: str = "active",
+        in_wecom: bool = True,
     ) -> Any:
         n = next(_seq)
         staff = Staff(
@@ -77,6 +85,9 @@ def make_staff(db_session: Any, app: Any) -> Any:
         staff.role_rows = [StaffRole(role=Role(r)) for r in roles]
         db_session.add(staff)
         db_session.commit()
+        if in_wecom and staff.wecom_userid not in sandbox_reset.state.members:
+            member_status = "active" if status == "active" else "resigned"
+            sandbox_reset.state.add_member(staff.wecom_userid, staff.name, status=member_status)
         return staff
 
     return build

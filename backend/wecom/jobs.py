@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from backend.platform.intake import register_intake
 from backend.platform.jobs import job, periodic
-from backend.wecom import handlers, media, service, welcome
+from backend.wecom import handlers, media, notify, service, welcome
 from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB, admit
 
 
@@ -31,7 +31,11 @@ def send_welcome(session: Session, raw_event_id: int) -> None:
     welcome.send_welcome(session, raw_event_id)
 
 
-@job(service.APP_MESSAGE_JOB, queue="high")
+def app_message_given_up(session: Session, args: dict[str, Any], error: str) -> None:
+    notify.given_up(session, int(args["message_id"]), error)
+
+
+@job(service.APP_MESSAGE_JOB, queue="high", on_give_up=app_message_given_up)
 def send_app_message(session: Session, message_id: int) -> None:
     service.deliver_app_message(session, message_id)
 

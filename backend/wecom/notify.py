@@ -38,6 +38,10 @@ log = logging.getLogger("dealerloop.wecom.notify")
 
 APP_MESSAGE_JOB = "wecom.send_app_message"  # the job of backend/wecom/jobs.py
 RETRY_DELAYS = (10, 60, 300, 1800)
+# WeCom drops a message whose request is the same as one it took within this many seconds (at
+# most 4 h). A try whose answer was lost (a timeout, our commit failing after WeCom took it) is
+# sent again byte for byte by the retries, all within this: the advisor gets it once.
+DUPLICATE_CHECK_SECONDS = 4 * 3600
 DEFAULT_RATE_LIMIT = 30  # messages per recipient ...
 DEFAULT_RATE_WINDOW = 600  # ... per this many seconds
 FINAL = ("sent", "failed")
@@ -78,8 +82,9 @@ def _clip_bytes(text: str, limit: int) -> str:
     return raw[:limit].decode(errors="ignore")
 
 
-def dedup_key(kind: str, key: str, userid: str) -> str:
-    raw = f"n:{kind}:{key}:{userid}"
+def dedup_key(kind: str, key: str, corp_id: str, userid: str) -> str:
+    # The corp belongs in it: one userid (a common pinyin) can be two people in two corps.
+    raw = f"n:{kind}:{key}:{corp_id}:{userid}"
     if len(raw) <= 191:
         return raw
     return f"n:{kind}:{hashlib.sha256(raw.encode()).hexdigest()}"
@@ -107,7 +112,7 @@ def notify(
         else:
             msgtype, content = "text", {"content": _clip_bytes(text or "", 2048)}
         message = AppMessage(
-            dedup_key=dedup_key(kind.value, key, userid),
+            dedup_key=dedup_key(kind.value, key, corp_id, userid),
             touser=[userid],
             msgtype=msgtype,
             content={**content, "corp_id": corp_id},
@@ -286,6 +291,10 @@ def deliver(session: Session, message_id: int) -> str:
     body = {k: v for k, v in message.content.items() if k != "corp_id"}
     try:
         gateway = gateway_for(corp_id)
+    except LookupError as exc:  # no app of that corp in the settings: no try can succeed
+        limiter.release(corp_id, list(message.touser), token)
+        return fail(session, message, f"no WeCom app for corp {corp_id!r}: {exc}")
+    try:
         result = gateway.post(
             "message/send",
             {
@@ -293,18 +302,18 @@ def deliver(session: Session, message_id: int) -> str:
                 "msgtype": message.msgtype,
                 "agentid": int(gateway.agent_id) if str(gateway.agent_id).isdigit() else gateway.agent_id,
                 message.msgtype: body,
+                "enable_duplicate_check": 1,
+                "duplicate_check_interval": DUPLICATE_CHECK_SECONDS,
             },
         )
     except UpstreamError as exc:
         limiter.release(corp_id, list(message.touser), token)
         message.attempts += 1
-        message.last_error = str(exc)[:4000]
         # A refusal of the message itself (81013: no valid recipient, 40058: bad content) fails
         # at once: sending it again can only be refused again.
         if message.attempts >= _max_attempts() or not exc.transient:
-            message.status = "failed"
-            log.warning("app message %s failed for good after %s tries: %s", message.id, message.attempts, exc)
-            return "failed"
+            return fail(session, message, f"{exc} (after {message.attempts} tries)")
+        message.last_error = str(exc)[:4000]
         message.status = "retrying"
         delay = RETRY_DELAYS[min(message.attempts - 1, len(RETRY_DELAYS) - 1)]
         enqueue(
@@ -320,13 +329,37 @@ def deliver(session: Session, message_id: int) -> str:
         raise
     message.status = "sent"
     message.msgid = result.get("msgid")
-    message.invalid_users = (result.get("invaliduser") or None) and str(result["invaliduser"])[:255]
+    # Recipients WeCom could not reach (not in the app's visible range, no licence): named by
+    # WeCom in lower case; they received nothing, so they get no recipient row (the rate limit
+    # and the per-user list count what was delivered).
+    unreached = {
+        u.lower() for field in ("invaliduser", "unlicenseduser") for u in str(result.get(field) or "").split("|") if u
+    }
+    message.invalid_users = "|".join(sorted(unreached))[:255] or None
     message.sent_at = now
     message.last_error = None
     for userid in dict.fromkeys(message.touser):
-        session.add(AppMessageRecipient(message_id=message.id, corp_id=corp_id, userid=userid, sent_at=now))
+        if userid.lower() not in unreached:
+            session.add(AppMessageRecipient(message_id=message.id, corp_id=corp_id, userid=userid, sent_at=now))
     session.flush()
     return "sent"
+
+
+def fail(session: Session, message: AppMessage, error: str) -> str:
+    """The message will not be sent: recorded as failed with why (the admin list shows it)."""
+    message.status = "failed"
+    message.last_error = error[:4000]
+    session.flush()
+    log.warning("app message %s failed: %s", message.id, error)
+    return "failed"
+
+
+def given_up(session: Session, message_id: int, error: str) -> None:
+    """Its job's last try failed outside WeCom (the database failing under it): the message is
+    failed, not left `pending` with no job to send it."""
+    message = session.get(AppMessage, message_id, with_for_update=True)
+    if message is not None and message.status not in FINAL:
+        fail(session, message, f"delivery job gave up: {error}")
 
 
 def list_messages(

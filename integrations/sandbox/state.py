@@ -134,6 +134,8 @@ class SandboxState:
         self.welcome_messages: list[dict[str, Any]] = []
         self.media: dict[str, dict[str, Any]] = {}  # media_id -> {"type", "created_at", "filename", "size"}
         self.app_messages: list[dict[str, Any]] = []
+        # message/send's duplicate check: the request's JSON -> when it was taken
+        self.app_message_seen: dict[str, float] = {}
         self.behavior: dict[tuple[str, int], dict[str, Any]] = {}
         self.transfers: dict[tuple[str, str, str], dict[str, Any]] = {}
         from .wecom_ops import WeComOpsState  # directory, transfer outcomes (sandbox/wecom_ops.py)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
@@ -450,7 +451,21 @@ def create_wecom_app(state: SandboxState) -> Flask:
         if not touser and not data.get("toparty") and not data.get("totag"):
             return fail(40058, "touser, toparty or totag is required")
         with state.lock:
-            invalid = [u for u in touser if u != "@all" and u not in state.members]
+            invalid = [u.lower() for u in touser if u != "@all" and u not in state.members]
+            if touser and len(invalid) == len(touser) and not data.get("toparty") and not data.get("totag"):
+                return fail(81013, "user & party & tag all invalid")
+            if data.get("enable_duplicate_check") == 1:
+                # The same request within the interval is taken (errcode 0) and not delivered.
+                seen_key = json.dumps(
+                    {k: v for k, v in data.items() if k not in ("enable_duplicate_check", "duplicate_check_interval")},
+                    sort_keys=True,
+                    ensure_ascii=False,
+                )
+                interval = min(int(data.get("duplicate_check_interval") or 1800), 4 * 3600)
+                seen = state.app_message_seen.get(seen_key)
+                if seen is not None and state.now() - seen < interval:
+                    return ok(invaliduser="|".join(invalid), msgid=state.new_id("", 24), response_code="")
+                state.app_message_seen[seen_key] = state.now()
             state.app_messages.append(dict(data))
         return ok(invaliduser="|".join(invalid), msgid=state.new_id("", 24), response_code="")
 

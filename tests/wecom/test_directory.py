@@ -39,7 +39,7 @@ def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
         "zhang": make_staff(tree.stores[0], "sales_advisor", userid="advisor.zhang", name="旧名字"),
         "li": make_staff(tree.stores[1], "sales_advisor", userid="advisor.li", name="李顾问"),
         "wang": make_staff(tree.stores[0], "sales_advisor", userid="advisor.wang", name="王顾问"),  # left
-        "old": make_staff(tree.stores[0], "sales_advisor", userid="old.timer", name="老员工"),  # not in WeCom
+        "old": make_staff(tree.stores[0], "sales_advisor", userid="old.timer", name="老员工", in_wecom=False),
         "back": make_staff(tree.stores[1], "sales_advisor", userid="back.again", name="回来了", status="resigned"),
         "admin": make_staff(tree.group, "group_admin", userid="admin.g", name="管理员"),
     }

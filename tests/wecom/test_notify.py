@@ -242,3 +242,85 @@ def test_admins_see_what_was_sent_and_what_failed(
     assert (bad.status_code, bad.get_json()["code"]) == (422, "request.invalid")
     denied = client.get(url, headers=advisor)
     assert (denied.status_code, denied.get_json()["code"]) == (403, "auth.forbidden")
+
+
+def test_one_userid_in_two_corps_gets_each_corps_message(
+    app: Any, db_session: Any, corp: str, sandbox_reset: Any, monkeypatch: Any
+) -> None:
+    """Consultations and lead escalations notify every corp with the same key, and a userid
+    (a common pinyin) can be two people in two corps: each gets their corp's message. A corp
+    with no app in the settings fails its message at once, recorded with why."""
+    from tests.wecom.helpers import second_wecom_app
+
+    with second_wecom_app(app, sandbox_reset, monkeypatch) as (second, creds):
+        second.state.add_member(ADVISOR, "另一位张顾问")
+        with app.app_context():
+            for corp_id in (corp, creds["WECOM_CORP_ID"], "wwNoSuchAppCorp01"):
+                assert len(
+                    notify.notify(db_session, corp_id, "new_consultation", "consult:42", [ADVISOR], text="新咨询")
+                )
+            commit(db_session)
+        assert [m["touser"] for m in sandbox_reset.state.app_messages] == [ADVISOR]
+        assert [m["touser"] for m in second.state.app_messages] == [ADVISOR]
+    messages = db_session.scalars(select(AppMessage).order_by(AppMessage.id)).all()
+    assert [m.status for m in messages] == ["sent", "sent", "failed"]
+    assert "no WeCom app" in messages[2].last_error
+    assert count(db_session, OutboxJob, OutboxJob.status == "pending") == 0
+
+
+def test_a_send_whose_answer_was_lost_reaches_the_advisor_once(
+    app: Any, db_session: Any, corp: str, sandbox_reset: Any
+) -> None:
+    """WeCom takes the message but answers after our timeout: the retry sends the same request,
+    which WeCom's duplicate check drops (enable_duplicate_check), so the advisor gets it once."""
+    import time
+
+    sb = sandbox_reset
+    with app.app_context():  # a first message, so that the client holds a token the sandbox knows
+        notify.weak_item(db_session, corp, "T0", [ADVISOR], "热身")
+        commit(db_session)
+    assert len(sb.state.app_messages) == 1
+    sb.state.app_messages.clear()
+    requests_before = sb.hits(SEND, "wecom")
+    sb.state.set_fault("slow", seconds=3, service="wecom", path=SEND, count=1)  # client timeout: 2 s
+    with app.app_context():
+        notify.weak_item(db_session, corp, "T1", [ADVISOR], "回复超时")
+        commit(db_session)
+    message = db_session.scalars(
+        select(AppMessage).where(AppMessage.kind == "weak_item").order_by(AppMessage.id.desc())
+    ).first()
+    assert (message.status, message.attempts) == ("retrying", 1) and "timeout" in message.last_error
+    run_due_jobs(app)
+    deadline = time.monotonic() + 10
+    while sb.hits(SEND, "wecom") < requests_before + 2 or not sb.state.app_messages:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(1.5)  # the first request's sleep (3 s) is over: whatever it delivers is in
+    db_session.refresh(message)
+    assert message.status == "sent"
+    assert sb.hits(SEND, "wecom") == requests_before + 2
+    assert len(sb.state.app_messages) == 1  # one delivery for two requests
+    body = sb.state.app_messages[0]
+    assert (body["enable_duplicate_check"], body["duplicate_check_interval"]) == (1, notify.DUPLICATE_CHECK_SECONDS)
+
+
+def test_recipients_wecom_cannot_reach_are_not_recorded_as_reached(
+    app: Any, db_session: Any, corp: str, sandbox_reset: Any
+) -> None:
+    """WeCom sends to the users it knows and names the others (invaliduser): they get no
+    recipient row (the rate limit and the per-user list count deliveries). When it knows none,
+    it refuses the message (81013): failed at once."""
+    from backend.wecom import service as svc
+
+    with app.app_context():
+        svc.send_app_message(db_session, "alert:1", corp, [ADVISOR, "Nobody.Here"], "客户流失")
+        notify.lost_customer(db_session, corp, "A2", ["ghost.one"], "刘女士", "王顾问")
+        commit(db_session)
+    run_due_jobs(app)
+    reached, unreachable = db_session.scalars(select(AppMessage).order_by(AppMessage.id)).all()
+    db_session.refresh(reached)
+    assert (reached.status, reached.invalid_users) == ("sent", "nobody.here")
+    recipients = db_session.scalars(select(AppMessageRecipient.userid)).all()
+    assert recipients == [ADVISOR]
+    db_session.refresh(unreachable)
+    assert (unreachable.status, unreachable.attempts) == ("failed", 1) and "81013" in unreachable.last_error
