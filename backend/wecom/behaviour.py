@@ -46,8 +46,14 @@ register_messages(
             "日期范围无效（最多拉取最近 180 天）",
             "Invalid date range (only the last 180 days can be pulled)",
         ),
+        "wecom.behaviour_too_many": (
+            "数据超过 5000 行，请缩短日期范围或选择一位顾问",
+            "More than 5,000 rows: shorten the range or pick one advisor",
+        ),
     }
 )
+
+LIST_MAX = 5000  # rows one listing answers; a larger one is refused, never cut short
 
 
 def china_today(now: datetime | None = None) -> date:
@@ -155,22 +161,30 @@ def pull_all(session: Session, corp_id: str, run: str, now: datetime | None = No
     return sum(enqueue_pulls(session, corp_id, userid, start, end, run) for userid in advisors(session, corp_id))
 
 
-def request_pull(
-    session: Session, actor: StaffActor, corp_id: str, start: date, end: date, staff_id: int | None = None
-) -> int:
-    """A manager back-fills figures (≤ 180 days back) for one advisor or every advisor in scope."""
+def request_pull(session: Session, actor: StaffActor, start: date, end: date, staff_id: int | None = None) -> int:
+    """A manager back-fills figures (≤ 180 days back) for one advisor or every advisor in scope,
+    of every configured corp, each pulled from their own corp."""
     check_range(start, end, china_today())
     if staff_id is not None:
-        userids = [get_scoped_or_404(session, actor, "staff", staff_id).wecom_userid]
+        # The advisor's own corp: the same userid in the primary corp may be somebody else.
+        staff = get_scoped_or_404(session, actor, "staff", staff_id)
+        advisors_to_pull = [(staff.corp_id, staff.wecom_userid)]
     else:
         stmt = (
-            select(Staff.wecom_userid)
+            select(Staff.corp_id, Staff.wecom_userid)
             .join(StaffRole)
-            .where(Staff.corp_id == corp_id, Staff.status == StaffStatus.ACTIVE, StaffRole.role.in_(ADVISOR_ROLES))
+            .where(
+                Staff.corp_id.in_(svc.corp_ids()), Staff.status == StaffStatus.ACTIVE, StaffRole.role.in_(ADVISOR_ROLES)
+            )
             .distinct()
         )
-        userids = list(session.scalars(scope_query(stmt, actor, "staff").order_by(Staff.wecom_userid)))
-    return sum(enqueue_pulls(session, corp_id, u, start, end, None) for u in userids)
+        advisors_to_pull = [
+            (corp, userid)
+            for corp, userid in session.execute(
+                scope_query(stmt, actor, "staff").order_by(Staff.corp_id, Staff.wecom_userid)
+            )
+        ]
+    return sum(enqueue_pulls(session, corp, u, start, end, None) for corp, u in advisors_to_pull)
 
 
 def list_days(
@@ -187,4 +201,9 @@ def list_days(
         get_scoped_or_404(session, actor, "staff", staff_id)
         stmt = stmt.where(WeComBehaviourDay.staff_id == staff_id)
     stmt = scope_query(stmt, actor, "staff")
-    return list(session.scalars(stmt.order_by(WeComBehaviourDay.staff_id, WeComBehaviourDay.stat_date).limit(5000)))
+    rows = list(
+        session.scalars(stmt.order_by(WeComBehaviourDay.staff_id, WeComBehaviourDay.stat_date).limit(LIST_MAX + 1))
+    )
+    if len(rows) > LIST_MAX:  # cut short, whole advisors would be missing without a word
+        raise AppError("wecom.behaviour_too_many", 422, errors={"end_date": [f"more than {LIST_MAX} rows"]})
+    return rows

@@ -88,7 +88,7 @@ def test_daily_pull_per_advisor_nulls_and_late_figures(db_session: Any, app: Any
 
 
 def test_backfill_is_chunked_by_30_days_and_read_in_scope(
-    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any, monkeypatch: Any
 ) -> None:
     sb = world["sandbox"]
     today = behaviour.china_today()
@@ -120,6 +120,39 @@ def test_backfill_is_chunked_by_30_days_and_read_in_scope(
         query_string={"start_date": start.isoformat(), "end_date": end.isoformat()},
     )
     assert far.status_code == 200 and far.get_json() == []
+    # A listing larger than the cap is refused with a clear code, never cut short.
+    monkeypatch.setattr(behaviour, "LIST_MAX", 58)
+    capped = client.get(
+        URL, headers=headers, query_string={"start_date": start.isoformat(), "end_date": end.isoformat()}
+    )
+    assert (capped.status_code, capped.get_json()["code"]) == (422, "wecom.behaviour_too_many")
+
+
+def test_backfill_of_an_advisor_in_another_corp_asks_that_corp(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any, monkeypatch: Any
+) -> None:
+    """The same userid can be two people in two corps: an advisor of the second corp is pulled
+    from the second corp's app, not the primary one."""
+    from tests.wecom.helpers import second_wecom_app
+
+    today = behaviour.china_today()
+    with second_wecom_app(app, world["sandbox"], monkeypatch) as (second, creds):
+        zhang = world["zhang"]
+        zhang.corp_id = creds["WECOM_CORP_ID"]
+        db_session.commit()
+        second.state.add_member("advisor.zhang", "另一位张顾问")
+        second.state.set_behavior("advisor.zhang", day_ts(today - timedelta(days=2)), chat_cnt=3, message_cnt=9)
+        body = {
+            "start_date": (today - timedelta(days=3)).isoformat(),
+            "end_date": (today - timedelta(days=1)).isoformat(),
+        }
+        resp = client.post(f"{URL}/pull", headers=staff_headers(world["manager"]), json=body | {"staff_id": zhang.id})
+        assert (resp.status_code, resp.get_json()) == (202, {"enqueued": 1})
+        assert len(second.state.received(PATH)) >= 1
+        assert world["sandbox"].state.received(PATH) == []
+    stored = rows(db_session, "advisor.zhang")
+    assert {r.corp_id for r in stored.values()} == {creds["WECOM_CORP_ID"]}
+    assert stored[today - timedelta(days=2)].chat_cnt == 3
 
 
 def test_bad_ranges_and_scope_are_clear_4xx(client: Any, world: Any, staff_headers: Any) -> None:

@@ -283,7 +283,7 @@ def test_template_text_is_held_to_wecoms_4000_bytes(client: Any, world: Any) -> 
 
 @pytest.mark.redis
 def test_a_pump_holds_the_processing_back_until_the_burst_is_over(
-    client: Any, db_session: Any, world: Any, redis_dispatcher: Any
+    client: Any, db_session: Any, world: Any, redis_dispatcher: Any, monkeypatch: Any
 ) -> None:
     """While a pump keeps finding events, it sends their welcomes and keeps their processing out
     of RQ (it would take the CPU the next welcomes need); the first iteration that finds nothing
@@ -326,11 +326,21 @@ def test_a_pump_holds_the_processing_back_until_the_burst_is_over(
     assert processing() == ["enqueued", "enqueued"] and held == []
     assert len(default_queue.job_ids) == 2
     db_session.close()
+
+    # Traffic that never pauses: past HELD_MAX the held jobs go anyway.
+    monkeypatch.setattr(intake, "HELD_MAX", 2)
+    add("wmHold003")
+    assert intake.pump_once(app, "wecom", held) == 1 and len(held) == 1
+    add("wmHold004")
+    assert intake.pump_once(app, "wecom", held) == 1 and held == []
+    assert len(default_queue.job_ids) == 4
+    db_session.close()
+
     jobs.set_worker_app(app)
     SimpleWorker(list(jobs.QUEUES), connection=redis_dispatcher, serializer=JSONSerializer).work(burst=True)
     db_session.expire_all()
-    assert sorted(db_session.scalars(select(WeComRawEvent.status))) == ["processed", "processed"]
-    assert processing() == ["done", "done"]
+    assert sorted(db_session.scalars(select(WeComRawEvent.status))) == ["processed"] * 4
+    assert processing() == ["done"] * 4
 
 
 @pytest.mark.redis

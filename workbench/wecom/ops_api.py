@@ -107,9 +107,7 @@ def get_handover(handover_id: int) -> Any:
 @blp.response(202, AcceptedJobsSchema)
 def pull_behaviour(data: dict[str, Any]) -> dict[str, int]:
     """Back-fill behaviour figures (≤ 180 days back) for one advisor or every advisor in scope."""
-    n = behaviour.request_pull(
-        db.session(), current_staff(), svc.current_corp_id(), data["start_date"], data["end_date"], data["staff_id"]
-    )
+    n = behaviour.request_pull(db.session(), current_staff(), data["start_date"], data["end_date"], data["staff_id"])
     return {"enqueued": n}
 
 
