@@ -55,22 +55,18 @@ def prune_done_jobs(session: Session, key_prefix: str, finished_before: datetime
     return len(ids)
 
 
-def ids_until_kept(session: Session, rows: Select, before: datetime) -> list[int]:
-    """The ids of `rows` (id, time; in id order) up to the first whose time is missing or not
-    before `before`. Ids grow with time, so walking them finds the oldest rows without an index
-    on the time; one out of order (a late one) only waits for a later run."""
-    ids = []
-    for row_id, at in session.execute(rows):
-        if at is None or at >= before:
-            break
-        ids.append(row_id)
-    return ids
+def old_ids(session: Session, rows: Select, before: datetime) -> list[int]:
+    """The ids of `rows` (id, time: the oldest ids first, a limited batch) whose time is before
+    `before`. Ids grow with time, so the oldest ids find the oldest rows without an index on
+    the time. A row out of order (an old event replayed today) is skipped, not waited for: it
+    would otherwise hold back every row after it until it is old enough itself."""
+    return [row_id for row_id, at in session.execute(rows) if at is not None and at < before]
 
 
 def prune_idempotency_records(session: Session, created_before: datetime, limit: int = BATCH) -> int:
     """Delete up to `limit` of the oldest idempotency records created before `created_before`
-    (the table has no index on `created_at`: `ids_until_kept`)."""
-    ids = ids_until_kept(
+    (the table has no index on `created_at`: `old_ids`)."""
+    ids = old_ids(
         session,
         select(IdempotencyRecord.id, IdempotencyRecord.created_at).order_by(IdempotencyRecord.id).limit(limit),
         created_before,

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from backend.platform.retention import BATCH, ids_until_kept, prune_done_jobs, register_pruner
+from backend.platform.retention import BATCH, old_ids, prune_done_jobs, register_pruner
 from backend.wecom.events import PROCESS_JOB, WELCOME_JOB
 from backend.wecom.models import RawEventStatus, WeComAlert, WeComRawEvent, WelcomeMessage
 
@@ -31,9 +31,10 @@ def prune_raw_events(session: Session, processed_before: datetime, limit: int = 
     """Delete, or empty and mark `pruned`, up to `limit` of the oldest processed raw events
     processed before `processed_before`; returns how many.
 
-    Walks the processed events by id on the (status, id) index (`ids_until_kept`): one processed
-    late, after retries, only waits for a later run."""
-    ids = ids_until_kept(
+    Walks the processed events by id on the (status, id) index (`old_ids`): one processed late
+    (after retries, or replayed by an admin) waits for a later run without holding back the
+    events after it."""
+    ids = old_ids(
         session,
         select(WeComRawEvent.id, WeComRawEvent.processed_at)
         .where(WeComRawEvent.status == RawEventStatus.PROCESSED)
