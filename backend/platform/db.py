@@ -379,7 +379,15 @@ _Row = TypeVar("_Row", bound="Base")
 def insert_or_lock(session: Session, new: _Row, *key: ColumnElement[bool]) -> tuple[_Row, bool]:
     """The row `key` selects, held with its row lock until commit: `new` if its unique key was
     free, else the one already there (whoever inserted it). Two transactions after the same row
-    then work one after the other, and neither reads it stale. Returns (row, created)."""
+    then work one after the other, and neither reads it stale. Returns (row, created).
+
+    An existing row is locked straight away, without trying the INSERT: a refused INSERT
+    leaves MariaDB holding a shared lock on the row, and two waiters that each hold one and then
+    ask for the exclusive lock deadlock. Only the first creation of a row can still meet that."""
+    lock = select(type(new)).where(*key).with_for_update().execution_options(populate_existing=True)
+    row = session.scalars(lock).one_or_none()
+    if row is not None:
+        return row, False
     created = False
     try:
         with unique_savepoint(session):
@@ -387,10 +395,7 @@ def insert_or_lock(session: Session, new: _Row, *key: ColumnElement[bool]) -> tu
         created = True
     except DuplicateKey:
         pass
-    row = session.scalars(
-        select(type(new)).where(*key).with_for_update().execution_options(populate_existing=True)
-    ).one()
-    return row, created
+    return session.scalars(lock).one(), created
 
 
 _PLAIN_INSERTS: dict[tuple[Any, str, tuple[str, ...]], tuple[str, list[tuple[str, Any]], bool]] = {}

@@ -190,7 +190,8 @@ def auto_tag(ev: Event, friend: Any, tag_ids: list[str]) -> None:
     skipped, and a refusal (84061: the customer left meanwhile; 40068: a tag WeCom no longer
     knows) only costs the tags: the add itself is applied. What may pass (a timeout, a 5xx,
     WeCom busy or rate limiting: 45009, -1) is retried with the event, which is safe (the tags
-    are read again and the add's writes are rolled back with the failed try)."""
+    are read again and the add's writes are rolled back with the failed try); the event's last
+    try gives the tags up rather than the add."""
     have = svc.friend_tag_ids(ev.session, friend.id)
     deleted = svc.deleted_tag_ids(ev.session, ev.corp_id, tag_ids)
     missing = [t for t in tag_ids if t not in have and t not in deleted]
@@ -202,8 +203,8 @@ def auto_tag(ev: Event, friend: Any, tag_ids: list[str]) -> None:
             {"userid": ev.userid, "external_userid": ev.external_userid, "add_tag": missing},
         )
     except UpstreamError as exc:
-        if exc.transient:
-            raise
+        if exc.transient and ev.raw.attempts + 1 < max_attempts():
+            raise  # tried again with the event; its last try applies the add without the tags
         log.warning(
             "wecom event %s: auto tags %s refused (errcode %s), add applied without them",
             ev.raw.id,

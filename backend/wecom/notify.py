@@ -288,7 +288,7 @@ def deliver(session: Session, message_id: int) -> str:
         )
         log.info("app message %s deferred %.0fs by the per-recipient limit", message.id, wait)
         return "deferred"
-    body = {k: v for k, v in message.content.items() if k != "corp_id"}
+    body = _distinct(message)
     try:
         gateway = gateway_for(corp_id)
     except LookupError as exc:  # no app of that corp in the settings: no try can succeed
@@ -343,6 +343,21 @@ def deliver(session: Session, message_id: int) -> str:
             session.add(AppMessageRecipient(message_id=message.id, corp_id=corp_id, userid=userid, sent_at=now))
     session.flush()
     return "sent"
+
+
+def _distinct(message: AppMessage) -> dict[str, Any]:
+    """The message's body, marked with its id. WeCom's duplicate check compares whole requests:
+    the retries of one message are the same request (dropped, as wanted), while two messages
+    that happen to say the same thing (a customer lost, back and lost again within the window)
+    differ by their id and both arrive. A text shows it as a reference number; a card carries
+    it in its link."""
+    body = {k: v for k, v in message.content.items() if k != "corp_id"}
+    if message.msgtype == "text":
+        body["content"] = f"{body.get('content', '')}\n编号 {message.id}"
+    elif message.msgtype == "textcard" and body.get("url"):
+        url = str(body["url"])
+        body["url"] = f"{url}{'&' if '?' in url else '?'}msg={message.id}"
+    return body
 
 
 def fail(session: Session, message: AppMessage, error: str) -> str:

@@ -275,6 +275,28 @@ def test_auto_tags_rate_limited_are_retried_with_the_event(
     assert sb.hits("/cgi-bin/externalcontact/mark_tag", "wecom") == 2
 
 
+def test_auto_tags_still_rate_limited_on_the_last_try_cost_the_tags_not_the_add(
+    client: Any, db_session: Any, world: Any, monkeypatch: Any
+) -> None:
+    sb = world["sandbox"]
+    monkeypatch.setitem(client.application.config, "WECOM_EVENT_MAX_ATTEMPTS", 2)
+    vip = sb.state.add_tag_group("来源", ["门店活码"])["tag"][0]["id"]
+    add_store_channel(db_session, sb, world["tree"].stores[0].id, "store01", [ADVISOR], auto_tag_ids=[vip])
+    sb.state.set_fault("errcode", errcode=45009, service="wecom", path="/cgi-bin/externalcontact/mark_tag")
+    db_session.commit()
+
+    post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, now(), State="store01"))
+    run_due_jobs(client.application)
+    db_session.expire_all()
+    raw = db_session.scalars(select(WeComRawEvent)).one()
+    assert (raw.status, raw.attempts) == ("processed", 2)
+    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    assert friend.status == FriendStatus.ACTIVE
+    tags = set(db_session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend.id)))
+    assert vip not in tags
+    assert sb.hits("/cgi-bin/externalcontact/mark_tag", "wecom") == 2
+
+
 def test_a_loss_applied_before_its_add_is_stitched_to_the_member_by_unionid(
     client: Any, db_session: Any, world: Any, staff_headers: Any
 ) -> None:

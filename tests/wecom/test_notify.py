@@ -51,7 +51,10 @@ def test_text_and_card_are_sent_once_per_key_and_recorded(
     card = next(b for b in bodies if b["msgtype"] == "textcard")
     assert card["touser"] == ADVISOR and card["agentid"] == int(app.config["WECOM_AGENT_ID"])
     assert card["textcard"]["title"] == "新线索" and "陈先生" in card["textcard"]["description"]
-    assert card["textcard"]["url"].endswith("/workbench/leads/L1") and card["textcard"]["btntxt"] == "详情"
+    assert (
+        card["textcard"]["url"].endswith(f"/workbench/leads/L1?msg={first[0].id}")
+        and card["textcard"]["btntxt"] == "详情"
+    )
     texts = sorted(b["touser"] for b in bodies if b["msgtype"] == "text")
     assert texts == ["advisor.li", ADVISOR]  # one message per recipient, duplicates dropped
     messages = db_session.scalars(select(AppMessage).order_by(AppMessage.id)).all()
@@ -324,3 +327,18 @@ def test_recipients_wecom_cannot_reach_are_not_recorded_as_reached(
     assert recipients == [ADVISOR]
     db_session.refresh(unreachable)
     assert (unreachable.status, unreachable.attempts) == ("failed", 1) and "81013" in unreachable.last_error
+
+
+def test_two_messages_that_say_the_same_both_arrive(app: Any, db_session: Any, corp: str, sandbox_reset: Any) -> None:
+    """WeCom's duplicate check compares whole requests: two alerts with the same words (a
+    customer lost, back, and lost again within the hour) are two messages, marked with their
+    ids, and both arrive; a text shows its id as a reference number."""
+    from backend.wecom import service as svc
+
+    with app.app_context():
+        first = svc.send_app_message(db_session, "alert:71", corp, [ADVISOR], "客户刘女士删除了你")
+        second = svc.send_app_message(db_session, "alert:72", corp, [ADVISOR], "客户刘女士删除了你")
+        commit(db_session)
+    assert first is not None and second is not None
+    contents = [m["text"]["content"] for m in sandbox_reset.state.app_messages]
+    assert contents == [f"客户刘女士删除了你\n编号 {first.id}", f"客户刘女士删除了你\n编号 {second.id}"]

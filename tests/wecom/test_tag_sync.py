@@ -105,3 +105,47 @@ def test_a_burst_of_tag_events_reads_wecom_once(app: Any, sandbox_reset: Any) ->
             session.close()
     library = _library(app, corp)
     assert library["门店活码"] is False and library["高意向"] is False
+
+
+def test_several_syncs_waiting_for_one_all_go_through(app: Any, sandbox_reset: Any) -> None:
+    """A burst's tag events on several workers: three syncs wait while one reads WeCom. When it
+    commits they take the lock one after the other (a refused INSERT of the lock row would give
+    each a shared lock first, and two of them would deadlock asking for the exclusive one)."""
+    sb = sandbox_reset
+    corp = sb.credentials["WECOM_CORP_ID"]
+    sb.state.add_tag_group("来源", ["门店活码"])
+    with app.app_context():
+        first = db.session_factory()
+        try:
+            svc.sync_tag_library(first, corp, svc.gateway_for(corp))  # creates the lock row
+            first.commit()
+        finally:
+            first.close()
+        holder = db.session_factory()
+        svc.lock_sync(holder, corp, "tags")
+        outcomes: list[Any] = []
+
+        def worker() -> None:
+            with app.app_context():
+                session = db.session_factory()
+                try:
+                    outcomes.append(svc.sync_tag_library(session, corp, svc.gateway_for(corp)))
+                    session.commit()
+                except Exception as exc:  # a deadlock would land here
+                    outcomes.append(exc)
+                    session.rollback()
+                finally:
+                    session.close()
+
+        threads = [threading.Thread(target=worker) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(0.5)
+            assert outcomes == []  # all three wait for the lock
+        finally:
+            holder.commit()
+            holder.close()
+        for thread in threads:
+            thread.join(30)
+    assert len(outcomes) == 3 and all(isinstance(o, int) and o > 0 for o in outcomes), outcomes

@@ -74,11 +74,11 @@ def me() -> Any:
 @blp.response(200, JsSdkSignatureSchema)
 def jssdk_signature(args: dict[str, Any]) -> dict[str, Any]:
     """Arguments for the sidebar's `wx.config` (agent=false) or `wx.agentConfig` (agent=true)."""
-    from backend.customers.service import upstream_error
+    from backend.platform.errors import upstream_error
     from backend.platform.ports import UpstreamError
 
     gateway = current_app.extensions["dealerloop.gateways"].wecom
     try:
         return gateway.jsapi_signature(args["url"], agent=args["agent"])
     except UpstreamError as exc:
-        raise upstream_error(exc, "upstream.rejected", 502) from exc
+        raise upstream_error(exc) from exc
