@@ -147,3 +147,23 @@ def test_jssdk_signature_for_the_sidebar(
         assert ("agentid" in body) is agent
     bad = client.get("/api/workbench/v1/jssdk/signature?url=notaurl", headers=staff_headers(adv))
     assert bad.status_code == 422
+
+
+def test_jssdk_signature_when_wecom_fails_is_a_clear_502(
+    client: Any, app: Any, sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    """WeCom cannot give a jsapi ticket: the sidebar learns it from a 502 in the one error
+    format, not a 500."""
+    adv = make_staff(tree.stores[0], "sales_advisor")
+    gateway = app.extensions["dealerloop.gateways"].wecom
+    key = gateway.tokens.key("wecom_jsapi_ticket", gateway.corp_id)
+    cached = gateway.tokens.peek(key)
+    if cached is not None:  # a ticket an earlier test fetched: not this test's
+        gateway.tokens.invalidate(key, cached.value)
+    sandbox_reset.state.set_fault("down", service="wecom", path="/cgi-bin/get_jsapi_ticket")
+    resp = client.get(
+        "/api/workbench/v1/jssdk/signature",
+        query_string={"url": "https://wb.example.com/sidebar", "agent": False},
+        headers=staff_headers(adv),
+    )
+    assert (resp.status_code, resp.get_json()["code"]) == (502, "upstream.unavailable")
