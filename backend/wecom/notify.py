@@ -28,6 +28,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backend.org.models import Staff
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.jobs import enqueue
 from backend.platform.ports import UpstreamError
@@ -233,6 +234,15 @@ class RecipientLimiter:
         return None
 
     def _acquire_db(self, session: Session, corp_id: str, userids: list[str], now: datetime) -> float | None:
+        # The recipients' staff rows, locked until the send is committed: two workers sending
+        # to one advisor count one after the other (each send's recipient row is what the
+        # other counts), so the limit holds without Redis too.
+        session.execute(
+            select(Staff.id)
+            .where(Staff.corp_id == corp_id, Staff.wecom_userid.in_(userids))
+            .order_by(Staff.id)
+            .with_for_update()
+        ).all()
         since = now - timedelta(seconds=self.window)
         wait = 0.0
         for userid in userids:

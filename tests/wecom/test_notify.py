@@ -342,3 +342,59 @@ def test_two_messages_that_say_the_same_both_arrive(app: Any, db_session: Any, c
     assert first is not None and second is not None
     contents = [m["text"]["content"] for m in sandbox_reset.state.app_messages]
     assert contents == [f"客户刘女士删除了你\n编号 {first.id}", f"客户刘女士删除了你\n编号 {second.id}"]
+
+
+@pytest.mark.redis
+@pytest.mark.mariadb
+@pytest.mark.dbcommit
+def test_without_redis_two_workers_sending_to_one_advisor_keep_the_limit(
+    app: Any,
+    db_session: Any,
+    corp: str,
+    sandbox_reset: Any,
+    monkeypatch: Any,
+    redis_dispatcher: Any,
+    tree: Any,
+    make_staff: Any,
+) -> None:
+    """Redis is not there to count (the database does), and two workers deliver two messages to
+    one advisor at the same moment, the limit being one: the second counts after the first's
+    send is committed, and is deferred."""
+    import threading
+
+    from backend.platform import jobs
+
+    sb = sandbox_reset
+    monkeypatch.setitem(app.config, "WECOM_NOTIFY_RATE_LIMIT", 1)
+    assert app.extensions["dealerloop.redis"] is None  # no Redis to count in
+    make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR)
+    with app.app_context():
+        notify.weak_item(db_session, corp, "C1", [ADVISOR], "第一项")
+        notify.weak_item(db_session, corp, "C2", [ADVISOR], "第二项")
+        commit(db_session)
+    job_ids = list(db_session.scalars(select(OutboxJob.id).where(OutboxJob.status != "done").order_by(OutboxJob.id)))
+    db_session.close()
+    assert len(job_ids) == 2
+    sb.state.set_fault("slow", seconds=1, service="wecom", path=SEND, count=1)  # the first send takes 1 s
+    barrier = threading.Barrier(2)
+    outcomes: list[Any] = []
+
+    def deliver(job_id: int) -> None:
+        barrier.wait()
+        try:
+            outcomes.append(jobs.execute(job_id, app=app))
+        except Exception as exc:  # surfaced below
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(j,)) for j in job_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == ["done", "done"], outcomes
+    try:
+        statuses = sorted(db_session.scalars(select(AppMessage.status)))
+    finally:
+        db_session.close()
+    assert statuses == ["deferred", "sent"]
+    assert len(sb.state.app_messages) == 1
