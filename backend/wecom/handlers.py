@@ -261,7 +261,9 @@ def on_chat(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> boo
     Known limits (touchpoints are never retracted): a `create` processed after the chat was
     dismissed cannot learn the initial members (groupchat/get answers 40050); a member who
     joined and then left before a dismissal, whose events are processed after the dismissal's,
-    gets one group_left more than in order."""
+    gets one group_left more than in order; a member of the chat at its creation who left
+    before the `create` was processed gets their group_left but no group_joined (the roster no
+    longer lists them, and a member row alone cannot tell them from one who joined later)."""
     chat_id = str(fields.get("ChatId") or "")
     change = str(fields.get("ChangeType") or "")
     if not chat_id or change not in ("create", "update", "dismiss"):
