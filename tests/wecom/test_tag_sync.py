@@ -21,6 +21,21 @@ pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 TAG_LIST = "/cgi-bin/externalcontact/get_corp_tag_list"
 
 
+@pytest.fixture
+def corp(app: Any, sandbox_reset: Any) -> str:
+    """The sandbox's corp, with a tag group added in WeCom and the library synced once."""
+    corp_id = sandbox_reset.credentials["WECOM_CORP_ID"]
+    sandbox_reset.state.add_tag_group("来源", ["门店活码"])
+    with app.app_context():
+        session = db.session_factory()
+        try:
+            assert svc.sync_tag_library(session, corp_id, svc.gateway_for(corp_id))
+            session.commit()
+        finally:
+            session.close()
+    return corp_id
+
+
 def _library(app: Any, corp: str) -> dict[str, bool]:
     with app.app_context():
         session = db.session_factory()
@@ -30,20 +45,12 @@ def _library(app: Any, corp: str) -> dict[str, bool]:
             session.close()
 
 
-def test_a_second_sync_reads_wecom_only_after_the_first_has_committed(app: Any, sandbox_reset: Any) -> None:
+def test_a_second_sync_reads_wecom_only_after_the_first_has_committed(app: Any, sandbox_reset: Any, corp: str) -> None:
     """Worker A has read WeCom and written its copy, not yet committed. A tag is created in
     WeCom and worker B syncs for it: B must not read WeCom until A is done, else A's older copy
     could be committed last (and mark B's new tag deleted)."""
     sb = sandbox_reset
-    corp = sb.credentials["WECOM_CORP_ID"]
-    sb.state.add_tag_group("来源", ["门店活码"])
     with app.app_context():
-        first = db.session_factory()
-        try:
-            assert svc.sync_tag_library(first, corp, svc.gateway_for(corp))
-            first.commit()
-        finally:
-            first.close()
         reads = sb.hits(TAG_LIST, "wecom")
 
         a = db.session_factory()
@@ -79,26 +86,22 @@ def test_a_second_sync_reads_wecom_only_after_the_first_has_committed(app: Any, 
     assert library["门店活码"] is False and library["高意向"] is False
 
 
-def test_a_burst_of_tag_events_reads_wecom_once(app: Any, sandbox_reset: Any) -> None:
+def test_a_burst_of_tag_events_reads_wecom_once(app: Any, sandbox_reset: Any, corp: str) -> None:
     """A sync for a change announced before the last sync began reading stands down: that read
     saw the change. A change announced after it is read again."""
     sb = sandbox_reset
-    corp = sb.credentials["WECOM_CORP_ID"]
-    sb.state.add_tag_group("来源", ["门店活码"])
     with app.app_context():
         session = db.session_factory()
         try:
-            announced = utcnow() - timedelta(seconds=10)  # the burst's callbacks arrived then
-            listed = svc.sync_tag_library(session, corp, svc.gateway_for(corp), announced)
-            assert listed
-            session.commit()
+            # The burst's callbacks arrived 10 s before the fixture's sync began reading WeCom.
+            announced = utcnow() - timedelta(seconds=10)
             reads = sb.hits(TAG_LIST, "wecom")
-            for _ in range(3):  # the burst's other events
+            for _ in range(3):  # the burst's events, processed after that read
                 assert svc.sync_tag_library(session, corp, svc.gateway_for(corp), announced) is None
                 session.commit()
             assert sb.hits(TAG_LIST, "wecom") == reads
             sb.state.add_tag_group("意向", ["高意向"])
-            assert svc.sync_tag_library(session, corp, svc.gateway_for(corp), utcnow()) == listed + 1  # later
+            assert svc.sync_tag_library(session, corp, svc.gateway_for(corp), utcnow())  # a later change: read
             session.commit()
             assert sb.hits(TAG_LIST, "wecom") == reads + 1
         finally:
@@ -107,20 +110,11 @@ def test_a_burst_of_tag_events_reads_wecom_once(app: Any, sandbox_reset: Any) ->
     assert library["门店活码"] is False and library["高意向"] is False
 
 
-def test_several_syncs_waiting_for_one_all_go_through(app: Any, sandbox_reset: Any) -> None:
+def test_several_syncs_waiting_for_one_all_go_through(app: Any, corp: str) -> None:
     """A burst's tag events on several workers: three syncs wait while one reads WeCom. When it
     commits they take the lock one after the other (a refused INSERT of the lock row would give
     each a shared lock first, and two of them would deadlock asking for the exclusive one)."""
-    sb = sandbox_reset
-    corp = sb.credentials["WECOM_CORP_ID"]
-    sb.state.add_tag_group("来源", ["门店活码"])
-    with app.app_context():
-        first = db.session_factory()
-        try:
-            svc.sync_tag_library(first, corp, svc.gateway_for(corp))  # creates the lock row
-            first.commit()
-        finally:
-            first.close()
+    with app.app_context():  # the fixture's sync made the lock row
         holder = db.session_factory()
         svc.lock_sync(holder, corp, "tags")
         outcomes: list[Any] = []
