@@ -68,8 +68,8 @@ class OutboxJob(Base):
 
 # batch(session, [args, ...]) -> [None | the exception of that item, ...], in the same order
 BatchFn = Callable[[Session, list[dict[str, Any]]], list[Exception | None]]
-# on_give_up(session, args, last_error)
-GiveUpFn = Callable[[Session, dict[str, Any], str], None]
+# on_give_up(session, last_error, **the job's args)
+GiveUpFn = Callable[..., None]
 
 
 @dataclass(frozen=True)
@@ -468,7 +468,7 @@ def _give_up(session: Session, row: OutboxJob) -> None:
         return
     try:
         with session.begin_nested():
-            spec.on_give_up(session, dict(row.args), row.last_error or "")
+            spec.on_give_up(session, row.last_error or "", **row.args)
     except Exception:  # noqa: BLE001 - the outbox row keeps the failure either way
         log.exception("job %s (%s): its give-up hook failed", row.id, row.name)
 

@@ -75,7 +75,7 @@ def process_raw_event(session: Session, raw_event_id: int) -> str:
     return raw.status.value
 
 
-def dead_letter(session: Session, raw_event_id: int, error: str) -> None:
+def dead_letter(session: Session, error: str, raw_event_id: int) -> None:
     """The processing job gave up on errors the event's own tries do not count (the database
     failing under it: deadlocks, lost connections, an outage longer than the job's retries).
     The event joins the dead letters, where an admin sees and replays it, instead of staying

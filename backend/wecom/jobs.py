@@ -12,11 +12,7 @@ from backend.wecom import handlers, media, notify, service, welcome
 from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB, admit
 
 
-def event_given_up(session: Session, args: dict[str, Any], error: str) -> None:
-    handlers.dead_letter(session, int(args["raw_event_id"]), error)
-
-
-@job(PROCESS_JOB, queue="default", on_give_up=event_given_up)
+@job(PROCESS_JOB, queue="default", on_give_up=handlers.dead_letter)
 def process_event(session: Session, raw_event_id: int) -> None:
     handlers.process_raw_event(session, raw_event_id)
 
@@ -31,11 +27,7 @@ def send_welcome(session: Session, raw_event_id: int) -> None:
     welcome.send_welcome(session, raw_event_id)
 
 
-def app_message_given_up(session: Session, args: dict[str, Any], error: str) -> None:
-    notify.given_up(session, int(args["message_id"]), error)
-
-
-@job(service.APP_MESSAGE_JOB, queue="high", on_give_up=app_message_given_up)
+@job(service.APP_MESSAGE_JOB, queue="high", on_give_up=notify.given_up)
 def send_app_message(session: Session, message_id: int) -> None:
     service.deliver_app_message(session, message_id)
 

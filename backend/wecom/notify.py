@@ -285,6 +285,10 @@ def deliver(session: Session, message_id: int) -> str:
         return "skipped"
     now = utcnow()
     corp_id = message.content.get("corp_id", "")
+    try:
+        gateway = gateway_for(corp_id)
+    except LookupError as exc:  # no app of that corp in the settings: no try can succeed
+        return fail(session, message, f"no WeCom app for corp {corp_id!r}: {exc}")
     limiter = RecipientLimiter.from_app()
     token = f"m{message.id}"
     wait = limiter.acquire(session, corp_id, list(message.touser), token, now)
@@ -299,11 +303,6 @@ def deliver(session: Session, message_id: int) -> str:
         log.info("app message %s deferred %.0fs by the per-recipient limit", message.id, wait)
         return "deferred"
     body = _distinct(message)
-    try:
-        gateway = gateway_for(corp_id)
-    except LookupError as exc:  # no app of that corp in the settings: no try can succeed
-        limiter.release(corp_id, list(message.touser), token)
-        return fail(session, message, f"no WeCom app for corp {corp_id!r}: {exc}")
     try:
         result = gateway.post(
             "message/send",
@@ -379,7 +378,7 @@ def fail(session: Session, message: AppMessage, error: str) -> str:
     return "failed"
 
 
-def given_up(session: Session, message_id: int, error: str) -> None:
+def given_up(session: Session, error: str, message_id: int) -> None:
     """Its job's last try failed outside WeCom (the database failing under it): the message is
     failed, not left `pending` with no job to send it."""
     message = session.get(AppMessage, message_id, with_for_update=True)

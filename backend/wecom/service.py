@@ -538,18 +538,9 @@ def sync_tag_library(
                 "deleted": bool(tag.get("deleted")) or bool(group.get("deleted")),
             }
             row = existing.get(tag_id)
-            if row is None:
-                # The lock keeps other syncs out; an insert may still meet a tag row written
-                # without it (a test, an older worker during a deploy).
-                try:
-                    with unique_savepoint(session):
-                        session.add(WeComTag(corp_id=corp_id, tag_id=tag_id, synced_at=now, **values))
-                    continue
-                except DuplicateKey:
-                    row = session.scalars(
-                        select(WeComTag).where(WeComTag.corp_id == corp_id, WeComTag.tag_id == tag_id)
-                    ).one()
-            if any(getattr(row, key) != value for key, value in values.items()):
+            if row is None:  # nobody else writes tags meanwhile: the corp's sync lock is ours
+                session.add(WeComTag(corp_id=corp_id, tag_id=tag_id, synced_at=now, **values))
+            elif any(getattr(row, key) != value for key, value in values.items()):
                 for key, value in values.items():
                     setattr(row, key, value)
                 row.synced_at = now  # when the row last changed: unchanged rows are not rewritten
