@@ -138,10 +138,10 @@ def pump_once(app: Any, name: str, held: list[int] | None = None) -> int:
     jobs; returns how many rows were admitted. The other jobs are handed over at once, or,
     given `held` (the pump loop's), held back with it until an iteration admits nothing."""
     admission = admit_now(app, name, None)
-    run_urgent(app, admission)
     if held is None:
-        hand_over(app, admission.deferred_job_ids)
+        run_admitted(app, admission)
         return admission.events
+    run_urgent(app, admission)
     held.extend(admission.deferred_job_ids)
     # Under traffic that never pauses, an iteration with nothing waiting may not come: past
     # HELD_MAX the held jobs go anyway (the relayer would hand them over when due in any case).
