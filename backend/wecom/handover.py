@@ -180,8 +180,7 @@ def start_handover(
             wanted += found
     else:
         wanted = list(external_userids)
-    wanted = list(dict.fromkeys(e for e in wanted if e))
-    if not wanted and not more_from:
+    if not any(wanted) and not more_from:  # (_add_items drops blanks and repeats)
         raise AppError("wecom.handover_nothing", 422)
     now = utcnow()
     handover = WeComHandover(
@@ -210,9 +209,11 @@ def start_handover(
     if not added and (not more_from or _collecting(session, corp_id, handover.handover_userid, besides=handover.id)):
         raise AppError("wecom.handover_in_progress", 409)
     if more_from:
-        enqueue(session, COLLECT_JOB, {"handover_id": handover.id}, dedup_key=f"{COLLECT_JOB}:{handover.id}:page:1")
+        key = f"{COLLECT_JOB}:{handover.id}:page:1"
+        enqueue(session, COLLECT_JOB, {"handover_id": handover.id}, dedup_key=key, key_is_new=True)  # a new handover
     else:
-        enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=f"{SUBMIT_JOB}:{handover.id}:0")
+        key = f"{SUBMIT_JOB}:{handover.id}:0"
+        enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=key, key_is_new=True)
     return handover
 
 
@@ -461,8 +462,9 @@ def _retry_later(session: Session, job_name: str, handover: WeComHandover, exc: 
     as a job of its own rather than on the outbox's few quick tries (WeCom may be down for a
     while, and the handover would stay half-way), until SUBMIT_GIVE_UP after the request.
     False when it should not: a refusal, or a day gone by."""
-    # A day from the request for reading the list, from the end of the reading for the submission.
-    since = handover.created_at if job_name == COLLECT_JOB else (handover.collected_at or handover.created_at)
+    # A day from the request for reading the list, from the end of the reading (`collected_at`,
+    # unset while it is read) for the submission.
+    since = handover.collected_at or handover.created_at
     if not exc.transient or now >= since + SUBMIT_GIVE_UP:
         return False
     log.warning("handover %s: %s failed (%s), again in %s", handover.id, job_name, exc, SUBMIT_RETRY)
