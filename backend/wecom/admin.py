@@ -281,8 +281,7 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
     gateway = svc.gateway_for(svc.current_corp_id())
     _check_advisors(session, actor, gateway.corp_id, data)
     channel = WeComChannel(corp_id=gateway.corp_id, **data)
-    # One advisor and no cap: a single-person way (WeCom shows the advisor's card); else multi.
-    channel.single_person = len(channel.userids) == 1 and channel.daily_cap is None
+    channel.single_person = _one_person(channel.userids, channel.daily_cap)
     try:
         with unique_savepoint(session):
             session.add(channel)
@@ -310,7 +309,7 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
     _check_template_store(session, actor, data.get("welcome_template_id"), channel.store_id)
     _check_cap(data, channel)
     _check_advisors(session, actor, channel.corp_id, data)
-    several = len(data.get("userids", channel.userids)) != 1 or data.get("daily_cap", channel.daily_cap) is not None
+    several = not _one_person(data.get("userids", channel.userids), data.get("daily_cap", channel.daily_cap))
     if several and _single_person(channel):
         raise AppError("wecom.channel_single_person", 422, errors={"userids": ["one advisor, no daily cap"]})
     for key, value in data.items():
@@ -328,6 +327,11 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
         channel.applied_userids = users
     session.flush()
     return channel
+
+
+def _one_person(userids: list[str], daily_cap: int | None) -> bool:
+    """One advisor and no cap: what a single-person way (WeCom shows the advisor's card) takes."""
+    return len(userids) == 1 and daily_cap is None
 
 
 def _single_person(channel: WeComChannel) -> bool:

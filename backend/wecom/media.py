@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from backend.platform.db import db, utcnow
 from backend.platform.ports import UpstreamError, WeComGateway
@@ -126,24 +126,34 @@ def media_ids(
     wanted = set(material_ids)
     if not wanted:
         return {}
-    usable_after = (now or utcnow()) - (MEDIA_TTL - SEND_MARGIN)
-    current = {
-        row.material_id: row.media_id
-        for row in session.scalars(
-            select(WeComMediaUpload).where(
-                WeComMediaUpload.corp_id == gateway.corp_id,
-                WeComMediaUpload.material_id.in_(wanted),
-                WeComMediaUpload.uploaded_at > usable_after,
-            )
-        )
-    }
-    missing = session.scalars(select(WeComMaterial).where(WeComMaterial.id.in_(wanted - set(current)))).all()
+    current = _uploaded_since(session, gateway.corp_id, wanted, (now or utcnow()) - (MEDIA_TTL - SEND_MARGIN))
+    to_upload = wanted - set(current)
+    # On the send path (a code lives 20 s): the files' bytes in the same query, not one each.
+    missing = (
+        session.scalars(
+            select(WeComMaterial).options(undefer(WeComMaterial.content)).where(WeComMaterial.id.in_(to_upload))
+        ).all()
+        if to_upload
+        else []
+    )
     for material in missing:
         try:
             current[material.id] = upload(gateway, material)
         except UpstreamError:
             log.warning("material %s not uploaded to corp %s", material.id, gateway.corp_id, exc_info=True)
     return current
+
+
+def _uploaded_since(session: Session, corp_id: str, material_ids: set[int], after: datetime) -> dict[int, str]:
+    """The media ids of these materials in the corp uploaded after `after`, by material."""
+    rows = session.execute(
+        select(WeComMediaUpload.material_id, WeComMediaUpload.media_id).where(
+            WeComMediaUpload.corp_id == corp_id,
+            WeComMediaUpload.material_id.in_(material_ids),
+            WeComMediaUpload.uploaded_at > after,
+        )
+    )
+    return {material_id: media_id for material_id, media_id in rows}
 
 
 def with_media(attachments: list, media: dict[int, str]) -> list:
@@ -200,20 +210,12 @@ def refresh(session: Session, now: datetime | None = None) -> int:
     renewed = 0
     stale_before = (now or utcnow()) - REFRESH_AFTER
     for corp_id, material_ids in sorted(in_use.items()):
-        fresh = set(
-            session.scalars(
-                select(WeComMediaUpload.material_id).where(
-                    WeComMediaUpload.corp_id == corp_id,
-                    WeComMediaUpload.material_id.in_(material_ids),
-                    WeComMediaUpload.uploaded_at > stale_before,
-                )
-            )
-        )
         try:
             gateway = gateway_for(corp_id)
         except LookupError:
             log.warning("materials of corp %s not renewed: no WeCom app configured for it", corp_id)
             continue
+        fresh = set(_uploaded_since(session, corp_id, material_ids, stale_before))
         stale = session.scalars(
             select(WeComMaterial).where(WeComMaterial.id.in_(material_ids - fresh)).order_by(WeComMaterial.id)
         ).all()

@@ -177,10 +177,11 @@ def _attach_media(session: Session, welcomes: list[_Welcome]) -> None:
     for w in welcomes:
         by_corp.setdefault(w.raw.corp_id, []).append(w)
     for batch in by_corp.values():
-        wanted = {m for w in batch for m, _ in media.references(w.template.attachments if w.template else [])}
+        # Each has a template: a gateway is chosen only for a welcome with one (`_prepare`).
+        wanted = {m for w in batch for m, _ in media.references(w.template.attachments)}
         ids = media.media_ids(session, batch[0].gateway, wanted)
         for w in batch:
-            w.attachments = media.with_media(w.template.attachments if w.template else [], ids)
+            w.attachments = media.with_media(w.template.attachments, ids)
 
 
 def _code_dead(w: _Welcome) -> bool:
