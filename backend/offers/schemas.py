@@ -104,7 +104,7 @@ class _CouponTemplateFields(Schema):
     max_per_order = fields.Integer(strict=True, validate=validate.Range(min=1, max=5))
     exchange_code = fields.String(
         allow_none=True,
-        validate=validate.Regexp(r"^[A-Z0-9]{6,32}$", error="6-32 capital letters and digits"),
+        validate=validate.Regexp(r"^[A-Z0-9]{6,32}\Z", error="6-32 capital letters and digits"),
         metadata={"description": "兑换码 members type to get one (POST /offers/exchange)"},
     )
     auto_issue_on = fields.Enum(
@@ -194,7 +194,7 @@ class CouponQrSchema(OutputSchema):
 
 class CouponScanInSchema(Schema):
     token = fields.String(load_default=None, validate=validate.Length(min=1, max=512))
-    code = fields.String(load_default=None, validate=validate.Regexp(r"^\d{12}$", error="12 digits"))
+    code = fields.String(load_default=None, validate=validate.Regexp(r"^\d{12}\Z", error="12 digits"))
     nonce = fields.String(
         load_default=None,
         validate=validate.Length(min=8, max=64),

@@ -81,7 +81,7 @@ class PackagePatchSchema(Schema):
 
 
 class UseInSchema(Schema):
-    code = fields.String(required=True, validate=validate.Regexp(r"^\d{12}$", error="12 digits"))
+    code = fields.String(required=True, validate=validate.Regexp(r"^\d{12}\Z", error="12 digits"))
     nonce = fields.String(
         required=True,
         validate=validate.Length(min=8, max=64),

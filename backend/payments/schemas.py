@@ -106,7 +106,7 @@ class RefundInSchema(Schema):
         validate=validate.Range(min=1), metadata={"description": "omit for the whole refundable amount"}
     )
     out_refund_no = fields.String(
-        validate=validate.Regexp(r"^[0-9A-Za-z_\-|*@]{1,64}$"),
+        validate=validate.Regexp(r"^[0-9A-Za-z_\-|*@]{1,64}\Z"),
         metadata={"description": "idempotency key: the same number again returns the same refund"},
     )
 

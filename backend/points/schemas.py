@@ -158,7 +158,7 @@ class MallItemListSchema(OutputSchema):
 
 class AddressSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    phone = fields.String(required=True, validate=validate.Regexp(r"^1\d{10}$"))
+    phone = fields.String(required=True, validate=validate.Regexp(r"^1\d{10}\Z"))
     region = fields.String(required=True, validate=validate.Length(min=1, max=64))
     detail = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
@@ -276,11 +276,11 @@ class CodesResultSchema(OutputSchema):
 
 class ShipInSchema(Schema):
     carrier = fields.String(required=True, validate=validate.Length(min=1, max=32))
-    tracking_no = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9-]{4,64}$"))
+    tracking_no = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9-]{4,64}\Z"))
 
 
 class VoucherInSchema(Schema):
-    voucher_code = fields.String(required=True, validate=validate.Regexp(r"^\d{12}$"))
+    voucher_code = fields.String(required=True, validate=validate.Regexp(r"^\d{12}\Z"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,7 +319,7 @@ class DecisionInSchema(Schema):
 
 
 class BulkGrantInSchema(Schema):
-    batch_key = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{4,64}$"))
+    batch_key = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{4,64}\Z"))
     customer_ids = fields.List(
         fields.Integer(validate=validate.Range(min=1)), required=True, validate=validate.Length(min=1, max=10_000)
     )
