@@ -94,6 +94,38 @@ def attach_identity(session: Session, customer: Customer, kind: IdentityKind, va
     return True
 
 
+def attach_unionid(session: Session, customer: Customer, unionid: str, stitched_by: str) -> Customer:
+    """Link a unionid to the customer; the customer who holds it from then on. When another
+    customer holds it already and this one has none, both are the same WeChat user who arrived
+    two ways (a member whose first login came before the open-platform binding, a WeCom contact
+    stored before WeCom said who it is): stitched with the audited, reversible merge, the member
+    (the customer with an openid) surviving. A merge staff reversed stays undone."""
+    if attach_identity(session, customer, IdentityKind.UNIONID, unionid):
+        return customer
+    holder = find_by_identity(session, IdentityKind.UNIONID, unionid)
+    if holder is None or holder.id == customer.id or customer.identity(IdentityKind.UNIONID) is not None:
+        return customer
+    source, target = (holder, customer) if customer.identity(IdentityKind.OPENID) is not None else (customer, holder)
+    if _merge_was_reversed(session, source.id, target.id):
+        return customer
+    merge_customers(session, SystemActor(stitched_by), source.id, target.id, "same WeChat user (unionid)")
+    return target
+
+
+def _merge_was_reversed(session: Session, source_id: int, target_id: int) -> bool:
+    """A staff member undid this very merge: their decision stands over the automatic one."""
+    return (
+        session.scalar(
+            select(CustomerMerge.id).where(
+                CustomerMerge.source_id == source_id,
+                CustomerMerge.target_id == target_id,
+                CustomerMerge.reversed_at.is_not(None),
+            )
+        )
+        is not None
+    )
+
+
 def member_customer(session: Session, actor: MemberActor) -> Customer:
     """The signed-in owner's customer row (404 member.not_found once it is gone)."""
     customer = session.get(Customer, actor.customer_id)
@@ -137,7 +169,7 @@ def login_member(session: Session, gateway: MiniProgramGateway, js_code: str) ->
     else:
         attach_identity(session, customer, IdentityKind.OPENID, wx.openid)
         if wx.unionid:
-            attach_identity(session, customer, IdentityKind.UNIONID, wx.unionid)
+            customer = attach_unionid(session, customer, wx.unionid, "member_login")
     if created:
         record(
             session,

@@ -274,12 +274,22 @@ def _check_template_store(session: Session, actor: StaffActor, template_id: int 
         raise AppError("wecom.template_store", 422, errors={"welcome_template_id": ["template of another store"]})
 
 
+def _check_auto_tags(session: Session, corp_id: str, data: dict[str, Any]) -> None:
+    """Auto-tags come from the corp's tag library: WeCom would refuse an unknown one at every
+    add, and the add goes through without it (see handlers.auto_tag)."""
+    wanted = set(data.get("auto_tag_ids") or [])
+    unknown = wanted - svc.known_tag_ids(session, corp_id, wanted)
+    if unknown:
+        raise AppError("wecom.tag_unknown", 422, errors={"auto_tag_ids": sorted(unknown)})
+
+
 def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) -> WeComChannel:
     _check_store(session, actor, data.get("store_id"))
     _check_template_store(session, actor, data.get("welcome_template_id"), data.get("store_id"))
     _check_cap(data)
     gateway = svc.gateway_for(svc.current_corp_id())
     _check_advisors(session, actor, gateway.corp_id, data)
+    _check_auto_tags(session, gateway.corp_id, data)
     channel = WeComChannel(corp_id=gateway.corp_id, **data)
     channel.single_person = _one_person(channel.userids, channel.daily_cap)
     try:
@@ -309,6 +319,7 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
     _check_template_store(session, actor, data.get("welcome_template_id"), channel.store_id)
     _check_cap(data, channel)
     _check_advisors(session, actor, channel.corp_id, data)
+    _check_auto_tags(session, channel.corp_id, data)
     several = not _one_person(data.get("userids", channel.userids), data.get("daily_cap", channel.daily_cap))
     if several and _single_person(channel):
         raise AppError("wecom.channel_single_person", 422, errors={"userids": ["one advisor, no daily cap"]})
@@ -434,6 +445,14 @@ def mark_customer_tags(
     if unknown:
         raise AppError("wecom.tag_unknown", 422, errors={"tag_ids": sorted(unknown)})
     me = session.get(Staff, actor.staff_id)
+    if actor.scope.own_customers_only:
+        # An advisor tags through their own relation only: marking through a colleague's would
+        # act in WeCom as that colleague.
+        if userid and (me is None or userid != me.wecom_userid):
+            raise AppError("wecom.userid_out_of_scope", 403, errors={"userid": [userid]})
+        userid = (me.wecom_userid if me else None) or ""
+        if not userid:
+            raise AppError("wecom.not_a_friend", 409)
     friend = svc.customer_friend(session, corp_id, customer.id, me.wecom_userid if me else None, userid)
     if friend is None:
         raise AppError("wecom.not_a_friend", 409)

@@ -126,10 +126,9 @@ def accept_event(
     if not fields.get("Event") and not fields.get("MsgType"):
         raise AppError("wecom.callback_malformed", 400)
     key = dedup_key(corp_id, fields)
-    try:
-        create_time = int(fields.get("CreateTime") or 0)
-    except ValueError as exc:
-        raise AppError("wecom.callback_malformed", 400) from exc
+    create_time = fields.get("CreateTime") or "0"
+    if not isinstance(create_time, str) or not (create_time.isascii() and create_time.isdigit()):  # nested, repeated
+        raise AppError("wecom.callback_malformed", 400)
     return insert_row(
         conn,
         WeComRawEvent.__table__,
@@ -140,7 +139,7 @@ def accept_event(
             dedup_key=key[:512],
             event=str(fields.get("Event") or fields.get("MsgType"))[:64],
             change_type=str(fields.get("ChangeType", ""))[:64],
-            create_time=create_time,
+            create_time=int(create_time),
             xml=xml,
             status=RawEventStatus.ACCEPTED,
             attempts=0,

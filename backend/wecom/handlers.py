@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -26,7 +26,7 @@ from backend.touchpoints.models import Kind
 from backend.wecom import service as svc
 from backend.wecom import welcome
 from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_CHANGE_TYPES, parse_event
-from backend.wecom.models import AlertKind, FriendStatus, RawEventStatus, WeComRawEvent
+from backend.wecom.models import AlertKind, FriendStatus, RawEventStatus, WeComFriend, WeComRawEvent
 
 log = logging.getLogger("dealerloop.wecom")
 
@@ -126,6 +126,7 @@ class Event:
         self.occurred_at: datetime = svc.event_time(raw.create_time)
         self.ref = f"ev{raw.id}"
         self.staff = svc.staff_by_userid(session, self.corp_id, self.userid)
+        self.friend_is_new = False  # set by friend(): whether the relation was created by this event
         if not self.userid or not self.external_userid:
             raise ValueError("event without UserID or ExternalUserID")
 
@@ -134,7 +135,7 @@ class Event:
 
     def friend(self, detail: dict[str, Any] | None, initial: FriendStatus) -> Any:
         customer = svc.ensure_customer(self.session, self.external_userid, detail)
-        friend, _ = svc.lock_friend(
+        friend, self.friend_is_new = svc.lock_friend(
             self.session, self.corp_id, self.userid, self.external_userid, customer, self.staff, initial
         )
         return customer, friend
@@ -162,10 +163,13 @@ def on_add(ev: Event) -> None:
         if follow and follow.get("add_way") is not None:
             friend.add_way = int(follow["add_way"])
         svc.resolve_alerts(ev.session, friend, ev.occurred_at)
-    if customer.acquisition_channel in (None, "wecom") and state:
+    if state and _acquired_by(ev, customer, friend):
         customer.acquisition_channel = f"wecom:{state}"[:64]
     if ev.staff is not None:
         svc.assign_advisor(ev.session, customer, ev.staff)
+        holder = svc.role_holder(ev.session, customer.id, ev.staff)
+        if holder is not None and holder != ev.staff.id:
+            svc.follow_transfer(ev.session, ev.corp_id, customer.id, holder, ev.occurred_at)
     svc.apply_follow(ev.session, friend, follow, ev.ref, ev.occurred_at)
     svc.touch(
         ev.session,
@@ -182,6 +186,23 @@ def on_add(ev: Event) -> None:
         enqueue(ev.session, REBALANCE_JOB, {"channel_id": channel.id})
     if channel is not None and channel.auto_tag_ids and ev.is_newest(friend):
         auto_tag(ev, friend, channel.auto_tag_ids)
+
+
+def _acquired_by(ev: Event, customer: Any, friend: Any) -> bool:
+    """Whether this add is the one the customer was acquired through: none set yet (or only
+    "wecom"), or a WeCom channel set by an add of another advisor that happened later than this
+    one (processed first). Another source (the mini-program, the store) is never replaced."""
+    current = customer.acquisition_channel
+    if current in (None, "wecom"):
+        return True
+    if not current.startswith("wecom:"):
+        return False
+    others_first = ev.session.scalar(
+        select(func.min(WeComFriend.added_at)).where(
+            WeComFriend.customer_id == customer.id, WeComFriend.id != friend.id
+        )
+    )
+    return others_first is not None and others_first > ev.occurred_at
 
 
 def auto_tag(ev: Event, friend: Any, tag_ids: list[str]) -> None:
@@ -222,22 +243,36 @@ def on_edit(ev: Event) -> None:
     svc.touch(ev.session, friend, Kind.FRIEND_EDITED, ev.ref, ev.occurred_at)
 
 
-def _on_removed(ev: Event, status: FriendStatus, kind: Kind, alert: AlertKind | None) -> None:
+def _on_removed(ev: Event, status: FriendStatus, kind: Kind, alert: AlertKind | None) -> Any:
     # The contact may be gone from WeCom already: no fetch, the event says enough.
     _, friend = ev.friend(None, status)
+    # A transfer our own handover recorded already (its result came first): one touchpoint.
+    recorded = status == FriendStatus.TRANSFERRED and not ev.friend_is_new and friend.status == FriendStatus.TRANSFERRED
     if ev.is_newest(friend):
         friend.status = status
         friend.version = ev.version
         friend.lost_at = ev.occurred_at if alert else None
-    svc.touch(ev.session, friend, kind, ev.ref, ev.occurred_at)
-    if alert is not None:
-        svc.record_channel_loss(ev.session, friend, ev.ref, ev.occurred_at)
+    if not recorded:
+        svc.touch(ev.session, friend, kind, ev.ref, ev.occurred_at)
+    if alert is None:
+        return friend
+    # One alert per loss of the customer, for what happened first: an advisor removing a
+    # customer who had already deleted them (a one-way contact) is not alerted again.
+    others = svc.record_channel_loss(ev.session, friend, ev.ref, ev.occurred_at)
+    if others == []:
         svc.raise_alert(ev.session, ev.raw, friend, alert, ev.occurred_at)
+    elif others:
+        first = min(other.occurred_at for other in others)
+        if ev.occurred_at < first:
+            svc.move_alert(ev.session, ev.raw, friend, alert, ev.occurred_at, first)
+    return friend
 
 
 def on_del_external_contact(ev: Event) -> None:
     if ev.fields.get("Source") == "DELETE_BY_TRANSFER":  # a handover, not a loss
-        _on_removed(ev, FriendStatus.TRANSFERRED, Kind.FRIEND_TRANSFERRED, None)
+        friend = _on_removed(ev, FriendStatus.TRANSFERRED, Kind.FRIEND_TRANSFERRED, None)
+        if friend.staff_id is not None:
+            svc.follow_transfer(ev.session, ev.corp_id, friend.customer_id, friend.staff_id, ev.occurred_at)
     else:
         _on_removed(ev, FriendStatus.DELETED_BY_ADVISOR, Kind.FRIEND_DELETED_BY_ADVISOR, AlertKind.DELETED_BY_ADVISOR)
 
@@ -247,8 +282,25 @@ def on_del_follow_user(ev: Event) -> None:
 
 
 def on_transfer_fail(ev: Event) -> None:
+    """WeCom could not hand the customer to the takeover advisor (the event's UserID), who did
+    not become their friend: no relation of theirs is opened or changed. The touchpoint and the
+    managers' alert go on a relation the customer has: the takeover's own when there is one (a
+    takeover over their limit may know the customer already), else the customer's latest open
+    relation in the corp (the advisor who was handing them over keeps them), else - no relation
+    known at all - a closed record of the takeover's."""
     reason = str(ev.fields.get("FailReason") or "")
-    _, friend = ev.friend(None, FriendStatus.ACTIVE)
+    friend = ev.session.scalar(
+        select(WeComFriend)
+        .where(
+            WeComFriend.corp_id == ev.corp_id,
+            WeComFriend.external_userid == ev.external_userid,
+            WeComFriend.status.in_([FriendStatus.ACTIVE, FriendStatus.HALF]) | (WeComFriend.userid == ev.userid),
+        )
+        .order_by((WeComFriend.userid == ev.userid).desc(), WeComFriend.version.desc(), WeComFriend.id.desc())
+        .limit(1)
+    )
+    if friend is None:
+        _, friend = ev.friend(None, FriendStatus.CLOSED)
     svc.touch(ev.session, friend, Kind.TRANSFER_FAILED, ev.ref, ev.occurred_at, {"reason": reason})
     svc.raise_alert(ev.session, ev.raw, friend, AlertKind.TRANSFER_FAILED, ev.occurred_at, {"reason": reason})
 

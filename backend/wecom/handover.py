@@ -107,6 +107,12 @@ register_messages(
         "wecom.takeover_inactive": ("接替顾问不在职", "The takeover advisor is not active"),
         "wecom.handover_nothing": ("没有可交接的客户", "No customers to hand over"),
         "wecom.handover_in_progress": ("这些客户已在交接中", "These customers are already being handed over"),
+        "wecom.handover_corp_mismatch": ("接替顾问属于其他企业", "The takeover advisor is a member of another corp"),
+        "wecom.corp_not_configured": ("该企业未配置企业微信应用", "No WeCom app is configured for this corp"),
+        "wecom.handover_not_their_customer": (
+            "部分客户不是原顾问的客户",
+            "Some customers are not the handover advisor's",
+        ),
     }
 )
 
@@ -157,6 +163,15 @@ def start_handover(
     if takeover_staff.status != StaffStatus.ACTIVE:
         raise AppError("wecom.takeover_inactive", 409)
     corp_id = handover_staff.corp_id
+    if takeover_staff.corp_id != corp_id:
+        # userids repeat across corps: WeCom would hand the customers to its own namesake
+        raise AppError("wecom.handover_corp_mismatch", 422, errors={"takeover_staff_id": ["a member of another corp"]})
+    try:
+        svc.gateway_for(corp_id)
+    except LookupError as exc:
+        raise AppError(
+            "wecom.corp_not_configured", 422, errors={"handover_staff_id": [f"no WeCom app for {corp_id}"]}
+        ) from exc
     if _collecting(session, corp_id, handover_staff.wecom_userid):
         # Its list is still being read: a second handover would race it for the same pages.
         raise AppError("wecom.handover_in_progress", 409)
@@ -180,6 +195,7 @@ def start_handover(
             wanted += found
     else:
         wanted = list(external_userids)
+        _check_their_customers(session, corp_id, handover_staff.wecom_userid, wanted)
     if not any(wanted) and not more_from:  # (_add_items drops blanks and repeats)
         raise AppError("wecom.handover_nothing", 422)
     now = utcnow()
@@ -215,6 +231,25 @@ def start_handover(
         key = f"{SUBMIT_JOB}:{handover.id}:0"
         enqueue(session, SUBMIT_JOB, {"handover_id": handover.id}, dedup_key=key, key_is_new=True)
     return handover
+
+
+def _check_their_customers(session: Session, corp_id: str, handover_userid: str, externals: list[str]) -> None:
+    """A named customer whom we know as another advisor's friend must be the handing-over
+    advisor's friend too: a request may move only their customers, and learns nothing of other
+    advisors'. One we know of no relation for is left to WeCom (a callback may have been lost),
+    which refuses what is not theirs."""
+    named = sorted({ext for ext in externals if ext})
+    foreign: set[str] = set()
+    for batch in _in_batches(named):
+        holders = session.execute(
+            select(WeComFriend.external_userid, WeComFriend.userid).where(
+                WeComFriend.corp_id == corp_id, WeComFriend.external_userid.in_(batch)
+            )
+        ).all()
+        theirs = {ext for ext, userid in holders if userid == handover_userid}
+        foreign.update(ext for ext, _userid in holders if ext not in theirs)
+    if foreign:
+        raise AppError("wecom.handover_not_their_customer", 422, errors={"external_userids": sorted(foreign)})
 
 
 def _collecting(session: Session, corp_id: str, handover_userid: str, besides: int | None = None) -> bool:
@@ -645,6 +680,8 @@ def _take_over(session: Session, handover: WeComHandover, item: WeComHandoverIte
         )
         .with_for_update()
     ).one_or_none()
+    # WeCom's DELETE_BY_TRANSFER callback for this transfer, processed first, recorded it already.
+    told_by_callback = old is not None and old.status == FriendStatus.TRANSFERRED
     if old is not None and version >= old.version:
         old.status = FriendStatus.TRANSFERRED
         old.version = version
@@ -688,18 +725,19 @@ def _take_over(session: Session, handover: WeComHandover, item: WeComHandoverIte
         "takeover_userid": handover.takeover_userid,
         "external_userid": item.external_userid,
     }
-    record(
-        session,
-        customer_id=customer_id,
-        kind=Kind.FRIEND_TRANSFERRED,
-        channel=Channel.WECOM,
-        source=SOURCE,
-        source_ref=f"wecom:handover:{item.id}:{Kind.FRIEND_TRANSFERRED.value}",
-        occurred_at=at,
-        advisor_id=handover.takeover_staff_id,
-        store_id=store_id,
-        payload=payload,
-    )
+    if not told_by_callback:
+        record(
+            session,
+            customer_id=customer_id,
+            kind=Kind.FRIEND_TRANSFERRED,
+            channel=Channel.WECOM,
+            source=SOURCE,
+            source_ref=f"wecom:handover:{item.id}:{Kind.FRIEND_TRANSFERRED.value}",
+            occurred_at=at,
+            advisor_id=handover.takeover_staff_id,
+            store_id=store_id,
+            payload=payload,
+        )
     record(
         session,
         customer_id=customer_id,

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from backend.platform.intake import register_intake
-from backend.platform.jobs import job, periodic
+from backend.platform.jobs import enqueue, job, periodic
 from backend.wecom import handlers, media, notify, service, welcome
 from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB, admit
 
@@ -45,9 +45,11 @@ def rebalance_channel(session: Session, channel_id: int) -> None:
 
 @job("wecom.rebalance_channels", queue="low")
 def rebalance_channels(session: Session, slot: int = 0) -> None:
-    """Every capped channel back to its advisors when a new (China) day has reset the counts."""
+    """Every capped channel back to its advisors when a new (China) day has reset the counts:
+    one job per channel, so that a channel WeCom refuses (its contact way deleted there, an
+    advisor gone) is retried on its own and holds up no other."""
     for channel_id in service.capped_channel_ids(session):
-        service.rebalance_channel(session, channel_id)
+        enqueue(session, REBALANCE_JOB, {"channel_id": channel_id}, dedup_key=f"{REBALANCE_JOB}:{slot}:{channel_id}")
 
 
 periodic("wecom.rebalance_channels", 600)

@@ -305,9 +305,14 @@ class ChannelFactKind(enum.StrEnum):
 class WeComChannelFact(Base):
     """An add or a loss of a friend relation, for the channel statistics.
 
-    `source_ref` (the event) is unique, so a redelivered or replayed event counts once. The
-    loss's channel is the channel of the relation's latest add at or before it, kept right
-    whichever order the events are processed in (see `service.record_channel_add`)."""
+    `source_ref` (the event) is unique, so a redelivered or replayed event is recorded once.
+    Every add and loss is recorded; `counted` says which of them the statistics and the daily
+    cap count: the add that made the customer a friend and the first loss after it (a half add
+    confirmed later, a relation the reconciliation repaired, an advisor removing a customer who
+    had already deleted them are recorded but not counted). A loss belongs to the channel of the
+    add that opened its episode. Both are worked out from all the relation's facts in event
+    time, so they come out the same whichever order the events were processed in (see
+    `service.recount_facts`)."""
 
     __tablename__ = "wecom_channel_fact"
     __table_args__ = (
@@ -323,6 +328,7 @@ class WeComChannelFact(Base):
     kind: Mapped[ChannelFactKind] = mapped_column(StrEnumType(ChannelFactKind, 8))
     day: Mapped[date]  # the China (UTC+8) calendar day of the event
     occurred_at: Mapped[datetime]
+    counted: Mapped[bool] = mapped_column(default=True)
 
 
 class GroupChatStatus(enum.StrEnum):

@@ -7,7 +7,10 @@ Each change is a touchpoint whose payload says `"reconciled": true`.
 
 One job per advisor: a failing or unknown advisor (60111) does not hold up the others, and the
 comparison runs on a complete picture (all pages fetched before anything is changed). The time
-the fetch started is the version of what it saw: an event applied meanwhile (newer) wins.
+the fetch started is the version of what it saw: an event applied meanwhile (newer) wins. A
+relation it closes gets the version just after the last event applied to it, so that the
+loss's own event, if it comes late, still sets how the relation ended. The relations it creates
+and closes are counted in their channel's statistics, once (see `service.recount_facts`).
 """
 
 from __future__ import annotations
@@ -130,6 +133,8 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
             svc.assign_advisor(session, customer, staff)
         ref = f"reconcile:{friend.id}:{createtime}"
         svc.apply_follow(session, friend, _follow_for_apply(follow), ref, added_at)
+        # Counted for its channel, once: the add's own event, if it comes late, is the same add.
+        svc.record_channel_add(session, friend, friend.channel_id, ref, added_at)
         record(
             session,
             customer_id=friend.customer_id,
@@ -156,8 +161,11 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
             continue
         previous = friend.version
         friend.status = FriendStatus.CLOSED
-        friend.version = version
+        # Just after the last event we applied, not our clock: the loss happened somewhere
+        # between the two, and its event, if it comes late, is newer and says how it ended.
+        friend.version = previous + 1
         friend.lost_at = observed_at
+        svc.record_channel_loss(session, friend, f"reconcile:{friend.id}:closed:{previous}", observed_at)
         record(
             session,
             customer_id=friend.customer_id,

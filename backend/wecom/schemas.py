@@ -106,7 +106,7 @@ def _attachment_problem(item: object) -> str | None:
             return f"{name} is a text of up to {limit} bytes"
         elif name in _URL_FIELDS and not value.startswith(("https://", "http://")):
             return f"{name} is an http(s) URL"
-    if msgtype == "image" and len(body) != 1:
+    if msgtype == "image" and sum(1 for value in body.values() if value != "") != 1:
         return "image needs a material_id or a pic_url"
     return None
 
@@ -177,14 +177,14 @@ class MaterialSchema(OutputSchema):
 class ChannelInSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=64))
     kind = fields.String(required=True, validate=validate.OneOf(CHANNEL_KINDS))
-    state = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,30}$"))
+    state = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9_.:-]{1,30}\Z"))
     store_id = fields.Integer(allow_none=True, load_default=None)
     userids = fields.List(
         fields.String(validate=validate.Length(min=1, max=64)), required=True, validate=validate.Length(min=1, max=100)
     )
     skip_verify = fields.Boolean(load_default=True)
     auto_tag_ids = fields.List(
-        fields.String(validate=validate.Length(max=64)), load_default=list, validate=validate.Length(max=20)
+        fields.String(validate=validate.Length(min=1, max=64)), load_default=list, validate=validate.Length(max=20)
     )
     welcome_template_id = fields.Integer(allow_none=True, load_default=None)
     daily_cap = fields.Integer(allow_none=True, load_default=None, validate=validate.Range(min=1, max=10000))
@@ -199,7 +199,7 @@ class ChannelPatchSchema(Schema):
         fields.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(min=1, max=100)
     )
     skip_verify = fields.Boolean()
-    auto_tag_ids = fields.List(fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=20))
+    auto_tag_ids = fields.List(fields.String(validate=validate.Length(min=1, max=64)), validate=validate.Length(max=20))
     welcome_template_id = fields.Integer(allow_none=True)
     daily_cap = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=10000))
     fallback_userids = fields.List(

@@ -15,10 +15,9 @@ from flask import current_app
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from backend.customers.models import Customer, CustomerAdvisor, CustomerMerge, IdentityKind
-from backend.customers.service import attach_identity, find_by_identity, merge_customers, vault
+from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
+from backend.customers.service import attach_identity, attach_unionid, find_by_identity, vault
 from backend.org.models import ADVISOR_ROLES, Role, Staff, StaffRole, StaffStatus
-from backend.platform.actors import SystemActor
 from backend.platform.db import DuplicateKey, insert_or_lock, unique_savepoint, utcnow
 from backend.platform.errors import register_messages
 from backend.platform.jobs import enqueue
@@ -193,43 +192,20 @@ def ensure_customer(session: Session, external_userid: str, detail: dict[str, An
             customer = find_by_identity(session, IdentityKind.EXTERNAL_USERID, external_userid)
             if customer is None:
                 raise
-    if unionid and not attach_identity(session, customer, IdentityKind.UNIONID, unionid):
-        holder = find_by_identity(session, IdentityKind.UNIONID, unionid)
-        if (
-            holder is not None
-            and holder.id != customer.id
-            and customer.identity(IdentityKind.UNIONID) is None
-            and not _merge_was_reversed(session, customer.id, holder.id)
-        ):
-            # The contact was stored before WeCom told us who it is (a loss processed before its
-            # add, whose first try failed): the same WeChat user as this member. Stitched with
-            # the audited, reversible merge, the member surviving.
-            merge_customers(
-                session, SystemActor("wecom_unionid"), customer.id, holder.id, "same WeChat user (unionid) in WeCom"
-            )
-            customer = holder
+    if unionid:
+        customer = attach_unionid(session, customer, unionid, "wecom_unionid")
     if not customer.name and contact.get("name"):
         customer.name = contact["name"][:64]
     return customer
 
 
-def _merge_was_reversed(session: Session, source_id: int, target_id: int) -> bool:
-    """A staff member undid this very merge: their decision stands over the automatic one."""
-    return (
-        session.scalar(
-            select(CustomerMerge.id).where(
-                CustomerMerge.source_id == source_id,
-                CustomerMerge.target_id == target_id,
-                CustomerMerge.reversed_at.is_not(None),
-            )
-        )
-        is not None
-    )
+def advisor_role(staff: Staff) -> str | None:
+    return next((r.value for r in sorted(staff.roles) if r in ADVISOR_ROLES), None)
 
 
 def assign_advisor(session: Session, customer: Customer, staff: Staff) -> None:
     """The advisor who added the customer becomes their advisor for that role, if none yet."""
-    role = next((r.value for r in sorted(staff.roles) if r in ADVISOR_ROLES), None)
+    role = advisor_role(staff)
     if role is None:
         return
     try:
@@ -239,6 +215,65 @@ def assign_advisor(session: Session, customer: Customer, staff: Staff) -> None:
         pass
     if customer.home_store_id is None:
         customer.home_store_id = staff.org_unit_id
+
+
+def role_holder(session: Session, customer_id: int, staff: Staff) -> int | None:
+    """Who holds the customer for `staff`'s advisor role (a staff id), if anyone."""
+    role = advisor_role(staff)
+    if role is None:
+        return None
+    return session.scalar(
+        select(CustomerAdvisor.staff_id).where(CustomerAdvisor.customer_id == customer_id, CustomerAdvisor.role == role)
+    )
+
+
+TRANSFER_WINDOW = timedelta(minutes=5)  # a transfer's delete and the takeover's add share their moment
+
+
+def follow_transfer(session: Session, corp_id: str, customer_id: int, handed_over_by: int, at: datetime) -> bool:
+    """A transfer WeCom reports by callback (made in WeCom's admin console, outside our
+    handovers): `handed_over_by`'s relation with the customer is `transferred`, and the advisor
+    whose add came with it takes over the role they held for the customer, as a handover's
+    result does. The takeover is the advisor of the same role whose relation with the customer
+    opened within TRANSFER_WINDOW of the transfer; none (their add not applied yet: it will
+    call this again), nothing moves. Returns whether the role moved."""
+    holder = session.scalars(
+        select(CustomerAdvisor)
+        .where(CustomerAdvisor.customer_id == customer_id, CustomerAdvisor.staff_id == handed_over_by)
+        .with_for_update()
+    ).first()
+    if holder is None:
+        return False
+    statuses = set(
+        session.scalars(
+            select(WeComFriend.status).where(
+                WeComFriend.corp_id == corp_id,
+                WeComFriend.customer_id == customer_id,
+                WeComFriend.staff_id == handed_over_by,
+            )
+        )
+    )
+    if FriendStatus.TRANSFERRED not in statuses or statuses & {FriendStatus.ACTIVE, FriendStatus.HALF}:
+        return False
+    candidates = session.scalars(
+        select(Staff)
+        .join(WeComFriend, WeComFriend.staff_id == Staff.id)
+        .where(
+            WeComFriend.corp_id == corp_id,
+            WeComFriend.customer_id == customer_id,
+            WeComFriend.staff_id != handed_over_by,
+            WeComFriend.status.in_([FriendStatus.ACTIVE, FriendStatus.HALF]),
+            WeComFriend.added_at >= at - TRANSFER_WINDOW,
+            WeComFriend.added_at <= at + TRANSFER_WINDOW,
+        )
+        .order_by(WeComFriend.added_at.desc(), WeComFriend.id.desc())
+    ).all()
+    takeover = next((s for s in candidates if advisor_role(s) == holder.role), None)
+    if takeover is None:
+        return False
+    holder.staff_id = takeover.id
+    holder.assigned_at = utcnow()
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -430,7 +465,8 @@ def raise_alert(
 ) -> WeComAlert | None:
     """One alert per event (unique raw_event_id), its touchpoint, and the app message to the
     advisor and the store managers. An alert whose customer has come back since (a later add
-    applied first) is born resolved — it stays in the history, not on the lost list."""
+    applied first, even when a still later loss was applied too) is born resolved — it stays
+    in the history, not on the lost list."""
     staff = session.get(Staff, friend.staff_id) if friend.staff_id else None
     alert = WeComAlert(
         raw_event_id=raw.id,
@@ -442,7 +478,10 @@ def raise_alert(
         detail=detail,
         occurred_at=occurred_at,
     )
-    if kind != AlertKind.TRANSFER_FAILED and friend.status in (FriendStatus.ACTIVE, FriendStatus.HALF):
+    came_back = friend.status in (FriendStatus.ACTIVE, FriendStatus.HALF) or (
+        friend.added_at is not None and friend.added_at > occurred_at  # re-added since, lost again since
+    )
+    if kind != AlertKind.TRANSFER_FAILED and came_back:
         alert.resolved_at = utcnow()
     try:
         with unique_savepoint(session):
@@ -464,6 +503,22 @@ def raise_alert(
     if recipients:
         send_app_message(session, f"alert:{alert.id}", raw.corp_id, recipients, text)
     return alert
+
+
+def move_alert(
+    session: Session, raw: WeComRawEvent, friend: WeComFriend, kind: AlertKind, occurred_at: datetime, at: datetime
+) -> None:
+    """The episode's lost-customer alert, raised for its loss at `at`, is for this earlier loss
+    (processed later): it says what happened first, as in order. No second message is sent."""
+    session.execute(
+        update(WeComAlert)
+        .where(
+            WeComAlert.friend_id == friend.id,
+            WeComAlert.kind.in_([AlertKind.DELETED_BY_CUSTOMER, AlertKind.DELETED_BY_ADVISOR]),
+            WeComAlert.occurred_at == at,
+        )
+        .values(raw_event_id=raw.id, kind=kind, occurred_at=occurred_at)
+    )
 
 
 def send_app_message(session: Session, dedup: str, corp_id: str, userids: list[str], text: str) -> AppMessage | None:
@@ -569,58 +624,49 @@ def china_day(at: datetime) -> date:
 def record_channel_add(
     session: Session, friend: WeComFriend, channel_id: int | None, ref: str, at: datetime
 ) -> WeComChannelFact | None:
-    """One `added` fact per add event. The losses between this add and the next one belong to
-    this add's channel, whichever order the events were processed in."""
-    fact = WeComChannelFact(
-        source_ref=f"wecom:{ref}:added"[:191],
-        friend_id=friend.id,
-        channel_id=channel_id,
-        userid=friend.userid,
-        kind=ChannelFactKind.ADDED,
-        day=china_day(at),
-        occurred_at=at,
-    )
-    try:
-        with unique_savepoint(session):
-            session.add(fact)
-    except DuplicateKey:
-        return None
-    next_add = session.scalar(
-        select(func.min(WeComChannelFact.occurred_at)).where(
-            WeComChannelFact.friend_id == friend.id,
-            WeComChannelFact.kind == ChannelFactKind.ADDED,
-            WeComChannelFact.occurred_at > at,
-        )
-    )
-    stmt = update(WeComChannelFact).where(
-        WeComChannelFact.friend_id == friend.id,
-        WeComChannelFact.kind == ChannelFactKind.LOST,
-        WeComChannelFact.occurred_at >= at,
-    )
-    if next_add is not None:
-        stmt = stmt.where(WeComChannelFact.occurred_at < next_add)
-    session.execute(stmt.values(channel_id=channel_id).execution_options(synchronize_session=False))
+    """Record an add of the relation (once per event), then recount its facts. Returns the new
+    fact, None for an event recorded before. The caller holds the relation's row lock."""
+    fact = _record_fact(session, friend, ChannelFactKind.ADDED, channel_id, ref, at)
+    if fact is not None:
+        recount_facts(session, friend.id)
     return fact
 
 
-def record_channel_loss(session: Session, friend: WeComFriend, ref: str, at: datetime) -> WeComChannelFact | None:
-    """One `lost` fact per loss event, counted for the channel of the latest add at or before it."""
-    channel_id = session.scalar(
-        select(WeComChannelFact.channel_id)
-        .where(
-            WeComChannelFact.friend_id == friend.id,
-            WeComChannelFact.kind == ChannelFactKind.ADDED,
-            WeComChannelFact.occurred_at <= at,
-        )
-        .order_by(WeComChannelFact.occurred_at.desc(), WeComChannelFact.id.desc())
-        .limit(1)
-    )
+def record_channel_loss(session: Session, friend: WeComFriend, ref: str, at: datetime) -> list[WeComChannelFact] | None:
+    """Record a loss of the relation (once per event) and recount its facts. Returns the other
+    losses recorded for the same episode (from the add that made the customer a friend to the
+    next such add) — empty for the episode's first, which raises the lost-customer alert — or
+    None for an event recorded before. An advisor removing a customer who had already deleted
+    them (a one-way contact), processed in either order, is one loss of the customer. Closings
+    by the nightly reconciliation are left out: they raise no alert, so the loss's own event,
+    if it comes later, still does."""
+    fact = _record_fact(session, friend, ChannelFactKind.LOST, None, ref, at)
+    if fact is None:
+        return None
+    episodes = recount_facts(session, friend.id)
+    mine = next(episode for other, episode in episodes if other is fact)
+    return [
+        other
+        for other, episode in episodes
+        if other.kind == ChannelFactKind.LOST
+        and other is not fact
+        and episode == mine
+        and not other.source_ref.startswith(RECONCILED_FACT)
+    ]
+
+
+RECONCILED_FACT = "wecom:reconcile:"  # the source_ref prefix of the facts the reconciliation records
+
+
+def _record_fact(
+    session: Session, friend: WeComFriend, kind: ChannelFactKind, channel_id: int | None, ref: str, at: datetime
+) -> WeComChannelFact | None:
     fact = WeComChannelFact(
-        source_ref=f"wecom:{ref}:lost"[:191],
+        source_ref=f"wecom:{ref}:{kind.value}"[:191],
         friend_id=friend.id,
         channel_id=channel_id,
         userid=friend.userid,
-        kind=ChannelFactKind.LOST,
+        kind=kind,
         day=china_day(at),
         occurred_at=at,
     )
@@ -630,6 +676,35 @@ def record_channel_loss(session: Session, friend: WeComFriend, ref: str, at: dat
     except DuplicateKey:
         return None
     return fact
+
+
+def recount_facts(session: Session, friend_id: int) -> list[tuple[WeComChannelFact, int]]:
+    """Walk the relation's facts in event time: an add counts when the customer was not a friend
+    just before it (it opens an episode), a loss counts when they were (it closes one), and a
+    loss belongs to the channel of its episode's add. History before the first fact is unknown:
+    a first add or a first loss counts. Returns the facts with their episode numbers (a loss
+    before any add is in episode 0). A relation has a handful of facts; the caller holds its row lock."""
+    facts = session.scalars(
+        select(WeComChannelFact)
+        .where(WeComChannelFact.friend_id == friend_id)
+        .order_by(WeComChannelFact.occurred_at, WeComChannelFact.id)
+    ).all()
+    is_friend: bool | None = None  # unknown before the first fact
+    episode, channel_id = 0, None
+    episodes: list[tuple[WeComChannelFact, int]] = []
+    for fact in facts:
+        if fact.kind == ChannelFactKind.ADDED:
+            fact.counted = is_friend is not True
+            if fact.counted:
+                episode, channel_id = episode + 1, fact.channel_id
+            is_friend = True
+        else:
+            fact.counted = is_friend is not False
+            fact.channel_id = channel_id
+            is_friend = False
+        episodes.append((fact, episode))
+    session.flush()
+    return episodes
 
 
 def channel_stats(session: Session, channel: WeComChannel, date_from: date, date_to: date) -> list[dict[str, Any]]:
@@ -638,6 +713,7 @@ def channel_stats(session: Session, channel: WeComChannel, date_from: date, date
         select(WeComChannelFact.day, WeComChannelFact.kind, func.count())
         .where(
             WeComChannelFact.channel_id == channel.id,
+            WeComChannelFact.counted.is_(True),
             WeComChannelFact.day >= date_from,
             WeComChannelFact.day <= date_to,
         )
@@ -660,6 +736,7 @@ def adds_today(session: Session, channel: WeComChannel, now: datetime | None = N
         .where(
             WeComChannelFact.channel_id == channel.id,
             WeComChannelFact.kind == ChannelFactKind.ADDED,
+            WeComChannelFact.counted.is_(True),
             WeComChannelFact.day == china_day(now or utcnow()),
         )
         .group_by(WeComChannelFact.userid)
@@ -669,14 +746,26 @@ def adds_today(session: Session, channel: WeComChannel, now: datetime | None = N
 
 def users_for_today(session: Session, channel: WeComChannel, now: datetime | None = None) -> list[str]:
     """The contact way's user list for now: the advisors under today's cap; when every advisor
-    is at the cap, the fallback advisors (never an empty list: WeCom requires a user)."""
+    is at the cap, the fallback advisors. Advisors who have left (or are no longer WeCom members
+    of the corp) are skipped: WeCom refuses a list naming them (60111). Never an empty list:
+    WeCom requires a user."""
     if channel.daily_cap is None:
         return list(channel.userids)
+    active = set(
+        session.scalars(
+            select(Staff.wecom_userid).where(
+                Staff.corp_id == channel.corp_id,
+                Staff.wecom_userid.in_([*channel.userids, *channel.fallback_userids]),
+                Staff.status == StaffStatus.ACTIVE,
+            )
+        )
+    )
     counts = adds_today(session, channel, now)
-    under = [u for u in channel.userids if counts.get(u, 0) < channel.daily_cap]
+    under = [u for u in channel.userids if u in active and counts.get(u, 0) < channel.daily_cap]
     if under:
         return under
-    return list(channel.fallback_userids) or list(channel.userids)
+    fallbacks = [u for u in channel.fallback_userids if u in active]
+    return fallbacks or [u for u in channel.userids if u in active] or list(channel.userids)
 
 
 def rebalance_channel(session: Session, channel_id: int, now: datetime | None = None) -> list[str] | None:

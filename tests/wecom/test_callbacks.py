@@ -397,15 +397,40 @@ def test_delete_by_transfer_is_a_handover_not_a_loss(client: Any, db_session: An
     assert count(db_session, WeComAlert) == 1
 
 
-def test_transfer_fail_is_recorded_and_the_manager_alerted(client: Any, db_session: Any, world: Any) -> None:
+def test_transfer_fail_is_recorded_and_the_manager_alerted(
+    client: Any, db_session: Any, world: Any, make_staff: Any
+) -> None:
+    """transfer_fail's UserID is the takeover whose takeover failed: the customer stays with the
+    advisor who was handing them over, and no relation of the takeover's is opened."""
     sb = world["sandbox"]
-    post_event(client, sb, contact_xml(sb, "transfer_fail", ADVISOR, CUSTOMER, now(), FailReason="customer_refused"))
-    friend = friend_of(db_session, ADVISOR, CUSTOMER)
+    make_staff(world["tree"].stores[0], "sales_advisor", userid="advisor.wang", name="王顾问")
+    post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, now() - 60))
+    sb.state.app_messages.clear()
+    post_event(
+        client, sb, contact_xml(sb, "transfer_fail", "advisor.wang", CUSTOMER, now(), FailReason="customer_refused")
+    )
+    assert count(db_session, WeComFriend, WeComFriend.userid == "advisor.wang") == 0
+    keeper = friend_of(db_session, ADVISOR, CUSTOMER)
+    assert keeper.status == FriendStatus.ACTIVE
     tp = db_session.scalars(select(Touchpoint).where(Touchpoint.kind == "transfer_failed")).one()
-    assert tp.payload["reason"] == "customer_refused"
-    assert friend.status == FriendStatus.ACTIVE
+    assert tp.payload["reason"] == "customer_refused" and tp.customer_id == keeper.customer_id
+    alert = db_session.scalars(select(WeComAlert)).one()
+    assert (alert.kind, alert.friend_id) == ("transfer_failed", keeper.id)
     assert [m["touser"] for m in sb.state.app_messages] == ["advisor.li"]
     assert "转接失败" in sb.state.app_messages[0]["text"]["content"]
+
+
+def test_transfer_fail_for_a_customer_we_do_not_know_opens_no_friendship(
+    client: Any, db_session: Any, world: Any
+) -> None:
+    sb = world["sandbox"]
+    post_event(
+        client, sb, contact_xml(sb, "transfer_fail", ADVISOR, CUSTOMER, now(), FailReason="customer_limit_exceed")
+    )
+    record = friend_of(db_session, ADVISOR, CUSTOMER)
+    assert record.status == FriendStatus.CLOSED  # a record for the alert, not a friendship
+    assert count(db_session, Touchpoint, Touchpoint.kind == "transfer_failed") == 1
+    assert [m["touser"] for m in sb.state.app_messages] == ["advisor.li"]
 
 
 def test_unknown_advisor_and_unknown_customer_are_created_not_crashed(client: Any, db_session: Any, world: Any) -> None:

@@ -26,7 +26,9 @@ def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) ->
     li = make_staff(tree.stores[0], "sales_advisor", userid=LI, name="李顾问")
     manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
     far = make_staff(tree.stores[3], "store_manager", userid="mgr3")
+    admin = make_staff(tree.group, "group_admin", userid="admin")
     return {
+        "admin": staff_headers(admin),
         "sb": sandbox_reset,
         "tree": tree,
         "zhang": zhang,
@@ -50,15 +52,20 @@ def contact_way(sb: Any, config_id: str) -> dict[str, Any]:
 
 def test_create_update_delete_contact_way_with_options(client: Any, db_session: Any, world: Any) -> None:
     sb = world["sb"]
+    store0 = world["tree"].stores[0].id
     suv = next(iter(sb.state.tag_groups.values()))["tag"][0]["id"]
+    # Auto-tags come from the synced library: one it does not hold is refused.
+    assert (create(client, world, auto_tag_ids=[suv]).get_json()["code"]) == "wecom.tag_unknown"
+    assert client.post("/api/workbench/v1/wecom/tags/sync", headers=world["admin"], json={}).status_code == 202
     template = client.post(
         "/api/workbench/v1/wecom/welcome-templates",
         headers=world["h"],
-        json={"name": "欢迎", "store_id": world["tree"].stores[0].id, "text": "{customer_name}您好"},
+        json={"name": "欢迎", "store_id": store0, "text": "{customer_name}您好"},
     ).get_json()
     resp = create(
         client,
         world,
+        store_id=store0,
         skip_verify=False,
         auto_tag_ids=[suv],
         welcome_template_id=template["id"],

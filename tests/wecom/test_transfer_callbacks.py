@@ -1,0 +1,89 @@
+"""Handover results meeting the callbacks WeCom sends for the same transfer: one record, one owner."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from backend.customers.models import CustomerAdvisor
+from backend.touchpoints.models import Touchpoint
+from backend.wecom import service as svc
+from backend.wecom.models import FriendStatus
+from backend.wecom.ops_models import WeComHandoverItem
+from tests.wecom.helpers import contact_xml, post_event, run_due_jobs
+
+URL = "/api/workbench/v1/wecom/handovers"
+ZHANG = "advisor.zhang"
+MANAGER = "advisor.li"
+CUSTOMER = "wmDemoCustomer001"
+
+
+@pytest.fixture
+def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
+    store = tree.stores[0]
+    zhang = make_staff(store, "sales_advisor", userid=ZHANG, name="张顾问")
+    zhao = make_staff(store, "sales_advisor", userid="advisor.zhao", name="赵顾问")
+    manager = make_staff(store, "store_manager", userid=MANAGER, name="李店长")
+    return {"sandbox": sandbox_reset, "zhang": zhang, "zhao": zhao, "manager": manager}
+
+
+def known_relation(db_session: Any, app: Any, staff: Any, ext: str) -> Any:
+    with app.app_context():
+        customer = svc.ensure_customer(db_session, ext, {"external_contact": {"name": "陈先生"}})
+        svc.lock_friend(db_session, staff.corp_id, staff.wecom_userid, ext, customer, staff, FriendStatus.ACTIVE)
+        db_session.add(CustomerAdvisor(customer_id=customer.id, staff_id=staff.id, role="sales_advisor"))
+        db_session.commit()
+    return customer
+
+
+def test_on_duty_transfer_and_its_delete_by_transfer_callback_are_one_friend_transferred(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+) -> None:
+    """An on-duty transfer that WeCom completes: the poll records friend_transferred, and WeCom's
+    del_external_contact(Source=DELETE_BY_TRANSFER) for the handover advisor records it again."""
+    sb = world["sandbox"]
+    customer = known_relation(db_session, app, world["zhang"], CUSTOMER)
+    body = {"kind": "on_duty", "handover_staff_id": world["zhang"].id, "takeover_staff_id": world["zhao"].id}
+    assert client.post(URL, headers=staff_headers(world["manager"]), json=body).status_code == 202
+    run_due_jobs(app)
+    item = db_session.scalars(select(WeComHandoverItem)).one()
+    assert item.status == "done"
+    at = int(item.takeover_time.timestamp())
+    xml = contact_xml(sb, "del_external_contact", ZHANG, CUSTOMER, at, Source="DELETE_BY_TRANSFER")
+    assert post_event(client, sb, xml).data == b"success"
+    db_session.expire_all()
+    moved = db_session.scalars(
+        select(Touchpoint).where(Touchpoint.customer_id == customer.id, Touchpoint.kind == "friend_transferred")
+    ).all()
+    assert len(moved) == 1, [(t.source, t.source_ref) for t in moved]
+
+
+def test_a_transfer_wecom_reports_by_callback_moves_the_advisor_assignment(
+    client: Any, db_session: Any, app: Any, world: Any
+) -> None:
+    """A transfer done outside dealerloop's ledger (in the admin console): WeCom tells us by
+    del_external_contact(DELETE_BY_TRANSFER) for the old advisor and add_external_contact for the
+    new one. The relation moves, but the customer stays assigned to the advisor who no longer
+    has them (the new advisor's add only assigns an empty role)."""
+    sb = world["sandbox"]
+    t = int(time.time()) - 100
+    assert post_event(client, sb, contact_xml(sb, "add_external_contact", ZHANG, CUSTOMER, t)).data == b"success"
+    with sb.state.lock:
+        follow = sb.state.follows.pop((ZHANG, CUSTOMER))
+        sb.state.follows[("advisor.zhao", CUSTOMER)] = dict(follow, userid="advisor.zhao")
+    xml = contact_xml(sb, "del_external_contact", ZHANG, CUSTOMER, t + 50, Source="DELETE_BY_TRANSFER")
+    assert post_event(client, sb, xml).data == b"success"
+    assert post_event(client, sb, contact_xml(sb, "add_external_contact", "advisor.zhao", CUSTOMER, t + 50)).data == (
+        b"success"
+    )
+    db_session.expire_all()
+    customer_id = svc.find_by_identity(db_session, svc.IdentityKind.EXTERNAL_USERID, CUSTOMER).id
+    advisors = db_session.scalars(
+        select(CustomerAdvisor.staff_id).where(
+            CustomerAdvisor.customer_id == customer_id, CustomerAdvisor.role == "sales_advisor"
+        )
+    ).all()
+    assert advisors == [world["zhao"].id], f"sales advisor is still staff {advisors} (zhao={world['zhao'].id})"
