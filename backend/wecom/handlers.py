@@ -171,15 +171,18 @@ def on_add(ev: Event) -> None:
         if holder is not None and holder != ev.staff.id:
             svc.follow_transfer(ev.session, ev.corp_id, customer.id, holder, ev.occurred_at)
     svc.apply_follow(ev.session, friend, follow, ev.ref, ev.occurred_at)
-    svc.touch(
-        ev.session,
-        friend,
-        Kind.FRIEND_HALF_ADDED if half else Kind.FRIEND_ADDED,
-        ev.ref,
-        ev.occurred_at,
-        {"state": state, "channel_id": channel.id if channel else None},
-    )
-    svc.record_channel_add(ev.session, friend, channel.id if channel else None, ev.ref, ev.occurred_at)
+    others = svc.record_channel_add(ev.session, friend, channel.id if channel else None, ev.ref, ev.occurred_at)
+    # The nightly reconciliation recovered this very add (its event came late) and wrote its
+    # touchpoint: the add is on the customer's timeline once.
+    if not any(svc.is_reconciled(other) for other in others or ()):
+        svc.touch(
+            ev.session,
+            friend,
+            Kind.FRIEND_HALF_ADDED if half else Kind.FRIEND_ADDED,
+            ev.ref,
+            ev.occurred_at,
+            {"state": state, "channel_id": channel.id if channel else None},
+        )
     if channel is not None and channel.daily_cap is not None:
         # The cap is checked after commit, in its own job: this add counts, the contact way's
         # user list follows (update_contact_way is an API call, not part of this event's unit).

@@ -623,13 +623,12 @@ def china_day(at: datetime) -> date:
 
 def record_channel_add(
     session: Session, friend: WeComFriend, channel_id: int | None, ref: str, at: datetime
-) -> WeComChannelFact | None:
-    """Record an add of the relation (once per event), then recount its facts. Returns the new
-    fact, None for an event recorded before. The caller holds the relation's row lock."""
-    fact = _record_fact(session, friend, ChannelFactKind.ADDED, channel_id, ref, at)
-    if fact is not None:
-        recount_facts(session, friend.id)
-    return fact
+) -> list[WeComChannelFact] | None:
+    """Record an add of the relation (once per event) and recount its facts. Returns the other
+    adds recorded for the same episode (the customer a friend all along between them: an
+    add_half then its add, or the nightly reconciliation's recovery of the add, then the add's
+    own late event), None for an event recorded before. The caller holds the relation's row lock."""
+    return _record_in_episode(session, friend, ChannelFactKind.ADDED, channel_id, ref, at)
 
 
 def record_channel_loss(session: Session, friend: WeComFriend, ref: str, at: datetime) -> list[WeComChannelFact] | None:
@@ -640,19 +639,23 @@ def record_channel_loss(session: Session, friend: WeComFriend, ref: str, at: dat
     them (a one-way contact), processed in either order, is one loss of the customer. Closings
     by the nightly reconciliation are left out: they raise no alert, so the loss's own event,
     if it comes later, still does."""
-    fact = _record_fact(session, friend, ChannelFactKind.LOST, None, ref, at)
+    others = _record_in_episode(session, friend, ChannelFactKind.LOST, None, ref, at)
+    return None if others is None else [other for other in others if not is_reconciled(other)]
+
+
+def _record_in_episode(
+    session: Session, friend: WeComFriend, kind: ChannelFactKind, channel_id: int | None, ref: str, at: datetime
+) -> list[WeComChannelFact] | None:
+    fact = _record_fact(session, friend, kind, channel_id, ref, at)
     if fact is None:
         return None
     episodes = recount_facts(session, friend.id)
     mine = next(episode for other, episode in episodes if other is fact)
-    return [
-        other
-        for other, episode in episodes
-        if other.kind == ChannelFactKind.LOST
-        and other is not fact
-        and episode == mine
-        and not other.source_ref.startswith(RECONCILED_FACT)
-    ]
+    return [other for other, episode in episodes if other.kind == kind and other is not fact and episode == mine]
+
+
+def is_reconciled(fact: WeComChannelFact) -> bool:
+    return fact.source_ref.startswith(RECONCILED_FACT)
 
 
 RECONCILED_FACT = "wecom:reconcile:"  # the source_ref prefix of the facts the reconciliation records
