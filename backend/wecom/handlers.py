@@ -23,8 +23,8 @@ from backend.platform.db import utcnow
 from backend.platform.jobs import enqueue
 from backend.platform.ports import UpstreamError
 from backend.touchpoints.models import Kind
+from backend.wecom import handover, welcome
 from backend.wecom import service as svc
-from backend.wecom import welcome
 from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_CHANGE_TYPES, parse_event
 from backend.wecom.models import AlertKind, FriendStatus, RawEventStatus, WeComFriend, WeComRawEvent
 
@@ -290,8 +290,11 @@ def on_transfer_fail(ev: Event) -> None:
     managers' alert go on a relation the customer has: the takeover's own when there is one (a
     takeover over their limit may know the customer already), else the customer's latest open
     relation in the corp (the advisor who was handing them over keeps them), else - no relation
-    known at all - a closed record of the takeover's."""
+    known at all - a closed record of the takeover's. A failure of one of our handovers is that
+    handover's (handover.fail_told_by_callback): one touchpoint and one alert, not two."""
     reason = str(ev.fields.get("FailReason") or "")
+    if handover.fail_told_by_callback(ev.session, ev.corp_id, ev.userid, ev.external_userid, reason, ev.occurred_at):
+        return
     friend = ev.session.scalar(
         select(WeComFriend)
         .where(

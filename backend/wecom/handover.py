@@ -800,6 +800,57 @@ def _fail(session: Session, handover: WeComHandover, item: WeComHandoverItem, st
     )
 
 
+# WeCom's transfer_fail callback names its reason; the result poll would say the same by status.
+FAIL_REASON_STATUS = {"customer_refused": ItemStatus.REFUSED, "customer_limit_exceed": ItemStatus.LIMIT}
+
+
+def fail_told_by_callback(
+    session: Session, corp_id: str, takeover_userid: str, external_userid: str, reason: str, at: datetime
+) -> bool:
+    """WeCom's transfer_fail callback for a customer one of our handovers sent to this takeover
+    advisor: one failure, recorded once. When the item still waits, it fails now with WeCom's
+    reason (its touchpoint and the managers' alert are the handover's; the poll, finding it
+    final, leaves it). When the poll told it first, there is nothing more to record. True in
+    both cases; False for a failure no handover of ours knows (a transfer made in the admin
+    console), which the callback records itself."""
+    row = session.execute(
+        select(WeComHandoverItem.id, WeComHandoverItem.handover_id)
+        .join(WeComHandover, WeComHandover.id == WeComHandoverItem.handover_id)
+        .where(
+            WeComHandover.corp_id == corp_id,
+            WeComHandover.takeover_userid == takeover_userid,
+            WeComHandoverItem.external_userid == external_userid,
+            WeComHandoverItem.submitted_at <= at + CLOCK_SKEW,
+            # Waiting, or failed by a poll that ran after this failure happened.
+            (WeComHandoverItem.status == ItemStatus.WAITING)
+            | (
+                WeComHandoverItem.status.in_(FAIL_REASON_STATUS.values())
+                & (WeComHandoverItem.finished_at >= at - CLOCK_SKEW)
+            ),
+        )
+        .order_by(WeComHandoverItem.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return False
+    handover = _lock(session, row.handover_id)  # the poll's lock: one of the two fails the item
+    item = session.scalars(
+        select(WeComHandoverItem)
+        .where(WeComHandoverItem.id == row.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if handover is None:
+        return False
+    if item.status == ItemStatus.WAITING:
+        _fail(session, handover, item, FAIL_REASON_STATUS.get(reason, ItemStatus.REFUSED), utcnow())
+        _alert_failures(session, handover, [item], f"callback:{item.id}")
+    return item.status in FAIL_REASON_STATUS.values()
+
+
+CLOCK_SKEW = timedelta(minutes=2)  # between WeCom's CreateTime and our clock
+
+
 def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeComHandoverItem], step: str) -> None:
     """One app message per handover step to the store managers and the requester."""
     if not failed:

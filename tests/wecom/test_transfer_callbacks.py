@@ -6,13 +6,14 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from backend.customers.models import CustomerAdvisor
 from backend.touchpoints.models import Touchpoint
 from backend.wecom import service as svc
-from backend.wecom.models import FriendStatus
-from backend.wecom.ops_models import WeComHandoverItem
+from backend.wecom.models import AlertKind, AppMessage, FriendStatus, WeComAlert, WeComFriend
+from backend.wecom.ops_models import WeComHandover, WeComHandoverItem
+from integrations.sandbox import wecom_ops
 from tests.wecom.helpers import contact_xml, post_event, run_due_jobs
 
 URL = "/api/workbench/v1/wecom/handovers"
@@ -87,3 +88,75 @@ def test_a_transfer_wecom_reports_by_callback_moves_the_advisor_assignment(
         )
     ).all()
     assert advisors == [world["zhao"].id], f"sales advisor is still staff {advisors} (zhao={world['zhao'].id})"
+
+
+def start_on_duty(client: Any, world: Any, staff_headers: Any) -> None:
+    body = {"kind": "on_duty", "handover_staff_id": world["zhang"].id, "takeover_staff_id": world["zhao"].id}
+    assert client.post(URL, headers=staff_headers(world["manager"]), json=body).status_code == 202
+
+
+def failure_records(db_session: Any, customer_id: int) -> tuple[list[str], int, int]:
+    """The customer's transfer_failed touchpoints (their source refs), the transfer-failed
+    alerts, and the app messages recorded."""
+    db_session.expire_all()
+    touchpoints = db_session.scalars(
+        select(Touchpoint.source_ref).where(Touchpoint.customer_id == customer_id, Touchpoint.kind == "transfer_failed")
+    ).all()
+    alerts = db_session.scalar(
+        select(func.count()).select_from(WeComAlert).where(WeComAlert.kind == AlertKind.TRANSFER_FAILED)
+    )
+    messages = db_session.scalar(select(func.count()).select_from(AppMessage))
+    return list(touchpoints), alerts, messages
+
+
+@pytest.mark.parametrize("callback_first", [True, False])
+def test_a_refused_on_duty_transfer_told_by_poll_and_callback_is_one_failure(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any, callback_first: bool
+) -> None:
+    """The customer refuses an on-duty transfer sent from dealerloop: WeCom says so twice, in
+    transfer_result (status 3) and by a transfer_fail callback, in either order. The handover
+    item fails with the reason, and there is one transfer_failed touchpoint (the handover's) and
+    one message to the managers, not two; the callback raises no alert of its own."""
+    sb = world["sandbox"]
+    customer = known_relation(db_session, app, world["zhang"], CUSTOMER)
+    wecom_ops.plan_transfer(sb.state, CUSTOMER, final_status=wecom_ops.REFUSED, polls=1)
+    start_on_duty(client, world, staff_headers)
+    item = db_session.scalars(select(WeComHandoverItem)).one()
+    assert item.status == "waiting"
+    failed = contact_xml(sb, "transfer_fail", "advisor.zhao", CUSTOMER, int(time.time()), FailReason="customer_refused")
+    if callback_first:
+        assert post_event(client, sb, failed).data == b"success"
+        db_session.refresh(item)
+        assert item.status == "refused"
+    run_due_jobs(app)
+    if not callback_first:
+        db_session.refresh(item)
+        assert item.status == "refused"
+        assert post_event(client, sb, failed).data == b"success"
+
+    refs, alerts, messages = failure_records(db_session, customer.id)
+    assert refs == [f"wecom:handover:{item.id}:transfer_failed"]
+    assert (alerts, messages) == (0, 1)
+    db_session.refresh(item)
+    assert item.status == "refused"
+    assert db_session.get(WeComHandover, item.handover_id).status == "finished"
+    zhao_relation = db_session.scalars(
+        select(WeComFriend).where(WeComFriend.userid == "advisor.zhao", WeComFriend.external_userid == CUSTOMER)
+    ).one_or_none()
+    assert zhao_relation is None  # the takeover never became the customer's friend
+
+
+def test_a_transfer_fail_no_handover_of_ours_knows_is_recorded_by_the_callback(
+    client: Any, db_session: Any, app: Any, world: Any
+) -> None:
+    """A transfer made in the admin console fails: no handover item matches, so the callback
+    records the failure itself (touchpoint and alert on the customer's relation)."""
+    sb = world["sandbox"]
+    customer = known_relation(db_session, app, world["zhang"], CUSTOMER)
+    failed = contact_xml(
+        sb, "transfer_fail", "advisor.zhao", CUSTOMER, int(time.time()), FailReason="customer_limit_exceed"
+    )
+    assert post_event(client, sb, failed).data == b"success"
+    refs, alerts, _ = failure_records(db_session, customer.id)
+    assert len(refs) == 1 and refs[0].startswith("wecom:ev")
+    assert alerts == 1
