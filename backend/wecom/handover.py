@@ -717,6 +717,11 @@ def _take_over(session: Session, handover: WeComHandover, item: WeComHandoverIte
         reassigned = bool(moved.rowcount)
         if not reassigned:
             svc.assign_advisor(session, customer, takeover)
+    home_store_id = (
+        svc.follow_advisor_store(session, customer_id, handover.store_id, takeover)
+        if takeover is not None and reassigned
+        else None
+    )
     store_id = takeover.org_unit_id if takeover else None
     payload = {
         "handover_id": handover.id,
@@ -725,6 +730,8 @@ def _take_over(session: Session, handover: WeComHandover, item: WeComHandoverIte
         "takeover_userid": handover.takeover_userid,
         "external_userid": item.external_userid,
     }
+    if home_store_id is not None:
+        payload["home_store_moved"] = {"from": handover.store_id, "to": home_store_id}
     if not told_by_callback:
         record(
             session,

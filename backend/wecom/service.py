@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
 from backend.customers.service import attach_identity, attach_unionid, find_by_identity, vault
-from backend.org.models import ADVISOR_ROLES, Role, Staff, StaffRole, StaffStatus
+from backend.org.models import ADVISOR_ROLES, OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
 from backend.platform.db import DuplicateKey, insert_or_lock, unique_savepoint, utcnow
 from backend.platform.errors import register_messages
 from backend.platform.jobs import enqueue
@@ -271,9 +271,30 @@ def follow_transfer(session: Session, corp_id: str, customer_id: int, handed_ove
     takeover = next((s for s in candidates if advisor_role(s) == holder.role), None)
     if takeover is None:
         return False
+    handed_over = session.get(Staff, handed_over_by)
     holder.staff_id = takeover.id
     holder.assigned_at = utcnow()
+    follow_advisor_store(session, customer_id, handed_over.org_unit_id if handed_over else None, takeover)
     return True
+
+
+def follow_advisor_store(session: Session, customer_id: int, from_store_id: int | None, takeover: Staff) -> int | None:
+    """A customer handed from an advisor of their home store to an advisor of another store now
+    belongs to that store: its manager follows them up (the customer scope is by home store),
+    the old store's no longer has an advisor for them. Returns the new home store, if it moved."""
+    customer = session.get(Customer, customer_id)
+    if (
+        customer is None
+        or from_store_id is None
+        or customer.home_store_id != from_store_id
+        or takeover.org_unit_id == from_store_id
+    ):
+        return None
+    unit = session.get(OrgUnit, takeover.org_unit_id)
+    if unit is None or unit.kind != OrgKind.STORE:
+        return None
+    customer.home_store_id = unit.id
+    return unit.id
 
 
 # ---------------------------------------------------------------------------------------------

@@ -160,3 +160,36 @@ def test_a_transfer_fail_no_handover_of_ours_knows_is_recorded_by_the_callback(
     refs, alerts, _ = failure_records(db_session, customer.id)
     assert len(refs) == 1 and refs[0].startswith("wecom:ev")
     assert alerts == 1
+
+
+def test_a_customer_handed_to_an_advisor_of_another_store_moves_to_that_store(
+    client: Any, db_session: Any, app: Any, world: Any, tree: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    """An on-duty handover from store 0's advisor to store 1's (requested by someone who sees
+    both stores): the customer's home store follows the advisor, so store 1's manager now sees
+    and follows them up and store 0's, left with no advisor for them, no longer does. The
+    touchpoint says where the customer moved from and to."""
+    sb = world["sandbox"]
+    customer = known_relation(db_session, app, world["zhang"], CUSTOMER)
+    store0, store1 = tree.stores[0], tree.stores[1]
+    db_session.get(type(customer), customer.id).home_store_id = store0.id
+    db_session.commit()
+    sb.state.add_member("advisor.sun", "孙顾问")
+    sun = make_staff(store1, "sales_advisor", userid="advisor.sun", name="孙顾问")
+    manager1 = make_staff(store1, "store_manager", userid="mgr1")
+    admin = make_staff(tree.group, "group_admin", userid="admin")
+    body = {"kind": "on_duty", "handover_staff_id": world["zhang"].id, "takeover_staff_id": sun.id}
+    assert client.post(URL, headers=staff_headers(admin), json=body).status_code == 202
+    run_due_jobs(app)
+    item = db_session.scalars(select(WeComHandoverItem)).one()
+    assert item.status == "done", item.errcode
+
+    db_session.expire_all()
+    assert db_session.get(type(customer), customer.id).home_store_id == store1.id
+    detail = f"/api/workbench/v1/customers/{customer.id}"
+    assert client.get(detail, headers=staff_headers(manager1)).status_code == 200
+    assert client.get(detail, headers=staff_headers(world["manager"])).status_code == 404
+    assigned = db_session.scalars(
+        select(Touchpoint).where(Touchpoint.customer_id == customer.id, Touchpoint.kind == "advisor_assigned")
+    ).one()
+    assert assigned.payload["home_store_moved"] == {"from": store0.id, "to": store1.id}
