@@ -209,8 +209,11 @@ class WeComFriend(Base, TimestampMixin):
     channel_id: Mapped[int | None] = mapped_column(ForeignKey("wecom_channel.id"), index=True, default=None)
     state: Mapped[str | None] = mapped_column(String(64), default=None)
     add_way: Mapped[int | None] = mapped_column(default=None)
-    remark: Mapped[str | None] = mapped_column(String(128), default=None)
-    description: Mapped[str | None] = mapped_column(String(255), default=None)
+    # The advisor's free-text notes on the contact in WeCom (up to 128 / 255 characters): they
+    # often hold a phone number or a plate, so they are encrypted at rest like phones are
+    # (service.friend_notes reads them).
+    remark_encrypted: Mapped[bytes | None] = mapped_column(VARBINARY(576), default=None)
+    description_encrypted: Mapped[bytes | None] = mapped_column(VARBINARY(1088), default=None)
     added_at: Mapped[datetime | None] = mapped_column(default=None)
     lost_at: Mapped[datetime | None] = mapped_column(default=None)
     # CreateTime of the newest status-changing event applied: an older one arriving late only

@@ -393,13 +393,28 @@ def apply_follow(
     """Remark, description, remark mobiles and tags from `follow_user[]` of externalcontact/get."""
     if follow is None:
         return
-    friend.remark = (follow.get("remark") or None) and follow["remark"][:128]
-    friend.description = (follow.get("description") or None) and follow["description"][:255]
-    set_friend_mobiles(session, friend, list(follow.get("remark_mobiles") or []), vault())
+    phone_vault = vault()
+    friend.remark_encrypted = _sealed(phone_vault, follow.get("remark"), 128)
+    friend.description_encrypted = _sealed(phone_vault, follow.get("description"), 255)
+    set_friend_mobiles(session, friend, list(follow.get("remark_mobiles") or []), phone_vault)
     if friend.add_way is None and follow.get("add_way") is not None:
         friend.add_way = int(follow["add_way"])
     wanted = {t["tag_id"] for t in follow.get("tags") or [] if t.get("type", 1) == 1 and t.get("tag_id")}
     set_friend_tags(session, friend, wanted, ref, occurred_at)
+
+
+def _sealed(phone_vault: PhoneVault, text: object, limit: int) -> bytes | None:
+    value = str(text or "")[:limit]
+    return phone_vault.encrypt(value) if value else None
+
+
+def friend_notes(friend: WeComFriend, phone_vault: PhoneVault | None = None) -> dict[str, str | None]:
+    """The relation's remark and description as the advisor typed them in WeCom."""
+    opened = phone_vault or vault()
+    return {
+        "remark": opened.decrypt(friend.remark_encrypted) if friend.remark_encrypted else None,
+        "description": opened.decrypt(friend.description_encrypted) if friend.description_encrypted else None,
+    }
 
 
 def set_friend_mobiles(session: Session, friend: WeComFriend, mobiles: list[str], phone_vault: PhoneVault) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from backend.customers.models import CustomerAdvisor, CustomerIdentity, IdentityKind
 from backend.platform.jobs import OutboxJob
 from backend.touchpoints.models import Touchpoint
+from backend.wecom import service as svc
 from backend.wecom.models import (
     AppMessage,
     FriendStatus,
@@ -466,10 +467,16 @@ def test_edit_applies_remark_and_tags_and_tag_events_sync_the_library(client: An
         follow = sb.state.follows[(ADVISOR, CUSTOMER)]
         follow["tag_ids"] = [new_tag]
         follow["remark"] = "陈总"
+        follow["description"] = "老客户，太太手机 13912345678"
         follow["remark_mobiles"] = ["13800000000"]
     post_event(client, sb, contact_xml(sb, "edit_external_contact", ADVISOR, CUSTOMER, t + 1))
     friend = friend_of(db_session, ADVISOR, CUSTOMER)
-    assert friend.remark == "陈总" and noted_numbers(client, db_session, friend.id) == {"13800000000"}
+    with client.application.app_context():
+        assert svc.friend_notes(friend) == {"remark": "陈总", "description": "老客户，太太手机 13912345678"}
+    # The notes are encrypted at rest: the number typed in them is nowhere in the row.
+    row = db_session.execute(text("SELECT * FROM wecom_friend WHERE id = :id"), {"id": friend.id}).one()
+    assert not any(b"13912345678" in (v if isinstance(v, bytes) else str(v).encode()) for v in row)
+    assert noted_numbers(client, db_session, friend.id) == {"13800000000"}
     tags = set(db_session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend.id)))
     assert tags == {new_tag}
     assert kinds(db_session, friend.customer_id).count("tag_removed") == len(old_tags)
