@@ -1,6 +1,7 @@
-"""Pattern-checked input fields are anchored with `\\Z`, not `$`: Python's `$` also matches before a
-final newline, so "13800138000\\n" would pass a phone check and be stored (or compared) with the
-newline. Every schema module of the backend is walked, nested list items included."""
+"""Input schemas. Pattern-checked fields are anchored with `\\Z`, not `$`: Python's `$` also
+matches before a final newline, so "13800138000\\n" would pass a phone check and be stored (or
+compared) with the newline; every schema module of the backend is walked, nested list items
+included. And an integer field refuses a number with a fraction instead of truncating it."""
 
 from __future__ import annotations
 
@@ -59,3 +60,19 @@ def test_a_phone_with_a_trailing_newline_is_refused() -> None:
     with pytest.raises(ValidationError) as err:
         AddressSchema().load({**body, "phone": "13800138000\n"})
     assert "phone" in err.value.messages
+
+
+def test_an_integer_with_a_fraction_is_refused_not_truncated() -> None:
+    """marshmallow's Integer turns 1.5 into 1: a fractional id would point at another row. Every
+    input schema (the project's Schema) refuses it, in lists too; whole numbers, 2.0 and numeric
+    strings (query parameters) still load."""
+    from backend.platform.api import Schema
+
+    class Probe(Schema):
+        store_id = fields.Integer(required=True)
+        tag_ids = fields.List(fields.Integer(), load_default=list)
+
+    assert Probe().load({"store_id": "7", "tag_ids": [1, 2.0]}) == {"store_id": 7, "tag_ids": [1, 2]}
+    with pytest.raises(ValidationError) as err:
+        Probe().load({"store_id": 7.5, "tag_ids": [1, 2.5]})
+    assert set(err.value.messages) == {"store_id", "tag_ids"}

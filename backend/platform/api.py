@@ -15,7 +15,7 @@ from typing import Any
 
 import flask_smorest
 from flask import Flask, current_app, g, request
-from marshmallow import EXCLUDE, RAISE
+from marshmallow import EXCLUDE, RAISE, ValidationError, fields, pre_load
 from marshmallow import Schema as MaSchema
 from webargs.flaskparser import FlaskParser
 
@@ -29,11 +29,34 @@ SCOPE_ATTR = "_dealerloop_scope"
 
 
 class Schema(MaSchema):
-    """Input schemas refuse unknown fields (a typo must not be silently ignored)."""
+    """Input schemas refuse unknown fields (a typo must not be silently ignored), and a number
+    with a fraction where an integer is expected (marshmallow's Integer would truncate 1.5 to 1:
+    a wrong id, quantity or amount, silently)."""
 
     class Meta:
         unknown = RAISE
         ordered = True
+
+    @pre_load
+    def _refuse_fractions(self, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(data, dict):
+            return data  # marshmallow refuses it with its own message
+        errors = {}
+        for name, field in self.load_fields.items():
+            key = field.data_key or name
+            if key in data and _has_fraction(field, data[key]):
+                errors[key] = ["Not a valid integer."]
+        if errors:
+            raise ValidationError(errors)
+        return data
+
+
+def _has_fraction(field: fields.Field, value: Any) -> bool:
+    if isinstance(field, fields.Integer):
+        return isinstance(value, float) and not value.is_integer()
+    if isinstance(field, fields.List) and isinstance(value, list):
+        return any(_has_fraction(field.inner, item) for item in value)
+    return False
 
 
 class OutputSchema(MaSchema):
