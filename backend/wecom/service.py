@@ -877,24 +877,19 @@ def apply_chat_snapshot(session: Session, chat: WeComGroupChat, snapshot: dict[s
     chat.version = version
 
 
-def _is_external(userid: str, info: dict[str, Any] | None, known: WeComGroupMember | None) -> bool:
-    if info is not None and info.get("type") in (1, 2):
-        return info["type"] == 2
-    if known is not None:
-        return known.member_type == 2
-    return userid.startswith(("wm", "wo"))  # WeCom's external_userid prefixes
-
-
 def lock_member(session: Session, chat: WeComGroupChat, userid: str, info: dict[str, Any] | None) -> WeComGroupMember:
+    staff = None
+    if info is not None and info.get("type") in (1, 2):
+        external = info["type"] == 2
+    else:
+        # Not on the roster (they left before we asked): a userid we know as staff is staff
+        # ("wong.wei" starts like an external id); WeCom's external_userid prefixes decide only
+        # for ids nobody knows.
+        staff = staff_by_userid(session, chat.corp_id, userid)
+        external = staff is None and userid.startswith(("wm", "wo"))
     member, _ = insert_or_lock(
         session,
-        WeComGroupMember(
-            chat_pk=chat.id,
-            userid=userid,
-            member_type=2 if _is_external(userid, info, None) else 1,
-            active=False,
-            version=0,
-        ),
+        WeComGroupMember(chat_pk=chat.id, userid=userid, member_type=2 if external else 1, active=False, version=0),
         WeComGroupMember.chat_pk == chat.id,
         WeComGroupMember.userid == userid,
     )
@@ -902,7 +897,7 @@ def lock_member(session: Session, chat: WeComGroupChat, userid: str, info: dict[
         contact = {"name": (info or {}).get("name"), "unionid": (info or {}).get("unionid")}
         member.customer_id = ensure_customer(session, userid, {"external_contact": contact}).id
     if member.member_type == 1 and member.staff_id is None:
-        staff = staff_by_userid(session, chat.corp_id, userid)
+        staff = staff or staff_by_userid(session, chat.corp_id, userid)
         member.staff_id = staff.id if staff else None
     return member
 

@@ -544,7 +544,8 @@ class SandboxState:
         with self.lock:
             chat = self.group_chats[chat_id]
             chat["member_list"] = [m for m in chat["member_list"] if m["userid"] != userid]
-            external = userid in self.external_contacts or userid.startswith(("wm", "wo"))
+            unknown = userid not in self.members
+            external = userid in self.external_contacts or (unknown and userid.startswith(("wm", "wo")))
             member: dict[str, Any] = {
                 "userid": userid,
                 "type": 2 if external else 1,
