@@ -26,8 +26,9 @@ from backend.leads.models import (
     ListingCondition,
     ListingStatus,
 )
-from backend.leads.service import ROLE_BY_TYPE, SLA, SOURCE, _active_staff_with_role
+from backend.leads.service import ROLE_BY_TYPE, SLA, SOURCE
 from backend.org.models import OrgKind, OrgUnit
+from backend.org.service import active_staff_with_role
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
 
@@ -112,7 +113,7 @@ def _lead(
     store_id = customer.home_store_id
     if store_id is None:
         return None
-    staff = _active_staff_with_role(session, store_id, ROLE_BY_TYPE[kind].value)
+    staff = active_staff_with_role(session, store_id, ROLE_BY_TYPE[kind].value)
     advisor = staff[n % len(staff)] if staff else None
     created = now - plan["age"]
     on_sale = [x for x in listings if x.status == ListingStatus.ON_SALE and x.condition == ListingCondition.USED]

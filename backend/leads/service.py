@@ -43,6 +43,7 @@ from backend.leads.models import (
 )
 from backend.org.models import OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
 from backend.org.scope import register_scope, store_filter
+from backend.org.service import active_staff_with_role, managers_of_store
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
 from backend.platform.db import utcnow
@@ -348,16 +349,6 @@ def _payload(lead: Lead, **extra: Any) -> dict[str, Any]:
 # Routing
 
 
-def _active_staff_with_role(session: Session, store_id: int, role: str) -> list[Staff]:
-    stmt = (
-        select(Staff)
-        .join(StaffRole, StaffRole.staff_id == Staff.id)
-        .where(Staff.org_unit_id == store_id, Staff.status == StaffStatus.ACTIVE, StaffRole.role == role)
-        .order_by(Staff.id)
-    )
-    return list(session.scalars(stmt).unique())
-
-
 def _next_in_turn(session: Session, store_id: int, role: str, candidates: list[Staff]) -> Staff:
     """The store's row lock (taken by the caller) serialises this: read, pick, move on."""
     cursor = session.scalars(
@@ -389,10 +380,10 @@ def route(session: Session, customer_id: int, store_id: int, role: Role) -> tupl
     ).first()
     if own is not None:
         return own, "assigned_advisor"
-    candidates = _active_staff_with_role(session, store_id, role.value)
+    candidates = active_staff_with_role(session, store_id, role.value)
     if candidates:
         return _next_in_turn(session, store_id, role.value, candidates), "round_robin"
-    managers = _active_staff_with_role(session, store_id, Role.STORE_MANAGER.value)
+    managers = active_staff_with_role(session, store_id, Role.STORE_MANAGER.value)
     if managers:
         return _next_in_turn(session, store_id, Role.STORE_MANAGER.value, managers), "store_manager"
     log.warning("lead for store %s: nobody to route to (role %s)", store_id, role.value)
@@ -626,22 +617,6 @@ def reassign(session: Session, actor: StaffActor, lead_id: int, advisor_id: int,
 # SLA escalation
 
 
-def _escalation_recipients(session: Session, store_id: int) -> list[Staff]:
-    """The store managers; a store without one escalates to the nearest managers above it
-    (region, then division, then group admins)."""
-    managers = _active_staff_with_role(session, store_id, Role.STORE_MANAGER.value)
-    if managers:
-        return managers
-    store = session.get(OrgUnit, store_id)
-    ancestors = [int(x) for x in (store.path if store else "").strip("/").split("/") if x][:-1]
-    upper = (Role.REGION_MANAGER, Role.DIVISION_MANAGER, Role.GROUP_ADMIN)
-    for unit_id in reversed(ancestors):
-        found = [m for role in upper for m in _active_staff_with_role(session, unit_id, role.value)]
-        if found:
-            return list({m.id: m for m in found}.values())
-    return []
-
-
 def escalate(session: Session, lead_id: int, now: datetime | None = None) -> bool:
     """Escalate one overdue lead to its store managers; True only for the call that did it."""
     now = now or utcnow()
@@ -659,7 +634,7 @@ def escalate(session: Session, lead_id: int, now: datetime | None = None) -> boo
     if done.rowcount != 1:
         return False
     lead = session.scalars(select(Lead).where(Lead.id == lead_id).execution_options(populate_existing=True)).one()
-    managers = _escalation_recipients(session, lead.store_id)
+    managers = managers_of_store(session, lead.store_id)
     record(
         session,
         customer_id=lead.customer_id,
@@ -679,18 +654,13 @@ def escalate(session: Session, lead_id: int, now: datetime | None = None) -> boo
         f"线索超时未跟进：{TYPE_LABELS[lead.type]}（客户「{(customer.name if customer else None) or '车主'}」），"
         f"顾问 {advisor.name if advisor else '未分配'} 已超时 {minutes} 分钟未联系。"
     )
-    by_corp: dict[str, list[str]] = {}
-    for m in managers:
-        by_corp.setdefault(m.corp_id, []).append(m.wecom_userid)
-    for corp_id, userids in by_corp.items():
-        notify.notify(
-            session,
-            corp_id,
-            notify.NotifyKind.NEW_LEAD,
-            f"lead:{lead.id}:escalated",
-            userids,
-            card=notify.Card("线索超时提醒", text, notify._link(f"/workbench/leads/{lead.id}")),
-        )
+    notify.notify_staff(
+        session,
+        notify.NotifyKind.NEW_LEAD,
+        f"lead:{lead.id}:escalated",
+        managers,
+        card=notify.Card("线索超时提醒", text, notify._link(f"/workbench/leads/{lead.id}")),
+    )
     return True
 
 

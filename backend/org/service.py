@@ -45,6 +45,33 @@ def load_staff_actor(session: Session, staff_id: int) -> StaffActor:
     )
 
 
+def active_staff_with_role(session: Session, unit_id: int, role: str) -> list[Staff]:
+    """Active staff of one org unit holding `role`, in a stable order."""
+    stmt = (
+        select(Staff)
+        .join(StaffRole, StaffRole.staff_id == Staff.id)
+        .where(Staff.org_unit_id == unit_id, Staff.status == StaffStatus.ACTIVE, StaffRole.role == role)
+        .order_by(Staff.id)
+    )
+    return list(session.scalars(stmt).unique())
+
+
+def managers_of_store(session: Session, store_id: int) -> list[Staff]:
+    """Who answers for a store: its store managers; a store without one escalates to the
+    nearest managers above it (region, then division, then group admins)."""
+    managers = active_staff_with_role(session, store_id, Role.STORE_MANAGER.value)
+    if managers:
+        return managers
+    store = session.get(OrgUnit, store_id)
+    ancestors = [int(x) for x in (store.path if store else "").strip("/").split("/") if x][:-1]
+    upper = (Role.REGION_MANAGER, Role.DIVISION_MANAGER, Role.GROUP_ADMIN)
+    for unit_id in reversed(ancestors):
+        found = [m for role in upper for m in active_staff_with_role(session, unit_id, role.value)]
+        if found:
+            return list({m.id: m for m in found}.values())
+    return []
+
+
 def find_staff_by_userid(session: Session, corp_id: str, userid: str) -> Staff | None:
     return session.scalars(select(Staff).where(Staff.corp_id == corp_id, Staff.wecom_userid == userid)).one_or_none()
 

@@ -443,8 +443,9 @@ def _alert(session: Session, issue: PaymentIssue, order: PaymentOrder | None) ->
     """A person must look: WeCom app messages to the group admins (finance) and the manager of
     the order's store, sent after commit, once per issue."""
     from backend.org.models import Role, Staff, StaffRole, StaffStatus
+    from backend.org.service import managers_of_store
     from backend.wecom import notify
-    from backend.wecom.service import current_corp_id, store_managers
+    from backend.wecom.service import current_corp_id
 
     corp_id = current_corp_id()
     admins = session.scalars(
@@ -452,7 +453,7 @@ def _alert(session: Session, issue: PaymentIssue, order: PaymentOrder | None) ->
         .join(StaffRole, StaffRole.staff_id == Staff.id)
         .where(Staff.corp_id == corp_id, Staff.status == StaffStatus.ACTIVE, StaffRole.role == Role.GROUP_ADMIN)
     ).all()
-    managers = [s.wecom_userid for s in store_managers(session, order.store_id)] if order and order.store_id else []
+    managers = [s.wecom_userid for s in managers_of_store(session, order.store_id)] if order and order.store_id else []
     recipients = [u for u in dict.fromkeys([*admins, *managers]) if u]
     if not recipients:
         log.error("payment issue %s: nobody to alert", issue.id)

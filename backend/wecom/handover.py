@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from backend.customers.models import CustomerAdvisor, CustomerIdentity, IdentityKind
 from backend.org.models import ADVISOR_ROLES, Staff, StaffStatus
 from backend.org.scope import get_scoped_or_404, register_scope, store_filter
+from backend.org.service import managers_of_store
 from backend.platform.actors import StaffActor
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages, upstream_error
@@ -862,14 +863,11 @@ def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeCo
     """One app message per handover step to the store managers and the requester."""
     if not failed:
         return
-    recipients = [m.wecom_userid for m in svc.store_managers(session, handover.store_id)]
+    people = managers_of_store(session, handover.store_id)
     if handover.requested_by is not None:
         requester = session.get(Staff, handover.requested_by)
-        if requester is not None and requester.status == StaffStatus.ACTIVE:
-            recipients.append(requester.wecom_userid)
-    if not recipients:
-        log.warning("handover %s: %s failures and nobody to tell", handover.id, len(failed))
-        return
+        if requester is not None:
+            people.append(requester)
     handover_staff = session.get(Staff, handover.handover_staff_id)
     takeover_staff = session.get(Staff, handover.takeover_staff_id)
     counts: dict[str, int] = {}
@@ -880,18 +878,19 @@ def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeCo
     who = f"{handover_staff.name if handover_staff else handover.handover_userid} → "
     who += takeover_staff.name if takeover_staff else handover.takeover_userid
     base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
-    notify.notify(
+    sent = notify.notify_staff(
         session,
-        handover.corp_id,
         notify.NotifyKind.HANDOVER_FAILED,
         f"handover:{handover.id}:{step}",
-        recipients,
+        people,
         card=notify.Card(
             title="客户交接失败",
             description=f"{who}：{len(failed)} 位客户交接失败（{reasons}），请处理。",
             url=f"{base}/api/workbench/v1/wecom/handovers/{handover.id}",
         ),
     )
+    if not sent:
+        log.warning("handover %s: %s failures and nobody to tell", handover.id, len(failed))
 
 
 def handover_view(session: Session, handover: WeComHandover) -> dict[str, Any]:

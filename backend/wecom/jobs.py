@@ -27,7 +27,7 @@ def send_welcome(session: Session, raw_event_id: int) -> None:
     welcome.send_welcome(session, raw_event_id)
 
 
-@job(service.APP_MESSAGE_JOB, queue="high", on_give_up=notify.given_up)
+@job(notify.APP_MESSAGE_JOB, queue="high", on_give_up=notify.given_up)
 def send_app_message(session: Session, message_id: int) -> None:
     service.deliver_app_message(session, message_id)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +29,7 @@ from flask import current_app
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.org.models import Staff
+from backend.org.models import Staff, StaffStatus
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.jobs import enqueue
 from backend.platform.ports import UpstreamError
@@ -128,6 +129,29 @@ def notify(
         enqueue(session, APP_MESSAGE_JOB, {"message_id": message.id}, dedup_key=f"{APP_MESSAGE_JOB}:{message.id}")
         created.append(message)
     return created
+
+
+def notify_staff(
+    session: Session,
+    kind: NotifyKind | str,
+    key: str,
+    people: Iterable[Staff],
+    *,
+    text: str | None = None,
+    card: Card | None = None,
+) -> list[AppMessage]:
+    """`notify` for staff records: each active person with a WeCom userid, through their own
+    corp's app (a dealer group may run several corps, and a userid names someone else, or no
+    one, in another corp). Returns the messages recorded now."""
+    by_corp: dict[str, list[str]] = {}
+    for person in people:
+        if person.status == StaffStatus.ACTIVE and person.wecom_userid and person.corp_id:
+            by_corp.setdefault(person.corp_id, []).append(person.wecom_userid)
+    return [
+        message
+        for corp_id, userids in by_corp.items()
+        for message in notify(session, corp_id, kind, key, userids, text=text, card=card)
+    ]
 
 
 def _link(path: str) -> str:

@@ -17,17 +17,17 @@ from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
 from backend.customers.service import attach_identity, attach_unionid, find_by_identity, vault
-from backend.org.models import ADVISOR_ROLES, OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
+from backend.org.models import ADVISOR_ROLES, OrgKind, OrgUnit, Staff, StaffStatus
+from backend.org.service import managers_of_store
 from backend.platform.db import DuplicateKey, insert_or_lock, unique_savepoint, utcnow
 from backend.platform.errors import register_messages
-from backend.platform.jobs import enqueue
 from backend.platform.pii import PhoneVault
 from backend.platform.ports import UpstreamError, WeComGateway
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
+from backend.wecom import notify
 from backend.wecom.models import (
     AlertKind,
-    AppMessage,
     ChannelFactKind,
     FriendStatus,
     GroupChatStatus,
@@ -47,7 +47,6 @@ from backend.wecom.models import (
 log = logging.getLogger("dealerloop.wecom")
 
 SOURCE = "wecom_callback"
-APP_MESSAGE_JOB = "wecom.send_app_message"
 CONTACT_GONE = 84061  # "not an external contact": deleted, or never our customer
 
 register_messages(
@@ -123,21 +122,6 @@ def staff_by_userid(session: Session, corp_id: str, userid: str) -> Staff | None
     if not userid:
         return None
     return session.scalars(select(Staff).where(Staff.corp_id == corp_id, Staff.wecom_userid == userid)).one_or_none()
-
-
-def store_managers(session: Session, store_id: int) -> list[Staff]:
-    return list(
-        session.scalars(
-            select(Staff)
-            .join(StaffRole)
-            .where(
-                Staff.org_unit_id == store_id,
-                Staff.status == StaffStatus.ACTIVE,
-                StaffRole.role == Role.STORE_MANAGER,
-            )
-            .order_by(Staff.id)
-        )
-    )
 
 
 def channel_by_state(session: Session, corp_id: str, state: str | None) -> WeComChannel | None:
@@ -528,16 +512,21 @@ def raise_alert(
         touch(session, friend, Kind.LOST_CUSTOMER_ALERTED, f"alert:{alert.id}", occurred_at, {"alert": kind.value})
     customer = session.get(Customer, friend.customer_id)
     name = (customer.name if customer else None) or friend.external_userid
-    managers = store_managers(session, staff.org_unit_id) if staff else []
+    managers = managers_of_store(session, staff.org_unit_id) if staff else []
+    key = f"alert:{alert.id}"
     if kind == AlertKind.TRANSFER_FAILED:
-        recipients = [m.wecom_userid for m in managers]
         text = f"客户「{name}」转接失败（{(detail or {}).get('reason', '')}），请处理。"
+        sent = notify.notify_staff(session, notify.NotifyKind.HANDOVER_FAILED, key, managers, text=text)
     else:
-        recipients = [friend.userid] + [m.wecom_userid for m in managers if m.wecom_userid != friend.userid]
         who = "客户删除了顾问" if kind == AlertKind.DELETED_BY_CUSTOMER else "顾问删除了客户"
         text = f"流失提醒：客户「{name}」与顾问 {staff.name if staff else friend.userid} 的好友关系已解除（{who}）。"
-    if recipients:
-        send_app_message(session, f"alert:{alert.id}", raw.corp_id, recipients, text)
+        if staff is None:  # an advisor not in our directory (yet): WeCom knows them in this corp
+            sent = notify.notify(session, raw.corp_id, notify.NotifyKind.LOST_CUSTOMER, key, [friend.userid], text=text)
+        else:  # one message per person: a manager at their rate limit holds back no one else's
+            people = [staff, *managers]
+            sent = notify.notify_staff(session, notify.NotifyKind.LOST_CUSTOMER, key, people, text=text)
+    if not sent:
+        log.warning("alert %s (%s): nobody to tell", alert.id, kind.value)
     return alert
 
 
@@ -555,21 +544,6 @@ def move_alert(
         )
         .values(raw_event_id=raw.id, kind=kind, occurred_at=occurred_at)
     )
-
-
-def send_app_message(session: Session, dedup: str, corp_id: str, userids: list[str], text: str) -> AppMessage | None:
-    """Record a text app message to staff and send it after commit (deduplicated by key)."""
-    message = AppMessage(
-        dedup_key=dedup[:191], touser=list(dict.fromkeys(userids)), msgtype="text", content={"content": text}
-    )
-    message.content["corp_id"] = corp_id
-    try:
-        with unique_savepoint(session):
-            session.add(message)
-    except DuplicateKey:
-        return None
-    enqueue(session, APP_MESSAGE_JOB, {"message_id": message.id}, dedup_key=f"{APP_MESSAGE_JOB}:{message.id}")
-    return message
 
 
 def deliver_app_message(session: Session, message_id: int) -> None:

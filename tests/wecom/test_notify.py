@@ -310,22 +310,20 @@ def test_a_send_whose_answer_was_lost_reaches_the_advisor_once(
 def test_recipients_wecom_cannot_reach_are_not_recorded_as_reached(
     app: Any, db_session: Any, corp: str, sandbox_reset: Any
 ) -> None:
-    """WeCom sends to the users it knows and names the others (invaliduser): they get no
-    recipient row (the rate limit and the per-user list count deliveries). When it knows none,
-    it refuses the message (81013): failed at once."""
-    from backend.wecom import service as svc
-
+    """A notification is one message per recipient: the one WeCom knows is sent and recorded
+    as reached; the one it does not know is refused (81013) and fails at once, without holding
+    back the other."""
     with app.app_context():
-        svc.send_app_message(db_session, "alert:1", corp, [ADVISOR, "Nobody.Here"], "客户流失")
-        notify.lost_customer(db_session, corp, "A2", ["ghost.one"], "刘女士", "王顾问")
+        notify.notify(db_session, corp, "lost_customer", "alert:1", [ADVISOR, "Nobody.Here"], text="客户流失")
         commit(db_session)
     run_due_jobs(app)
     reached, unreachable = db_session.scalars(select(AppMessage).order_by(AppMessage.id)).all()
     db_session.refresh(reached)
-    assert (reached.status, reached.invalid_users) == ("sent", "nobody.here")
+    db_session.refresh(unreachable)
+    assert (reached.touser, reached.status) == ([ADVISOR], "sent")
     recipients = db_session.scalars(select(AppMessageRecipient.userid)).all()
     assert recipients == [ADVISOR]
-    db_session.refresh(unreachable)
+    assert unreachable.touser == ["Nobody.Here"]
     assert (unreachable.status, unreachable.attempts) == ("failed", 1) and "81013" in unreachable.last_error
 
 
@@ -333,13 +331,10 @@ def test_two_messages_that_say_the_same_both_arrive(app: Any, db_session: Any, c
     """WeCom's duplicate check compares whole requests: two alerts with the same words (a
     customer lost, back, and lost again within the hour) are two messages, marked with their
     ids, and both arrive; a text shows its id as a reference number."""
-    from backend.wecom import service as svc
-
     with app.app_context():
-        first = svc.send_app_message(db_session, "alert:71", corp, [ADVISOR], "客户刘女士删除了你")
-        second = svc.send_app_message(db_session, "alert:72", corp, [ADVISOR], "客户刘女士删除了你")
+        (first,) = notify.notify(db_session, corp, "lost_customer", "alert:71", [ADVISOR], text="客户刘女士删除了你")
+        (second,) = notify.notify(db_session, corp, "lost_customer", "alert:72", [ADVISOR], text="客户刘女士删除了你")
         commit(db_session)
-    assert first is not None and second is not None
     contents = [m["text"]["content"] for m in sandbox_reset.state.app_messages]
     assert contents == [f"客户刘女士删除了你\n编号 {first.id}", f"客户刘女士删除了你\n编号 {second.id}"]
 
