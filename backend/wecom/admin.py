@@ -17,7 +17,7 @@ from backend.org.scope import get_scoped_or_404, register_scope, scope_query, st
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
-from backend.platform.errors import AppError, upstream_error
+from backend.platform.errors import AppError, register_messages, upstream_error
 from backend.platform.ports import UpstreamError
 from backend.wecom import handlers, media
 from backend.wecom import service as svc
@@ -131,9 +131,14 @@ def replay_event(session: Session, actor: StaffActor, raw_event_id: int, reason:
 
 # --- templates -----------------------------------------------------------------------------
 
+register_messages(
+    {"wecom.template_empty": ("欢迎语需要文字或至少一个附件", "A welcome template needs a text or an attachment")}
+)
+
 
 def create_template(session: Session, actor: StaffActor, data: dict[str, Any]) -> WelcomeTemplate:
     _check_store(session, actor, data.get("store_id"))
+    _check_content(data.get("text") or "", data.get("attachments") or [])
     _check_materials(session, actor, data.get("store_id"), data.get("attachments") or [])
     template = WelcomeTemplate(**data)
     session.add(template)
@@ -143,12 +148,24 @@ def create_template(session: Session, actor: StaffActor, data: dict[str, Any]) -
 
 def update_template(session: Session, actor: StaffActor, template_id: int, data: dict[str, Any]) -> WelcomeTemplate:
     template = get_scoped_or_404(session, actor, "wecom_template", template_id)
+    # Checked as the template will be, not as the request has it: clearing the text of a
+    # template without attachments empties it as surely as sending neither. Under the row lock,
+    # so that two edits (one clearing the text, one the attachments) cannot both pass.
+    session.refresh(template, with_for_update=True)
+    _check_content(data.get("text", template.text) or "", data.get("attachments", template.attachments) or [])
     if "attachments" in data:
         _check_materials(session, actor, template.store_id, data["attachments"])
     for key, value in data.items():
         setattr(template, key, value)
     session.flush()
     return template
+
+
+def _check_content(text: str, attachments: list) -> None:
+    """A welcome carries a text or an attachment: WeCom refuses one with neither (40058), so a
+    template without would fail every welcome of its channels. Blank text is no text."""
+    if not text.strip() and not attachments:
+        raise AppError("wecom.template_empty", 422, errors={"text": ["a text or at least one attachment"]})
 
 
 def _check_materials(session: Session, actor: StaffActor, store_id: int | None, attachments: list) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,11 +48,15 @@ SEND_THREADS = 8  # a batch's WeCom calls in flight at once (each mostly waits o
 TEXT_BYTES = 4000  # WeCom refuses a longer text, and with it the whole welcome
 
 
+_VARIABLE = re.compile(r"\{(" + "|".join(VARIABLES) + r")\}")
+
+
 def render(text: str, values: dict[str, str]) -> str:
     """Only the known {variables} are replaced; any other brace is left as written. The result
     is cut to WeCom's 4,000 bytes (names can make a template that fits grow past it)."""
-    for name in VARIABLES:
-        text = text.replace("{" + name + "}", values.get(name) or "")
+    # One pass: a value put in is never scanned again, since a WeChat nickname is free text and
+    # a customer called "{advisor_name}" is greeted by that name, not by the advisor's.
+    text = _VARIABLE.sub(lambda m: values.get(m.group(1)) or "", text)
     return text.encode()[:TEXT_BYTES].decode(errors="ignore")
 
 
