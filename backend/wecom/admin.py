@@ -428,7 +428,8 @@ def list_tags(session: Session) -> list[WeComTag]:
         session.scalars(
             select(WeComTag)
             .where(WeComTag.corp_id == svc.current_corp_id(), WeComTag.deleted.is_(False))
-            .order_by(WeComTag.group_name, WeComTag.sort_order, WeComTag.id)
+            # As WeCom lists them: a larger `order` first, for groups and for tags in a group.
+            .order_by(WeComTag.group_order.desc(), WeComTag.group_id, WeComTag.sort_order.desc(), WeComTag.id)
         )
     )
 

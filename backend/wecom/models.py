@@ -95,6 +95,8 @@ class WeComTag(Base):
     tag_id: Mapped[str] = mapped_column(String(64))
     group_id: Mapped[str] = mapped_column(String(64))
     group_name: Mapped[str] = mapped_column(String(64))
+    # WeCom's `order` of the group and of the tag in it: a larger one is listed first.
+    group_order: Mapped[int] = mapped_column(default=0, server_default="0")
     name: Mapped[str] = mapped_column(String(64))
     sort_order: Mapped[int] = mapped_column(default=0)
     deleted: Mapped[bool] = mapped_column(default=False)
@@ -223,6 +225,8 @@ class WeComFriend(Base, TimestampMixin):
 
 class WeComFriendTag(Base):
     __tablename__ = "wecom_friend_tag"
+    # Who carries a tag: a tag deleted in WeCom leaves every relation, segments filter by tag.
+    __table_args__ = (Index("ix_wecom_friend_tag_tag_id", "tag_id"),)
 
     friend_id: Mapped[int] = mapped_column(
         BigId, ForeignKey("wecom_friend.id", ondelete="CASCADE"), primary_key=True, autoincrement=False

@@ -577,8 +577,10 @@ SYNC_CLOCK_MARGIN = timedelta(seconds=2)
 def sync_tag_library(
     session: Session, corp_id: str, gateway: WeComGateway, changed_before: datetime | None = None
 ) -> int | None:
-    """Bring `wecom_tag` in line with `get_corp_tag_list` (tags WeCom no longer has are marked
-    deleted, not removed: relations may still name them). Returns how many tags WeCom listed.
+    """Bring `wecom_tag` in line with `get_corp_tag_list`. A tag WeCom no longer has (or lists
+    as deleted) stays in the library marked deleted (touchpoints name it), and leaves every
+    relation that carried it: WeCom removed it from those customers and sends no edit event per
+    customer. Returns how many tags WeCom listed.
 
     `changed_before`: the sync is for a change WeCom told us of by then (a change_external_tag
     callback). If a sync began reading WeCom after that, it saw the change: nothing to do
@@ -598,6 +600,7 @@ def sync_tag_library(
             values = {
                 "group_id": group["group_id"],
                 "group_name": str(group.get("group_name", ""))[:64],
+                "group_order": int(group.get("order") or 0),
                 "name": str(tag.get("name", ""))[:64],
                 "sort_order": int(tag.get("order") or 0),
                 "deleted": bool(tag.get("deleted")) or bool(group.get("deleted")),
@@ -614,7 +617,33 @@ def sync_tag_library(
             row.deleted = True
             row.synced_at = now
     session.flush()
+    gone = {tag_id for tag_id, row in existing.items() if row.deleted}
+    if gone:
+        _drop_deleted_tags(session, corp_id, gone, now)
     return len(seen)
+
+
+def _drop_deleted_tags(session: Session, corp_id: str, tag_ids: set[str], at: datetime) -> None:
+    """Take tags WeCom deleted off the relations still carrying them, each with its tag_removed
+    touchpoint (keyed by relation and tag: a later sync finds nothing left to do)."""
+    carried = session.execute(
+        select(WeComFriendTag.tag_id, WeComFriend)
+        .join(WeComFriend, WeComFriend.id == WeComFriendTag.friend_id)
+        .where(WeComFriendTag.tag_id.in_(sorted(tag_ids)), WeComFriend.corp_id == corp_id)
+        .order_by(WeComFriendTag.friend_id, WeComFriendTag.tag_id)
+    ).all()
+    for tag_id, friend in carried:
+        session.execute(
+            delete(WeComFriendTag).where(WeComFriendTag.friend_id == friend.id, WeComFriendTag.tag_id == tag_id)
+        )
+        touch(
+            session,
+            friend,
+            Kind.TAG_REMOVED,
+            f"tag_deleted:{tag_id}:{friend.id}",
+            at,
+            {"tag_id": tag_id, "reason": "deleted_in_wecom"},
+        )
 
 
 def current_corp_id() -> str:
