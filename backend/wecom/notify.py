@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from backend.org.models import Staff, StaffStatus
@@ -411,17 +412,24 @@ def given_up(session: Session, error: str, message_id: int) -> None:
 
 
 def list_messages(
-    session: Session, *, status: str | None = None, kind: str | None = None, userid: str | None = None, limit: int = 50
+    session: Session,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    userid: str | None = None,
+    limit: int = 50,
+    page: int = 1,
 ) -> list[AppMessage]:
-    """Recorded app messages, newest first (a recipient filter goes through the recipient rows,
-    so it finds sent messages)."""
+    """Recorded app messages, newest first, `limit` a page. A recipient filter finds every
+    message addressed to them, whatever became of it ("why did X not get it?": the failed one
+    too), and those that reached them."""
     stmt = select(AppMessage)
     if status:
         stmt = stmt.where(AppMessage.status == status)
     if kind:
         stmt = stmt.where(AppMessage.kind == kind)
     if userid:
-        stmt = stmt.where(
-            AppMessage.id.in_(select(AppMessageRecipient.message_id).where(AppMessageRecipient.userid == userid))
-        )
-    return list(session.scalars(stmt.order_by(AppMessage.id.desc()).limit(limit)))
+        reached = select(AppMessageRecipient.message_id).where(AppMessageRecipient.userid == userid)
+        addressed = cast(AppMessage.touser, String).contains(json.dumps(userid), autoescape=True)
+        stmt = stmt.where(AppMessage.id.in_(reached) | addressed)
+    return list(session.scalars(stmt.order_by(AppMessage.id.desc()).limit(limit).offset((page - 1) * limit)))

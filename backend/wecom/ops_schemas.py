@@ -128,6 +128,7 @@ class AppMessageQuerySchema(Schema):
     kind = fields.String(validate=validate.Length(min=1, max=32))
     userid = fields.String(validate=USERID)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))  # of `limit` each
 
 
 class AppMessageSchema(OutputSchema):
