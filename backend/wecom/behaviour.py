@@ -15,11 +15,11 @@ import logging
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from backend.org.models import ADVISOR_ROLES, Staff, StaffRole, StaffStatus
-from backend.org.scope import get_scoped_or_404, scope_query
+from backend.org.scope import get_scoped_or_404, scope_query, store_filter
 from backend.platform.actors import StaffActor
 from backend.platform.db import utcnow
 from backend.platform.errors import AppError, register_messages
@@ -107,6 +107,7 @@ def pull(session: Session, corp_id: str, userid: str, start: date, end: date) ->
             "userid": userid,
             "stat_date": stat_date,
             "staff_id": staff.id if staff else None,
+            "store_id": staff.org_unit_id if staff else None,
             "reply_percentage": _number(row.get("reply_percentage")),
             "avg_reply_time": _number(row.get("avg_reply_time")),
             "pulled_at": now,
@@ -118,7 +119,11 @@ def pull(session: Session, corp_id: str, userid: str, start: date, end: date) ->
             WeComBehaviourDay,
             values,
             ["corp_id", "userid", "stat_date"],
-            lambda new, cols=changing: [(c, getattr(new, c)) for c in cols],
+            # A re-pull refreshes the figures; the day keeps the store it was first stored for.
+            lambda new, cols=changing: [
+                *[(c, getattr(new, c)) for c in cols],
+                ("store_id", func.coalesce(WeComBehaviourDay.__table__.c.store_id, new.store_id)),
+            ],
         )
         stored += 1
     return stored
@@ -197,13 +202,33 @@ def list_days(
         .join(Staff, Staff.id == WeComBehaviourDay.staff_id)
         .where(WeComBehaviourDay.stat_date >= start, WeComBehaviourDay.stat_date <= end)
     )
+    visible = _visible_days(actor)
     if staff_id is not None:
-        get_scoped_or_404(session, actor, "staff", staff_id)
+        # An advisor who has moved on is still found by the store they worked at.
+        has_days_here = session.scalar(
+            select(WeComBehaviourDay.id)
+            .join(Staff, Staff.id == WeComBehaviourDay.staff_id)
+            .where(WeComBehaviourDay.staff_id == staff_id, visible)
+            .limit(1)
+        )
+        if has_days_here is None:
+            get_scoped_or_404(session, actor, "staff", staff_id)
         stmt = stmt.where(WeComBehaviourDay.staff_id == staff_id)
-    stmt = scope_query(stmt, actor, "staff")
+    stmt = stmt.where(visible)
     rows = list(
         session.scalars(stmt.order_by(WeComBehaviourDay.staff_id, WeComBehaviourDay.stat_date).limit(LIST_MAX + 1))
     )
     if len(rows) > LIST_MAX:  # cut short, whole advisors would be missing without a word
         raise AppError("wecom.behaviour_too_many", 422, errors={"end_date": [f"more than {LIST_MAX} rows"]})
     return rows
+
+
+def _visible_days(actor: StaffActor) -> Any:
+    """An advisor sees their own days; a manager the days earned at their stores (a row from
+    before stores were kept counts for the advisor's store now)."""
+    if actor.scope.store_ids is None:
+        return true()
+    mine = WeComBehaviourDay.staff_id == actor.staff_id
+    if actor.scope.own_customers_only:
+        return mine
+    return mine | store_filter(actor, func.coalesce(WeComBehaviourDay.store_id, Staff.org_unit_id))

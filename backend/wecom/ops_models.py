@@ -132,12 +132,16 @@ class WeComBehaviourDay(Base):
     __table_args__ = (
         UniqueConstraint("corp_id", "userid", "stat_date"),
         Index("ix_wecom_behaviour_day_staff_date", "staff_id", "stat_date"),
+        Index("ix_wecom_behaviour_day_store_date", "store_id", "stat_date"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     corp_id: Mapped[str] = mapped_column(String(64))
     userid: Mapped[str] = mapped_column(String(64))
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
+    # The advisor's store when the day was first stored: figures stay with the store they were
+    # earned at (its manager keeps seeing them after the advisor moves; the new store's does not).
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), default=None)
     stat_date: Mapped[date] = mapped_column(Date)  # the China-time day of WeCom's stat_time
     chat_cnt: Mapped[int] = mapped_column(default=0)
     message_cnt: Mapped[int] = mapped_column(default=0)
