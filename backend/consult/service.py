@@ -780,7 +780,7 @@ def _notify_staff(
     excerpt: str | None = None,
 ) -> None:
     """WeCom app message to the assignee, or to the store's advisors of the topic when queued."""
-    from backend.wecom.notify import Card, NotifyKind, notify
+    from backend.wecom.notify import Card, NotifyKind, notify_staff
 
     if conversation.advisor_id is not None:
         advisor = session.get(Staff, conversation.advisor_id)
@@ -793,11 +793,7 @@ def _notify_staff(
     base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
     card = Card("新咨询", f"客户「{name}」{label}：{text[:120]}", f"{base}/workbench/consult/{conversation.id}")
     # One message per (wait or transfer, advisor): the key names the event, the link the thread.
-    by_corp: dict[str, list[str]] = {}
-    for staff in recipients:
-        by_corp.setdefault(staff.corp_id, []).append(staff.wecom_userid)
-    for corp_id, userids in by_corp.items():
-        notify(session, corp_id, NotifyKind.NEW_CONSULTATION, f"consult:{key}", userids, card=card)
+    notify_staff(session, NotifyKind.NEW_CONSULTATION, f"consult:{key}", recipients, card=card)
 
 
 def _notify_owner(
@@ -834,7 +830,8 @@ def alert_overdue(session: Session, now: datetime | None = None) -> int:
     """Once per overdue wait: a WeCom app message to whoever should have answered (the assignee,
     or the store's advisors of the topic for a queued one) and the store's managers. Each
     conversation is taken by a conditional update, so overlapping runs alert once."""
-    from backend.wecom.notify import Card, NotifyKind, notify
+    from backend.org.service import managers_of_store
+    from backend.wecom.notify import Card, NotifyKind, notify_staff
 
     now = now or utcnow()
     due = session.scalars(
@@ -872,18 +869,7 @@ def alert_overdue(session: Session, now: datetime | None = None) -> int:
             ]
         else:
             answerer = _store_advisors(session, conversation.store_id, conversation.topic)
-        managers = list(
-            session.scalars(
-                select(Staff)
-                .join(StaffRole, StaffRole.staff_id == Staff.id)
-                .where(
-                    Staff.org_unit_id == conversation.store_id,
-                    Staff.status == StaffStatus.ACTIVE,
-                    StaffRole.role == "store_manager",
-                )
-                .order_by(Staff.id)
-            )
-        )
+        managers = managers_of_store(session, conversation.store_id)
         waited = int((now - conversation.awaiting_since).total_seconds() // 60)
         name = (customer.name if customer else None) or "车主"
         card = Card(
@@ -892,11 +878,7 @@ def alert_overdue(session: Session, now: datetime | None = None) -> int:
             f"{base}/workbench/consult/{conversation.id}",
         )
         key = f"consult:{conversation.id}:overdue:{int(conversation.awaiting_since.timestamp())}"
-        by_corp: dict[str, list[str]] = {}
-        for staff in [*answerer, *managers]:
-            by_corp.setdefault(staff.corp_id, []).append(staff.wecom_userid)
-        for corp_id, userids in by_corp.items():
-            notify(session, corp_id, NotifyKind.NEW_CONSULTATION, key, userids, card=card)
+        notify_staff(session, NotifyKind.NEW_CONSULTATION, key, [*answerer, *managers], card=card)
         alerted += 1
     session.flush()
     return alerted

@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -877,7 +876,6 @@ def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeCo
     reasons = "，".join(f"{label} {n} 位" for label, n in counts.items())
     who = f"{handover_staff.name if handover_staff else handover.handover_userid} → "
     who += takeover_staff.name if takeover_staff else handover.takeover_userid
-    base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
     sent = notify.notify_staff(
         session,
         notify.NotifyKind.HANDOVER_FAILED,
@@ -886,7 +884,7 @@ def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeCo
         card=notify.Card(
             title="客户交接失败",
             description=f"{who}：{len(failed)} 位客户交接失败（{reasons}），请处理。",
-            url=f"{base}/api/workbench/v1/wecom/handovers/{handover.id}",
+            url=notify._link(f"/workbench/handovers/{handover.id}"),  # the workbench page, as other cards
         ),
     )
     if not sent:
