@@ -87,6 +87,11 @@ def _follow_for_apply(follow: dict[str, Any]) -> dict[str, Any]:
     return {**follow, "tags": [{"tag_id": t, "type": 1} for t in follow.get("tag_id") or []]}
 
 
+def _added_since(createtime: int, friend: WeComFriend) -> bool:
+    """WeCom's add time is after the loss we recorded (a loss of unknown time: taken as so)."""
+    return friend.lost_at is None or createtime > int(friend.lost_at.timestamp())
+
+
 def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, int]:
     observed_at = utcnow()
     version = int(observed_at.timestamp())
@@ -95,7 +100,7 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
     except UpstreamError as exc:
         if exc.reason == "rejected" and exc.errcode == UNKNOWN_USER:
             log.warning("reconcile: %s is not a WeCom member (60111); skipped", userid)
-            return {"created": 0, "reopened": 0, "closed": 0, "skipped": 1}
+            return {"created": 0, "reopened": 0, "closed": 0, "skipped": 1, "one_way": 0}
         raise  # retried by the outbox; nothing was changed
     staff = svc.staff_by_userid(session, corp_id, userid)
     ours = {
@@ -104,7 +109,7 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
             select(WeComFriend).where(WeComFriend.corp_id == corp_id, WeComFriend.userid == userid)
         )
     }
-    stats = {"created": 0, "reopened": 0, "closed": 0, "skipped": 0}
+    stats = {"created": 0, "reopened": 0, "closed": 0, "skipped": 0, "one_way": 0}
     open_ours = [f for f in ours.values() if f.status in OPEN]
     if not theirs and len(open_ours) >= EMPTY_ANSWER_GUARD:
         log.warning("reconcile %s: WeCom lists no customers, we have %s open; none closed", userid, len(open_ours))
@@ -119,6 +124,12 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
         if not created and (friend.status in OPEN or version < friend.version):
             continue  # changed by an event while we were looking: the event is newer
         createtime = int(follow.get("createtime") or 0)
+        if not created and friend.status == FriendStatus.DELETED_BY_CUSTOMER and not _added_since(createtime, friend):
+            # A customer who deleted the advisor stays in the advisor's list (a one-way contact,
+            # as in WeChat): that is the loss we know of, not a return. A re-add shows as a
+            # createtime after the loss.
+            stats["one_way"] += 1
+            continue
         added_at = datetime.fromtimestamp(createtime, UTC) if createtime > 0 else observed_at
         friend.status = FriendStatus.ACTIVE
         friend.version = version

@@ -110,7 +110,7 @@ def test_tags_of_missing_relations_are_taken_from_wecom(
 
         stats = reconcile_advisor(db_session, world["advisor"].corp_id, ADVISOR)
         db_session.commit()
-    assert stats == {"created": 129, "reopened": 1, "closed": 1, "skipped": 0}
+    assert stats == {"created": 129, "reopened": 1, "closed": 1, "skipped": 0, "one_way": 0}
     friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == "wmRecon007")).one()
     assert db_session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend.id)).all() == [
         tag_id
@@ -251,3 +251,42 @@ def test_an_empty_answer_for_an_advisor_with_customers_closes_nothing(
     assert set(db_session.scalars(select(WeComFriend.status).where(WeComFriend.userid == "advisor.quiet"))) == {
         FriendStatus.ACTIVE
     }
+
+
+def test_a_customer_who_deleted_the_advisor_stays_lost_though_wecom_still_lists_them(
+    client: Any, db_session: Any, app: Any, world: Any, staff_headers: Any
+) -> None:
+    """A customer who deletes the advisor stays in the advisor's WeCom list (a one-way contact,
+    as in WeChat), so batch/get_by_user still returns them. The nightly reconciliation leaves
+    that relation lost: still on the lost list, no reconciled friend_added. When the customer
+    adds the advisor again (a follow createtime after the loss) and that add's event never
+    came, the reconciliation reopens the relation."""
+    from backend.wecom.models import WeComAlert
+    from backend.wecom.reconcile import reconcile_advisor
+    from tests.wecom.helpers import contact_xml, post_event
+
+    sb = world["sandbox"]
+    t = int(datetime.now(UTC).timestamp()) - 600
+    sb.state.add_external_contact("wmOneWay", "陈女士", follow_userid=ADVISOR)
+    with sb.state.lock:
+        sb.state.follows[(ADVISOR, "wmOneWay")]["createtime"] = t
+    assert post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, "wmOneWay", t)).data == b"success"
+    assert post_event(client, sb, contact_xml(sb, "del_follow_user", ADVISOR, "wmOneWay", t + 60)).data == b"success"
+    with app.app_context():
+        stats = reconcile_advisor(db_session, world["advisor"].corp_id, ADVISOR)
+        db_session.commit()
+    assert stats["one_way"] == 1
+    db_session.expire_all()
+    assert statuses(db_session)["wmOneWay"] == "deleted_by_customer"
+    alert = db_session.scalars(select(WeComAlert).where(WeComAlert.kind == "deleted_by_customer")).one()
+    assert alert.resolved_at is None
+
+    with sb.state.lock:  # the customer adds the advisor again; its event is lost
+        sb.state.follows[(ADVISOR, "wmOneWay")]["createtime"] = t + 300
+    with app.app_context():
+        stats = reconcile_advisor(db_session, world["advisor"].corp_id, ADVISOR)
+        db_session.commit()
+    assert (stats["one_way"], stats["reopened"]) == (0, 1)
+    db_session.expire_all()
+    assert statuses(db_session)["wmOneWay"] == "active"
+    assert db_session.get(WeComAlert, alert.id).resolved_at is not None
