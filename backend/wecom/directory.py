@@ -7,6 +7,11 @@ brings `wecom_department` and `staff` in line:
 - a member of a mapped department becomes staff at that node (created without roles: deny by
   default, roles are given by an admin), an existing staff member gets the name and node WeCom
   has, and is reactivated when back in the directory;
+- userids are matched without regard to case, as WeCom (and MariaDB's collation, and the CSV
+  importer) does; a staff row whose userid differs from WeCom's only in case takes WeCom's spelling;
+- a member WeCom still lists as disabled (`status` 2) or as having left the corp (5) is not active
+  staff: marked resigned, as one who vanished (dealerloop has no "disabled" status; re-enabled in
+  WeCom, they are reactivated at the next sync). One invited but not yet activated (4) is staff;
 - staff WeCom no longer lists (members who left are removed from the directory) are marked
   resigned — unless the directory came back empty, which is a permission problem, not an exodus,
   or their store's department is no longer listed either: a department taken out of the app's
@@ -35,6 +40,11 @@ log = logging.getLogger("dealerloop.wecom.directory")
 
 SYNC_JOB = "wecom.directory.sync"
 
+# `user/list`'s member `status`: 1 active, 2 disabled (已禁用), 4 not activated (未激活, invited),
+# 5 left the corp (退出企业, still listed until an admin deletes them).
+MEMBER_ACTIVE = 1
+MEMBER_GONE = frozenset({2, 5})
+
 register_messages(
     {
         "wecom.department_not_found": ("企业微信部门不存在", "WeCom department not found"),
@@ -55,7 +65,7 @@ def sync_directory(session: Session, corp_id: str) -> dict[str, int]:
     for root in roots:
         listed = gateway.get("user/list", {"department_id": root, "fetch_child": 1})
         for user in listed.get("userlist") or []:
-            users.setdefault(user["userid"], user)
+            users.setdefault(str(user["userid"]).casefold(), user)
     # Everything is read before anything is written: a failed call changes nothing.
     stats = {"departments": len(departments), "users": len(users)}
     mapping, vanished = _sync_departments(session, corp_id, departments)
@@ -120,6 +130,11 @@ def _target_unit(user: dict[str, Any], mapping: dict[int, int | None]) -> int | 
     return None
 
 
+def _is_gone(user: dict[str, Any]) -> bool:
+    # A member without `status` is taken as active: WeCom's `user/list` always answers it.
+    return int(user.get("status") or MEMBER_ACTIVE) in MEMBER_GONE
+
+
 def _sync_staff(
     session: Session,
     corp_id: str,
@@ -127,12 +142,18 @@ def _sync_staff(
     mapping: dict[int, int | None],
     vanished: set[int],
 ) -> dict[str, int]:
+    """`users`: the listed members by casefolded userid."""
     stats = {"created": 0, "updated": 0, "reactivated": 0, "deactivated": 0, "unmapped": 0, "held": 0}
-    staff_by_userid = {s.wecom_userid: s for s in session.scalars(select(Staff).where(Staff.corp_id == corp_id))}
-    for userid, user in sorted(users.items()):
+    staff_by_key = {
+        s.wecom_userid.casefold(): s for s in session.scalars(select(Staff).where(Staff.corp_id == corp_id))
+    }
+    for key, user in sorted(users.items()):
+        if _is_gone(user):
+            continue  # not created, nor reactivated; the loop below marks their staff row resigned
+        userid = str(user["userid"])
         name = str(user.get("name") or userid)[:64]
         target = _target_unit(user, mapping)
-        staff = staff_by_userid.get(userid)
+        staff = staff_by_key.get(key)
         if staff is None:
             if target is None:
                 stats["unmapped"] += 1
@@ -148,6 +169,9 @@ def _sync_staff(
                 continue
             continue
         changed = False
+        if staff.wecom_userid != userid:
+            # WeCom's spelling: the one its callbacks and lists carry, which other rows are written with.
+            staff.wecom_userid, changed = userid, True
         if staff.name != name:
             staff.name, changed = name, True
         if target is not None and staff.org_unit_id != target:
@@ -161,10 +185,14 @@ def _sync_staff(
         log.warning("directory sync %s: WeCom listed no members; nobody is deactivated", corp_id)
         return stats
     now = utcnow()
-    for userid, staff in staff_by_userid.items():
-        if userid in users or staff.status != StaffStatus.ACTIVE:
+    for key, staff in staff_by_key.items():
+        if staff.status != StaffStatus.ACTIVE:
             continue
-        if staff.org_unit_id in vanished:
+        user = users.get(key)
+        if user is not None and not _is_gone(user):
+            continue
+        # Listed as gone is certain; only the unlisted may be out of sight with their department.
+        if user is None and staff.org_unit_id in vanished:
             stats["held"] += 1
             continue
         staff.status, staff.resigned_at = StaffStatus.RESIGNED, now

@@ -25,6 +25,18 @@ from . import crypto
 CHINA_TZ = timezone(timedelta(hours=8))
 SERVICES = ("wechat", "wecom", "wechatpay")
 FAULT_MODES = ("down", "slow", "errcode")
+# A WeCom member's state → the `status` that `user/list` and `user/get` answer for them: 1 active,
+# 2 disabled (已禁用), 4 invited but not yet activated (未激活), 5 left the corp (退出企业).
+# "resigned" is a member deleted from the directory (离职): no longer listed at all, their
+# customers wait in the unassigned list for a resigned transfer.
+MEMBER_LIST_STATUS = {"active": 1, "disabled": 2, "not_activated": 4, "exited": 5}
+MEMBER_STATUSES = (*MEMBER_LIST_STATUS, "resigned")
+
+
+def _check_member_status(status: str) -> None:
+    # A typo would otherwise make a member silently vanish from `user/list`.
+    if status not in MEMBER_STATUSES:
+        raise ValueError(f"member status must be one of {MEMBER_STATUSES}, not {status!r}")
 
 
 def rfc3339(ts: float) -> str:
@@ -350,10 +362,13 @@ class SandboxState:
         self.add_external_contact("wmDemoCustomer002", "刘女士", follow_userid="advisor.wang")
 
     def add_member(self, userid: str, name: str | None = None, *, status: str = "active") -> None:
+        """A corp member; `status` is one of MEMBER_STATUSES."""
+        _check_member_status(status)
         with self.lock:
             self.members[userid] = {"userid": userid, "name": name or userid, "status": status}
 
     def set_member_status(self, userid: str, status: str) -> None:
+        _check_member_status(status)
         with self.lock:
             self.members[userid]["status"] = status
 

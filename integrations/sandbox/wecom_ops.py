@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, request
 
 from .common import fail, json_body, ok
+from .state import MEMBER_LIST_STATUS
 
 if TYPE_CHECKING:
     from .state import SandboxState
@@ -93,6 +94,11 @@ def _departments_of(state: SandboxState, userid: str) -> list[int]:
     return list(ops_of(state).member_departments.get(userid) or [ROOT_DEPARTMENT])
 
 
+def _listed(member: dict[str, Any]) -> bool:
+    """Whether the directory still lists the member (all but those deleted from it)."""
+    return member["status"] in MEMBER_LIST_STATUS
+
+
 def _member_view(state: SandboxState, userid: str) -> dict[str, Any]:
     member = state.members[userid]
     departments = _departments_of(state, userid)
@@ -102,8 +108,8 @@ def _member_view(state: SandboxState, userid: str) -> dict[str, Any]:
         "department": departments,
         "main_department": departments[0],
         "position": ops_of(state).member_positions.get(userid, ""),
-        "status": 1,
-        "enable": 1,
+        "status": MEMBER_LIST_STATUS[member["status"]],
+        "enable": 0 if member["status"] == "disabled" else 1,
     }
 
 
@@ -197,11 +203,12 @@ def register_ops_routes(app: Flask, state: SandboxState) -> None:
             if department_id not in ops_of(state).departments:
                 return fail(60123, "invalid party id")
             wanted = set(_subtree(state, department_id)) if request.args.get("fetch_child") == "1" else {department_id}
-            # Members who left the company are gone from the directory.
+            # Members deleted from the directory (resigned) are gone; disabled, not yet activated
+            # and exited members are still listed, with their `status`.
             users = [
                 _member_view(state, u)
                 for u, m in sorted(state.members.items())
-                if m["status"] == "active" and wanted & set(_departments_of(state, u))
+                if _listed(m) and wanted & set(_departments_of(state, u))
             ]
         return ok(userlist=users)
 
@@ -213,7 +220,7 @@ def register_ops_routes(app: Flask, state: SandboxState) -> None:
         userid = request.args.get("userid", "")
         with state.lock:
             member = state.members.get(userid)
-            if member is None or member["status"] != "active":
+            if member is None or not _listed(member):
                 return fail(60111, f"invalid userid {userid}")
             return ok(**_member_view(state, userid))
 
