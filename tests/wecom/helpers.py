@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from io import BytesIO
@@ -69,6 +70,88 @@ def add_store_channel(session: Any, sandbox: Any, store_id: int, state: str, use
     session.add(channel)
     session.commit()
     return channel
+
+
+CHANNELS = "/api/workbench/v1/wecom/channels"
+ZHANG = "advisor.zhang"
+
+
+def channel_world(
+    sandbox: Any, tree: Any, make_staff: Any, staff_headers: Any, *more_advisors: tuple[str, str]
+) -> dict[str, Any]:
+    """Store 0 with sales advisor Zhang, then `more_advisors` ((userid, name) each), then its store
+    manager (mgr0): the sandbox ("sb"), the tree, Zhang's Staff ("zhang") and the manager's
+    headers ("h"), the one who creates the channels."""
+    zhang = make_staff(tree.stores[0], "sales_advisor", userid=ZHANG, name="张顾问")
+    for userid, name in more_advisors:
+        make_staff(tree.stores[0], "sales_advisor", userid=userid, name=name)
+    manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
+    return {"sb": sandbox, "tree": tree, "zhang": zhang, "h": staff_headers(manager)}
+
+
+def post_channel(client: Any, headers: dict[str, str], store_id: Any, userids: list[str], /, **overrides: Any) -> Any:
+    """POST a channel (门店0活码, kind store, state store0-qr) of `store_id` for `userids`: the response.
+    `overrides` add or replace fields of the body, `store_id` and `userids` too."""
+    body = {"name": "门店0活码", "kind": "store", "state": "store0-qr", "userids": userids, "store_id": store_id}
+    return client.post(CHANNELS, headers=headers, json={**body, **overrides})
+
+
+def create_channel(client: Any, headers: dict[str, str], store_id: Any, userids: list[str], /, **overrides: Any) -> Any:
+    """`post_channel`, which must answer 201: the channel created (JSON)."""
+    resp = post_channel(client, headers, store_id, userids, **overrides)
+    assert resp.status_code == 201, resp.get_json()
+    return resp.get_json()
+
+
+def channel_stats(
+    client: Any, headers: dict[str, str], channel_id: int, date_from: str, date_to: str | None = None
+) -> list[dict[str, Any]]:
+    """A channel's statistics from `date_from` to `date_to` (that one day unless given), which
+    must answer 200: a row a day."""
+    query = {"date_from": date_from, "date_to": date_to or date_from}
+    resp = client.get(f"{CHANNELS}/{channel_id}/stats", headers=headers, query_string=query)
+    assert resp.status_code == 200, resp.get_json()
+    return resp.get_json()
+
+
+def contact_way(sandbox: Any, config_id: str) -> dict[str, Any]:
+    """The contact way as the sandbox holds it now (a copy)."""
+    with sandbox.state.lock:
+        return dict(sandbox.state.contact_ways[config_id])
+
+
+def callback_world(sandbox: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
+    """Advisor Zhang (advisor.zhang) and store manager Li (advisor.li) at store 0, and a group
+    admin: their Staff, the sandbox ("sandbox") and the tree."""
+    advisor = make_staff(tree.stores[0], "sales_advisor", userid=ZHANG, name="张顾问")
+    manager = make_staff(tree.stores[0], "store_manager", userid="advisor.li", name="李店长")
+    admin = make_staff(tree.group, "group_admin", userid="admin")
+    return {"sandbox": sandbox, "advisor": advisor, "manager": manager, "admin": admin, "tree": tree}
+
+
+def tag_id(sandbox: Any, name: str) -> str:
+    """The id of the sandbox's tag called `name`."""
+    for group in sandbox.state.tag_groups.values():
+        for tag in group["tag"]:
+            if tag["name"] == name:
+                return tag["id"]
+    raise KeyError(name)
+
+
+def befriend_and_sync_tags(
+    client: Any, session: Any, sandbox: Any, staff_headers: Any, admin: Any, userid: str, customer: str
+) -> Any:
+    """`customer` adds `userid` now (an add_external_contact callback), then `admin` syncs the tag
+    library: the new relation (WeComFriend). The admin's headers are made after the callback:
+    reading the admin opens `session`'s transaction, whose snapshot must hold the relation."""
+    from backend.wecom.models import WeComFriend
+
+    xml = contact_xml(sandbox, "add_external_contact", userid, customer, int(time.time()))
+    added = post_event(client, sandbox, xml)
+    assert (added.status_code, added.data) == (200, b"success")
+    sync = client.post("/api/workbench/v1/wecom/tags/sync", headers=staff_headers(admin), json={})
+    assert sync.status_code == 202
+    return session.scalars(select(WeComFriend).where(WeComFriend.external_userid == customer)).one()
 
 
 def upstream_calls(sandbox: Any, path: str) -> list[dict[str, Any]]:

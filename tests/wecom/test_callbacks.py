@@ -31,6 +31,7 @@ from backend.wecom.models import (
 from tests.wecom.helpers import (
     URL,
     add_store_channel,
+    callback_world,
     contact_xml,
     post_event,
     run_due_jobs,
@@ -44,10 +45,7 @@ CUSTOMER = "wmDemoCustomer001"
 
 @pytest.fixture
 def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
-    advisor = make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR, name="张顾问")
-    manager = make_staff(tree.stores[0], "store_manager", userid="advisor.li", name="李店长")
-    admin = make_staff(tree.group, "group_admin", userid="admin")
-    return {"sandbox": sandbox_reset, "advisor": advisor, "manager": manager, "admin": admin, "tree": tree}
+    return callback_world(sandbox_reset, tree, make_staff)
 
 
 def count(session: Any, model: Any, *where: Any) -> int:

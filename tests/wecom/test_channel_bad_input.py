@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-ZHANG = "advisor.zhang"
-CHANNELS = "/api/workbench/v1/wecom/channels"
+from tests.wecom.helpers import CHANNELS, ZHANG, create_channel, post_channel
+
 HUGE = 2**64  # past every integer column
 
 
@@ -18,17 +18,6 @@ def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) ->
     manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
     admin = make_staff(tree.group, "group_admin", userid="gadmin")
     return {"sb": sandbox_reset, "tree": tree, "h": staff_headers(manager), "admin": staff_headers(admin)}
-
-
-def body(world: Any, **overrides: Any) -> dict[str, Any]:
-    return {
-        "name": "门店0活码",
-        "kind": "store",
-        "state": "store0-qr",
-        "userids": [ZHANG],
-        "store_id": world["tree"].stores[0].id,
-        **overrides,
-    }
 
 
 @pytest.mark.parametrize(
@@ -45,7 +34,7 @@ def body(world: Any, **overrides: Any) -> dict[str, Any]:
 def test_create_with_odd_input_never_answers_500(client: Any, world: Any, who: str, overrides: dict) -> None:
     """Ids beyond the database's integers are looked up as missing, blank tag ids and repeated
     advisors are validated, and values at their maximum length fit their columns."""
-    resp = client.post(CHANNELS, headers=world[who], json=body(world, **overrides))
+    resp = post_channel(client, world[who], world["tree"].stores[0].id, [ZHANG], **overrides)
     assert resp.status_code < 500, resp.get_json()
 
 
@@ -53,9 +42,7 @@ def test_reads_and_patches_with_odd_input_never_answer_500(client: Any, world: A
     """The same holds for a channel's detail, statistics and updates: a missing id is a 404, a
     body that is not an object or a date that does not exist is a 422, and clearing the cap or
     repeating an advisor in a patch is handled."""
-    created = client.post(CHANNELS, headers=world["h"], json=body(world))
-    assert created.status_code == 201, created.get_json()
-    cid = created.get_json()["id"]
+    cid = create_channel(client, world["h"], world["tree"].stores[0].id, [ZHANG])["id"]
     results = {
         "get huge": client.get(f"{CHANNELS}/{HUGE}", headers=world["h"]),
         "stats huge": client.get(f"{CHANNELS}/{HUGE}/stats", headers=world["h"]),

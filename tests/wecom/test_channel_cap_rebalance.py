@@ -15,38 +15,18 @@ from backend.platform.jobs import OutboxJob
 from backend.wecom import jobs
 from backend.wecom.events import REBALANCE_JOB
 from backend.wecom.models import WeComChannel
-from tests.wecom.helpers import contact_xml, post_event, run_due_jobs
+from tests.wecom.helpers import ZHANG, channel_world, contact_way, contact_xml, create_channel, post_event, run_due_jobs
 
-ZHANG, LI, WANG = "advisor.zhang", "advisor.li", "advisor.wang"
-CHANNELS = "/api/workbench/v1/wecom/channels"
+LI, WANG = "advisor.li", "advisor.wang"
 
 
 @pytest.fixture
 def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) -> dict[str, Any]:
-    make_staff(tree.stores[0], "sales_advisor", userid=ZHANG, name="张顾问")
-    make_staff(tree.stores[0], "sales_advisor", userid=LI, name="李顾问")
-    make_staff(tree.stores[0], "sales_advisor", userid=WANG, name="王顾问")
-    manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
-    return {"sb": sandbox_reset, "tree": tree, "h": staff_headers(manager)}
+    return channel_world(sandbox_reset, tree, make_staff, staff_headers, (LI, "李顾问"), (WANG, "王顾问"))
 
 
 def create(client: Any, world: Any, **overrides: Any) -> Any:
-    body = {
-        "name": "门店0活码",
-        "kind": "store",
-        "state": "store0-qr",
-        "userids": [ZHANG],
-        "store_id": world["tree"].stores[0].id,
-        **overrides,
-    }
-    resp = client.post(CHANNELS, headers=world["h"], json=body)
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
-
-
-def way_users(sb: Any, config_id: str) -> list[str]:
-    with sb.state.lock:
-        return list(sb.state.contact_ways[config_id]["user"])
+    return create_channel(client, world["h"], world["tree"].stores[0].id, [ZHANG], **overrides)
 
 
 def test_one_broken_channel_does_not_stop_the_daily_rebalance_of_the_others(
@@ -77,7 +57,7 @@ def test_one_broken_channel_does_not_stop_the_daily_rebalance_of_the_others(
 
     run_due_jobs(app)
 
-    assert way_users(sb, healthy["config_id"]) == [ZHANG]
+    assert contact_way(sb, healthy["config_id"])["user"] == [ZHANG]
     db_session.expire_all()
     assert db_session.get(WeComChannel, healthy["id"]).applied_userids == [ZHANG]
     assert db_session.get(WeComChannel, broken["id"]).applied_userids == [LI]  # WeCom never took the change
@@ -100,4 +80,4 @@ def test_a_resigned_fallback_advisor_does_not_keep_the_qr_code_on_capped_advisor
     sb.state.add_external_contact("wmCapR0", "客户", follow_userid=ZHANG, state="store0-qr")
     xml = contact_xml(sb, "add_external_contact", ZHANG, "wmCapR0", t, State="store0-qr")
     assert post_event(client, sb, xml).data == b"success"
-    assert way_users(sb, channel["config_id"]) == [WANG]
+    assert contact_way(sb, channel["config_id"])["user"] == [WANG]

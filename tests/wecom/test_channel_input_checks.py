@@ -9,28 +9,16 @@ import pytest
 from sqlalchemy import select
 
 from backend.wecom.models import WeComChannel
-
-ZHANG = "advisor.zhang"
-CHANNELS = "/api/workbench/v1/wecom/channels"
+from tests.wecom.helpers import ZHANG, channel_world, post_channel
 
 
 @pytest.fixture
 def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) -> dict[str, Any]:
-    make_staff(tree.stores[0], "sales_advisor", userid=ZHANG, name="张顾问")
-    manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
-    return {"sb": sandbox_reset, "tree": tree, "h": staff_headers(manager)}
+    return channel_world(sandbox_reset, tree, make_staff, staff_headers)
 
 
 def create(client: Any, world: Any, **overrides: Any) -> Any:
-    body = {
-        "name": "门店0活码",
-        "kind": "store",
-        "state": "store0-qr",
-        "userids": [ZHANG],
-        "store_id": world["tree"].stores[0].id,
-        **overrides,
-    }
-    return client.post(CHANNELS, headers=world["h"], json=body)
+    return post_channel(client, world["h"], world["tree"].stores[0].id, [ZHANG], **overrides)
 
 
 def test_a_state_with_a_trailing_newline_is_refused(client: Any, db_session: Any, world: Any) -> None:

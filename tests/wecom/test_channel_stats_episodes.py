@@ -14,41 +14,30 @@ from sqlalchemy import select
 from backend.customers.models import Customer
 from backend.wecom import service
 from backend.wecom.models import WeComFriend
-from tests.wecom.helpers import contact_xml, post_event
+from tests.wecom.helpers import (
+    ZHANG,
+    channel_stats,
+    channel_world,
+    contact_way,
+    contact_xml,
+    create_channel,
+    post_event,
+)
 
-ZHANG, LI = "advisor.zhang", "advisor.li"
-CHANNELS = "/api/workbench/v1/wecom/channels"
+LI = "advisor.li"
 
 
 @pytest.fixture
 def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) -> dict[str, Any]:
-    zhang = make_staff(tree.stores[0], "sales_advisor", userid=ZHANG, name="张顾问")
-    li = make_staff(tree.stores[0], "sales_advisor", userid=LI, name="李顾问")
-    manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
-    return {"sb": sandbox_reset, "tree": tree, "zhang": zhang, "li": li, "h": staff_headers(manager)}
+    return channel_world(sandbox_reset, tree, make_staff, staff_headers, (LI, "李顾问"))
 
 
 def create(client: Any, world: Any, **overrides: Any) -> Any:
-    body = {
-        "name": "门店0活码",
-        "kind": "store",
-        "state": "store0-qr",
-        "userids": [ZHANG],
-        "store_id": world["tree"].stores[0].id,
-        **overrides,
-    }
-    resp = client.post(CHANNELS, headers=world["h"], json=body)
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()
+    return create_channel(client, world["h"], world["tree"].stores[0].id, [ZHANG], **overrides)
 
 
 def today_stats(client: Any, world: Any, channel_id: int) -> dict[str, int]:
-    d0 = service.china_day(datetime.now(UTC)).isoformat()
-    resp = client.get(
-        f"{CHANNELS}/{channel_id}/stats", headers=world["h"], query_string={"date_from": d0, "date_to": d0}
-    )
-    assert resp.status_code == 200, resp.get_json()
-    row = resp.get_json()[0]
+    row = channel_stats(client, world["h"], channel_id, service.china_day(datetime.now(UTC)).isoformat())[0]
     return {"added": row["added"], "lost": row["lost"], "net": row["net"]}
 
 
@@ -79,8 +68,7 @@ def test_half_add_then_confirmed_add_uses_one_slot_of_the_daily_cap(client: Any,
     assert post_event(client, sb, half).data == b"success"
     confirmed = contact_xml(sb, "add_external_contact", ZHANG, "wmHalf1", t + 5, State="store0-qr")
     assert post_event(client, sb, confirmed).data == b"success"
-    with sb.state.lock:
-        users = list(sb.state.contact_ways[channel["config_id"]]["user"])
+    users = contact_way(sb, channel["config_id"])["user"]
     assert users == [ZHANG]
 
 

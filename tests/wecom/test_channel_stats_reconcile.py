@@ -14,17 +14,20 @@ from backend.touchpoints.models import Kind, Touchpoint
 from backend.wecom import service
 from backend.wecom.models import FriendStatus, WeComFriend
 from backend.wecom.reconcile import reconcile_advisor
-from tests.wecom.helpers import add_store_channel, contact_xml, post_event
-
-ZHANG = "advisor.zhang"
-CHANNELS = "/api/workbench/v1/wecom/channels"
+from tests.wecom.helpers import (
+    ZHANG,
+    add_store_channel,
+    channel_stats,
+    channel_world,
+    contact_xml,
+    create_channel,
+    post_event,
+)
 
 
 @pytest.fixture
 def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) -> dict[str, Any]:
-    zhang = make_staff(tree.stores[0], "sales_advisor", userid=ZHANG, name="张顾问")
-    manager = make_staff(tree.stores[0], "store_manager", userid="mgr0")
-    return {"sb": sandbox_reset, "tree": tree, "zhang": zhang, "h": staff_headers(manager)}
+    return channel_world(sandbox_reset, tree, make_staff, staff_headers)
 
 
 def test_a_friend_recovered_by_reconciliation_counts_as_a_new_friend_of_its_channel(
@@ -34,28 +37,14 @@ def test_a_friend_recovered_by_reconciliation_counts_as_a_new_friend_of_its_chan
     reconciliation exists). The reconciliation creates the relation, attributes it to the channel
     of its `state`, and counts it as that channel's new friend for the day."""
     sb = world["sb"]
-    body = {
-        "name": "门店0活码",
-        "kind": "store",
-        "state": "store0-qr",
-        "userids": [ZHANG],
-        "store_id": world["tree"].stores[0].id,
-    }
-    created = client.post(CHANNELS, headers=world["h"], json=body)
-    assert created.status_code == 201, created.get_json()
-    channel = created.get_json()
+    channel = create_channel(client, world["h"], world["tree"].stores[0].id, [ZHANG])
     sb.state.add_external_contact("wmLostEvent", "客户", follow_userid=ZHANG, state="store0-qr")
     with app.app_context():
         reconcile_advisor(db_session, world["zhang"].corp_id, ZHANG)
         db_session.commit()
     friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == "wmLostEvent")).one()
     assert friend.channel_id == channel["id"]
-    d0 = service.china_day(datetime.now(UTC)).isoformat()
-    resp = client.get(
-        f"{CHANNELS}/{channel['id']}/stats", headers=world["h"], query_string={"date_from": d0, "date_to": d0}
-    )
-    assert resp.status_code == 200, resp.get_json()
-    stats = resp.get_json()
+    stats = channel_stats(client, world["h"], channel["id"], service.china_day(datetime.now(UTC)).isoformat())
     assert stats[0]["added"] == 1, stats
 
 

@@ -14,10 +14,9 @@ from sqlalchemy import select, update
 from backend.platform.audit import AuditLog
 from backend.wecom import service
 from backend.wecom.models import WeComChannel, WeComChannelFact
-from tests.wecom.helpers import contact_xml, post_event, upstream_calls
+from tests.wecom.helpers import CHANNELS, ZHANG, contact_way, contact_xml, post_channel, post_event, upstream_calls
 
-ZHANG, LI = "advisor.zhang", "advisor.li"
-CHANNELS = "/api/workbench/v1/wecom/channels"
+LI = "advisor.li"
 
 
 @pytest.fixture
@@ -39,15 +38,9 @@ def world(sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any) ->
 
 
 def create(client: Any, world: Any, **overrides: Any) -> Any:
-    body = {"name": "门店0活码", "kind": "store", "state": "store0-qr", "userids": [ZHANG], **overrides}
-    if "store_id" not in body:
-        body["store_id"] = world["tree"].stores[0].id
-    return client.post(CHANNELS, headers=world["h"], json=body)
-
-
-def contact_way(sb: Any, config_id: str) -> dict[str, Any]:
-    with sb.state.lock:
-        return dict(sb.state.contact_ways[config_id])
+    # the tree is read only when no store is given: after some requests its rows are detached
+    store_id = overrides.pop("store_id") if "store_id" in overrides else world["tree"].stores[0].id
+    return post_channel(client, world["h"], store_id, [ZHANG], **overrides)
 
 
 def test_create_update_delete_contact_way_with_options(client: Any, db_session: Any, world: Any) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from backend.wecom.models import FriendStatus, WeComAlert, WeComFriend
 from backend.wecom.reconcile import reconcile_advisor
-from tests.wecom.helpers import contact_xml, post_event
+from tests.wecom.helpers import callback_world, contact_xml, post_event
 
 ADVISOR = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
@@ -20,10 +20,7 @@ CUSTOMER = "wmDemoCustomer001"
 
 @pytest.fixture
 def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
-    advisor = make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR, name="张顾问")
-    manager = make_staff(tree.stores[0], "store_manager", userid="advisor.li", name="李店长")
-    admin = make_staff(tree.group, "group_admin", userid="admin")
-    return {"sandbox": sandbox_reset, "advisor": advisor, "manager": manager, "admin": admin, "tree": tree}
+    return callback_world(sandbox_reset, tree, make_staff)
 
 
 def friend_of(session: Any, userid: str, ext: str) -> WeComFriend | None:

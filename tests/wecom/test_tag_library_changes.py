@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.touchpoints.models import Touchpoint
-from backend.wecom.models import WeComFriend, WeComFriendTag
-from tests.wecom.helpers import contact_xml, post_event
+from backend.wecom.models import WeComFriendTag
+from tests.wecom.helpers import befriend_and_sync_tags, post_event
 
 ADVISOR = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"  # the sandbox's seeded contact: carries the tag "SUV"
@@ -23,11 +23,7 @@ def world(client: Any, db_session: Any, sandbox_reset: Any, tree: Any, make_staf
     sb = sandbox_reset
     advisor = make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR, name="张顾问")
     admin = make_staff(tree.group, "group_admin", userid="admin")
-    assert post_event(
-        client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, int(time.time()))
-    ).data == (b"success")
-    assert client.post(f"{TAGS}/sync", headers=staff_headers(admin), json={}).status_code == 202
-    friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == CUSTOMER)).one()
+    friend = befriend_and_sync_tags(client, db_session, sb, staff_headers, admin, ADVISOR, CUSTOMER)
     return {"sb": sb, "friend": friend, "h_admin": staff_headers(admin), "h_adv": staff_headers(advisor)}
 
 

@@ -4,7 +4,6 @@ callback). Scoped to the staff actor's data; bad input answers 4xx and changes n
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -12,19 +11,11 @@ from sqlalchemy import select
 
 from backend.platform.audit import AuditLog
 from backend.touchpoints.models import Touchpoint
-from backend.wecom.models import WeComFriend, WeComFriendTag
-from tests.wecom.helpers import contact_xml, post_event
+from backend.wecom.models import WeComFriendTag
+from tests.wecom.helpers import befriend_and_sync_tags, tag_id
 
 ADVISOR = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
-
-
-def tag_id(sb: Any, name: str) -> str:
-    for group in sb.state.tag_groups.values():
-        for tag in group["tag"]:
-            if tag["name"] == name:
-                return tag["id"]
-    raise KeyError(name)
 
 
 @pytest.fixture
@@ -33,11 +24,7 @@ def world(client: Any, db_session: Any, sandbox_reset: Any, tree: Any, make_staf
     advisor = make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR, name="张顾问")
     admin = make_staff(tree.group, "group_admin", userid="admin")
     outsider = make_staff(tree.stores[3], "store_manager", userid="far.away")
-    added = post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, CUSTOMER, int(time.time())))
-    assert added.data == b"success"
-    sync = client.post("/api/workbench/v1/wecom/tags/sync", headers=staff_headers(admin), json={})
-    assert sync.status_code == 202
-    friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == CUSTOMER)).one()
+    friend = befriend_and_sync_tags(client, db_session, sb, staff_headers, admin, ADVISOR, CUSTOMER)
     return {"sb": sb, "advisor": advisor, "outsider": outsider, "friend": friend, "customer_id": friend.customer_id}
 
 

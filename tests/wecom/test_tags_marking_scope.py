@@ -3,26 +3,15 @@ serves the customer but is not their WeCom friend cannot tag through a colleague
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from backend.customers.models import CustomerAdvisor
-from backend.wecom.models import WeComFriend
-from tests.wecom.helpers import contact_xml, post_event
+from tests.wecom.helpers import befriend_and_sync_tags, tag_id
 
 ZHANG = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
-
-
-def tag_id(sb: Any, name: str) -> str:
-    for group in sb.state.tag_groups.values():
-        for tag in group["tag"]:
-            if tag["name"] == name:
-                return tag["id"]
-    raise KeyError(name)
 
 
 @pytest.fixture
@@ -32,12 +21,7 @@ def world(client: Any, db_session: Any, sandbox_reset: Any, tree: Any, make_staf
     # The customer's service advisor, at another store, who is not the customer's WeCom friend.
     wang = make_staff(tree.stores[3], "service_advisor", userid="advisor.wang", name="王顾问")
     admin = make_staff(tree.group, "group_admin", userid="admin")
-    assert (
-        post_event(client, sb, contact_xml(sb, "add_external_contact", ZHANG, CUSTOMER, int(time.time()))).status_code
-        == 200
-    )
-    assert client.post("/api/workbench/v1/wecom/tags/sync", headers=staff_headers(admin), json={}).status_code == 202
-    friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == CUSTOMER)).one()
+    friend = befriend_and_sync_tags(client, db_session, sb, staff_headers, admin, ZHANG, CUSTOMER)
     db_session.add(CustomerAdvisor(customer_id=friend.customer_id, staff_id=wang.id, role="service_advisor"))
     db_session.commit()
     return {"sb": sb, "wang": staff_headers(wang), "customer_id": friend.customer_id}
