@@ -471,8 +471,14 @@ def mark_customer_tags(
         userid = (me.wecom_userid if me else None) or ""
         if not userid:
             raise AppError("wecom.not_a_friend", 409)
-    friend = svc.customer_friend(session, corp_id, customer.id, me.wecom_userid if me else None, userid)
+    # Marking acts in WeCom as the relation's advisor: a manager only through an advisor of
+    # their stores (the customer may also be the friend of another store's advisor).
+    in_scope = None if actor.scope.own_customers_only else store_filter(actor, Staff.org_unit_id)
+    actor_userid = me.wecom_userid if me else None
+    friend = svc.customer_friend(session, corp_id, customer.id, actor_userid, userid, in_scope)
     if friend is None:
+        if userid and svc.customer_friend(session, corp_id, customer.id, actor_userid, userid) is not None:
+            raise AppError("wecom.userid_out_of_scope", 403, errors={"userid": [userid]})
         raise AppError("wecom.not_a_friend", 409)
     friend, _ = svc.lock_friend(session, corp_id, friend.userid, friend.external_userid, customer, None, friend.status)
     body: dict[str, Any] = {"userid": friend.userid, "external_userid": friend.external_userid}

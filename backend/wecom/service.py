@@ -1036,14 +1036,22 @@ WORKBENCH_SOURCE = "workbench"
 
 
 def customer_friend(
-    session: Session, corp_id: str, customer_id: int, actor_userid: str | None, userid: str | None
+    session: Session,
+    corp_id: str,
+    customer_id: int,
+    actor_userid: str | None,
+    userid: str | None,
+    advisor_in_scope: Any = None,
 ) -> WeComFriend | None:
-    """The friend relation to tag: the one named, else the actor's own, else the latest added."""
+    """The friend relation to tag: the one named, else the actor's own, else the latest added;
+    among the relations whose advisor meets `advisor_in_scope` (a condition on Staff)."""
     stmt = select(WeComFriend).where(
         WeComFriend.corp_id == corp_id,
         WeComFriend.customer_id == customer_id,
         WeComFriend.status.in_([FriendStatus.ACTIVE, FriendStatus.HALF]),
     )
+    if advisor_in_scope is not None:
+        stmt = stmt.outerjoin(Staff, Staff.id == WeComFriend.staff_id).where(advisor_in_scope)
     if userid:
         stmt = stmt.where(WeComFriend.userid == userid)
     friends = list(session.scalars(stmt.order_by(WeComFriend.added_at.desc(), WeComFriend.id.desc())))
