@@ -108,10 +108,18 @@ def dedup_key(corp_id: str, fields: dict[str, Any]) -> str:
         subject_of(fields),
     ]
     if fields.get("Event") == "change_external_chat":
-        # Several changes of one chat can share a second (a rename and a join): the kind of
-        # update and the member-list version tell them apart.
-        parts += [str(fields.get("UpdateDetail", "")), str(fields.get("CurMemVer", ""))]
+        # Several changes of one chat can share a second (a rename and a join, two joins): the
+        # kind of update, the member-list versions and the members changed tell them apart.
+        parts += [
+            str(fields.get("UpdateDetail", "")),
+            str(fields.get("LastMemVer", "")),
+            str(fields.get("CurMemVer", "")),
+            str(fields.get("MemChangeList", "")),
+        ]
     return "|".join(parts)
+
+
+CREATE_TIME_AHEAD = 60  # seconds WeCom's clock may run ahead of ours (NTP keeps both within a few)
 
 
 def accept_event(
@@ -129,6 +137,10 @@ def accept_event(
     create_time = fields.get("CreateTime") or "0"
     if not isinstance(create_time, str) or not (create_time.isascii() and create_time.isdigit()):  # nested, repeated
         raise AppError("wecom.callback_malformed", 400)
+    # CreateTime orders a relation's events (the newest one sets its status): one from the
+    # future would outrank every real event to come, for good. No event happens after it is
+    # received; a clock a little ahead is allowed for.
+    create_time_s = min(int(create_time), int(received_at.timestamp()) + CREATE_TIME_AHEAD)
     return insert_row(
         conn,
         WeComRawEvent.__table__,
@@ -139,7 +151,7 @@ def accept_event(
             dedup_key=key[:512],
             event=str(fields.get("Event") or fields.get("MsgType"))[:64],
             change_type=str(fields.get("ChangeType", ""))[:64],
-            create_time=int(create_time),
+            create_time=create_time_s,
             xml=xml,
             status=RawEventStatus.ACCEPTED,
             attempts=0,

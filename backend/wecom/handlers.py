@@ -140,9 +140,29 @@ class Event:
         )
         return customer, friend
 
-    def is_newest(self, friend: Any) -> bool:
-        """Only the newest event moves the relation's status (late deliveries leave history)."""
-        return self.version >= friend.version
+    def is_newest(self, friend: Any, status: FriendStatus) -> bool:
+        """Only the newest event moves the relation's status (late deliveries leave history).
+        CreateTime counts whole seconds: of two events in the same second, the one whose status
+        ranks higher wins, whichever is processed last (a removal over an add, an add over a
+        half add)."""
+        if self.version != friend.version:
+            return self.version > friend.version
+        return _TIE_RANK[status] >= _TIE_RANK[friend.status]
+
+
+_TIE_RANK = {
+    status: rank
+    for rank, status in enumerate(
+        [
+            FriendStatus.HALF,
+            FriendStatus.ACTIVE,
+            FriendStatus.CLOSED,
+            FriendStatus.TRANSFERRED,
+            FriendStatus.DELETED_BY_ADVISOR,
+            FriendStatus.DELETED_BY_CUSTOMER,
+        ]
+    )
+}
 
 
 def on_add(ev: Event) -> None:
@@ -153,7 +173,7 @@ def on_add(ev: Event) -> None:
     follow = svc.follow_of(detail, ev.userid)
     state = ev.fields.get("State") or (follow or {}).get("state")
     channel = svc.channel_by_state(ev.session, ev.corp_id, state)
-    if ev.is_newest(friend):
+    if ev.is_newest(friend, status):
         friend.status = status
         friend.version = ev.version
         friend.added_at = ev.occurred_at
@@ -187,7 +207,7 @@ def on_add(ev: Event) -> None:
         # The cap is checked after commit, in its own job: this add counts, the contact way's
         # user list follows (update_contact_way is an API call, not part of this event's unit).
         enqueue(ev.session, REBALANCE_JOB, {"channel_id": channel.id})
-    if channel is not None and channel.auto_tag_ids and ev.is_newest(friend):
+    if channel is not None and channel.auto_tag_ids and ev.is_newest(friend, status):
         auto_tag(ev, friend, channel.auto_tag_ids)
 
 
@@ -251,7 +271,7 @@ def _on_removed(ev: Event, status: FriendStatus, kind: Kind, alert: AlertKind | 
     _, friend = ev.friend(None, status)
     # A transfer our own handover recorded already (its result came first): one touchpoint.
     recorded = status == FriendStatus.TRANSFERRED and not ev.friend_is_new and friend.status == FriendStatus.TRANSFERRED
-    if ev.is_newest(friend):
+    if ev.is_newest(friend, status):
         friend.status = status
         friend.version = ev.version
         friend.lost_at = ev.occurred_at if alert else None
