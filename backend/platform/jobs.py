@@ -127,10 +127,19 @@ class Dispatcher:
             self._queues[name] = Queue(name, connection=self.redis, serializer=JSONSerializer)
         return self._queues[name]
 
-    def job_exists(self, row_id: int) -> bool:
+    def job_status(self, row_id: int) -> str | None:
+        """RQ's status of the row's job ("queued", "started", "failed"...), None when Redis has
+        no such job."""
+        from rq.exceptions import NoSuchJobError
         from rq.job import Job
+        from rq.serializers import JSONSerializer
 
-        return bool(Job.exists(f"outbox-{row_id}", connection=self.redis))
+        try:
+            job = Job.fetch(f"outbox-{row_id}", connection=self.redis, serializer=JSONSerializer)
+        except NoSuchJobError:
+            return None
+        status = job.get_status(refresh=False)
+        return str(status.value if hasattr(status, "value") else status) if status else None
 
     def hand_over(self, row_id: int, queue: str) -> None:
         """Push one outbox row to RQ. Raises if Redis is unreachable."""
@@ -278,7 +287,12 @@ def _hand_over(app: Any, dispatcher: Dispatcher, rows: list[tuple[int, str]]) ->
 def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: int = 600) -> int:
     """Hand over again the rows Redis lost after taking them (a restart without persistence, a
     failover, a flush): `enqueued` for longer than the lease and no RQ job by that id. Safe to
-    repeat — execution skips a row that is already done."""
+    repeat — execution skips a row that is already done.
+
+    A row still `enqueued` whose RQ job has failed was never finished nor failed by us: the
+    worker running it died every time (killed: out of memory, a deploy), RQ retried the
+    abandoned job and gave up. It is given up here too, so that its give-up hook shows it (a
+    WeCom event becomes a dead letter an admin can see and replay) instead of staying taken."""
     dispatcher = dispatcher or app.extensions["dealerloop.jobs"]
     if dispatcher.inline:
         return 0
@@ -297,7 +311,11 @@ def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: 
             session.close()
         recovered = 0
         for row_id, queue in rows:
-            if dispatcher.job_exists(row_id):
+            status = dispatcher.job_status(row_id)
+            if status == "failed":
+                _give_up_lost(app, row_id)
+                continue
+            if status is not None:
                 continue
             log.warning("outbox %s was lost by Redis; handing it over again", row_id)
             dispatcher.hand_over(row_id, queue)
@@ -455,6 +473,22 @@ def _record_failure(app: Any, row_id: int, exc: Exception) -> None:
             _give_up(session, row)
         session.commit()
         log.warning("job %s (%s) failed, attempt %s: %s", row_id, row.name, row.attempts, row.last_error)
+    finally:
+        session.close()
+
+
+def _give_up_lost(app: Any, row_id: int) -> None:
+    session = db.session_factory()
+    try:
+        row = session.scalars(select(OutboxJob).where(OutboxJob.id == row_id).with_for_update()).one_or_none()
+        if row is None or row.status != "enqueued":
+            session.rollback()
+            return
+        row.attempts = max(row.attempts, app.extensions["dealerloop.jobs"].max_attempts)
+        row.last_error = "the worker running it died on every try (killed before it could finish or fail)"
+        _give_up(session, row)
+        session.commit()
+        log.error("job %s (%s): %s; given up", row_id, row.name, row.last_error)
     finally:
         session.close()
 
