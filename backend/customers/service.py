@@ -108,7 +108,14 @@ def attach_unionid(session: Session, customer: Customer, unionid: str, stitched_
     source, target = (holder, customer) if customer.identity(IdentityKind.OPENID) is not None else (customer, holder)
     if _merge_was_reversed(session, source.id, target.id):
         return customer
-    merge_customers(session, SystemActor(stitched_by), source.id, target.id, "same WeChat user (unionid)")
+    try:
+        merge_customers(session, SystemActor(stitched_by), source.id, target.id, "same WeChat user (unionid)")
+    except AppError as exc:
+        if exc.code != "customer.merge_invalid":
+            raise
+        # A concurrent login or event of the same person merged them first (merge_customers
+        # found them merged once it had their locks): the same outcome.
+        return _follow_merges(session, session.get(Customer, customer.id, populate_existing=True)) or customer
     return target
 
 

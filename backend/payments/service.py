@@ -447,27 +447,25 @@ def _alert(session: Session, issue: PaymentIssue, order: PaymentOrder | None) ->
     from backend.wecom import notify
     from backend.wecom.service import current_corp_id
 
-    corp_id = current_corp_id()
     admins = session.scalars(
-        select(Staff.wecom_userid)
+        select(Staff)
         .join(StaffRole, StaffRole.staff_id == Staff.id)
-        .where(Staff.corp_id == corp_id, Staff.status == StaffStatus.ACTIVE, StaffRole.role == Role.GROUP_ADMIN)
+        .where(
+            Staff.corp_id == current_corp_id(), Staff.status == StaffStatus.ACTIVE, StaffRole.role == Role.GROUP_ADMIN
+        )
     ).all()
-    managers = [s.wecom_userid for s in managers_of_store(session, order.store_id)] if order and order.store_id else []
-    recipients = [u for u in dict.fromkeys([*admins, *managers]) if u]
-    if not recipients:
-        log.error("payment issue %s: nobody to alert", issue.id)
-        return
+    managers = managers_of_store(session, order.store_id) if order and order.store_id else []
     label = ISSUE_LABELS.get(issue.kind, issue.kind)
     what = issue.out_trade_no or issue.out_refund_no or "-"
-    notify.notify(
+    sent = notify.notify_staff(  # each person through their own corp's app
         session,
-        corp_id,
         notify.NotifyKind.PAYMENT_ISSUE,
         f"payment_issue:{issue.id}",
-        recipients,
+        list({person.id: person for person in [*admins, *managers]}.values()),
         text=f"支付异常（{label}）：订单 {what} 需要财务核对，详情见工作台「支付异常」。",
     )
+    if not sent:
+        log.error("payment issue %s: nobody to alert", issue.id)
 
 
 def apply_transaction(session: Session, tx: dict[str, Any], *, via: str, mchid: str, appid: str) -> Outcome:

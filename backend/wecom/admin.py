@@ -264,21 +264,21 @@ def _check_advisors(session: Session, actor: StaffActor, corp_id: str, data: dic
     userids = [*data.get("userids", []), *data.get("fallback_userids", [])]
     if not userids:
         return
-    found = {
-        staff.wecom_userid: staff
+    found = {  # by casefold: WeCom userids are case-insensitive
+        staff.wecom_userid.casefold(): staff
         for staff in session.scalars(
             select(Staff).where(
                 Staff.corp_id == corp_id, Staff.wecom_userid.in_(userids), Staff.status == StaffStatus.ACTIVE
             )
         )
     }
-    unknown = sorted(set(userids) - set(found))
+    unknown = sorted({u for u in userids if u.casefold() not in found})
     if unknown:
         raise AppError("wecom.userid_unknown", 422, errors={"userids": unknown})
     if actor.scope.everything:
         return
     allowed = actor.scope.store_ids or frozenset()
-    outside = sorted(u for u, staff in found.items() if staff.org_unit_id not in allowed)
+    outside = sorted({u for u in userids if found[u.casefold()].org_unit_id not in allowed})
     if outside:
         raise AppError("wecom.userid_out_of_scope", 403, errors={"userids": outside})
 
@@ -466,7 +466,7 @@ def mark_customer_tags(
     if actor.scope.own_customers_only:
         # An advisor tags through their own relation only: marking through a colleague's would
         # act in WeCom as that colleague.
-        if userid and (me is None or userid != me.wecom_userid):
+        if userid and (me is None or userid.casefold() != me.wecom_userid.casefold()):
             raise AppError("wecom.userid_out_of_scope", 403, errors={"userid": [userid]})
         userid = (me.wecom_userid if me else None) or ""
         if not userid:

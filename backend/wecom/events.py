@@ -135,7 +135,10 @@ def accept_event(
         raise AppError("wecom.callback_malformed", 400)
     key = dedup_key(corp_id, fields)
     create_time = fields.get("CreateTime") or "0"
-    if not isinstance(create_time, str) or not (create_time.isascii() and create_time.isdigit()):  # nested, repeated
+    # A string (not nested or repeated), of digits, of a length a Unix time has.
+    if not isinstance(create_time, str) or not (
+        create_time.isascii() and create_time.isdigit() and len(create_time) <= 12
+    ):
         raise AppError("wecom.callback_malformed", 400)
     # CreateTime orders a relation's events (the newest one sets its status): one from the
     # future would outrank every real event to come, for good. No event happens after it is

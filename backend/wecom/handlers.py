@@ -189,7 +189,7 @@ def on_add(ev: Event) -> None:
         svc.assign_advisor(ev.session, customer, ev.staff)
         holder = svc.role_holder(ev.session, customer.id, ev.staff)
         if holder is not None and holder != ev.staff.id:
-            svc.follow_transfer(ev.session, ev.corp_id, customer.id, holder, ev.occurred_at)
+            svc.follow_transfer(ev.session, ev.corp_id, customer.id, holder)
     svc.apply_follow(ev.session, friend, follow, ev.ref, ev.occurred_at)
     others = svc.record_channel_add(ev.session, friend, channel.id if channel else None, ev.ref, ev.occurred_at)
     # The nightly reconciliation recovered this very add (its event came late) and wrote its
@@ -295,7 +295,7 @@ def on_del_external_contact(ev: Event) -> None:
     if ev.fields.get("Source") == "DELETE_BY_TRANSFER":  # a handover, not a loss
         friend = _on_removed(ev, FriendStatus.TRANSFERRED, Kind.FRIEND_TRANSFERRED, None)
         if friend.staff_id is not None:
-            svc.follow_transfer(ev.session, ev.corp_id, friend.customer_id, friend.staff_id, ev.occurred_at)
+            svc.follow_transfer(ev.session, ev.corp_id, friend.customer_id, friend.staff_id)
     else:
         _on_removed(ev, FriendStatus.DELETED_BY_ADVISOR, Kind.FRIEND_DELETED_BY_ADVISOR, AlertKind.DELETED_BY_ADVISOR)
 

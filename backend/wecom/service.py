@@ -214,13 +214,14 @@ def role_holder(session: Session, customer_id: int, staff: Staff) -> int | None:
 TRANSFER_WINDOW = timedelta(minutes=5)  # a transfer's delete and the takeover's add share their moment
 
 
-def follow_transfer(session: Session, corp_id: str, customer_id: int, handed_over_by: int, at: datetime) -> bool:
+def follow_transfer(session: Session, corp_id: str, customer_id: int, handed_over_by: int) -> bool:
     """A transfer WeCom reports by callback (made in WeCom's admin console, outside our
     handovers): `handed_over_by`'s relation with the customer is `transferred`, and the advisor
     whose add came with it takes over the role they held for the customer, as a handover's
-    result does. The takeover is the advisor of the same role whose relation with the customer
-    opened within TRANSFER_WINDOW of the transfer; none (their add not applied yet: it will
-    call this again), nothing moves. Returns whether the role moved."""
+    result does, with its advisor_assigned touchpoint. The takeover is the advisor of the same
+    role whose relation with the customer opened within TRANSFER_WINDOW of the transfer (the
+    DELETE_BY_TRANSFER's CreateTime); none (their add not applied yet: it will call this again),
+    nothing moves. Returns whether the role moved."""
     holder = session.scalars(
         select(CustomerAdvisor)
         .where(CustomerAdvisor.customer_id == customer_id, CustomerAdvisor.staff_id == handed_over_by)
@@ -228,37 +229,60 @@ def follow_transfer(session: Session, corp_id: str, customer_id: int, handed_ove
     ).first()
     if holder is None:
         return False
-    statuses = set(
-        session.scalars(
-            select(WeComFriend.status).where(
-                WeComFriend.corp_id == corp_id,
-                WeComFriend.customer_id == customer_id,
-                WeComFriend.staff_id == handed_over_by,
-            )
+    relations = session.scalars(
+        select(WeComFriend).where(
+            WeComFriend.corp_id == corp_id,
+            WeComFriend.customer_id == customer_id,
+            WeComFriend.staff_id == handed_over_by,
         )
-    )
-    if FriendStatus.TRANSFERRED not in statuses or statuses & {FriendStatus.ACTIVE, FriendStatus.HALF}:
+    ).all()
+    transferred = [f for f in relations if f.status == FriendStatus.TRANSFERRED]
+    if not transferred or any(f.status in (FriendStatus.ACTIVE, FriendStatus.HALF) for f in relations):
         return False
-    candidates = session.scalars(
-        select(Staff)
+    old = max(transferred, key=lambda f: f.version)
+    transfer_at = event_time(old.version)
+    candidates = session.execute(
+        select(Staff, WeComFriend)
         .join(WeComFriend, WeComFriend.staff_id == Staff.id)
         .where(
             WeComFriend.corp_id == corp_id,
             WeComFriend.customer_id == customer_id,
             WeComFriend.staff_id != handed_over_by,
             WeComFriend.status.in_([FriendStatus.ACTIVE, FriendStatus.HALF]),
-            WeComFriend.added_at >= at - TRANSFER_WINDOW,
-            WeComFriend.added_at <= at + TRANSFER_WINDOW,
+            WeComFriend.added_at >= transfer_at - TRANSFER_WINDOW,
+            WeComFriend.added_at <= transfer_at + TRANSFER_WINDOW,
         )
         .order_by(WeComFriend.added_at.desc(), WeComFriend.id.desc())
     ).all()
-    takeover = next((s for s in candidates if advisor_role(s) == holder.role), None)
-    if takeover is None:
+    found = next(((s, f) for s, f in candidates if advisor_role(s) == holder.role), None)
+    if found is None:
         return False
+    takeover, relation = found
     handed_over = session.get(Staff, handed_over_by)
     holder.staff_id = takeover.id
     holder.assigned_at = utcnow()
-    follow_advisor_store(session, customer_id, handed_over.org_unit_id if handed_over else None, takeover)
+    from_store = handed_over.org_unit_id if handed_over else None
+    moved_to = follow_advisor_store(session, customer_id, from_store, takeover)
+    record(
+        session,
+        customer_id=customer_id,
+        kind=Kind.ADVISOR_ASSIGNED,
+        channel=Channel.WECOM,
+        source=SOURCE,
+        source_ref=f"wecom:transfer:{old.id}:{old.version}:{Kind.ADVISOR_ASSIGNED.value}",
+        occurred_at=relation.added_at or transfer_at,
+        advisor_id=takeover.id,
+        store_id=takeover.org_unit_id,
+        payload={
+            "transfer": "wecom_console",
+            "role": holder.role,
+            "from_staff_id": handed_over_by,
+            "handover_userid": old.userid,
+            "takeover_userid": relation.userid,
+            "external_userid": relation.external_userid,
+        }
+        | ({"home_store_moved": {"from": from_store, "to": moved_to}} if moved_to is not None else {}),
+    )
     return True
 
 
@@ -793,21 +817,26 @@ def users_for_today(session: Session, channel: WeComChannel, now: datetime | Non
     WeCom requires a user."""
     if channel.daily_cap is None:
         return list(channel.userids)
-    active = set(
-        session.scalars(
+    # WeCom userids are case-insensitive: the channel's list, the directory's spelling and the
+    # events' spelling may differ in case (the database's collation already ignores it).
+    active = {
+        userid.casefold()
+        for userid in session.scalars(
             select(Staff.wecom_userid).where(
                 Staff.corp_id == channel.corp_id,
                 Staff.wecom_userid.in_([*channel.userids, *channel.fallback_userids]),
                 Staff.status == StaffStatus.ACTIVE,
             )
         )
-    )
-    counts = adds_today(session, channel, now)
-    under = [u for u in channel.userids if u in active and counts.get(u, 0) < channel.daily_cap]
+    }
+    counts: dict[str, int] = {}
+    for userid, n in adds_today(session, channel, now).items():
+        counts[userid.casefold()] = counts.get(userid.casefold(), 0) + n
+    under = [u for u in channel.userids if u.casefold() in active and counts.get(u.casefold(), 0) < channel.daily_cap]
     if under:
         return under
-    fallbacks = [u for u in channel.fallback_userids if u in active]
-    return fallbacks or [u for u in channel.userids if u in active] or list(channel.userids)
+    fallbacks = [u for u in channel.fallback_userids if u.casefold() in active]
+    return fallbacks or [u for u in channel.userids if u.casefold() in active] or list(channel.userids)
 
 
 def rebalance_channel(session: Session, channel_id: int, now: datetime | None = None) -> list[str] | None:

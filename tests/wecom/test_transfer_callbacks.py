@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from backend.customers.models import CustomerAdvisor
+from backend.customers.models import Customer, CustomerAdvisor
 from backend.touchpoints.models import Touchpoint
 from backend.wecom import service as svc
 from backend.wecom.models import AlertKind, AppMessage, FriendStatus, WeComAlert, WeComFriend
@@ -193,3 +193,65 @@ def test_a_customer_handed_to_an_advisor_of_another_store_moves_to_that_store(
         select(Touchpoint).where(Touchpoint.customer_id == customer.id, Touchpoint.kind == "advisor_assigned")
     ).one()
     assert assigned.payload["home_store_moved"] == {"from": store0.id, "to": store1.id}
+
+
+def sales_advisors(db_session: Any, customer_id: int) -> list[int]:
+    db_session.expire_all()
+    return list(
+        db_session.scalars(
+            select(CustomerAdvisor.staff_id).where(
+                CustomerAdvisor.customer_id == customer_id, CustomerAdvisor.role == "sales_advisor"
+            )
+        )
+    )
+
+
+def test_a_console_transfer_to_another_store_writes_its_assignment_touchpoint(
+    client: Any, db_session: Any, world: Any, tree: Any, make_staff: Any
+) -> None:
+    """A transfer made in the WeCom console from store 0's advisor to store 1's: the role and
+    the home store follow, and the customer's timeline says so (advisor_assigned, from where to
+    where), as for a handover of ours."""
+    sb = world["sandbox"]
+    sb.state.add_member("advisor.sun", "孙顾问")
+    sun = make_staff(tree.stores[1], "sales_advisor", userid="advisor.sun", name="孙顾问")
+    t = int(time.time()) - 100
+    assert post_event(client, sb, contact_xml(sb, "add_external_contact", ZHANG, CUSTOMER, t)).data == b"success"
+    with sb.state.lock:
+        follow = sb.state.follows.pop((ZHANG, CUSTOMER))
+        sb.state.follows[("advisor.sun", CUSTOMER)] = dict(follow, userid="advisor.sun")
+    moved = contact_xml(sb, "del_external_contact", ZHANG, CUSTOMER, t + 50, Source="DELETE_BY_TRANSFER")
+    assert post_event(client, sb, moved).data == b"success"
+    added = contact_xml(sb, "add_external_contact", "advisor.sun", CUSTOMER, t + 50)
+    assert post_event(client, sb, added).data == b"success"
+
+    customer_id = svc.find_by_identity(db_session, svc.IdentityKind.EXTERNAL_USERID, CUSTOMER).id
+    assert sales_advisors(db_session, customer_id) == [sun.id]
+    assert db_session.get(Customer, customer_id).home_store_id == tree.stores[1].id
+    (assigned,) = db_session.scalars(
+        select(Touchpoint).where(Touchpoint.customer_id == customer_id, Touchpoint.kind == "advisor_assigned")
+    ).all()
+    assert assigned.advisor_id == sun.id
+    assert assigned.payload["from_staff_id"] == world["zhang"].id
+    assert assigned.payload["home_store_moved"] == {"from": tree.stores[0].id, "to": tree.stores[1].id}
+
+
+def test_a_stale_transfer_does_not_hand_the_role_to_an_unrelated_later_add(
+    client: Any, db_session: Any, world: Any
+) -> None:
+    """Zhang's relation was transferred a day ago (the takeover's add never reached us); today
+    the customer adds Zhao through a QR code. Zhao's add did not come with that transfer: the
+    role stays where it was."""
+    sb = world["sandbox"]
+    now = int(time.time())
+    t0 = now - 2 * 86400
+    assert post_event(client, sb, contact_xml(sb, "add_external_contact", ZHANG, CUSTOMER, t0)).data == b"success"
+    moved = contact_xml(sb, "del_external_contact", ZHANG, CUSTOMER, t0 + 86400, Source="DELETE_BY_TRANSFER")
+    assert post_event(client, sb, moved).data == b"success"
+    customer_id = svc.find_by_identity(db_session, svc.IdentityKind.EXTERNAL_USERID, CUSTOMER).id
+    before = sales_advisors(db_session, customer_id)
+    assert before == [world["zhang"].id]
+    sb.state.add_follow("advisor.zhao", CUSTOMER)
+    added = contact_xml(sb, "add_external_contact", "advisor.zhao", CUSTOMER, now - 10)
+    assert post_event(client, sb, added).data == b"success"
+    assert sales_advisors(db_session, customer_id) == before
