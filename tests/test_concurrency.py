@@ -211,3 +211,28 @@ def test_a_job_executed_twice_at_once_has_its_effect_once(app: Any) -> None:
     results = run_threads(4, lambda i: execute(row_id, app=app))
     assert sorted(results) == ["done", "skipped", "skipped", "skipped"], results
     assert _count(app, Touchpoint, Touchpoint.customer_id == cid) == 1
+
+
+def test_concurrent_logins_stitching_one_person_all_succeed(app: Any, sandbox_reset: Any) -> None:
+    """A member who first logged in without a unionid, and a WeCom contact holding that
+    unionid: four logins at once now carry it. One merge, one live customer, every login
+    answered with the member. (A login whose merge meets one committed meanwhile takes it as
+    done — attach_unionid — rather than answer 422; these runs did not hit that interleaving.)"""
+    from backend.customers.models import CustomerMerge, IdentityKind
+
+    client = app.test_client()
+    first = client.post("/api/app/v1/auth/login", json={"code": sandbox_reset.state.issue_login_code("o-stitch")})
+    assert first.status_code == 200
+    with app.app_context():
+        session = db.session()
+        contact = Customer(name="企微客户")
+        session.add(contact)
+        session.flush()
+        session.add(CustomerIdentity(customer_id=contact.id, kind=IdentityKind.UNIONID, value="u-stitch"))
+        session.commit()
+    codes = [sandbox_reset.state.issue_login_code("o-stitch", "u-stitch") for _ in range(4)]
+    results = run_threads(4, lambda i: client.post("/api/app/v1/auth/login", json={"code": codes[i]}))
+    assert [r.status_code for r in results] == [200] * 4, [r.get_json() for r in results]
+    assert {r.get_json()["customer_id"] for r in results} == {first.get_json()["customer_id"]}
+    assert _count(app, CustomerMerge) == 1
+    assert _count(app, Customer, Customer.merged_into_id.is_(None)) == 1
