@@ -3,44 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from backend.customers.models import Car, Customer, CustomerIdentity
 from backend.platform.db import db
 from backend.touchpoints.models import Touchpoint
 from backend.touchpoints.service import profile_of, record
+from tests.threads import count_committed, run_threads
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
-
-
-def run_threads(n: int, fn: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def target(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn(i)
-        except Exception as exc:  # surfaced in the assertions
-            results[i] = exc
-        finally:
-            db.session.remove()
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
-
-def _count(app: Any, model: Any, *where: Any) -> int:
-    with app.app_context():
-        return db.session().scalar(select(func.count()).select_from(model).where(*where))
 
 
 def test_concurrent_first_logins_create_one_member(app: Any, sandbox_reset: Any) -> None:
@@ -50,8 +23,8 @@ def test_concurrent_first_logins_create_one_member(app: Any, sandbox_reset: Any)
     statuses = [r.status_code for r in results]
     assert statuses == [200] * 6, [r.get_json() for r in results]
     assert len({r.get_json()["customer_id"] for r in results}) == 1
-    assert _count(app, Customer) == 1
-    assert _count(app, CustomerIdentity) == 2
+    assert count_committed(app, Customer) == 1
+    assert count_committed(app, CustomerIdentity) == 2
 
 
 def test_concurrent_refresh_with_one_token_succeeds_once(app: Any, sandbox_reset: Any) -> None:
@@ -91,7 +64,7 @@ def test_same_touchpoint_recorded_concurrently_is_one_row(app: Any) -> None:
     ids = run_threads(8, write)
     assert all(isinstance(i, int) for i in ids), ids
     assert len(set(ids)) == 1
-    assert _count(app, Touchpoint) == 1
+    assert count_committed(app, Touchpoint) == 1
     with app.app_context():
         assert profile_of(db.session(), cid)["touchpoint_count"] == 1
 
@@ -138,7 +111,7 @@ def test_concurrent_idempotent_creates_make_one_car(app: Any) -> None:
     assert statuses.count(201) >= 1
     created = {r.get_json()["id"] for r in results if r.status_code == 201}
     assert len(created) == 1  # replays return the same car
-    assert _count(app, Car) == 1
+    assert count_committed(app, Car) == 1
 
 
 def test_write_racing_a_merge_lands_on_the_surviving_customer(app: Any) -> None:
@@ -210,7 +183,7 @@ def test_a_job_executed_twice_at_once_has_its_effect_once(app: Any) -> None:
         row_id, cid = row.id, customer.id
     results = run_threads(4, lambda i: execute(row_id, app=app))
     assert sorted(results) == ["done", "skipped", "skipped", "skipped"], results
-    assert _count(app, Touchpoint, Touchpoint.customer_id == cid) == 1
+    assert count_committed(app, Touchpoint, Touchpoint.customer_id == cid) == 1
 
 
 def test_concurrent_logins_stitching_one_person_all_succeed(app: Any, sandbox_reset: Any) -> None:
@@ -234,5 +207,5 @@ def test_concurrent_logins_stitching_one_person_all_succeed(app: Any, sandbox_re
     results = run_threads(4, lambda i: client.post("/api/app/v1/auth/login", json={"code": codes[i]}))
     assert [r.status_code for r in results] == [200] * 4, [r.get_json() for r in results]
     assert {r.get_json()["customer_id"] for r in results} == {first.get_json()["customer_id"]}
-    assert _count(app, CustomerMerge) == 1
-    assert _count(app, Customer, Customer.merged_into_id.is_(None)) == 1
+    assert count_committed(app, CustomerMerge) == 1
+    assert count_committed(app, Customer, Customer.merged_into_id.is_(None)) == 1

@@ -99,10 +99,16 @@ def attach_unionid(session: Session, customer: Customer, unionid: str, stitched_
     customer holds it already and this one has none, both are the same WeChat user who arrived
     two ways (a member whose first login came before the open-platform binding, a WeCom contact
     stored before WeCom said who it is): stitched with the audited, reversible merge, the member
-    (the customer with an openid) surviving. A merge staff reversed stays undone."""
-    if attach_identity(session, customer, IdentityKind.UNIONID, unionid):
-        return customer
+    (the customer with an openid) surviving. A merge staff reversed stays undone.
+
+    The holder is looked up before anything is written: an identity insert takes a shared lock
+    on its customer row (the foreign key), and two logins of the same person would then both
+    hold it while the merge asks for the exclusive one (a deadlock)."""
     holder = find_by_identity(session, IdentityKind.UNIONID, unionid)
+    if holder is None:
+        if attach_identity(session, customer, IdentityKind.UNIONID, unionid):
+            return customer
+        holder = find_by_identity(session, IdentityKind.UNIONID, unionid)  # attached meanwhile
     if holder is None or holder.id == customer.id or customer.identity(IdentityKind.UNIONID) is not None:
         return customer
     source, target = (holder, customer) if customer.identity(IdentityKind.OPENID) is not None else (customer, holder)
@@ -167,14 +173,16 @@ def login_member(session: Session, gateway: MiniProgramGateway, js_code: str) ->
     except UpstreamError as exc:
         raise login_code_error(exc, "auth.login_code_invalid") from exc
 
-    customer = find_by_identity(session, IdentityKind.OPENID, wx.openid)
+    by_openid = find_by_identity(session, IdentityKind.OPENID, wx.openid)
+    customer = by_openid
     if customer is None and wx.unionid:
         customer = find_by_identity(session, IdentityKind.UNIONID, wx.unionid)
     created = False
     if customer is None:
         customer, created = _create_member(session, wx.openid, wx.unionid)
     else:
-        attach_identity(session, customer, IdentityKind.OPENID, wx.openid)
+        if by_openid is None:  # found by unionid: a first login from this mini-program
+            attach_identity(session, customer, IdentityKind.OPENID, wx.openid)
         if wx.unionid:
             customer = attach_unionid(session, customer, wx.unionid, "member_login")
     if created:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from backend.booking.models import Booking, BookingStatus, Slot
 from backend.platform.db import db
 from tests.booking.conftest import APP, World, book, slot_id, slot_row
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 

@@ -15,7 +15,7 @@ from backend.customers.models import Car, Customer
 from backend.platform.db import db
 from backend.points.models import PointsLedger
 from tests.campaigns.conftest import APP, WB, make_campaign, make_rule, vin
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 

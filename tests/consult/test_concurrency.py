@@ -12,7 +12,7 @@ from backend.consult.models import Conversation, Message, Response
 from backend.platform.db import db
 from backend.touchpoints.models import Touchpoint
 from tests.consult.conftest import WB, open_conv, owner_says, staff_says
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 

@@ -14,7 +14,7 @@ from backend.platform.db import db
 from backend.platform.tokens import issue_access_token
 from backend.touchpoints.models import Touchpoint
 from tests.events.conftest import APP, create_event
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 

@@ -15,7 +15,7 @@ from backend.platform.db import commit, db, utcnow
 from backend.platform.tokens import issue_access_token
 from backend.touchpoints.models import Touchpoint
 from backend.wecom.models import AppMessage
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 N = 12
 

@@ -15,7 +15,7 @@ from backend.org.models import OrgUnit, Role, Staff, StaffRole
 from backend.platform import qr
 from backend.platform.db import db, utcnow
 from backend.platform.tokens import issue_access_token
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 

@@ -16,7 +16,7 @@ from backend.platform.db import commit, db, utcnow
 from backend.touchpoints.models import Touchpoint
 from integrations.sandbox.wechatpay_ledger import notify_paid, notify_refund
 from tests.payments.conftest import BUSINESS_TYPE
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 APP = "/api/app/v1"
 

@@ -12,7 +12,7 @@ from backend.packages.models import PackagePurchase, PackageUse
 from backend.platform.db import db
 from backend.touchpoints.models import Touchpoint
 from integrations.sandbox.wechatpay_ledger import notify_paid, notify_refund
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 WB = "/api/workbench/v1"
 APP = "/api/app/v1"

@@ -11,7 +11,7 @@ from backend.customers.models import Customer
 from backend.platform.db import db
 from backend.points import service
 from backend.points.models import ItemKind, MallItem, MallOrder, PointsAccount, PointsLedger
-from tests.test_concurrency import run_threads
+from tests.threads import run_threads
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 

@@ -4,8 +4,6 @@ takeover once."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,39 +13,11 @@ from backend.platform.db import commit, db
 from backend.touchpoints.models import Touchpoint
 from backend.wecom import handover as handover_svc
 from backend.wecom.ops_models import WeComHandover, WeComHandoverItem
+from tests.threads import count_committed, run_threads
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
 URL = "/api/workbench/v1/wecom/handovers"
-
-
-def run_threads(n: int, fn: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def target(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn(i)
-        except Exception as exc:  # surfaced in the assertions
-            results[i] = exc
-        finally:
-            db.session.remove()
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
-
-def _count(app: Any, model: Any, *where: Any) -> int:
-    with app.app_context():
-        try:
-            return db.session().scalar(select(func.count()).select_from(model).where(*where))
-        finally:
-            db.session.remove()
 
 
 def test_same_handover_requested_concurrently_is_recorded_once(
@@ -75,8 +45,8 @@ def test_same_handover_requested_concurrently_is_recorded_once(
     results = run_threads(4, request)
     assert sorted(r[0] for r in results) == [202, 409, 409, 409], results
     assert {r[1] for r in results if r[0] == 409} == {"wecom.handover_in_progress"}
-    assert _count(app, WeComHandover) == 1
-    assert _count(app, WeComHandoverItem, WeComHandoverItem.status == "waiting") == 30
+    assert count_committed(app, WeComHandover) == 1
+    assert count_committed(app, WeComHandoverItem, WeComHandoverItem.status == "waiting") == 30
     assert len([k for k in sb.state.transfers if k[0] == "advisor.wang"]) == 30
 
     # Three polls at once: the row lock orders them; each takeover is applied once.
@@ -93,8 +63,8 @@ def test_same_handover_requested_concurrently_is_recorded_once(
 
     outcomes = run_threads(3, poll)
     assert sorted(outcomes) == ["finished", "polling", "skipped"], outcomes
-    assert _count(app, Touchpoint, Touchpoint.kind == "friend_transferred") == 30
-    assert _count(app, WeComHandoverItem, WeComHandoverItem.status == "done") == 30
+    assert count_committed(app, Touchpoint, Touchpoint.kind == "friend_transferred") == 30
+    assert count_committed(app, WeComHandoverItem, WeComHandoverItem.status == "done") == 30
 
 
 def test_two_managers_handing_one_long_list_to_different_advisors_get_one_handover(

@@ -3,50 +3,19 @@ transactions, and one dead letter replayed twice at once."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
 
 from backend.platform.db import db
 from backend.platform.jobs import OutboxJob
 from backend.wecom import notify
 from backend.wecom.models import AppMessage, WeComRawEvent
+from tests.threads import count_committed, run_threads
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
 ADVISOR = "advisor.zhang"
-
-
-def run_threads(n: int, fn: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(n)
-    results: list[Any] = [None] * n
-
-    def target(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn(i)
-        except Exception as exc:  # surfaced in the assertions
-            results[i] = exc
-        finally:
-            db.session.remove()
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return results
-
-
-def _count(app: Any, model: Any, *where: Any) -> int:
-    with app.app_context():
-        try:
-            return db.session().scalar(select(func.count()).select_from(model).where(*where))
-        finally:
-            db.session.remove()
 
 
 def test_same_key_from_four_transactions_at_once_is_recorded_and_sent_once(
@@ -66,8 +35,8 @@ def test_same_key_from_four_transactions_at_once_is_recorded_and_sent_once(
 
     results = run_threads(4, record)
     assert sorted(r for r in results if isinstance(r, int)) == [0, 0, 0, 1], results
-    assert _count(app, AppMessage) == 1
-    assert _count(app, OutboxJob, OutboxJob.name == notify.APP_MESSAGE_JOB) == 1
+    assert count_committed(app, AppMessage) == 1
+    assert count_committed(app, OutboxJob, OutboxJob.name == notify.APP_MESSAGE_JOB) == 1
 
 
 def test_dead_letter_replayed_twice_at_once_runs_once(
@@ -98,7 +67,7 @@ def test_dead_letter_replayed_twice_at_once_runs_once(
         session.commit()
         raw_id = raw.id
         db.session.remove()
-    jobs_before = _count(app, OutboxJob)
+    jobs_before = count_committed(app, OutboxJob)
 
     def replay(_i: int) -> int:
         resp = app.test_client().post(
@@ -113,4 +82,4 @@ def test_dead_letter_replayed_twice_at_once_runs_once(
             assert db.session().get(WeComRawEvent, raw_id).replays == 1
         finally:
             db.session.remove()
-    assert _count(app, OutboxJob) - jobs_before == 1
+    assert count_committed(app, OutboxJob) - jobs_before == 1
