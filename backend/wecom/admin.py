@@ -253,7 +253,13 @@ def _check_cap(data: dict[str, Any], channel: WeComChannel | None = None) -> Non
     userids = data.get("userids", channel.userids if channel else [])
     if fallbacks and cap is None:
         raise AppError("wecom.fallback_without_cap", 422, errors={"fallback_userids": ["needs daily_cap"]})
-    if set(fallbacks) & set(userids):
+    # WeCom userids are case-insensitive: "ADVISOR.ZHANG" is advisor.zhang (as a fallback it
+    # would keep routing to the advisor the cap is meant to spare).
+    for field, values in (("userids", userids), ("fallback_userids", fallbacks)):
+        folded = [u.casefold() for u in values]
+        if len(set(folded)) != len(folded):
+            raise AppError("wecom.userid_repeated", 422, errors={field: ["an advisor named twice"]})
+    if {u.casefold() for u in fallbacks} & {u.casefold() for u in userids}:
         raise AppError("wecom.fallback_overlaps", 422, errors={"fallback_userids": ["already in userids"]})
 
 

@@ -45,10 +45,10 @@ def rebalance_channel(session: Session, channel_id: int) -> None:
 
 @job("wecom.rebalance_channels", queue="low")
 def rebalance_channels(session: Session, slot: int = 0) -> None:
-    """Every capped channel back to its advisors when a new (China) day has reset the counts:
-    one job per channel, so that a channel WeCom refuses (its contact way deleted there, an
-    advisor gone) is retried on its own and holds up no other."""
-    for channel_id in service.capped_channel_ids(session):
+    """Every capped channel back to its advisors when a new (China) day has reset the counts,
+    and any channel off an advisor who has left: one job per channel, so that a channel WeCom
+    refuses (its contact way deleted there) is retried on its own and holds up no other."""
+    for channel_id in service.channels_to_rebalance(session):
         enqueue(session, REBALANCE_JOB, {"channel_id": channel_id}, dedup_key=f"{REBALANCE_JOB}:{slot}:{channel_id}")
 
 

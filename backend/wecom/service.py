@@ -68,6 +68,7 @@ register_messages(
         "wecom.not_a_friend": ("该客户不是企业微信好友", "The customer is not a WeCom friend"),
         "wecom.fallback_without_cap": ("设置备用顾问需要先设置每日添加上限", "Fallback advisors need a daily cap"),
         "wecom.fallback_overlaps": ("备用顾问不能与接待顾问重复", "Fallback advisors must differ from the advisors"),
+        "wecom.userid_repeated": ("同一顾问不能重复添加", "An advisor is named twice"),
         "wecom.chat_not_found": ("客户群不存在", "Group chat not found"),
         "wecom.stats_range_invalid": ("统计日期范围无效（最多366天）", "Invalid date range (at most 366 days)"),
         "wecom.store_invalid": ("所选组织不是门店", "Not a store"),
@@ -815,8 +816,6 @@ def users_for_today(session: Session, channel: WeComChannel, now: datetime | Non
     is at the cap, the fallback advisors. Advisors who have left (or are no longer WeCom members
     of the corp) are skipped: WeCom refuses a list naming them (60111). Never an empty list:
     WeCom requires a user."""
-    if channel.daily_cap is None:
-        return list(channel.userids)
     # WeCom userids are case-insensitive: the channel's list, the directory's spelling and the
     # events' spelling may differ in case (the database's collation already ignores it).
     active = {
@@ -829,6 +828,8 @@ def users_for_today(session: Session, channel: WeComChannel, now: datetime | Non
             )
         )
     }
+    if channel.daily_cap is None:
+        return [u for u in channel.userids if u.casefold() in active] or list(channel.userids)
     counts: dict[str, int] = {}
     for userid, n in adds_today(session, channel, now).items():
         counts[userid.casefold()] = counts.get(userid.casefold(), 0) + n
@@ -843,7 +844,7 @@ def rebalance_channel(session: Session, channel_id: int, now: datetime | None = 
     """Apply today's user list to the contact way in WeCom when it differs from what it has.
     Returns the new list, or None when nothing had to change."""
     channel = session.get(WeComChannel, channel_id, with_for_update=True)
-    if channel is None or not channel.active or not channel.config_id or channel.daily_cap is None:
+    if channel is None or not channel.active or not channel.config_id:
         return None
     wanted = users_for_today(session, channel, now)
     if list(channel.applied_userids) == wanted:
@@ -857,16 +858,27 @@ def rebalance_channel(session: Session, channel_id: int, now: datetime | None = 
     return wanted
 
 
-def capped_channel_ids(session: Session) -> list[int]:
-    return list(
-        session.scalars(
-            select(WeComChannel.id).where(
-                WeComChannel.active.is_(True),
-                WeComChannel.daily_cap.is_not(None),
-                WeComChannel.config_id.is_not(None),
+def channels_to_rebalance(session: Session) -> list[int]:
+    """The channels whose user list may change by itself: capped ones (a new day resets the
+    counts) and any naming an advisor who is no longer active (left, or gone from WeCom: the
+    QR code must stop routing customers to them, and WeCom refuses a list naming them)."""
+    channels = session.scalars(
+        select(WeComChannel).where(WeComChannel.active.is_(True), WeComChannel.config_id.is_not(None))
+    ).all()
+    named = sorted({u for c in channels for u in c.applied_userids})
+    active = {
+        (corp_id, userid.casefold())
+        for corp_id, userid in session.execute(
+            select(Staff.corp_id, Staff.wecom_userid).where(
+                Staff.wecom_userid.in_(named), Staff.status == StaffStatus.ACTIVE
             )
         )
-    )
+    }
+    return [
+        c.id
+        for c in channels
+        if c.daily_cap is not None or any((c.corp_id, u.casefold()) not in active for u in c.applied_userids)
+    ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,9 +149,10 @@ def _prepare(session: Session, raws: list[WeComRawEvent]) -> list[_Welcome]:
     )
     userids = {w.userid for w in welcomes if w.userid}
     # Names only: the Staff entity loads its roles and scopes, which a message does not need.
+    # By casefold: WeCom userids are case-insensitive (the event's spelling may not be ours).
     names = (
         {
-            (corp, userid): (advisor or "", store or "")
+            (corp, userid.casefold()): (advisor or "", store or "")
             for corp, userid, advisor, store in session.execute(
                 select(Staff.corp_id, Staff.wecom_userid, Staff.name, OrgUnit.name)
                 .outerjoin(OrgUnit, OrgUnit.id == Staff.org_unit_id)
@@ -169,7 +170,7 @@ def _prepare(session: Session, raws: list[WeComRawEvent]) -> list[_Welcome]:
                 w.gateway = svc.gateway_for(w.raw.corp_id, w.raw.agent_id)
             except LookupError as exc:  # the app was removed from the settings: retried, then dead
                 w.error = exc
-        w.advisor_name, w.store_name = names.get((w.raw.corp_id, w.userid), ("", ""))
+        w.advisor_name, w.store_name = names.get((w.raw.corp_id, (w.userid or "").casefold()), ("", ""))
     _attach_media(session, [w for w in welcomes if w.gateway is not None and w.error is None])
     return welcomes
 
