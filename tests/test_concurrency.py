@@ -189,8 +189,9 @@ def test_a_job_executed_twice_at_once_has_its_effect_once(app: Any) -> None:
 def test_concurrent_logins_stitching_one_person_all_succeed(app: Any, sandbox_reset: Any) -> None:
     """A member who first logged in without a unionid, and a WeCom contact holding that
     unionid: four logins at once now carry it. One merge, one live customer, every login
-    answered with the member. (A login whose merge meets one committed meanwhile takes it as
-    done — attach_unionid — rather than answer 422; these runs did not hit that interleaving.)"""
+    answered with the member: no deadlock (identity inserts used to take shared locks on the
+    customer rows that the merge then asked for exclusively) and no 422 for a login whose merge
+    meets the one committed meanwhile."""
     from backend.customers.models import CustomerMerge, IdentityKind
 
     client = app.test_client()
