@@ -10,7 +10,8 @@ A handover is our own ledger (`wecom_handover` + one item per customer), because
    a failure (45009, 5xx) rolls back exactly that chunk and the outbox retries it. Customers
    WeCom refuses at once (errcode != 0) are final failures.
 3. `poll` (job) reads `transfer_result` and re-schedules itself until every item is final:
-   1 done → the relation and the advisor assignment move to the takeover advisor;
+   1 done → the relation, and the advisor role the takeover holds, move to the takeover
+   advisor (a resigned advisor's other roles are removed);
    3 refused / 4 limit / 5 no record → a failure. Every takeover and every failure is a
    touchpoint; failures are sent to the store managers (and the requester) as one app message
    per handover step.
@@ -23,11 +24,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from backend.customers.models import CustomerAdvisor, CustomerIdentity, IdentityKind
-from backend.org.models import ADVISOR_ROLES, Staff, StaffStatus
+from backend.customers.models import Customer, CustomerAdvisor, CustomerIdentity, IdentityKind
+from backend.customers.service import find_by_identity
+from backend.org.models import Staff, StaffStatus
 from backend.org.scope import get_scoped_or_404, register_scope, store_filter
 from backend.org.service import managers_of_store
 from backend.platform.actors import StaffActor
@@ -130,9 +132,13 @@ register_scope(
 
 def unassigned_page(gateway: Any, handover_userid: str, cursor: str) -> tuple[list[str], str]:
     """One page (1,000) of the customers WeCom lists as not yet assigned, those of this resigned
-    advisor, and the cursor of the next page ("" after the last)."""
+    advisor, and the cursor of the next page ("" after the last). WeCom's userids are
+    case-insensitive: its list may spell the advisor's otherwise than our directory does."""
     page = gateway.post("externalcontact/get_unassigned_list", {"cursor": cursor, "page_size": 1000})
-    found = [r["external_userid"] for r in page.get("info") or [] if r.get("handover_userid") == handover_userid]
+    theirs = handover_userid.casefold()
+    found = [
+        r["external_userid"] for r in page.get("info") or [] if (r.get("handover_userid") or "").casefold() == theirs
+    ]
     next_cursor = page.get("next_cursor") or ""
     return found, "" if page.get("is_last", True) else next_cursor
 
@@ -237,8 +243,9 @@ def _check_their_customers(session: Session, corp_id: str, handover_userid: str,
     """A named customer whom we know as another advisor's friend must be the handing-over
     advisor's friend too: a request may move only their customers, and learns nothing of other
     advisors'. One we know of no relation for is left to WeCom (a callback may have been lost),
-    which refuses what is not theirs."""
+    which refuses what is not theirs. Userids compare case-insensitively, as WeCom's do."""
     named = sorted({ext for ext in externals if ext})
+    advisor = handover_userid.casefold()
     foreign: set[str] = set()
     for batch in _in_batches(named):
         holders = session.execute(
@@ -246,7 +253,7 @@ def _check_their_customers(session: Session, corp_id: str, handover_userid: str,
                 WeComFriend.corp_id == corp_id, WeComFriend.external_userid.in_(batch)
             )
         ).all()
-        theirs = {ext for ext, userid in holders if userid == handover_userid}
+        theirs = {ext for ext, userid in holders if userid.casefold() == advisor}
         foreign.update(ext for ext, _userid in holders if ext not in theirs)
     if foreign:
         raise AppError("wecom.handover_not_their_customer", 422, errors={"external_userids": sorted(foreign)})
@@ -447,12 +454,13 @@ def submit_chunk(session: Session, handover_id: int) -> str:
     if not items:
         return _after_submission(session, handover)
     now = utcnow()
+    contacts = _ContactReader(handover.corp_id)
     failed: list[WeComHandoverItem] = []
     if handover.kind == HandoverKind.ON_DUTY:
         over = _over_on_duty_quota(session, handover, [i.external_userid for i in items], now)
         for item in items:
             if item.external_userid in over:
-                _fail(session, handover, item, ItemStatus.QUOTA_EXCEEDED, now)
+                _fail(session, handover, item, ItemStatus.QUOTA_EXCEEDED, now, contacts)
                 failed.append(item)
         items = [i for i in items if i.external_userid not in over]
     if not items:
@@ -483,10 +491,10 @@ def submit_chunk(session: Session, handover_id: int) -> str:
         item.submitted_at = now
         if errcode == 0 or errcode in in_transfer:
             item.status = ItemStatus.WAITING
-            _touch_started(session, handover, item, now)
+            _touch_started(session, handover, item, now, contacts)
         else:
             item.errcode = errcode
-            _fail(session, handover, item, ItemStatus.REJECTED, now)
+            _fail(session, handover, item, ItemStatus.REJECTED, now, contacts)
             failed.append(item)
     _alert_failures(session, handover, failed, f"submit:{min(i.id for i in [*items, *failed])}")
     return _next_chunk(session, handover)
@@ -629,6 +637,7 @@ def poll(session: Session, handover_id: int) -> str:
         .order_by(WeComHandoverItem.id)
     ).all()
     failed = []
+    contacts = _ContactReader(handover.corp_id)
     for item in waiting:
         row = results.get(item.external_userid)
         status = RESULT_STATUS.get(int(row.get("status", 2))) if row else ItemStatus.WAITING
@@ -639,9 +648,9 @@ def poll(session: Session, handover_id: int) -> str:
         if status == ItemStatus.DONE:
             takeover_ts = int(row.get("takeover_time") or 0) if row else 0
             takeover_at = datetime.fromtimestamp(takeover_ts, UTC) if takeover_ts > 0 else now
-            _take_over(session, handover, item, takeover_at)
+            _take_over(session, handover, item, takeover_at, contacts)
         elif status != ItemStatus.WAITING:
-            _fail(session, handover, item, status, now)
+            _fail(session, handover, item, status, now, contacts)
             failed.append(item)
     _alert_failures(session, handover, failed, f"poll:{handover.polls}")
     if _waiting_count(session, handover):
@@ -655,20 +664,59 @@ def poll(session: Session, handover_id: int) -> str:
 # Effects of a final status
 
 
-def _customer_id(session: Session, item: WeComHandoverItem) -> int:
+class _ContactReader:
+    """WeCom's detail (`externalcontact/get`) of the contacts a job run creates customers for, one
+    call each. Once a call fails, the rest of the run goes without: those customers are created
+    without a name (the takeover asks again) rather than the run waiting on WeCom's timeout a
+    hundred times while it holds the handover's lock."""
+
+    def __init__(self, corp_id: str) -> None:
+        self.corp_id = corp_id
+        self.failing = False
+
+    def detail(self, external_userid: str) -> dict[str, Any] | None:
+        if self.failing:
+            return None
+        try:
+            return svc.fetch_contact(svc.gateway_for(self.corp_id), external_userid)
+        except UpstreamError as exc:
+            log.warning("contact detail not read (%s): customers of this run stay without a name", exc)
+            self.failing = True
+            return None
+
+
+def _item_customer(
+    session: Session, handover: WeComHandover, item: WeComHandoverItem, contacts: _ContactReader
+) -> Customer:
+    """The item's customer. One we never knew (only WeCom's unassigned list names them: an add
+    callback was lost) is created as an add would create them, with their WeCom name, and
+    belongs to the handover's store until an advisor takes them: its manager is the one told to
+    handle a failed transfer, and must be able to open the customer."""
+    customer = find_by_identity(session, IdentityKind.EXTERNAL_USERID, item.external_userid)
+    if customer is None or not customer.name:
+        customer = svc.ensure_customer(session, item.external_userid, contacts.detail(item.external_userid))
+    if customer.home_store_id is None:
+        customer.home_store_id = handover.store_id
+    item.customer_id = customer.id
+    return customer
+
+
+def _customer_id(session: Session, handover: WeComHandover, item: WeComHandoverItem, contacts: _ContactReader) -> int:
     if item.customer_id is None:
-        item.customer_id = svc.ensure_customer(session, item.external_userid, None).id
+        return _item_customer(session, handover, item, contacts).id
     return item.customer_id
 
 
-def _take_over(session: Session, handover: WeComHandover, item: WeComHandoverItem, at: datetime) -> None:
+def _take_over(
+    session: Session, handover: WeComHandover, item: WeComHandoverItem, at: datetime, contacts: _ContactReader
+) -> None:
     """The takeover advisor now has the customer: relations, advisor assignment, touchpoints."""
     item.status = ItemStatus.DONE
     item.takeover_time = at
     item.finished_at = utcnow()
     item.open_key = None
-    customer = svc.ensure_customer(session, item.external_userid, None)
-    item.customer_id = customer_id = customer.id
+    customer = _item_customer(session, handover, item, contacts)
+    customer_id = customer.id
     version = int(at.timestamp())
     takeover = session.get(Staff, handover.takeover_staff_id)
     old = session.scalars(
@@ -704,24 +752,33 @@ def _take_over(session: Session, handover: WeComHandover, item: WeComHandoverIte
             friend.channel_id = friend.channel_id or old.channel_id
             friend.state = friend.state or old.state
         svc.resolve_alerts(session, friend, at)
-    reassigned = False
-    if takeover is not None and takeover.roles & ADVISOR_ROLES:
-        moved = session.execute(
-            update(CustomerAdvisor)
-            .where(
-                CustomerAdvisor.customer_id == customer_id,
-                CustomerAdvisor.staff_id == handover.handover_staff_id,
-            )
-            .values(staff_id=takeover.id, assigned_at=at)
-        )
-        reassigned = bool(moved.rowcount)
-        if not reassigned:
-            svc.assign_advisor(session, customer, takeover)
-    home_store_id = (
-        svc.follow_advisor_store(session, customer_id, handover.store_id, takeover)
-        if takeover is not None and reassigned
-        else None
-    )
+    role = svc.advisor_role(takeover) if takeover is not None else None
+    held = session.scalars(
+        select(CustomerAdvisor)
+        .where(CustomerAdvisor.customer_id == customer_id, CustomerAdvisor.staff_id == handover.handover_staff_id)
+        .order_by(CustomerAdvisor.id)
+        .with_for_update()
+    ).all()
+    # Only the role the takeover holds moves to them: consultations and leads are routed by role,
+    # and a service advisor must not become the customer's sales advisor. A resigned advisor's
+    # other roles are nobody's now (the store's routing assigns someone); an advisor on duty
+    # hands over the WeCom relation and keeps them.
+    moved = [a for a in held if a.role == role]
+    unassigned = [a for a in held if a.role != role] if handover.kind == HandoverKind.RESIGNED else []
+    moved_roles, unassigned_roles = [a.role for a in moved], [a.role for a in unassigned]
+    for assignment in moved:
+        assignment.staff_id = handover.takeover_staff_id
+        assignment.assigned_at = at
+    for assignment in unassigned:
+        session.delete(assignment)
+    holds_role = bool(moved)
+    if takeover is not None and role is not None and not moved:
+        svc.assign_advisor(session, customer, takeover)  # unless someone else holds that role
+        holds_role = svc.role_holder(session, customer_id, takeover) == takeover.id
+    # The customer follows the takeover to their store when the takeover now advises them and
+    # the handing-over advisor no longer does (follow_advisor_store says why).
+    follows = takeover is not None and holds_role and len(moved) + len(unassigned) == len(held)
+    home_store_id = svc.follow_advisor_store(session, customer_id, handover.store_id, takeover) if follows else None
     store_id = takeover.org_unit_id if takeover else None
     payload = {
         "handover_id": handover.id,
@@ -755,14 +812,22 @@ def _take_over(session: Session, handover: WeComHandover, item: WeComHandoverIte
         occurred_at=at,
         advisor_id=handover.takeover_staff_id,
         store_id=store_id,
-        payload={**payload, "reassigned": reassigned},
+        payload={
+            **payload,
+            "role": role,
+            "moved": moved_roles,
+            "unassigned": unassigned_roles,
+            "reassigned": bool(moved_roles),
+        },
     )
 
 
-def _touch_started(session: Session, handover: WeComHandover, item: WeComHandoverItem, at: datetime) -> None:
+def _touch_started(
+    session: Session, handover: WeComHandover, item: WeComHandoverItem, at: datetime, contacts: _ContactReader
+) -> None:
     record(
         session,
-        customer_id=_customer_id(session, item),
+        customer_id=_customer_id(session, handover, item, contacts),
         kind=Kind.TRANSFER_STARTED,
         channel=Channel.WECOM,
         source=SOURCE,
@@ -779,7 +844,14 @@ def _touch_started(session: Session, handover: WeComHandover, item: WeComHandove
     )
 
 
-def _fail(session: Session, handover: WeComHandover, item: WeComHandoverItem, status: ItemStatus, at: datetime) -> None:
+def _fail(
+    session: Session,
+    handover: WeComHandover,
+    item: WeComHandoverItem,
+    status: ItemStatus,
+    at: datetime,
+    contacts: _ContactReader,
+) -> None:
     item.status = status
     item.finished_at = at
     item.open_key = None
@@ -788,7 +860,7 @@ def _fail(session: Session, handover: WeComHandover, item: WeComHandoverItem, st
         return
     record(
         session,
-        customer_id=_customer_id(session, item),
+        customer_id=_customer_id(session, handover, item, contacts),
         kind=Kind.TRANSFER_FAILED,
         channel=Channel.WECOM,
         source=SOURCE,
@@ -850,7 +922,8 @@ def fail_told_by_callback(
     if handover is None:
         return False
     if item.status == ItemStatus.WAITING:
-        _fail(session, handover, item, FAIL_REASON_STATUS.get(reason, ItemStatus.REFUSED), utcnow())
+        status = FAIL_REASON_STATUS.get(reason, ItemStatus.REFUSED)
+        _fail(session, handover, item, status, utcnow(), _ContactReader(corp_id))
         _alert_failures(session, handover, [item], f"callback:{item.id}")
     return item.status in FAIL_REASON_STATUS.values()
 

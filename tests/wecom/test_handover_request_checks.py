@@ -1,6 +1,7 @@
 """Handover requests (on-duty and resigned transfers of customers between advisors) are checked
 before anything is recorded or asked of WeCom: both advisors belong to one configured corp, and a
-manager names only customers of the handing-over advisor."""
+manager names only customers of the handing-over advisor; malformed input is a 4xx in the one
+error format."""
 
 from __future__ import annotations
 
@@ -102,3 +103,34 @@ def test_explicit_external_userids_are_limited_to_the_handover_advisors_customer
     assert handovers(db_session) == 0
     written = list(db_session.scalars(select(Touchpoint.kind).where(Touchpoint.customer_id == foreign.id)))
     assert written == []
+
+
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("post", URL, ["not", "an", "object"]),
+        ("post", URL, {"kind": "resigned", "handover_staff_id": 2**70, "takeover_staff_id": 1}),
+        ("post", URL, {"kind": "resigned", "handover_staff_id": 1, "takeover_staff_id": 2**63}),
+        ("post", URL, {"kind": "resigned", "handover_staff_id": 1, "takeover_staff_id": 2, "external_userids": [None]}),
+        ("post", URL, {"kind": "on_duty", "handover_staff_id": 1, "takeover_staff_id": 2, "transfer_success_msg": 5}),
+        ("get", f"{URL}/{2**70}", None),
+        ("get", f"{URL}/abc", None),
+        ("get", f"{URL}?limit=0", None),
+        ("get", f"{URL}?limit=abc", None),
+    ],
+)
+def test_malformed_requests_are_a_4xx_in_the_one_error_format(
+    client: Any, world: Any, staff_headers: Any, method: str, path: str, body: Any
+) -> None:
+    """A body that is no object, ids beyond any column, a null customer, a non-text message, a
+    path id that is no number or too large, a bad page size: each answers a 4xx with the one
+    error format (code, status, message), never a 500."""
+    headers = staff_headers(world["manager"])
+    resp = (
+        getattr(client, method)(path, headers=headers, json=body)
+        if body is not None
+        else client.get(path, headers=headers)
+    )
+    data = resp.get_json(silent=True)
+    assert 400 <= resp.status_code < 500, (resp.status_code, data)
+    assert isinstance(data, dict) and {"code", "status", "message"} <= set(data), data
