@@ -123,13 +123,20 @@ def _project(session: Session, tp: Touchpoint) -> None:
             )
         if advisor_contact:
             # advisor before time: on MariaDB later assignments see the earlier ones
+            # Two advisors' contacts in the same instant: the higher advisor id stands, whatever
+            # the order they were recorded in (rebuild_profiles orders them so too).
+            later_or_tie_won = or_(
+                P.last_advisor_contact_at.is_(None),
+                P.last_advisor_contact_at < new.last_advisor_contact_at,
+                and_(
+                    P.last_advisor_contact_at == new.last_advisor_contact_at,
+                    or_(P.last_contact_advisor_id.is_(None), P.last_contact_advisor_id <= new.last_contact_advisor_id),
+                ),
+            )
             pairs.append(
                 (
                     "last_contact_advisor_id",
-                    case(
-                        (newer(P.last_advisor_contact_at, new.last_advisor_contact_at), new.last_contact_advisor_id),
-                        else_=P.last_contact_advisor_id,
-                    ),
+                    case((later_or_tie_won, new.last_contact_advisor_id), else_=P.last_contact_advisor_id),
                 )
             )
             pairs.append(
@@ -187,7 +194,7 @@ def rebuild_profiles(session: Session, customer_ids: list[int] | None = None, ba
             Touchpoint.customer_id, Touchpoint.kind, Touchpoint.occurred_at, Touchpoint.advisor_id, Touchpoint.store_id
         )
         .where(*where)
-        .order_by(Touchpoint.customer_id, Touchpoint.occurred_at, Touchpoint.id)
+        .order_by(Touchpoint.customer_id, Touchpoint.occurred_at, Touchpoint.advisor_id, Touchpoint.id)
         .execution_options(yield_per=batch)
     )
     profiles: list[dict[str, Any]] = []

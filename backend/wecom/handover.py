@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer, CustomerAdvisor, CustomerIdentity, IdentityKind
@@ -37,8 +37,8 @@ from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages, upstream_error
 from backend.platform.jobs import enqueue
 from backend.platform.ports import UpstreamError
-from backend.touchpoints.models import Channel, Kind
-from backend.touchpoints.service import record
+from backend.touchpoints.models import Channel, Kind, Touchpoint
+from backend.touchpoints.service import rebuild_profiles, record
 from backend.wecom import notify
 from backend.wecom import service as svc
 from backend.wecom.models import FriendStatus, WeComFriend
@@ -802,6 +802,23 @@ def _take_over(
             store_id=store_id,
             payload=payload,
         )
+    else:
+        # WeCom's DELETE_BY_TRANSFER came first and recorded the transfer as the old advisor's:
+        # it is this handover's, and reads the same as when the poll comes first.
+        told = session.execute(
+            update(Touchpoint)
+            .where(
+                Touchpoint.customer_id == customer_id,
+                Touchpoint.kind == Kind.FRIEND_TRANSFERRED,
+                Touchpoint.source == svc.SOURCE,
+                Touchpoint.advisor_id == handover.handover_staff_id,
+                # this transfer's, not one of an earlier friendship with the same advisor
+                Touchpoint.occurred_at >= (item.submitted_at or at) - CLOCK_SKEW,
+            )
+            .values(source=SOURCE, advisor_id=handover.takeover_staff_id, store_id=store_id, payload=payload)
+        )
+        if told.rowcount:
+            rebuild_profiles(session, [customer_id])
     record(
         session,
         customer_id=customer_id,

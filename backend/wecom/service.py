@@ -23,8 +23,8 @@ from backend.platform.db import DuplicateKey, insert_or_lock, unique_savepoint, 
 from backend.platform.errors import register_messages
 from backend.platform.pii import PhoneVault
 from backend.platform.ports import UpstreamError, WeComGateway
-from backend.touchpoints.models import Channel, Kind
-from backend.touchpoints.service import record
+from backend.touchpoints.models import Channel, Kind, Touchpoint
+from backend.touchpoints.service import rebuild_profiles, record
 from backend.wecom import notify
 from backend.wecom.models import (
     AlertKind,
@@ -390,6 +390,7 @@ def set_friend_tags(
                 source_ref=f"wecom:{ref}:{kind.value}:{friend.id}:{tag_id}",
                 occurred_at=occurred_at,
                 advisor_id=friend.staff_id,
+                store_id=advisor_store(session, friend),
                 payload={"tag_id": tag_id, "userid": friend.userid}
                 | ({"by_staff_id": actor_staff_id} if actor_staff_id else {}),
             )
@@ -462,13 +463,15 @@ def customers_noted_with_phone(session: Session, phone_index: str) -> list[int]:
     )
 
 
+def advisor_store(session: Session, friend: WeComFriend) -> int | None:
+    """The store of the relation's advisor: where the relation's touchpoints count."""
+    staff = session.get(Staff, friend.staff_id) if friend.staff_id is not None else None
+    return staff.org_unit_id if staff else None
+
+
 def touch(
     session: Session, friend: WeComFriend, kind: Kind, ref: str, occurred_at: datetime, payload: dict | None = None
 ) -> None:
-    store_id = None
-    if friend.staff_id is not None:
-        staff = session.get(Staff, friend.staff_id)
-        store_id = staff.org_unit_id if staff else None
     record(
         session,
         customer_id=friend.customer_id,
@@ -478,7 +481,7 @@ def touch(
         source_ref=f"wecom:{ref}:{kind.value}",
         occurred_at=occurred_at,
         advisor_id=friend.staff_id,
-        store_id=store_id,
+        store_id=advisor_store(session, friend),
         payload={"userid": friend.userid, "external_userid": friend.external_userid, **(payload or {})},
     )
 
@@ -559,16 +562,28 @@ def move_alert(
     session: Session, raw: WeComRawEvent, friend: WeComFriend, kind: AlertKind, occurred_at: datetime, at: datetime
 ) -> None:
     """The episode's lost-customer alert, raised for its loss at `at`, is for this earlier loss
-    (processed later): it says what happened first, as in order. No second message is sent."""
-    session.execute(
-        update(WeComAlert)
-        .where(
+    (processed later): it says what happened first, as in order, and so does its touchpoint.
+    No second message is sent."""
+    alert = session.scalars(
+        select(WeComAlert).where(
             WeComAlert.friend_id == friend.id,
             WeComAlert.kind.in_([AlertKind.DELETED_BY_CUSTOMER, AlertKind.DELETED_BY_ADVISOR]),
             WeComAlert.occurred_at == at,
         )
-        .values(raw_event_id=raw.id, kind=kind, occurred_at=occurred_at)
+    ).first()
+    if alert is None:
+        return
+    alert.raw_event_id, alert.kind, alert.occurred_at = raw.id, kind, occurred_at
+    moved = session.execute(
+        update(Touchpoint)
+        .where(Touchpoint.source_ref == f"wecom:alert:{alert.id}:{Kind.LOST_CUSTOMER_ALERTED.value}")
+        .values(
+            occurred_at=occurred_at,
+            payload={"userid": friend.userid, "external_userid": friend.external_userid, "alert": kind.value},
+        )
     )
+    if moved.rowcount:
+        rebuild_profiles(session, [friend.customer_id])  # the timeline's times changed
 
 
 def deliver_app_message(session: Session, message_id: int) -> None:
