@@ -9,6 +9,17 @@ class CodeLoginSchema(Schema):
     )
 
 
+class StaffCodeLoginSchema(CodeLoginSchema):
+    # Only the app that issued an OAuth code can exchange it, and the H5 opened inside WeCom
+    # knows which app opened it; without these the primary app is meant.
+    corp_id = fields.String(
+        validate=validate.Length(min=1, max=64), metadata={"description": "corp of the app that opened the H5"}
+    )
+    agent_id = fields.Integer(
+        validate=validate.Range(min=0), metadata={"description": "that app's agentid, when the corp has several"}
+    )
+
+
 class RefreshSchema(Schema):
     refresh_token = fields.String(required=True, validate=validate.Length(min=10, max=128))
 

@@ -18,6 +18,7 @@ from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages, upstream_error
+from backend.platform.jobs import enqueue
 from backend.platform.ports import UpstreamError
 from backend.wecom import handlers, media
 from backend.wecom import service as svc
@@ -102,6 +103,24 @@ def _check_store(session: Session, actor: StaffActor, store_id: int | None) -> N
         unit = session.get(OrgUnit, store_id)
         if unit is None or unit.kind != OrgKind.STORE:
             raise AppError("wecom.store_invalid", 422, errors={"store_id": ["not a store"]})
+
+
+def _actor_corp_id(session: Session, actor: StaffActor) -> str:
+    """The corp the actor works in: their own (`Staff.corp_id`). Userids, tag ids and contact
+    ways are a corp's own, so a manager of a second corp's app acts in that corp; a group admin
+    of the primary corp stays in the primary one."""
+    me = session.get(Staff, actor.staff_id)
+    return me.corp_id if me is not None else svc.current_corp_id()
+
+
+def _corp_gateway(corp_id: str) -> Any:
+    """The app of `corp_id`; a corp whose app was taken out of the configuration answers 422
+    (the code is registered with the handover's messages: admin imports handlers, handlers
+    import handover)."""
+    try:
+        return svc.gateway_for(corp_id)
+    except LookupError as exc:
+        raise AppError("wecom.corp_not_configured", 422, errors={"corp_id": [f"no WeCom app for {corp_id}"]}) from exc
 
 
 # --- raw events ----------------------------------------------------------------------------
@@ -310,7 +329,7 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
     _check_store(session, actor, data.get("store_id"))
     _check_template_store(session, actor, data.get("welcome_template_id"), data.get("store_id"))
     _check_cap(data)
-    gateway = svc.gateway_for(svc.current_corp_id())
+    gateway = _corp_gateway(_actor_corp_id(session, actor))
     _check_advisors(session, actor, gateway.corp_id, data)
     _check_auto_tags(session, gateway.corp_id, data)
     channel = WeComChannel(corp_id=gateway.corp_id, **data)
@@ -429,15 +448,23 @@ def _contact_way_exists(gateway: Any, config_id: str) -> bool:
 # --- tags and lost customers ---------------------------------------------------------------
 
 
-def list_tags(session: Session) -> list[WeComTag]:
+def list_tags(session: Session, actor: StaffActor) -> list[WeComTag]:
+    """The tag library of the actor's corp: the tags they can mark (a tag id is a corp's own)."""
     return list(
         session.scalars(
             select(WeComTag)
-            .where(WeComTag.corp_id == svc.current_corp_id(), WeComTag.deleted.is_(False))
+            .where(WeComTag.corp_id == _actor_corp_id(session, actor), WeComTag.deleted.is_(False))
             # As WeCom lists them: a larger `order` first, for groups and for tags in a group.
             .order_by(WeComTag.group_order.desc(), WeComTag.group_id, WeComTag.sort_order.desc(), WeComTag.id)
         )
     )
+
+
+def request_tag_sync(session: Session) -> None:
+    """Re-read every configured corp's tag library, one job per corp (one corp's failure is
+    retried without rereading the others')."""
+    for corp_id in svc.corp_ids():
+        enqueue(session, "wecom.sync_tags", {"corp_id": corp_id})
 
 
 def lost_customers(session: Session, actor: StaffActor, page: int, size: int) -> dict[str, Any]:
@@ -457,14 +484,18 @@ def mark_customer_tags(
     userid: str | None = None,
 ) -> dict[str, Any]:
     """Mark / unmark corporate tags of a customer in my scope through `mark_tag`, then record
-    the change ourselves (API actions produce no callback)."""
+    the change ourselves (API actions produce no callback). Through a relation in the actor's
+    corp, with that corp's tags: a group admin of the primary corp marks in the primary corp,
+    whose library is the one they are shown (list_tags)."""
     customer = get_scoped_or_404(session, actor, "customer", customer_id)
     add_set, remove_set = set(add), set(remove)
     if not add_set and not remove_set:
         raise AppError("wecom.tags_empty", 422, errors={"add_tag_ids": ["add or remove at least one tag"]})
     if add_set & remove_set:
         raise AppError("wecom.tags_conflict", 422, errors={"add_tag_ids": ["also in remove_tag_ids"]})
-    corp_id = svc.current_corp_id()
+    # The relation is looked for in this corp only, so this is the corp the relation
+    # (friend.corp_id) will be of: its tags can be checked before the lookup (422 before 409).
+    corp_id = _actor_corp_id(session, actor)
     unknown = (add_set | remove_set) - svc.known_tag_ids(session, corp_id, add_set | remove_set)
     if unknown:
         raise AppError("wecom.tag_unknown", 422, errors={"tag_ids": sorted(unknown)})
@@ -486,14 +517,16 @@ def mark_customer_tags(
         if userid and svc.customer_friend(session, corp_id, customer.id, actor_userid, userid) is not None:
             raise AppError("wecom.userid_out_of_scope", 403, errors={"userid": [userid]})
         raise AppError("wecom.not_a_friend", 409)
-    friend, _ = svc.lock_friend(session, corp_id, friend.userid, friend.external_userid, customer, None, friend.status)
+    friend, _ = svc.lock_friend(
+        session, friend.corp_id, friend.userid, friend.external_userid, customer, None, friend.status
+    )
     body: dict[str, Any] = {"userid": friend.userid, "external_userid": friend.external_userid}
     if add_set:
         body["add_tag"] = sorted(add_set)
     if remove_set:
         body["remove_tag"] = sorted(remove_set)
     try:
-        svc.gateway_for(corp_id).post("externalcontact/mark_tag", body)
+        _corp_gateway(friend.corp_id).post("externalcontact/mark_tag", body)
     except UpstreamError as exc:
         if exc.reason == "rejected" and exc.errcode == svc.CONTACT_GONE:
             raise AppError("wecom.not_a_friend", 409) from exc

@@ -49,6 +49,12 @@ register_messages(
     {
         "wecom.department_not_found": ("企业微信部门不存在", "WeCom department not found"),
         "wecom.org_unit_not_found": ("组织节点不存在", "Org unit not found"),
+        "wecom.department_ambiguous": (
+            "多个企业有此部门，请指定企业",
+            "Several corps have this department: name the corp",
+        ),
+        # the same code (and text) as handover.py's: one code for "no app of that corp"
+        "wecom.corp_not_configured": ("该企业未配置企业微信应用", "No WeCom app is configured for this corp"),
     }
 )
 
@@ -204,24 +210,46 @@ def _sync_staff(
     return stats
 
 
-def list_departments(session: Session, corp_id: str) -> list[WeComDepartment]:
-    return list(
-        session.scalars(
-            select(WeComDepartment).where(WeComDepartment.corp_id == corp_id).order_by(WeComDepartment.department_id)
-        )
-    )
+def list_departments(session: Session, corp_id: str | None = None) -> list[WeComDepartment]:
+    """The departments every corp's sync has read (or one corp's); each names its corp, as
+    department ids repeat across corps."""
+    stmt = select(WeComDepartment)
+    if corp_id:
+        stmt = stmt.where(WeComDepartment.corp_id == corp_id)
+    return list(session.scalars(stmt.order_by(WeComDepartment.corp_id, WeComDepartment.department_id)))
 
 
 def map_department(
-    session: Session, actor: StaffActor, corp_id: str, department_id: int, org_unit_id: int | None
+    session: Session, actor: StaffActor, corp_id: str | None, department_id: int, org_unit_id: int | None
 ) -> WeComDepartment:
-    """A group admin maps a department to an org node (None: unmapped, and stays so). Applied at the
-    next sync."""
-    row = session.scalars(
-        select(WeComDepartment).where(
-            WeComDepartment.corp_id == corp_id, WeComDepartment.department_id == department_id
+    """A group admin maps a department of a configured corp to an org node (None: unmapped, and
+    stays so). Applied at the next sync.
+
+    Without `corp_id`: the primary corp's department of that id, else the one other corp's that
+    has it (a client from before several corps, or one corp's own department id); when several
+    other corps have it, the caller must say which (department ids repeat across corps)."""
+    corps = svc.corp_ids()
+    if corp_id is not None and corp_id not in corps:
+        # Told apart from an unknown department: the corp itself is not one dealerloop serves.
+        raise AppError("wecom.corp_not_configured", 422, errors={"corp_id": [f"no WeCom app for {corp_id}"]})
+    rows = {
+        row.corp_id: row
+        for row in session.scalars(
+            select(WeComDepartment).where(
+                WeComDepartment.corp_id.in_([corp_id] if corp_id else corps),
+                WeComDepartment.department_id == department_id,
+            )
         )
-    ).one_or_none()
+    }
+    row = rows.get(corp_id or svc.current_corp_id())
+    if row is None and corp_id is None and rows:
+        if len(rows) > 1:
+            raise AppError(
+                "wecom.department_ambiguous",
+                422,
+                errors={"corp_id": [f"several corps have department {department_id}"]},
+            )
+        (row,) = rows.values()
     if row is None:
         raise AppError("wecom.department_not_found", 404)
     if org_unit_id is not None and session.get(OrgUnit, org_unit_id) is None:

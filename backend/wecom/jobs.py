@@ -10,6 +10,9 @@ from backend.platform.intake import register_intake
 from backend.platform.jobs import enqueue, job, periodic
 from backend.wecom import handlers, media, notify, service, welcome
 from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB, admit
+from backend.wecom.ops_jobs import DAY, for_each_corp
+
+TAG_SYNC_JOB = "wecom.sync_tags"
 
 
 @job(PROCESS_JOB, queue="default", on_give_up=handlers.dead_letter)
@@ -32,9 +35,17 @@ def send_app_message(session: Session, message_id: int) -> None:
     service.deliver_app_message(session, message_id)
 
 
-@job("wecom.sync_tags", queue="low")
-def sync_tags(session: Session, corp_id: str) -> None:
-    service.sync_tag_library(session, corp_id, service.gateway_for(corp_id))
+@job(TAG_SYNC_JOB, queue="low")
+def sync_tags(session: Session, slot: int | None = None, corp_id: str | None = None) -> None:
+    """A corp's tag library into wecom_tag. Tag callbacks keep it current, but one lost (or a
+    change made while the callback URL was down) would leave it stale: the nightly run re-reads
+    every corp's library, one job per corp."""
+    corp = for_each_corp(session, TAG_SYNC_JOB, slot, corp_id)
+    if corp:
+        service.sync_tag_library(session, corp, service.gateway_for(corp))
+
+
+periodic(TAG_SYNC_JOB, DAY)
 
 
 @job(REBALANCE_JOB, queue="high")

@@ -417,19 +417,26 @@ def list_messages(
     status: str | None = None,
     kind: str | None = None,
     userid: str | None = None,
+    corp_id: str | None = None,
     limit: int = 50,
     page: int = 1,
 ) -> list[AppMessage]:
     """Recorded app messages, newest first, `limit` a page. A recipient filter finds every
     message addressed to them, whatever became of it ("why did X not get it?": the failed one
-    too), and those that reached them."""
+    too), and those that reached them. Userids repeat across corps: without `corp_id` it finds
+    every corp's namesake (each message names its corp), with it only that corp's member."""
     stmt = select(AppMessage)
     if status:
         stmt = stmt.where(AppMessage.status == status)
     if kind:
         stmt = stmt.where(AppMessage.kind == kind)
+    if corp_id:
+        # notify() records the sending corp in the content (its delivery reads it from there)
+        stmt = stmt.where(AppMessage.content["corp_id"].as_string() == corp_id)
     if userid:
         reached = select(AppMessageRecipient.message_id).where(AppMessageRecipient.userid == userid)
+        if corp_id:  # also the index's leading column
+            reached = reached.where(AppMessageRecipient.corp_id == corp_id)
         addressed = cast(AppMessage.touser, String).contains(json.dumps(userid), autoescape=True)
         stmt = stmt.where(AppMessage.id.in_(reached) | addressed)
     return list(session.scalars(stmt.order_by(AppMessage.id.desc()).limit(limit).offset((page - 1) * limit)))

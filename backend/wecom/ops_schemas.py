@@ -7,6 +7,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from backend.platform.api import OutputSchema, Schema
 
 USERID = validate.Length(min=1, max=64)
+CORP_ID = validate.Length(min=1, max=64)
 
 
 class EmptySchema(Schema):
@@ -17,7 +18,13 @@ class AcceptedJobsSchema(OutputSchema):
     enqueued = fields.Integer()
 
 
+class DepartmentQuerySchema(Schema):
+    corp_id = fields.String(validate=CORP_ID)  # omitted: every corp's departments
+
+
 class DepartmentSchema(OutputSchema):
+    # Department ids repeat across corps (each has its own 1, 2, ...): the pair names one.
+    corp_id = fields.String()
     department_id = fields.Integer()
     parent_id = fields.Integer(allow_none=True)
     name = fields.String()
@@ -30,6 +37,7 @@ class DepartmentSchema(OutputSchema):
 class DepartmentMapInSchema(Schema):
     department_id = fields.Integer(required=True, validate=validate.Range(min=1))
     org_unit_id = fields.Integer(required=True, allow_none=True, validate=validate.Range(min=1))
+    corp_id = fields.String(load_default=None, validate=CORP_ID)  # omitted: the primary corp
 
 
 class HandoverInSchema(Schema):
@@ -127,12 +135,16 @@ class AppMessageQuerySchema(Schema):
     status = fields.String(validate=validate.OneOf(["pending", "deferred", "retrying", "sent", "failed"]))
     kind = fields.String(validate=validate.Length(min=1, max=32))
     userid = fields.String(validate=USERID)
+    # userids repeat across corps: with `userid`, the messages to that corp's member only
+    corp_id = fields.String(validate=CORP_ID)
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=100_000))  # of `limit` each
 
 
 class AppMessageSchema(OutputSchema):
     id = fields.Integer()
+    # The corp whose app sent it (recorded in the content): which corp's namesake `touser` names.
+    corp_id = fields.Function(lambda message: (message.content or {}).get("corp_id"), allow_none=True)
     kind = fields.String(allow_none=True)
     touser = fields.List(fields.String())
     msgtype = fields.String()

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
-
 from backend.auth import service as auth_service
-from backend.auth.schemas import CodeLoginSchema, RefreshSchema, StaffLoginResultSchema, TokenPairSchema
+from backend.auth.schemas import RefreshSchema, StaffCodeLoginSchema, StaffLoginResultSchema, TokenPairSchema
 from backend.org import service as org_service
 from backend.org.models import Staff
 from backend.platform.api import Blueprint, current_staff, public, self_only
 from backend.platform.db import db
+from backend.platform.errors import AppError, register_messages, upstream_error
+from backend.platform.ports import UpstreamError, WeComGateway
+from backend.wecom import service as wecom_service
 from workbench.org.schemas import JsSdkQuerySchema, JsSdkSignatureSchema, StaffMeSchema
 
 blp = Blueprint("wb_auth", __name__, url_prefix="/api/workbench/v1", audience="staff", description="Workbench login")
+
+register_messages({"auth.corp_unknown": ("该企业微信未接入本系统", "No WeCom app of this corp is configured")})
+
+
+def _wecom_app(corp_id: str, agent_id: int | None = None) -> WeComGateway:
+    """The configured app of a corp: a code or a ticket is only good with that app's own token."""
+    try:
+        return wecom_service.gateway_for(corp_id, str(agent_id or ""))
+    except LookupError:
+        raise AppError("auth.corp_unknown", 422) from None
 
 
 def _claims(staff_id: int) -> dict[str, Any]:
@@ -25,12 +36,15 @@ def _claims(staff_id: int) -> dict[str, Any]:
 
 @blp.route("/auth/login", methods=["POST"])
 @public
-@blp.arguments(CodeLoginSchema)
+@blp.arguments(StaffCodeLoginSchema)
 @blp.response(200, StaffLoginResultSchema)
 def login(data: dict[str, Any]) -> dict[str, Any]:
-    """Log in with a WeCom OAuth code (auth/getuserinfo). Unknown userid → 403 auth.staff_unknown."""
+    """Log in with a WeCom OAuth code (auth/getuserinfo) of the app named by `corp_id` (and
+    `agent_id`), the primary app when none is named. Unknown corp → 422 auth.corp_unknown,
+    unknown userid → 403 auth.staff_unknown."""
     session = db.session()
-    staff, actor = org_service.login_staff(session, current_app.extensions["dealerloop.gateways"].wecom, data["code"])
+    gateway = _wecom_app(data.get("corp_id") or wecom_service.current_corp_id(), data.get("agent_id"))
+    staff, actor = org_service.login_staff(session, gateway, data["code"])
     claims = org_service.staff_claims(actor)
     tokens = auth_service.issue_tokens(session, "staff", staff.id, claims)
     return {**tokens, "staff_id": staff.id, "name": staff.name, **claims}
@@ -73,11 +87,11 @@ def me() -> Any:
 @blp.arguments(JsSdkQuerySchema, location="query")
 @blp.response(200, JsSdkSignatureSchema)
 def jssdk_signature(args: dict[str, Any]) -> dict[str, Any]:
-    """Arguments for the sidebar's `wx.config` (agent=false) or `wx.agentConfig` (agent=true)."""
-    from backend.platform.errors import upstream_error
-    from backend.platform.ports import UpstreamError
-
-    gateway = current_app.extensions["dealerloop.gateways"].wecom
+    """Arguments for the sidebar's `wx.config` (agent=false) or `wx.agentConfig` (agent=true),
+    signed by the staff member's own corp: WeCom checks the signature against the corp the page
+    runs in."""
+    staff = db.session().get(Staff, current_staff().staff_id)
+    gateway = _wecom_app(staff.corp_id)
     try:
         return gateway.jsapi_signature(args["url"], agent=args["agent"])
     except UpstreamError as exc:

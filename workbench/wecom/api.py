@@ -14,9 +14,7 @@ from sqlalchemy import select
 from backend.org.scope import get_scoped_or_404, scope_query
 from backend.platform.api import Blueprint, current_staff, role_required, scoped
 from backend.platform.db import db
-from backend.platform.jobs import enqueue
 from backend.wecom import admin, media
-from backend.wecom import service as svc
 from backend.wecom.models import WeComChannel, WeComMaterial, WelcomeTemplate
 from backend.wecom.schemas import (
     AcceptedSchema,
@@ -232,8 +230,8 @@ def mark_tags(data: dict[str, Any], customer_id: int) -> Any:
 @scoped("wecom_tag_library")
 @blp.response(200, TagSchema(many=True))
 def list_tags() -> Any:
-    """The corporate tag library (corp-wide reference data)."""
-    return admin.list_tags(db.session())
+    """The corporate tag library of my corp (corp-wide reference data)."""
+    return admin.list_tags(db.session(), current_staff())
 
 
 @blp.route("/wecom/tags/sync", methods=["POST"])
@@ -242,8 +240,8 @@ def list_tags() -> Any:
 @blp.arguments(TagSyncInSchema)
 @blp.response(202, AcceptedSchema)
 def sync_tags(_data: dict[str, Any]) -> dict[str, bool]:
-    """Re-read the tag library from WeCom (in a job)."""
-    enqueue(db.session(), "wecom.sync_tags", {"corp_id": svc.current_corp_id()})
+    """Re-read every configured corp's tag library from WeCom (in jobs)."""
+    admin.request_tag_sync(db.session())
     return {"enqueued": True}
 
 

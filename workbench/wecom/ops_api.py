@@ -22,6 +22,7 @@ from backend.wecom.ops_schemas import (
     BehaviourDaySchema,
     BehaviourRangeSchema,
     DepartmentMapInSchema,
+    DepartmentQuerySchema,
     DepartmentSchema,
     EmptySchema,
     HandoverInSchema,
@@ -41,17 +42,22 @@ MANAGERS = ("group_admin", "store_manager", "region_manager", "division_manager"
 @blp.arguments(EmptySchema)
 @blp.response(202, AcceptedJobsSchema)
 def sync_directory(_data: dict[str, Any]) -> dict[str, int]:
-    """Read the WeCom member directory into staff (in a job)."""
-    row = enqueue(db.session(), directory.SYNC_JOB, {"corp_id": svc.current_corp_id()})
-    return {"enqueued": int(row is not None)}
+    """Read every configured corp's WeCom member directory into staff (one job per corp, so
+    that one corp's failure is retried on its own)."""
+    corps = svc.corp_ids()
+    for corp_id in corps:
+        enqueue(db.session(), directory.SYNC_JOB, {"corp_id": corp_id})
+    return {"enqueued": len(corps)}
 
 
 @blp.route("/wecom/departments")
 @scoped("org_unit")
 @role_required("group_admin")
+@blp.arguments(DepartmentQuerySchema, location="query")
 @blp.response(200, DepartmentSchema(many=True))
-def list_departments() -> Any:
-    return directory.list_departments(db.session(), svc.current_corp_id())
+def list_departments(args: dict[str, Any]) -> Any:
+    """Every corp's departments (or `corp_id`'s), each with its corp."""
+    return directory.list_departments(db.session(), args.get("corp_id"))
 
 
 @blp.route("/wecom/departments/map", methods=["POST"])
@@ -60,9 +66,10 @@ def list_departments() -> Any:
 @blp.arguments(DepartmentMapInSchema)
 @blp.response(200, DepartmentSchema)
 def map_department(data: dict[str, Any]) -> Any:
-    """Map a WeCom department to an org node (its members become staff there at the next sync)."""
+    """Map a WeCom department (of `corp_id`; omitted, see directory.map_department) to an org node
+    (its members become staff there at the next sync)."""
     return directory.map_department(
-        db.session(), current_staff(), svc.current_corp_id(), data["department_id"], data["org_unit_id"]
+        db.session(), current_staff(), data["corp_id"], data["department_id"], data["org_unit_id"]
     )
 
 
@@ -127,9 +134,10 @@ def list_behaviour(args: dict[str, Any]) -> Any:
 @blp.arguments(EmptySchema)
 @blp.response(202, AcceptedJobsSchema)
 def reconcile_friends(_data: dict[str, Any]) -> dict[str, int]:
-    """Compare every active advisor's relations with WeCom now (one job per advisor)."""
-    n = reconcile.reconcile_all(db.session(), svc.current_corp_id(), run=f"manual:{utcnow().isoformat()}")
-    return {"enqueued": n}
+    """Compare every active advisor's relations with WeCom now, in every configured corp (one
+    job per advisor)."""
+    session, run = db.session(), f"manual:{utcnow().isoformat()}"
+    return {"enqueued": sum(reconcile.reconcile_all(session, corp_id, run=run) for corp_id in svc.corp_ids())}
 
 
 @blp.route("/wecom/app-messages")
@@ -138,5 +146,6 @@ def reconcile_friends(_data: dict[str, Any]) -> dict[str, int]:
 @blp.arguments(AppMessageQuerySchema, location="query")
 @blp.response(200, AppMessageSchema(many=True))
 def list_app_messages(args: dict[str, Any]) -> Any:
-    """Every app message recorded for staff (alerts, notifications), with its delivery state."""
+    """Every app message recorded for staff (alerts, notifications), with its delivery state and
+    the corp whose app sent it (`corp_id` narrows to one corp)."""
     return notify.list_messages(db.session(), **args)
