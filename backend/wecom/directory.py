@@ -173,6 +173,7 @@ def _sync_staff(
                 stats["created"] += 1
             except DuplicateKey:  # a concurrent sync created it
                 continue
+            svc.adopt_relations(session, staff)
             continue
         changed = False
         if staff.wecom_userid != userid:

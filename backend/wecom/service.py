@@ -202,6 +202,33 @@ def assign_advisor(session: Session, customer: Customer, staff: Staff) -> None:
         customer.home_store_id = staff.org_unit_id
 
 
+def adopt_relations(session: Session, staff: Staff) -> int:
+    """Relations WeCom's events stored before the advisor was in our directory (no staff): now
+    theirs, with their lost-customer alerts, which then reach the store's lost list; open ones
+    give the customer their advisor, as the add would have. Returns the relations adopted."""
+    session.flush()  # the new staff row's id
+    friends = session.scalars(
+        select(WeComFriend).where(
+            WeComFriend.corp_id == staff.corp_id,
+            WeComFriend.userid == staff.wecom_userid,
+            WeComFriend.staff_id.is_(None),
+        )
+    ).all()
+    for friend in friends:
+        friend.staff_id = staff.id
+        if friend.status in (FriendStatus.ACTIVE, FriendStatus.HALF):
+            customer = session.get(Customer, friend.customer_id)
+            if customer is not None:
+                assign_advisor(session, customer, staff)
+    if friends:
+        session.execute(
+            update(WeComAlert)
+            .where(WeComAlert.friend_id.in_([f.id for f in friends]), WeComAlert.staff_id.is_(None))
+            .values(staff_id=staff.id, store_id=staff.org_unit_id)
+        )
+    return len(friends)
+
+
 def role_holder(session: Session, customer_id: int, staff: Staff) -> int | None:
     """Who holds the customer for `staff`'s advisor role (a staff id), if anyone."""
     role = advisor_role(staff)
