@@ -80,7 +80,14 @@ def _chat_rule(actor: StaffActor) -> ColumnElement[bool]:
 
 register_scope("wecom_raw_event", WeComRawEvent, _group_admin_only, "wecom.event_not_found")
 register_scope("wecom_group_chat", WeComGroupChat, _chat_rule, "wecom.chat_not_found")
-register_scope("wecom_channel", WeComChannel, _by_store(WeComChannel), "wecom.channel_not_found")
+def _channel_rule(actor: StaffActor) -> ColumnElement[bool]:
+    """A channel is a contact way of one corp: seen and changed by staff of that corp only (who
+    create channels in their own corp), within their stores."""
+    actor_corp = select(Staff.corp_id).where(Staff.id == actor.staff_id).scalar_subquery()
+    return (WeComChannel.corp_id == actor_corp) & _by_store(WeComChannel)(actor)
+
+
+register_scope("wecom_channel", WeComChannel, _channel_rule, "wecom.channel_not_found")
 register_scope("wecom_template", WelcomeTemplate, _by_store(WelcomeTemplate), "wecom.template_not_found")
 register_scope("wecom_material", WeComMaterial, _material_rule, "wecom.material_not_found")
 register_scope("wecom_alert", WeComAlert, _alert_rule, "wecom.event_not_found")

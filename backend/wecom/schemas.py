@@ -209,6 +209,7 @@ class ChannelPatchSchema(Schema):
 
 class ChannelSchema(OutputSchema):
     id = fields.Integer()
+    corp_id = fields.String()
     name = fields.String()
     kind = fields.String()
     state = fields.String()

@@ -23,9 +23,12 @@ register_messages({"auth.corp_unknown": ("该企业微信未接入本系统", "N
 def _wecom_app(corp_id: str, agent_id: int | None = None) -> WeComGateway:
     """The configured app of a corp: a code or a ticket is only good with that app's own token."""
     try:
-        return wecom_service.gateway_for(corp_id, str(agent_id or ""))
+        gateway = wecom_service.gateway_for(corp_id, str(agent_id or ""))
     except LookupError:
         raise AppError("auth.corp_unknown", 422) from None
+    if agent_id and str(gateway.agent_id) != str(agent_id):  # gateway_for falls back to the first app
+        raise AppError("auth.corp_unknown", 422, errors={"agent_id": [str(agent_id)]})
+    return gateway
 
 
 def _claims(staff_id: int) -> dict[str, Any]:
@@ -91,7 +94,7 @@ def jssdk_signature(args: dict[str, Any]) -> dict[str, Any]:
     signed by the staff member's own corp: WeCom checks the signature against the corp the page
     runs in."""
     staff = db.session().get(Staff, current_staff().staff_id)
-    gateway = _wecom_app(staff.corp_id)
+    gateway = _wecom_app(staff.corp_id, args.get("agent_id"))
     try:
         return gateway.jsapi_signature(args["url"], agent=args["agent"])
     except UpstreamError as exc:

@@ -38,6 +38,10 @@ class StaffQuerySchema(Schema):
 class JsSdkQuerySchema(Schema):
     url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False, metadata={"description": "page URL"})
     agent = fields.Boolean(load_default=False)
+    agent_id = fields.Integer(
+        validate=validate.Range(min=0),
+        metadata={"description": "the app that opened the page, when the staff member's corp has several"},
+    )
 
 
 class JsSdkSignatureSchema(OutputSchema):
