@@ -276,3 +276,91 @@ def second_wecom_app(
         yield second, creds
     finally:
         second.stop()
+
+
+def sign_post(client: Any, creds: dict[str, str], xml: str) -> None:
+    """`xml` as a callback of the app with `creds` (signed and encrypted with its token and key),
+    posted to the real endpoint, which must answer "success"."""
+    from integrations.sandbox.wecom_emit import sign_event
+
+    params, body = sign_event(xml, creds)
+    resp = client.post(URL, query_string=params, data=body, content_type="text/xml")
+    assert (resp.status_code, resp.data) == (200, b"success")
+
+
+def corp_staff(session: Any, corp: str, store: Any, userid: str, role: str, name: str) -> Any:
+    """An active staff member of `corp` (not the primary's unless named) at `store` holding `role`, committed."""
+    from backend.org.models import Role, Staff, StaffRole
+
+    staff = Staff(corp_id=corp, wecom_userid=userid, name=name, org_unit_id=store.id, status="active")
+    staff.role_rows = [StaffRole(role=Role(role))]
+    session.add(staff)
+    session.commit()
+    return staff
+
+
+@contextmanager
+def corp_b_world(
+    app: Any,
+    client: Any,
+    db_session: Any,
+    sandbox_reset: Any,
+    tree: Any,
+    make_staff: Any,
+    monkeypatch: Any,
+    *,
+    a_tag: bool = False,
+    b_tags: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Corp A: the usual callback world (advisor.zhang, advisor.li at store 0, admin), with its tag
+    SUV in the library if `a_tag` ("a_tag"). Corp B (the second app): manager mgr.b and advisor
+    adv.two at store 1, customer wmSecondCorp1 befriended by adv.two through a real corp-B
+    callback ("friend_b"), and unless not `b_tags` tag B级 in corp B's sandbox and library
+    ("b_tag")."""
+    from backend.wecom.models import WeComFriend, WeComTag
+
+    world = callback_world(sandbox_reset, tree, make_staff)
+    corp_a = world["admin"].corp_id
+    tags: dict[str, Any] = {}
+    if a_tag:
+        tags["a_tag"] = tag_id(sandbox_reset, "SUV")
+        db_session.add(WeComTag(corp_id=corp_a, tag_id=tags["a_tag"], group_id="gA", group_name="车型", name="SUV"))
+        db_session.commit()
+    with second_wecom_app(app, sandbox_reset, monkeypatch) as (second, creds):
+        corp_b = creds["WECOM_CORP_ID"]
+        store = tree.stores[1]
+        manager = corp_staff(db_session, corp_b, store, "mgr.b", "store_manager", "B店长")
+        advisor = corp_staff(db_session, corp_b, store, "adv.two", "sales_advisor", "二号顾问")
+        second.state.add_member("mgr.b", "B店长")
+        second.state.add_member("adv.two", "二号顾问")
+        if b_tags:
+            group = second.state.add_tag_group("B客户等级", ["B级"])
+            tags["b_tag"] = group["tag"][0]["id"]
+        second.state.add_external_contact("wmSecondCorp1", "王先生", follow_userid="adv.two")
+        xml = second.state.change_external_contact_xml(
+            corp_b, "add_external_contact", "adv.two", "wmSecondCorp1", int(time.time())
+        )
+        sign_post(client, creds, xml)
+        run_due_jobs(app)
+        db_session.expire_all()
+        friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == "wmSecondCorp1")).one()
+        assert friend.corp_id == corp_b and friend.staff_id == advisor.id
+        if b_tags:
+            # corp B's tag library as a sync (or a tag callback) would have stored it
+            db_session.add(
+                WeComTag(
+                    corp_id=corp_b, tag_id=tags["b_tag"], group_id=group["group_id"], group_name="B客户等级", name="B级"
+                )
+            )
+            db_session.commit()
+        yield {
+            **world,
+            **tags,
+            "corp_a": corp_a,
+            "second": second,
+            "creds": creds,
+            "corp_b": corp_b,
+            "manager_b": manager,
+            "advisor_b": advisor,
+            "friend_b": friend,
+        }

@@ -5,87 +5,18 @@ configured corp's library."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import select
 
-from backend.org.models import Role, Staff, StaffRole
 from backend.platform.jobs import OutboxJob
-from backend.wecom.models import WeComChannel, WeComFriend, WeComFriendTag, WeComTag
-from tests.wecom.helpers import URL, callback_world, run_due_jobs, second_wecom_app, tag_id
+from backend.wecom.models import WeComChannel, WeComFriendTag
+from tests.wecom.helpers import corp_b_world, run_due_jobs
 
 WB = "/api/workbench/v1"
 ADD_CONTACT_WAY = "/cgi-bin/externalcontact/add_contact_way"
 MARK_TAG = "/cgi-bin/externalcontact/mark_tag"
 TAG_LIST = "/cgi-bin/externalcontact/get_corp_tag_list"
-
-
-def corp_b_staff(session: Any, corp_b: str, store: Any, userid: str, role: str, name: str) -> Staff:
-    staff = Staff(corp_id=corp_b, wecom_userid=userid, name=name, org_unit_id=store.id, status="active")
-    staff.role_rows = [StaffRole(role=Role(role))]
-    session.add(staff)
-    session.commit()
-    return staff
-
-
-def post_b(client: Any, second: Any, creds: dict[str, str], change: str, userid: str, ext: str, at: int) -> None:
-    """A change_external_contact callback of corp B's app, posted to the real endpoint."""
-    from integrations.sandbox.wecom_emit import sign_event
-
-    xml = second.state.change_external_contact_xml(creds["WECOM_CORP_ID"], change, userid, ext, at)
-    params, body = sign_event(xml, creds)
-    resp = client.post(URL, query_string=params, data=body, content_type="text/xml")
-    assert (resp.status_code, resp.data) == (200, b"success")
-
-
-@contextmanager
-def corp_b_world(
-    app: Any, client: Any, db_session: Any, sandbox_reset: Any, tree: Any, make_staff: Any, monkeypatch: Any
-) -> Iterator[dict[str, Any]]:
-    """Corp A: the usual callback world (advisor.zhang, advisor.li at store 0, admin) and its tag
-    SUV in the library. Corp B (the second app): manager mgr.b and advisor adv.two at store 1,
-    customer wmSecondCorp1 befriended by adv.two through a real corp-B callback, tag B级 in the
-    library."""
-    world = callback_world(sandbox_reset, tree, make_staff)
-    corp_a = world["admin"].corp_id
-    a_tag = tag_id(sandbox_reset, "SUV")
-    db_session.add(WeComTag(corp_id=corp_a, tag_id=a_tag, group_id="gA", group_name="车型", name="SUV"))
-    db_session.commit()
-    with second_wecom_app(app, sandbox_reset, monkeypatch) as (second, creds):
-        corp_b = creds["WECOM_CORP_ID"]
-        store = tree.stores[1]
-        manager = corp_b_staff(db_session, corp_b, store, "mgr.b", "store_manager", "B店长")
-        advisor = corp_b_staff(db_session, corp_b, store, "adv.two", "sales_advisor", "二号顾问")
-        second.state.add_member("mgr.b", "B店长")
-        second.state.add_member("adv.two", "二号顾问")
-        group = second.state.add_tag_group("B客户等级", ["B级"])
-        b_tag = group["tag"][0]["id"]
-        second.state.add_external_contact("wmSecondCorp1", "王先生", follow_userid="adv.two")
-        post_b(client, second, creds, "add_external_contact", "adv.two", "wmSecondCorp1", int(time.time()))
-        run_due_jobs(app)
-        db_session.expire_all()
-        friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == "wmSecondCorp1")).one()
-        assert friend.corp_id == corp_b and friend.staff_id == advisor.id
-        # corp B's tag library as a sync (or a tag callback) would have stored it
-        db_session.add(
-            WeComTag(corp_id=corp_b, tag_id=b_tag, group_id=group["group_id"], group_name="B客户等级", name="B级")
-        )
-        db_session.commit()
-        yield {
-            **world,
-            "corp_a": corp_a,
-            "a_tag": a_tag,
-            "second": second,
-            "creds": creds,
-            "corp_b": corp_b,
-            "manager_b": manager,
-            "advisor_b": advisor,
-            "friend_b": friend,
-            "b_tag": b_tag,
-        }
 
 
 def channel_body(store_id: int, userids: list[str]) -> dict[str, Any]:
@@ -107,7 +38,7 @@ def test_a_corp_b_manager_creates_the_channel_in_corp_b(
     monkeypatch: Any,
 ) -> None:
     """The channel is corp B's, and its contact way is made by corp B's app, not the primary's."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, a_tag=True) as w:
         body = channel_body(tree.stores[1].id, ["adv.two"])
         resp = client.post(f"{WB}/wecom/channels", headers=staff_headers(w["manager_b"]), json=body)
         assert resp.status_code == 201, resp.get_json()
@@ -130,7 +61,7 @@ def test_a_channels_advisors_are_members_of_the_actors_corp(
 ) -> None:
     """A corp B manager cannot name a primary-corp advisor (nor a group admin of the primary
     corp a corp B one): a userid means nothing in another corp's WeCom."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, a_tag=True) as w:
         store_id = tree.stores[1].id
         by_b = client.post(
             f"{WB}/wecom/channels",
@@ -161,7 +92,7 @@ def test_a_corp_b_manager_marks_a_corp_b_customers_tags_through_corp_b(
 ) -> None:
     """`mark_tag` goes to corp B's app, as the relation's advisor, and the tag is recorded on
     the corp B relation."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, a_tag=True) as w:
         resp = client.post(tags_url(w), headers=staff_headers(w["manager_b"]), json={"add_tag_ids": [w["b_tag"]]})
         assert resp.status_code == 200, resp.get_json()
         assert (resp.get_json()["userid"], resp.get_json()["tag_ids"]) == ("adv.two", [w["b_tag"]])
@@ -186,7 +117,7 @@ def test_tags_are_checked_against_the_actors_corps_library(
     monkeypatch: Any,
 ) -> None:
     """A primary-corp tag id is unknown to corp B: refused before anything is sent."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, a_tag=True) as w:
         resp = client.post(tags_url(w), headers=staff_headers(w["manager_b"]), json={"add_tag_ids": [w["a_tag"]]})
         assert (resp.status_code, resp.get_json()["code"]) == (422, "wecom.tag_unknown"), resp.get_json()
         assert resp.get_json()["errors"] == {"tag_ids": [w["a_tag"]]}
@@ -205,7 +136,7 @@ def test_a_group_admin_of_the_primary_corp_marks_in_the_primary_corp_only(
 ) -> None:
     """The group admin's tags are the primary corp's library (what they are shown), so a customer
     who is only a friend in corp B is no friend to mark for them: 409, nothing sent to either."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, a_tag=True) as w:
         resp = client.post(tags_url(w), headers=staff_headers(w["admin"]), json={"add_tag_ids": [w["a_tag"]]})
         assert (resp.status_code, resp.get_json()["code"]) == (409, "wecom.not_a_friend"), resp.get_json()
         assert not w["second"].state.received(MARK_TAG)
@@ -223,7 +154,7 @@ def test_the_tag_library_listed_is_the_actors_corps(
     monkeypatch: Any,
 ) -> None:
     """A corp B manager sees corp B's tags; a group admin of the primary corp the primary's."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, a_tag=True) as w:
         for_b = client.get(f"{WB}/wecom/tags", headers=staff_headers(w["manager_b"]))
         assert for_b.status_code == 200, for_b.get_json()
         assert [t["tag_id"] for t in for_b.get_json()] == [w["b_tag"]]
@@ -244,7 +175,7 @@ def test_the_manual_tag_sync_reads_every_corps_library(
 ) -> None:
     """One sync job per configured corp (one corp's failure is retried alone), each reading its
     own corp's library through its own app."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, a_tag=True) as w:
         resp = client.post(f"{WB}/wecom/tags/sync", headers=staff_headers(w["admin"]), json={})
         assert resp.status_code == 202, resp.get_json()
         db_session.expire_all()

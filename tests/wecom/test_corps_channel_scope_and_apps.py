@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.wecom.helpers import callback_world, second_wecom_app
-from tests.wecom.test_channels_tags_corps import corp_b_world
+from tests.wecom.helpers import callback_world, corp_b_world, second_wecom_app
 
 WB = "/api/workbench/v1"
 UPDATE_WAY = "/cgi-bin/externalcontact/update_contact_way"
@@ -26,7 +25,7 @@ def test_another_corps_channel_is_not_seen_nor_changed(
 ) -> None:
     """Corp A's group admin makes a channel at store 1; corp B's manager of store 1 does not list
     it, cannot rename or delete it (404), and corp A's contact way is untouched."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, a_tag=True) as w:
         body = {
             "name": "A店活码",
             "kind": "store",

@@ -9,28 +9,20 @@ from typing import Any
 from sqlalchemy import select
 
 from backend.customers.models import CustomerAdvisor
-from backend.org.models import Role, Staff, StaffRole
+from backend.org.models import Staff
 from backend.platform import jobs
 from backend.wecom import service as svc
 from backend.wecom.models import FriendStatus, WeComFriend
 from integrations.sandbox import wecom_ops
-from tests.wecom.helpers import URL, ZHANG, callback_world, run_due_jobs, second_wecom_app, upstream_calls
-
-
-def sign_post(client: Any, creds: dict[str, str], xml: str) -> None:
-    from integrations.sandbox.wecom_emit import sign_event
-
-    params, body = sign_event(xml, creds)
-    resp = client.post(URL, query_string=params, data=body, content_type="text/xml")
-    assert (resp.status_code, resp.data) == (200, b"success")
-
-
-def b_staff(session: Any, corp: str, store: Any, userid: str, role: str, name: str) -> Staff:
-    staff = Staff(corp_id=corp, wecom_userid=userid, name=name, org_unit_id=store.id, status="active")
-    staff.role_rows = [StaffRole(role=Role(role))]
-    session.add(staff)
-    session.commit()
-    return staff
+from tests.wecom.helpers import (
+    ZHANG,
+    callback_world,
+    corp_staff,
+    run_due_jobs,
+    second_wecom_app,
+    sign_post,
+    upstream_calls,
+)
 
 
 def test_on_duty_handover_in_corp_b_touches_corp_b_only(
@@ -53,9 +45,9 @@ def test_on_duty_handover_in_corp_b_touches_corp_b_only(
         db_session.commit()
     with second_wecom_app(app, sb, monkeypatch) as (second, creds):
         corp_b = creds["WECOM_CORP_ID"]
-        zhang_b = b_staff(db_session, corp_b, tree.stores[1], ZHANG, "sales_advisor", "B张")
-        three = b_staff(db_session, corp_b, tree.stores[1], "adv.three", "sales_advisor", "B三")
-        mgr = b_staff(db_session, corp_b, tree.stores[1], "mgr.b", "store_manager", "B店长")
+        zhang_b = corp_staff(db_session, corp_b, tree.stores[1], ZHANG, "sales_advisor", "B张")
+        three = corp_staff(db_session, corp_b, tree.stores[1], "adv.three", "sales_advisor", "B三")
+        mgr = corp_staff(db_session, corp_b, tree.stores[1], "mgr.b", "store_manager", "B店长")
         for u in (ZHANG, "adv.three", "mgr.b"):
             second.state.add_member(u, u)
         second.state.add_external_contact("wmB1", "B客户", follow_userid=ZHANG)

@@ -7,38 +7,22 @@ from typing import Any
 
 from sqlalchemy import select
 
-from backend.org.models import Role, Staff, StaffRole
 from backend.wecom.models import (
     WeComChannel,
     WelcomeMessage,
     WelcomeTemplate,
 )
 from tests.wecom.helpers import (
-    URL,
     ZHANG,
     callback_world,
+    corp_staff,
     run_due_jobs,
     second_wecom_app,
+    sign_post,
     upstream_calls,
 )
 
 SAME_EXT = "wmSameStringInTwoCorps"
-
-
-def sign_post(client: Any, creds: dict[str, str], xml: str) -> None:
-    from integrations.sandbox.wecom_emit import sign_event
-
-    params, body = sign_event(xml, creds)
-    resp = client.post(URL, query_string=params, data=body, content_type="text/xml")
-    assert (resp.status_code, resp.data) == (200, b"success")
-
-
-def b_staff(session: Any, corp: str, store: Any, userid: str, role: str, name: str) -> Staff:
-    staff = Staff(corp_id=corp, wecom_userid=userid, name=name, org_unit_id=store.id, status="active")
-    staff.role_rows = [StaffRole(role=Role(role))]
-    session.add(staff)
-    session.commit()
-    return staff
 
 
 def test_same_state_in_two_corps_welcomes_with_each_corps_template(
@@ -48,7 +32,7 @@ def test_same_state_in_two_corps_welcomes_with_each_corps_template(
     sb = world["sandbox"]
     with second_wecom_app(app, sb, monkeypatch) as (second, creds):
         corp_a, corp_b = sb.credentials["WECOM_CORP_ID"], creds["WECOM_CORP_ID"]
-        b_staff(db_session, corp_b, tree.stores[1], ZHANG, "sales_advisor", "B张顾问")
+        corp_staff(db_session, corp_b, tree.stores[1], ZHANG, "sales_advisor", "B张顾问")
         second.state.add_member(ZHANG, "B张顾问")
         ta = WelcomeTemplate(name="A", store_id=tree.stores[0].id, text="A欢迎 {advisor_name}")
         tb = WelcomeTemplate(name="B", store_id=tree.stores[1].id, text="B欢迎 {advisor_name}")

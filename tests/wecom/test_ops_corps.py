@@ -5,70 +5,26 @@ and the tag library of every corp is re-read nightly."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from backend.org.models import Role, Staff, StaffRole
+from backend.org.models import Staff
 from backend.platform import jobs
 from backend.platform.jobs import OutboxJob
 from backend.wecom import directory, notify
 from backend.wecom import service as svc
-from backend.wecom.models import WeComFriend, WeComTag
+from backend.wecom.models import WeComTag
 from backend.wecom.ops_models import WeComDepartment
 from integrations.sandbox import wecom_ops
-from tests.wecom.helpers import URL, callback_world, run_due_jobs, second_wecom_app
+from tests.wecom.helpers import callback_world, corp_b_world, run_due_jobs, second_wecom_app
 
 WB = "/api/workbench/v1"
 DEPARTMENTS = f"{WB}/wecom/departments"
 MAP = f"{WB}/wecom/departments/map"
 MESSAGES = f"{WB}/wecom/app-messages"
 TAG_LIST = "/cgi-bin/externalcontact/get_corp_tag_list"
-
-
-def corp_b_staff(session: Any, corp_b: str, store: Any, userid: str, role: str, name: str) -> Staff:
-    staff = Staff(corp_id=corp_b, wecom_userid=userid, name=name, org_unit_id=store.id, status="active")
-    staff.role_rows = [StaffRole(role=Role(role))]
-    session.add(staff)
-    session.commit()
-    return staff
-
-
-def post_b(client: Any, second: Any, creds: dict[str, str], change: str, userid: str, ext: str, at: int) -> None:
-    from integrations.sandbox.wecom_emit import sign_event
-
-    xml = second.state.change_external_contact_xml(creds["WECOM_CORP_ID"], change, userid, ext, at)
-    params, body = sign_event(xml, creds)
-    resp = client.post(URL, query_string=params, data=body, content_type="text/xml")
-    assert (resp.status_code, resp.data) == (200, b"success")
-
-
-@contextmanager
-def corp_b_world(
-    app: Any, client: Any, db_session: Any, sandbox_reset: Any, tree: Any, make_staff: Any, monkeypatch: Any
-) -> Iterator[dict[str, Any]]:
-    """Corp A: the usual callback world (advisor.zhang, advisor.li at store 0, admin). Corp B (the
-    second app): manager mgr.b and advisor adv.two at store 1, customer wmSecondCorp1 befriended
-    by adv.two through a real corp-B callback."""
-    world = callback_world(sandbox_reset, tree, make_staff)
-    with second_wecom_app(app, sandbox_reset, monkeypatch) as (second, creds):
-        corp_b = creds["WECOM_CORP_ID"]
-        store = tree.stores[1]
-        manager = corp_b_staff(db_session, corp_b, store, "mgr.b", "store_manager", "B店长")
-        advisor = corp_b_staff(db_session, corp_b, store, "adv.two", "sales_advisor", "二号顾问")
-        second.state.add_member("mgr.b", "B店长")
-        second.state.add_member("adv.two", "二号顾问")
-        second.state.add_external_contact("wmSecondCorp1", "王先生", follow_userid="adv.two")
-        post_b(client, second, creds, "add_external_contact", "adv.two", "wmSecondCorp1", int(time.time()))
-        run_due_jobs(app)
-        db_session.expire_all()
-        friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == "wmSecondCorp1")).one()
-        assert friend.corp_id == corp_b and friend.staff_id == advisor.id
-        yield {**world, "second": second, "creds": creds, "corp_b": corp_b, "manager_b": manager, "advisor_b": advisor}
 
 
 def add_market_departments(app: Any, db_session: Any, w: dict[str, Any]) -> None:
@@ -97,7 +53,7 @@ def test_a_manual_reconciliation_covers_every_configured_corp(
 ) -> None:
     """A group admin's "reconcile now" queues a look at every active advisor of every corp, not
     only the primary corp's: corp B's relations drift as much as corp A's."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, b_tags=False) as w:
         resp = client.post(f"{WB}/wecom/friends/reconcile", headers=staff_headers(w["admin"]), json={})
         assert resp.status_code == 202, resp.get_json()
         db_session.expire_all()
@@ -121,7 +77,7 @@ def test_a_manual_directory_sync_reads_every_corps_directory(
 ) -> None:
     """One sync job per configured corp (one corp's failure is retried on its own), each reading
     its own corp's directory."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, b_tags=False) as w:
         resp = client.post(f"{WB}/wecom/directory/sync", headers=staff_headers(w["admin"]), json={})
         assert (resp.status_code, resp.get_json()) == (202, {"enqueued": 2})
         run_due_jobs(app)
@@ -144,7 +100,7 @@ def test_departments_name_their_corp_and_are_mapped_per_corp(
 ) -> None:
     """Both corps have a department 7: the list shows each with its corp (and filters by corp),
     and mapping corp B's 7 leaves corp A's alone; corp B's member becomes staff at the next sync."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, b_tags=False) as w:
         corp_a, corp_b = w["advisor"].corp_id, w["corp_b"]
         add_market_departments(app, db_session, w)
         headers = staff_headers(w["admin"])
@@ -192,7 +148,7 @@ def test_a_department_only_another_corp_has_is_mapped_without_naming_the_corp(
 ) -> None:
     """A client that sends no corp (written for one corp) can still map corp B's department 7
     when the primary corp has none of that id: there is only one it can mean."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, b_tags=False) as w:
         st = w["second"].state
         wecom_ops.add_department(st, 7, "B市场部")
         with app.app_context():
@@ -217,7 +173,7 @@ def test_mapping_refuses_an_unknown_corp_and_an_ambiguous_department(
     """A corp no app is configured for is a 422 with its own code (not "department not found");
     a department id that several other corps have, sent without a corp, is refused rather than
     guessed."""
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, b_tags=False) as w:
         headers = staff_headers(w["admin"])
         body = {"department_id": 7, "org_unit_id": tree.stores[1].id}
         unknown = client.post(MAP, headers=headers, json={**body, "corp_id": "wwNoSuchCorp"})
@@ -283,7 +239,7 @@ def test_the_tag_library_of_every_corp_is_reread_nightly(
     """Tag callbacks keep the library current, but a lost one would leave it stale for good: a
     nightly run re-reads each corp's library (one job per corp), once per slot."""
     assert "wecom.sync_tags" in {p.name for p in jobs._PERIODIC}
-    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch) as w:
+    with corp_b_world(app, client, db_session, sandbox_reset, tree, make_staff, monkeypatch, b_tags=False) as w:
         group = w["second"].state.add_tag_group("B客户等级", ["B级"])
         monkeypatch.setattr(jobs, "_PERIODIC", [p for p in jobs._PERIODIC if p.name == "wecom.sync_tags"])
         night = datetime(2026, 12, 4, 0, 0, 5, tzinfo=UTC)

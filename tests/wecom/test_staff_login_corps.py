@@ -4,75 +4,11 @@ signature is made by the logged-in staff member's own corp."""
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import select
-
-from backend.org.models import Role, Staff, StaffRole
-from backend.wecom.models import WeComFriend, WeComTag
-from tests.wecom.helpers import URL, callback_world, run_due_jobs, second_wecom_app
+from tests.wecom.helpers import corp_b_world
 
 WB = "/api/workbench/v1"
-
-
-def corp_b_staff(session: Any, corp_b: str, store: Any, userid: str, role: str, name: str) -> Staff:
-    staff = Staff(corp_id=corp_b, wecom_userid=userid, name=name, org_unit_id=store.id, status="active")
-    staff.role_rows = [StaffRole(role=Role(role))]
-    session.add(staff)
-    session.commit()
-    return staff
-
-
-def post_b(client: Any, second: Any, creds: dict[str, str], change: str, userid: str, ext: str, at: int) -> None:
-    from integrations.sandbox.wecom_emit import sign_event
-
-    xml = second.state.change_external_contact_xml(creds["WECOM_CORP_ID"], change, userid, ext, at)
-    params, body = sign_event(xml, creds)
-    resp = client.post(URL, query_string=params, data=body, content_type="text/xml")
-    assert (resp.status_code, resp.data) == (200, b"success")
-
-
-@contextmanager
-def corp_b_world(
-    app: Any, client: Any, db_session: Any, sandbox_reset: Any, tree: Any, make_staff: Any, monkeypatch: Any
-) -> Iterator[dict[str, Any]]:
-    """Corp A: the usual callback world (advisor.zhang, advisor.li at store 0, admin). Corp B (the
-    second app): manager mgr.b and advisor adv.two at store 1, customer wmSecondCorp1 befriended
-    by adv.two through a real corp-B callback."""
-    world = callback_world(sandbox_reset, tree, make_staff)
-    with second_wecom_app(app, sandbox_reset, monkeypatch) as (second, creds):
-        corp_b = creds["WECOM_CORP_ID"]
-        store = tree.stores[1]
-        manager = corp_b_staff(db_session, corp_b, store, "mgr.b", "store_manager", "B店长")
-        advisor = corp_b_staff(db_session, corp_b, store, "adv.two", "sales_advisor", "二号顾问")
-        second.state.add_member("mgr.b", "B店长")
-        second.state.add_member("adv.two", "二号顾问")
-        group = second.state.add_tag_group("B客户等级", ["B级"])
-        b_tag = group["tag"][0]["id"]
-        second.state.add_external_contact("wmSecondCorp1", "王先生", follow_userid="adv.two")
-        post_b(client, second, creds, "add_external_contact", "adv.two", "wmSecondCorp1", int(time.time()))
-        run_due_jobs(app)
-        db_session.expire_all()
-        friend = db_session.scalars(select(WeComFriend).where(WeComFriend.external_userid == "wmSecondCorp1")).one()
-        assert friend.corp_id == corp_b and friend.staff_id == advisor.id
-        # corp B's tag library as a sync (or a tag callback) would have stored it
-        db_session.add(
-            WeComTag(corp_id=corp_b, tag_id=b_tag, group_id=group["group_id"], group_name="B客户等级", name="B级")
-        )
-        db_session.commit()
-        yield {
-            **world,
-            "second": second,
-            "creds": creds,
-            "corp_b": corp_b,
-            "manager_b": manager,
-            "advisor_b": advisor,
-            "friend_b": friend,
-            "b_tag": b_tag,
-        }
 
 
 def test_corp_b_staff_log_in_with_their_apps_oauth_code(

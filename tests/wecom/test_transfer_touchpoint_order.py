@@ -15,20 +15,14 @@ from backend.wecom import service as svc
 from backend.wecom.models import FriendStatus
 from backend.wecom.ops_models import WeComHandoverItem
 from integrations.sandbox import wecom_ops
+from tests.wecom import test_transfer_callbacks
 from tests.wecom.helpers import contact_xml, post_event, run_due_jobs
 
 URL = "/api/workbench/v1/wecom/handovers"
 ZHANG = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
 
-
-@pytest.fixture
-def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
-    store = tree.stores[0]
-    zhang = make_staff(store, "sales_advisor", userid=ZHANG, name="张顾问")
-    zhao = make_staff(store, "sales_advisor", userid="advisor.zhao", name="赵顾问")
-    manager = make_staff(store, "store_manager", userid="advisor.li", name="李店长")
-    return {"sandbox": sandbox_reset, "zhang": zhang, "zhao": zhao, "manager": manager}
+world = test_transfer_callbacks.world  # the fixture: advisors Zhang and Zhao and manager Li at store 0
 
 
 @pytest.mark.parametrize("callback_first", [False, True])
