@@ -80,6 +80,8 @@ def _chat_rule(actor: StaffActor) -> ColumnElement[bool]:
 
 register_scope("wecom_raw_event", WeComRawEvent, _group_admin_only, "wecom.event_not_found")
 register_scope("wecom_group_chat", WeComGroupChat, _chat_rule, "wecom.chat_not_found")
+
+
 def _channel_rule(actor: StaffActor) -> ColumnElement[bool]:
     """A channel is a contact way of one corp: seen and changed by staff of that corp only (who
     create channels in their own corp), within their stores."""
@@ -118,16 +120,6 @@ def _actor_corp_id(session: Session, actor: StaffActor) -> str:
     of the primary corp stays in the primary one."""
     me = session.get(Staff, actor.staff_id)
     return me.corp_id if me is not None else svc.current_corp_id()
-
-
-def _corp_gateway(corp_id: str) -> Any:
-    """The app of `corp_id`; a corp whose app was taken out of the configuration answers 422
-    (the code is registered with the handover's messages: admin imports handlers, handlers
-    import handover)."""
-    try:
-        return svc.gateway_for(corp_id)
-    except LookupError as exc:
-        raise AppError("wecom.corp_not_configured", 422, errors={"corp_id": [f"no WeCom app for {corp_id}"]}) from exc
 
 
 # --- raw events ----------------------------------------------------------------------------
@@ -336,7 +328,7 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
     _check_store(session, actor, data.get("store_id"))
     _check_template_store(session, actor, data.get("welcome_template_id"), data.get("store_id"))
     _check_cap(data)
-    gateway = _corp_gateway(_actor_corp_id(session, actor))
+    gateway = svc.configured_gateway(_actor_corp_id(session, actor))
     _check_advisors(session, actor, gateway.corp_id, data)
     _check_auto_tags(session, gateway.corp_id, data)
     channel = WeComChannel(corp_id=gateway.corp_id, **data)
@@ -533,7 +525,7 @@ def mark_customer_tags(
     if remove_set:
         body["remove_tag"] = sorted(remove_set)
     try:
-        _corp_gateway(friend.corp_id).post("externalcontact/mark_tag", body)
+        svc.configured_gateway(friend.corp_id).post("externalcontact/mark_tag", body)
     except UpstreamError as exc:
         if exc.reason == "rejected" and exc.errcode == svc.CONTACT_GONE:
             raise AppError("wecom.not_a_friend", 409) from exc

@@ -53,8 +53,6 @@ register_messages(
             "多个企业有此部门，请指定企业",
             "Several corps have this department: name the corp",
         ),
-        # the same code (and text) as handover.py's: one code for "no app of that corp"
-        "wecom.corp_not_configured": ("该企业未配置企业微信应用", "No WeCom app is configured for this corp"),
     }
 )
 
@@ -232,7 +230,7 @@ def map_department(
     corps = svc.corp_ids()
     if corp_id is not None and corp_id not in corps:
         # Told apart from an unknown department: the corp itself is not one dealerloop serves.
-        raise AppError("wecom.corp_not_configured", 422, errors={"corp_id": [f"no WeCom app for {corp_id}"]})
+        raise svc.corp_not_configured(corp_id)
     rows = {
         row.corp_id: row
         for row in session.scalars(

@@ -110,7 +110,6 @@ register_messages(
         "wecom.handover_nothing": ("没有可交接的客户", "No customers to hand over"),
         "wecom.handover_in_progress": ("这些客户已在交接中", "These customers are already being handed over"),
         "wecom.handover_corp_mismatch": ("接替顾问属于其他企业", "The takeover advisor is a member of another corp"),
-        "wecom.corp_not_configured": ("该企业未配置企业微信应用", "No WeCom app is configured for this corp"),
         "wecom.handover_not_their_customer": (
             "部分客户不是原顾问的客户",
             "Some customers are not the handover advisor's",
@@ -172,12 +171,7 @@ def start_handover(
     if takeover_staff.corp_id != corp_id:
         # userids repeat across corps: WeCom would hand the customers to its own namesake
         raise AppError("wecom.handover_corp_mismatch", 422, errors={"takeover_staff_id": ["a member of another corp"]})
-    try:
-        svc.gateway_for(corp_id)
-    except LookupError as exc:
-        raise AppError(
-            "wecom.corp_not_configured", 422, errors={"handover_staff_id": [f"no WeCom app for {corp_id}"]}
-        ) from exc
+    svc.configured_gateway(corp_id, "handover_staff_id")
     if _collecting(session, corp_id, handover_staff.wecom_userid):
         # Its list is still being read: a second handover would race it for the same pages.
         raise AppError("wecom.handover_in_progress", 409)

@@ -20,7 +20,7 @@ from backend.customers.service import attach_identity, attach_unionid, find_by_i
 from backend.org.models import ADVISOR_ROLES, OrgKind, OrgUnit, Staff, StaffStatus
 from backend.org.service import managers_of_store
 from backend.platform.db import DuplicateKey, insert_or_lock, unique_savepoint, utcnow
-from backend.platform.errors import register_messages
+from backend.platform.errors import AppError, register_messages
 from backend.platform.pii import PhoneVault
 from backend.platform.ports import UpstreamError, WeComGateway
 from backend.touchpoints.models import Channel, Kind, Touchpoint
@@ -69,6 +69,7 @@ register_messages(
         "wecom.fallback_without_cap": ("设置备用顾问需要先设置每日添加上限", "Fallback advisors need a daily cap"),
         "wecom.fallback_overlaps": ("备用顾问不能与接待顾问重复", "Fallback advisors must differ from the advisors"),
         "wecom.userid_repeated": ("同一顾问不能重复添加", "An advisor is named twice"),
+        "wecom.corp_not_configured": ("该企业未配置企业微信应用", "No WeCom app is configured for this corp"),
         "wecom.chat_not_found": ("客户群不存在", "Group chat not found"),
         "wecom.stats_range_invalid": ("统计日期范围无效（最多366天）", "Invalid date range (at most 366 days)"),
         "wecom.store_invalid": ("所选组织不是门店", "Not a store"),
@@ -113,6 +114,19 @@ def gateway_for(corp_id: str, agent_id: str = "") -> WeComGateway:
     if apps:
         return apps[0]
     raise LookupError(f"no WeCom app configured for corp {corp_id}")
+
+
+def configured_gateway(corp_id: str, field: str = "corp_id") -> WeComGateway:
+    """The app of `corp_id` for a request naming it (in `field`); a corp dealerloop has no app
+    for (never configured, or taken out of the settings) is the request's problem: 422."""
+    try:
+        return gateway_for(corp_id)
+    except LookupError as exc:
+        raise corp_not_configured(corp_id, field) from exc
+
+
+def corp_not_configured(corp_id: str, field: str = "corp_id") -> AppError:
+    return AppError("wecom.corp_not_configured", 422, errors={field: [f"no WeCom app for {corp_id}"]})
 
 
 def event_time(create_time: int) -> datetime:
@@ -850,7 +864,26 @@ def adds_today(session: Session, channel: WeComChannel, now: datetime | None = N
         )
         .group_by(WeComChannelFact.userid)
     ).all()
-    return {userid: n for userid, n in rows}
+    counts: dict[str, int] = {}  # by casefold: the events' spelling of a userid may differ in case
+    for userid, n in rows:
+        counts[userid.casefold()] = counts.get(userid.casefold(), 0) + n
+    return counts
+
+
+def active_members(session: Session, userids: list[str]) -> set[tuple[str, str]]:
+    """(corp, casefolded userid) of the active staff among these userids. WeCom userids are
+    case-insensitive: a channel's list, the directory's spelling and the events' may differ in
+    case (the database's collation already ignores it)."""
+    if not userids:
+        return set()
+    return {
+        (corp_id, userid.casefold())
+        for corp_id, userid in session.execute(
+            select(Staff.corp_id, Staff.wecom_userid).where(
+                Staff.wecom_userid.in_(sorted(set(userids))), Staff.status == StaffStatus.ACTIVE
+            )
+        )
+    }
 
 
 def users_for_today(session: Session, channel: WeComChannel, now: datetime | None = None) -> list[str]:
@@ -858,28 +891,19 @@ def users_for_today(session: Session, channel: WeComChannel, now: datetime | Non
     is at the cap, the fallback advisors. Advisors who have left (or are no longer WeCom members
     of the corp) are skipped: WeCom refuses a list naming them (60111). Never an empty list:
     WeCom requires a user."""
-    # WeCom userids are case-insensitive: the channel's list, the directory's spelling and the
-    # events' spelling may differ in case (the database's collation already ignores it).
-    active = {
-        userid.casefold()
-        for userid in session.scalars(
-            select(Staff.wecom_userid).where(
-                Staff.corp_id == channel.corp_id,
-                Staff.wecom_userid.in_([*channel.userids, *channel.fallback_userids]),
-                Staff.status == StaffStatus.ACTIVE,
-            )
-        )
-    }
+    members = active_members(session, [*channel.userids, *channel.fallback_userids])
+
+    def active(userid: str) -> bool:
+        return (channel.corp_id, userid.casefold()) in members
+
     if channel.daily_cap is None:
-        return [u for u in channel.userids if u.casefold() in active] or list(channel.userids)
-    counts: dict[str, int] = {}
-    for userid, n in adds_today(session, channel, now).items():
-        counts[userid.casefold()] = counts.get(userid.casefold(), 0) + n
-    under = [u for u in channel.userids if u.casefold() in active and counts.get(u.casefold(), 0) < channel.daily_cap]
+        return [u for u in channel.userids if active(u)] or list(channel.userids)
+    counts = adds_today(session, channel, now)
+    under = [u for u in channel.userids if active(u) and counts.get(u.casefold(), 0) < channel.daily_cap]
     if under:
         return under
-    fallbacks = [u for u in channel.fallback_userids if u.casefold() in active]
-    return fallbacks or [u for u in channel.userids if u.casefold() in active] or list(channel.userids)
+    fallbacks = [u for u in channel.fallback_userids if active(u)]
+    return fallbacks or [u for u in channel.userids if active(u)] or list(channel.userids)
 
 
 def rebalance_channel(session: Session, channel_id: int, now: datetime | None = None) -> list[str] | None:
@@ -907,15 +931,7 @@ def channels_to_rebalance(session: Session) -> list[int]:
     channels = session.scalars(
         select(WeComChannel).where(WeComChannel.active.is_(True), WeComChannel.config_id.is_not(None))
     ).all()
-    named = sorted({u for c in channels for u in c.applied_userids})
-    active = {
-        (corp_id, userid.casefold())
-        for corp_id, userid in session.execute(
-            select(Staff.corp_id, Staff.wecom_userid).where(
-                Staff.wecom_userid.in_(named), Staff.status == StaffStatus.ACTIVE
-            )
-        )
-    }
+    active = active_members(session, [u for c in channels for u in c.applied_userids])
     return [
         c.id
         for c in channels
