@@ -51,6 +51,7 @@ from backend.consult.models import (
 )
 from backend.customers.models import Car, Customer, CustomerAdvisor
 from backend.org.models import ADVISOR_ROLES, MANAGER_ROLES, OrgKind, OrgUnit, Staff, StaffRole, StaffStatus
+from backend.org.open_work import may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
 from backend.platform.actors import MemberActor, StaffActor
 from backend.platform.audit import write_audit
@@ -607,6 +608,76 @@ def transfer(
     return conversation
 
 
+def move_open_conversations(
+    session: Session,
+    from_staff: Staff,
+    to_staff: Staff | None,
+    now: datetime,
+    customer_ids: list[int] | None,
+    roles: set[str] | None,
+) -> int:
+    """`backend.org.open_work`'s mover: the open conversations `from_staff` holds go to
+    `to_staff` when they may take them (active, of the conversation's store, holding the topic's
+    role — any advisor role for "other"), else back to the store's queue, where the topic's
+    advisors are told to claim them. With `roles`, only topics of those roles move ("other"
+    goes with any)."""
+    stmt = select(Conversation.id).where(
+        Conversation.advisor_id == from_staff.id, Conversation.status == ConversationStatus.OPEN
+    )
+    if customer_ids is not None:
+        stmt = stmt.where(Conversation.customer_id.in_(customer_ids))
+    moved = 0
+    for conversation_id in session.scalars(stmt.order_by(Conversation.id)).all():
+        try:
+            conversation = _locked(
+                session,
+                Conversation.id == conversation_id,
+                Conversation.advisor_id == from_staff.id,
+                Conversation.status == ConversationStatus.OPEN,
+            )
+        except AppError:  # closed or moved meanwhile
+            continue
+        role = TOPIC_ROLE[conversation.topic]
+        if roles is not None and role is not None and role not in roles:
+            continue
+        target = to_staff if may_take(to_staff, conversation.store_id, {role} if role else set(ADVISOR_ROLES)) else None
+        conversation.advisor_id = target.id if target is not None else None
+        conversation.claimed_at = now if target is not None else None
+        conversation.transfer_count += 1
+        detail = {
+            "conversation_id": conversation.id,
+            "from_staff_id": from_staff.id,
+            "to_staff_id": target.id if target is not None else None,
+            "reason": "handover" if to_staff is not None else "departure",
+        }
+        record(
+            session,
+            customer_id=conversation.customer_id,
+            kind=Kind.CONSULT_TRANSFERRED,
+            channel=Channel.SYSTEM,
+            source=SOURCE,
+            source_ref=f"consult:{conversation.id}:transfer:{conversation.transfer_count}",
+            occurred_at=now,
+            advisor_id=target.id if target is not None else None,
+            store_id=conversation.store_id,
+            payload=detail,
+        )
+        customer = session.get(Customer, conversation.customer_id)
+        _notify_staff(
+            session,
+            conversation,
+            customer,
+            key=f"{conversation.id}:t{conversation.transfer_count}",
+            excerpt=f"顾问变更：{conversation.last_excerpt or TOPIC_LABEL[conversation.topic]}",
+        )
+        moved += 1
+    session.flush()
+    return moved
+
+
+register_open_work("consultations", move_open_conversations)
+
+
 def _close(session: Session, conversation: Conversation, by: str, staff_id: int | None, now: datetime) -> Conversation:
     if conversation.status == ConversationStatus.CLOSED:
         raise AppError("consult.closed", 409)
@@ -770,6 +841,17 @@ def _store_advisors(session: Session, store_id: int, topic: Topic) -> list[Staff
     )
 
 
+def _answerers(session: Session, conversation: Conversation) -> list[Staff]:
+    """Who should answer: the assignee while active; else (queued, or an assignee who left and
+    whose work was not moved yet) the store's advisors of the topic, so an owner's message
+    never reaches nobody."""
+    if conversation.advisor_id is not None:
+        advisor = session.get(Staff, conversation.advisor_id)
+        if advisor is not None and advisor.status == StaffStatus.ACTIVE:
+            return [advisor]
+    return _store_advisors(session, conversation.store_id, conversation.topic)
+
+
 def _notify_staff(
     session: Session,
     conversation: Conversation,
@@ -779,14 +861,10 @@ def _notify_staff(
     message: Message | None = None,
     excerpt: str | None = None,
 ) -> None:
-    """WeCom app message to the assignee, or to the store's advisors of the topic when queued."""
+    """WeCom app message to whoever should answer (`_answerers`)."""
     from backend.wecom.notify import Card, NotifyKind, notify_staff
 
-    if conversation.advisor_id is not None:
-        advisor = session.get(Staff, conversation.advisor_id)
-        recipients = [advisor] if advisor is not None and advisor.status == StaffStatus.ACTIVE else []
-    else:
-        recipients = _store_advisors(session, conversation.store_id, conversation.topic)
+    recipients = _answerers(session, conversation)
     text = excerpt if excerpt is not None else (_excerpt(message) if message else "")
     name = (customer.name if customer else None) or "车主"
     label = TOPIC_LABEL[conversation.topic]
@@ -863,12 +941,7 @@ def alert_overdue(session: Session, now: datetime | None = None) -> int:
         conversation = session.get(Conversation, conversation_id, populate_existing=True)
         assert conversation is not None and conversation.awaiting_since is not None
         customer = session.get(Customer, conversation.customer_id)
-        if conversation.advisor_id is not None:
-            answerer = [
-                s for s in [session.get(Staff, conversation.advisor_id)] if s and s.status == StaffStatus.ACTIVE
-            ]
-        else:
-            answerer = _store_advisors(session, conversation.store_id, conversation.topic)
+        answerer = _answerers(session, conversation)
         managers = managers_of_store(session, conversation.store_id)
         waited = int((now - conversation.awaiting_since).total_seconds() // 60)
         name = (customer.name if customer else None) or "车主"

@@ -42,6 +42,7 @@ from backend.leads.models import (
     ListingStatus,
 )
 from backend.org.models import OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
+from backend.org.open_work import may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
 from backend.org.service import active_staff_with_role, managers_of_store
 from backend.platform.actors import StaffActor
@@ -611,6 +612,70 @@ def reassign(session: Session, actor: StaffActor, lead_id: int, advisor_id: int,
         previous=previous,
     )
     return lead
+
+
+def move_open_leads(
+    session: Session,
+    from_staff: Staff,
+    to_staff: Staff | None,
+    now: datetime,
+    customer_ids: list[int] | None,
+    roles: set[str] | None,
+) -> int:
+    """`backend.org.open_work`'s mover: the open leads `from_staff` holds go to `to_staff` when
+    they may take them, else to the store's routing again (the customer's active advisor of the
+    role, the next in turn, a manager). A lead the routing gives back to `from_staff` (an advisor
+    on duty, handing a customer to another store) stays theirs."""
+    stmt = select(Lead.id).where(Lead.advisor_id == from_staff.id, Lead.status.not_in(CLOSED_STATUSES))
+    if customer_ids is not None:
+        stmt = stmt.where(Lead.customer_id.in_(customer_ids))
+    if roles is not None:
+        stmt = stmt.where(Lead.routed_role.in_(roles))
+    moved = 0
+    for lead_id in session.scalars(stmt.order_by(Lead.id)).all():
+        lead = session.scalars(
+            select(Lead)
+            .where(Lead.id == lead_id, Lead.advisor_id == from_staff.id, Lead.status.not_in(CLOSED_STATUSES))
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one_or_none()
+        if lead is None:  # closed or moved meanwhile
+            continue
+        role = ROLE_BY_TYPE[lead.type]
+        if may_take(to_staff, lead.store_id, {role.value}):
+            assert to_staff is not None
+            target, routed_by = to_staff, "handover"
+        else:
+            target, routed_by = route(session, lead.customer_id, lead.store_id, role)
+        if target is not None and target.id == from_staff.id:
+            continue
+        lead.advisor_id = target.id if target is not None else None
+        lead.routed_by = routed_by
+        lead.version += 1
+        lead.updated_at = now
+        session.flush()
+        by = "handover" if to_staff is not None else "departure"
+        if target is not None:
+            customer = session.get(Customer, lead.customer_id)
+            _assigned(session, lead, target, customer, by=by, routed_by=routed_by, now=now, previous=from_staff.id)
+        else:  # nobody left to route to: the store's managers see it unassigned in their list
+            record(
+                session,
+                customer_id=lead.customer_id,
+                kind=Kind.LEAD_ASSIGNED,
+                channel=Channel.SYSTEM,
+                source=SOURCE,
+                source_ref=f"lead:{lead.id}:v{lead.version}:assigned",
+                occurred_at=now,
+                advisor_id=None,
+                store_id=lead.store_id,
+                payload=_payload(lead, advisor_id=None, previous_advisor_id=from_staff.id, by=by, routed_by="none"),
+            )
+        moved += 1
+    return moved
+
+
+register_open_work("leads", move_open_leads)
 
 
 # ---------------------------------------------------------------------------------------------

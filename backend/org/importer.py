@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.org.models import ADVISOR_ROLES, PARENT_KIND, OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
+from backend.org.open_work import staff_departed
 from backend.org.service import org_path
 from backend.platform.actors import SystemActor
 from backend.platform.audit import write_audit
@@ -443,10 +444,14 @@ def apply_staff(session: Session, corp_id: str, specs: list[StaffSpec]) -> tuple
                 continue
             changed = False
             if (staff.name, staff.org_unit_id, staff.status) != (spec.name, org_unit_id, spec.status):
+                departed = staff.status == StaffStatus.ACTIVE and spec.status == StaffStatus.RESIGNED
                 if staff.status != spec.status:
                     staff.resigned_at = now if spec.status == StaffStatus.RESIGNED else None
                 staff.name, staff.org_unit_id, staff.status = spec.name, org_unit_id, spec.status
                 changed = True
+                if departed:
+                    session.flush()
+                    staff_departed(session, staff, now)
             if staff.roles != spec.roles:
                 # Keep the rows of roles that stay; only the difference is deleted / inserted.
                 staff.role_rows = [r for r in staff.role_rows if r.role in spec.roles] + [

@@ -30,6 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.org.models import OrgKind, OrgUnit, Staff, StaffStatus
+from backend.org.open_work import staff_departed
 from backend.platform.actors import StaffActor
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages
@@ -201,6 +202,8 @@ def _sync_staff(
             stats["held"] += 1
             continue
         staff.status, staff.resigned_at = StaffStatus.RESIGNED, now
+        session.flush()
+        staff_departed(session, staff, now)
         stats["deactivated"] += 1
     if stats["held"]:
         log.warning(

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from backend.customers.models import Customer, CustomerAdvisor, CustomerIdentity, IdentityKind
 from backend.customers.service import find_by_identity
 from backend.org.models import Staff, StaffStatus
+from backend.org.open_work import move_open_work
 from backend.org.scope import get_scoped_or_404, register_scope, store_filter
 from backend.org.service import managers_of_store
 from backend.platform.actors import StaffActor
@@ -772,6 +773,20 @@ def _take_over(
     # The customer follows the takeover to their store when the takeover now advises them and
     # the handing-over advisor no longer does (follow_advisor_store says why).
     follows = takeover is not None and holds_role and len(moved) + len(unassigned) == len(held)
+    # The customer's open leads and consultations go with them: a resigned advisor's all (to the
+    # takeover where they may take them, else to the store's routing), an advisor on duty's of
+    # the takeover's role only.
+    handing = session.get(Staff, handover.handover_staff_id)
+    if handing is not None:
+        move_open_work(
+            session,
+            handing,
+            takeover,
+            at,
+            customer_ids=[customer_id],
+            roles=None if handover.kind == HandoverKind.RESIGNED else ({role} if role else set()),
+            reason=f"wecom handover {handover.id}",
+        )
     home_store_id = svc.follow_advisor_store(session, customer_id, handover.store_id, takeover) if follows else None
     store_id = takeover.org_unit_id if takeover else None
     payload = {
