@@ -136,15 +136,23 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def advisors(session: Session, corp_id: str) -> list[str]:
-    return list(
-        session.scalars(
-            select(Staff.wecom_userid)
-            .join(StaffRole)
-            .where(Staff.corp_id == corp_id, Staff.status == StaffStatus.ACTIVE, StaffRole.role.in_(ADVISOR_ROLES))
-            .distinct()
-            .order_by(Staff.wecom_userid)
+def _day_began(day: date) -> datetime:
+    """The moment a China day began."""
+    return datetime.fromtimestamp(day_start(day), UTC)
+
+
+def _advisors_since(since: date) -> Any:
+    """(corp_id, userid, resigned_at) of advisors who worked in the days from `since`: the
+    active ones and those who resigned since (their last days' figures are theirs: WeCom still
+    has them, or answers 60111, which a pull skips)."""
+    return (
+        select(Staff.corp_id, Staff.wecom_userid, Staff.resigned_at)
+        .join(StaffRole)
+        .where(
+            StaffRole.role.in_(ADVISOR_ROLES),
+            (Staff.status == StaffStatus.ACTIVE) | (Staff.resigned_at >= _day_began(since)),
         )
+        .distinct()
     )
 
 
@@ -160,10 +168,31 @@ def enqueue_pulls(session: Session, corp_id: str, userid: str, start: date, end:
 
 
 def pull_all(session: Session, corp_id: str, run: str, now: datetime | None = None) -> int:
-    """The daily job: every active advisor, yesterday and the REPULL_DAYS - 1 days before it."""
+    """The daily job: every advisor, yesterday and the REPULL_DAYS - 1 days before it, and back
+    to the day after their last stored day when runs were missed (the job did not run, WeCom
+    was down past the retries) — never further than WeCom keeps (MAX_AGE_DAYS). An advisor who
+    resigned is pulled for the days up to their leaving."""
     today = china_today(now)
-    start, end = today - timedelta(days=REPULL_DAYS), today - timedelta(days=1)
-    return sum(enqueue_pulls(session, corp_id, userid, start, end, run) for userid in advisors(session, corp_id))
+    end = today - timedelta(days=1)
+    window = today - timedelta(days=REPULL_DAYS)
+    oldest = today - timedelta(days=MAX_AGE_DAYS - 1)
+    last_stored = {
+        userid.casefold(): last
+        for userid, last in session.execute(
+            select(WeComBehaviourDay.userid, func.max(WeComBehaviourDay.stat_date))
+            .where(WeComBehaviourDay.corp_id == corp_id, WeComBehaviourDay.stat_date >= oldest)
+            .group_by(WeComBehaviourDay.userid)
+        )
+    }
+    advisors = session.execute(_advisors_since(oldest).where(Staff.corp_id == corp_id).order_by(Staff.wecom_userid))
+    enqueued = 0
+    for _, userid, resigned_at in advisors:
+        last = last_stored.get(userid.casefold())
+        start = max(oldest, min(window, last + timedelta(days=1))) if last is not None else window
+        if resigned_at is not None and resigned_at < _day_began(start):
+            continue  # left before the first day this run would pull
+        enqueued += enqueue_pulls(session, corp_id, userid, start, end, run)
+    return enqueued
 
 
 def request_pull(session: Session, actor: StaffActor, start: date, end: date, staff_id: int | None = None) -> int:
@@ -173,19 +202,14 @@ def request_pull(session: Session, actor: StaffActor, start: date, end: date, st
     if staff_id is not None:
         # The advisor's own corp: the same userid in the primary corp may be somebody else.
         staff = get_scoped_or_404(session, actor, "staff", staff_id)
+        svc.configured_gateway(staff.corp_id, "staff_id")  # a job for a corp without an app could never run
         advisors_to_pull = [(staff.corp_id, staff.wecom_userid)]
     else:
-        stmt = (
-            select(Staff.corp_id, Staff.wecom_userid)
-            .join(StaffRole)
-            .where(
-                Staff.corp_id.in_(svc.corp_ids()), Staff.status == StaffStatus.ACTIVE, StaffRole.role.in_(ADVISOR_ROLES)
-            )
-            .distinct()
-        )
+        # Those who resigned within the range too: the days they worked are in it.
+        stmt = _advisors_since(start).where(Staff.corp_id.in_(svc.corp_ids()))
         advisors_to_pull = [
             (corp, userid)
-            for corp, userid in session.execute(
+            for corp, userid, _ in session.execute(
                 scope_query(stmt, actor, "staff").order_by(Staff.corp_id, Staff.wecom_userid)
             )
         ]

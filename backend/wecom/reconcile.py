@@ -43,6 +43,7 @@ UNKNOWN_USER = 60111
 # likelier a lost permission (客户联系 taken away) than every customer leaving in one night:
 # nothing is closed then, and the relations are counted as held.
 EMPTY_ANSWER_GUARD = 5
+MAX_PAGES = 2000  # 200,000 contacts: far above WeCom's per-advisor limit (the cursor loops past it)
 
 
 def reconcile_all(session: Session, corp_id: str, run: str) -> int:
@@ -68,7 +69,8 @@ def fetch_relations(gateway: Any, userid: str) -> dict[str, tuple[dict[str, Any]
     """external_userid -> (external_contact, follow_info) of this advisor, every page."""
     found: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
     cursor = ""
-    for _ in range(10000):  # a hard stop against a cursor that never ends
+    seen: set[str] = set()
+    while True:
         page = gateway.post(
             "externalcontact/batch/get_by_user", {"userid_list": [userid], "cursor": cursor, "limit": PAGE_LIMIT}
         )
@@ -76,10 +78,14 @@ def fetch_relations(gateway: Any, userid: str) -> dict[str, tuple[dict[str, Any]
             contact, follow = row.get("external_contact") or {}, row.get("follow_info") or {}
             if follow.get("userid", userid) == userid and contact.get("external_userid"):
                 found[contact["external_userid"]] = (contact, follow)
+        seen.add(cursor)
         cursor = page.get("next_cursor") or ""
         if not cursor:
-            break
-    return found
+            return found
+        if cursor in seen or len(seen) >= MAX_PAGES:
+            # A list that does not end is not the whole list: closing what it lacks would close
+            # relations it never reached. Nothing is changed; the job fails and is retried.
+            raise UpstreamError("unavailable", errmsg=f"next_cursor of {userid} does not end", service="wecom")
 
 
 def _follow_for_apply(follow: dict[str, Any]) -> dict[str, Any]:
@@ -121,8 +127,10 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
         contact, follow = theirs[ext]
         customer = svc.ensure_customer(session, ext, {"external_contact": contact})
         friend, created = svc.lock_friend(session, corp_id, userid, ext, customer, staff, FriendStatus.ACTIVE)
-        if not created and (friend.status in OPEN or version < friend.version):
-            continue  # changed by an event while we were looking: the event is newer
+        # Changed by an event while we were looking (in the same second too: versions are whole
+        # seconds): the event is newer.
+        if not created and (friend.status in OPEN or version <= friend.version):
+            continue
         createtime = int(follow.get("createtime") or 0)
         if not created and friend.status == FriendStatus.DELETED_BY_CUSTOMER and not _added_since(createtime, friend):
             # A customer who deleted the advisor stays in the advisor's list (a one-way contact,
@@ -131,8 +139,22 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
             stats["one_way"] += 1
             continue
         added_at = datetime.fromtimestamp(createtime, UTC) if createtime > 0 else observed_at
+        # Listed again with an add from before our own reconciliation closed it: the closure was
+        # a mistake (a page WeCom left out one night). The customer was a friend all along: the
+        # closure's loss leaves the channel's figures, and the timeline says they are back now.
+        mistaken_closure = (
+            not created
+            and friend.status == FriendStatus.CLOSED
+            and friend.lost_at is not None
+            and 0 < createtime <= int(friend.lost_at.timestamp())
+        )
+        ref = f"reconcile:{friend.id}:{createtime}"
+        if mistaken_closure:
+            ref += f":after:{friend.version}"
         friend.status = FriendStatus.ACTIVE
-        friend.version = version
+        # The add's own time, not our clock: WeCom still lists a contact who deleted the advisor
+        # (one-way), so an event later than the add — a deletion delivered late — must still win.
+        friend.version = max(createtime, 0 if created else friend.version) if createtime > 0 else version
         friend.added_at = added_at
         friend.lost_at = None
         friend.state = follow.get("state") or friend.state
@@ -142,10 +164,12 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
         svc.resolve_alerts(session, friend, observed_at)
         if staff is not None:
             svc.assign_advisor(session, customer, staff)
-        ref = f"reconcile:{friend.id}:{createtime}"
         svc.apply_follow(session, friend, _follow_for_apply(follow), ref, added_at)
-        # Counted for its channel, once: the add's own event, if it comes late, is the same add.
-        svc.record_channel_add(session, friend, friend.channel_id, ref, added_at)
+        if mistaken_closure:
+            svc.drop_reconciled_losses(session, friend)
+        else:
+            # Counted for its channel, once: the add's own event, if it comes late, is the same add.
+            svc.record_channel_add(session, friend, friend.channel_id, ref, added_at)
         record(
             session,
             customer_id=friend.customer_id,
@@ -153,10 +177,16 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
             channel=Channel.WECOM,
             source=SOURCE,
             source_ref=f"wecom:{ref}:{Kind.FRIEND_ADDED.value}",
-            occurred_at=added_at,
+            occurred_at=observed_at if mistaken_closure else added_at,
             advisor_id=friend.staff_id,
             store_id=staff.org_unit_id if staff else None,
-            payload={"reconciled": True, "userid": userid, "external_userid": ext, "state": friend.state},
+            payload={
+                "reconciled": True,
+                "userid": userid,
+                "external_userid": ext,
+                "state": friend.state,
+                **({"action": "reopened", "added_at": added_at.isoformat()} if mistaken_closure else {}),
+            },
         )
         stats["created" if created or known is None else "reopened"] += 1
     for ext, known in sorted(ours.items()):
@@ -168,7 +198,7 @@ def reconcile_advisor(session: Session, corp_id: str, userid: str) -> dict[str, 
             .with_for_update()
             .execution_options(populate_existing=True)
         ).one()
-        if friend.status not in OPEN or version < friend.version:
+        if friend.status not in OPEN or version <= friend.version:
             continue
         previous = friend.version
         friend.status = FriendStatus.CLOSED

@@ -781,6 +781,19 @@ def is_reconciled(fact: WeComChannelFact) -> bool:
 RECONCILED_FACT = "wecom:reconcile:"  # the source_ref prefix of the facts the reconciliation records
 
 
+def drop_reconciled_losses(session: Session, friend: WeComFriend) -> None:
+    """Forget the losses the nightly reconciliation recorded for this relation (a closure it
+    made by mistake: WeCom lists the same add again) and recount its facts."""
+    session.execute(
+        delete(WeComChannelFact).where(
+            WeComChannelFact.friend_id == friend.id,
+            WeComChannelFact.kind == ChannelFactKind.LOST,
+            WeComChannelFact.source_ref.startswith(f"{RECONCILED_FACT}{friend.id}:closed:"),
+        )
+    )
+    recount_facts(session, friend.id)
+
+
 def _record_fact(
     session: Session, friend: WeComFriend, kind: ChannelFactKind, channel_id: int | None, ref: str, at: datetime
 ) -> WeComChannelFact | None:
