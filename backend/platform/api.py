@@ -46,9 +46,28 @@ class Schema(MaSchema):
             key = field.data_key or name
             if key in data and _has_fraction(field, data[key]):
                 errors[key] = ["Not a valid integer."]
+            elif key in data and not _encodable(data[key]):
+                # JSON may carry a lone UTF-16 surrogate ("\ud800"): no UTF-8 text, so the
+                # database driver (or WeCom) would fail on it — refused here, as bad input.
+                errors[key] = ["Not valid text (a lone surrogate)."]
         if errors:
             raise ValidationError(errors)
         return data
+
+
+def _encodable(value: Any) -> bool:
+    """Whether every string in the value (keys of objects too, at any depth) is UTF-8 text."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(item) for item in value)
+    return True
 
 
 def _has_fraction(field: fields.Field, value: Any) -> bool:

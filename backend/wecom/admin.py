@@ -52,13 +52,18 @@ def _by_store(model: Any) -> Any:
     return rule
 
 
-def _material_rule(actor: StaffActor) -> ColumnElement[bool]:
-    """A store's materials, and the group's (brand pictures every store may attach)."""
-    if actor.scope.everything:
-        return true()
-    if actor.scope.own_customers_only or not actor.scope.store_ids:
-        return false()  # advisors and staff without a role see none
-    return or_(WeComMaterial.store_id.is_(None), store_filter(actor, WeComMaterial.store_id))
+def _store_or_group(model: Any) -> Any:
+    """A store's rows, and the group's (brand pictures, the group's welcome templates: every
+    store may use them, only group admins change them)."""
+
+    def rule(actor: StaffActor) -> ColumnElement[bool]:
+        if actor.scope.everything:
+            return true()
+        if actor.scope.own_customers_only or not actor.scope.store_ids:
+            return false()  # advisors and staff without a role see none
+        return or_(model.store_id.is_(None), store_filter(actor, model.store_id))
+
+    return rule
 
 
 def _alert_rule(actor: StaffActor) -> ColumnElement[bool]:
@@ -90,8 +95,8 @@ def _channel_rule(actor: StaffActor) -> ColumnElement[bool]:
 
 
 register_scope("wecom_channel", WeComChannel, _channel_rule, "wecom.channel_not_found")
-register_scope("wecom_template", WelcomeTemplate, _by_store(WelcomeTemplate), "wecom.template_not_found")
-register_scope("wecom_material", WeComMaterial, _material_rule, "wecom.material_not_found")
+register_scope("wecom_template", WelcomeTemplate, _store_or_group(WelcomeTemplate), "wecom.template_not_found")
+register_scope("wecom_material", WeComMaterial, _store_or_group(WeComMaterial), "wecom.material_not_found")
 register_scope("wecom_alert", WeComAlert, _alert_rule, "wecom.event_not_found")
 
 
@@ -150,8 +155,14 @@ def replay_event(session: Session, actor: StaffActor, raw_event_id: int, reason:
 # --- templates -----------------------------------------------------------------------------
 
 register_messages(
-    {"wecom.template_empty": ("欢迎语需要文字或至少一个附件", "A welcome template needs a text or an attachment")}
+    {
+        "wecom.template_empty": ("欢迎语需要文字或至少一个附件", "A welcome template needs a text or an attachment"),
+        "wecom.channel_inactive": ("该渠道已删除，不能修改", "This channel is deleted and cannot be changed"),
+    }
 )
+
+CONTACT_WAY_SWEEP_JOB = "wecom.contact_way.sweep"
+CONTACT_WAY_SWEEP_DELAY = timedelta(minutes=2)  # WeCom has answered (or dropped) the lost call by then
 
 
 def create_template(session: Session, actor: StaffActor, data: dict[str, Any]) -> WelcomeTemplate:
@@ -161,11 +172,15 @@ def create_template(session: Session, actor: StaffActor, data: dict[str, Any]) -
     template = WelcomeTemplate(**data)
     session.add(template)
     session.flush()
+    write_audit(
+        session, actor, "wecom.template_created", "wecom_template", template.id, {"store_id": template.store_id}
+    )
     return template
 
 
 def update_template(session: Session, actor: StaffActor, template_id: int, data: dict[str, Any]) -> WelcomeTemplate:
     template = get_scoped_or_404(session, actor, "wecom_template", template_id)
+    _check_store(session, actor, template.store_id)  # a group-wide template is the group's to change
     # Checked as the template will be, not as the request has it: clearing the text of a
     # template without attachments empties it as surely as sending neither. Under the row lock,
     # so that two edits (one clearing the text, one the attachments) cannot both pass.
@@ -176,6 +191,7 @@ def update_template(session: Session, actor: StaffActor, template_id: int, data:
     for key, value in data.items():
         setattr(template, key, value)
     session.flush()
+    write_audit(session, actor, "wecom.template_updated", "wecom_template", template.id, {"fields": sorted(data)})
     return template
 
 
@@ -344,6 +360,20 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
     try:
         result = gateway.post("externalcontact/add_contact_way", body)
     except UpstreamError as exc:
+        if not exc.transient or exc.reason == "rejected":
+            raise upstream_error(exc) from exc
+        # No answer (timeout, 5xx): WeCom may have made the contact way all the same, and a
+        # config_id nobody holds can never be deleted. The channel is not kept (the manager
+        # may try again at once), and a sweep removes such a way once WeCom has settled.
+        session.delete(channel)
+        session.flush()
+        enqueue(
+            session,
+            CONTACT_WAY_SWEEP_JOB,
+            {"corp_id": gateway.corp_id, "state": channel.state, "since": int(utcnow().timestamp()) - 60},
+            delay=CONTACT_WAY_SWEEP_DELAY,
+        )
+        session.info["commit_despite_error"] = True  # the sweep's job, and nothing else
         raise upstream_error(exc) from exc
     channel.config_id = result.get("config_id")
     channel.qr_code = result.get("qr_code")
@@ -357,6 +387,9 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
     # Under the row lock the cap's rebalance job takes too: both compare and set what the
     # contact way routes to (`applied_userids`), so neither may work from a stale copy.
     session.refresh(channel, with_for_update=True)
+    if not channel.active:
+        # Its contact way is deleted in WeCom: an edit would be stored and reach no QR code.
+        raise AppError("wecom.channel_inactive", 409)
     _check_template_store(session, actor, data.get("welcome_template_id"), channel.store_id)
     _check_cap(data, channel)
     _check_advisors(session, actor, channel.corp_id, data)
@@ -378,7 +411,42 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
             raise upstream_error(exc) from exc
         channel.applied_userids = users
     session.flush()
+    write_audit(
+        session,
+        actor,
+        "wecom.channel_updated",
+        "wecom_channel",
+        channel.id,
+        {"fields": sorted(data), "applied_userids": list(channel.applied_userids or [])},
+    )
     return channel
+
+
+def sweep_contact_ways(session: Session, corp_id: str, state: str, since: int) -> int:
+    """Delete the contact ways with this state that WeCom made since `since` and no channel
+    holds (a create whose answer was lost). Returns how many were deleted."""
+    gateway = svc.gateway_for(corp_id)
+    held = set(
+        session.scalars(
+            select(WeComChannel.config_id).where(WeComChannel.corp_id == corp_id, WeComChannel.config_id.is_not(None))
+        )
+    )
+    deleted, cursor = 0, ""
+    while True:
+        page = gateway.post(
+            "externalcontact/list_contact_way",
+            {"start_time": since, "end_time": int(utcnow().timestamp()), "cursor": cursor, "limit": 1000},
+        )
+        for config_id in [w.get("config_id") for w in page.get("contact_way") or []]:
+            if not config_id or config_id in held:
+                continue
+            way = gateway.post("externalcontact/get_contact_way", {"config_id": config_id}).get("contact_way") or {}
+            if way.get("state") == state:
+                gateway.post("externalcontact/del_contact_way", {"config_id": config_id})
+                deleted += 1
+        cursor = page.get("next_cursor") or ""
+        if not cursor:
+            return deleted
 
 
 def _one_person(userids: list[str], daily_cap: int | None) -> bool:

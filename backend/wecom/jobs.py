@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from backend.platform.intake import register_intake
 from backend.platform.jobs import enqueue, job, periodic
-from backend.wecom import handlers, media, notify, service, welcome
+from backend.wecom import admin, handlers, media, notify, service, welcome
 from backend.wecom.events import PROCESS_JOB, REBALANCE_JOB, WELCOME_JOB, admit
 from backend.wecom.ops_jobs import DAY, for_each_corp
 
@@ -46,6 +46,11 @@ def sync_tags(session: Session, slot: int | None = None, corp_id: str | None = N
 
 
 periodic(TAG_SYNC_JOB, DAY)
+
+
+@job(admin.CONTACT_WAY_SWEEP_JOB, queue="low")
+def sweep_contact_ways(session: Session, corp_id: str, state: str, since: int) -> None:
+    admin.sweep_contact_ways(session, corp_id, state, since)
 
 
 @job(REBALANCE_JOB, queue="high")

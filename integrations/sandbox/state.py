@@ -143,6 +143,7 @@ class SandboxState:
         self.follows: dict[tuple[str, str], dict[str, Any]] = {}  # (userid, external_userid) -> follow
         self.tag_groups: dict[str, dict[str, Any]] = {}
         self.contact_ways: dict[str, dict[str, Any]] = {}
+        self.contact_way_created: dict[str, int] = {}  # config_id -> unix time (list_contact_way)
         self.welcome_messages: list[dict[str, Any]] = []
         self.media: dict[str, dict[str, Any]] = {}  # media_id -> {"type", "created_at", "filename", "size"}
         self.app_messages: list[dict[str, Any]] = []

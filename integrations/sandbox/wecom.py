@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import time
 from typing import Any
 
 from flask import Flask, Response, request
@@ -232,6 +233,7 @@ def create_wecom_app(state: SandboxState) -> Flask:
             way["qr_code"] = f"https://wework.qpic.cn/sandbox/{config_id}/0"
         with state.lock:
             state.contact_ways[config_id] = way
+            state.contact_way_created[config_id] = int(time.time())
         return ok(config_id=config_id, **({"qr_code": way["qr_code"]} if "qr_code" in way else {}))
 
     @app.post("/cgi-bin/externalcontact/update_contact_way")
@@ -271,6 +273,27 @@ def create_wecom_app(state: SandboxState) -> Flask:
             if way is None:
                 return fail(40058, "invalid config_id")
             return ok(contact_way=copy.deepcopy(way))
+
+    @app.post("/cgi-bin/externalcontact/list_contact_way")
+    def list_contact_way() -> Response:
+        """The contact ways made through the API, created within [start_time, end_time] (the
+        last 90 days by default; a wider range is refused), `limit` ≤ 1000 per page."""
+        bad, data = body_or_fail()
+        if bad:
+            return bad
+        now = int(time.time())
+        end = int(data.get("end_time") or now)
+        start = int(data.get("start_time") or end - 90 * 86400)
+        limit = int(data.get("limit") or 100)
+        if start > end or end - start > 90 * 86400 or not 0 < limit <= 1000:
+            return fail(40058, "invalid start_time / end_time / limit")
+        with state.lock:
+            created = state.contact_way_created
+            ids = sorted(cid for cid in state.contact_ways if start <= created.get(cid, 0) <= end)
+        offset = int(data.get("cursor") or 0)
+        page = ids[offset : offset + limit]
+        next_cursor = str(offset + limit) if offset + limit < len(ids) else ""
+        return ok(contact_way=[{"config_id": cid} for cid in page], next_cursor=next_cursor)
 
     @app.post("/cgi-bin/externalcontact/mark_tag")
     def mark_tag() -> Response:
