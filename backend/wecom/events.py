@@ -134,7 +134,9 @@ def accept_event(
     if not fields.get("Event") and not fields.get("MsgType"):
         raise AppError("wecom.callback_malformed", 400)
     key = dedup_key(corp_id, fields)
-    create_time = fields.get("CreateTime") or "0"
+    # WeCom always sends one; an event without would order as the oldest of all (0) and lose to
+    # every state it should change: it is taken as happening when it was received.
+    create_time = fields.get("CreateTime") or str(int(received_at.timestamp()))
     # A string (not nested or repeated), of digits, of a length a Unix time has.
     if not isinstance(create_time, str) or not (
         create_time.isascii() and create_time.isdigit() and len(create_time) <= 12

@@ -342,10 +342,9 @@ def on_chat(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> boo
     gets one group_left more than in order; a member of the chat at its creation who left
     before the `create` was processed gets their group_left but no group_joined (the roster no
     longer lists them, and a member row alone cannot tell them from one who joined later)."""
-    chat_id = str(fields.get("ChatId") or "")
-    change = str(fields.get("ChangeType") or "")
+    chat_id, change = _text(fields, "ChatId"), _text(fields, "ChangeType")
     if not chat_id or change not in ("create", "update", "dismiss"):
-        return False
+        return False  # also a repeated or nested ChatId: no chat is named after a list
     version = raw.create_time
     at = svc.event_time(raw.create_time)
     ref = f"ev{raw.id}"
@@ -362,7 +361,7 @@ def on_chat(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> boo
             if int(info.get("join_time") or 0) <= version:
                 svc.member_joined(session, chat, userid, info, version, ref, at, info.get("join_scene"))
         return True
-    detail = str(fields.get("UpdateDetail") or "")
+    detail = _text(fields, "UpdateDetail")
     if detail in ("add_member", "del_member"):
         members = _mem_change_list(fields)
         if not members:
@@ -373,16 +372,27 @@ def on_chat(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> boo
                     session, chat, userid, roster.get(userid), version, ref, at, _int(fields, "JoinScene")
                 )
             else:
-                svc.member_left(session, chat, userid, version, ref, at, _int(fields, "QuitScene"))
+                # The roster fetched now settles a leave and a join in the same second.
+                listed = None if snapshot is None else userid in roster
+                svc.member_left(session, chat, userid, version, ref, at, _int(fields, "QuitScene"), listed)
     return True
 
 
+def _text(fields: dict[str, Any], name: str) -> str:
+    """A field that must be one text: a repeated or nested element is not one."""
+    value = fields.get(name)
+    return value if isinstance(value, str) else ""
+
+
 def _mem_change_list(fields: dict[str, Any]) -> list[str]:
+    """The userids of MemChangeList's Items: each Item a text (a nested element is no member)."""
     block = fields.get("MemChangeList")
     items = block.get("Item") if isinstance(block, dict) else None
     if isinstance(items, str):
         items = [items]
-    return [str(i) for i in items or [] if isinstance(i, str) and i]
+    if not isinstance(items, list):
+        return []
+    return [i for i in items if isinstance(i, str) and i]
 
 
 def _int(fields: dict[str, Any], name: str) -> int | None:

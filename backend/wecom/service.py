@@ -240,6 +240,27 @@ def adopt_relations(session: Session, staff: Staff) -> int:
             .where(WeComAlert.friend_id.in_([f.id for f in friends]), WeComAlert.staff_id.is_(None))
             .values(staff_id=staff.id, store_id=staff.org_unit_id)
         )
+    # Their group chats (owner) and memberships, which the store's manager then sees.
+    session.execute(
+        update(WeComGroupChat)
+        .where(
+            WeComGroupChat.corp_id == staff.corp_id,
+            WeComGroupChat.owner_userid == staff.wecom_userid,
+            WeComGroupChat.owner_staff_id.is_(None),
+        )
+        .values(owner_staff_id=staff.id)
+    )
+    session.execute(
+        update(WeComGroupMember)
+        .where(
+            WeComGroupMember.chat_pk.in_(select(WeComGroupChat.id).where(WeComGroupChat.corp_id == staff.corp_id)),
+            WeComGroupMember.userid == staff.wecom_userid,
+            WeComGroupMember.member_type == 1,
+            WeComGroupMember.staff_id.is_(None),
+        )
+        .values(staff_id=staff.id)
+        .execution_options(synchronize_session=False)
+    )
     return len(friends)
 
 
@@ -1008,8 +1029,15 @@ def lock_member(session: Session, chat: WeComGroupChat, userid: str, info: dict[
         WeComGroupMember.chat_pk == chat.id,
         WeComGroupMember.userid == userid,
     )
-    if member.member_type == 2 and member.customer_id is None:
-        contact = {"name": (info or {}).get("name"), "unionid": (info or {}).get("unionid")}
+    if info is not None and info.get("type") in (1, 2) and member.member_type != info["type"]:
+        # First seen leaving (no roster entry), the kind was guessed; the roster says what it is.
+        member.member_type = info["type"]
+        member.customer_id = member.staff_id = None
+    unionid = (info or {}).get("unionid")
+    if member.member_type == 2 and (member.customer_id is None or unionid):
+        # With a unionid, again for a member already known: a WeCom-only customer made when they
+        # were first seen is stitched to the mini-program member that unionid belongs to.
+        contact = {"name": (info or {}).get("name"), "unionid": unionid}
         member.customer_id = ensure_customer(session, userid, {"external_contact": contact}).id
     if member.member_type == 1 and member.staff_id is None:
         staff = staff or staff_by_userid(session, chat.corp_id, userid)
@@ -1060,17 +1088,25 @@ def member_joined(
     scene: int | None = None,
 ) -> WeComGroupMember:
     member = lock_member(session, chat, userid, info)
+    # One join, one touchpoint. A member who joined in the chat's creation second is reported by
+    # both the `create` and their own add_member: keyed by the join's time when the roster's
+    # join is this event's (a later re-join shows a later time in the roster, read when the
+    # event is processed, which may be long after).
+    join_time = int((info or {}).get("join_time") or 0)
+    joined_ref = f"wecom:chat{chat.id}:{userid}:joined:{join_time}" if join_time == version else f"wecom:{ref}"
     _chat_touch(
         session,
         chat,
         member,
         Kind.GROUP_JOINED,
-        f"wecom:{ref}:{Kind.GROUP_JOINED.value}:{userid}",
+        f"{joined_ref}:{Kind.GROUP_JOINED.value}:{userid}",
         at,
         {"join_scene": scene},
     )
-    if version > member.version:
-        if chat.status == GroupChatStatus.DISMISSED and chat.version > version:
+    # A leave in the same second: the roster settles it (listed now, so the join came last).
+    if version > member.version or (version == member.version and info is not None and not member.active):
+        # Dismissed in the same second or later: a dismissal ranks above anything in its second.
+        if chat.status == GroupChatStatus.DISMISSED and chat.version >= version:
             # joined, then the chat was dismissed (that event was processed first)
             member.active = False
             member.version = chat.version
@@ -1102,7 +1138,10 @@ def member_left(
     ref: str,
     at: datetime,
     scene: int | None = None,
+    listed: bool | None = None,
 ) -> WeComGroupMember:
+    """`listed`: whether the roster fetched with this event lists the member (None: unknown),
+    which settles a join in the same second."""
     member = lock_member(session, chat, userid, None)
     _chat_touch(
         session,
@@ -1113,7 +1152,7 @@ def member_left(
         at,
         {"quit_scene": scene},
     )
-    if version > member.version:
+    if version > member.version or (version == member.version and listed is False and member.active):
         member.active = False
         member.version = version
         member.left_at = at
@@ -1128,7 +1167,8 @@ def dismiss_chat(session: Session, chat: WeComGroupChat, version: int, at: datet
     chat.dismissed_at = at
     members = session.scalars(
         select(WeComGroupMember)
-        .where(WeComGroupMember.chat_pk == chat.id, WeComGroupMember.version < version)
+        # <=: a dismissal ranks above a join in its own second (nobody stays in a dismissed chat)
+        .where(WeComGroupMember.chat_pk == chat.id, WeComGroupMember.version <= version)
         .with_for_update()
     ).all()
     for member in members:
