@@ -48,6 +48,7 @@ from backend.booking.models import (
 )
 from backend.customers.models import Car
 from backend.org.models import OrgUnit, Role, Staff, StaffRole, StaffStatus
+from backend.org.open_work import may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
 from backend.platform.actors import MemberActor, StaffActor, SystemActor
 from backend.platform.audit import write_audit
@@ -442,6 +443,60 @@ def _advisor(session: Session, slot: Slot, preferred: int | None) -> tuple[int |
     )
     chosen = min(advisors, key=lambda a: (loads.get(a.id, 0), a.id))
     return chosen.id, False
+
+
+def move_open_bookings(
+    session: Session,
+    from_staff: Staff,
+    to_staff: Staff | None,
+    now: datetime,
+    customer_ids: list[int] | None,
+    roles: set[str] | None,
+) -> int:
+    """`backend.org.open_work`'s mover: the bookings not yet completed whose service advisor is
+    `from_staff` go to `to_staff` when they may take them (an active service advisor of the
+    booking's store), else to the store's least-loaded service advisor that day (nobody: the
+    advisor who receives the car takes it at check-in). An advisor the owner chose keeps the
+    booking while on duty; one who left does not."""
+    if roles is not None and Role.SERVICE_ADVISOR.value not in roles:
+        return 0
+    stmt = select(Booking.id).where(Booking.advisor_id == from_staff.id, Booking.status.in_(ACTIVE_STATUSES))
+    if customer_ids is not None:
+        stmt = stmt.where(Booking.customer_id.in_(customer_ids))
+    system = SystemActor("open_work")
+    moved = 0
+    for booking_id in session.scalars(stmt.order_by(Booking.id)).all():
+        try:
+            booking = _lock_booking(
+                session, booking_id, Booking.advisor_id == from_staff.id, Booking.status.in_(ACTIVE_STATUSES)
+            )
+        except AppError:  # finished or moved meanwhile
+            continue
+        if booking.advisor_chosen and from_staff.status == StaffStatus.ACTIVE:
+            continue
+        if may_take(to_staff, booking.store_id, {Role.SERVICE_ADVISOR.value}):
+            assert to_staff is not None
+            advisor_id: int | None = to_staff.id
+        else:
+            slot = session.get(Slot, booking.slot_id)
+            advisor_id = _advisor(session, slot, None)[0] if slot is not None else None
+        if advisor_id == from_staff.id:
+            continue
+        booking.advisor_id, booking.advisor_chosen = advisor_id, False
+        write_audit(
+            session,
+            system,
+            "booking.advisor_changed",
+            "booking",
+            booking.id,
+            {"from": from_staff.id, "to": advisor_id, "reason": "handover" if to_staff is not None else "departure"},
+        )
+        moved += 1
+    session.flush()
+    return moved
+
+
+register_open_work("bookings", move_open_bookings)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Open work follows the customer when an advisor leaves or hands customers over.
 
-An advisor holds open work for their customers — leads to follow up, consultations to answer.
+An advisor holds open work for their customers — leads to follow up, consultations to answer,
+bookings to receive.
 When they resign (the WeCom directory sync or the staff import marks them resigned), that work
 must not stay with someone who no longer logs in: a lead nobody contacts, an owner whose
 messages reach nobody. When a WeCom handover moves a customer to another advisor, the customer's
@@ -9,7 +10,8 @@ open work in the role that moved goes with them.
 Each feature registers a mover (`register_open_work`) that takes the open items `from_staff`
 holds (of the given customers and roles, or all of them) and gives each to `to_staff` when they
 may take it — active, of the item's store, holding its role — or else back to the store's own
-routing (a lead is routed again, a consultation goes back to the store's queue). Movers write
+routing (a lead is routed again, a consultation goes back to the store's queue, a booking goes
+to the least-loaded service advisor of its day). Movers write
 their touchpoints and notify the new holders; they do not commit.
 """
 
