@@ -87,11 +87,35 @@ class ProfileProjectionSchema(OutputSchema):
     counts_by_kind = fields.Dict(keys=fields.String(), values=fields.Integer())
 
 
+class WeComRelationTagSchema(OutputSchema):
+    tag_id = fields.String()
+    name = fields.String(allow_none=True, metadata={"description": "null: not in the tag library (yet)"})
+    group_name = fields.String(allow_none=True)
+
+
+class WeComRelationSchema(OutputSchema):
+    corp_id = fields.String()
+    userid = fields.String(metadata={"description": "the advisor's WeCom userid"})
+    advisor_id = fields.Integer(allow_none=True)
+    advisor_name = fields.String(allow_none=True)
+    status = fields.String(metadata={"description": "active, half, deleted_by_customer, deleted_by_advisor, ..."})
+    added_at = fields.DateTime(allow_none=True)
+    lost_at = fields.DateTime(allow_none=True)
+    channel_id = fields.Integer(allow_none=True)
+    remark = fields.String(allow_none=True, metadata={"description": "the advisor's remark in WeCom"})
+    description = fields.String(allow_none=True)
+    remark_mobiles = fields.List(fields.String(), metadata={"description": "numbers noted in WeCom, masked"})
+    tags = fields.List(fields.Nested(WeComRelationTagSchema), metadata={"description": "corporate tags"})
+
+
 class CustomerDetailSchema(CustomerSummarySchema):
     birthday = fields.Date(allow_none=True)
     cars = fields.List(fields.Nested(CarSchema))
     identities = fields.List(fields.String(), metadata={"description": "kinds of identifiers linked"})
     profile = fields.Nested(ProfileProjectionSchema)
+    wecom_relations = fields.List(
+        fields.Nested(WeComRelationSchema), metadata={"description": "the customer's WeCom friends among our advisors"}
+    )
 
 
 class CustomerListQuerySchema(Schema):

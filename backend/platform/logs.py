@@ -34,8 +34,13 @@ def mask_phone(phone: str) -> str:
     return "****"
 
 
+def mask_phones(text: str) -> str:
+    """Every phone number in free text masked (an advisor types numbers into WeCom remarks)."""
+    return _PHONE.sub(lambda m: f"{m.group(2)}****{m.group(4)}", text)
+
+
 def mask_text(text: str) -> str:
-    text = _PHONE.sub(lambda m: f"{m.group(2)}****{m.group(4)}", text)
+    text = mask_phones(text)
     text = _SECRET_PARAMS.sub(lambda m: f"{m.group(1)}{m.group(2)}***", text)
     return _BEARER.sub(r"\1***", text)
 

@@ -261,9 +261,35 @@ def auto_tag(ev: Event, friend: Any, tag_ids: list[str]) -> None:
 
 def on_edit(ev: Event) -> None:
     detail = svc.fetch_contact(ev.gateway(), ev.external_userid)
-    _, friend = ev.friend(detail, FriendStatus.ACTIVE)
-    svc.apply_follow(ev.session, friend, svc.follow_of(detail, ev.userid), ev.ref, ev.occurred_at)
+    follow = svc.follow_of(detail, ev.userid)
+    if follow is None:
+        # Not (or no longer) this advisor's contact (84061, or not in follow_user): the edit may
+        # touch a relation we have, never make one.
+        friend = svc.find_friend(ev.session, ev.corp_id, ev.userid, ev.external_userid)
+        if friend is None:
+            return
+    else:
+        customer, friend = ev.friend(detail, FriendStatus.ACTIVE)
+        if ev.friend_is_new:
+            _as_added(ev, customer, friend, follow)
+    svc.apply_follow(ev.session, friend, follow, ev.ref, ev.occurred_at)
     svc.touch(ev.session, friend, Kind.FRIEND_EDITED, ev.ref, ev.occurred_at)
+
+
+def _as_added(ev: Event, customer: Any, friend: Any, follow: dict[str, Any]) -> None:
+    """An edit of a relation whose add we never had (it comes late, or never): what the add
+    would have set, from WeCom's answer — its time, way and channel, and the advisor — so the
+    advisor can open the customer. The add's touchpoint and channel count are left to the add's
+    own event, or to the nightly reconciliation."""
+    createtime = int(follow.get("createtime") or 0)
+    friend.status = FriendStatus.ACTIVE
+    friend.version = ev.version
+    friend.added_at = svc.event_time(createtime) if createtime else ev.occurred_at
+    friend.state = follow.get("state") or friend.state
+    channel = svc.channel_by_state(ev.session, ev.corp_id, friend.state)
+    friend.channel_id = channel.id if channel else friend.channel_id
+    if ev.staff is not None:
+        svc.assign_advisor(ev.session, customer, ev.staff)
 
 
 def _on_removed(ev: Event, status: FriendStatus, kind: Kind, alert: AlertKind | None) -> Any:

@@ -21,6 +21,7 @@ from backend.org.models import ADVISOR_ROLES, OrgKind, OrgUnit, Staff, StaffStat
 from backend.org.service import managers_of_store
 from backend.platform.db import DuplicateKey, insert_or_lock, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages
+from backend.platform.logs import mask_phone, mask_phones
 from backend.platform.pii import PhoneVault
 from backend.platform.ports import UpstreamError, WeComGateway
 from backend.touchpoints.models import Channel, Kind, Touchpoint
@@ -157,9 +158,24 @@ def fetch_contact(gateway: WeComGateway, external_userid: str) -> dict[str, Any]
         raise
 
 
+def find_friend(session: Session, corp_id: str, userid: str, external_userid: str) -> WeComFriend | None:
+    """The relation if we have it, locked; never created."""
+    return session.scalars(
+        select(WeComFriend)
+        .where(
+            WeComFriend.corp_id == corp_id,
+            WeComFriend.userid == userid,
+            WeComFriend.external_userid == external_userid,
+        )
+        .with_for_update()
+    ).one_or_none()
+
+
 def follow_of(detail: dict[str, Any] | None, userid: str) -> dict[str, Any] | None:
+    """The advisor's entry in `follow_user` (userids compared without case, as WeCom does)."""
+    wanted = userid.casefold()
     for follow in (detail or {}).get("follow_user") or []:
-        if follow.get("userid") == userid:
+        if str(follow.get("userid") or "").casefold() == wanted:
             return follow
     return None
 
@@ -193,9 +209,19 @@ def ensure_customer(session: Session, external_userid: str, detail: dict[str, An
                 raise
     if unionid:
         customer = attach_unionid(session, customer, unionid, "wecom_unionid")
-    if not customer.name and contact.get("name"):
-        customer.name = contact["name"][:64]
+    name = str(contact.get("name") or "")[:64]
+    if name and (not customer.name or (customer.name != name and _named_by_wecom(customer))):
+        customer.name = name
     return customer
+
+
+def _named_by_wecom(customer: Customer) -> bool:
+    """Whether the customer's name is their WeChat nickname as WeCom gave it (so it follows a
+    change): a customer WeCom brought who never signed in to the mini-program, where a member
+    writes their own name, which a nickname must never replace."""
+    return (customer.acquisition_channel or "").startswith("wecom") and not any(
+        i.kind == IdentityKind.OPENID for i in customer.identities
+    )
 
 
 def advisor_role(staff: Staff) -> str | None:
@@ -489,6 +515,53 @@ def friend_notes(friend: WeComFriend, phone_vault: PhoneVault | None = None) -> 
     }
 
 
+def relations_view(session: Session, customer_id: int) -> list[dict[str, Any]]:
+    """The customer's WeCom relations for the customer 360: each advisor's, with what they
+    noted in WeCom (remark, description, numbers: phone numbers masked) and the corporate tags
+    by name."""
+    phone_vault = vault()
+    friends = session.scalars(
+        select(WeComFriend).where(WeComFriend.customer_id == customer_id).order_by(WeComFriend.id)
+    ).all()
+    if not friends:
+        return []
+    ids = [f.id for f in friends]
+    names = dict(session.execute(select(Staff.id, Staff.name).where(Staff.id.in_({f.staff_id for f in friends}))).all())
+    tags: dict[int, list[dict[str, Any]]] = {}
+    for friend_id, tag_id, tag_name, group_name in session.execute(
+        select(WeComFriendTag.friend_id, WeComFriendTag.tag_id, WeComTag.name, WeComTag.group_name)
+        .join(WeComFriend, WeComFriend.id == WeComFriendTag.friend_id)
+        .outerjoin(WeComTag, (WeComTag.corp_id == WeComFriend.corp_id) & (WeComTag.tag_id == WeComFriendTag.tag_id))
+        .where(WeComFriendTag.friend_id.in_(ids))
+        .order_by(WeComFriendTag.friend_id, WeComTag.group_order.desc(), WeComTag.sort_order.desc())
+    ):
+        tags.setdefault(friend_id, []).append({"tag_id": tag_id, "name": tag_name, "group_name": group_name})
+    mobiles: dict[int, list[str]] = {}
+    for friend_id, encrypted in session.execute(
+        select(WeComFriendMobile.friend_id, WeComFriendMobile.phone_encrypted)
+        .where(WeComFriendMobile.friend_id.in_(ids))
+        .order_by(WeComFriendMobile.id)
+    ):
+        mobiles.setdefault(friend_id, []).append(mask_phone(phone_vault.decrypt(encrypted)))
+    return [
+        {
+            "corp_id": f.corp_id,
+            "userid": f.userid,
+            "advisor_id": f.staff_id,
+            "advisor_name": names.get(f.staff_id),
+            "status": f.status.value,
+            "added_at": f.added_at,
+            "lost_at": f.lost_at,
+            "channel_id": f.channel_id,
+            # Shown masked: the full numbers are for the audited reveal, not for every viewer.
+            **{k: mask_phones(v) if v else v for k, v in friend_notes(f, phone_vault).items()},
+            "remark_mobiles": mobiles.get(f.id, []),
+            "tags": tags.get(f.id, []),
+        }
+        for f in friends
+    ]
+
+
 def set_friend_mobiles(session: Session, friend: WeComFriend, mobiles: list[str], phone_vault: PhoneVault) -> None:
     """Make the relation's noted numbers exactly `mobiles` (WeCom is authoritative), stored
     encrypted. Mainland mobiles are kept normalised, with their blind index; anything else an
@@ -720,6 +793,21 @@ def sync_tag_library(
             row.synced_at = now
     session.flush()
     gone = {tag_id for tag_id, row in existing.items() if row.deleted}
+    # Tags relations carry that the library never knew (an edit brought them before a sync did)
+    # and WeCom no longer lists: deleted there too. Only those carried since before this read of
+    # WeCom's list: a tag created after it may be on a relation already.
+    gone |= set(
+        session.scalars(
+            select(WeComFriendTag.tag_id)
+            .join(WeComFriend, WeComFriend.id == WeComFriendTag.friend_id)
+            .where(
+                WeComFriend.corp_id == corp_id,
+                WeComFriendTag.tag_id.not_in(sorted(seen | set(existing))),
+                WeComFriendTag.created_at < state.fetched_at,
+            )
+            .distinct()
+        )
+    )
     if gone:
         _drop_deleted_tags(session, corp_id, gone, now)
     return len(seen)

@@ -1,4 +1,4 @@
-"""Change_external_chat events of one chat in the same second, out of order, and the
+"""WeCom change_external_chat events of one chat in the same second, out of order, and the
 chat snapshot / membership / touchpoints they leave. The first part's tests each showed a defect
 (since fixed); the others held on review."""
 

@@ -104,6 +104,7 @@ def get_customer(customer_id: int) -> dict[str, Any]:
         "cars": cars,
         "identities": sorted({i.kind.value for i in customer.identities}),
         "profile": profile_of(session, customer.id),
+        "wecom_relations": wecom_service.relations_view(session, customer.id),
     }
 
 
