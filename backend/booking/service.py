@@ -477,6 +477,8 @@ def move_open_bookings(
         if may_take(to_staff, booking.store_id, {Role.SERVICE_ADVISOR.value}):
             assert to_staff is not None
             advisor_id: int | None = to_staff.id
+        elif from_staff.status == StaffStatus.ACTIVE:
+            continue  # handed to someone who cannot take it (another store): it stays with its advisor
         else:
             slot = session.get(Slot, booking.slot_id)
             advisor_id = _advisor(session, slot, None)[0] if slot is not None else None

@@ -51,8 +51,9 @@ from backend.consult.models import (
 )
 from backend.customers.models import Car, Customer, CustomerAdvisor
 from backend.org.models import ADVISOR_ROLES, MANAGER_ROLES, OrgKind, OrgUnit, Staff, StaffRole, StaffStatus
-from backend.org.open_work import may_take, register_open_work
+from backend.org.open_work import lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
+from backend.org.service import managers_of_store
 from backend.platform.actors import MemberActor, StaffActor
 from backend.platform.audit import write_audit
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
@@ -506,13 +507,15 @@ def mark_read(session: Session, conversation_id: int, side: Sender, up_to: int, 
 def _claimed(session: Session, conversation: Conversation, actor: StaffActor, now: datetime) -> None:
     conversation.advisor_id = actor.staff_id
     conversation.claimed_at = now
+    # Claimed again after it went back to the queue (its advisor left): a claim of its own.
+    again = f":{conversation.transfer_count}" if conversation.transfer_count else ""
     record(
         session,
         customer_id=conversation.customer_id,
         kind=Kind.CONSULT_CLAIMED,
         channel=Channel.SYSTEM,
         source=SOURCE,
-        source_ref=f"consult:{conversation.id}:claimed",
+        source_ref=f"consult:{conversation.id}:claimed{again}",
         occurred_at=now,
         advisor_id=actor.staff_id,
         store_id=conversation.store_id,
@@ -529,6 +532,8 @@ def claim(session: Session, actor: StaffActor, conversation_id: int, now: dateti
     ).one_or_none()
     if conversation is None:
         raise AppError("consult.not_found", 404)
+    if not lock_active(session, actor.staff_id):  # resigned by a sync at this very moment
+        raise AppError("auth.staff_inactive", 401)
     live_customer_id(session, conversation.customer_id)  # the lock order of `_locked`
     result = session.execute(
         update(Conversation)
@@ -572,7 +577,7 @@ def transfer(
     target = session.get(Staff, to_staff_id)
     if (
         target is None
-        or target.status != StaffStatus.ACTIVE
+        or not lock_active(session, target.id)
         or target.org_unit_id != conversation.store_id
         or not (target.roles & ADVISOR_ROLES)
         or target.id == conversation.advisor_id
@@ -638,9 +643,12 @@ def move_open_conversations(
         except AppError:  # closed or moved meanwhile
             continue
         role = TOPIC_ROLE[conversation.topic]
-        if roles is not None and role is not None and role not in roles:
+        # With `roles`, the topics of those roles move, and "other" with any of them.
+        if roles is not None and (role not in roles if role else not roles):
             continue
         target = to_staff if may_take(to_staff, conversation.store_id, {role} if role else set(ADVISOR_ROLES)) else None
+        if target is None and from_staff.status == StaffStatus.ACTIVE:
+            continue  # handed to someone who cannot take it (another store): it stays with its advisor
         conversation.advisor_id = target.id if target is not None else None
         conversation.claimed_at = now if target is not None else None
         conversation.transfer_count += 1
@@ -849,7 +857,10 @@ def _answerers(session: Session, conversation: Conversation) -> list[Staff]:
         advisor = session.get(Staff, conversation.advisor_id)
         if advisor is not None and advisor.status == StaffStatus.ACTIVE:
             return [advisor]
-    return _store_advisors(session, conversation.store_id, conversation.topic)
+    # Nobody of the topic left at the store (its only insurance advisor resigned): its managers.
+    return _store_advisors(session, conversation.store_id, conversation.topic) or managers_of_store(
+        session, conversation.store_id
+    )
 
 
 def _notify_staff(
@@ -908,7 +919,6 @@ def alert_overdue(session: Session, now: datetime | None = None) -> int:
     """Once per overdue wait: a WeCom app message to whoever should have answered (the assignee,
     or the store's advisors of the topic for a queued one) and the store's managers. Each
     conversation is taken by a conditional update, so overlapping runs alert once."""
-    from backend.org.service import managers_of_store
     from backend.wecom.notify import Card, NotifyKind, notify_staff
 
     now = now or utcnow()

@@ -42,7 +42,7 @@ from backend.leads.models import (
     ListingStatus,
 )
 from backend.org.models import OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
-from backend.org.open_work import may_take, register_open_work
+from backend.org.open_work import lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
 from backend.org.service import active_staff_with_role, managers_of_store
 from backend.platform.actors import StaffActor
@@ -51,7 +51,7 @@ from backend.platform.db import utcnow
 from backend.platform.errors import AppError, register_messages
 from backend.platform.jobs import enqueue
 from backend.touchpoints.models import Channel, Kind, Touchpoint
-from backend.touchpoints.service import record
+from backend.touchpoints.service import live_customer_id, record
 from backend.wecom import notify
 
 log = logging.getLogger("dealerloop.leads")
@@ -586,7 +586,7 @@ def reassign(session: Session, actor: StaffActor, lead_id: int, advisor_id: int,
     if lead.status in CLOSED_STATUSES:
         raise AppError("lead.closed", 409)
     staff = session.get(Staff, advisor_id)
-    if staff is None or staff.org_unit_id != lead.store_id or staff.status != StaffStatus.ACTIVE:
+    if staff is None or staff.org_unit_id != lead.store_id or not lock_active(session, staff.id):
         raise AppError(
             "lead.advisor_invalid", 422, errors={"json": {"advisor_id": ["active staff of the lead's store"]}}
         )
@@ -632,7 +632,10 @@ def move_open_leads(
     if roles is not None:
         stmt = stmt.where(Lead.routed_role.in_(roles))
     moved = 0
-    for lead_id in session.scalars(stmt.order_by(Lead.id)).all():
+    for lead_id, customer_id in session.execute(stmt.add_columns(Lead.customer_id).order_by(Lead.id)).all():
+        # The lock order of a lead's writers: the customer (shared, as its touchpoint takes it;
+        # an owner submitting holds it exclusively, then the store's routing lock), the lead.
+        live_customer_id(session, customer_id)
         lead = session.scalars(
             select(Lead)
             .where(Lead.id == lead_id, Lead.advisor_id == from_staff.id, Lead.status.not_in(CLOSED_STATUSES))
@@ -645,6 +648,8 @@ def move_open_leads(
         if may_take(to_staff, lead.store_id, {role.value}):
             assert to_staff is not None
             target, routed_by = to_staff, "handover"
+        elif from_staff.status == StaffStatus.ACTIVE:
+            continue  # handed to someone who cannot take it (another store): it stays with its advisor
         else:
             target, routed_by = route(session, lead.customer_id, lead.store_id, role)
         if target is not None and target.id == from_staff.id:

@@ -21,9 +21,12 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.org.models import Staff, StaffStatus
+from backend.platform.db import utcnow
+from backend.platform.jobs import enqueue, job
 
 log = logging.getLogger("dealerloop.org.open_work")
 
@@ -56,9 +59,33 @@ def move_open_work(
     return moved
 
 
-def staff_departed(session: Session, staff: Staff, now: datetime) -> dict[str, int]:
-    """A resigned advisor's open work goes back to their stores' routing."""
-    return move_open_work(session, staff, None, now, reason="resigned")
+DEPARTED_JOB = "org.open_work.departed"
+
+
+def staff_departed(session: Session, staff: Staff, now: datetime) -> None:
+    """A resigned advisor's open work goes back to their stores' routing — in a job of its own,
+    after the resignation is committed: every move then sees everyone who left in the same sync
+    as gone, and no request waiting on the staff row's lock (an owner's message naming the
+    advisor) is held up by moves that wait on that request's rows."""
+    # No dedup key: one job per resignation (called on the active → resigned change), and the
+    # job moves only what they still hold, so a second run finds nothing.
+    enqueue(session, DEPARTED_JOB, {"staff_id": staff.id})
+
+
+@job(DEPARTED_JOB, queue="default")
+def move_departed_work(session: Session, staff_id: int) -> dict[str, int]:
+    staff = session.get(Staff, staff_id)
+    if staff is None or staff.status != StaffStatus.RESIGNED:
+        return {}  # back at work meanwhile: their work stays
+    return move_open_work(session, staff, None, utcnow(), reason="resigned")
+
+
+def lock_active(session: Session, staff_id: int) -> bool:
+    """Whether the staff member is active, read under a shared lock on their row: a sync
+    resigning them waits for the caller's commit, or the caller for the sync's — so work given
+    to someone leaving is either refused or given before the resignation, and then moved."""
+    status = session.scalar(select(Staff.status).where(Staff.id == staff_id).with_for_update(read=True))
+    return status == StaffStatus.ACTIVE
 
 
 def may_take(staff: Staff | None, store_id: int, roles: set[str]) -> bool:

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 # Answers that say "not now" rather than "no": busy (-1), rate limited (45009; 45011 on WeChat),
-# too many concurrent calls (45033). A retry later may succeed.
-TRANSIENT_ERRCODES = frozenset({-1, 45009, 45011, 45033})
+# too many concurrent calls (45033), and the access token refused (40001, 40014, 42001) when the
+# client's one refresh did not help (another process renewed it in between). A retry later may
+# succeed.
+TRANSIENT_ERRCODES = frozenset({-1, 40001, 40014, 42001, 45009, 45011, 45033})
 
 
 class UpstreamError(Exception):

@@ -70,12 +70,26 @@ class Card:
     btntxt: str = "详情"
 
     def content(self) -> dict[str, str]:
+        if len(self.url.encode()) > URL_BYTES:
+            raise ValueError(f"a card link longer than {URL_BYTES} bytes would be cut, and broken, by WeCom")
         return {
-            "title": _clip_bytes(self.title, 128),
-            "description": _clip_bytes(self.description, 512),
-            "url": self.url[:2048],
+            "title": _clip_bytes(plain(self.title), 128),
+            "description": _clip_bytes(plain(self.description), 512),
+            "url": self.url,
             "btntxt": self.btntxt[:4],
         }
+
+
+# WeCom's limits on what it accepts whole, room left for the reference `_distinct` adds.
+TEXT_BYTES = 2048 - 32
+URL_BYTES = 2048 - 32
+
+
+def plain(text: str) -> str:
+    """Text with no markup: WeCom renders <a href> in text messages and <div class> in card
+    descriptions, and our texts carry names and words that customers typed (a nickname could be
+    a tappable link to a phishing page). The brackets become their full-width look-alikes."""
+    return text.replace("<", "＜").replace(">", "＞")
 
 
 def _clip_bytes(text: str, limit: int) -> str:
@@ -113,7 +127,7 @@ def notify(
         if card is not None:
             msgtype, content = "textcard", card.content()
         else:
-            msgtype, content = "text", {"content": _clip_bytes(text or "", 2048)}
+            msgtype, content = "text", {"content": _clip_bytes(plain(text or ""), TEXT_BYTES)}
         message = AppMessage(
             dedup_key=dedup_key(kind.value, key, corp_id, userid),
             touser=[userid],
@@ -233,9 +247,15 @@ class RecipientLimiter:
             from redis.exceptions import RedisError
 
             try:
-                return self._acquire_redis(corp_id, userids, token, now.timestamp())
+                wait = self._acquire_redis(corp_id, userids, token, now.timestamp())
             except RedisError as exc:
                 log.warning("notify rate limit: Redis unavailable (%s), counting in the database", type(exc).__name__)
+            else:
+                # What was sent while Redis was away is in the database, not in its window.
+                wait = wait or self._database_wait(session, corp_id, userids, now)
+                if wait is not None:
+                    self.release(corp_id, userids, token)
+                return wait
         return self._acquire_db(session, corp_id, userids, now)
 
     def _acquire_redis(self, corp_id: str, userids: list[str], token: str, now: float) -> float | None:
@@ -262,12 +282,23 @@ class RecipientLimiter:
         # The recipients' staff rows, locked until the send is committed: two workers sending
         # to one advisor count one after the other (each send's recipient row is what the
         # other counts), so the limit holds without Redis too.
-        session.execute(
-            select(Staff.id)
+        staff = session.execute(
+            select(Staff.wecom_userid)
             .where(Staff.corp_id == corp_id, Staff.wecom_userid.in_(userids))
             .order_by(Staff.id)
             .with_for_update()
         ).all()
+        if len({u.casefold() for (u,) in staff}) < len({u.casefold() for u in userids}):
+            # Someone not in our directory (an advisor WeCom knows and we do not yet): no row of
+            # theirs to lock, so such sends of the corp queue on one row.
+            from backend.wecom.service import lock_sync
+
+            lock_sync(session, corp_id, "notify")
+        return self._database_wait(session, corp_id, userids, now)
+
+    def _database_wait(self, session: Session, corp_id: str, userids: list[str], now: datetime) -> float | None:
+        """Seconds until a slot frees for every recipient, counting the sends recorded in the
+        database; None when each has one now."""
         since = now - timedelta(seconds=self.window)
         wait = 0.0
         for userid in userids:
@@ -314,6 +345,14 @@ def deliver(session: Session, message_id: int) -> str:
         gateway = gateway_for(corp_id)
     except LookupError as exc:  # no app of that corp in the settings: no try can succeed
         return fail(session, message, f"no WeCom app for corp {corp_id!r}: {exc}")
+    left = session.scalars(
+        select(Staff.wecom_userid).where(
+            Staff.corp_id == corp_id, Staff.wecom_userid.in_(list(message.touser)), Staff.status != StaffStatus.ACTIVE
+        )
+    ).all()
+    if left and len(left) >= len(message.touser):
+        # Left since the message was recorded (a retry, or a deferral, came after): not sent.
+        return fail(session, message, f"recipient left: {'|'.join(left)}")
     limiter = RecipientLimiter.from_app()
     token = f"m{message.id}"
     wait = limiter.acquire(session, corp_id, list(message.touser), token, now)
@@ -370,6 +409,9 @@ def deliver(session: Session, message_id: int) -> str:
         u.lower() for field in ("invaliduser", "unlicenseduser") for u in str(result.get(field) or "").split("|") if u
     }
     message.invalid_users = "|".join(sorted(unreached))[:255] or None
+    if all(userid.lower() in unreached for userid in message.touser):
+        # WeCom took the request and reached nobody (outside the app's range, no licence).
+        return fail(session, message, f"no recipient reached: {message.invalid_users}")
     message.sent_at = now
     message.last_error = None
     for userid in dict.fromkeys(message.touser):

@@ -61,9 +61,11 @@ def directory_lists_everyone_but(sandbox: Any, db_session: Any, tree: Any, gone:
 
 
 def sync(app: Any, db_session: Any) -> dict[str, int]:
+    """The directory sync, then the jobs it left (the departed advisors' work is moved by one)."""
     with app.app_context():
         stats = sync_directory(db_session, app.config["WECOM_CORP_ID"])
         db_session.commit()
+    run_due_jobs(app)
     return stats
 
 
