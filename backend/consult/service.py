@@ -583,11 +583,30 @@ def transfer(
         or target.id == conversation.advisor_id
     ):
         raise AppError("consult.transfer_target_invalid", 422, errors={"json": {"advisor_id": ["not a valid target"]}})
+    excerpt = f"转接：{note or conversation.last_excerpt or TOPIC_LABEL[conversation.topic]}"
+    detail = _hand_to(session, conversation, target, now, excerpt, note=note)
+    write_audit(session, actor, "consult.transferred", "consult_conversation", conversation.id, detail)
+    session.flush()
+    return conversation
+
+
+def _hand_to(
+    session: Session,
+    conversation: Conversation,
+    target: Staff | None,
+    now: datetime,
+    excerpt: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Give the conversation to `target` (None: back to the store's queue): its
+    consult_transferred touchpoint (numbered by the transfer; `extra` in its payload), and
+    whoever should answer told. Returns the touchpoint's payload."""
     previous = conversation.advisor_id
-    conversation.advisor_id = target.id
-    conversation.claimed_at = now
+    conversation.advisor_id = target.id if target is not None else None
+    conversation.claimed_at = now if target is not None else None
     conversation.transfer_count += 1
-    detail = {"conversation_id": conversation.id, "from_staff_id": previous, "to_staff_id": target.id, "note": note}
+    detail = {"conversation_id": conversation.id, "from_staff_id": previous, "to_staff_id": conversation.advisor_id}
+    detail |= extra
     record(
         session,
         customer_id=conversation.customer_id,
@@ -596,21 +615,14 @@ def transfer(
         source=SOURCE,
         source_ref=f"consult:{conversation.id}:transfer:{conversation.transfer_count}",
         occurred_at=now,
-        advisor_id=target.id,
+        advisor_id=conversation.advisor_id,
         store_id=conversation.store_id,
         payload=detail,
     )
-    write_audit(session, actor, "consult.transferred", "consult_conversation", conversation.id, detail)
     customer = session.get(Customer, conversation.customer_id)
-    _notify_staff(
-        session,
-        conversation,
-        customer,
-        key=f"{conversation.id}:t{conversation.transfer_count}",
-        excerpt=f"转接：{note or conversation.last_excerpt or TOPIC_LABEL[conversation.topic]}",
-    )
-    session.flush()
-    return conversation
+    key = f"{conversation.id}:t{conversation.transfer_count}"
+    _notify_staff(session, conversation, customer, key=key, excerpt=excerpt)
+    return detail
 
 
 def move_open_conversations(
@@ -649,34 +661,13 @@ def move_open_conversations(
         target = to_staff if may_take(to_staff, conversation.store_id, {role} if role else set(ADVISOR_ROLES)) else None
         if target is None and from_staff.status == StaffStatus.ACTIVE:
             continue  # handed to someone who cannot take it (another store): it stays with its advisor
-        conversation.advisor_id = target.id if target is not None else None
-        conversation.claimed_at = now if target is not None else None
-        conversation.transfer_count += 1
-        detail = {
-            "conversation_id": conversation.id,
-            "from_staff_id": from_staff.id,
-            "to_staff_id": target.id if target is not None else None,
-            "reason": "handover" if to_staff is not None else "departure",
-        }
-        record(
-            session,
-            customer_id=conversation.customer_id,
-            kind=Kind.CONSULT_TRANSFERRED,
-            channel=Channel.SYSTEM,
-            source=SOURCE,
-            source_ref=f"consult:{conversation.id}:transfer:{conversation.transfer_count}",
-            occurred_at=now,
-            advisor_id=target.id if target is not None else None,
-            store_id=conversation.store_id,
-            payload=detail,
-        )
-        customer = session.get(Customer, conversation.customer_id)
-        _notify_staff(
+        _hand_to(
             session,
             conversation,
-            customer,
-            key=f"{conversation.id}:t{conversation.transfer_count}",
-            excerpt=f"顾问变更：{conversation.last_excerpt or TOPIC_LABEL[conversation.topic]}",
+            target,
+            now,
+            f"顾问变更：{conversation.last_excerpt or TOPIC_LABEL[conversation.topic]}",
+            reason="handover" if to_staff is not None else "departure",
         )
         moved += 1
     session.flush()

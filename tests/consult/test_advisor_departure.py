@@ -14,15 +14,11 @@ from backend.consult.models import Conversation
 from backend.customers.models import Customer, CustomerIdentity, IdentityKind
 from backend.leads.models import Lead
 from backend.org.models import Staff
-from backend.touchpoints.models import Touchpoint
 from backend.wecom import service as svc
-from backend.wecom.directory import sync_directory
 from backend.wecom.models import AppMessage, FriendStatus
-from integrations.sandbox import wecom_ops
 from tests.consult.conftest import WB, World, open_conv, owner_says, staff_says
+from tests.consult.test_advisor_departure_cases import directory, sync, touchpoints
 from tests.wecom.helpers import run_due_jobs
-
-STORE_DEPARTMENT, OTHER_DEPARTMENT = 2, 3
 
 
 def submit_lead(client: Any, world: World, body: dict[str, Any]) -> int:
@@ -36,37 +32,6 @@ def told(session: Any, userid: str, kind: str, key: str) -> bool:
     session.expire_all()
     rows = session.scalars(select(AppMessage).where(AppMessage.kind == kind)).all()
     return any(userid in m.touser and f":{key}:" in m.dedup_key for m in rows)
-
-
-def touchpoints(session: Any, customer_id: int, kind: str) -> list[Touchpoint]:
-    session.expire_all()
-    return list(
-        session.scalars(
-            select(Touchpoint)
-            .where(Touchpoint.customer_id == customer_id, Touchpoint.kind == kind)
-            .order_by(Touchpoint.id)
-        )
-    )
-
-
-def directory_lists_everyone_but(sandbox: Any, db_session: Any, tree: Any, gone: str) -> None:
-    """WeCom's directory: every staff member placed in their store's department, `gone` left."""
-    st = sandbox.state
-    wecom_ops.add_department(st, STORE_DEPARTMENT, tree.stores[0].name)
-    wecom_ops.add_department(st, OTHER_DEPARTMENT, tree.stores[3].name)
-    for staff in db_session.scalars(select(Staff)):
-        department = STORE_DEPARTMENT if staff.org_unit_id == tree.stores[0].id else OTHER_DEPARTMENT
-        wecom_ops.place_member(st, staff.wecom_userid, [department])
-    st.set_member_status(gone, "resigned")
-
-
-def sync(app: Any, db_session: Any) -> dict[str, int]:
-    """The directory sync, then the jobs it left (the departed advisors' work is moved by one)."""
-    with app.app_context():
-        stats = sync_directory(db_session, app.config["WECOM_CORP_ID"])
-        db_session.commit()
-    run_due_jobs(app)
-    return stats
 
 
 def test_a_resigned_advisors_open_leads_and_consultations_go_on_without_them(
@@ -86,7 +51,7 @@ def test_a_resigned_advisors_open_leads_and_consultations_go_on_without_them(
     assert (lead.advisor_id, db_session.get(Conversation, conv["id"]).advisor_id) == (world.sales.id, world.sales.id)
     version = lead.version
 
-    directory_lists_everyone_but(sandbox_reset, db_session, tree, "adv.sales")
+    directory(sandbox_reset, db_session, tree, "adv.sales")
     stats = sync(app, db_session)
     assert stats["deactivated"] == 1
 
