@@ -277,14 +277,11 @@ def on_edit(ev: Event) -> None:
 
 
 def _as_added(ev: Event, customer: Any, friend: Any, follow: dict[str, Any]) -> None:
-    """An edit of a relation whose add we never had (it comes late, or never): what the add
-    would have set, from WeCom's answer — its time, way and channel, and the advisor — so the
-    advisor can open the customer. The add's touchpoint and channel count are left to the add's
-    own event, or to the nightly reconciliation."""
-    createtime = int(follow.get("createtime") or 0)
-    friend.status = FriendStatus.ACTIVE
-    friend.version = ev.version
-    friend.added_at = svc.event_time(createtime) if createtime else ev.occurred_at
+    """An edit of a relation whose add we never had (it comes late, or never; the relation is
+    made active, at version 0): its channel and the advisor, so the advisor can open the
+    customer. The add's time, touchpoint and channel count are left to the add's own event or
+    to the nightly reconciliation: WeCom's `createtime` read now may be of a later re-add, and
+    taken as this relation's add time it would clear the alert of a loss still to be applied."""
     friend.state = follow.get("state") or friend.state
     channel = svc.channel_by_state(ev.session, ev.corp_id, friend.state)
     friend.channel_id = channel.id if channel else friend.channel_id
