@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,3 +42,30 @@ def count_committed(app: Any, model: Any, *where: Any) -> int:
             return db.session().scalar(select(func.count()).select_from(model).where(*where))
         finally:
             db.session.remove()
+
+
+def lock_wait_seen(timeout: float, until: threading.Event | None = None) -> bool:
+    """Whether some MariaDB statement waits for a lock within `timeout` seconds (polled on a
+    connection of its own); stops early, False, once `until` is set (the other side finished).
+
+    A wait shows as a transaction in LOCK WAIT, or — for a transaction whose first statement is
+    the one waiting, which MariaDB does not list in INNODB_TRX yet — as a statement of another
+    connection running for over half a second (a test's statements take milliseconds)."""
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not (until is not None and until.is_set()):
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT (SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT')"
+                    " + (SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query'"
+                    " AND TIME_MS > 500 AND ID != CONNECTION_ID())"
+                )
+                if cur.fetchone()[0]:
+                    return True
+            time.sleep(0.02)
+        return False
+    finally:
+        conn.close()

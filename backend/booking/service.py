@@ -48,7 +48,7 @@ from backend.booking.models import (
 )
 from backend.customers.models import Car
 from backend.org.models import OrgUnit, Role, Staff, StaffRole, StaffStatus
-from backend.org.open_work import may_take, register_open_work
+from backend.org.open_work import lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
 from backend.platform.actors import MemberActor, StaffActor, SystemActor
 from backend.platform.audit import write_audit
@@ -418,9 +418,14 @@ def _service_advisors(session: Session, store_id: int) -> list[Staff]:
 
 
 def _advisor(session: Session, slot: Slot, preferred: int | None) -> tuple[int | None, bool]:
+    """The booking's service advisor: the one the owner chose, else the store's least loaded
+    that day. The choice is confirmed under a shared lock on the advisor's row (`lock_active`):
+    a directory sync resigning them meanwhile either waits for this commit — and its departure
+    job then moves the booking — or has committed, and the next advisor is taken. A booking is
+    never left with someone who has gone."""
     advisors = _service_advisors(session, slot.store_id)
     if preferred is not None:
-        if preferred not in {a.id for a in advisors}:
+        if preferred not in {a.id for a in advisors} or not lock_active(session, preferred):
             raise AppError(
                 "booking.advisor_invalid", 422, errors={"json": {"advisor_id": ["a service advisor of the store"]}}
             )
@@ -441,8 +446,10 @@ def _advisor(session: Session, slot: Slot, preferred: int | None) -> tuple[int |
             .group_by(Booking.advisor_id)
         ).all()
     )
-    chosen = min(advisors, key=lambda a: (loads.get(a.id, 0), a.id))
-    return chosen.id, False
+    for chosen in sorted(advisors, key=lambda a: (loads.get(a.id, 0), a.id)):
+        if lock_active(session, chosen.id):
+            return chosen.id, False
+    return None, False  # every one left meanwhile: the advisor who receives the car takes it
 
 
 def move_open_bookings(
@@ -841,7 +848,7 @@ def check_in(
         raise AppError("booking.not_today", 409, errors={"day": local_day(booking.starts_at).isoformat()})
     booking.arrived_at = now
     booking.checkin_nonce = nonce
-    if booking.advisor_id is None and actor.has_role("service_advisor"):
+    if booking.advisor_id is None and actor.has_role("service_advisor") and lock_active(session, actor.staff_id):
         booking.advisor_id = actor.staff_id
     return _transition(
         session, actor, booking, BookingStatus.ARRIVED, Kind.ARRIVED, "arrived", now, by_qr=nonce is not None
