@@ -13,10 +13,9 @@ second's held.
 from __future__ import annotations
 
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
-import pymysql
 import pytest
 from sqlalchemy import select, update
 
@@ -28,14 +27,14 @@ from backend.platform.db import db
 from backend.touchpoints.models import Touchpoint
 from backend.wecom import directory as directory_module
 from backend.wecom.directory import sync_directory
-from integrations.sandbox import wecom_ops
+from tests.consult import test_advisor_departure_cases as departure_cases
 from tests.consult.conftest import WB, World, open_conv, owner_says, staff_says
-from tests.threads import run_threads
+from tests.consult.test_advisor_departure_cases import submit_lead
+from tests.threads import lock_wait_seen, run_threads
 from tests.wecom.helpers import run_due_jobs
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
-STORE_DEPARTMENT, OTHER_DEPARTMENT = 2, 3
 LEADS = "/api/workbench/v1/leads"
 
 
@@ -43,31 +42,10 @@ LEADS = "/api/workbench/v1/leads"
 
 
 def directory(sandbox: Any, db_session: Any, tree: Any, *gone: str) -> None:
-    st = sandbox.state
-    wecom_ops.add_department(st, STORE_DEPARTMENT, tree.stores[0].name)
-    wecom_ops.add_department(st, OTHER_DEPARTMENT, tree.stores[3].name)
-    for staff in db_session.scalars(select(Staff)):
-        department = STORE_DEPARTMENT if staff.org_unit_id == tree.stores[0].id else OTHER_DEPARTMENT
-        wecom_ops.place_member(st, staff.wecom_userid, [department])
-    for userid in gone:
-        st.set_member_status(userid, "resigned")
-    db_session.commit()  # end the reading transaction before other connections write
-
-
-def lock_wait_seen(timeout: float) -> bool:
-    """Whether some transaction waits for a row lock within `timeout` seconds."""
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            with conn.cursor() as cur:
-                cur.execute("SELECT COUNT(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'")
-                if cur.fetchone()[0]:
-                    return True
-            time.sleep(0.02)
-        return False
-    finally:
-        conn.close()
+    """WeCom's directory as the departure cases set it (every staff member in their store's
+    department, `gone` left), then the reading transaction ended before other connections write."""
+    departure_cases.directory(sandbox, db_session, tree, *gone)
+    db_session.commit()
 
 
 class Pause:
@@ -109,27 +87,44 @@ def run_sync(app: Any) -> dict[str, int]:
     return stats
 
 
-def pause_after_departure(monkeypatch: Any, pause: Pause) -> None:
-    """The sync stops once a leaver's open work is moved (before commit)."""
+def pause_departure(monkeypatch: Any, pause: Pause, *, after: bool) -> None:
+    """The sync stops at a leaver's departure: once their staff row is updated, before their work
+    is moved; or, `after`, once their open work is moved (before commit)."""
     original = directory_module.staff_departed
 
     def hooked(session: Any, staff: Any, now: Any) -> Any:
+        if not after:
+            pause.stop_here()
         moved = original(session, staff, now)
-        pause.stop_here()
+        if after:
+            pause.stop_here()
         return moved
 
     monkeypatch.setattr(directory_module, "staff_departed", hooked)
 
 
-def pause_before_departure(monkeypatch: Any, pause: Pause) -> None:
-    """The sync stops once the leaver's staff row is updated, before their work is moved."""
-    original = directory_module.staff_departed
+def race(pause: Pause, sync: Callable[[], Any], request: Callable[[], Any]) -> tuple[Any, Any]:
+    """`sync`, `request` once the sync reached `pause`, and the pause's monitor on three threads
+    released at once: what the sync and the request returned (or raised)."""
 
-    def hooked(session: Any, staff: Any, now: Any) -> Any:
-        pause.stop_here()
-        return original(session, staff, now)
+    def act(i: int) -> Any:
+        if i == 0:
+            return sync()
+        if i == 1:
+            assert pause.reached.wait(15)
+            return request()
+        return pause.monitor()
 
-    monkeypatch.setattr(directory_module, "staff_departed", hooked)
+    sync_result, answer, _ = run_threads(3, act)
+    return sync_result, answer
+
+
+def race_departure(app: Any, monkeypatch: Any, request: Callable[[], Any], *, after: bool) -> tuple[Any, Any]:
+    """`race` of the directory sync, paused at the leaver's departure (`pause_departure`), and
+    `request`: what each returned (or raised)."""
+    pause = Pause()
+    pause_departure(monkeypatch, pause, after=after)
+    return race(pause, lambda: run_sync(app), request)
 
 
 def read(app: Any, fn: Any) -> Any:
@@ -142,12 +137,6 @@ def read(app: Any, fn: Any) -> Any:
 
 def status(result: Any) -> Any:
     return getattr(result, "status_code", repr(result))
-
-
-def submit_lead(client: Any, who: Any, body: dict[str, Any]) -> int:
-    resp = client.post("/api/app/v1/leads", json=body, headers=who.headers)
-    assert resp.status_code == 201, resp.get_json()
-    return resp.get_json()["id"]
 
 
 # ============================================================================================
@@ -177,18 +166,17 @@ def test_an_owner_submitting_a_lead_while_the_sync_moves_theirs_does_not_deadloc
 
     monkeypatch.setattr(leads_service, "route", hooked_route)
 
-    def act(i: int) -> Any:
-        if i == 0:
-            in_sync.yes = True
-            return run_sync(app)
-        if i == 1:
-            assert pause.reached.wait(15)
-            return client.post(
-                "/api/app/v1/leads", json={"type": "new_car", "series": "帕萨特"}, headers=world.owner.headers
-            )
-        return pause.monitor()
+    def sync() -> Any:
+        in_sync.yes = True
+        return run_sync(app)
 
-    sync_result, submitted, _ = run_threads(3, act)
+    sync_result, submitted = race(
+        pause,
+        sync,
+        lambda: client.post(
+            "/api/app/v1/leads", json={"type": "new_car", "series": "帕萨特"}, headers=world.owner.headers
+        ),
+    )
     assert isinstance(sync_result, dict), f"the directory sync failed: {sync_result!r}"
     assert status(submitted) == 201, getattr(submitted, "get_json", lambda: submitted)()
     assert read(app, lambda s: s.get(Lead, lead_id).advisor_id) == world.sales2.id
@@ -206,18 +194,12 @@ def test_an_owner_writing_while_the_sync_resigns_the_advisor_does_not_deadlock(
     conv = open_conv(client, world.owner, "new_car", text="ID.4 有现车吗")
     assert staff_says(client, world.sales, conv["id"], "有的").status_code == 201
     directory(sandbox_reset, db_session, tree, "adv.sales")
-    pause = Pause()
-    pause_before_departure(monkeypatch, pause)
-
-    def act(i: int) -> Any:
-        if i == 0:
-            return run_sync(app)
-        if i == 1:
-            assert pause.reached.wait(15)
-            return owner_says(client, world.owner, conv["id"], "什么时候能提车？", client_id="race-1")
-        return pause.monitor()
-
-    sync_result, said, _ = run_threads(3, act)
+    sync_result, said = race_departure(
+        app,
+        monkeypatch,
+        lambda: owner_says(client, world.owner, conv["id"], "什么时候能提车？", client_id="race-1"),
+        after=False,
+    )
     assert isinstance(sync_result, dict), f"the directory sync failed: {sync_result!r}"
     assert status(said) == 201, getattr(said, "get_json", lambda: said)()
     assert read(app, lambda s: s.get(Conversation, conv["id"]).advisor_id) is None
@@ -239,20 +221,14 @@ def test_a_manager_reassigning_a_lead_to_the_leaver_during_the_sync_does_not_str
         db.session().commit()
         db.session.remove()
     directory(sandbox_reset, db_session, tree, "adv.sales")
-    pause = Pause()
-    pause_after_departure(monkeypatch, pause)
-
-    def act(i: int) -> Any:
-        if i == 0:
-            return run_sync(app)
-        if i == 1:
-            assert pause.reached.wait(15)
-            return client.post(
-                f"{LEADS}/{lead_id}/reassign", json={"advisor_id": world.sales.id}, headers=world.manager.headers
-            )
-        return pause.monitor()
-
-    sync_result, reassigned, _ = run_threads(3, act)
+    sync_result, reassigned = race_departure(
+        app,
+        monkeypatch,
+        lambda: client.post(
+            f"{LEADS}/{lead_id}/reassign", json={"advisor_id": world.sales.id}, headers=world.manager.headers
+        ),
+        after=True,
+    )
     assert isinstance(sync_result, dict), sync_result
     holder = read(app, lambda s: s.get(Staff, s.get(Lead, lead_id).advisor_id).status)
     assert holder == "active", f"reassign answered {status(reassigned)}; the lead's holder is {holder}"
@@ -270,22 +246,16 @@ def test_a_manager_transferring_a_conversation_to_the_leaver_during_the_sync_doe
         client.post(f"{WB}/conversations/{conv['id']}/claim", json={}, headers=world.sales2.headers).status_code == 200
     )
     directory(sandbox_reset, db_session, tree, "adv.sales")
-    pause = Pause()
-    pause_after_departure(monkeypatch, pause)
-
-    def act(i: int) -> Any:
-        if i == 0:
-            return run_sync(app)
-        if i == 1:
-            assert pause.reached.wait(15)
-            return client.post(
-                f"{WB}/conversations/{conv['id']}/transfer",
-                json={"advisor_id": world.sales.id},
-                headers=world.manager.headers,
-            )
-        return pause.monitor()
-
-    sync_result, transferred, _ = run_threads(3, act)
+    sync_result, transferred = race_departure(
+        app,
+        monkeypatch,
+        lambda: client.post(
+            f"{WB}/conversations/{conv['id']}/transfer",
+            json={"advisor_id": world.sales.id},
+            headers=world.manager.headers,
+        ),
+        after=True,
+    )
     assert isinstance(sync_result, dict), sync_result
     holder = read(app, lambda s: s.get(Staff, s.get(Conversation, conv["id"]).advisor_id).status)
     assert holder == "active", f"transfer answered {status(transferred)}; the conversation's holder is {holder}"
@@ -300,18 +270,12 @@ def test_the_leaver_claiming_from_the_queue_during_the_sync_does_not_strand_the_
     client = app.test_client()
     conv = open_conv(client, world.walk_in, "new_car", text="想试驾")
     directory(sandbox_reset, db_session, tree, "adv.sales")
-    pause = Pause()
-    pause_after_departure(monkeypatch, pause)
-
-    def act(i: int) -> Any:
-        if i == 0:
-            return run_sync(app)
-        if i == 1:
-            assert pause.reached.wait(15)
-            return client.post(f"{WB}/conversations/{conv['id']}/claim", json={}, headers=world.sales.headers)
-        return pause.monitor()
-
-    sync_result, claimed, _ = run_threads(3, act)
+    sync_result, claimed = race_departure(
+        app,
+        monkeypatch,
+        lambda: client.post(f"{WB}/conversations/{conv['id']}/claim", json={}, headers=world.sales.headers),
+        after=True,
+    )
     assert isinstance(sync_result, dict), sync_result
     advisor_id = read(app, lambda s: s.get(Conversation, conv["id"]).advisor_id)
     if advisor_id is not None:

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from backend.platform.db import db
 from backend.platform.jobs import OutboxJob, relay
+from tests.threads import run_threads
 
 URL = "/callbacks/wecom"
 
@@ -25,6 +26,34 @@ def contact_xml(sandbox: Any, change_type: str, userid: str, ext: str, create_ti
 def post_event(client: Any, sandbox: Any, xml: str, **kwargs: Any) -> Any:
     params, body = sandbox.state.wecom_callback(xml, **kwargs)
     return client.post(URL, query_string=params, data=body, content_type="text/xml")
+
+
+def now() -> int:
+    """The current time as WeCom stamps events (whole seconds)."""
+    return int(time.time())
+
+
+def ok(resp: Any) -> None:
+    """The callback endpoint answered "success" (else the body's start is shown)."""
+    assert (resp.status_code, resp.data) == (200, b"success"), resp.get_data(as_text=True)[:300]
+
+
+def friend_of(session: Any, userid: str, ext: str) -> Any:
+    """The relation (WeComFriend) of member `userid` and contact `ext`, read afresh; there must be one."""
+    from backend.wecom.models import WeComFriend
+
+    session.expire_all()
+    return session.scalars(
+        select(WeComFriend).where(WeComFriend.userid == userid, WeComFriend.external_userid == ext)
+    ).one()
+
+
+def carried(session: Any, friend_id: int) -> set[str]:
+    """The tag ids the relation `friend_id` carries, read afresh."""
+    from backend.wecom.models import WeComFriendTag
+
+    session.expire_all()
+    return set(session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend_id)))
 
 
 @contextmanager
@@ -181,6 +210,14 @@ def run_due_jobs(app: Any, rounds: int = 10) -> None:
             if pending is None:
                 return
             relay(app=app)
+
+
+def execute_at_once(app: Any, job_ids: list[int]) -> list[Any]:
+    """The outbox jobs `job_ids` run on a thread each (real workers), released at once: each
+    job's outcome, or the exception it raised, in order."""
+    from backend.platform import jobs
+
+    return run_threads(len(job_ids), lambda i: jobs.execute(job_ids[i], app=app))
 
 
 def foreign_wecom_ids(session: Any, store: Any) -> dict[str, int]:

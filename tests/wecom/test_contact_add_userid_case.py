@@ -5,7 +5,6 @@ each showed a defect (since fixed), the others held."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -13,31 +12,25 @@ from sqlalchemy import func, select
 
 from backend.customers.models import Customer, CustomerAdvisor
 from backend.wecom import service as svc
-from backend.wecom.models import FriendStatus, WeComFriend, WeComFriendTag
-from tests.wecom.helpers import add_store_channel, callback_world, contact_xml, post_event, tag_id
+from backend.wecom.models import FriendStatus, WeComFriendTag
+from tests.wecom.helpers import (
+    ZHANG,
+    add_store_channel,
+    callback_world,
+    contact_xml,
+    friend_of,
+    now,
+    ok,
+    post_event,
+    tag_id,
+)
 
-ZHANG = "advisor.zhang"
 EXT = "wmProbeAdd0001"
 
 
 @pytest.fixture
 def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
     return callback_world(sandbox_reset, tree, make_staff)
-
-
-def now() -> int:
-    return int(time.time())
-
-
-def ok(resp: Any) -> None:
-    assert (resp.status_code, resp.data) == (200, b"success"), resp.get_data(as_text=True)[:300]
-
-
-def friend_of(session: Any, userid: str, ext: str) -> WeComFriend:
-    session.expire_all()
-    return session.scalars(
-        select(WeComFriend).where(WeComFriend.userid == userid, WeComFriend.external_userid == ext)
-    ).one()
 
 
 # =============================================================================================

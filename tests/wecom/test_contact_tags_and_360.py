@@ -5,16 +5,26 @@ each showed a defect (since fixed), the others held."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from backend.wecom.models import RawEventStatus, WeComFriend, WeComFriendTag, WeComRawEvent, WeComTag
-from tests.wecom.helpers import callback_world, contact_xml, corp_b_world, post_event, run_due_jobs, tag_id
+from backend.wecom.models import RawEventStatus, WeComFriendTag, WeComRawEvent, WeComTag
+from tests.wecom.helpers import (
+    ZHANG,
+    callback_world,
+    carried,
+    contact_xml,
+    corp_b_world,
+    friend_of,
+    now,
+    ok,
+    post_event,
+    run_due_jobs,
+    tag_id,
+)
 
-ZHANG = "advisor.zhang"
 EXT = "wmProbeTag0001"
 TAGS = "/api/workbench/v1/wecom/tags"
 
@@ -22,26 +32,6 @@ TAGS = "/api/workbench/v1/wecom/tags"
 @pytest.fixture
 def world(sandbox_reset: Any, tree: Any, make_staff: Any) -> dict[str, Any]:
     return callback_world(sandbox_reset, tree, make_staff)
-
-
-def now() -> int:
-    return int(time.time())
-
-
-def ok(resp: Any) -> None:
-    assert (resp.status_code, resp.data) == (200, b"success"), resp.get_data(as_text=True)[:300]
-
-
-def friend_of(session: Any, userid: str, ext: str) -> WeComFriend:
-    session.expire_all()
-    return session.scalars(
-        select(WeComFriend).where(WeComFriend.userid == userid, WeComFriend.external_userid == ext)
-    ).one()
-
-
-def carried(session: Any, friend_id: int) -> set[str]:
-    session.expire_all()
-    return set(session.scalars(select(WeComFriendTag.tag_id).where(WeComFriendTag.friend_id == friend_id)))
 
 
 def tag_event(client: Any, sb: Any, at: int, **fields: str) -> None:

@@ -4,7 +4,6 @@ exactly-once delivery under real threads."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -16,7 +15,7 @@ from backend.platform.jobs import OutboxJob
 from backend.wecom import notify
 from backend.wecom.models import AppMessage
 from backend.wecom.ops_models import AppMessageRecipient
-from tests.wecom.helpers import count_rows, run_due_jobs
+from tests.wecom.helpers import count_rows, execute_at_once, run_due_jobs
 
 ADVISOR = "advisor.zhang"
 SEND = "/cgi-bin/message/send"
@@ -62,8 +61,6 @@ def test_without_redis_limit_holds_for_a_recipient_with_no_staff_row(
     """Callback alerts for an advisor not (yet) in the directory go to `friend.userid` directly.
     Without Redis, two workers deliver two messages to that userid at once, limit 1: the
     database fallback locks staff rows only, so nothing serialises the two counts."""
-    from backend.platform import jobs
-
     sb = sandbox_reset
     userid = "advisor.nodir"
     sb.state.add_member(userid, "目录外顾问")
@@ -83,21 +80,7 @@ def test_without_redis_limit_holds_for_a_recipient_with_no_staff_row(
         db.session.remove()
     assert len(job_ids) == 2
     sb.state.set_fault("slow", seconds=1, service="wecom", path=SEND, count=1)
-    barrier = threading.Barrier(2)
-    outcomes: list[Any] = []
-
-    def run(job_id: int) -> None:
-        barrier.wait()
-        try:
-            outcomes.append(jobs.execute(job_id, app=app))
-        except Exception as exc:  # noqa: BLE001
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=run, args=(j,)) for j in job_ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    outcomes = execute_at_once(app, job_ids)
     assert outcomes == ["done", "done"], outcomes
     with app.app_context():
         session = db.session()
@@ -183,8 +166,6 @@ def test_message_records_kind_corp_recipient(app: Any, db_session: Any, corp: st
 def test_two_jobs_for_one_message_at_once_deliver_once(app: Any, corp: str, sandbox_reset: Any) -> None:
     """Two outbox rows name the same message (a retry and a stray deferral) and run at the same
     moment on two workers, the send being slow: the message goes out once."""
-    from backend.platform import jobs
-
     sb = sandbox_reset
     with app.app_context():  # warm up: the client holds a token this sandbox knows
         session = db.session()
@@ -207,21 +188,7 @@ def test_two_jobs_for_one_message_at_once_deliver_once(app: Any, corp: str, sand
         db.session.remove()
     assert len(job_ids) == 2
     sb.state.set_fault("slow", seconds=1, service="wecom", path=SEND, count=1)
-    barrier = threading.Barrier(2)
-    outcomes: list[Any] = []
-
-    def run(job_id: int) -> None:
-        barrier.wait()
-        try:
-            outcomes.append(jobs.execute(job_id, app=app))
-        except Exception as exc:  # noqa: BLE001
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=run, args=(j,)) for j in job_ids]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    outcomes = execute_at_once(app, job_ids)
     assert outcomes == ["done", "done"], outcomes
     assert len(sb.state.app_messages) == 1
     assert sb.hits(SEND, "wecom") - base == 2  # the failed first try and one send
