@@ -223,10 +223,16 @@ def app_ctx(app: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def db_session(app: Any) -> Any:
+def db_session(app: Any) -> Iterator[Any]:
     from backend.platform.db import db
 
-    return db.session()
+    session = db.session()
+    yield session
+    # Closed here, not only by `db.session.remove()`: a test-client request's teardown removes
+    # the thread's session from the registry, so a `db_session` used after a request is no
+    # longer the one `remove` closes (with real commits, its open transaction would hold its
+    # tables' metadata locks, and the run's DROP DATABASE would wait for ever).
+    session.close()
 
 
 @pytest.fixture

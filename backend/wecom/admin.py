@@ -22,6 +22,7 @@ from backend.platform.jobs import enqueue
 from backend.platform.ports import UpstreamError
 from backend.wecom import handlers, media
 from backend.wecom import service as svc
+from backend.wecom.events import REBALANCE_JOB
 from backend.wecom.models import (
     AlertKind,
     GroupChatStatus,
@@ -272,15 +273,6 @@ def delete_material(session: Session, actor: StaffActor, material_id: int) -> No
 # --- channels (contact ways) ---------------------------------------------------------------
 
 
-def _contact_way_body(channel: WeComChannel, users: list[str]) -> dict[str, Any]:
-    return {
-        "remark": channel.name[:30],
-        "skip_verify": channel.skip_verify,
-        "state": channel.state,
-        "user": list(users),
-    }
-
-
 def _check_cap(data: dict[str, Any], channel: WeComChannel | None = None) -> None:
     cap = data.get("daily_cap", channel.daily_cap if channel else None)
     fallbacks = data.get("fallback_userids", channel.fallback_userids if channel else [])
@@ -348,15 +340,20 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
     _check_advisors(session, actor, gateway.corp_id, data)
     _check_auto_tags(session, gateway.corp_id, data)
     channel = WeComChannel(corp_id=gateway.corp_id, **data)
-    channel.single_person = _one_person(channel.userids, channel.daily_cap)
+    # A single-person way (the advisor's own card) can never take a second advisor or a cap
+    # (WeCom cannot change a way's type): only an advisor's own QR code is made one. A store's,
+    # a poster's or a campaign's starts with whoever is on duty and may have to grow.
+    channel.single_person = channel.kind == "advisor" and _one_person(channel.userids, channel.daily_cap)
     try:
         with unique_savepoint(session):
+            # The new row's unique (corp, state) entry stays locked until this commits: a sweep
+            # of this state (`sweep_contact_ways`) waits for it, and sees the way it holds.
             session.add(channel)
     except DuplicateKey as exc:
         raise AppError("wecom.channel_state_taken", 409) from exc
     users = svc.users_for_today(session, channel)
     # A capped channel may have to hand over to several fallbacks: a multi-person contact way.
-    body = {"type": 1 if channel.single_person else 2, "scene": 2, **_contact_way_body(channel, users)}
+    body = {"type": 1 if channel.single_person else 2, "scene": 2, **svc.contact_way_body(channel, users)}
     try:
         result = gateway.post("externalcontact/add_contact_way", body)
     except UpstreamError as exc:
@@ -397,6 +394,7 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
     several = not _one_person(data.get("userids", channel.userids), data.get("daily_cap", channel.daily_cap))
     if several and _single_person(channel):
         raise AppError("wecom.channel_single_person", 422, errors={"userids": ["one advisor, no daily cap"]})
+    before = {key: getattr(channel, key) for key in data}
     for key, value in data.items():
         setattr(channel, key, value)
     users = svc.users_for_today(session, channel)
@@ -405,9 +403,11 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
         try:
             svc.gateway_for(channel.corp_id).post(
                 "externalcontact/update_contact_way",
-                {"config_id": channel.config_id, **_contact_way_body(channel, users)},
+                {"config_id": channel.config_id, **svc.contact_way_body(channel, users)},
             )
         except UpstreamError as exc:
+            if exc.transient and exc.reason != "rejected":
+                _undo_unanswered_update(session, channel, before)
             raise upstream_error(exc) from exc
         channel.applied_userids = users
     session.flush()
@@ -422,11 +422,34 @@ def update_channel(session: Session, actor: StaffActor, channel_id: int, data: d
     return channel
 
 
+def _undo_unanswered_update(session: Session, channel: WeComChannel, before: dict[str, Any]) -> None:
+    """An update_contact_way with no answer (timeout, 5xx) may have been applied by WeCom all
+    the same. The change is not kept (the manager is told it failed and may try again), and once
+    WeCom has settled a job sets the contact way again from what the channel still holds, so
+    that the QR code never routes to advisors dealerloop does not show on it."""
+    for key, value in before.items():
+        setattr(channel, key, value)
+    session.flush()
+    enqueue(session, REBALANCE_JOB, {"channel_id": channel.id, "resend": True}, delay=CONTACT_WAY_SWEEP_DELAY)
+    session.info["commit_despite_error"] = True  # the job, and the channel as it was
+
+
 def sweep_contact_ways(session: Session, corp_id: str, state: str, since: int) -> int:
     """Delete the contact ways with this state that WeCom made since `since` and no channel
     holds (a create whose answer was lost). Returns how many were deleted."""
     gateway = svc.gateway_for(corp_id)
+    # A locking read of the state's channel: a create of this state in flight (WeCom has made
+    # its way, the channel is not committed yet) is waited for, and one starting now waits for
+    # this sweep — a way made for a live channel is never taken for an orphan. Locking reads
+    # see the latest commit, whatever this transaction read before.
     held = set(
+        session.scalars(
+            select(WeComChannel.config_id)
+            .where(WeComChannel.corp_id == corp_id, WeComChannel.state == state)
+            .with_for_update(read=True)
+        )
+    )
+    held |= set(
         session.scalars(
             select(WeComChannel.config_id).where(WeComChannel.corp_id == corp_id, WeComChannel.config_id.is_not(None))
         )

@@ -54,9 +54,10 @@ def sweep_contact_ways(session: Session, corp_id: str, state: str, since: int) -
 
 
 @job(REBALANCE_JOB, queue="high")
-def rebalance_channel(session: Session, channel_id: int) -> None:
-    """An add on a capped channel: move the contact way to the advisors still under the cap."""
-    service.rebalance_channel(session, channel_id)
+def rebalance_channel(session: Session, channel_id: int, resend: bool = False) -> None:
+    """An add on a capped channel: move the contact way to the advisors still under the cap.
+    `resend`: after an update whose answer was lost, set the whole contact way again."""
+    service.rebalance_channel(session, channel_id, resend=resend)
 
 
 @job("wecom.rebalance_channels", queue="low")

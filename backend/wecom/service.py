@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, distinct, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
@@ -976,8 +976,11 @@ def channel_stats(session: Session, channel: WeComChannel, date_from: date, date
 
 
 def adds_today(session: Session, channel: WeComChannel, now: datetime | None = None) -> dict[str, int]:
+    """New customers per advisor (casefolded userid) on this channel today, for the daily cap:
+    customers, not adds — one who removes the advisor and scans again the same day has taken
+    one place, not two."""
     rows = session.execute(
-        select(WeComChannelFact.userid, func.count())
+        select(WeComChannelFact.userid, func.count(distinct(WeComChannelFact.friend_id)))
         .where(
             WeComChannelFact.channel_id == channel.id,
             WeComChannelFact.kind == ChannelFactKind.ADDED,
@@ -1028,18 +1031,37 @@ def users_for_today(session: Session, channel: WeComChannel, now: datetime | Non
     return fallbacks or [u for u in channel.userids if active(u)] or list(channel.userids)
 
 
-def rebalance_channel(session: Session, channel_id: int, now: datetime | None = None) -> list[str] | None:
+def contact_way_body(channel: WeComChannel, users: list[str]) -> dict[str, Any]:
+    """What add/update_contact_way set from the channel (its config_id aside)."""
+    return {
+        "remark": channel.name[:30],
+        "skip_verify": channel.skip_verify,
+        "state": channel.state,
+        "user": list(users),
+    }
+
+
+def rebalance_channel(
+    session: Session, channel_id: int, now: datetime | None = None, resend: bool = False
+) -> list[str] | None:
     """Apply today's user list to the contact way in WeCom when it differs from what it has.
-    Returns the new list, or None when nothing had to change."""
+    Returns the new list, or None when nothing had to change.
+
+    `resend`: an update whose answer was lost may have been applied by WeCom all the same
+    (`admin.update_channel`): the whole contact way is set again from what the channel holds."""
     channel = session.get(WeComChannel, channel_id, with_for_update=True)
     if channel is None or not channel.active or not channel.config_id:
         return None
     wanted = users_for_today(session, channel, now)
-    if list(channel.applied_userids) == wanted:
+    if not any(corp == channel.corp_id for corp, _ in active_members(session, wanted)):
+        # Everyone on it has left: WeCom would refuse the list (60111) at every pass. The QR
+        # code stays as it is until a manager names an advisor.
+        log.warning("wecom channel %s has no active advisor left; its contact way is left as it is", channel.id)
         return None
-    gateway_for(channel.corp_id).post(
-        "externalcontact/update_contact_way", {"config_id": channel.config_id, "user": wanted}
-    )
+    if list(channel.applied_userids) == wanted and not resend:
+        return None
+    body = contact_way_body(channel, wanted) if resend else {"user": wanted}
+    gateway_for(channel.corp_id).post("externalcontact/update_contact_way", {"config_id": channel.config_id, **body})
     channel.applied_userids = wanted
     session.flush()
     log.info("wecom channel %s now routes to %s", channel.id, wanted)
@@ -1048,17 +1070,24 @@ def rebalance_channel(session: Session, channel_id: int, now: datetime | None = 
 
 def channels_to_rebalance(session: Session) -> list[int]:
     """The channels whose user list may change by itself: capped ones (a new day resets the
-    counts) and any naming an advisor who is no longer active (left, or gone from WeCom: the
-    QR code must stop routing customers to them, and WeCom refuses a list naming them)."""
+    counts), any routing to an advisor who is no longer active (left, or gone from WeCom: the
+    QR code must stop routing customers to them, and WeCom refuses a list naming them), and
+    any leaving out one of its advisors who is active again (back in WeCom: taken off by a
+    pass like this one, so put back by one)."""
     channels = session.scalars(
         select(WeComChannel).where(WeComChannel.active.is_(True), WeComChannel.config_id.is_not(None))
     ).all()
-    active = active_members(session, [u for c in channels for u in c.applied_userids])
-    return [
-        c.id
-        for c in channels
-        if c.daily_cap is not None or any((c.corp_id, u.casefold()) not in active for u in c.applied_userids)
-    ]
+    active = active_members(session, [u for c in channels for u in (*c.applied_userids, *c.userids)])
+
+    def changes_by_itself(c: WeComChannel) -> bool:
+        applied = {u.casefold() for u in c.applied_userids}
+        return (
+            c.daily_cap is not None
+            or any((c.corp_id, u) not in active for u in applied)
+            or any((c.corp_id, u.casefold()) in active and u.casefold() not in applied for u in c.userids)
+        )
+
+    return [c.id for c in channels if changes_by_itself(c)]
 
 
 # ---------------------------------------------------------------------------------------------

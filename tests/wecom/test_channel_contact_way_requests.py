@@ -39,7 +39,8 @@ def error_format(resp: Any) -> bool:
 
 
 def test_single_person_add_contact_way_body_is_exact(client: Any, world: Any) -> None:
-    resp = create(client, world)
+    """An advisor's own QR code with one advisor and no cap is a single-person way (type 1)."""
+    resp = create(client, world, kind="advisor")
     assert resp.status_code == 201, resp.get_json()
     (call,) = upstream_calls(world["sb"], "/cgi-bin/externalcontact/add_contact_way")
     assert call["json"] == {

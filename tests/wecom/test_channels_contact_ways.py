@@ -290,10 +290,11 @@ def test_a_contact_way_already_gone_in_wecom_is_deleted_here_too(client: Any, db
 
 def test_a_single_person_qr_code_keeps_one_advisor(client: Any, db_session: Any, world: Any) -> None:
     """WeCom cannot change a contact way's type, and a single-person one takes one user: such a
-    channel may change its advisor, not get a second one or a daily cap (WeCom would refuse)."""
+    channel may change its advisor, not get a second one or a daily cap (WeCom would refuse).
+    Only an advisor's own QR code is made single-person (see the poster test below)."""
     sb = world["sb"]
     s0 = world["tree"].stores[0].id
-    single = create(client, world, store_id=s0).get_json()
+    single = create(client, world, store_id=s0, kind="advisor").get_json()
     assert contact_way(sb, single["config_id"])["type"] == 1
     url = f"{CHANNELS}/{single['id']}"
     for change in ({"userids": [ZHANG, LI]}, {"daily_cap": 5}):
