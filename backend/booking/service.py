@@ -479,26 +479,43 @@ def move_open_bookings(
             )
         except AppError:  # finished or moved meanwhile
             continue
-        if booking.advisor_chosen and from_staff.status == StaffStatus.ACTIVE:
-            continue
+        keeps = may_take(from_staff, booking.store_id, {Role.SERVICE_ADVISOR.value})
+        if booking.advisor_chosen and keeps:
+            continue  # the owner chose them, and they still receive cars there
         if may_take(to_staff, booking.store_id, {Role.SERVICE_ADVISOR.value}):
             assert to_staff is not None
             advisor_id: int | None = to_staff.id
-        elif from_staff.status == StaffStatus.ACTIVE:
-            continue  # handed to someone who cannot take it (another store): it stays with its advisor
+        elif keeps:
+            continue  # still theirs to hold (handed to someone who cannot take it, or not moved)
         else:
             slot = session.get(Slot, booking.slot_id)
             advisor_id = _advisor(session, slot, None)[0] if slot is not None else None
         if advisor_id == from_staff.id:
             continue
+        reason = "handover" if to_staff is not None else "departure"
         booking.advisor_id, booking.advisor_chosen = advisor_id, False
+        # A change of the booking like any other: its own version, its touchpoint (the booking's
+        # history and the customer's timeline show who receives the car now, and why).
+        booking.version += 1
+        booking.updated_at = now
+        _touch(
+            session,
+            booking,
+            Kind.ADVISOR_ASSIGNED,
+            "advisor",
+            Channel.SYSTEM,
+            now,
+            from_staff_id=from_staff.id,
+            to_staff_id=advisor_id,
+            reason=reason,
+        )
         write_audit(
             session,
             system,
             "booking.advisor_changed",
             "booking",
             booking.id,
-            {"from": from_staff.id, "to": advisor_id, "reason": "handover" if to_staff is not None else "departure"},
+            {"from": from_staff.id, "to": advisor_id, "reason": reason},
         )
         moved += 1
     session.flush()

@@ -197,19 +197,26 @@ def set_sla_minutes(session: Session, actor: StaffActor, store_id: int, minutes:
 # Opening
 
 
-def _assigned_advisor(session: Session, customer_id: int, topic: Topic) -> Staff | None:
+def _assigned_advisor(session: Session, customer_id: int, store_id: int, topic: Topic) -> Staff | None:
+    """The customer's advisor for the topic when they work at the conversation's store and hold
+    the topic's role, confirmed under a shared lock on their row (`lock_active`): one a sync is
+    resigning meanwhile is not given a conversation the departure job would not see."""
     role = TOPIC_ROLE[topic]
     if role is None:
         return None
-    return session.scalars(
+    advisor = session.scalars(
         select(Staff)
         .join(CustomerAdvisor, CustomerAdvisor.staff_id == Staff.id)
+        .join(StaffRole, StaffRole.staff_id == Staff.id)
         .where(
             CustomerAdvisor.customer_id == customer_id,
             CustomerAdvisor.role == role,
+            StaffRole.role == role,
+            Staff.org_unit_id == store_id,
             Staff.status == StaffStatus.ACTIVE,
         )
-    ).one_or_none()
+    ).first()
+    return advisor if advisor is not None and lock_active(session, advisor.id) else None
 
 
 def _own_car(session: Session, customer_id: int, car_id: int) -> Car:
@@ -249,7 +256,7 @@ def open_conversation(
     )
     if open_count >= MAX_OPEN_PER_OWNER:
         raise AppError("consult.too_many_open", 409)
-    advisor = _assigned_advisor(session, customer.id, topic_value)
+    advisor = _assigned_advisor(session, customer.id, store.id, topic_value)
     conversation = Conversation(
         customer_id=customer.id,
         store_id=store.id,
@@ -658,9 +665,10 @@ def move_open_conversations(
         # With `roles`, the topics of those roles move, and "other" with any of them.
         if roles is not None and (role not in roles if role else not roles):
             continue
-        target = to_staff if may_take(to_staff, conversation.store_id, {role} if role else set(ADVISOR_ROLES)) else None
-        if target is None and from_staff.status == StaffStatus.ACTIVE:
-            continue  # handed to someone who cannot take it (another store): it stays with its advisor
+        allowed = {role} if role else set(ADVISOR_ROLES)
+        target = to_staff if may_take(to_staff, conversation.store_id, allowed) else None
+        if target is None and may_take(from_staff, conversation.store_id, allowed):
+            continue  # still theirs to hold (handed to someone who cannot take it, or not moved)
         _hand_to(
             session,
             conversation,
@@ -730,8 +738,30 @@ def _reopen(session: Session, conversation: Conversation, by: str, now: datetime
         store_id=conversation.store_id,
         payload={"conversation_id": conversation.id, "reopened_by": by},
     )
+    if conversation.advisor_id is not None and not _may_keep(session, conversation, conversation.advisor_id):
+        # Closed while its advisor was here; they have left (or moved) since, and the departure
+        # moved only what was open: it goes back to the store's queue, and the topic's advisors
+        # are told, instead of waiting for someone who will never answer.
+        _hand_to(
+            session,
+            conversation,
+            None,
+            now,
+            f"顾问变更：{conversation.last_excerpt or TOPIC_LABEL[conversation.topic]}",
+            reason="departure",
+        )
     session.flush()
     return conversation
+
+
+def _may_keep(session: Session, conversation: Conversation, staff_id: int) -> bool:
+    """Whether this advisor may hold the conversation now: active (under a shared lock, see
+    `lock_active`), of its store, holding its topic's role (any advisor role for "other")."""
+    role = TOPIC_ROLE[conversation.topic]
+    staff = session.get(Staff, staff_id)
+    return may_take(staff, conversation.store_id, {role} if role else set(ADVISOR_ROLES)) and lock_active(
+        session, staff_id
+    )
 
 
 def owner_close(session: Session, member: MemberActor, conversation_id: int) -> Conversation:

@@ -379,14 +379,18 @@ def route(session: Session, customer_id: int, store_id: int, role: Role) -> tupl
             Staff.status == StaffStatus.ACTIVE,
         )
     ).first()
-    if own is not None:
+    # Each choice is confirmed under a shared lock on the advisor's row (`lock_active`): one a
+    # sync is resigning meanwhile is passed over, or given the lead before the resignation
+    # commits — and the departure job then moves it. Never left with someone who has gone.
+    if own is not None and lock_active(session, own.id):
         return own, "assigned_advisor"
-    candidates = active_staff_with_role(session, store_id, role.value)
-    if candidates:
-        return _next_in_turn(session, store_id, role.value, candidates), "round_robin"
-    managers = active_staff_with_role(session, store_id, Role.STORE_MANAGER.value)
-    if managers:
-        return _next_in_turn(session, store_id, Role.STORE_MANAGER.value, managers), "store_manager"
+    for turn_role, routed_by in ((role.value, "round_robin"), (Role.STORE_MANAGER.value, "store_manager")):
+        candidates = active_staff_with_role(session, store_id, turn_role)
+        while candidates:
+            chosen = _next_in_turn(session, store_id, turn_role, candidates)
+            if lock_active(session, chosen.id):
+                return chosen, routed_by
+            candidates = [c for c in candidates if c.id != chosen.id]
     log.warning("lead for store %s: nobody to route to (role %s)", store_id, role.value)
     return None, "none"
 
@@ -648,8 +652,8 @@ def move_open_leads(
         if may_take(to_staff, lead.store_id, {role.value}):
             assert to_staff is not None
             target, routed_by = to_staff, "handover"
-        elif from_staff.status == StaffStatus.ACTIVE:
-            continue  # handed to someone who cannot take it (another store): it stays with its advisor
+        elif may_take(from_staff, lead.store_id, {role.value}):
+            continue  # still theirs to hold (handed to someone who cannot take it, or not moved)
         else:
             target, routed_by = route(session, lead.customer_id, lead.store_id, role)
         if target is not None and target.id == from_staff.id:

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.org.models import ADVISOR_ROLES, PARENT_KIND, OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
-from backend.org.open_work import staff_departed
+from backend.org.open_work import staff_departed, staff_moved
 from backend.org.service import org_path
 from backend.platform.actors import SystemActor
 from backend.platform.audit import write_audit
@@ -443,6 +443,11 @@ def apply_staff(session: Session, corp_id: str, specs: list[StaffSpec]) -> tuple
                 tally.created += 1
                 continue
             changed = False
+            # On duty here and after, but at another store or without a role they had: the
+            # open work they can no longer hold goes back to its store (`staff_moved`).
+            moved = staff.status == StaffStatus.ACTIVE == spec.status and (
+                staff.org_unit_id != org_unit_id or bool(staff.roles - spec.roles)
+            )
             if (staff.name, staff.org_unit_id, staff.status) != (spec.name, org_unit_id, spec.status):
                 departed = staff.status == StaffStatus.ACTIVE and spec.status == StaffStatus.RESIGNED
                 if staff.status != spec.status:
@@ -459,6 +464,9 @@ def apply_staff(session: Session, corp_id: str, specs: list[StaffSpec]) -> tuple
                 ]
                 roles_changed += 1
                 changed = True
+            if moved:
+                session.flush()
+                staff_moved(session, staff, now)
             if changed:
                 tally.updated += 1
             else:

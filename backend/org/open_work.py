@@ -4,7 +4,9 @@ An advisor holds open work for their customers — leads to follow up, consultat
 bookings to receive.
 When they resign (the WeCom directory sync or the staff import marks them resigned), that work
 must not stay with someone who no longer logs in: a lead nobody contacts, an owner whose
-messages reach nobody. When a WeCom handover moves a customer to another advisor, the customer's
+messages reach nobody. When they move to another store or lose a role, the work they can no
+longer see or do (the old store's, the old role's) goes back to its store too.
+When a WeCom handover moves a customer to another advisor, the customer's
 open work in the role that moved goes with them.
 
 Each feature registers a mover (`register_open_work`) that takes the open items `from_staff`
@@ -72,12 +74,23 @@ def staff_departed(session: Session, staff: Staff, now: datetime) -> None:
     enqueue(session, DEPARTED_JOB, {"staff_id": staff.id})
 
 
+def staff_moved(session: Session, staff: Staff, now: datetime) -> None:
+    """An advisor on duty moved to another store or lost a role (directory sync, staff import):
+    the open work they may no longer hold (another store's, another role's) goes to its store's
+    routing, by the same job after the change commits; what they may still hold stays."""
+    enqueue(session, DEPARTED_JOB, {"staff_id": staff.id})
+
+
 @job(DEPARTED_JOB, queue="default")
 def move_departed_work(session: Session, staff_id: int) -> dict[str, int]:
+    """The open work `staff_id` may no longer hold: all of it once they have resigned; on duty,
+    what is not of their store and roles now (each mover keeps what `may_take` allows). Run
+    again, or after they came back, it finds nothing to move."""
     staff = session.get(Staff, staff_id)
-    if staff is None or staff.status != StaffStatus.RESIGNED:
-        return {}  # back at work meanwhile: their work stays
-    return move_open_work(session, staff, None, utcnow(), reason="resigned")
+    if staff is None:
+        return {}
+    reason = "resigned" if staff.status == StaffStatus.RESIGNED else "moved"
+    return move_open_work(session, staff, None, utcnow(), reason=reason)
 
 
 def lock_active(session: Session, staff_id: int) -> bool:

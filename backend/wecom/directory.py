@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.org.models import OrgKind, OrgUnit, Staff, StaffStatus
-from backend.org.open_work import staff_departed
+from backend.org.open_work import staff_departed, staff_moved
 from backend.platform.actors import StaffActor
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages
@@ -182,6 +182,8 @@ def _sync_staff(
             staff.name, changed = name, True
         if target is not None and staff.org_unit_id != target:
             staff.org_unit_id, changed = target, True
+            if staff.status == StaffStatus.ACTIVE:
+                staff_moved(session, staff, utcnow())  # the old store's open work goes back to it
         if staff.status != StaffStatus.ACTIVE:
             staff.status, staff.resigned_at = StaffStatus.ACTIVE, None
             stats["reactivated"] += 1

@@ -199,11 +199,16 @@ def run_due_jobs(app: Any, rounds: int = 10) -> None:
     for _ in range(rounds):
         with app.app_context():
             session = db.session_factory()
-            session.execute(
-                update(OutboxJob)
+            # By primary key, in order — as a worker finishing a job locks its row — not by a
+            # scan of the status index, whose lock order against a job finishing inline on
+            # another thread deadlocked.
+            delayed = session.scalars(
+                select(OutboxJob.id)
                 .where(OutboxJob.status == "pending", OutboxJob.run_after.is_not(None))
-                .values(run_after=None)
-            )
+                .order_by(OutboxJob.id)
+            ).all()
+            if delayed:
+                session.execute(update(OutboxJob).where(OutboxJob.id.in_(delayed)).values(run_after=None))
             session.commit()
             pending = session.scalar(select(OutboxJob.id).where(OutboxJob.status == "pending").limit(1))
             session.close()
