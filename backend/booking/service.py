@@ -48,7 +48,7 @@ from backend.booking.models import (
 )
 from backend.customers.models import Car
 from backend.org.models import OrgUnit, Role, Staff, StaffRole, StaffStatus
-from backend.org.open_work import lock_active, may_take, register_open_work
+from backend.org.open_work import held_by, lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
 from backend.platform.actors import MemberActor, StaffActor, SystemActor
 from backend.platform.audit import write_audit
@@ -454,7 +454,7 @@ def _advisor(session: Session, slot: Slot, preferred: int | None) -> tuple[int |
 
 def move_open_bookings(
     session: Session,
-    from_staff: Staff,
+    from_staff: Staff | None,
     to_staff: Staff | None,
     now: datetime,
     customer_ids: list[int] | None,
@@ -467,7 +467,7 @@ def move_open_bookings(
     booking while on duty; one who left does not."""
     if roles is not None and Role.SERVICE_ADVISOR.value not in roles:
         return 0
-    stmt = select(Booking.id).where(Booking.advisor_id == from_staff.id, Booking.status.in_(ACTIVE_STATUSES))
+    stmt = select(Booking.id).where(held_by(Booking.advisor_id, from_staff), Booking.status.in_(ACTIVE_STATUSES))
     if customer_ids is not None:
         stmt = stmt.where(Booking.customer_id.in_(customer_ids))
     system = SystemActor("open_work")
@@ -475,7 +475,7 @@ def move_open_bookings(
     for booking_id in session.scalars(stmt.order_by(Booking.id)).all():
         try:
             booking = _lock_booking(
-                session, booking_id, Booking.advisor_id == from_staff.id, Booking.status.in_(ACTIVE_STATUSES)
+                session, booking_id, held_by(Booking.advisor_id, from_staff), Booking.status.in_(ACTIVE_STATUSES)
             )
         except AppError:  # finished or moved meanwhile
             continue
@@ -485,12 +485,13 @@ def move_open_bookings(
         if may_take(to_staff, booking.store_id, {Role.SERVICE_ADVISOR.value}):
             assert to_staff is not None
             advisor_id: int | None = to_staff.id
-        elif keeps:
+        elif keeps or from_staff is None:
             continue  # still theirs to hold (handed to someone who cannot take it, or not moved)
         else:
             slot = session.get(Slot, booking.slot_id)
             advisor_id = _advisor(session, slot, None)[0] if slot is not None else None
-        if advisor_id == from_staff.id:
+        previous = from_staff.id if from_staff is not None else None
+        if advisor_id == previous:
             continue
         reason = "handover" if to_staff is not None else "departure"
         booking.advisor_id, booking.advisor_chosen = advisor_id, False
@@ -505,7 +506,7 @@ def move_open_bookings(
             "advisor",
             Channel.SYSTEM,
             now,
-            from_staff_id=from_staff.id,
+            from_staff_id=previous,
             to_staff_id=advisor_id,
             reason=reason,
         )
@@ -515,7 +516,7 @@ def move_open_bookings(
             "booking.advisor_changed",
             "booking",
             booking.id,
-            {"from": from_staff.id, "to": advisor_id, "reason": reason},
+            {"from": previous, "to": advisor_id, "reason": reason},
         )
         moved += 1
     session.flush()

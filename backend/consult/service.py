@@ -51,7 +51,7 @@ from backend.consult.models import (
 )
 from backend.customers.models import Car, Customer, CustomerAdvisor
 from backend.org.models import ADVISOR_ROLES, MANAGER_ROLES, OrgKind, OrgUnit, Staff, StaffRole, StaffStatus
-from backend.org.open_work import lock_active, may_take, register_open_work
+from backend.org.open_work import held_by, lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
 from backend.org.service import managers_of_store
 from backend.platform.actors import MemberActor, StaffActor
@@ -634,7 +634,7 @@ def _hand_to(
 
 def move_open_conversations(
     session: Session,
-    from_staff: Staff,
+    from_staff: Staff | None,
     to_staff: Staff | None,
     now: datetime,
     customer_ids: list[int] | None,
@@ -646,7 +646,7 @@ def move_open_conversations(
     advisors are told to claim them. With `roles`, only topics of those roles move ("other"
     goes with any)."""
     stmt = select(Conversation.id).where(
-        Conversation.advisor_id == from_staff.id, Conversation.status == ConversationStatus.OPEN
+        held_by(Conversation.advisor_id, from_staff), Conversation.status == ConversationStatus.OPEN
     )
     if customer_ids is not None:
         stmt = stmt.where(Conversation.customer_id.in_(customer_ids))
@@ -656,7 +656,7 @@ def move_open_conversations(
             conversation = _locked(
                 session,
                 Conversation.id == conversation_id,
-                Conversation.advisor_id == from_staff.id,
+                held_by(Conversation.advisor_id, from_staff),
                 Conversation.status == ConversationStatus.OPEN,
             )
         except AppError:  # closed or moved meanwhile
@@ -667,7 +667,7 @@ def move_open_conversations(
             continue
         allowed = {role} if role else set(ADVISOR_ROLES)
         target = to_staff if may_take(to_staff, conversation.store_id, allowed) else None
-        if target is None and may_take(from_staff, conversation.store_id, allowed):
+        if target is None and (from_staff is None or may_take(from_staff, conversation.store_id, allowed)):
             continue  # still theirs to hold (handed to someone who cannot take it, or not moved)
         _hand_to(
             session,

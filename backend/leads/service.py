@@ -42,7 +42,7 @@ from backend.leads.models import (
     ListingStatus,
 )
 from backend.org.models import OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
-from backend.org.open_work import lock_active, may_take, register_open_work
+from backend.org.open_work import held_by, lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
 from backend.org.service import active_staff_with_role, managers_of_store
 from backend.platform.actors import StaffActor
@@ -620,7 +620,7 @@ def reassign(session: Session, actor: StaffActor, lead_id: int, advisor_id: int,
 
 def move_open_leads(
     session: Session,
-    from_staff: Staff,
+    from_staff: Staff | None,
     to_staff: Staff | None,
     now: datetime,
     customer_ids: list[int] | None,
@@ -630,7 +630,7 @@ def move_open_leads(
     they may take them, else to the store's routing again (the customer's active advisor of the
     role, the next in turn, a manager). A lead the routing gives back to `from_staff` (an advisor
     on duty, handing a customer to another store) stays theirs."""
-    stmt = select(Lead.id).where(Lead.advisor_id == from_staff.id, Lead.status.not_in(CLOSED_STATUSES))
+    stmt = select(Lead.id).where(held_by(Lead.advisor_id, from_staff), Lead.status.not_in(CLOSED_STATUSES))
     if customer_ids is not None:
         stmt = stmt.where(Lead.customer_id.in_(customer_ids))
     if roles is not None:
@@ -642,7 +642,7 @@ def move_open_leads(
         live_customer_id(session, customer_id)
         lead = session.scalars(
             select(Lead)
-            .where(Lead.id == lead_id, Lead.advisor_id == from_staff.id, Lead.status.not_in(CLOSED_STATUSES))
+            .where(Lead.id == lead_id, held_by(Lead.advisor_id, from_staff), Lead.status.not_in(CLOSED_STATUSES))
             .with_for_update()
             .execution_options(populate_existing=True)
         ).one_or_none()
@@ -652,11 +652,12 @@ def move_open_leads(
         if may_take(to_staff, lead.store_id, {role.value}):
             assert to_staff is not None
             target, routed_by = to_staff, "handover"
-        elif may_take(from_staff, lead.store_id, {role.value}):
+        elif from_staff is None or may_take(from_staff, lead.store_id, {role.value}):
             continue  # still theirs to hold (handed to someone who cannot take it, or not moved)
         else:
             target, routed_by = route(session, lead.customer_id, lead.store_id, role)
-        if target is not None and target.id == from_staff.id:
+        previous = from_staff.id if from_staff is not None else None
+        if target is not None and target.id == previous:
             continue
         lead.advisor_id = target.id if target is not None else None
         lead.routed_by = routed_by
@@ -666,7 +667,7 @@ def move_open_leads(
         by = "handover" if to_staff is not None else "departure"
         if target is not None:
             customer = session.get(Customer, lead.customer_id)
-            _assigned(session, lead, target, customer, by=by, routed_by=routed_by, now=now, previous=from_staff.id)
+            _assigned(session, lead, target, customer, by=by, routed_by=routed_by, now=now, previous=previous)
         else:  # nobody left to route to: the store's managers see it unassigned in their list
             record(
                 session,
@@ -678,7 +679,7 @@ def move_open_leads(
                 occurred_at=now,
                 advisor_id=None,
                 store_id=lead.store_id,
-                payload=_payload(lead, advisor_id=None, previous_advisor_id=from_staff.id, by=by, routed_by="none"),
+                payload=_payload(lead, advisor_id=None, previous_advisor_id=previous, by=by, routed_by="none"),
             )
         moved += 1
     return moved

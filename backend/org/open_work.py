@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -33,8 +34,10 @@ from backend.platform.jobs import enqueue, job
 log = logging.getLogger("dealerloop.org.open_work")
 
 # mover(session, from_staff, to_staff, now, customer_ids, roles) -> how many items it moved.
-# customer_ids None: every customer's; roles None: every role's.
-Mover = Callable[[Session, Staff, Staff | None, datetime, "list[int] | None", "set[str] | None"], int]
+# customer_ids None: every customer's; roles None: every role's. from_staff None: the items
+# nobody holds (a store's queue, unassigned), which go to `to_staff` where they may take them
+# and otherwise stay where they are.
+Mover = Callable[[Session, Staff | None, Staff | None, datetime, "list[int] | None", "set[str] | None"], int]
 
 _MOVERS: dict[str, Mover] = {}
 
@@ -43,9 +46,14 @@ def register_open_work(name: str, mover: Mover) -> None:
     _MOVERS[name] = mover
 
 
+def held_by(column: Any, staff: Staff | None) -> Any:
+    """The condition on an item's holder column for a mover's `from_staff` (None: nobody)."""
+    return column.is_(None) if staff is None else column == staff.id
+
+
 def move_open_work(
     session: Session,
-    from_staff: Staff,
+    from_staff: Staff | None,
     to_staff: Staff | None,
     now: datetime,
     *,
@@ -57,7 +65,7 @@ def move_open_work(
     returns how many each feature moved. `reason` names why, for the log."""
     moved = {name: mover(session, from_staff, to_staff, now, customer_ids, roles) for name, mover in _MOVERS.items()}
     if any(moved.values()):
-        log.info("open work of staff %s moved (%s): %s", from_staff.id, reason, moved)
+        log.info("open work of %s moved (%s): %s", f"staff {from_staff.id}" if from_staff else "nobody", reason, moved)
     return moved
 
 

@@ -777,6 +777,7 @@ def _take_over(
     # takeover where they may take them, else to the store's routing), an advisor on duty's of
     # the takeover's role only.
     handing = session.get(Staff, handover.handover_staff_id)
+    work_roles = None if handover.kind == HandoverKind.RESIGNED else ({role} if role else set())
     if handing is not None:
         move_open_work(
             session,
@@ -784,8 +785,22 @@ def _take_over(
             takeover,
             at,
             customer_ids=[customer_id],
-            roles=None if handover.kind == HandoverKind.RESIGNED else ({role} if role else set()),
+            roles=work_roles,
             reason=f"wecom handover {handover.id}",
+        )
+    if takeover is not None:
+        # The customer's work nobody holds goes to the advisor who inherits them. A resigned
+        # handover comes after the departure (WeCom and dealerloop must have the advisor as
+        # gone first), whose job has already put the leaver's work back in the store's queue:
+        # what nobody has taken since follows the customer, what someone took stays theirs.
+        move_open_work(
+            session,
+            None,
+            takeover,
+            at,
+            customer_ids=[customer_id],
+            roles=work_roles,
+            reason=f"wecom handover {handover.id}: waiting work",
         )
     home_store_id = svc.follow_advisor_store(session, customer_id, handover.store_id, takeover) if follows else None
     store_id = takeover.org_unit_id if takeover else None
