@@ -30,17 +30,16 @@ from backend.leads import service as leads_service
 from backend.leads.models import Lead
 from backend.org.models import Staff, StaffStatus
 from backend.platform.db import db
-from backend.wecom.directory import sync_directory
 from backend.wecom.models import AppMessage
-from integrations.sandbox import wecom_ops
 from tests.consult import conftest as consult_fixtures
 from tests.consult.conftest import World, open_conv, staff_says
+from tests.consult.test_advisor_departure_cases import directory
+from tests.consult.test_advisor_departure_races import run_sync
 from tests.threads import lock_wait_seen
 from tests.wecom.helpers import run_due_jobs
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
-STORE_DEPARTMENT, OTHER_DEPARTMENT = 2, 3
 
 cworld = consult_fixtures.world  # the consultation tests' world, as a fixture here
 
@@ -53,33 +52,12 @@ def read(app: Any, fn: Callable[[Any], Any]) -> Any:
             db.session.remove()
 
 
-def run_sync(app: Any) -> dict[str, int]:
-    """The directory sync, committed (its departure jobs run right after the commit)."""
-    with app.app_context():
-        session = db.session()
-        try:
-            stats = sync_directory(session, app.config["WECOM_CORP_ID"])
-            session.commit()
-        except Exception:
-            session.rollback()
-            raise
-        finally:
-            db.session.remove()
-    run_due_jobs(app)
-    return stats
-
-
 def settled(app: Any, db_session: Any, tree: Any, sandbox: Any) -> None:
     """An earlier sync mapped the departments and found everyone; since, 王销售 left WeCom."""
-    st = sandbox.state
-    wecom_ops.add_department(st, STORE_DEPARTMENT, tree.stores[0].name)
-    wecom_ops.add_department(st, OTHER_DEPARTMENT, tree.stores[3].name)
-    for staff in db_session.scalars(select(Staff)):
-        department = STORE_DEPARTMENT if staff.org_unit_id == tree.stores[0].id else OTHER_DEPARTMENT
-        wecom_ops.place_member(st, staff.wecom_userid, [department])
+    directory(sandbox, db_session, tree)
     db_session.commit()
     assert run_sync(app)["deactivated"] == 0
-    st.set_member_status("adv.sales", "resigned")
+    sandbox.state.set_member_status("adv.sales", "resigned")
 
 
 def sync_after_first_call(app: Any, monkeypatch: Any, module: Any, name: str) -> dict[str, Any]:
