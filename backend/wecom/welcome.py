@@ -108,6 +108,7 @@ def send_welcomes(session: Session, raw_event_ids: list[int]) -> list[Exception 
     pending = [w for w in welcomes if w.gateway is not None]
     if pending:
         list(_send_pool().map(_deliver, pending))
+    _ours_after_all(session, welcomes)
     _save(welcomes)
     _record(session, welcomes, [raws[i] for i in recorded])
     by_id = {w.raw.id: w.error for w in welcomes}
@@ -242,6 +243,31 @@ def _deliver(w: _Welcome) -> None:
         w.errcode = exc.errcode if isinstance(exc, UpstreamError) else None
         w.payload = (w.payload or {}) | {"error": f"{type(exc).__name__}: {exc}"[:500]}
         log.warning("welcome of event %s not sent, its code has expired: %s", w.raw.id, exc)
+
+
+# How the outbox records a try that WeCom did not answer in time (UpstreamError's own text).
+_UNANSWERED = f"{UpstreamError.__name__}: {UpstreamError('timeout', service='wecom')}"
+
+
+def _ours_after_all(session: Session, welcomes: list[_Welcome]) -> None:
+    """A 41051 for a welcome whose earlier try of ours got no answer in time: WeCom took that
+    try (the customer has our welcome) and refuses the code now because we used it. It is
+    recorded as sent, to be settled with its touchpoint like any other; a 41051 with no such try
+    before stays `already_sent` (the code was used elsewhere). Only read when a 41051 came."""
+    from backend.platform.jobs import OutboxJob
+    from backend.wecom.events import WELCOME_JOB
+
+    refused = {f"{WELCOME_JOB}:{w.raw.id}": w for w in welcomes if w.status == "already_sent"}
+    if not refused:
+        return
+    rows = session.execute(
+        select(OutboxJob.dedup_key, OutboxJob.last_error).where(OutboxJob.dedup_key.in_(list(refused)))
+    ).all()
+    for key, last_error in rows:
+        if last_error and last_error.startswith(_UNANSWERED):
+            w = refused[key]
+            w.status = "sent"
+            w.payload = (w.payload or {}) | {"confirmed_by": "41051 after our unanswered try"}
 
 
 def _without_media(w: _Welcome) -> bool:
