@@ -223,16 +223,18 @@ def app_ctx(app: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def db_session(app: Any) -> Iterator[Any]:
+def db_session(app: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     from backend.platform.db import db
 
     session = db.session()
     yield session
-    # Closed here, not only by `db.session.remove()`: a test-client request's teardown removes
-    # the thread's session from the registry, so a `db_session` used after a request is no
-    # longer the one `remove` closes (with real commits, its open transaction would hold its
-    # tables' metadata locks, and the run's DROP DATABASE would wait for ever).
-    session.close()
+    if request.node.get_closest_marker("dbcommit"):
+        # Closed here, not only by `db.session.remove()`: a test-client request's teardown
+        # removes the thread's session from the registry, so a `db_session` used after a
+        # request is no longer the one `remove` closes (with real commits, its open transaction
+        # would hold its tables' metadata locks, and the run's DROP DATABASE would wait for
+        # ever). In a rolled-back test the harness's outer transaction ends it all anyway.
+        session.close()
 
 
 @pytest.fixture
