@@ -245,6 +245,11 @@ def claim(session: Session, customer: Customer, template_id: int, now: datetime 
     if not (template.claim_starts_at <= now < template.claim_ends_at):
         raise AppError("coupon.not_claimable", 409)
     _check_eligible(session, template, customer, now)
+    # A member's claims queue on their customer row: two taps at once both reached the counter's
+    # INSERT … ON DUPLICATE KEY UPDATE for a row neither could see yet, and the next-key locks
+    # that the duplicate check takes on the unique index deadlocked among the burst's claims
+    # (a 500 in a run of 200 claims). One tap now finds the other's counter row committed.
+    session.execute(select(Customer.id).where(Customer.id == customer.id).with_for_update())
     return _issue(session, template, customer.id, "claim", None, now)
 
 
