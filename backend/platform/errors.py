@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask, request
 from marshmallow import Schema, fields
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
@@ -199,3 +199,22 @@ def register_error_handlers(app: Flask) -> None:
             return _http_error(exc)
         log.exception("unhandled error")
         return error_body("internal_error", 500), 500
+
+    @app.errorhandler(OperationalError)
+    def _operational_error(exc: OperationalError):  # type: ignore[no-untyped-def]
+        # The request lost a race for rows to another transaction: a deadlock (InnoDB rolled
+        # this one back) or a lock wait that timed out. Nothing of it is kept (the unit of work
+        # rolls back on any error), and the same request again will do: a retryable 503.
+        if _db_errno(exc) in RETRYABLE_DB_ERRORS:
+            log.warning("database lock conflict answered 503: %s", exc.orig)
+            return error_body("service.busy", 503), 503, {"Retry-After": "1"}
+        return _unexpected(exc)
+
+
+# MariaDB's ER_LOCK_WAIT_TIMEOUT and ER_LOCK_DEADLOCK.
+RETRYABLE_DB_ERRORS = frozenset({1205, 1213})
+
+
+def _db_errno(exc: OperationalError) -> int | None:
+    args = getattr(exc.orig, "args", None)
+    return args[0] if args and isinstance(args[0], int) else None
