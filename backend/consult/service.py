@@ -50,7 +50,7 @@ from backend.consult.models import (
     Topic,
 )
 from backend.customers.models import Car, Customer, CustomerAdvisor
-from backend.org.models import ADVISOR_ROLES, MANAGER_ROLES, OrgKind, OrgUnit, Staff, StaffRole, StaffStatus
+from backend.org.models import ADVISOR_ROLES, MANAGER_ROLES, OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
 from backend.org.open_work import held_by, lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
 from backend.org.service import managers_of_store
@@ -667,7 +667,7 @@ def move_open_conversations(
             continue
         allowed = {role} if role else set(ADVISOR_ROLES)
         target = to_staff if may_take(to_staff, conversation.store_id, allowed) else None
-        if target is None and (from_staff is None or may_take(from_staff, conversation.store_id, allowed)):
+        if target is None and (from_staff is None or _may_hold(from_staff, conversation)):
             continue  # still theirs to hold (handed to someone who cannot take it, or not moved)
         _hand_to(
             session,
@@ -754,14 +754,17 @@ def _reopen(session: Session, conversation: Conversation, by: str, now: datetime
     return conversation
 
 
-def _may_keep(session: Session, conversation: Conversation, staff_id: int) -> bool:
-    """Whether this advisor may hold the conversation now: active (under a shared lock, see
-    `lock_active`), of its store, holding its topic's role (any advisor role for "other")."""
+def _may_hold(staff: Staff | None, conversation: Conversation) -> bool:
+    """Whether someone may keep a conversation they hold: active, of its store, holding its
+    topic's role (any advisor role for "other") — or the store's manager, who may claim any."""
     role = TOPIC_ROLE[conversation.topic]
-    staff = session.get(Staff, staff_id)
-    return may_take(staff, conversation.store_id, {role} if role else set(ADVISOR_ROLES)) and lock_active(
-        session, staff_id
-    )
+    allowed = {role} if role else set(ADVISOR_ROLES)
+    return may_take(staff, conversation.store_id, allowed | {Role.STORE_MANAGER.value})
+
+
+def _may_keep(session: Session, conversation: Conversation, staff_id: int) -> bool:
+    """`_may_hold`, with their status read under a shared lock (`lock_active`)."""
+    return _may_hold(session.get(Staff, staff_id), conversation) and lock_active(session, staff_id)
 
 
 def owner_close(session: Session, member: MemberActor, conversation_id: int) -> Conversation:

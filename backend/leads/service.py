@@ -652,7 +652,8 @@ def move_open_leads(
         if may_take(to_staff, lead.store_id, {role.value}):
             assert to_staff is not None
             target, routed_by = to_staff, "handover"
-        elif from_staff is None or may_take(from_staff, lead.store_id, {role.value}):
+        elif from_staff is None or may_take(from_staff, lead.store_id, {role.value, Role.STORE_MANAGER.value}):
+            # (a store's manager keeps a lead routed to them when no advisor of its role was left)
             continue  # still theirs to hold (handed to someone who cannot take it, or not moved)
         else:
             target, routed_by = route(session, lead.customer_id, lead.store_id, role)

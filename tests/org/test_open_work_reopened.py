@@ -54,3 +54,25 @@ def test_a_conversation_reopened_after_its_advisor_left_can_be_answered_by_the_s
         f"李销售 was told to answer but gets {answer.status_code} {answer.get_json()}; "
         f"the reopened conversation still names advisor {reopened.advisor_id} (王销售 left: {world.sales.id})"
     )
+
+
+def test_a_conversation_the_store_manager_held_is_still_theirs_when_reopened(
+    client: Any, db_session: Any, cworld: World
+) -> None:
+    """The store manager claimed a walk-in's service question, answered and closed it; the owner
+    reopens it. The manager still manages the store (and may claim any of its conversations):
+    it stays theirs, not sent back to the queue as if they had left."""
+    world = cworld
+    conv = open_conv(client, world.walk_in, "service", text="保养多少钱？")
+    assert (
+        client.post(f"{WB}/conversations/{conv['id']}/claim", json={}, headers=world.manager.headers).status_code == 200
+    )
+    assert staff_says(client, world.manager, conv["id"], "五百左右").status_code == 201
+    closed = client.post(f"{WB}/conversations/{conv['id']}/close", json={}, headers=world.manager.headers)
+    assert closed.status_code == 200
+    reopened = client.post(f"{APP}/conversations/{conv['id']}/reopen", json={}, headers=world.walk_in.headers)
+    assert reopened.status_code in (200, 201), reopened.get_json()
+
+    db_session.expire_all()
+    row = db_session.get(Conversation, conv["id"])
+    assert (row.advisor_id, row.transfer_count) == (world.manager.id, 0)
