@@ -438,20 +438,16 @@ def sweep_contact_ways(session: Session, corp_id: str, state: str, since: int) -
     """Delete the contact ways with this state that WeCom made since `since` and no channel
     holds (a create whose answer was lost). Returns how many were deleted."""
     gateway = svc.gateway_for(corp_id)
-    # A locking read of the state's channel: a create of this state in flight (WeCom has made
-    # its way, the channel is not committed yet) is waited for, and one starting now waits for
-    # this sweep — a way made for a live channel is never taken for an orphan. Locking reads
-    # see the latest commit, whatever this transaction read before.
+    # Only the channel of this state (one per corp) can hold a way with this state. It is read
+    # with a locking read: a create of this state in flight (WeCom has made its way, the channel
+    # is not committed yet) is waited for, and one starting now waits for this sweep — a way
+    # made for a live channel is never taken for an orphan. Locking reads see the latest
+    # commit, whatever this transaction read before.
     held = set(
         session.scalars(
             select(WeComChannel.config_id)
             .where(WeComChannel.corp_id == corp_id, WeComChannel.state == state)
             .with_for_update(read=True)
-        )
-    )
-    held |= set(
-        session.scalars(
-            select(WeComChannel.config_id).where(WeComChannel.corp_id == corp_id, WeComChannel.config_id.is_not(None))
         )
     )
     deleted, cursor = 0, ""

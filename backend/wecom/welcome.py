@@ -25,12 +25,13 @@ from backend.customers.models import IdentityKind
 from backend.customers.service import find_by_identity
 from backend.org.models import OrgUnit, Staff
 from backend.platform.db import db, utcnow
+from backend.platform.jobs import OutboxJob
 from backend.platform.ports import UpstreamError
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import record
 from backend.wecom import media
 from backend.wecom import service as svc
-from backend.wecom.events import parse_event
+from backend.wecom.events import WELCOME_JOB, parse_event
 from backend.wecom.models import RawEventStatus, WeComChannel, WeComRawEvent, WelcomeMessage, WelcomeTemplate
 
 log = logging.getLogger("dealerloop.wecom.welcome")
@@ -254,9 +255,6 @@ def _ours_after_all(session: Session, welcomes: list[_Welcome]) -> None:
     try (the customer has our welcome) and refuses the code now because we used it. It is
     recorded as sent, to be settled with its touchpoint like any other; a 41051 with no such try
     before stays `already_sent` (the code was used elsewhere). Only read when a 41051 came."""
-    from backend.platform.jobs import OutboxJob
-    from backend.wecom.events import WELCOME_JOB
-
     refused = {f"{WELCOME_JOB}:{w.raw.id}": w for w in welcomes if w.status == "already_sent"}
     if not refused:
         return

@@ -9,18 +9,15 @@ of store or a lost role, and the movers keep only what `may_take` allows the adv
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from backend.customers.models import Customer
-from backend.leads.models import Lead, LeadStatus, LeadType
+from backend.leads.models import Lead, LeadStatus
 from backend.org.models import Staff
-from backend.platform.db import utcnow
-from tests.org.test_importer import STAFF, UNITS, _run, _write
+from tests.org.test_importer import STAFF, _run, _write
+from tests.org.test_importer_departure import imported_with_leads
 from tests.wecom.helpers import run_due_jobs
 
 pytestmark = [pytest.mark.usefixtures("app_ctx")]
@@ -29,26 +26,8 @@ SALES_ROW = "imp-sales,陈顾问,S91,sales_advisor,active"
 
 
 def open_lead_of_imp_sales(app: Any, db_session: Any, tmp_path: Path) -> tuple[dict[str, Staff], int]:
-    assert _run(_write(tmp_path, "units.csv", UNITS), _write(tmp_path, "staff.csv", STAFF))[0]
-    staff = {s.wecom_userid: s for s in db_session.scalars(select(Staff))}
-    store_id = staff["imp-sales"].org_unit_id
-    customer = Customer(name="黄先生", home_store_id=store_id)
-    db_session.add(customer)
-    db_session.flush()
-    lead = Lead(
-        customer_id=customer.id,
-        store_id=store_id,
-        type=LeadType.NEW_CAR,
-        status=LeadStatus.NEW,
-        advisor_id=staff["imp-sales"].id,
-        routed_role="sales_advisor",
-        routed_by="round_robin",
-        subject="series:A6L",
-        contact_due_at=utcnow() + timedelta(hours=1),
-    )
-    db_session.add(lead)
-    db_session.commit()
-    return staff, lead.id
+    staff, (lead_id,) = imported_with_leads(db_session, tmp_path, LeadStatus.NEW)
+    return staff, lead_id
 
 
 def reimport(app: Any, db_session: Any, tmp_path: Path, row: str) -> None:
