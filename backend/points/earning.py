@@ -74,12 +74,17 @@ def on_paid(session: Session, order_id: int) -> None:
     )
 
 
-def _refunded_up_to(session: Session, order_id: int, refund_id: int) -> int:
+def _refunded_with(session: Session, order_id: int, refund_id: int) -> int:
+    """Fen refunded on the order: every refund that succeeded, whatever its id, plus this one.
+
+    Not only those numbered up to this one: WeChat Pay finishes partial refunds in any order,
+    and the share of a later refund that finished first is already taken back (subtracted by
+    the caller), so counting by id would leave an earlier refund's share in the member's hands."""
     from backend.payments.models import PaymentRefund, RefundState
 
     rows = session.execute(
         select(PaymentRefund.id, PaymentRefund.amount_fen, PaymentRefund.state).where(
-            PaymentRefund.order_id == order_id, PaymentRefund.id <= refund_id
+            PaymentRefund.order_id == order_id
         )
     ).all()
     return sum(amount for rid, amount, state in rows if state == RefundState.SUCCEEDED or rid == refund_id)
@@ -103,7 +108,8 @@ def points_to_take_back(
     session: Session, order_id: int, refund_id: int, key: str | None = None, ref: tuple[str, str] | None = None
 ) -> tuple[PointsLedger | None, int]:
     """The pending credit earned on the order (`key`, default the spend's own `pay:<order>`) and
-    how much of it the refunds up to `refund_id` take back (in proportion, less what is back)."""
+    how much of it the refunds done so far and `refund_id` take back (in proportion, less what
+    is back)."""
     from backend.payments.models import PaymentOrder
 
     order = session.get(PaymentOrder, order_id)
@@ -111,7 +117,7 @@ def points_to_take_back(
     if order is None or pending is None or order.amount_fen <= 0:
         return pending, 0
     earned = pending.pending_delta
-    refunded = min(_refunded_up_to(session, order_id, refund_id), order.amount_fen)
+    refunded = min(_refunded_with(session, order_id, refund_id), order.amount_fen)
     target = earned * refunded // order.amount_fen
     ref_type, ref_id = ref or (REF_TYPE, str(order_id))
     return pending, max(0, target - _taken_back(session, order_id, ref_type, ref_id))
