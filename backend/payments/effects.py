@@ -40,6 +40,9 @@ QuoteHook = Callable[[Session, int, str], Quote]
 # refundable_total(session, order_id) -> the most all refunds of the order may add up to
 # (e.g. the price less the services already used), or None for no limit beyond the amount paid.
 RefundableHook = Callable[[Session, int], int | None]
+# before_refund(session, order_id, amount_fen) -> None, or raises the feature's AppError to refuse
+# the refund before WeChat Pay is asked (e.g. points earned on the order already spent).
+RefundGuard = Callable[[Session, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class BusinessEffect:
     on_closed: ClosedHook | None = None
     quote: QuoteHook | None = None
     refundable_total: RefundableHook | None = None
+    before_refund: RefundGuard | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,12 @@ def quote_hook(business_type: str) -> QuoteHook | None:
 def refundable_hook(business_type: str) -> RefundableHook | None:
     own = _EFFECTS.get(business_type)
     return own.refundable_total if own else None
+
+
+def refund_guards(business_type: str) -> list[RefundGuard]:
+    """The business effect's and every listener's guards (once the money is back with the payer
+    nothing can be refused, so a feature that may refuse says so before the request)."""
+    return [e.before_refund for e in effects_for(business_type) if e.before_refund]
 
 
 def unregister_effect(business_type: str) -> None:

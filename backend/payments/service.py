@@ -715,6 +715,8 @@ def request_refund(
             422,
             errors={"refundable_fen": max(0, cap - order.refund_reserved_fen), "requested_fen": amount},
         )
+    for guard in effects.refund_guards(order.business_type):
+        guard(session, order.id, amount)
     refund = PaymentRefund(
         order_id=order.id,
         out_refund_no=out_refund_no or f"R{order.out_trade_no}{order.refund_count + 1:02d}",

@@ -124,8 +124,10 @@ def points_to_take_back(
 
 
 def refund_guard(session: Session, order_id: int, refund_amount_fen: int) -> None:
-    """For the payments feature to call before asking WeChat for a refund: with the "block"
-    policy, a refund whose points the member has already spent is refused up front."""
+    """The payments feature calls this (a `before_refund` guard) under the order's lock before
+    asking WeChat for a refund: with the "block" policy, a refund whose points the member has
+    already spent is refused up front. Refunds in flight count as refunded (their points will
+    be taken back too)."""
     from backend.payments.models import PaymentOrder
 
     if service.policy().reversal != "block":
@@ -135,7 +137,7 @@ def refund_guard(session: Session, order_id: int, refund_amount_fen: int) -> Non
     if order is None or pending is None or order.amount_fen <= 0:
         return
     earned = pending.pending_delta
-    share = earned * min(order.refunded_fen + refund_amount_fen, order.amount_fen) // order.amount_fen
+    share = earned * min(order.refund_reserved_fen + refund_amount_fen, order.amount_fen) // order.amount_fen
     need = share - _taken_back(session, order_id) - pending.remaining
     if need > 0 and service.account(session, order.customer_id).available < need:
         raise AppError("points.reversal_blocked", 409)

@@ -68,7 +68,9 @@ def _register_payment_hooks() -> Any:
         mall.BUSINESS_TYPE,
         BusinessEffect(on_paid=mall.on_paid, on_refunded=mall.on_refunded, on_closed=mall.on_closed, quote=mall.quote),
     )
-    register_listener(BusinessEffect(on_paid=earning.on_paid, on_refunded=earning.on_refunded))
+    register_listener(
+        BusinessEffect(on_paid=earning.on_paid, on_refunded=earning.on_refunded, before_refund=earning.refund_guard)
+    )
 
 
 _register_payment_hooks()
