@@ -360,7 +360,7 @@ def cancel(
     session: Session, order_id: int, *, operator: str, reason: str, by_member: bool, now: datetime | None = None
 ) -> MallOrder:
     """Before shipment (physical), before use (voucher). A revealed virtual code cannot be taken
-    back; an order with a cash part is cancelled by refunding it (the refund hook cancels)."""
+    back; an order with a cash part is cancelled by refunding it in full (the refund hook cancels)."""
     now = now or utcnow()
     with session.begin_nested():
         order = _lock_order(session, order_id)
@@ -517,8 +517,16 @@ def close_unpaid_order(session: Session, order_id: int, reason: str, now: dateti
 
 
 def on_refunded(session: Session, payment_order_id: int, refund_id: int) -> None:
+    """A cash part refunded in full cancels a redemption not yet shipped (stock, counters and
+    points back). A partial refund (a goodwill amount) leaves the redemption as it is: the member
+    still has part of the cash in it, so the item and its points are not given back for less."""
+    from backend.payments.models import OrderState
+
     order = _mall_order_for_payment(session, payment_order_id)
     if order is None:
+        return
+    if _payment_order(session, payment_order_id).state != OrderState.REFUNDED:
+        log.info("refund %s of mall order %s is partial: the redemption stands", refund_id, order.order_no)
         return
     now = utcnow()
     with session.begin_nested():

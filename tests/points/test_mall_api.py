@@ -200,7 +200,9 @@ def test_points_plus_cash_freezes_then_pays_or_closes(member: Any, db_session: A
     acc = service.account(db_session, member.id)
     assert (acc.available, acc.frozen) == (900, 0)
     assert db_session.get(MallOrder, second.id).state.value == "closed"
-    # refund of the paid one before shipment cancels it and restores the points
+    # refund in full of the paid one before shipment cancels it and restores the points
+    po.state, po.refunded_fen = "refunded", 990
+    db_session.flush()
     mall.on_refunded(db_session, po.id, 1)
     assert service.account(db_session, member.id).available == 1000
     assert db_session.get(MallItem, item.id).stock == 5
