@@ -465,6 +465,7 @@ def spend(
         _lock_account(session, customer_id)
         if (row := _existing(session, key)) is not None:
             return row
+        _expire_member_due(session, customer_id, now)
         after = _apply(
             session, customer_id, available=-points, frozen=points if freeze else 0, require_available=points
         )
@@ -715,6 +716,24 @@ def expire_bucket(session: Session, bucket_id: int, now: datetime | None = None)
         )
         _allocate(session, row, [(bucket, amount)])
         return row
+
+
+def _expire_member_due(session: Session, customer_id: int, now: datetime) -> None:
+    """Expire the member's buckets past their expiry (caller holds the account lock). A spend
+    does this first: the hourly sweep may not have reached them yet, and points past their
+    expiry must not be spent in between."""
+    due = session.scalars(
+        select(PointsLedger.id)
+        .where(
+            PointsLedger.customer_id == customer_id,
+            PointsLedger.kind.in_(BUCKET_KINDS),
+            PointsLedger.remaining > 0,
+            PointsLedger.expires_at <= now,
+        )
+        .order_by(PointsLedger.expires_at, PointsLedger.id)
+    ).all()
+    for bucket_id in due:
+        expire_bucket(session, bucket_id, now)
 
 
 def expire_due(session: Session, now: datetime | None = None, limit: int = 500) -> int:
