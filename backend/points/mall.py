@@ -157,14 +157,15 @@ def _bump_counter(session: Session, item_id: int, customer_id: int, key: str, qu
         lambda new: [("quantity", MallMemberCounter.__table__.c.quantity)],
     )
     c = MallMemberCounter.__table__.c
+    # By primary key: a WHERE on (item, customer, period) may be planned on the customer_id
+    # index, locking every counter row of the member; two redemptions of different items by
+    # one member then deadlocked (each holding its own item's row from the upsert).
+    counter_id = session.execute(
+        select(c.id).where(c.item_id == item_id, c.customer_id == customer_id, c.period_key == key)
+    ).scalar_one()
     res = session.execute(
         update(MallMemberCounter.__table__)
-        .where(
-            c.item_id == item_id,
-            c.customer_id == customer_id,
-            c.period_key == key,
-            c.quantity + quantity <= limit,
-        )
+        .where(c.id == counter_id, c.quantity + quantity <= limit)
         .values(quantity=c.quantity + quantity)
     )
     return res.rowcount == 1
@@ -323,11 +324,17 @@ def _undo(session: Session, order: MallOrder, state: MallOrderState, reason: str
     )
     c = MallMemberCounter.__table__.c
     keys = ["all"] + ([order.period_key] if order.period_key else [])
-    session.execute(
-        update(MallMemberCounter.__table__)
+    counter_ids = session.scalars(
+        select(c.id)
         .where(c.item_id == order.item_id, c.customer_id == order.customer_id, c.period_key.in_(keys))
-        .values(quantity=c.quantity - order.quantity)
-    )
+        .order_by(c.id)
+    ).all()
+    if counter_ids:  # by primary key, as in _bump_counter (not a scan of the member's counters)
+        session.execute(
+            update(MallMemberCounter.__table__)
+            .where(c.id.in_(counter_ids))
+            .values(quantity=c.quantity - order.quantity)
+        )
     debit = session.get(PointsLedger, order.points_ledger_id) if order.points_ledger_id else None
     if debit is not None:
         service.restore(
