@@ -205,7 +205,7 @@ def register_error_handlers(app: Flask) -> None:
         # The request lost a race for rows to another transaction: a deadlock (InnoDB rolled
         # this one back) or a lock wait that timed out. Nothing of it is kept (the unit of work
         # rolls back on any error), and the same request again will do: a retryable 503.
-        if _db_errno(exc) in RETRYABLE_DB_ERRORS:
+        if _lost_lock_race(exc):
             log.warning("database lock conflict answered 503: %s", exc.orig)
             return error_body("service.busy", 503), 503, {"Retry-After": "1"}
         return _unexpected(exc)
@@ -215,6 +215,20 @@ def register_error_handlers(app: Flask) -> None:
 RETRYABLE_DB_ERRORS = frozenset({1205, 1213})
 
 
-def _db_errno(exc: OperationalError) -> int | None:
-    args = getattr(exc.orig, "args", None)
+def _db_errno(exc: BaseException) -> int | None:
+    args = getattr(getattr(exc, "orig", None), "args", None)
     return args[0] if args and isinstance(args[0], int) else None
+
+
+def _lost_lock_race(exc: OperationalError) -> bool:
+    """The error, or one it was raised while handling, is a deadlock or lock wait timeout. A
+    deadlock inside a savepoint reaches us as the savepoint's failed rollback (1305: InnoDB
+    rolled the whole transaction back, savepoint included), raised while handling the 1213."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # the chain is short; a bound keeps a cycle from looping
+        if seen is None:
+            return False
+        if _db_errno(seen) in RETRYABLE_DB_ERRORS:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
