@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
+from collections.abc import Callable
 
 import click
 from flask import Flask, current_app
@@ -11,6 +13,9 @@ from flask.cli import FlaskGroup, with_appcontext
 
 from backend.platform import migrate
 from backend.platform.db import db, unit_of_work
+
+log = logging.getLogger("dealerloop.worker")
+REDIS_WAIT_MAX = 30.0  # seconds between tries to reach Redis when it is down
 
 
 def register_commands(app: Flask) -> None:
@@ -91,11 +96,42 @@ def worker(burst: bool) -> None:
         return
     threads = start_worker_threads(app, stop)
     try:
-        Worker(list(QUEUES), connection=redis_client, serializer=JSONSerializer).work(with_scheduler=True, burst=burst)
+        _work_while_redis_comes_and_goes(
+            lambda: Worker(list(QUEUES), connection=redis_client, serializer=JSONSerializer).work(
+                with_scheduler=True, burst=burst
+            ),
+            stop,
+        )
     finally:
         stop.set()
         for thread in threads:  # let an iteration in progress finish and release its connection
             thread.join(timeout=30)
+
+
+def _work_while_redis_comes_and_goes(work: Callable[[], object], stop: threading.Event) -> None:
+    """Run RQ (`work`), and again whenever it stops because Redis cannot be reached.
+
+    RQ needs Redis to start at all (it registers the worker there first), but the relayer and
+    the intake pumps beside it do not: they admit WeCom callbacks, send their welcomes (a code
+    lives 20 s) and keep jobs pending in the outbox. A worker started during an outage (a
+    deploy, a restart after a crash) therefore keeps them running and waits for Redis instead
+    of exiting and taking them down with it."""
+    import redis
+
+    wait = 1.0
+    while True:
+        try:
+            work()
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            log.warning(
+                "Redis unreachable (%s); the relayer and intake pumps keep running, RQ tries again in %.0f s",
+                type(exc).__name__,
+                wait,
+            )
+        if stop.wait(wait):
+            return
+        wait = min(wait * 2, REDIS_WAIT_MAX)
 
 
 @click.group("jobs", help="The job outbox.")
