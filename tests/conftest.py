@@ -240,3 +240,68 @@ def db_session(app: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture
 def client(app: Any) -> Any:
     return app.test_client()
+
+
+class RedisOutage:
+    """Redis as the app sees it, taken down and brought back: the job dispatcher, the shared
+    client (the notify rate limiter, the health check) and the gateways' token cache all point
+    at a closed port while it is down; `up` points them at this test's Redis database again
+    (emptied, as after a restart without persistence), and `drain` does what a worker does once
+    it is back: relay the due pending outbox rows and run RQ until the queues are empty."""
+
+    def __init__(self, app: Any, redis_url: str, monkeypatch: Any) -> None:
+        self.app, self.redis_url, self.monkeypatch = app, redis_url, monkeypatch
+        self.client: Any = None
+
+    def _point_at(self, redis_client: Any) -> None:
+        from backend.platform.jobs import Dispatcher
+        from integrations import build_gateways
+        from integrations.wecom.apps import add_wecom_apps
+
+        gateways = build_gateways(self.app.config, redis_client)
+        add_wecom_apps(gateways, self.app.config)
+        self.monkeypatch.setitem(self.app.extensions, "dealerloop.redis", redis_client)
+        self.monkeypatch.setitem(self.app.extensions, "dealerloop.jobs", Dispatcher(redis_client, max_attempts=3))
+        self.monkeypatch.setitem(self.app.extensions, "dealerloop.gateways", gateways)
+
+    def down(self) -> None:
+        import redis
+
+        self._point_at(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+
+    def up(self) -> Any:
+        import redis
+
+        if self.client is None:
+            self.client = redis.Redis.from_url(self.redis_url)
+            self.client.flushdb()
+        self._point_at(self.client)
+        return self.client
+
+    def drain(self) -> int:
+        """Relay the due pending rows and run RQ in burst mode; returns how many were relayed."""
+        from rq import SimpleWorker
+        from rq.serializers import JSONSerializer
+
+        from backend.platform import jobs
+
+        handed = jobs.relay(app=self.app)
+        jobs.set_worker_app(self.app)
+        with self.app.app_context():
+            SimpleWorker(list(jobs.QUEUES), connection=self.client, serializer=JSONSerializer).work(burst=True)
+        return handed
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.flushdb()
+            self.client.close()
+
+
+@pytest.fixture
+def redis_outage(app: Any, redis_url: str, monkeypatch: Any) -> Iterator[RedisOutage]:
+    """Redis configured for the app, then down (`down()`), then back (`up()`, `drain()`)."""
+    outage = RedisOutage(app, redis_url, monkeypatch)
+    try:
+        yield outage
+    finally:
+        outage.close()
