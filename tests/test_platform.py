@@ -144,7 +144,10 @@ def test_readyz_checks_redis_when_configured(client: Any, app: Any, monkeypatch:
     assert client.get("/readyz").get_json()["checks"]["redis"] == "ok"
     monkeypatch.setitem(app.extensions, "dealerloop.redis", redis.Redis(port=1, socket_connect_timeout=0.2))
     down = client.get("/readyz")
-    assert down.status_code == 503 and down.get_json()["checks"]["redis"].startswith("error")
+    # Redis down degrades the node but keeps it in the load balancer: requests still work
+    # (their jobs wait in the outbox), so a Redis outage must not take every web node out
+    assert down.status_code == 200, down.get_json()
+    assert down.get_json()["status"] == "degraded" and down.get_json()["checks"]["redis"].startswith("error")
 
 
 def test_each_request_gets_a_fresh_session_and_g(
