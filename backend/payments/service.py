@@ -619,7 +619,8 @@ def close_expired(session: Session, gw: PayGateway, now: datetime | None = None,
 
 
 def sync_pending(session: Session, gw: PayGateway, now: datetime | None = None, limit: int = 200) -> dict[str, int]:
-    """The notify may never come: query open prepaid orders older than a minute, and refunds in flight."""
+    """The notify may never come: query open prepaid orders older than a minute and refunds in
+    flight; send again the refunds whose request got no answer."""
     now = now or utcnow()
     counts = {"orders": 0, "paid": 0, "refunds": 0}
     ids = session.scalars(
@@ -660,7 +661,42 @@ def sync_pending(session: Session, gw: PayGateway, now: datetime | None = None, 
         if status == 200:
             counts["refunds"] += 1
             apply_refund_result(session, {**body, "refund_status": body.get("status")}, mchid=gw.mchid, via="query")
+    unsent_ids = session.scalars(
+        select(PaymentRefund.id)
+        .where(
+            PaymentRefund.state == RefundState.PROCESSING,
+            PaymentRefund.submitted.is_(False),
+            PaymentRefund.created_at <= now - timedelta(minutes=1),
+        )
+        .order_by(PaymentRefund.id)
+        .limit(limit)
+    ).all()
+    counts["resent"] = sum(_send_again(session, gw, refund_id) for refund_id in unsent_ids)
     return counts
+
+
+def _send_again(session: Session, gw: PayGateway, refund_id: int) -> bool:
+    """A refund whose request got no answer (WeChat Pay down, a timeout) is sent again with its
+    own out_refund_no, which WeChat Pay takes as the same refund if the first request reached
+    it. Without this it waited, its amount reserved, for someone to retry it by hand. True when
+    WeChat Pay has it now."""
+    refund = session.get(PaymentRefund, refund_id)
+    assert refund is not None
+    order = _lock_order(session, refund.order_id)  # lock order: order, then refund
+    refund = session.scalars(
+        select(PaymentRefund)
+        .where(PaymentRefund.id == refund_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+    if refund.submitted or refund.state != RefundState.PROCESSING:
+        return False  # a person's retry came first
+    try:
+        _submit_refund(session, gw, order, refund, fresh=False)
+    except AppError as exc:  # still unreachable (kept for the next pass), or refused (closed)
+        log.warning("refund %s not sent again: %s", refund.out_refund_no, exc.code)
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------

@@ -308,7 +308,7 @@ def test_sync_pending_job_and_close_expired_job(
         gw = service.gateway()
         session = db_session
         later = service.utcnow() + timedelta(minutes=2)
-        assert service.sync_pending(session, gw, now=later) == {"orders": 2, "paid": 1, "refunds": 0}
+        assert service.sync_pending(session, gw, now=later) == {"orders": 2, "paid": 1, "refunds": 0, "resent": 0}
         commit(session)
         assert _order(session, paid_late["id"]).state == "paid"
         assert service.close_expired(session, gw, now=later) == []  # nothing expired yet

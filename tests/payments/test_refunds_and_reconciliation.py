@@ -141,6 +141,39 @@ def test_refund_while_wechat_is_down_is_retried_with_the_same_number(
     assert len(ledger(sandbox_reset.state).refunds) == 1
 
 
+def test_refund_left_unsent_by_an_outage_is_sent_again_by_the_sync_job(
+    app: Any, client: Any, db_session: Any, paid: Any, manager: Any, sandbox_reset: Any
+) -> None:
+    """Nobody retries it by hand: the five-minute sync sends it again with its own number, once;
+    a pass while WeChat Pay is still down keeps it for the next one."""
+    from datetime import timedelta
+
+    from backend.payments import service
+    from backend.platform.db import commit
+
+    order = paid("r-6b", 800)
+    sandbox_reset.state.set_fault("down", service="wechatpay", path="/v3/refund", count=2)
+    resp = _refund(client, manager, order["id"], amount_fen=300, out_refund_no="RF-later")
+    assert resp.status_code == 503
+    with app.app_context():
+        gw = service.gateway()
+        later = service.utcnow() + timedelta(minutes=2)
+        assert service.sync_pending(db_session, gw, now=later)["resent"] == 0  # still down
+        commit(db_session)
+        db_session.expire_all()
+        kept = db_session.scalars(select(PaymentRefund).where(PaymentRefund.out_refund_no == "RF-later")).one()
+        assert kept.submitted is False and kept.state == "processing"
+        assert service.sync_pending(db_session, gw, now=later)["resent"] == 1
+        commit(db_session)
+        assert service.sync_pending(db_session, gw, now=later)["resent"] == 0
+        commit(db_session)
+    db_session.expire_all()
+    kept = db_session.scalars(select(PaymentRefund).where(PaymentRefund.out_refund_no == "RF-later")).one()
+    assert kept.submitted is True and kept.refund_id
+    assert [r for r in ledger(sandbox_reset.state).refunds] == ["RF-later"]
+    assert db_session.get(PaymentOrder, order["id"]).refund_reserved_fen == 300
+
+
 def test_refund_notify_bad_signature_is_rejected(client: Any, paid: Any, manager: Any, sandbox_reset: Any) -> None:
     order = paid("r-7", 100)
     _refund(client, manager, order["id"], out_refund_no="RF-sig")
