@@ -245,12 +245,17 @@ def claim(session: Session, customer: Customer, template_id: int, now: datetime 
     if not (template.claim_starts_at <= now < template.claim_ends_at):
         raise AppError("coupon.not_claimable", 409)
     _check_eligible(session, template, customer, now)
-    # A member's claims queue on their customer row: two taps at once both reached the counter's
-    # INSERT … ON DUPLICATE KEY UPDATE for a row neither could see yet, and the next-key locks
-    # that the duplicate check takes on the unique index deadlocked among the burst's claims
-    # (a 500 in a run of 200 claims). One tap now finds the other's counter row committed.
-    session.execute(select(Customer.id).where(Customer.id == customer.id).with_for_update())
+    _lock_member(session, customer.id)
     return _issue(session, template, customer.id, "claim", None, now)
+
+
+def _lock_member(session: Session, customer_id: int) -> None:
+    """A member's claims, exchanges and gifts queue on their customer row, the first lock these
+    requests take: two at once both reached the counter's INSERT … ON DUPLICATE KEY UPDATE for a
+    row neither could see yet, and the next-key locks that the duplicate check takes on the
+    unique index deadlocked among a burst's claims (a 500 in a run of 200 claims). One request
+    now finds the other's counter row (and coupon) committed."""
+    session.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
 
 
 def issue_once(
@@ -267,7 +272,19 @@ def issue_once(
     existing = session.scalars(select(Coupon).where(Coupon.issue_key == key)).one_or_none()
     if existing is not None:
         return existing, False
-    coupon = _issue(session, template, customer_id, source, key, now or utcnow())
+    try:
+        with unique_savepoint(session):
+            coupon = _issue(session, template, customer_id, source, key, now or utcnow())
+    except DuplicateKey:
+        # Issued by a request that committed after this one's snapshot (two phones typing one
+        # exchange code, two screens sending one gift): answer that coupon. The savepoint gave
+        # back the allowance taken here; the locking read sees the committed row.
+        existing = session.scalars(
+            select(Coupon).where(Coupon.issue_key == key).with_for_update().execution_options(populate_existing=True)
+        ).one_or_none()
+        if existing is None:
+            raise
+        return existing, False
     coupon.campaign_id = campaign_id
     return coupon, True
 
@@ -276,6 +293,7 @@ def give(
     session: Session, actor: StaffActor, template: CouponTemplate, customer: Customer, reason: str, ref: str
 ) -> Coupon:
     """Staff give a coupon with a reason; `ref` (the client's id of this gift) makes a retry give once."""
+    _lock_member(session, customer.id)
     coupon, new = issue_once(session, template, customer.id, "staff", f"give:{template.id}:{customer.id}:{ref}")
     if new:
         write_audit(session, actor, "coupon.given", "coupon", coupon.id, {"customer_id": customer.id, "reason": reason})
@@ -332,6 +350,7 @@ def exchange(session: Session, customer: Customer, code: str, now: datetime | No
     if not (template.claim_starts_at <= now < template.claim_ends_at):
         raise AppError("coupon.not_claimable", 409)
     _check_eligible(session, template, customer, now)
+    _lock_member(session, customer.id)
     coupon, _ = issue_once(session, template, customer.id, "exchange", f"exchange:{template.id}:{customer.id}", now)
     return coupon
 
