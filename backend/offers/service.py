@@ -73,6 +73,7 @@ register_messages(
         "coupon.not_reversible": ("该核销不能撤销", "This write-off cannot be reversed"),
         "coupon.reverse_forbidden": ("仅店长可撤销核销", "Only a store manager may reverse a write-off"),
         "coupon.nonce_required": ("缺少扫码流水号", "A scan nonce is required with a typed code"),
+        "coupon.nonce_reused": ("扫码流水号已用于其他优惠券，请重新扫码", "This scan nonce names another coupon"),
         "coupon.in_use": ("优惠券已被其他订单占用", "Another order holds this coupon"),
         "coupon.threshold_not_met": ("未满足使用门槛", "The order does not reach this coupon's threshold"),
         "coupon.not_for_this_order": ("该优惠券不适用于此订单", "This coupon does not apply to this order"),
@@ -553,8 +554,8 @@ def write_off(
     if not nonce:
         raise AppError("coupon.nonce_required", 422, errors={"json": {"nonce": ["required with a code"]}})
     done = session.scalars(select(CouponWriteOff).where(CouponWriteOff.nonce == nonce)).one_or_none()
-    if done is not None and done.coupon_id == scan.coupon.id:
-        return scan.coupon, done
+    if done is not None:
+        return scan.coupon, _same_scan(done, scan.coupon)
     coupon = scan.coupon
     template = session.get(CouponTemplate, coupon.template_id)
     refusal = _refusal(template, coupon, store, now, session)
@@ -575,7 +576,7 @@ def write_off(
         # The same scan confirmed twice at once: the other request wrote it off; answer with it.
         row = session.scalars(select(CouponWriteOff).where(CouponWriteOff.nonce == nonce)).one()
         session.refresh(coupon)
-        return coupon, row
+        return coupon, _same_scan(row, coupon)
     session.refresh(coupon)
     record(
         session,
@@ -591,6 +592,15 @@ def write_off(
     )
     write_audit(session, actor, "coupon.written_off", "coupon", coupon.id, {"nonce": nonce, "store_id": store})
     return coupon, row
+
+
+def _same_scan(row: CouponWriteOff, coupon: Coupon) -> CouponWriteOff:
+    """The write-off a nonce already names answers a replay of that scan, and only of it: the
+    nonce of a typed code comes from the counter's app, and one reused for another coupon would
+    otherwise answer "written off" for a coupon left unused."""
+    if row.coupon_id != coupon.id:
+        raise AppError("coupon.nonce_reused", 409, errors={"json": {"nonce": ["names another coupon's write-off"]}})
+    return row
 
 
 def reverse(session: Session, actor: StaffActor, write_off_row: CouponWriteOff, reason: str) -> CouponWriteOff:

@@ -173,7 +173,8 @@ def preview(data: dict[str, Any]) -> dict[str, Any]:
 def write_off(data: dict[str, Any]) -> dict[str, Any]:
     """Confirm the use of a coupon at my store (核销). The same scan (the QR's nonce, or the
     `nonce` sent with a typed code) again answers the same write-off. Refusals (409):
-    coupon.already_used, coupon.expired, coupon.not_yet_valid, coupon.wrong_store."""
+    coupon.already_used, coupon.expired, coupon.not_yet_valid, coupon.wrong_store,
+    coupon.nonce_reused (the nonce answered another coupon's write-off)."""
     coupon, row = service.write_off(
         db.session(),
         current_staff(),
