@@ -121,6 +121,8 @@ class Booking(Base, TimestampMixin):
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     no_show_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Staff undid its no-show (the owner had a reason): the automatic sweep leaves it alone.
+    no_show_waived_at: Mapped[datetime | None] = mapped_column(default=None)
     mileage_km: Mapped[int | None] = mapped_column(default=None)
     work_done: Mapped[list | None] = mapped_column(default=None)
     checkin_nonce: Mapped[str | None] = mapped_column(String(32), default=None)

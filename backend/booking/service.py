@@ -622,7 +622,14 @@ def book(session: Session, actor: MemberActor, data: dict[str, Any], now: dateti
     _check_open(session, slot)
     _check_no_shows(session, customer_id, now, pol)
     active = session.scalar(
-        select(func.count()).select_from(Booking).where(Booking.car_id == car.id, Booking.status.in_(ACTIVE_STATUSES))
+        select(func.count())
+        .select_from(Booking)
+        .where(
+            Booking.car_id == car.id,
+            Booking.status.in_(ACTIVE_STATUSES),
+            # a waived no-show of a day gone by stays booked, but can never be checked in
+            or_(Booking.no_show_waived_at.is_(None), Booking.starts_at >= at_local(local_day(now), time(0))),
+        )
     )
     if active >= pol.max_active_per_car:
         raise AppError("booking.active_limit", 409, errors={"max_active_per_car": pol.max_active_per_car})
@@ -1023,6 +1030,7 @@ def undo(session: Session, actor: StaffActor, booking_id: int, reason: str, now:
         booking.started_at = None
     else:
         booking.no_show_at = None
+        booking.no_show_waived_at = now  # the sweep must not mark it again
     write_audit(
         session,
         actor,
@@ -1042,12 +1050,17 @@ def undo(session: Session, actor: StaffActor, booking_id: int, reason: str, now:
 
 def auto_no_shows(session: Session, now: datetime | None = None, limit: int = 500) -> int:
     """Bookings never checked in by their start + grace become no-shows, each once: the status
-    guard under the booking lock makes two sweeps at once harmless."""
+    guard under the booking lock makes two sweeps at once harmless. A no-show staff undid is
+    waived and never marked again."""
     now = now or utcnow()
     pol = policy()
     ids = session.scalars(
         select(Booking.id)
-        .where(Booking.status == BookingStatus.BOOKED, Booking.starts_at <= now - pol.no_show_grace)
+        .where(
+            Booking.status == BookingStatus.BOOKED,
+            Booking.starts_at <= now - pol.no_show_grace,
+            Booking.no_show_waived_at.is_(None),
+        )
         .order_by(Booking.id)
         .limit(limit)
     ).all()
@@ -1055,7 +1068,11 @@ def auto_no_shows(session: Session, now: datetime | None = None, limit: int = 50
     done = 0
     for booking_id in ids:
         booking = _lock_booking(session, booking_id)
-        if booking.status != BookingStatus.BOOKED or booking.starts_at > now - pol.no_show_grace:
+        if (
+            booking.status != BookingStatus.BOOKED
+            or booking.starts_at > now - pol.no_show_grace
+            or booking.no_show_waived_at is not None
+        ):
             continue
         booking.no_show_at = now
         _transition(session, system, booking, BookingStatus.NO_SHOW, Kind.NO_SHOW, "no_show", now, automatic=True)
