@@ -130,6 +130,31 @@ def test_unexpected_error_is_500_in_the_error_format_and_rolls_back(
     assert db_session.scalar(select(func.count()).select_from(Car)) == 0
 
 
+def test_a_duplicate_key_a_service_lets_escape_is_409_and_rolls_back(
+    client: Any, make_customer: Any, member_headers: Any, monkeypatch: Any, db_session: Any
+) -> None:
+    """`unique_savepoint` raises DuplicateKey; a service that meets one it did not foresee (a
+    random code colliding) answered 500. It is the same conflict as an IntegrityError."""
+    from sqlalchemy import func, select
+
+    from backend.customers import service
+    from backend.customers.models import Car
+    from backend.platform.db import unique_savepoint
+
+    customer = make_customer()
+
+    def collide(session: Any, actor: Any, data: Any) -> Any:
+        session.add(Car(customer_id=actor.customer_id, vin="LFV2A21K7G3000001"))
+        session.flush()
+        with unique_savepoint(session):
+            session.add(Car(customer_id=actor.customer_id, vin="LFV2A21K7G3000001"))
+
+    monkeypatch.setattr(service, "add_car", collide)
+    resp = client.post("/api/app/v1/me/cars", json={"vin": "LFV2A21K7G3000001"}, headers=member_headers(customer))
+    _assert_error(resp, 409, "request.conflict")
+    assert db_session.scalar(select(func.count()).select_from(Car)) == 0
+
+
 def test_request_id_is_echoed(client: Any) -> None:
     resp = client.get("/healthz", headers={"X-Request-ID": "abc123"})
     assert resp.headers["X-Request-ID"] == "abc123"

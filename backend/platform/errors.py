@@ -20,6 +20,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
+from backend.platform.db import DuplicateKey
 from backend.platform.ports import UpstreamError
 
 log = logging.getLogger("dealerloop.errors")
@@ -177,6 +178,13 @@ def register_error_handlers(app: Flask) -> None:
     def _integrity_error(exc: IntegrityError):  # type: ignore[no-untyped-def]
         # A race the service did not foresee (two requests creating the same unique thing).
         log.warning("integrity error answered 409: %s", exc.orig)
+        return error_body("request.conflict", 409), 409
+
+    @app.errorhandler(DuplicateKey)
+    def _duplicate_key(exc: DuplicateKey):  # type: ignore[no-untyped-def]
+        # The same, met inside `unique_savepoint` by a service that found nothing to answer
+        # with (a refused key it did not expect): the same conflict, not a crash.
+        log.warning("duplicate key answered 409: %s", exc)
         return error_body("request.conflict", 409), 409
 
     @app.errorhandler(DataError)
