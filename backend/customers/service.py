@@ -285,7 +285,7 @@ def bind_phone(
     return customer
 
 
-def _check_phone_access(actor: StaffActor) -> None:
+def check_phone_access(actor: StaffActor) -> None:
     """Full numbers are for the people who call customers: their advisors and store managers
     (and group admins). Region/division managers and marketing work on masked data."""
     if not (actor.scope.own_customers_only or actor.has_role("store_manager", "group_admin")):
@@ -294,7 +294,7 @@ def _check_phone_access(actor: StaffActor) -> None:
 
 def reveal_phone(session: Session, actor: StaffActor, customer: Customer, phone_vault: PhoneVault) -> str | None:
     """Full number for staff allowed to call the customer; every access is audited."""
-    _check_phone_access(actor)
+    check_phone_access(actor)
     write_audit(session, actor, "customer.phone_revealed", "customer", customer.id)
     if customer.phone_encrypted is None:
         return None
@@ -303,7 +303,7 @@ def reveal_phone(session: Session, actor: StaffActor, customer: Customer, phone_
 
 def search_by_phone(session: Session, actor: StaffActor, phone_vault: PhoneVault, phone: str) -> list[int]:
     """Ids of the customers (any scope; the caller filters) whose phone is exactly this one."""
-    _check_phone_access(actor)
+    check_phone_access(actor)
     try:
         index = phone_vault.blind_index(phone)
     except PhoneInvalid as exc:

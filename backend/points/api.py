@@ -149,6 +149,7 @@ def order_view(session: Any, order: MallOrder, with_codes: bool = True) -> dict[
     data = {c: getattr(order, c) for c in MallOrderSchema().fields if hasattr(order, c)}
     shown = order.state in (MallOrderState.COMPLETED, MallOrderState.PLACED, MallOrderState.SHIPPED)
     data["codes"] = mall.codes_of(session, order.id) if with_codes and shown else []
+    data["address"] = mall.shown_address(order)
     data["customer_id"] = order.customer_id
     data["cancel_reason"] = order.cancel_reason
     data["payment"] = (

@@ -14,6 +14,7 @@ Cancellation (before shipment) locks the order, then walks the same order back.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from backend.org.scope import register_scope, store_filter
 from backend.platform.actors import StaffActor
 from backend.platform.db import utcnow
 from backend.platform.errors import AppError, register_messages
+from backend.platform.logs import mask_phone
 from backend.platform.upsert import upsert
 from backend.points import service, tiers
 from backend.points.models import (
@@ -259,7 +261,7 @@ def redeem(
             state=state,
             store_id=item.store_id or customer.home_store_id,
             points_ledger_id=ledger.id,
-            address=address if item.kind == ItemKind.PHYSICAL else None,
+            address_encrypted=_seal_address(address) if item.kind == ItemKind.PHYSICAL else None,
             voucher_code=_new_voucher_code() if item.kind == ItemKind.SERVICE_VOUCHER else None,
             pay_expires_at=now + PAY_WINDOW if cash > 0 else None,
             created_at=now,
@@ -397,6 +399,39 @@ def ship(
             session, actor, "mall.shipped", "mall_order", order.id, {"carrier": carrier, "tracking_no": tracking_no}
         )
     return order
+
+
+def _seal_address(address: dict[str, Any] | None) -> bytes | None:
+    from backend.customers.service import vault
+
+    return vault().encrypt(json.dumps(address, ensure_ascii=False)) if address else None
+
+
+def _open_address(order: MallOrder) -> dict[str, Any] | None:
+    from backend.customers.service import vault
+
+    if order.address_encrypted is None:
+        return None
+    return json.loads(vault().decrypt(order.address_encrypted))
+
+
+def shown_address(order: MallOrder) -> dict[str, Any] | None:
+    """The shipping address as answers show it (owner's and staff's alike): phone masked."""
+    address = _open_address(order)
+    if address is not None and address.get("phone"):
+        address["phone"] = mask_phone(address["phone"])
+    return address
+
+
+def reveal_address(session: Session, actor: StaffActor, order: MallOrder) -> dict[str, Any] | None:
+    """The full address, for shipping: the same right as revealing the customer's phone, and
+    audited like it."""
+    from backend.customers.service import check_phone_access
+    from backend.platform.audit import write_audit
+
+    check_phone_access(actor)
+    write_audit(session, actor, "mall.address_revealed", "mall_order", order.id)
+    return _open_address(order)
 
 
 def redeem_voucher(session: Session, actor: StaffActor, code: str, now: datetime | None = None) -> MallOrder:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import VARBINARY, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
@@ -212,7 +212,9 @@ class MallOrder(Base, TimestampMixin):
     state: Mapped[MallOrderState] = mapped_column(StrEnumType(MallOrderState, 24), index=True)
     store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True, default=None)
     points_ledger_id: Mapped[int | None] = mapped_column(ForeignKey("points_ledger.id"), default=None)
-    address: Mapped[dict | None] = mapped_column(default=None)
+    # The recipient's name, phone and street address (JSON) sealed with the PII key, like every
+    # phone at rest; answers show it masked, staff reveal it in full through an audited call.
+    address_encrypted: Mapped[bytes | None] = mapped_column(VARBINARY(2048), default=None)
     carrier: Mapped[str | None] = mapped_column(String(32), default=None)
     tracking_no: Mapped[str | None] = mapped_column(String(64), default=None)
     shipped_at: Mapped[datetime | None] = mapped_column(default=None)

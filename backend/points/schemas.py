@@ -163,6 +163,13 @@ class AddressSchema(Schema):
     detail = fields.String(required=True, validate=validate.Length(min=1, max=200))
 
 
+class ShippingAddressSchema(OutputSchema):
+    name = fields.String()
+    phone = fields.String(metadata={"description": "in full: this answer is audited"})
+    region = fields.String()
+    detail = fields.String()
+
+
 class RedeemInSchema(Schema):
     item_id = fields.Integer(required=True, validate=validate.Range(min=1))
     quantity = fields.Integer(load_default=1, validate=validate.Range(min=1, max=99))
@@ -179,7 +186,7 @@ class MallOrderSchema(OutputSchema):
     cash_fen_total = fields.Integer()
     state = fields.Enum(MallOrderState, by_value=True)
     store_id = fields.Integer(allow_none=True)
-    address = fields.Dict(allow_none=True)
+    address = fields.Dict(allow_none=True, metadata={"description": "phone masked (staff: GET .../address)"})
     carrier = fields.String(allow_none=True)
     tracking_no = fields.String(allow_none=True)
     shipped_at = fields.DateTime(allow_none=True)

@@ -36,6 +36,7 @@ from backend.points.schemas import (
     MallItemSchema,
     MallOrderQuerySchema,
     ShipInSchema,
+    ShippingAddressSchema,
     StaffCancelInSchema,
     StaffLedgerPageSchema,
     StaffMallOrderListSchema,
@@ -225,6 +226,18 @@ def list_redemptions(args: dict[str, Any]) -> dict[str, Any]:
     rows = list(session.scalars(stmt.order_by(MallOrder.id.desc()).limit(args["limit"] + 1)))
     nxt = rows[args["limit"] - 1].id if len(rows) > args["limit"] else None
     return {"items": [order_view(session, o, with_codes=False) for o in rows[: args["limit"]]], "next_cursor": nxt}
+
+
+@blp.route("/points/mall/redemptions/<int:redemption_id>/address")
+@scoped("mall_order")
+@blp.response(200, ShippingAddressSchema)
+def reveal_address(redemption_id: int) -> dict[str, Any] | None:
+    """The full shipping address, for the shipment (lists show the phone masked): for the staff
+    who may call the customer (advisors, store managers, group admins); the access is audited."""
+    session = db.session()
+    actor = current_staff()
+    order = get_scoped_or_404(session, actor, "mall_order", redemption_id)
+    return mall.reveal_address(session, actor, order)
 
 
 @blp.route("/points/mall/redemptions/<int:redemption_id>/ship", methods=["POST"])
