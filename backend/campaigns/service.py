@@ -29,7 +29,7 @@ from backend.campaigns import engine
 from backend.campaigns.engine import ACTIONS, BUSINESS_LINES, SPEND, TRIGGERS, Event, Outcome
 from backend.campaigns.models import Campaign, CampaignGrant, CampaignLink, CampaignState, EarningRule, RuleKind
 from backend.org.models import OrgKind, OrgUnit
-from backend.org.scope import get_scoped_or_404, register_scope
+from backend.org.scope import get_scoped_or_404, register_scope, scope_query
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
 from backend.platform.db import utcnow
@@ -167,15 +167,9 @@ def _check_positive(data: dict[str, Any], names: tuple[str, ...], code: str) -> 
 
 
 def _check_segment(session: Session, actor: StaffActor, segment_id: int | None, field: str) -> None:
-    if segment_id is None:
-        return
-    from backend.segments.models import Segment
+    from backend.segments.service import check_segment_in_scope
 
-    stmt = select(Segment.id).where(Segment.id == segment_id, Segment.archived.is_(False))
-    from backend.org.scope import scope_query
-
-    if session.scalar(scope_query(stmt, actor, "segment")) is None:
-        raise _invalid("campaigns.segment_invalid", field, "a segment in your scope")
+    check_segment_in_scope(session, actor, segment_id, field, "campaigns.segment_invalid")
 
 
 def _check_stores(session: Session, owner: OrgUnit, store_ids: list[int]) -> None:
@@ -338,12 +332,22 @@ def _validate_campaign(session: Session, actor: StaffActor, campaign: Campaign, 
     _check_channel(session, owner, campaign.wecom_channel_id)
 
 
-def _set_links(session: Session, campaign: Campaign, links: dict[str, list[int]] | None) -> None:
+def _set_links(session: Session, actor: StaffActor, campaign: Campaign, links: dict[str, list[int]] | None) -> None:
+    """The coupon templates and events the campaign reports on: each one in the actor's scope
+    (the results count a linked template's used coupons), like an id in a path."""
     if links is None:
         return
+    from backend.events.models import Event
+    from backend.offers.models import CouponTemplate
+
     for kind, ids in links.items():
         if kind not in LINK_KINDS or any(type(i) is not int or i <= 0 for i in ids):
             raise _invalid("campaigns.rule_invalid", "links", "coupon_template / event: lists of ids")
+        model = CouponTemplate if kind == "coupon_template" else Event
+        wanted = set(ids)
+        found = set(session.scalars(scope_query(select(model.id).where(model.id.in_(wanted)), actor, kind)))
+        if found != wanted:
+            raise _invalid("campaigns.rule_invalid", "links", f"{kind}: not in your scope: {sorted(wanted - found)}")
     session.execute(CampaignLink.__table__.delete().where(CampaignLink.campaign_id == campaign.id))
     session.add_all(
         CampaignLink(campaign_id=campaign.id, kind=kind, ref_id=i) for kind, ids in links.items() for i in set(ids)
@@ -382,7 +386,7 @@ def create_campaign(session: Session, actor: StaffActor, data: dict[str, Any]) -
     _validate_campaign(session, actor, campaign, owner)
     session.add(campaign)
     session.flush()
-    _set_links(session, campaign, data.get("links"))
+    _set_links(session, actor, campaign, data.get("links"))
     write_audit(session, actor, "campaign.created", "campaign", campaign.id)
     return campaign
 
@@ -401,7 +405,7 @@ def update_campaign(session: Session, actor: StaffActor, campaign: Campaign, dat
         except AppError:
             session.expire(campaign)
             raise
-    _set_links(session, campaign, data.get("links"))
+    _set_links(session, actor, campaign, data.get("links"))
     session.flush()
     write_audit(session, actor, "campaign.updated", "campaign", campaign.id, _jsonable(data))
     return campaign

@@ -349,12 +349,9 @@ def _check_places(session: Session, actor: StaffActor, data: dict[str, Any]) -> 
         venue = _unit(session, data["store_id"])
         if venue is None or venue.kind != OrgKind.STORE or not venue.path.startswith(organiser.path):
             raise AppError("event.invalid", 422, errors={"json": {"store_id": ["a store of the organising unit"]}})
-    if data.get("segment_id") is not None:
-        from backend.segments.models import Segment
+    from backend.segments.service import check_segment_in_scope
 
-        segment = session.get(Segment, data["segment_id"])
-        if segment is None or segment.archived:
-            raise AppError("event.invalid", 422, errors={"json": {"segment_id": ["an active segment"]}})
+    check_segment_in_scope(session, actor, data.get("segment_id"), "segment_id", "event.invalid")
 
 
 def create_event(session: Session, actor: StaffActor, data: dict[str, Any], now: datetime | None = None) -> Event:

@@ -718,6 +718,13 @@ def report(session: Session, actor: StaffActor) -> list[dict[str, Any]]:
     return list(out.values())
 
 
+def check_template_segment(session: Session, actor: StaffActor, segment_id: int | None) -> None:
+    """A template kept to a segment's members names a segment of the actor's scope."""
+    from backend.segments.service import check_segment_in_scope
+
+    check_segment_in_scope(session, actor, segment_id, "segment_id", "request.invalid")
+
+
 def update_template(
     session: Session, actor: StaffActor, template: CouponTemplate, data: dict[str, Any]
 ) -> CouponTemplate:
@@ -733,6 +740,8 @@ def update_template(
         if changed.rowcount != 1:
             raise AppError("coupon.stock_below_issued", 409, errors={"json": {"stock": ["below the coupons issued"]}})
         session.refresh(template)
+    if "segment_id" in data:
+        check_template_segment(session, actor, data["segment_id"])
     for key, value in data.items():
         setattr(template, key, value)
     if template.claim_ends_at <= template.claim_starts_at:

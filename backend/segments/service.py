@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, aliased
 
 from backend.customers.models import Car, Customer, LifecycleStage
 from backend.org.models import OrgKind, OrgUnit
-from backend.org.scope import register_scope
+from backend.org.scope import register_scope, scope_query
 from backend.platform.actors import StaffActor
 from backend.platform.audit import write_audit
 from backend.platform.db import utcnow
@@ -230,6 +230,17 @@ def _segment_rule(actor: StaffActor) -> ColumnElement[bool]:
 
 
 register_scope("segment", Segment, _segment_rule, "segments.not_found")
+
+
+def check_segment_in_scope(session: Session, actor: StaffActor, segment_id: int | None, field: str, code: str) -> None:
+    """A segment named in a body (an event's or a coupon's audience, an earning rule's target)
+    must be active and in the actor's scope: another unit's segment would run its filters and
+    tell its members apart. Refused like an unknown one, 422 on `field`."""
+    if segment_id is None:
+        return
+    stmt = select(Segment.id).where(Segment.id == segment_id, Segment.archived.is_(False))
+    if session.scalar(scope_query(stmt, actor, "segment")) is None:
+        raise AppError(code, 422, errors={"json": {field: ["a segment in your scope"]}})
 
 
 def check_owner_unit(session: Session, actor: StaffActor, owner_unit_id: int | None) -> int:

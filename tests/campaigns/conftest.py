@@ -49,3 +49,28 @@ def make_campaign(client: Any, headers: dict, schedule: bool = True, **body: Any
         assert resp.status_code == 200, resp.get_json()
         campaign = resp.get_json()
     return campaign
+
+
+def linkable(session: Any, store: Any, events: int = 1) -> dict[str, list[int]]:
+    """Campaign links in marketing's scope: events of `store` and one of its coupon templates
+    (a campaign links only what its author may see)."""
+    from backend.events.models import Event
+    from backend.offers.models import CouponKind, CouponTemplate
+
+    now = utcnow()
+    rows: list[Any] = [
+        Event(
+            org_unit_id=store.id, store_id=store.id, title=f"活动{n}", place="门店", starts_at=now + timedelta(days=2),
+            ends_at=now + timedelta(days=2, hours=2), signup_opens_at=now, signup_closes_at=now + timedelta(days=1),
+            cancel_cutoff_at=now + timedelta(days=1), checkin_opens_at=now + timedelta(days=2),
+            checkin_closes_at=now + timedelta(days=2, hours=2), capacity=5,
+        )
+        for n in range(events)
+    ]  # fmt: skip
+    template = CouponTemplate(
+        name="活动券", kind=CouponKind.FIXED, value_fen=100, store_id=store.id, stock=1, claim_starts_at=now,
+        claim_ends_at=now + timedelta(days=1), use_days=1,
+    )  # fmt: skip
+    session.add_all([*rows, template])
+    session.commit()
+    return {"coupon_template": [template.id], "event": [e.id for e in rows]}

@@ -11,20 +11,23 @@ from freezegun import freeze_time
 from backend.campaigns.service import advance_states, on_action
 from backend.platform.db import utcnow
 from backend.touchpoints.service import record
-from tests.campaigns.conftest import WB, iso, make_campaign, make_rule
+from tests.campaigns.conftest import WB, iso, linkable, make_campaign, make_rule
 
 
-def test_states_follow_the_clock_and_the_job(client: Any, db_session: Any, marketing: Any, app_ctx: Any) -> None:
+def test_states_follow_the_clock_and_the_job(
+    client: Any, db_session: Any, tree: Any, marketing: Any, app_ctx: Any
+) -> None:
     t0 = utcnow()
+    events = linkable(db_session, tree.stores[0], events=2)["event"]
     campaign = make_campaign(
         client, marketing, schedule=False, starts_at=iso(t0 + timedelta(days=1)), ends_at=iso(t0 + timedelta(days=3))
     )
     cid = campaign["id"]
     assert campaign["state"] == "draft"
     patched = client.patch(
-        f"{WB}/campaigns/{cid}", json={"goal": "老客召回", "links": {"event": [5, 6]}}, headers=marketing
+        f"{WB}/campaigns/{cid}", json={"goal": "老客召回", "links": {"event": events}}, headers=marketing
     )
-    assert patched.status_code == 200 and patched.get_json()["links"] == {"coupon_template": [], "event": [5, 6]}
+    assert patched.status_code == 200 and patched.get_json()["links"] == {"coupon_template": [], "event": events}
     assert client.post(f"{WB}/campaigns/{cid}/end", headers=marketing).status_code == 409  # a draft cannot end
     assert client.post(f"{WB}/campaigns/{cid}/schedule", headers=marketing).get_json()["state"] == "scheduled"
     again = client.post(f"{WB}/campaigns/{cid}/schedule", headers=marketing)
@@ -219,14 +222,21 @@ def test_results_count_participants_points_revenue_and_new_friends(
     assert res["coupons_used"] == 1
 
 
-def test_lists_make_the_same_queries_for_2_or_20_items(client: Any, marketing: Any) -> None:
+def test_lists_make_the_same_queries_for_2_or_20_items(client: Any, db_session: Any, tree: Any, marketing: Any) -> None:
     from sqlalchemy import event
 
     from backend.platform.db import db
 
+    links = linkable(db_session, tree.stores[0], events=18)
+
     def count_queries(n: int, url: str) -> int:
         for i in range(n):
-            make_campaign(client, marketing, schedule=False, links={"event": [i + 1], "coupon_template": [7]})
+            make_campaign(
+                client,
+                marketing,
+                schedule=False,
+                links={"event": [links["event"][i]], "coupon_template": links["coupon_template"]},
+            )
             client.post(f"{WB}/segments", json={"name": f"s{i}", "filters": {"has_car": True}}, headers=marketing)
             make_rule(client, marketing, name=f"r{i}")
         statements: list[str] = []

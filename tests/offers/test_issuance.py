@@ -79,17 +79,30 @@ def test_push_to_a_segment_within_stock_and_once_per_campaign(
     assert (row["status"], row["issued"], row["sold_out"], row["skipped"]) == ("done", 2, 1, 0)
     assert _coupons(db_session, scarce["id"]) == 2
 
+    from backend.campaigns.models import Campaign
+
+    now = utcnow()
+    campaign = Campaign(
+        name="金卡回馈", owner_unit_id=units.stores[0].id, starts_at=now, ends_at=now + timedelta(days=7)
+    )
+    db_session.add(campaign)
+    db_session.commit()
+    campaign_id = campaign.id
     plenty = make_template(stock=100, per_member_limit=5)
     url = f"{WB}/coupon-templates/{plenty['id']}/pushes"
     for _ in range(2):  # pushed twice for one campaign: one coupon each
-        resp = client.post(url, json={"segment_id": segment_id, "campaign_id": 77}, headers=staff.manager.headers)
+        body = {"segment_id": segment_id, "campaign_id": campaign_id}
+        resp = client.post(url, json=body, headers=staff.manager.headers)
         assert resp.status_code == 202
     assert _coupons(db_session, plenty["id"]) == 3
-    assert set(db_session.scalars(select(Coupon.campaign_id).where(Coupon.template_id == plenty["id"]))) == {77}
+    assert set(db_session.scalars(select(Coupon.campaign_id).where(Coupon.template_id == plenty["id"]))) == {
+        campaign_id
+    }
     assert db_session.scalar(select(func.count()).select_from(Coupon).where(Coupon.source == "push")) == 5
     report = client.get(f"{WB}/coupons/report", headers=staff.manager.headers).get_json()["items"]
     row = next(r for r in report if r["template_id"] == plenty["id"])
-    assert row["by_campaign"] == [{"campaign_id": 77, "issued": 3, "used": 0}] and row["by_source"] == {"push": 3}
+    assert row["by_campaign"] == [{"campaign_id": campaign_id, "issued": 3, "used": 0}]
+    assert row["by_source"] == {"push": 3}
     # Advisors push nothing; another store's segment is not found.
     refused = client.post(url, json={"segment_id": segment_id}, headers=staff.advisor.headers)
     assert refused.status_code == 403

@@ -78,6 +78,7 @@ class Templates(MethodView):
         session = db.session()
         actor = current_staff()
         require_store_in_scope(actor, data.get("store_id"))
+        service.check_template_segment(session, actor, data.get("segment_id"))
         template = CouponTemplate(**data)
         session.add(template)
         session.flush()
@@ -144,6 +145,8 @@ class Pushes(MethodView):
         actor = current_staff()
         template = get_scoped_or_404(session, actor, "coupon_template", coupon_template_id)
         get_scoped_or_404(session, actor, "segment", data["segment_id"])
+        if data["campaign_id"] is not None:
+            get_scoped_or_404(session, actor, "campaign", data["campaign_id"])
         return service.start_push(session, actor, template, data["segment_id"], data["campaign_id"])
 
 
