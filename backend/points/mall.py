@@ -28,7 +28,7 @@ from backend.org.scope import register_scope, store_filter
 from backend.platform.actors import StaffActor
 from backend.platform.db import utcnow
 from backend.platform.errors import AppError, register_messages
-from backend.platform.logs import mask_phone
+from backend.platform.logs import mask_phone, mask_phones
 from backend.platform.upsert import upsert
 from backend.points import service, tiers
 from backend.points.models import (
@@ -416,11 +416,15 @@ def _open_address(order: MallOrder) -> dict[str, Any] | None:
 
 
 def shown_address(order: MallOrder) -> dict[str, Any] | None:
-    """The shipping address as answers show it (owner's and staff's alike): phone masked."""
+    """The shipping address as answers show it (owner's and staff's alike): phone masked, and
+    any number typed into the other fields too (a second number in the street line)."""
     address = _open_address(order)
-    if address is not None and address.get("phone"):
-        address["phone"] = mask_phone(address["phone"])
-    return address
+    if address is None:
+        return None
+    shown = {k: mask_phones(v) if isinstance(v, str) else v for k, v in address.items()}
+    if address.get("phone"):
+        shown["phone"] = mask_phone(address["phone"])
+    return shown
 
 
 def reveal_address(session: Session, actor: StaffActor, order: MallOrder) -> dict[str, Any] | None:

@@ -1,0 +1,56 @@
+"""Requests that carry a phone number — staff phone searches (found, refused for a region
+manager, malformed), a name search typed as a number, a points-mall redemption whose shipping
+address holds it (also typed into the street line) and its 422 — then every table and every log
+record is scanned for the number in clear (the mall address was kept in clear in mall_order and
+in the idempotency record before it was sealed)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from backend.models import metadata
+from backend.points import service as points
+from backend.points.models import ItemKind, MallItem
+
+pytestmark = [pytest.mark.usefixtures("app_ctx")]
+PHONE = "13712345678"
+
+
+def test_phone_requests_leave_no_number_in_clear(
+    client: Any, tree: Any, make_staff: Any, make_customer: Any, staff_headers: Any, member_headers: Any,
+    db_session: Any, caplog: Any,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG)
+    c = make_customer(tree.stores[0], phone=PHONE)
+    adv = make_staff(tree.stores[0], "sales_advisor")
+    mgr = make_staff(tree.regions[0], "region_manager")
+    points.earn(db_session, c.id, 1000, key=f"seed:{c.id}", reason_code="t", operator="system:t")
+    item = MallItem(name="香薰", kind=ItemKind.PHYSICAL, points_price=100, stock=5, store_id=tree.stores[0].id)
+    db_session.add(item)
+    db_session.commit()
+    wb = "/api/workbench/v1"
+    for h in (staff_headers(adv), staff_headers(mgr)):
+        client.post(f"{wb}/customers/search-by-phone", json={"phone": PHONE}, headers=h)
+        client.post(f"{wb}/customers/search-by-phone", json={"phone": PHONE + "9"}, headers=h)
+        client.get(f"{wb}/customers", query_string={"q": PHONE}, headers=h)
+    mh = {**member_headers(c), "Idempotency-Key": "k-1"}
+    addr = {"name": "张三", "phone": PHONE, "region": "上海", "detail": f"世纪大道1号 备用{PHONE}"}
+    client.post("/api/app/v1/mall/redemptions", json={"item_id": item.id, "address": addr}, headers=mh)
+    client.post(
+        "/api/app/v1/mall/redemptions", json={"item_id": item.id, "address": {**addr, "phone": "1"}}, headers=mh
+    )
+    found: dict[str, Any] = {}
+    for r in caplog.records:
+        if PHONE in r.getMessage():
+            found.setdefault("log", []).append(r.getMessage()[:200])
+    db_session.expire_all()
+    for table in metadata.sorted_tables:
+        for row in db_session.execute(table.select()).mappings():
+            for column, value in row.items():
+                raw = value if isinstance(value, bytes) else str(value).encode()
+                if PHONE.encode() in raw:
+                    found.setdefault(f"{table.name}.{column}", str(value)[:200])
+    assert found == {}, found
