@@ -53,7 +53,7 @@ from backend.events.models import (
     RegistrationState,
 )
 from backend.org.models import OrgKind, OrgUnit
-from backend.org.scope import acting_store, register_scope
+from backend.org.scope import acting_store, register_scope, scope_query
 from backend.platform import qr
 from backend.platform.actors import Actor, StaffActor, SystemActor
 from backend.platform.audit import write_audit
@@ -476,8 +476,20 @@ def staff_events_query(actor: StaffActor, filters: dict[str, Any]) -> Select:
     return stmt
 
 
-def event_registrations(session: Session, event_id: int, states: list[str] | None = None) -> list[EventRegistration]:
+def event_registrations(
+    session: Session, event_id: int, states: list[str] | None = None, actor: StaffActor | None = None
+) -> list[EventRegistration]:
+    """An event's sign-ups; for `actor`, those they may see. Everyone below an event's organiser
+    sees the event, but who signed up is customer data: the staff who run it (its managers, the
+    venue store at the door) see every sign-up, others those of the customers in their scope."""
     stmt = select(EventRegistration).where(EventRegistration.event_id == event_id)
+    if actor is not None:
+        event = session.get(Event, event_id)
+        runs_it = event is not None and (
+            can_manage(session, actor, event.org_unit_id) or event.store_id == actor.org_unit_id
+        )
+        if not runs_it:
+            stmt = stmt.where(EventRegistration.customer_id.in_(scope_query(select(Customer.id), actor, "customer")))
     if states:
         stmt = stmt.where(EventRegistration.state.in_(states))
     return list(session.scalars(stmt.order_by(EventRegistration.id).limit(2000)))

@@ -121,10 +121,13 @@ def cancel(data: dict[str, Any], event_id: int) -> Event:
 @blp.arguments(RegistrationQuerySchema, location="query")
 @blp.response(200, StaffRegistrationListSchema)
 def registrations(args: dict[str, Any], event_id: int) -> dict[str, Any]:
-    """The event's sign-ups (waitlisted ones with their position), in sign-up order."""
+    """The event's sign-ups (waitlisted ones with their position), in sign-up order: every one
+    for the staff who run the event (its managers, the venue store), else those of the
+    customers in my scope."""
     session = db.session()
     event = get_scoped_or_404(session, current_staff(), "event", event_id)
-    regs = service.event_registrations(session, event.id, [s.value for s in args.get("state") or []] or None)
+    states = [s.value for s in args.get("state") or []] or None
+    regs = service.event_registrations(session, event.id, states, actor=current_staff())
     positions = service.waitlist_positions(session, regs)
     ids = {r.customer_id for r in regs}
     names = dict(session.execute(select(Customer.id, Customer.name).where(Customer.id.in_(ids))).all()) if ids else {}
