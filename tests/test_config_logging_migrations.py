@@ -206,6 +206,63 @@ def test_noted_wecom_numbers_move_out_of_clear_text_and_back(scratch_database_ur
     engine.dispose()
 
 
+def test_mall_shipping_addresses_are_sealed_and_back(scratch_database_url: str) -> None:
+    """Revision 0023 seals `mall_order.address` (plaintext JSON with the recipient's phone) into
+    `address_encrypted`; its downgrade puts it back."""
+    from flask import current_app, has_app_context
+    from sqlalchemy import inspect, text
+
+    from backend.platform.db import make_engine
+    from backend.platform.migrate import downgrade, upgrade
+
+    if has_app_context():  # the vault the migration uses
+        vault = current_app.extensions["dealerloop.phone_vault"]
+    else:
+        settings = load_settings()
+        vault = PhoneVault(settings["PII_ENCRYPTION_KEY"], settings["PII_INDEX_KEY"])
+    address = {"name": "张三", "phone": "13800138000", "region": "上海", "detail": "世纪大道1号"}
+    engine = make_engine(scratch_database_url)
+    upgrade(engine, "0022")
+    at = "2026-12-07 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO customer (id, gender, lifecycle_stage, tier, created_at, updated_at) "
+                "VALUES (1, 'unknown', 'lead', 'normal', :at, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO mall_item (id, name, kind, points_price, cash_fen, stock, sold, per_order_limit, "
+                "limit_period, active, created_at, updated_at) "
+                "VALUES (1, 'x', 'physical', 1, 0, 1, 0, 1, 'none', 1, :at, :at)"
+            ),
+            {"at": at},
+        )
+        for order_id, value in ((1, json.dumps(address, ensure_ascii=False)), (2, None)):
+            conn.execute(
+                text(
+                    "INSERT INTO mall_order (id, order_no, customer_id, item_id, item_kind, quantity, points_total, "
+                    "cash_fen_total, state, address, created_at, updated_at) "
+                    "VALUES (:id, :no, 1, 1, 'physical', 1, 1, 0, 'placed', :address, :at, :at)"
+                ),
+                {"id": order_id, "no": f"M{order_id}", "address": value, "at": at},
+            )
+
+    upgrade(engine)
+    assert "address" not in {c["name"] for c in inspect(engine).get_columns("mall_order")}
+    with engine.connect() as conn:
+        rows = dict(conn.execute(text("SELECT id, address_encrypted FROM mall_order")).all())
+    assert json.loads(vault.decrypt(bytes(rows[1]))) == address and rows[2] is None
+
+    downgrade(engine, "0022")
+    with engine.connect() as conn:
+        back = dict(conn.execute(text("SELECT id, address FROM mall_order")).all())
+    assert {k: json.loads(v) if v is not None else None for k, v in back.items()} == {1: address, 2: None}
+    engine.dispose()
+
+
 def test_naive_datetimes_are_refused_by_the_column_type() -> None:
     from datetime import UTC, datetime
 
