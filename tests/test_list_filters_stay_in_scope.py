@@ -24,6 +24,13 @@ FOREIGN_KEYS = {
     "staff_id": "staff",
     "assigned_staff_id": "staff",
     "handover_staff_id": "staff",
+    "takeover_staff_id": "staff",
+    "owner_staff_id": "staff",
+    "created_by_staff_id": "staff",
+    "last_contact_advisor_id": "staff",
+    "active_customer_id": "customers",
+    "venue_store_id": "stores",
+    "last_store_visit_store_id": "stores",
 }
 
 
