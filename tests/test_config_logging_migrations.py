@@ -207,7 +207,7 @@ def test_noted_wecom_numbers_move_out_of_clear_text_and_back(scratch_database_ur
 
 
 def test_mall_shipping_addresses_are_sealed_and_back(scratch_database_url: str) -> None:
-    """Revision 0023 seals `mall_order.address` (plaintext JSON with the recipient's phone) into
+    """Revision 0024 seals `mall_order.address` (plaintext JSON with the recipient's phone) into
     `address_encrypted`; its downgrade puts it back."""
     from flask import current_app, has_app_context
     from sqlalchemy import inspect, text
@@ -222,7 +222,7 @@ def test_mall_shipping_addresses_are_sealed_and_back(scratch_database_url: str) 
         vault = PhoneVault(settings["PII_ENCRYPTION_KEY"], settings["PII_INDEX_KEY"])
     address = {"name": "张三", "phone": "13800138000", "region": "上海", "detail": "世纪大道1号"}
     engine = make_engine(scratch_database_url)
-    upgrade(engine, "0022")
+    upgrade(engine, "0023")
     at = "2026-12-07 00:00:00"
     with engine.begin() as conn:
         conn.execute(
@@ -256,7 +256,7 @@ def test_mall_shipping_addresses_are_sealed_and_back(scratch_database_url: str) 
         rows = dict(conn.execute(text("SELECT id, address_encrypted FROM mall_order")).all())
     assert json.loads(vault.decrypt(bytes(rows[1]))) == address and rows[2] is None
 
-    downgrade(engine, "0022")
+    downgrade(engine, "0023")
     with engine.connect() as conn:
         back = dict(conn.execute(text("SELECT id, address FROM mall_order")).all())
     assert {k: json.loads(v) if v is not None else None for k, v in back.items()} == {1: address, 2: None}

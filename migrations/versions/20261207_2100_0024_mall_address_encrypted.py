@@ -5,8 +5,8 @@ against the rule that phone numbers are encrypted at rest (and copied in full in
 list of redemptions). It becomes `address_encrypted`, the JSON sealed with the application's PII
 key like every phone. Addresses already stored are sealed, then the plain column goes.
 
-Revision ID: 0023
-Revises: 0022
+Revision ID: 0024
+Revises: 0023
 Create Date: 2026-12-07 21:00:00
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0023"
-down_revision = "0022"
+revision = "0024"
+down_revision = "0023"
 branch_labels = None
 depends_on = None
 
