@@ -265,15 +265,15 @@ class RedisOutage:
         self.monkeypatch.setitem(self.app.extensions, "dealerloop.gateways", gateways)
 
     def down(self) -> None:
-        import redis
+        from backend import connect_redis
 
-        self._point_at(redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+        self._point_at(connect_redis("redis://127.0.0.1:1/0"))  # the app's client: nothing listens
 
     def up(self) -> Any:
-        import redis
+        from backend import connect_redis
 
         if self.client is None:
-            self.client = redis.Redis.from_url(self.redis_url)
+            self.client = connect_redis(self.redis_url)
             self.client.flushdb()
         self._point_at(self.client)
         return self.client

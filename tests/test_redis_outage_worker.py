@@ -5,6 +5,7 @@ waited in the outbox. Redis here sits behind a TCP forwarder the test starts and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -68,12 +69,19 @@ class Forwarder:
                 s.close()
 
     def stop(self) -> None:
+        # shutdown first: a close alone leaves a socket up while a thread waits on it (accept, recv)
         if self._server is not None:
-            self._server.close()
+            _shut(self._server)
             self._server = None
         for s in self._conns:
-            s.close()
+            _shut(s)
         self._conns.clear()
+
+
+def _shut(s: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        s.shutdown(socket.SHUT_RDWR)
+    s.close()
 
 
 @pytest.fixture
