@@ -242,6 +242,22 @@ def client(app: Any) -> Any:
     return app.test_client()
 
 
+def _burst_worker_class() -> Any:
+    from rq import SimpleWorker
+
+    class BurstWorker(SimpleWorker):
+        """An RQ worker without its command channel (stop/kill requests, useless to a burst run):
+        with redis-py 8 its pubsub thread can wait out its 60 s read before the worker exits."""
+
+        def subscribe(self) -> None:
+            pass
+
+        def unsubscribe(self) -> None:
+            pass
+
+    return BurstWorker
+
+
 class RedisOutage:
     """Redis as the app sees it, taken down and brought back: the job dispatcher, the shared
     client (the notify rate limiter, the health check) and the gateways' token cache all point
@@ -280,7 +296,6 @@ class RedisOutage:
 
     def drain(self) -> int:
         """Relay the due pending rows and run RQ in burst mode; returns how many were relayed."""
-        from rq import SimpleWorker
         from rq.serializers import JSONSerializer
 
         from backend.platform import jobs
@@ -288,7 +303,7 @@ class RedisOutage:
         handed = jobs.relay(app=self.app)
         jobs.set_worker_app(self.app)
         with self.app.app_context():
-            SimpleWorker(list(jobs.QUEUES), connection=self.client, serializer=JSONSerializer).work(burst=True)
+            _burst_worker_class()(list(jobs.QUEUES), connection=self.client, serializer=JSONSerializer).work(burst=True)
         return handed
 
     def close(self) -> None:
