@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,6 +119,25 @@ def _dev_key(label: str) -> str:
     return base64.b64encode(hashlib.sha256(f"dealerloop-dev-{label}".encode()).digest()).decode()
 
 
+def _is_local_database(url: str | None) -> bool:
+    """SQLite (the default), or a server on this machine (loopback, or its socket)."""
+    if not url:
+        return True
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return True  # not a URL at all: the engine refuses it with its own message
+    if parsed.get_backend_name() == "sqlite" or "unix_socket" in parsed.query:
+        return True
+    host = (parsed.host or "").strip("[]")
+    if host in ("", "localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> dict:
     env = dict(os.environ if environ is None else environ)
     overrides = dict(overrides or {})
@@ -145,11 +168,24 @@ def load_settings(environ: Mapping[str, str] | None = None, overrides: Mapping[s
         if env.get("LOG_FORMAT") is None and "LOG_FORMAT" not in overrides:
             cfg["LOG_FORMAT"] = "json"
     else:
+        sandbox_by_default = "SANDBOX_ENABLED" not in overrides and env.get("SANDBOX_ENABLED", "") == ""
+        if not _is_local_database(cfg["DATABASE_URL"]):
+            # The development defaults are public: the secret key below signs tokens anyone can
+            # then mint, and the sandbox hands out WeCom login codes for any userid. On a database
+            # of another host (a deployment that forgot DEALERLOOP_ENV=production) they would let
+            # anyone in as any staff member, so such a setup names its own.
+            unnamed = [k for k in ("SECRET_KEY", "PII_ENCRYPTION_KEY", "PII_INDEX_KEY") if not cfg.get(k)]
+            unnamed += ["SANDBOX_ENABLED"] if sandbox_by_default else []
+            if unnamed:
+                raise ConfigError(
+                    f"DEALERLOOP_ENV is {env_name} but DATABASE_URL names a database on another host: set "
+                    f"DEALERLOOP_ENV=production, or give {', '.join(unnamed)} yourself"
+                )
         cfg["SECRET_KEY"] = cfg["SECRET_KEY"] or "dev-only-secret-key-not-for-production-use-0123456789"
         cfg["DATABASE_URL"] = cfg["DATABASE_URL"] or f"sqlite:///{PROJECT_ROOT / 'instance' / 'dealerloop.db'}"
         cfg["PII_ENCRYPTION_KEY"] = cfg["PII_ENCRYPTION_KEY"] or _dev_key("pii-enc")
         cfg["PII_INDEX_KEY"] = cfg["PII_INDEX_KEY"] or _dev_key("pii-index")
-        if "SANDBOX_ENABLED" not in overrides and env.get("SANDBOX_ENABLED", "") == "":
+        if sandbox_by_default:
             cfg["SANDBOX_ENABLED"] = True
 
     if len(str(cfg["SECRET_KEY"])) < 32:

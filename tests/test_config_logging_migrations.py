@@ -35,6 +35,42 @@ def test_create_app_stops_on_missing_production_settings() -> None:
         create_app(environ={"DEALERLOOP_ENV": "production"})
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["mysql+pymysql://app:pw@10.0.3.7:3306/dealerloop", "mysql+pymysql://app@db.internal/dealerloop"],
+)
+def test_development_defaults_are_refused_for_a_database_elsewhere(url: str) -> None:
+    """A deployment that forgot DEALERLOOP_ENV=production would have run with the public dev
+    secret key (tokens anyone can mint) and the sandbox (WeCom login codes for any userid)."""
+    with pytest.raises(ConfigError, match="another host") as err:
+        load_settings({"DATABASE_URL": url})
+    assert "SECRET_KEY" in str(err.value) and "SANDBOX_ENABLED" in str(err.value)
+    named = {
+        "DATABASE_URL": url,
+        "SECRET_KEY": "k" * 40,
+        "PII_ENCRYPTION_KEY": load_settings({})["PII_ENCRYPTION_KEY"],
+        "PII_INDEX_KEY": load_settings({})["PII_INDEX_KEY"],
+    }
+    with pytest.raises(ConfigError, match="SANDBOX_ENABLED"):
+        load_settings(named)
+    assert load_settings({**named, "SANDBOX_ENABLED": "0"})["SANDBOX_ENABLED"] is False
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql+pymysql://root@127.0.0.1:3306/test",
+        "mysql+pymysql://root@localhost/test",
+        "mysql+pymysql://root@[::1]:3306/test",
+        "mysql+pymysql://root@/test?unix_socket=/run/mysqld/mysqld.sock",
+        "sqlite:///:memory:",
+    ],
+)
+def test_development_defaults_apply_to_a_database_on_this_machine(url: str) -> None:
+    cfg = load_settings({"DATABASE_URL": url})
+    assert cfg["SANDBOX_ENABLED"] is True and cfg["SECRET_KEY"].startswith("dev-only")
+
+
 def test_development_has_embedded_defaults() -> None:
     cfg = load_settings({})
     assert cfg["DATABASE_URL"].startswith("sqlite:///") and cfg["DATABASE_URL"].endswith("instance/dealerloop.db")
