@@ -532,7 +532,8 @@ def _claimed(session: Session, conversation: Conversation, actor: StaffActor, no
 
 def claim(session: Session, actor: StaffActor, conversation_id: int, now: datetime | None = None) -> Conversation:
     """Take an unclaimed conversation from the store's queue: a conditional update, so of two
-    advisors claiming at the same moment exactly one gets it."""
+    advisors claiming at the same moment exactly one gets it. Claiming one's own again answers
+    it as it is (a double tap, a retry after a lost answer)."""
     now = now or utcnow()
     conversation = session.scalars(
         select(Conversation).where(Conversation.id == conversation_id, _claim_rule(actor))
@@ -556,6 +557,8 @@ def claim(session: Session, actor: StaffActor, conversation_id: int, now: dateti
     if result.rowcount != 1:
         if conversation.status != ConversationStatus.OPEN:
             raise AppError("consult.closed", 409)
+        if conversation.advisor_id == actor.staff_id:
+            return conversation  # the claimer's own second tap (a retry): claimed once, by them
         raise AppError("consult.already_claimed", 409)
     _claimed(session, conversation, actor, now)
     return conversation

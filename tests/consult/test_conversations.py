@@ -116,6 +116,8 @@ def test_unclaimed_is_claimed_once_and_then_leaves_the_queue(client: Any, world:
     assert won.status_code == 200 and won.get_json()["advisor"]["id"] == world.sales2.id
     lost = client.post(f"{WB}/conversations/{cid}/claim", json={}, headers=world.manager.headers)
     assert lost.status_code == 409 and lost.get_json()["code"] == "consult.already_claimed"
+    again = client.post(f"{WB}/conversations/{cid}/claim", json={}, headers=world.sales2.headers)
+    assert again.status_code == 200 and again.get_json()["advisor"]["id"] == world.sales2.id  # a double tap
     # The other advisor no longer sees it at all; the manager still does (their store).
     assert client.get(f"{WB}/conversations/{cid}", headers=world.sales.headers).status_code == 404
     assert inbox(client, world.sales, "unclaimed") == [] and inbox(client, world.manager, "unclaimed") == []
