@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import exists, select, true, update
+from sqlalchemy import UniqueConstraint, exists, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Car, Customer, CustomerAdvisor, CustomerIdentity, CustomerMerge, IdentityKind
@@ -430,6 +430,30 @@ def _customer_references() -> list[tuple[Any, Any]]:
     return refs
 
 
+def _kept_by_target(table: Any, column: Any, target_id: int) -> list[Any]:
+    """Conditions leaving behind the source's rows that a unique key with the customer column
+    would refuse next to the target's: the target's advisor for a role both have, its points
+    account (the ledger moves and the books are re-summed), a sign-in of the same day, a
+    redemption counter of the same item and period. They stay with the source (not in the
+    merge record, so a reversal leaves them where they are)."""
+    conditions = []
+    for constraint in table.constraints:
+        if not isinstance(constraint, UniqueConstraint) or column.name not in constraint.columns:
+            continue
+        theirs = table.alias()
+        others = [c.name for c in constraint.columns if c.name != column.name]
+        conditions.append(
+            ~exists().where(theirs.c[column.name] == target_id, *(theirs.c[o] == table.c[o] for o in others))
+        )
+    return conditions
+
+
+def _rebuild_points(session: Session, customer_ids: list[int]) -> None:
+    from backend.points.service import rebuild_accounts
+
+    rebuild_accounts(session, customer_ids)
+
+
 def _lock_customers(session: Session, ids: set[int]) -> dict[int, Customer]:
     """Lock customer rows in id order (no deadlock between two merges) and re-read them."""
     rows = session.scalars(
@@ -455,12 +479,8 @@ def merge_customers(
         raise AppError("customer.merge_invalid", 422, errors={"json": {"_schema": ["already merged"]}})
 
     moved: dict[str, list[int]] = {}
-    target_roles = set(session.scalars(select(CustomerAdvisor.role).where(CustomerAdvisor.customer_id == target_id)))
     for table, column in _customer_references():
-        stmt = select(table.c.id).where(column == source_id)
-        if table.name == "customer_advisor" and target_roles:
-            # The target keeps its own advisor for a role both have; the source's stays behind.
-            stmt = stmt.where(table.c.role.not_in(sorted(target_roles)))
+        stmt = select(table.c.id).where(column == source_id, *_kept_by_target(table, column, target_id))
         ids = list(session.scalars(stmt))
         if ids:
             session.execute(update(table).where(table.c.id.in_(ids)).values({column.name: target_id}))
@@ -484,6 +504,7 @@ def merge_customers(
     session.flush()
     session.expire_all()
     rebuild_profiles(session, [source_id, target_id])
+    _rebuild_points(session, [source_id, target_id])
     write_audit(
         session,
         actor,
@@ -536,6 +557,7 @@ def reverse_merge(session: Session, actor: StaffActor, merge: CustomerMerge) -> 
     session.flush()
     session.expire_all()
     rebuild_profiles(session, [merge.source_id, merge.target_id])
+    _rebuild_points(session, [merge.source_id, merge.target_id])
     write_audit(session, actor, "customer.merge_reversed", "customer", merge.target_id, {"merge_id": merge.id})
     record(
         session,

@@ -38,7 +38,7 @@ from backend.points.models import (
     PointsLedger,
 )
 from backend.touchpoints.models import Channel, Kind
-from backend.touchpoints.service import record
+from backend.touchpoints.service import live_customer_id, record
 
 log = logging.getLogger("dealerloop.points")
 
@@ -310,6 +310,7 @@ def earn(
         raise AppError("points.amount_invalid", 422, errors={"json": {"points": ["must be a positive integer"]}})
     now = now or utcnow()
     with session.begin_nested():
+        customer_id = live_customer_id(session, customer_id)  # a job queued before a merge
         before = _lock_account(session, customer_id)
         if (row := _existing(session, key)) is not None:
             return row
@@ -358,6 +359,7 @@ def earn_pending(
         raise AppError("points.amount_invalid", 422)
     now = now or utcnow()
     with session.begin_nested():
+        customer_id = live_customer_id(session, customer_id)  # a job queued before a merge
         before = _lock_account(session, customer_id)
         if (row := _existing(session, key)) is not None:
             return row
@@ -462,6 +464,7 @@ def spend(
         raise AppError("points.amount_invalid", 422, errors={"json": {"points": ["must be a positive integer"]}})
     now = now or utcnow()
     with session.begin_nested():
+        customer_id = live_customer_id(session, customer_id)  # a job queued before a merge
         _lock_account(session, customer_id)
         if (row := _existing(session, key)) is not None:
             return row
@@ -612,6 +615,7 @@ def reverse(
     if allow_debt is None:
         allow_debt = policy().reversal == "debt"
     with session.begin_nested():
+        customer_id = live_customer_id(session, customer_id)  # a job queued before a merge
         _lock_account(session, customer_id)
         if (row := _existing(session, key)) is not None:
             return row
@@ -916,6 +920,51 @@ def bulk_grant(
 
 # ---------------------------------------------------------------------------------------------
 # The drift check
+
+
+def rebuild_accounts(session: Session, customer_ids: list[int]) -> None:
+    """Set the accounts' cached sums to their ledgers' (a customer merge or its reversal moved
+    ledger rows between customers: the books then add up, with no figure carried by hand).
+    Locks the accounts in customer order, as every points operation does one at a time."""
+    L = PointsLedger
+    ids = sorted(set(customer_ids))
+    held = set(
+        session.scalars(
+            select(_A.customer_id).where(_A.customer_id.in_(ids)).order_by(_A.customer_id).with_for_update()
+        )
+    )
+    sums = {
+        r[0]: r[1:]
+        for r in session.execute(
+            select(
+                L.customer_id,
+                func.coalesce(func.sum(L.delta), 0),
+                func.coalesce(func.sum(L.pending_delta), 0),
+                func.coalesce(func.sum(L.frozen_delta), 0),
+                func.coalesce(func.sum(L.growth), 0),
+            )
+            .where(L.customer_id.in_(ids))
+            .group_by(L.customer_id)
+        )
+    }
+    for cid in ids:
+        if cid not in held:
+            if cid not in sums:
+                continue
+            _lock_account(session, cid)
+        available, pending, frozen, growth = (int(x) for x in sums.get(cid, (0, 0, 0, 0)))
+        session.execute(
+            update(PointsAccount.__table__)
+            .where(_A.customer_id == cid)
+            .values(
+                available=available,
+                pending=pending,
+                frozen=frozen,
+                lifetime_earned=growth,
+                version=_A.version + 1,
+                updated_at=utcnow(),
+            )
+        )
 
 
 def check_drift(session: Session, customer_ids: list[int] | None = None) -> list[dict[str, Any]]:
