@@ -448,6 +448,30 @@ def _kept_by_target(table: Any, column: Any, target_id: int) -> list[Any]:
     return conditions
 
 
+def _move_signup_holds(session: Session, moved: dict[str, list[int]], source_id: int, target_id: int) -> None:
+    """An event sign-up names its holder a second time, outside the foreign key
+    (`active_customer_id`, under the one-active-sign-up-per-event key): the moved sign-ups'
+    holds follow them, or the survivor would not see them and could take a second seat. Where
+    the target holds one for the same event already, the source's keeps its old holder (its
+    seat stays taken; the key allows no second). Recorded, so the reversal hands them back."""
+    regs = Base.metadata.tables["event_registration"]
+    if not (ids := moved.get("event_registration.customer_id")):
+        return
+    theirs = regs.alias()
+    holds = list(
+        session.scalars(
+            select(regs.c.id).where(
+                regs.c.id.in_(ids),
+                regs.c.active_customer_id == source_id,
+                ~exists().where(theirs.c.event_id == regs.c.event_id, theirs.c.active_customer_id == target_id),
+            )
+        )
+    )
+    if holds:
+        session.execute(update(regs).where(regs.c.id.in_(holds)).values(active_customer_id=target_id))
+        moved["event_registration.active_customer_id"] = holds
+
+
 def _rebuild_points(session: Session, customer_ids: list[int]) -> None:
     from backend.points.service import rebuild_accounts
 
@@ -485,6 +509,7 @@ def merge_customers(
         if ids:
             session.execute(update(table).where(table.c.id.in_(ids)).values({column.name: target_id}))
             moved[f"{table.name}.{column.name}"] = ids
+    _move_signup_holds(session, moved, source_id, target_id)
     if source.phone_encrypted is not None and target.phone_encrypted is None:
         target.phone_encrypted = source.phone_encrypted
         moved["customer.phone"] = [source.id]
