@@ -107,7 +107,7 @@ class StaffBookingQuerySchema(Schema):
     status = fields.List(fields.Enum(BookingStatus, by_value=True))
     mine = fields.Boolean(load_default=False)
     plate = fields.String(validate=validate.Length(min=2, max=16), metadata={"description": "part of the plate"})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
     page_size = fields.Integer(load_default=50, validate=validate.Range(min=1, max=200))
 
 

@@ -131,7 +131,7 @@ class StaffEventPageSchema(OutputSchema):
 class StaffEventQuerySchema(Schema):
     status = fields.List(fields.Enum(EventStatus, by_value=True))
     store_id = fields.Integer()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 

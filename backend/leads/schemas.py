@@ -127,7 +127,7 @@ class LeadQuerySchema(Schema):
     status = fields.List(fields.Enum(LeadStatus, by_value=True))
     priority = fields.Enum(LeadPriority, by_value=True)
     overdue = fields.Boolean(metadata={"description": "true: still new past its SLA; false: the others"})
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 

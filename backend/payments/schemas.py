@@ -89,7 +89,7 @@ class StaffOrderQuerySchema(Schema):
     store_id = fields.Integer()
     customer_id = fields.Integer()
     flagged = fields.Boolean()
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
+    page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=10_000))
     page_size = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
 
 
