@@ -48,3 +48,27 @@ def test_every_page_number_has_a_ceiling() -> None:
         if not maxima or max(maxima) > 100_000:
             unbounded.append(f"{schema.__module__}.{schema.__name__}")
     assert unbounded == []
+
+
+def test_a_staff_list_filtered_by_an_unknown_role_is_refused_with_422(
+    client: Any, admin_headers: dict[str, str]
+) -> None:
+    # The role went to the query unchecked; SQLAlchemy's Enum refused it while binding: 500.
+    for role in ("", "0", "root"):
+        response = client.get(f"/api/workbench/v1/staff?role={role}", headers=admin_headers)
+        assert response.status_code == 422, (role, response.get_json())
+        body = response.get_json()
+        assert body["code"] == "request.invalid"
+        assert "role" in body["errors"]["query"]
+
+
+def test_the_staff_list_still_filters_by_a_known_role(
+    client: Any, admin_headers: dict[str, str], tree: Any, make_staff: Any
+) -> None:
+    from backend.org.models import StaffStatus
+
+    # (an enum status, as loaded: the factory's plain "active" stays in the shared identity map)
+    advisor = make_staff(tree.stores[0], "sales_advisor", status=StaffStatus.ACTIVE)
+    response = client.get("/api/workbench/v1/staff?role=sales_advisor", headers=admin_headers)
+    assert response.status_code == 200
+    assert [s["id"] for s in response.get_json()] == [advisor.id]

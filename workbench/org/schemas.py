@@ -1,6 +1,6 @@
 from marshmallow import fields, validate
 
-from backend.org.models import OrgKind
+from backend.org.models import OrgKind, Role
 from backend.platform.api import OutputSchema, Schema
 
 
@@ -32,7 +32,7 @@ class StaffSchema(OutputSchema):
 
 class StaffQuerySchema(Schema):
     org_unit_id = fields.Integer()
-    role = fields.String(validate=validate.Length(max=32))
+    role = fields.Enum(Role, by_value=True)
 
 
 class JsSdkQuerySchema(Schema):
