@@ -50,8 +50,9 @@ class PurchaseSchema(OutputSchema):
     paid_at = fields.DateTime(allow_none=True)
     expires_at = fields.DateTime(allow_none=True)
     payment = fields.Dict(
+        allow_none=True,
         dump_default=None,
-        metadata={"description": "how to pay: POST /payments/orders with this body"},
+        metadata={"description": "how to pay: POST /payments/orders with this body; null once paid or closed"},
     )
 
 
