@@ -109,3 +109,38 @@ def test_idempotency_key_replays_and_refuses_a_different_body(
     assert db_session.scalar(select(func.count()).select_from(Car)) == 1
     other = client.post("/api/app/v1/me/cars", json={"vin": "WVWZZZ1KZ6W000001"}, headers=h)
     assert other.status_code == 422 and other.get_json()["code"] == "request.idempotency_key_reused"
+
+
+def test_a_car_with_a_consultation_is_not_removed_and_the_owner_is_told_why(
+    client: Any, make_customer: Any, member_headers: Any, tree: Any, db_session: Any
+) -> None:
+    # It answered 409 request.conflict ("refresh and retry", which never helps) from the foreign
+    # key of the row still pointing at the car; found by schemathesis on DELETE /me/cars/{id}.
+    from backend.consult.models import Conversation, ConversationStatus, Topic
+    from backend.touchpoints.models import Touchpoint
+
+    customer = make_customer(store=tree.stores[0])
+    h = member_headers(customer)
+    car_id = client.post("/api/app/v1/me/cars", json={"vin": GOOD_VIN}, headers=h).get_json()["id"]
+    db_session.add(
+        Conversation(
+            customer_id=customer.id,
+            store_id=tree.stores[0].id,
+            topic=Topic.SERVICE,
+            car_id=car_id,
+            status=ConversationStatus.OPEN,
+        )
+    )
+    db_session.commit()
+    touchpoints = db_session.scalar(select(func.count()).select_from(Touchpoint))
+
+    response = client.delete(f"/api/app/v1/me/cars/{car_id}", headers=h)
+
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["code"] == "car.in_use"
+    assert body["message"] == "该车辆已有预约、线索或咨询记录，不能删除"
+    db_session.expire_all()
+    assert db_session.get(Car, car_id) is not None
+    assert db_session.scalar(select(func.count()).select_from(Touchpoint)) == touchpoints  # no car_removed
+    assert client.get(f"/api/app/v1/me/cars/{car_id}", headers=h).status_code == 200

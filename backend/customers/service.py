@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import UniqueConstraint, exists, select, true, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Car, Customer, CustomerAdvisor, CustomerIdentity, CustomerMerge, IdentityKind
@@ -408,7 +409,14 @@ def remove_car(session: Session, actor: MemberActor, car_id: int) -> None:
     car = member_car_or_404(session, actor, car_id)
     payload = {"car_id": car.id, "vin_last6": car.vin[-6:]}
     _owner_touch(session, actor, Kind.CAR_REMOVED, f"car_removed:{car.id}", payload)
-    session.delete(car)
+    try:
+        with session.begin_nested():
+            session.delete(car)
+    except IntegrityError as exc:
+        # Bookings, leads and consultations keep the car they were about (a delete cannot break
+        # a unique key: only a row still pointing at the car refuses it). The request's unit of
+        # work rolls back, the touchpoint above with it.
+        raise AppError("car.in_use", 409) from exc
 
 
 # ---------------------------------------------------------------------------------------------
