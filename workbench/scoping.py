@@ -6,6 +6,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import select
+
+from backend.org.models import OrgKind, OrgUnit
 from backend.org.scope import get_scoped_or_404
 from backend.platform.actors import StaffActor
 from backend.platform.api import current_staff
@@ -34,3 +37,11 @@ def require_store_in_scope(actor: StaffActor, store_id: int | None) -> None:
     one of their stores; only everyone-scope staff create group-wide ones (store_id None)."""
     if actor.scope.store_ids is not None and (store_id is None or store_id not in actor.scope.store_ids):
         raise AppError("request.invalid", 422, errors={"json": {"store_id": ["a store in your scope"]}})
+    # Everyone-scope staff may name any store, but a store: an id of no org unit reached the
+    # insert (its foreign key answered a misleading 409 "conflict, retry"), and the id of a
+    # region or division was taken as a store's.
+    if (
+        store_id is not None
+        and db.session().scalar(select(OrgUnit.id).where(OrgUnit.id == store_id, OrgUnit.kind == OrgKind.STORE)) is None
+    ):
+        raise AppError("request.invalid", 422, errors={"json": {"store_id": ["not a store"]}})
