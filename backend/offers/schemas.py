@@ -42,7 +42,11 @@ class CouponTemplateSchema(_CouponWorth):
     car_brand = fields.String(allow_none=True)
     new_members_only = fields.Boolean()
     exclusive = fields.Boolean()
-    combinable_kinds = fields.List(fields.Enum(CouponKind, by_value=True), allow_none=True)
+    # Strings, not fields.Enum: the JSON column gives the kinds back as plain strings, which
+    # fields.Enum cannot dump (every read of a template that had kinds answered 500).
+    combinable_kinds = fields.List(
+        fields.String(validate=validate.OneOf([k.value for k in CouponKind])), allow_none=True
+    )
     max_per_order = fields.Integer()
     exchange_code = fields.String(allow_none=True)
     auto_issue_on = fields.Enum(AutoIssue, by_value=True, allow_none=True)
