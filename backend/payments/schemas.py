@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from marshmallow import fields, validate
 
 from backend.platform.api import OutputSchema, Schema
@@ -152,10 +154,16 @@ class ReconciliationSchema(OutputSchema):
     issue_list = fields.List(fields.Nested(IssueSchema), data_key="issue_items")
 
 
+# No WeChat Pay bill is older than this; and a day at the calendar's start (0001-01-01)
+# overflowed when its China-time bounds were taken in UTC (500, after the bill was fetched).
+# A future day stays allowed: WeChat Pay answers it NO_STATEMENT_EXIST, recorded as failed.
+BILL_DAYS = validate.Range(min=date(2000, 1, 1))
+
+
 class ReconciliationQuerySchema(Schema):
-    bill_date = fields.Date()
+    bill_date = fields.Date(validate=BILL_DAYS)
     limit = fields.Integer(load_default=30, validate=validate.Range(min=1, max=100))
 
 
 class ReconcileInSchema(Schema):
-    bill_date = fields.Date(required=True)
+    bill_date = fields.Date(required=True, validate=BILL_DAYS)
