@@ -79,6 +79,7 @@ register_messages(
         "coupon.not_for_this_order": ("该优惠券不适用于此订单", "This coupon does not apply to this order"),
         "coupon.store_only": ("该券仅限到店核销", "This coupon is used at the store, not online"),
         "coupon.exchange_code_invalid": ("兑换码无效", "Exchange code not valid"),
+        "coupon.exchange_code_taken": ("该兑换码已被其他优惠券使用", "Another coupon template has this exchange code"),
         "coupon.wrong_brand": ("该优惠券仅限指定品牌门店使用", "This coupon is for stores of other brands"),
         "coupon.not_combinable": ("这些优惠券不能同时使用", "These coupons cannot be used together"),
         "coupon.stock_below_issued": ("库存不能少于已发放数量", "Stock cannot drop below the coupons issued"),
@@ -746,8 +747,21 @@ def update_template(
         setattr(template, key, value)
     if template.claim_ends_at <= template.claim_starts_at:
         raise AppError("request.invalid", 422, errors={"json": {"claim_ends_at": ["must be after claim_starts_at"]}})
+    save_template(session, template)
     write_audit(session, actor, "coupon_template.updated", "coupon_template", template.id, _audit_safe(data, stock))
     return template
+
+
+def save_template(session: Session, template: CouponTemplate) -> None:
+    """Write a new or changed template. An exchange code is unique among templates: the key
+    decides (no check-then-write), and a taken code is the caller's to change, not a retry."""
+    try:
+        with unique_savepoint(session):
+            session.add(template)
+    except DuplicateKey as exc:
+        raise AppError(
+            "coupon.exchange_code_taken", 409, errors={"json": {"exchange_code": ["used by another template"]}}
+        ) from exc
 
 
 def _audit_safe(data: dict[str, Any], stock: int | None) -> dict[str, Any]:

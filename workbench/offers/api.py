@@ -80,8 +80,7 @@ class Templates(MethodView):
         require_store_in_scope(actor, data.get("store_id"))
         service.check_template_segment(session, actor, data.get("segment_id"))
         template = CouponTemplate(**data)
-        session.add(template)
-        session.flush()
+        service.save_template(session, template)
         write_audit(session, actor, "coupon_template.created", "coupon_template", template.id)
         return template
 
