@@ -111,36 +111,69 @@ def test_idempotency_key_replays_and_refuses_a_different_body(
     assert other.status_code == 422 and other.get_json()["code"] == "request.idempotency_key_reused"
 
 
-def test_a_car_with_a_consultation_is_not_removed_and_the_owner_is_told_why(
+def _consultation_about(db_session: Any, customer: Any, store: Any, car_id: int) -> int:
+    from backend.consult.models import Conversation, ConversationStatus, Topic
+
+    conversation = Conversation(
+        customer_id=customer.id, store_id=store.id, topic=Topic.SERVICE, car_id=car_id, status=ConversationStatus.OPEN
+    )
+    db_session.add(conversation)
+    db_session.commit()
+    return conversation.id
+
+
+def test_a_sold_car_with_history_leaves_its_owner_and_its_next_owner_binds_it(
     client: Any, make_customer: Any, member_headers: Any, tree: Any, db_session: Any
 ) -> None:
-    # It answered 409 request.conflict ("refresh and retry", which never helps) from the foreign
-    # key of the row still pointing at the car; found by schemathesis on DELETE /me/cars/{id}.
-    from backend.consult.models import Conversation, ConversationStatus, Topic
+    """A consultation refers to the car, so it could not be deleted: the DELETE answered 409
+    (found by schemathesis), the seller could never take it off their list and the buyer could
+    never bind its VIN (car.vin_taken). It is now kept for the history and leaves the seller."""
+    from backend.consult.models import Conversation
     from backend.touchpoints.models import Touchpoint
 
-    customer = make_customer(store=tree.stores[0])
-    h = member_headers(customer)
-    car_id = client.post("/api/app/v1/me/cars", json={"vin": GOOD_VIN}, headers=h).get_json()["id"]
-    db_session.add(
-        Conversation(
-            customer_id=customer.id,
-            store_id=tree.stores[0].id,
-            topic=Topic.SERVICE,
-            car_id=car_id,
-            status=ConversationStatus.OPEN,
-        )
-    )
-    db_session.commit()
-    touchpoints = db_session.scalar(select(func.count()).select_from(Touchpoint))
+    seller, buyer = make_customer(store=tree.stores[0]), make_customer(store=tree.stores[0])
+    hs, hb = member_headers(seller), member_headers(buyer)
+    bound = client.post("/api/app/v1/me/cars", json={"vin": GOOD_VIN, "plate": "沪A12345"}, headers=hs)
+    car_id = bound.get_json()["id"]
+    conversation_id = _consultation_about(db_session, seller, tree.stores[0], car_id)
 
-    response = client.delete(f"/api/app/v1/me/cars/{car_id}", headers=h)
-
-    assert response.status_code == 409
-    body = response.get_json()
-    assert body["code"] == "car.in_use"
-    assert body["message"] == "该车辆已有预约、线索或咨询记录，不能删除"
+    assert client.delete(f"/api/app/v1/me/cars/{car_id}", headers=hs).status_code == 204
+    assert client.get("/api/app/v1/me/cars", headers=hs).get_json() == []
+    assert client.get(f"/api/app/v1/me/cars/{car_id}", headers=hs).status_code == 404
     db_session.expire_all()
-    assert db_session.get(Car, car_id) is not None
-    assert db_session.scalar(select(func.count()).select_from(Touchpoint)) == touchpoints  # no car_removed
-    assert client.get(f"/api/app/v1/me/cars/{car_id}", headers=h).status_code == 200
+    assert db_session.get(Car, car_id).removed_at is not None
+    assert db_session.get(Conversation, conversation_id).car_id == car_id  # the history keeps it
+
+    rebound = client.post("/api/app/v1/me/cars", json={"vin": GOOD_VIN}, headers=hb)
+    assert rebound.status_code == 201, rebound.get_json()
+    assert rebound.get_json()["id"] == car_id and rebound.get_json()["plate"] is None  # nothing inherited
+    assert [c["id"] for c in client.get("/api/app/v1/me/cars", headers=hb).get_json()] == [car_id]
+    db_session.expire_all()
+    assert db_session.get(Conversation, conversation_id).customer_id == seller.id
+    kinds = [
+        (t.customer_id, t.kind)
+        for t in db_session.scalars(
+            select(Touchpoint).where(Touchpoint.kind.in_(["car_bound", "car_removed"])).order_by(Touchpoint.id)
+        )
+    ]
+    assert kinds == [(seller.id, "car_bound"), (seller.id, "car_removed"), (buyer.id, "car_bound")]
+
+
+def test_a_car_without_history_is_deleted_and_a_car_with_a_booking_to_come_is_kept(
+    client: Any, make_customer: Any, member_headers: Any, tree: Any, db_session: Any
+) -> None:
+    from tests.booking.helpers import foreign_booking_ids
+
+    owner = make_customer(store=tree.stores[0])
+    h = member_headers(owner)
+    plain = client.post("/api/app/v1/me/cars", json={"vin": GOOD_VIN}, headers=h).get_json()["id"]
+    assert client.delete(f"/api/app/v1/me/cars/{plain}", headers=h).status_code == 204
+    db_session.expire_all()
+    assert db_session.get(Car, plain) is None
+
+    booked = client.post("/api/app/v1/me/cars", json={"vin": "WVWZZZ1KZ6W000001"}, headers=h).get_json()["id"]
+    foreign_booking_ids(db_session, tree.stores[0], owner, db_session.get(Car, booked))  # booked, days ahead
+    db_session.commit()
+    refused = client.delete(f"/api/app/v1/me/cars/{booked}", headers=h)
+    assert refused.status_code == 409 and refused.get_json()["code"] == "car.has_active_booking"
+    assert client.get(f"/api/app/v1/me/cars/{booked}", headers=h).status_code == 200

@@ -346,7 +346,7 @@ def _owner_car(session: Session, customer_id: int, car_id: int, lock: bool) -> C
     if lock:
         stmt = stmt.with_for_update().execution_options(populate_existing=True)
     car = session.scalars(stmt).one_or_none()
-    if car is None or car.customer_id != customer_id:
+    if car is None or car.customer_id != customer_id or car.removed_at is not None:
         # another owner's car and no car at all answer alike: ids cannot be probed
         raise AppError("booking.car_invalid", 422, errors={"json": {"car_id": ["one of your cars"]}})
     return car

@@ -221,7 +221,7 @@ def _assigned_advisor(session: Session, customer_id: int, store_id: int, topic: 
 
 def _own_car(session: Session, customer_id: int, car_id: int) -> Car:
     car = session.get(Car, car_id)
-    if car is None or car.customer_id != customer_id:
+    if car is None or car.customer_id != customer_id or car.removed_at is not None:
         raise AppError("car.not_found", 404)
     return car
 

@@ -96,7 +96,10 @@ class CustomerAdvisor(Base):
 
 
 class Car(Base, TimestampMixin):
-    """A car belongs to one customer at a time: the VIN is unique."""
+    """A car belongs to one customer at a time: the VIN is unique. An owner who removes a car
+    that bookings, leads or consultations were about (sold, scrapped) leaves it `removed_at`:
+    their history keeps it, their list and new business do not, and its VIN can be bound again
+    (by them, or by its next owner: the row moves, the history stays with each owner's rows)."""
 
     __tablename__ = "car"
 
@@ -110,6 +113,7 @@ class Car(Base, TimestampMixin):
     purchase_date: Mapped[date | None] = mapped_column(default=None)
     mileage_km: Mapped[int | None] = mapped_column(default=None)
     last_service_date: Mapped[date | None] = mapped_column(default=None)
+    removed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class CustomerMerge(Base):

@@ -338,14 +338,20 @@ def update_profile(session: Session, actor: MemberActor, changes: dict[str, Any]
 
 
 def member_car_or_404(session: Session, actor: MemberActor, car_id: int) -> Car:
-    car = session.scalars(select(Car).where(Car.id == car_id, Car.customer_id == actor.customer_id)).one_or_none()
+    car = session.scalars(
+        select(Car).where(Car.id == car_id, Car.customer_id == actor.customer_id, Car.removed_at.is_(None))
+    ).one_or_none()
     if car is None:
         raise AppError("car.not_found", 404)
     return car
 
 
 def list_member_cars(session: Session, actor: MemberActor) -> list[Car]:
-    return list(session.scalars(select(Car).where(Car.customer_id == actor.customer_id).order_by(Car.id)))
+    return list(
+        session.scalars(
+            select(Car).where(Car.customer_id == actor.customer_id, Car.removed_at.is_(None)).order_by(Car.id)
+        )
+    )
 
 
 def _check_vin(vin: str) -> str:
@@ -357,10 +363,24 @@ def _check_vin(vin: str) -> str:
 
 def add_car(session: Session, actor: MemberActor, data: dict[str, Any]) -> Car:
     vin = _check_vin(data["vin"])
-    car = Car(customer_id=live_customer_id(session, actor.customer_id), **{**data, "vin": vin})
-    with _vin_unique(session):
-        session.add(car)
-    _owner_touch(session, actor, Kind.CAR_BOUND, f"car_bound:{car.id}", {"car_id": car.id, "brand": car.brand})
+    customer_id = live_customer_id(session, actor.customer_id)
+    removed = session.scalars(
+        select(Car).where(Car.vin == vin, Car.removed_at.is_not(None)).with_for_update()
+    ).one_or_none()
+    if removed is not None:
+        # Removed by its owner (sold, scrapped): bound again, by them or by its next owner. The
+        # row moves; the bookings, leads and consultations about it stay with their customers.
+        car = removed
+        for key, value in {**_CLEARED_CAR_FIELDS, **data, "vin": vin}.items():
+            setattr(car, key, value)
+        car.customer_id, car.removed_at = customer_id, None
+        session.flush()
+    else:
+        car = Car(customer_id=customer_id, **{**data, "vin": vin})
+        with _vin_unique(session):
+            session.add(car)
+    ref = f"car_bound:{car.id}" if removed is None else f"car_bound:{car.id}:{utcnow().timestamp()}"
+    _owner_touch(session, actor, Kind.CAR_BOUND, ref, {"car_id": car.id, "brand": car.brand})
     from backend.campaigns.service import on_action
 
     on_action(session, car.customer_id, "car_bound", ref=f"car:{car.vin}")
@@ -369,6 +389,18 @@ def add_car(session: Session, actor: MemberActor, data: dict[str, Any]) -> Car:
 
     auto_issue(session, car.customer_id, AutoIssue.CAR_BOUND, ref="first")  # once: the first car's
     return car
+
+
+# What a car bound again does not inherit from its previous binding.
+_CLEARED_CAR_FIELDS = {
+    "plate": None,
+    "brand": None,
+    "series": None,
+    "model": None,
+    "purchase_date": None,
+    "mileage_km": None,
+    "last_service_date": None,
+}
 
 
 @contextmanager
@@ -406,17 +438,31 @@ def update_car(session: Session, actor: MemberActor, car_id: int, data: dict[str
 
 
 def remove_car(session: Session, actor: MemberActor, car_id: int) -> None:
-    car = member_car_or_404(session, actor, car_id)
+    """Deleted when nothing was ever about it; else kept for the history, removed from the
+    owner (sold, scrapped). A car with a booking still to come is refused: cancel it first."""
+    from backend.booking.models import ACTIVE_STATUSES, Booking
+
+    car = session.scalars(
+        select(Car)
+        .where(Car.id == car_id, Car.customer_id == actor.customer_id, Car.removed_at.is_(None))
+        .with_for_update()
+    ).one_or_none()
+    if car is None:
+        raise AppError("car.not_found", 404)
+    if session.scalar(select(Booking.id).where(Booking.car_id == car.id, Booking.status.in_(ACTIVE_STATUSES)).limit(1)):
+        raise AppError("car.has_active_booking", 409)
+    now = utcnow()
     payload = {"car_id": car.id, "vin_last6": car.vin[-6:]}
-    _owner_touch(session, actor, Kind.CAR_REMOVED, f"car_removed:{car.id}", payload)
+    _owner_touch(session, actor, Kind.CAR_REMOVED, f"car_removed:{car.id}:{now.timestamp()}", payload)
     try:
         with session.begin_nested():
             session.delete(car)
-    except IntegrityError as exc:
-        # Bookings, leads and consultations keep the car they were about (a delete cannot break
-        # a unique key: only a row still pointing at the car refuses it). The request's unit of
-        # work rolls back, the touchpoint above with it.
-        raise AppError("car.in_use", 409) from exc
+    except IntegrityError:
+        # Bookings, leads or consultations were about it (their foreign keys refuse the delete):
+        # they keep it, the owner does not.
+        session.refresh(car)
+        car.removed_at = now
+        session.flush()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -195,7 +195,9 @@ def _required(field: str, why: str) -> AppError:
 def _owner_car(session: Session, customer: Customer, car_id: int | None) -> Car:
     if car_id is None:
         raise AppError("lead.car_required", 422, errors={"json": {"car_id": ["one of your cars"]}})
-    car = session.scalars(select(Car).where(Car.id == car_id, Car.customer_id == customer.id)).one_or_none()
+    car = session.scalars(
+        select(Car).where(Car.id == car_id, Car.customer_id == customer.id, Car.removed_at.is_(None))
+    ).one_or_none()
     if car is None:
         raise AppError("car.not_found", 404)
     return car

@@ -136,7 +136,11 @@ def _check_eligible(session: Session, template: CouponTemplate, customer: Custom
     if template.new_members_only and customer.created_at <= now - timedelta(days=NEW_MEMBER_DAYS):
         reasons.append("new_member")
     if template.car_brand and (
-        session.scalar(select(Car.id).where(Car.customer_id == customer.id, Car.brand == template.car_brand).limit(1))
+        session.scalar(
+            select(Car.id)
+            .where(Car.customer_id == customer.id, Car.brand == template.car_brand, Car.removed_at.is_(None))
+            .limit(1)
+        )
         is None
     ):
         reasons.append("car_brand")

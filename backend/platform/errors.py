@@ -63,9 +63,9 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "member.not_found": ("会员不存在", "Member not found"),
     "car.not_found": ("车辆不存在", "Car not found"),
     "car.vin_taken": ("该车架号已绑定在其他车主名下", "This VIN belongs to another customer"),
-    "car.in_use": (
-        "该车辆已有预约、线索或咨询记录，不能删除",
-        "This car has bookings, leads or consultations and cannot be removed",
+    "car.has_active_booking": (
+        "该车辆还有未完成的预约，请先取消预约再删除",
+        "This car has a booking still to come: cancel it first",
     ),
     "customer.not_found": ("客户不存在", "Customer not found"),
     "customer.merge_invalid": ("无法合并这两个客户", "These customers cannot be merged"),

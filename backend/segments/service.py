@@ -158,12 +158,16 @@ def _filter_clauses(filters: dict[str, Any], now: datetime) -> list[ColumnElemen
     if "store_ids" in f:
         out.append(Customer.home_store_id.in_(f["store_ids"]))
     if "has_car" in f:
-        has = exists().where(Car.customer_id == Customer.id)
+        has = exists().where(Car.customer_id == Customer.id, Car.removed_at.is_(None))
         out.append(has if f["has_car"] else ~has)
     if "car_brands" in f:
-        out.append(exists().where(Car.customer_id == Customer.id, Car.brand.in_(f["car_brands"])))
+        out.append(
+            exists().where(Car.customer_id == Customer.id, Car.removed_at.is_(None), Car.brand.in_(f["car_brands"]))
+        )
     if "car_series" in f:
-        out.append(exists().where(Car.customer_id == Customer.id, Car.series.in_(f["car_series"])))
+        out.append(
+            exists().where(Car.customer_id == Customer.id, Car.removed_at.is_(None), Car.series.in_(f["car_series"]))
+        )
     if "last_visit_within_days" in f:
         since = now - timedelta(days=f["last_visit_within_days"])
         out.append(

@@ -97,7 +97,9 @@ def get_customer(customer_id: int) -> dict[str, Any]:
     """Customer 360: profile, cars, linked identities, the touchpoint projection."""
     session = db.session()
     customer = get_scoped_or_404(session, current_staff(), "customer", customer_id)
-    cars = session.scalars(select(Car).where(Car.customer_id == customer.id).order_by(Car.id)).all()
+    cars = session.scalars(
+        select(Car).where(Car.customer_id == customer.id, Car.removed_at.is_(None)).order_by(Car.id)
+    ).all()
     return {
         **_summary(customer),
         "birthday": customer.birthday,
