@@ -183,6 +183,14 @@ def on_add(ev: Event) -> None:
         if follow and follow.get("add_way") is not None:
             friend.add_way = int(follow["add_way"])
         svc.resolve_alerts(ev.session, friend, ev.occurred_at)
+    elif friend.added_at is None:
+        # A later change of the relation (a loss) was applied first: its status stands, but the
+        # relation still came through this add, as when the events arrive in order.
+        friend.added_at = ev.occurred_at
+        friend.state = state
+        friend.channel_id = channel.id if channel else friend.channel_id
+        if follow and follow.get("add_way") is not None:
+            friend.add_way = int(follow["add_way"])
     if state and _acquired_by(ev, customer, friend):
         customer.acquisition_channel = f"wecom:{state}"[:64]
     if ev.staff is not None:
