@@ -173,6 +173,7 @@ def on_add(ev: Event) -> None:
     follow = svc.follow_of(detail, ev.userid)
     state = ev.fields.get("State") or (follow or {}).get("state")
     channel = svc.channel_by_state(ev.session, ev.corp_id, state)
+    lost_before_added = False
     if ev.is_newest(friend, status):
         friend.status = status
         friend.version = ev.version
@@ -186,6 +187,7 @@ def on_add(ev: Event) -> None:
     elif friend.added_at is None:
         # A later change of the relation (a loss) was applied first: its status stands, but the
         # relation still came through this add, as when the events arrive in order.
+        lost_before_added = True
         friend.added_at = ev.occurred_at
         friend.state = state
         friend.channel_id = channel.id if channel else friend.channel_id
@@ -195,9 +197,11 @@ def on_add(ev: Event) -> None:
         customer.acquisition_channel = f"wecom:{state}"[:64]
     if ev.staff is not None:
         svc.assign_advisor(ev.session, customer, ev.staff)
-        holder = svc.role_holder(ev.session, customer.id, ev.staff)
-        if holder is not None and holder != ev.staff.id:
-            svc.follow_transfer(ev.session, ev.corp_id, customer.id, holder)
+        # This add may be the takeover of a transfer processed before it (or the late add of a
+        # relation transferred away since, whose takeover's add came first): the transfers of
+        # the customer's relations are followed again, each once (follow_transfer).
+        for handed_over_by in svc.transferred_advisors(ev.session, ev.corp_id, customer.id):
+            svc.follow_transfer(ev.session, ev.corp_id, customer.id, handed_over_by)
     svc.apply_follow(ev.session, friend, follow, ev.ref, ev.occurred_at)
     others = svc.record_channel_add(ev.session, friend, channel.id if channel else None, ev.ref, ev.occurred_at)
     # The nightly reconciliation recovered this very add (its event came late) and wrote its
@@ -216,6 +220,11 @@ def on_add(ev: Event) -> None:
         # user list follows (update_contact_way is an API call, not part of this event's unit).
         enqueue(ev.session, REBALANCE_JOB, {"channel_id": channel.id})
     if channel is not None and channel.auto_tag_ids and ev.is_newest(friend, status):
+        auto_tag(ev, friend, channel.auto_tag_ids)
+    elif channel is not None and channel.auto_tag_ids and lost_before_added:
+        # In order the add would have tagged the relation before its loss, and a re-add keeps
+        # WeCom's tags: tried all the same (a relation WeCom no longer has refuses, 84061, and
+        # then only costs the tags, as for any add).
         auto_tag(ev, friend, channel.auto_tag_ids)
 
 
@@ -338,26 +347,16 @@ def on_del_follow_user(ev: Event) -> None:
 def on_transfer_fail(ev: Event) -> None:
     """WeCom could not hand the customer to the takeover advisor (the event's UserID), who did
     not become their friend: no relation of theirs is opened or changed. The touchpoint and the
-    managers' alert go on a relation the customer has: the takeover's own when there is one (a
-    takeover over their limit may know the customer already), else the customer's latest open
-    relation in the corp (the advisor who was handing them over keeps them), else - no relation
-    known at all - a closed record of the takeover's. A failure of one of our handovers is that
-    handover's (handover.fail_told_by_callback): one touchpoint and one alert, not two."""
+    managers' alert go on the takeover's relation with the customer: their own when there is
+    one (a takeover over their limit may know the customer already), else a closed record of
+    it. Not on "the customer's open relation": which one is open depends on which other events
+    were processed first (WeCom does not promise order), and a burst must end as in order. A
+    failure of one of our handovers is that handover's (handover.fail_told_by_callback): one
+    touchpoint and one alert, not two."""
     reason = str(ev.fields.get("FailReason") or "")
     if handover.fail_told_by_callback(ev.session, ev.corp_id, ev.userid, ev.external_userid, reason, ev.occurred_at):
         return
-    friend = ev.session.scalar(
-        select(WeComFriend)
-        .where(
-            WeComFriend.corp_id == ev.corp_id,
-            WeComFriend.external_userid == ev.external_userid,
-            WeComFriend.status.in_([FriendStatus.ACTIVE, FriendStatus.HALF]) | (WeComFriend.userid == ev.userid),
-        )
-        .order_by((WeComFriend.userid == ev.userid).desc(), WeComFriend.version.desc(), WeComFriend.id.desc())
-        .limit(1)
-    )
-    if friend is None:
-        _, friend = ev.friend(None, FriendStatus.CLOSED)
+    _, friend = ev.friend(None, FriendStatus.CLOSED)
     svc.touch(ev.session, friend, Kind.TRANSFER_FAILED, ev.ref, ev.occurred_at, {"reason": reason})
     svc.raise_alert(ev.session, ev.raw, friend, AlertKind.TRANSFER_FAILED, ev.occurred_at, {"reason": reason})
 

@@ -300,6 +300,22 @@ def role_holder(session: Session, customer_id: int, staff: Staff) -> int | None:
     )
 
 
+def transferred_advisors(session: Session, corp_id: str, customer_id: int) -> list[int]:
+    """The staff whose relation with the customer WeCom transferred away (DELETE_BY_TRANSFER)."""
+    return list(
+        session.scalars(
+            select(WeComFriend.staff_id)
+            .where(
+                WeComFriend.corp_id == corp_id,
+                WeComFriend.customer_id == customer_id,
+                WeComFriend.status == FriendStatus.TRANSFERRED,
+                WeComFriend.staff_id.is_not(None),
+            )
+            .distinct()
+        )
+    )
+
+
 TRANSFER_WINDOW = timedelta(minutes=5)  # a transfer's delete and the takeover's add share their moment
 
 
@@ -309,11 +325,18 @@ def follow_transfer(session: Session, corp_id: str, customer_id: int, handed_ove
     whose add came with it takes over the role they held for the customer, as a handover's
     result does, with its advisor_assigned touchpoint. The takeover is the advisor of the same
     role whose relation with the customer opened within TRANSFER_WINDOW of the transfer (the
-    DELETE_BY_TRANSFER's CreateTime); none (their add not applied yet: it will call this again),
-    nothing moves. Returns whether the role moved."""
+    DELETE_BY_TRANSFER's CreateTime), whatever became of it since: a customer who deleted the
+    takeover a minute later had still been handed to them, and the result must not depend on
+    whether that loss was processed first. None (their add not applied yet: it will call this
+    again), nothing moves. When the takeover holds the role already (their add was processed
+    before the handed-over advisor's, and the first add processed takes a free role), only the
+    touchpoint is written, so that the timeline does not depend on the processing order.
+    Returns whether the role moved."""
+    handed_over = session.get(Staff, handed_over_by)
+    role = advisor_role(handed_over) if handed_over is not None else None
     holder = session.scalars(
         select(CustomerAdvisor)
-        .where(CustomerAdvisor.customer_id == customer_id, CustomerAdvisor.staff_id == handed_over_by)
+        .where(CustomerAdvisor.customer_id == customer_id, CustomerAdvisor.role == role)
         .with_for_update()
     ).first()
     if holder is None:
@@ -337,21 +360,22 @@ def follow_transfer(session: Session, corp_id: str, customer_id: int, handed_ove
             WeComFriend.corp_id == corp_id,
             WeComFriend.customer_id == customer_id,
             WeComFriend.staff_id != handed_over_by,
-            WeComFriend.status.in_([FriendStatus.ACTIVE, FriendStatus.HALF]),
             WeComFriend.added_at >= transfer_at - TRANSFER_WINDOW,
             WeComFriend.added_at <= transfer_at + TRANSFER_WINDOW,
         )
         .order_by(WeComFriend.added_at.desc(), WeComFriend.id.desc())
     ).all()
     found = next(((s, f) for s, f in candidates if advisor_role(s) == holder.role), None)
-    if found is None:
-        return False
+    if found is None or holder.staff_id not in (handed_over_by, found[0].id):
+        return False  # no takeover yet, or the role is someone else's (assigned since)
     takeover, relation = found
-    handed_over = session.get(Staff, handed_over_by)
-    holder.staff_id = takeover.id
-    holder.assigned_at = utcnow()
+    moved = holder.staff_id == handed_over_by
     from_store = handed_over.org_unit_id if handed_over else None
-    moved_to = follow_advisor_store(session, customer_id, from_store, takeover)
+    moved_to = None
+    if moved:
+        holder.staff_id = takeover.id
+        holder.assigned_at = utcnow()
+        moved_to = follow_advisor_store(session, customer_id, from_store, takeover)
     record(
         session,
         customer_id=customer_id,
@@ -372,7 +396,7 @@ def follow_transfer(session: Session, corp_id: str, customer_id: int, handed_ove
         }
         | ({"home_store_moved": {"from": from_store, "to": moved_to}} if moved_to is not None else {}),
     )
-    return True
+    return moved
 
 
 def follow_advisor_store(session: Session, customer_id: int, from_store_id: int | None, takeover: Staff) -> int | None:

@@ -24,6 +24,7 @@ from tests.wecom.helpers import count_rows as n
 ADVISOR = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
 GET = "/cgi-bin/externalcontact/get"
+EDIT = "edit_external_contact"
 
 
 @pytest.fixture
@@ -83,14 +84,16 @@ def test_a_lasting_upstream_fault_backs_off_dead_letters_and_half_applies_nothin
     delays = []
     for attempt in range(1, limit):
         db_session.expire_all()
-        raw = db_session.scalars(select(WeComRawEvent).where(WeComRawEvent.change_type == "edit_external_contact")).one()
+        raw = db_session.scalars(
+            select(WeComRawEvent).where(WeComRawEvent.change_type == "edit_external_contact")
+        ).one()
         assert (raw.status.value, raw.attempts) == ("retrying", attempt), raw.last_error
         delays.append(_next_try(app))
     expected = [RETRY_DELAYS[min(i, len(RETRY_DELAYS) - 1)] for i in range(limit - 1)]
     assert [round(d) for d in delays] == expected  # backoff, growing
 
     db_session.expire_all()
-    raw = db_session.scalars(select(WeComRawEvent).where(WeComRawEvent.change_type == "edit_external_contact")).one()
+    raw = db_session.scalars(select(WeComRawEvent).where(WeComRawEvent.change_type == EDIT)).one()
     assert (raw.status.value, raw.attempts) == ("dead", limit)
     assert n(db_session, OutboxJob, OutboxJob.name == PROCESS_JOB, OutboxJob.status == "pending") == 0
     if fault.get("errcode") == 42001:  # each try: the call, one refresh, the call again — no loop
