@@ -922,6 +922,26 @@ def bulk_grant(
 # The drift check
 
 
+def _ledger_sums(session: Session, where: list[Any]) -> dict[int, tuple[int, ...]]:
+    """Per customer, what the ledger adds up to: available, pending, frozen, lifetime growth, the
+    remainders of the spendable buckets and of the pending credits."""
+    L = PointsLedger
+    rows = session.execute(
+        select(
+            L.customer_id,
+            func.coalesce(func.sum(L.delta), 0),
+            func.coalesce(func.sum(L.pending_delta), 0),
+            func.coalesce(func.sum(L.frozen_delta), 0),
+            func.coalesce(func.sum(L.growth), 0),
+            func.coalesce(func.sum(case((L.kind.in_(BUCKET_KINDS), L.remaining), else_=0)), 0),
+            func.coalesce(func.sum(case((L.kind == LedgerKind.EARN_PENDING, L.remaining), else_=0)), 0),
+        )
+        .where(*where)
+        .group_by(L.customer_id)
+    )
+    return {row[0]: tuple(int(x) for x in row[1:]) for row in rows}
+
+
 def rebuild_accounts(session: Session, customer_ids: list[int]) -> None:
     """Set the accounts' cached sums to their ledgers' (a customer merge or its reversal moved
     ledger rows between customers: the books then add up, with no figure carried by hand).
@@ -933,20 +953,7 @@ def rebuild_accounts(session: Session, customer_ids: list[int]) -> None:
             select(_A.customer_id).where(_A.customer_id.in_(ids)).order_by(_A.customer_id).with_for_update()
         )
     )
-    sums = {
-        r[0]: r[1:]
-        for r in session.execute(
-            select(
-                L.customer_id,
-                func.coalesce(func.sum(L.delta), 0),
-                func.coalesce(func.sum(L.pending_delta), 0),
-                func.coalesce(func.sum(L.frozen_delta), 0),
-                func.coalesce(func.sum(L.growth), 0),
-            )
-            .where(L.customer_id.in_(ids))
-            .group_by(L.customer_id)
-        )
-    }
+    sums = {cid: figures[:4] for cid, figures in _ledger_sums(session, [L.customer_id.in_(ids)]).items()}
     for cid in ids:
         if cid not in held:
             if cid not in sums:
@@ -971,23 +978,7 @@ def check_drift(session: Session, customer_ids: list[int] | None = None) -> list
     """Re-sum the ledger and compare with the account rows. Returns one entry per member whose
     cached sums (or bucket remainders) differ; empty means the books balance."""
     L = PointsLedger
-    where = [L.customer_id.in_(customer_ids)] if customer_ids is not None else []
-    sums = {
-        r[0]: r[1:]
-        for r in session.execute(
-            select(
-                L.customer_id,
-                func.coalesce(func.sum(L.delta), 0),
-                func.coalesce(func.sum(L.pending_delta), 0),
-                func.coalesce(func.sum(L.frozen_delta), 0),
-                func.coalesce(func.sum(L.growth), 0),
-                func.coalesce(func.sum(case((L.kind.in_(BUCKET_KINDS), L.remaining), else_=0)), 0),
-                func.coalesce(func.sum(case((L.kind == LedgerKind.EARN_PENDING, L.remaining), else_=0)), 0),
-            )
-            .where(*where)
-            .group_by(L.customer_id)
-        )
-    }
+    sums = _ledger_sums(session, [L.customer_id.in_(customer_ids)] if customer_ids is not None else [])
     acc_where = [PointsAccount.customer_id.in_(customer_ids)] if customer_ids is not None else []
     accounts = {a.customer_id: a for a in session.scalars(select(PointsAccount).where(*acc_where))}
     drift = []
