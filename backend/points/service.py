@@ -47,6 +47,10 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 register_messages(
     {
         "points.amount_invalid": ("积分数量无效", "The points amount is invalid"),
+        "points.batch_key_reused": (
+            "该批次号已用于另一次批量发放，请换一个批次号",
+            "This batch key was used for another bulk grant",
+        ),
         "points.insufficient": ("积分不足", "Not enough points"),
         "points.reversal_blocked": (
             "会员积分不足以扣回本单所赠积分，无法退款",
@@ -892,6 +896,34 @@ def _apply_adjustment(session: Session, actor: StaffActor, adj: PointsAdjustment
     adj.decided_by = actor.staff_id
     adj.decided_at = utcnow()
     session.flush()
+
+
+BULK_GRANT_JOB = "points.bulk_grant"
+
+
+def grant_batch(staff_id: int, batch_key: str) -> str:
+    """A bulk grant's batch as the job and the ledger know it: the client's key under its staff
+    member's name, so that two stores choosing the same key ("2026-spring") grant both."""
+    return f"s{staff_id}:{batch_key}"
+
+
+def queue_bulk_grant(
+    session: Session, actor: StaffActor, batch_key: str, customer_ids: list[int], points: int, reason: str
+) -> bool:
+    """Queue the grant's job once per batch: False when this very grant was queued already (a
+    retry). The same key for another grant (other members, points or reason) is refused; it
+    used to be silently dropped."""
+    from backend.platform.jobs import OutboxJob, enqueue
+
+    batch = grant_batch(actor.staff_id, batch_key)
+    args = {"batch_key": batch, "customer_ids": customer_ids, "points": points, "reason": reason}
+    dedup_key = f"{BULK_GRANT_JOB}:{batch}"
+    if enqueue(session, BULK_GRANT_JOB, {**args, "staff_id": actor.staff_id}, dedup_key=dedup_key) is not None:
+        return True
+    queued = session.scalars(select(OutboxJob.args).where(OutboxJob.dedup_key == dedup_key)).one_or_none()
+    if queued is not None and {k: queued.get(k) for k in args} != args:
+        raise AppError("points.batch_key_reused", 422, errors={"json": {"batch_key": ["used for another grant"]}})
+    return False
 
 
 def bulk_grant(

@@ -84,11 +84,38 @@ def test_bulk_grant_runs_as_a_job_once_per_member(
     assert again.get_json()["queued"] is False
     for m in members:
         assert service.account(db_session, m.id).available == 50
-    assert service.bulk_grant(db_session, "spring-2026", [m.id for m in members], 50, "re-run", manager.id) == 0
+    batch = service.grant_batch(manager.id, "spring-2026")
+    assert service.bulk_grant(db_session, batch, [m.id for m in members], 50, "re-run", manager.id) == 0
     r = client.post(
         f"{WB}/points/bulk-grants", json={**body, "batch_key": "x-1234", "customer_ids": [outsider.id]}, headers=h
     )
     assert r.status_code == 422 and "customer_ids" in r.get_json()["errors"]["json"]
+
+
+def test_a_bulk_grant_key_is_each_managers_own_and_not_reused_for_another_grant(
+    client: Any, tree: Any, make_staff: Any, make_customer: Any, staff_headers: Any, db_session: Any
+) -> None:
+    """Two stores both call their campaign "spring-2026": each store's members get their points
+    (the second grant was silently dropped: queued false, nothing granted). One manager reusing
+    the key for other members is told so (it was silently dropped too)."""
+    first, second = make_staff(tree.stores[0], "store_manager"), make_staff(tree.stores[1], "store_manager")
+    ours, theirs = make_customer(tree.stores[0]), make_customer(tree.stores[1])
+    body = {"batch_key": "spring-2026", "points": 30, "reason": "春季活动"}
+    for manager, member in ((first, ours), (second, theirs)):
+        r = client.post(
+            f"{WB}/points/bulk-grants", json={**body, "customer_ids": [member.id]}, headers=staff_headers(manager)
+        )
+        assert r.status_code == 202 and r.get_json()["queued"] is True, r.get_json()
+    assert (service.account(db_session, ours.id).available, service.account(db_session, theirs.id).available) == (
+        30,
+        30,
+    )
+    other = make_customer(tree.stores[0])
+    reused = client.post(
+        f"{WB}/points/bulk-grants", json={**body, "customer_ids": [other.id]}, headers=staff_headers(first)
+    )
+    assert reused.status_code == 422 and reused.get_json()["code"] == "points.batch_key_reused"
+    assert service.account(db_session, other.id).available == 0
 
 
 def test_items_codes_shipment_and_vouchers(

@@ -16,7 +16,6 @@ from backend.platform.audit import write_audit
 from backend.platform.db import db
 from backend.platform.errors import AppError
 from backend.platform.idempotency import idempotent
-from backend.platform.jobs import enqueue
 from backend.points import mall, service
 from backend.points.api import account_view, order_view
 from backend.points.models import AdjustmentState, MallCode, MallItem, MallOrder, PointsAdjustment
@@ -113,7 +112,8 @@ def decide(data: dict[str, Any], adjustment_id: int) -> PointsAdjustment:
 @blp.response(202, BulkGrantResultSchema)
 def bulk_grant(data: dict[str, Any]) -> dict[str, Any]:
     """Grant points to many customers in a job; each member's grant has its own idempotency key
-    (`grant:<batch_key>:<customer>`), and the same batch_key queues the job once."""
+    (`grant:<batch>:<customer>`, the batch being the key under the caller's name), the same
+    batch_key queues the job once, and one reused for another grant answers 422."""
     session = db.session()
     actor = current_staff()
     wanted = sorted(set(data["customer_ids"]))
@@ -123,20 +123,9 @@ def bulk_grant(data: dict[str, Any]) -> dict[str, Any]:
     missing = [c for c in wanted if c not in found]
     if missing:
         raise AppError("request.invalid", 422, errors={"json": {"customer_ids": [f"not found: {missing[:20]}"]}})
-    row = enqueue(
-        session,
-        "points.bulk_grant",
-        {
-            "batch_key": data["batch_key"],
-            "customer_ids": wanted,
-            "points": data["points"],
-            "reason": data["reason"],
-            "staff_id": actor.staff_id,
-        },
-        dedup_key=f"points.bulk_grant:{data['batch_key']}",
-    )
+    queued = service.queue_bulk_grant(session, actor, data["batch_key"], wanted, data["points"], data["reason"])
     write_audit(session, actor, "points.bulk_grant", "bulk_grant", data["batch_key"], {"members": len(wanted)})
-    return {"batch_key": data["batch_key"], "members": len(wanted), "queued": row is not None}
+    return {"batch_key": data["batch_key"], "members": len(wanted), "queued": queued}
 
 
 # ---------------------------------------------------------------------------------------------
