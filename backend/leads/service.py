@@ -268,14 +268,27 @@ def _lead_store(session: Session, customer: Customer, listing: Listing | None, s
     raise AppError("lead.store_required", 422, errors={"json": {"store_id": ["required: you have no home store"]}})
 
 
-def _lock_customer(session: Session, customer_id: int) -> None:
-    session.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
+def _lock_customer(session: Session, customer: Customer) -> Customer:
+    """Lock the owner's row and answer the live customer: a merge that committed after the
+    request resolved its owner moved them on, and a lead left on the hidden source would be
+    lost to them (not in their list, not in the duplicate check)."""
+    customer_id = customer.id
+    for _ in range(10):
+        merged_into = session.execute(
+            select(Customer.merged_into_id).where(Customer.id == customer_id).with_for_update()
+        ).scalar_one_or_none()
+        if merged_into is None:
+            break
+        customer_id = merged_into
+    if customer_id == customer.id:
+        return customer
+    return session.get(Customer, customer_id, populate_existing=True) or customer
 
 
 def submit(session: Session, customer: Customer, data: dict[str, Any], now: datetime | None = None) -> Lead:
     now = now or utcnow()
     kind = LeadType(data["type"])
-    _lock_customer(session, customer.id)
+    customer = _lock_customer(session, customer)
     checked = _check_and_subject(session, customer, kind, data)
     duplicate = session.scalar(
         select(Lead.id).where(
