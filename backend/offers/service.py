@@ -384,8 +384,11 @@ def start_push(
     """Queue a push of `template` to the segment's members (the segment as its owner scopes it)."""
     from backend.segments.models import Segment
 
-    if session.get(Segment, segment_id) is None:
+    segment = session.get(Segment, segment_id)
+    if segment is None:
         raise AppError("segments.not_found", 404)
+    if segment.archived:  # it selects nobody: a push would be queued to issue nothing
+        raise AppError("segments.archived", 409)
     push = CouponPush(
         template_id=template.id, segment_id=segment_id, campaign_id=campaign_id, created_by=actor.staff_id
     )
