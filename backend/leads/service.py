@@ -272,14 +272,7 @@ def _lock_customer(session: Session, customer: Customer) -> Customer:
     """Lock the owner's row and answer the live customer: a merge that committed after the
     request resolved its owner moved them on, and a lead left on the hidden source would be
     lost to them (not in their list, not in the duplicate check)."""
-    customer_id = customer.id
-    for _ in range(10):
-        merged_into = session.execute(
-            select(Customer.merged_into_id).where(Customer.id == customer_id).with_for_update()
-        ).scalar_one_or_none()
-        if merged_into is None:
-            break
-        customer_id = merged_into
+    customer_id = live_customer_id(session, customer.id, exclusive=True)
     if customer_id == customer.id:
         return customer
     return session.get(Customer, customer_id, populate_existing=True) or customer

@@ -68,8 +68,9 @@ def record(
     return tp
 
 
-def live_customer_id(session: Session, customer_id: int) -> int:
-    """The customer that survives, read under a shared lock.
+def live_customer_id(session: Session, customer_id: int, *, exclusive: bool = False) -> int:
+    """The customer that survives, read under a shared lock (`exclusive`: the caller's own lock
+    on the row, held until commit).
 
     A writer that resolved a customer just before a merge committed would otherwise attach its
     row to the merged (hidden) source. The shared lock waits for a merge in progress (which holds
@@ -78,7 +79,7 @@ def live_customer_id(session: Session, customer_id: int) -> int:
 
     for _ in range(10):
         merged_into = session.execute(
-            select(Customer.merged_into_id).where(Customer.id == customer_id).with_for_update(read=True)
+            select(Customer.merged_into_id).where(Customer.id == customer_id).with_for_update(read=not exclusive)
         ).scalar_one_or_none()
         if merged_into is None:
             return customer_id
