@@ -83,6 +83,18 @@ def _follow_merges(session: Session, customer: Customer | None) -> Customer | No
     return customer
 
 
+def live_customer(session: Session, customer: Customer) -> Customer:
+    """The customer a writer about to attach rows to `customer` must use: the survivor, read
+    after a merge in progress commits (find_by_identity reads without a lock, so it can still
+    answer the source of a merge that commits a moment later)."""
+    live_id = live_customer_id(session, customer.id)
+    if live_id == customer.id:
+        return customer
+    survivor = session.get(Customer, live_id, populate_existing=True)
+    assert survivor is not None
+    return survivor
+
+
 def attach_identity(session: Session, customer: Customer, kind: IdentityKind, value: str) -> bool:
     """Link an identifier to a customer. False if it already belongs to someone (maybe them)."""
     customer_id = live_customer_id(session, customer.id)

@@ -16,7 +16,7 @@ from sqlalchemy import delete, distinct, func, select, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
-from backend.customers.service import attach_identity, attach_unionid, find_by_identity, vault
+from backend.customers.service import attach_identity, attach_unionid, find_by_identity, live_customer, vault
 from backend.org.models import ADVISOR_ROLES, OrgKind, OrgUnit, Staff, StaffStatus
 from backend.org.service import managers_of_store
 from backend.platform.db import DuplicateKey, insert_or_lock, unique_savepoint, utcnow
@@ -209,6 +209,9 @@ def ensure_customer(session: Session, external_userid: str, detail: dict[str, An
                 raise
     if unionid:
         customer = attach_unionid(session, customer, unionid, "wecom_unionid")
+    # The relation, advisor and tags written next must not land on the source of a merge that
+    # was committing while the customer was looked up.
+    customer = live_customer(session, customer)
     name = str(contact.get("name") or "")[:64]
     if name and (not customer.name or (customer.name != name and _named_by_wecom(customer))):
         customer.name = name
