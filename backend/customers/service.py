@@ -269,8 +269,7 @@ def set_phone(session: Session, customer: Customer, phone: str, phone_vault: Pho
 def bind_phone(
     session: Session, actor: MemberActor, gateway: MiniProgramGateway, phone_vault: PhoneVault, phone_code: str
 ) -> Customer:
-    customer = session.get(Customer, actor.customer_id)
-    assert customer is not None
+    customer = _lock_live_customer(session, actor.customer_id)
     try:
         phone = gateway.get_phone_number(phone_code)
     except UpstreamError as exc:
@@ -296,6 +295,21 @@ def bind_phone(
         source_ref=f"phone_bound:{customer.id}:{phone_vault.blind_index(normalized)[:16]}",
     )
     return customer
+
+
+def _lock_live_customer(session: Session, customer_id: int) -> Customer:
+    """The member's row FOR UPDATE, following a merge that committed while we waited: the
+    phone and its identity then go to the survivor, never half to a merged-away source (the
+    actor was resolved before the merge committed). Also makes two binds of one member wait
+    for each other."""
+    for _ in range(10):
+        customer = _lock_customers(session, {customer_id}).get(customer_id)
+        if customer is None:
+            raise AppError("member.not_found", 404)
+        if customer.merged_into_id is None:
+            return customer
+        customer_id = customer.merged_into_id
+    raise AppError("member.not_found", 404)
 
 
 def check_phone_access(actor: StaffActor) -> None:
