@@ -15,7 +15,7 @@ from backend.platform.errors import AppError, register_messages
 from backend.points import service
 from backend.points.models import PointsSignin
 from backend.touchpoints.models import Channel, Kind
-from backend.touchpoints.service import record
+from backend.touchpoints.service import live_customer_id, record
 
 register_messages({"signin.already_signed": ("今天已经签到过了", "Already signed in today")})
 
@@ -30,6 +30,9 @@ def points_for(cycle_day: int) -> int:
 
 def sign_in(session: Session, customer_id: int, now: datetime | None = None) -> PointsSignin:
     now = now or utcnow()
+    # The member resolved before a merge committed still says the merged-away id: the day's
+    # key (one sign-in per customer and day) must be the survivor's, or they sign in twice.
+    customer_id = live_customer_id(session, customer_id)
     today = service.shanghai_date(now)
     yesterday = session.scalars(
         select(PointsSignin).where(
