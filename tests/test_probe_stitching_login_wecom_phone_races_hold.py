@@ -58,3 +58,29 @@ def test_two_members_bind_the_same_phone_at_once(app: Any, sandbox_reset: Any) -
     statuses = sorted(r.status_code for r in results)
     assert statuses == [200, 409], [r.get_json() for r in results]
     assert count_committed(app, Customer, Customer.phone_encrypted.is_not(None)) == 1
+
+
+@pytest.mark.parametrize("round_", range(4))
+def test_returning_member_login_with_unionid_racing_wecom_add_of_it(app: Any, sandbox_reset: Any, round_: int) -> None:
+    """The member first logged in without a unionid; their next login carries it while WeCom
+    brings the same person (new external_userid, same unionid)."""
+    client = app.test_client()
+    first = client.post(
+        "/api/app/v1/auth/login", json={"code": sandbox_reset.state.issue_login_code(f"o-m{round_}")}
+    ).get_json()
+    code = sandbox_reset.state.issue_login_code(f"o-m{round_}", f"u-m{round_}")
+
+    def go(i: int) -> Any:
+        if i == 0:
+            return client.post("/api/app/v1/auth/login", json={"code": code})
+        return _wecom_add(app, f"wm-m{round_}", f"u-m{round_}")
+
+    login, added = run_threads(2, go)
+    assert not isinstance(added, Exception), added
+    assert login.status_code == 200, login.get_json()
+    assert login.get_json()["customer_id"] == first["customer_id"]
+    assert count_committed(app, Customer, Customer.merged_into_id.is_(None)) == 1
+    with app.app_context():
+        owners = set(db.session().scalars(select(CustomerIdentity.customer_id)))
+        db.session.remove()
+    assert owners == {first["customer_id"]}
