@@ -250,18 +250,33 @@ def claim(session: Session, customer: Customer, template_id: int, now: datetime 
         raise AppError("coupon.template_not_found", 404)
     if not (template.claim_starts_at <= now < template.claim_ends_at):
         raise AppError("coupon.not_claimable", 409)
+    customer = _lock_member(session, customer)
     _check_eligible(session, template, customer, now)
-    _lock_member(session, customer.id)
     return _issue(session, template, customer.id, "claim", None, now)
 
 
-def _lock_member(session: Session, customer_id: int) -> None:
+def _lock_member(session: Session, customer: Customer) -> Customer:
     """A member's claims, exchanges and gifts queue on their customer row, the first lock these
     requests take: two at once both reached the counter's INSERT … ON DUPLICATE KEY UPDATE for a
     row neither could see yet, and the next-key locks that the duplicate check takes on the
     unique index deadlocked among a burst's claims (a 500 in a run of 200 claims). One request
-    now finds the other's counter row (and coupon) committed."""
-    session.execute(select(Customer.id).where(Customer.id == customer_id).with_for_update())
+    now finds the other's counter row (and coupon) committed.
+
+    Returns the customer who survives: a member resolved before a merge committed would
+    otherwise get a coupon on the merged-away row, past the survivor's per-member limit."""
+    customer_id = customer.id
+    for _ in range(10):
+        merged_into = session.execute(
+            select(Customer.merged_into_id).where(Customer.id == customer_id).with_for_update()
+        ).scalar_one_or_none()
+        if merged_into is None:
+            break
+        customer_id = merged_into
+    if customer_id == customer.id:
+        return customer
+    survivor = session.get(Customer, customer_id, populate_existing=True)
+    assert survivor is not None
+    return survivor
 
 
 def issue_once(
@@ -299,7 +314,7 @@ def give(
     session: Session, actor: StaffActor, template: CouponTemplate, customer: Customer, reason: str, ref: str
 ) -> Coupon:
     """Staff give a coupon with a reason; `ref` (the client's id of this gift) makes a retry give once."""
-    _lock_member(session, customer.id)
+    customer = _lock_member(session, customer)
     coupon, new = issue_once(session, template, customer.id, "staff", f"give:{template.id}:{customer.id}:{ref}")
     if new:
         write_audit(session, actor, "coupon.given", "coupon", coupon.id, {"customer_id": customer.id, "reason": reason})
@@ -355,8 +370,8 @@ def exchange(session: Session, customer: Customer, code: str, now: datetime | No
         raise AppError("coupon.exchange_code_invalid", 404)
     if not (template.claim_starts_at <= now < template.claim_ends_at):
         raise AppError("coupon.not_claimable", 409)
+    customer = _lock_member(session, customer)
     _check_eligible(session, template, customer, now)
-    _lock_member(session, customer.id)
     coupon, _ = issue_once(session, template, customer.id, "exchange", f"exchange:{template.id}:{customer.id}", now)
     return coupon
 
