@@ -42,6 +42,7 @@ from sqlalchemy import ColumnElement, Select, exists, false, func, or_, select, 
 from sqlalchemy.orm import Session, aliased
 
 from backend.customers.models import Customer
+from backend.customers.service import live_customer
 from backend.events.models import (
     ACTIVE_STATES,
     SEAT_STATES,
@@ -590,6 +591,9 @@ def sign_up(
             422,
             errors={"json": {"party_size": [f"at most {event.max_party_size}"]}},
         )
+    # A member resolved before a merge committed: the seat is the survivor's, under their
+    # one-active-sign-up key (else the merged-away row holds a second seat of the same person).
+    customer = live_customer(session, customer)
     _check_eligible(session, event, customer, now)
     existing = active_registration(session, customer.id, event.id)
     if existing is not None:
