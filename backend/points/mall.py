@@ -42,7 +42,7 @@ from backend.points.models import (
     PointsLedger,
 )
 from backend.touchpoints.models import Channel, Kind
-from backend.touchpoints.service import record
+from backend.touchpoints.service import live_customer_id, record
 
 log = logging.getLogger("dealerloop.points.mall")
 
@@ -190,6 +190,9 @@ def redeem(
     now: datetime | None = None,
 ) -> MallOrder:
     now = now or utcnow()
+    # A member resolved before a merge committed: the order, its per-member counters and the
+    # points are the survivor's (else a second redemption past their limit, on a hidden row).
+    customer_id = live_customer_id(session, customer_id)
     customer = session.get(Customer, customer_id)
     if customer is None:
         raise AppError("member.not_found", 404)

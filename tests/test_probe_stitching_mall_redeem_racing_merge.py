@@ -1,0 +1,68 @@
+"""Probe: a points-mall redemption of a member whom staff are merging into one who redeemed it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from backend.customers.models import Customer
+from backend.platform.db import db
+from backend.platform.errors import AppError
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
+
+
+def test_redeem_racing_a_merge_keeps_the_survivors_per_member_limit(app: Any) -> None:
+    from backend.customers.service import merge_customers
+    from backend.platform.actors import SystemActor
+    from backend.points import service as points
+    from backend.points.mall import redeem
+    from backend.points.models import ItemKind, MallItem, MallOrder
+
+    with app.app_context():
+        s = db.session()
+        a, b = Customer(name="甲"), Customer(name="乙")
+        item = MallItem(name="保养券", kind=ItemKind.SERVICE_VOUCHER, points_price=10, stock=5, per_member_limit=1)
+        s.add_all([a, b, item])
+        s.flush()
+        points.earn(s, b.id, 100, key="mall-probe-b", reason_code="manual", operator="system:test")
+        redeem(s, b.id, item.id)
+        s.commit()
+        sid, tid, item_id = a.id, b.id, item.id
+        db.session.remove()
+    locked, release = threading.Event(), threading.Event()
+
+    def merge() -> None:
+        with app.app_context():
+            s = db.session()
+            merge_customers(s, SystemActor("test"), sid, tid, "probe")
+            locked.set()
+            release.wait(15)
+            s.commit()
+            db.session.remove()
+
+    merger = threading.Thread(target=merge)
+    merger.start()
+    assert locked.wait(10)
+    threading.Timer(1.0, release.set).start()
+    with app.app_context():
+        s = db.session()
+        try:
+            redeem(s, sid, item_id)  # the member's request resolved them before the merge committed
+            s.commit()
+            outcome = "redeemed"
+        except AppError as exc:
+            s.rollback()
+            outcome = exc.code
+        db.session.remove()
+    merger.join(15)
+    with app.app_context():
+        s = db.session()
+        holders = s.scalars(select(MallOrder.customer_id)).all()
+        drift = points.check_drift(s)
+        db.session.remove()
+    assert drift == []
+    assert (outcome, holders) == ("mall.limit_reached", [tid])
