@@ -352,8 +352,7 @@ PROFILE_FIELDS = ("name", "gender", "birthday")
 
 
 def update_profile(session: Session, actor: MemberActor, changes: dict[str, Any]) -> Customer:
-    customer = session.get(Customer, actor.customer_id)
-    assert customer is not None
+    customer = _lock_live_customer(session, actor.customer_id)  # the survivor of a merge meanwhile
     changed = {k: v for k, v in changes.items() if k in PROFILE_FIELDS and getattr(customer, k) != v}
     for key, value in changed.items():
         setattr(customer, key, value)
