@@ -84,15 +84,18 @@ def _follow_merges(session: Session, customer: Customer | None) -> Customer | No
     return customer
 
 
-def live_customer(session: Session, customer: Customer) -> Customer:
-    """The customer a writer about to attach rows to `customer` must use: the survivor, read
-    after a merge in progress commits (find_by_identity reads without a lock, so it can still
-    answer the source of a merge that commits a moment later)."""
-    live_id = live_customer_id(session, customer.id)
-    if live_id == customer.id:
-        return customer
-    survivor = session.get(Customer, live_id, populate_existing=True)
-    assert survivor is not None
+def live_customer(session: Session, customer_id: int, *, exclusive: bool = False) -> Customer:
+    """The customer a writer about to attach rows to `customer_id` must use: the survivor, read
+    after a merge in progress commits (find_by_identity reads without a lock, and a request's
+    actor is resolved before, so either can still name the source of a merge that commits a
+    moment later). `exclusive`: the survivor's row stays locked FOR UPDATE until commit (two
+    writes of one member then wait for each other)."""
+    live_id = live_customer_id(session, customer_id, exclusive=exclusive)
+    # Re-read what moved or is now locked; the caller's own object (and its pending changes) is
+    # left as it is otherwise.
+    survivor = session.get(Customer, live_id, populate_existing=exclusive or live_id != customer_id)
+    if survivor is None:
+        raise AppError("member.not_found", 404)
     return survivor
 
 
@@ -270,7 +273,7 @@ def set_phone(session: Session, customer: Customer, phone: str, phone_vault: Pho
 def bind_phone(
     session: Session, actor: MemberActor, gateway: MiniProgramGateway, phone_vault: PhoneVault, phone_code: str
 ) -> Customer:
-    customer = _lock_live_customer(session, actor.customer_id)
+    customer = live_customer(session, actor.customer_id, exclusive=True)
     try:
         phone = gateway.get_phone_number(phone_code)
     except UpstreamError as exc:
@@ -296,21 +299,6 @@ def bind_phone(
         source_ref=f"phone_bound:{customer.id}:{phone_vault.blind_index(normalized)[:16]}",
     )
     return customer
-
-
-def _lock_live_customer(session: Session, customer_id: int) -> Customer:
-    """The member's row FOR UPDATE, following a merge that committed while we waited: the
-    phone and its identity then go to the survivor, never half to a merged-away source (the
-    actor was resolved before the merge committed). Also makes two binds of one member wait
-    for each other."""
-    for _ in range(10):
-        customer = _lock_customers(session, {customer_id}).get(customer_id)
-        if customer is None:
-            raise AppError("member.not_found", 404)
-        if customer.merged_into_id is None:
-            return customer
-        customer_id = customer.merged_into_id
-    raise AppError("member.not_found", 404)
 
 
 def check_phone_access(actor: StaffActor) -> None:
@@ -352,7 +340,7 @@ PROFILE_FIELDS = ("name", "gender", "birthday")
 
 
 def update_profile(session: Session, actor: MemberActor, changes: dict[str, Any]) -> Customer:
-    customer = _lock_live_customer(session, actor.customer_id)  # the survivor of a merge meanwhile
+    customer = live_customer(session, actor.customer_id, exclusive=True)  # the survivor of a merge meanwhile
     changed = {k: v for k, v in changes.items() if k in PROFILE_FIELDS and getattr(customer, k) != v}
     for key, value in changed.items():
         setattr(customer, key, value)

@@ -593,7 +593,7 @@ def sign_up(
         )
     # A member resolved before a merge committed: the seat is the survivor's, under their
     # one-active-sign-up key (else the merged-away row holds a second seat of the same person).
-    customer = live_customer(session, customer)
+    customer = live_customer(session, customer.id)
     _check_eligible(session, event, customer, now)
     existing = active_registration(session, customer.id, event.id)
     if existing is not None:

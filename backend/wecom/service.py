@@ -211,7 +211,7 @@ def ensure_customer(session: Session, external_userid: str, detail: dict[str, An
         customer = attach_unionid(session, customer, unionid, "wecom_unionid")
     # The relation, advisor and tags written next must not land on the source of a merge that
     # was committing while the customer was looked up.
-    customer = live_customer(session, customer)
+    customer = live_customer(session, customer.id)
     name = str(contact.get("name") or "")[:64]
     if name and (not customer.name or (customer.name != name and _named_by_wecom(customer))):
         customer.name = name
