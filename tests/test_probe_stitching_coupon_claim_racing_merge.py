@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -11,16 +10,14 @@ from sqlalchemy import select
 
 from backend.customers.models import Customer
 from backend.platform.db import db, utcnow
-from backend.platform.errors import AppError
+from tests.threads import attempt, held_merge
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
 
 def test_claim_racing_a_merge_keeps_the_survivors_per_member_limit(app: Any) -> None:
-    from backend.customers.service import merge_customers
     from backend.offers.models import Coupon, CouponKind, CouponTemplate
     from backend.offers.service import claim
-    from backend.platform.actors import SystemActor
 
     with app.app_context():
         s = db.session()
@@ -42,33 +39,9 @@ def test_claim_racing_a_merge_keeps_the_survivors_per_member_limit(app: Any) -> 
         s.commit()
         sid, tid, template_id = a.id, b.id, template.id
         db.session.remove()
-    locked, release = threading.Event(), threading.Event()
-
-    def merge() -> None:
-        with app.app_context():
-            s = db.session()
-            merge_customers(s, SystemActor("test"), sid, tid, "probe")
-            locked.set()
-            release.wait(15)
-            s.commit()
-            db.session.remove()
-
-    merger = threading.Thread(target=merge)
-    merger.start()
-    assert locked.wait(10)
-    threading.Timer(1.0, release.set).start()
-    with app.app_context():
-        s = db.session()
-        member = s.get(Customer, sid)  # the member's request resolved them before the merge committed
-        try:
-            claim(s, member, template_id)
-            s.commit()
-            outcome = "claimed"
-        except AppError as exc:
-            s.rollback()
-            outcome = exc.code
-        db.session.remove()
-    merger.join(15)
+    with held_merge(app, sid, tid):
+        # the member's request resolved them before the merge committed
+        outcome = attempt(app, lambda s: claim(s, s.get(Customer, sid), template_id))
     with app.app_context():
         s = db.session()
         holders = s.scalars(select(Coupon.customer_id)).all()

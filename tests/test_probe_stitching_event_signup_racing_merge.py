@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
@@ -11,16 +10,14 @@ from sqlalchemy import select
 
 from backend.customers.models import Customer
 from backend.platform.db import db, utcnow
-from backend.platform.errors import AppError
+from tests.threads import attempt, held_merge
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
 
 def test_signup_racing_a_merge_keeps_one_seat_on_the_survivor(app: Any, db_session: Any, tree: Any) -> None:
-    from backend.customers.service import merge_customers
     from backend.events.models import Event, EventRegistration, EventStatus
     from backend.events.service import sign_up
-    from backend.platform.actors import SystemActor
 
     now = utcnow()
     store = tree.stores[0]
@@ -48,33 +45,8 @@ def test_signup_racing_a_merge_keeps_one_seat_on_the_survivor(app: Any, db_sessi
         sign_up(s, s.get(Customer, tid), event_id)
         s.commit()
         db.session.remove()
-    locked, release = threading.Event(), threading.Event()
-
-    def merge() -> None:
-        with app.app_context():
-            s = db.session()
-            merge_customers(s, SystemActor("test"), sid, tid, "probe")
-            locked.set()
-            release.wait(15)
-            s.commit()
-            db.session.remove()
-
-    merger = threading.Thread(target=merge)
-    merger.start()
-    assert locked.wait(10)
-    threading.Timer(1.0, release.set).start()
-    with app.app_context():
-        s = db.session()
-        member = s.get(Customer, sid)  # resolved before the merge committed
-        try:
-            sign_up(s, member, event_id)
-            s.commit()
-            outcome = "signed_up"
-        except AppError as exc:
-            s.rollback()
-            outcome = exc.code
-        db.session.remove()
-    merger.join(15)
+    with held_merge(app, sid, tid):
+        outcome = attempt(app, lambda s: sign_up(s, s.get(Customer, sid), event_id))  # resolved before the merge
     with app.app_context():
         s = db.session()
         holders = s.scalars(select(EventRegistration.customer_id)).all()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -10,14 +9,12 @@ from sqlalchemy import select
 
 from backend.customers.models import Customer
 from backend.platform.db import db
-from backend.platform.errors import AppError
+from tests.threads import attempt, held_merge
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
 
 def test_redeem_racing_a_merge_keeps_the_survivors_per_member_limit(app: Any) -> None:
-    from backend.customers.service import merge_customers
-    from backend.platform.actors import SystemActor
     from backend.points import service as points
     from backend.points.mall import redeem
     from backend.points.models import ItemKind, MallItem, MallOrder
@@ -33,32 +30,8 @@ def test_redeem_racing_a_merge_keeps_the_survivors_per_member_limit(app: Any) ->
         s.commit()
         sid, tid, item_id = a.id, b.id, item.id
         db.session.remove()
-    locked, release = threading.Event(), threading.Event()
-
-    def merge() -> None:
-        with app.app_context():
-            s = db.session()
-            merge_customers(s, SystemActor("test"), sid, tid, "probe")
-            locked.set()
-            release.wait(15)
-            s.commit()
-            db.session.remove()
-
-    merger = threading.Thread(target=merge)
-    merger.start()
-    assert locked.wait(10)
-    threading.Timer(1.0, release.set).start()
-    with app.app_context():
-        s = db.session()
-        try:
-            redeem(s, sid, item_id)  # the member's request resolved them before the merge committed
-            s.commit()
-            outcome = "redeemed"
-        except AppError as exc:
-            s.rollback()
-            outcome = exc.code
-        db.session.remove()
-    merger.join(15)
+    with held_merge(app, sid, tid):
+        outcome = attempt(app, lambda s: redeem(s, sid, item_id))  # the member resolved before the merge committed
     with app.app_context():
         s = db.session()
         holders = s.scalars(select(MallOrder.customer_id)).all()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from backend.customers.models import Customer, CustomerIdentity, IdentityKind
-from backend.platform.db import db
+from tests.threads import held_merge
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
@@ -17,33 +16,15 @@ pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 def test_phone_bound_during_a_merge_of_the_member_lands_on_the_survivor(
     app: Any, db_session: Any, sandbox_reset: Any
 ) -> None:
-    from backend.customers.service import merge_customers
-    from backend.platform.actors import SystemActor
-
     client = app.test_client()
     a = client.post("/api/app/v1/auth/login", json={"code": sandbox_reset.state.issue_login_code("o-a")}).get_json()
     b = client.post("/api/app/v1/auth/login", json={"code": sandbox_reset.state.issue_login_code("o-b")}).get_json()
     sid, tid = a["customer_id"], b["customer_id"]
     code = sandbox_reset.state.issue_phone_code("13922223333")
-    locked, release = threading.Event(), threading.Event()
-
-    def merge() -> None:
-        with app.app_context():
-            s = db.session()
-            merge_customers(s, SystemActor("test"), sid, tid, "probe")
-            locked.set()
-            release.wait(15)
-            s.commit()
-            db.session.remove()
-
-    merger = threading.Thread(target=merge)
-    merger.start()
-    assert locked.wait(10)
-    threading.Timer(1.0, release.set).start()
-    resp = client.post(
-        "/api/app/v1/me/phone", json={"code": code}, headers={"Authorization": f"Bearer {a['access_token']}"}
-    )
-    merger.join(15)
+    with held_merge(app, sid, tid):
+        resp = client.post(
+            "/api/app/v1/me/phone", json={"code": code}, headers={"Authorization": f"Bearer {a['access_token']}"}
+        )
     assert resp.status_code == 200, resp.get_json()
     db_session.expire_all()
     phones = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -11,13 +10,12 @@ from sqlalchemy import select
 from backend.customers.models import Customer
 from backend.platform.db import db
 from backend.platform.errors import AppError
+from tests.threads import attempt, held_merge
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 
 
 def test_signin_racing_a_merge_lands_on_the_survivor_once_a_day(app: Any) -> None:
-    from backend.customers.service import merge_customers
-    from backend.platform.actors import SystemActor
     from backend.points import service as points
     from backend.points.models import PointsLedger, PointsSignin
     from backend.points.signin import sign_in
@@ -31,32 +29,8 @@ def test_signin_racing_a_merge_lands_on_the_survivor_once_a_day(app: Any) -> Non
         s.commit()
         sid, tid = a.id, b.id
         db.session.remove()
-    locked, release = threading.Event(), threading.Event()
-
-    def merge() -> None:
-        with app.app_context():
-            s = db.session()
-            merge_customers(s, SystemActor("test"), sid, tid, "probe")
-            locked.set()
-            release.wait(15)
-            s.commit()
-            db.session.remove()
-
-    merger = threading.Thread(target=merge)
-    merger.start()
-    assert locked.wait(10)
-    threading.Timer(1.0, release.set).start()
-    with app.app_context():
-        s = db.session()
-        try:
-            sign_in(s, sid)  # the member's request resolved them before the merge committed
-            s.commit()
-            outcome = "signed"
-        except AppError as exc:
-            s.rollback()
-            outcome = exc.code
-        db.session.remove()
-    merger.join(15)
+    with held_merge(app, sid, tid):
+        outcome = attempt(app, lambda s: sign_in(s, sid))  # the member resolved before the merge committed
     assert outcome == "signin.already_signed"
     with app.app_context():
         s = db.session()

@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from backend.customers.models import Customer, CustomerAdvisor, CustomerIdentity, IdentityKind
-from backend.platform.db import db
-from tests.threads import lock_wait_seen
+from tests.threads import held_merge, lock_wait_seen
 from tests.wecom.helpers import contact_xml, ok, post_event, run_due_jobs
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
@@ -19,24 +18,6 @@ pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 ADVISOR = "advisor.zhang"
 CUSTOMER = "wmDemoCustomer001"
 UNIONID = "oDemoUnion001"
-
-
-def _held_merge(app: Any, sid: int, tid: int, locked: threading.Event, release: threading.Event) -> threading.Thread:
-    from backend.customers.service import merge_customers
-    from backend.platform.actors import SystemActor
-
-    def run() -> None:
-        with app.app_context():
-            s = db.session()
-            merge_customers(s, SystemActor("test"), sid, tid, "probe")
-            locked.set()
-            release.wait(15)
-            s.commit()
-            db.session.remove()
-
-    t = threading.Thread(target=run)
-    t.start()
-    return t
 
 
 def test_wecom_add_racing_a_merge_of_its_contact_lands_on_the_survivor(
@@ -56,18 +37,14 @@ def test_wecom_add_racing_a_merge_of_its_contact_lands_on_the_survivor(
     sid, tid = source.id, target.id
     from backend.wecom.models import WeComFriend
 
-    locked, release = threading.Event(), threading.Event()
-    merger = _held_merge(app, sid, tid, locked, release)
-    assert locked.wait(10)
-    done = threading.Event()
-    watcher = threading.Thread(target=lambda: (lock_wait_seen(10, done), release.set()))
-    watcher.start()
-    threading.Timer(3, release.set).start()
-    xml = contact_xml(sandbox_reset, "add_external_contact", ADVISOR, CUSTOMER, int(time.time()))
-    ok(post_event(app.test_client(), sandbox_reset, xml))  # its handler runs while the merge holds the rows
-    run_due_jobs(app)
-    done.set()
-    merger.join(15)
+    with held_merge(app, sid, tid, release_after=3) as release:
+        done = threading.Event()
+        watcher = threading.Thread(target=lambda: (lock_wait_seen(10, done), release.set()))
+        watcher.start()
+        xml = contact_xml(sandbox_reset, "add_external_contact", ADVISOR, CUSTOMER, int(time.time()))
+        ok(post_event(app.test_client(), sandbox_reset, xml))  # its handler runs while the merge holds the rows
+        run_due_jobs(app)
+        done.set()
     watcher.join(15)
 
     db_session.expire_all()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import func, select
@@ -69,3 +70,54 @@ def lock_wait_seen(timeout: float, until: threading.Event | None = None) -> bool
         return False
     finally:
         conn.close()
+
+
+@contextmanager
+def held_merge(app: Any, source_id: int, target_id: int, release_after: float = 1.0) -> Iterator[threading.Event]:
+    """A staff merge of `source_id` into `target_id` on a thread of its own, holding both
+    customer rows FOR UPDATE when the block starts and committing `release_after` seconds later
+    (or as soon as the yielded event is set): a write in the block that resolved its customer
+    before the merge committed has to wait for it. The merge is joined when the block ends."""
+    from backend.customers.service import merge_customers
+    from backend.platform.actors import SystemActor
+
+    locked, release = threading.Event(), threading.Event()
+
+    def merge() -> None:
+        with app.app_context():
+            s = db.session()
+            merge_customers(s, SystemActor("test"), source_id, target_id, "probe")
+            locked.set()
+            release.wait(15)
+            s.commit()
+            db.session.remove()
+
+    merger = threading.Thread(target=merge)
+    merger.start()
+    assert locked.wait(10), "the merge never took its locks"
+    timer = threading.Timer(release_after, release.set)
+    timer.start()
+    try:
+        yield release
+    finally:
+        release.set()
+        timer.cancel()
+        merger.join(15)
+
+
+def attempt(app: Any, write: Callable[[Any], Any]) -> str:
+    """`write(session)` in a unit of work of its own: "done" once committed, else the code of the
+    AppError that refused it (rolled back)."""
+    from backend.platform.errors import AppError
+
+    with app.app_context():
+        s = db.session()
+        try:
+            write(s)
+            s.commit()
+            return "done"
+        except AppError as exc:
+            s.rollback()
+            return exc.code
+        finally:
+            db.session.remove()
