@@ -98,6 +98,7 @@ def _configure_gateways(app: Flask) -> None:
         base = app.config["PUBLIC_BASE_URL"].rstrip("/") + "/sandbox"
         app.config["WECHAT_API_BASE"] = f"{base}/wechat"
         app.config["WECOM_API_BASE"] = f"{base}/wecom"
+        app.config["WECOM_OAUTH_BASE"] = f"{base}/wecom"  # the sandbox also plays open.weixin.qq.com
         app.config["WECHATPAY_GATEWAY"] = f"{base}/wechatpay"
         sandbox = create_sandbox(credentials)
         if not app.config.get("WECHATPAY_NOTIFY_URL"):
@@ -143,11 +144,12 @@ def _register_api(app: Flask) -> None:
     from backend.api import register_owner_api
     from backend.ops.api import blp as ops_blp
     from integrations.callbacks import install_callback_lanes, register_callbacks
-    from workbench import register_workbench
+    from workbench import register_pages, register_workbench
 
     api.register_blueprint(ops_blp)
     register_owner_api(api)
     register_workbench(api)
+    register_pages(app)
     register_callbacks(api)
     install_callback_lanes(app)
 

@@ -57,6 +57,7 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "PUBLIC_BASE_URL": ("http://127.0.0.1:5000", "where this server is reached; the sandbox base URLs derive from it"),
     "WECHAT_API_BASE": ("https://api.weixin.qq.com", "mini-program API host"),
     "WECOM_API_BASE": ("https://qyapi.weixin.qq.com", "WeCom API host"),
+    "WECOM_OAUTH_BASE": ("https://open.weixin.qq.com", "WeCom OAuth2 authorize host (the H5 workbench pages' login)"),
     "WECHATPAY_GATEWAY": ("https://api.mch.weixin.qq.com", "WeChat Pay APIv3 host"),
     "WECHATPAY_NOTIFY_URL": ("", "https URL WeChat Pay posts notifications to"),
     "WECOM_EXTRA_APPS": ("", "JSON list of further WeCom apps: corp_id, agent_id, secret, token, aes_key[, api_base]"),

@@ -42,6 +42,7 @@ class RunningSandbox:
             **self.credentials,
             "WECHAT_API_BASE": self.wechat_url,
             "WECOM_API_BASE": self.wecom_url,
+            "WECOM_OAUTH_BASE": self.wecom_url,
             "WECHATPAY_GATEWAY": self.wechatpay_url,
             "WECHATPAY_NOTIFY_URL": TEST_NOTIFY_URL,
             "UPSTREAM_TIMEOUT": 2.0,

@@ -15,7 +15,8 @@ import pytest
 
 from backend.platform.api import SCOPE_ATTR
 
-NON_API_PREFIXES = ("/static", "/docs", "/openapi.json", "/docs-assets", "/sandbox")
+# /workbench/...: the H5 pages, shells without data (their data comes through the API walked here).
+NON_API_PREFIXES = ("/static", "/docs", "/openapi.json", "/docs-assets", "/sandbox", "/workbench/")
 
 
 def _handlers(app: Any) -> list[tuple[str, str, Any]]:

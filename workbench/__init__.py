@@ -1,8 +1,11 @@
-"""The advisor workbench API (/api/workbench/v1) for WeCom sidebar pages and managers' tools."""
+"""The advisor workbench API (/api/workbench/v1) for WeCom sidebar pages and managers' tools,
+and the H5 pages WeCom cards open (/workbench/..., `workbench.pages`)."""
 
 from __future__ import annotations
 
 from importlib import import_module
+
+from flask import Flask
 
 from backend.platform.api import Api
 
@@ -30,3 +33,9 @@ FEATURE_APIS = (
 def register_workbench(api: Api) -> None:
     for module in FEATURE_APIS:
         api.register_blueprint(import_module(module).blp)
+
+
+def register_pages(app: Flask) -> None:
+    from workbench.pages import blp
+
+    app.register_blueprint(blp)

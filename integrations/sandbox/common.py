@@ -21,6 +21,7 @@ ERRMSG = {
     40014: "invalid access_token",
     40029: "invalid code",
     40037: "invalid template_id",
+    40056: "invalid agentid",
     40058: "invalid parameter",
     40068: "invalid tagid",
     40125: "invalid appsecret",

@@ -132,6 +132,9 @@ class SandboxState:
         self.login_codes: dict[str, OneTimeCode] = {}
         self.phone_codes: dict[str, OneTimeCode] = {}
         self.oauth_codes: dict[str, OneTimeCode] = {}
+        # The member signed in to the WeCom client that opens pages (the authorize endpoint's
+        # user); nobody until a test or a developer says who (`sign_in_wecom`).
+        self.wecom_signed_in: str | None = None
         self.welcome_codes: dict[str, OneTimeCode] = {}
         self.users: dict[str, dict[str, Any]] = {}  # mini-program openid -> {"unionid", "phone"}
         self.subscribe_grants: dict[tuple[str, str], int] = {}
@@ -473,6 +476,28 @@ class SandboxState:
 
     def consume_oauth_code(self, code: str | None) -> tuple[str, dict[str, Any] | None]:
         return self._consume(self.oauth_codes, code)
+
+    def sign_in_wecom(self, userid: str | None) -> None:
+        """Who is signed in to WeCom on the "phone" that follows OAuth redirects: an active member
+        of the directory (`add_member`), or None to sign out. Anyone else is refused, as WeCom
+        would never authorise a stranger."""
+        with self.lock:
+            if userid is not None:
+                member = self.members.get(userid)
+                if member is None or member["status"] != "active":
+                    raise ValueError(f"{userid!r} is not an active member of the sandbox's corp")
+            self.wecom_signed_in = userid
+
+    def authorize_member(self) -> str:
+        """The signed-in member's OAuth code (authorize): the member must still be active."""
+        with self.lock:
+            userid = self.wecom_signed_in
+            if userid is None:
+                raise LookupError('nobody is signed in to WeCom: POST /_sandbox/wecom-session {"userid": ...}')
+            member = self.members.get(userid)
+            if member is None or member["status"] != "active":
+                raise ValueError(f"{userid!r} is no longer an active member")
+            return self.issue_oauth_code(userid)
 
     def issue_welcome_code(self, userid: str, external_userid: str) -> str:
         """The WelcomeCode an add_external_contact callback would carry (20 s, single use)."""

@@ -1,4 +1,5 @@
-"""Fake of qyapi.weixin.qq.com: token, OAuth, JS-SDK tickets, customer contact, app messages."""
+"""Fake of qyapi.weixin.qq.com (and of open.weixin.qq.com's OAuth2 authorize page): token,
+OAuth, JS-SDK tickets, customer contact, app messages."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import json
 import os
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import Flask, Response, request
+from flask import Flask, Response, redirect, request
 
-from .common import CONTROL_PREFIX, answer, fail, json_body, make_app, ok
+from .common import CONTROL_PREFIX, answer, errcode_body, fail, json_body, make_app, ok
 from .state import CHINA_TZ, IssuedToken, SandboxState
 
 SERVICE = "wecom"
@@ -119,6 +121,31 @@ def create_wecom_app(state: SandboxState) -> Flask:
         if who.get("external_userid"):
             fields["external_userid"] = who["external_userid"]
         return ok(**fields)
+
+    @app.get("/connect/oauth2/authorize")
+    def oauth2_authorize() -> Response:
+        """open.weixin.qq.com's page: checks the app's parameters, then sends the signed-in
+        member back to `redirect_uri` with a one-time code and the caller's `state`."""
+        args = request.args
+        if args.get("appid") != corp_id:
+            return answer(errcode_body(40013, "invalid corpid"), status=400)
+        scope = args.get("scope")
+        if args.get("response_type") != "code" or scope not in ("snsapi_base", "snsapi_privateinfo"):
+            return answer(errcode_body(40058, "response_type must be code, scope snsapi_base/snsapi_privateinfo"), 400)
+        # agentid is optional for snsapi_base, required for snsapi_privateinfo; when given, this app's.
+        if args.get("agentid", agent_id) != agent_id or (scope == "snsapi_privateinfo" and not args.get("agentid")):
+            return answer(errcode_body(40056, "invalid agentid"), status=400)
+        target = urlsplit(args.get("redirect_uri", ""))
+        if target.scheme not in ("http", "https") or not target.netloc:
+            return answer(errcode_body(40058, "redirect_uri must be an absolute http(s) URL"), status=400)
+        try:
+            code = state.authorize_member()
+        except LookupError as exc:  # nobody signed in: the developer or test forgot to say who
+            return answer({"error": str(exc)}, status=400)
+        except ValueError:
+            return answer(errcode_body(60111, "invalid userid"), status=400)
+        query = parse_qsl(target.query, keep_blank_values=True) + [("code", code), ("state", args.get("state", ""))]
+        return redirect(urlunsplit(target._replace(query=urlencode(query), fragment="")), code=302)
 
     @app.get("/cgi-bin/get_jsapi_ticket")
     def get_jsapi_ticket() -> Response:
@@ -503,6 +530,26 @@ def create_wecom_app(state: SandboxState) -> Flask:
         except ValueError as exc:
             return answer({"error": str(exc)}, status=400)
         return answer({"code": code})
+
+    @app.post(CONTROL_PREFIX + "members")
+    def control_add_member() -> Response:
+        """A member of the corp's directory (as WeCom's admin console would add one)."""
+        data = json_body() or {}
+        if not isinstance(data.get("userid"), str) or not data["userid"]:
+            return answer({"error": "userid is required"}, status=400)
+        state.add_member(data["userid"], data.get("name"))
+        return answer({"userid": data["userid"]})
+
+    @app.post(CONTROL_PREFIX + "wecom-session")
+    def control_wecom_session() -> Response:
+        """Sign a directory member in to "WeCom" (`{"userid": null}` signs out): the authorize
+        endpoint issues codes for them."""
+        data = json_body() or {}
+        try:
+            state.sign_in_wecom(data.get("userid"))
+        except ValueError as exc:
+            return answer({"error": str(exc)}, status=400)
+        return answer({"userid": state.wecom_signed_in})
 
     @app.post(CONTROL_PREFIX + "welcome-code")
     def control_welcome_code() -> Response:
