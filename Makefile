@@ -6,7 +6,7 @@ FLASK := $(VENV)/bin/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: help install install-dev run migrate seed worker test lint format bench clean
+.PHONY: help install install-dev chromium run migrate seed worker test lint format bench clean
 
 help:
 	@echo "make run      serve the API on http://$(HOST):$(PORT) (SQLite, inline jobs, sandbox) — DATABASE_URL/REDIS_URL to use MySQL/Redis"
@@ -44,7 +44,12 @@ run: migrate
 worker: migrate
 	$(FLASK) worker
 
-test: install-dev
+# The H5 pages' browser tests drive Debian's chromium through Playwright (no browser download);
+# with CI=true a missing chromium fails them.
+chromium:
+	@command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+test: install-dev chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install-dev

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,23 +57,12 @@ def carried(session: Any, friend_id: int) -> set[str]:
 
 @contextmanager
 def live_server(app: Any) -> Iterator[str]:
-    """The app on a real threaded HTTP server on 127.0.0.1 (for `wecom_emit.emit` over sockets).
-    Needs a `dbcommit` test: request threads use their own database connections."""
-    from werkzeug.serving import WSGIRequestHandler, make_server
+    """The callback endpoint's URL on the app served over real HTTP (for `wecom_emit.emit` over
+    sockets). Needs a `dbcommit` test: request threads use their own database connections."""
+    from tests.live import live_app
 
-    class Quiet(WSGIRequestHandler):
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            return None
-
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
-    thread = threading.Thread(target=server.serve_forever, name="dealerloop-live", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}{URL}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with live_app(app) as base:
+        yield base + URL
 
 
 def count_rows(session: Any, model: Any, *where: Any) -> int:

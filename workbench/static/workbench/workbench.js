@@ -160,7 +160,8 @@
     if (code !== null || state !== null) {
       url.searchParams.delete("code");
       url.searchParams.delete("state");
-      history.replaceState(history.state, "", url.pathname + url.search + url.hash);
+      // The browser keeps the authorize URL's #wechat_redirect across the redirect: dropped too.
+      history.replaceState(history.state, "", url.pathname + url.search);
       var expected = sessionStorage.getItem(STATE_KEY);
       sessionStorage.removeItem(STATE_KEY); // one state, one answer
       if (!code || !expected || state !== expected) {
