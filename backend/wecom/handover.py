@@ -1005,6 +1005,11 @@ def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeCo
         log.warning("handover %s: %s failures and nobody to tell", handover.id, len(failed))
 
 
+def _item_view(item: WeComHandoverItem) -> dict[str, Any]:
+    columns = ("external_userid", "customer_id", "status", "errcode", "takeover_time", "submitted_at", "finished_at")
+    return {c: getattr(item, c) for c in columns}
+
+
 def handover_view(session: Session, handover: WeComHandover) -> dict[str, Any]:
     counts = dict(
         session.execute(
@@ -1018,11 +1023,22 @@ def handover_view(session: Session, handover: WeComHandover) -> dict[str, Any]:
     ).all()
     columns = ("id", "kind", "status", "handover_userid", "takeover_userid", "handover_staff_id")
     columns += ("takeover_staff_id", "store_id", "requested_by", "polls", "created_at", "finished_at")
+    # Names, for the manager reading the results (the card's page): one query each, not per item.
+    staff_ids = {handover.handover_staff_id, handover.takeover_staff_id}
+    staff_names = dict(session.execute(select(Staff.id, Staff.name).where(Staff.id.in_(staff_ids))).all())
+    customer_ids = {item.customer_id for item in items if item.customer_id is not None}
+    customer_names = (
+        dict(session.execute(select(Customer.id, Customer.name).where(Customer.id.in_(customer_ids))).all())
+        if customer_ids
+        else {}
+    )
     return {
         **{c: getattr(handover, c) for c in columns},
+        "handover_staff_name": staff_names.get(handover.handover_staff_id),
+        "takeover_staff_name": staff_names.get(handover.takeover_staff_id),
         "counts": {str(getattr(k, "value", k)): int(v) for k, v in counts.items()},
         "failed": sum(int(v) for k, v in counts.items() if ItemStatus(k) in FAILED_ITEM_STATUSES),
-        "items": items,
+        "items": [{**_item_view(item), "customer_name": customer_names.get(item.customer_id)} for item in items],
         "left_over": handover.left_over,
         # WeCom's unassigned list could not be read to the end: a new request reads it again.
         "list_incomplete": handover.status != HandoverStatus.COLLECTING and handover.collect_cursor is not None,

@@ -60,6 +60,7 @@ class HandoverInSchema(Schema):
 class HandoverItemSchema(OutputSchema):
     external_userid = fields.String()
     customer_id = fields.Integer(allow_none=True)
+    customer_name = fields.String(allow_none=True)
     status = fields.String()
     errcode = fields.Integer(allow_none=True)
     takeover_time = fields.DateTime(allow_none=True)
@@ -75,6 +76,8 @@ class HandoverSchema(OutputSchema):
     takeover_userid = fields.String()
     handover_staff_id = fields.Integer()
     takeover_staff_id = fields.Integer()
+    handover_staff_name = fields.String(allow_none=True)
+    takeover_staff_name = fields.String(allow_none=True)
     store_id = fields.Integer()
     requested_by = fields.Integer(allow_none=True)
     polls = fields.Integer()

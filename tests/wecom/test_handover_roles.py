@@ -253,6 +253,25 @@ def test_a_refused_customer_only_wecom_knew_can_be_opened_by_the_manager_told_to
     assert roles_of(db_session, customer.id) == {}
 
 
+def test_the_handover_detail_names_each_customer_and_both_advisors(
+    client: Any, app: Any, world: Any, staff_headers: Any, make_staff: Any
+) -> None:
+    """The manager reads the results on the card's page: who each customer is and between whom,
+    by name (WeCom userids and customer ids alone say nothing to a store manager)."""
+    sb = world["sandbox"]
+    takeover = make_staff(world["store"], "sales_advisor", userid="advisor.zhao", name="赵顾问")
+    sb.state.add_external_contact("wmNamedRefuse", "吴先生", follow_userid=RESIGNED)
+    wecom_ops.plan_transfer(sb.state, "wmNamedRefuse", final_status=wecom_ops.REFUSED)
+
+    body = hand_over(client, app, world, staff_headers, world["resigned"], takeover, "wmNamedRefuse")
+
+    detail = client.get(f"{URL}/{body['id']}", headers=staff_headers(world["manager"])).get_json()
+    assert (detail["handover_staff_name"], detail["takeover_staff_name"]) == ("王顾问", "赵顾问")
+    assert [(i["external_userid"], i["customer_name"], i["status"]) for i in detail["items"]] == [
+        ("wmNamedRefuse", "吴先生", "refused")
+    ]
+
+
 def test_wecoms_unassigned_list_matches_the_advisors_userid_case_insensitively(
     client: Any, app: Any, world: Any, staff_headers: Any, make_staff: Any
 ) -> None:

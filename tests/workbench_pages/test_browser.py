@@ -256,10 +256,10 @@ def test_handover_page_shows_its_status_and_each_customers_result(
     from backend.wecom.ops_models import HandoverStatus, ItemStatus, WeComHandover, WeComHandoverItem
 
     manager = make_staff(tree.stores[0], "store_manager", userid="page.manager", name="孙店长")
-    gone = make_staff(tree.stores[0], "sales_advisor", userid="page.gone", status="resigned")
-    heir = make_staff(tree.stores[0], "sales_advisor", userid="page.heir")
+    gone = make_staff(tree.stores[0], "sales_advisor", userid="page.gone", name="王离职", status="resigned")
+    heir = make_staff(tree.stores[0], "sales_advisor", userid="page.heir", name="赵接替")
     make_staff(tree.stores[3], "store_manager", userid="page.far.manager")  # another division's
-    customers = [make_customer(tree.stores[0]) for _ in range(3)]
+    customers = [make_customer(tree.stores[0], name=name) for name in ("陈先生", "吴先生", "林女士")]
     finished = utcnow()
     handover = WeComHandover(
         corp_id=manager.corp_id,
@@ -294,13 +294,14 @@ def test_handover_page_shows_its_status_and_each_customers_result(
     page.goto(url)
     expect(page.locator("h2")).to_contain_text("离职继承")
     expect(page.locator("h2")).to_contain_text("已完成")
-    expect(page.locator(".facts")).to_contain_text("page.gone")
+    expect(page.locator(".facts")).to_contain_text("王离职（page.gone）")
+    expect(page.locator(".facts")).to_contain_text("赵接替（page.heir）")
     rows = page.locator(".items li")
     expect(rows).to_have_count(3)
-    # Failures first, each with its reason.
-    expect(rows.nth(0)).to_contain_text("客户拒绝")
-    expect(rows.nth(1)).to_contain_text("接替顾问客户数已达上限")
-    expect(rows.nth(2)).to_contain_text("接替成功")
+    # Failures first, each customer by name with the reason.
+    expect(rows.nth(0)).to_contain_text("吴先生客户拒绝")
+    expect(rows.nth(1)).to_contain_text("林女士接替顾问客户数已达上限")
+    expect(rows.nth(2)).to_contain_text("陈先生接替成功")
     expect(page.locator(".facts")).to_contain_text("2 位")
 
     sandbox_reset.state.sign_in_wecom("page.far.manager")
@@ -308,4 +309,4 @@ def test_handover_page_shows_its_status_and_each_customers_result(
     other.goto(url)
     expect(other.locator(".error-text")).to_have_text(NOT_FOUND)
     expect(other.locator(".code")).to_contain_text("wecom.handover_not_found")
-    assert "page.gone" not in other.content()
+    assert "page.gone" not in other.content() and "吴先生" not in other.content()

@@ -421,8 +421,8 @@
     var title = el("h2", null, HANDOVER_KIND[handover.kind] || handover.kind);
     append(title, el("span", "tag status-" + handover.status, HANDOVER_STATUS[handover.status] || handover.status));
     var facts = el("dl", "facts");
-    field(facts, "原顾问", handover.handover_userid);
-    field(facts, "接替顾问", handover.takeover_userid);
+    field(facts, "原顾问", (handover.handover_staff_name || "") + "（" + handover.handover_userid + "）");
+    field(facts, "接替顾问", (handover.takeover_staff_name || "") + "（" + handover.takeover_userid + "）");
     field(facts, "发起时间", time(handover.created_at));
     field(facts, "完成时间", time(handover.finished_at));
     var counts = Object.keys(handover.counts || {}).map(function (k) {
@@ -443,7 +443,7 @@
     failedFirst.forEach(function (item) {
       var failed = ITEM_FAILED.indexOf(item.status) >= 0;
       var row = el("li", failed ? "failed" : item.status === "done" ? "done" : "");
-      var who = item.customer_id ? "客户 #" + item.customer_id : "外部联系人 " + item.external_userid;
+      var who = item.customer_name || (item.customer_id ? "客户 #" + item.customer_id : "外部联系人 " + item.external_userid);
       append(row, el("span", "who", who), el("span", "tag", ITEM_STATUS[item.status] || item.status));
       if (item.takeover_time) append(row, el("span", "when", time(item.takeover_time)));
       list.appendChild(row);
