@@ -176,6 +176,19 @@ def test_a_staff_member_out_of_scope_sees_no_access_and_no_data(
     assert page.locator("button", has_text="标记已联系").count() == 0
 
 
+def test_a_wecom_member_who_is_not_staff_is_told_so_by_the_login(
+    phone: Any, lead_card: dict[str, Any], sandbox_reset: Any
+) -> None:
+    sandbox_reset.state.add_member("page.visitor", "访客")  # in the corp's WeCom, not in dealerloop
+    sandbox_reset.state.sign_in_wecom("page.visitor")
+    page = phone()
+    page.goto(lead_card["url"])
+    expect(page.locator(".error-text")).to_have_text("你不是本系统的员工账号，请联系管理员")
+    expect(page.locator(".code")).to_contain_text("auth.staff_unknown")
+    assert "陈志强" not in page.content() and _tokens(page) is None and "code=" not in page.url
+    assert sandbox_reset.hits("/cgi-bin/auth/getuserinfo") == 1
+
+
 def test_an_expired_access_token_is_renewed_with_the_refresh_endpoint(
     app: Any, phone: Any, lead_card: dict[str, Any], sandbox_reset: Any
 ) -> None:
