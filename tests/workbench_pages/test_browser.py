@@ -260,6 +260,14 @@ def test_consultation_card_shows_the_thread_as_text_and_the_advisor_claims_and_r
         ).all(),
     )
     assert sent == ["您好，常规保养 680 元，明天上午可以安排。"]
+    # The owner answers; 刷新 brings it in.
+    more = {"kind": "text", "text": "好的，明天上午十点到。"}
+    posted = client.post(
+        f"/api/app/v1/consult/conversations/{conversation_id}/messages", json=more, headers=member_headers(walk_in)
+    )
+    assert posted.status_code == 201, posted.get_json()
+    page.get_by_role("button", name="刷新").click()
+    expect(page.locator(".msg.theirs .text").last).to_have_text("好的，明天上午十点到。")
 
 
 def test_handover_page_shows_its_status_and_each_customers_result(

@@ -188,14 +188,21 @@
     await goToWeCom();
   }
 
-  async function refreshTokens(tokens) {
-    var res = await fetch(API + "/auth/refresh", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ refresh_token: tokens.refresh }),
-    });
-    if (!res.ok) return null;
-    return saveTokens(await res.json(), tokens);
+  // One refresh at a time: a refresh token is rotated on use, so two calls renewing at once
+  // would spend it twice.
+  var refreshing = null;
+  function refreshTokens(tokens) {
+    if (!refreshing) {
+      refreshing = (async function () {
+        var res = await fetch(API + "/auth/refresh", {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ refresh_token: tokens.refresh }),
+        });
+        return res.ok ? saveTokens(await res.json(), tokens) : null;
+      })().finally(function () { refreshing = null; });
+    }
+    return refreshing;
   }
 
   // One call to the workbench API with the Bearer token; an expired token is renewed once.
@@ -205,7 +212,9 @@
     if (Date.now() >= tokens.expiresAt - 10000) tokens = (await refreshTokens(tokens)) || tokens;
     var res = await send(method, path, payload, tokens);
     if (res.status === 401) {
-      var renewed = await refreshTokens(tokens);
+      var current = loadTokens();
+      // Renewed meanwhile by another call: use those; else renew now.
+      var renewed = current && current.access !== tokens.access ? current : await refreshTokens(current || tokens);
       if (renewed) {
         res = await send(method, path, payload, renewed);
       } else if (!justLoggedIn) {
@@ -300,6 +309,7 @@
     note.id = "lead-note";
     note.maxLength = 500;
     note.placeholder = "跟进内容（可选），如：已电话联系，客户周六到店";
+    note.setAttribute("aria-label", "跟进内容");
     var when = el("input");
     when.type = "datetime-local";
     when.id = "lead-appointment";
@@ -308,6 +318,7 @@
     reason.id = "lead-lost-reason";
     reason.maxLength = 255;
     reason.placeholder = "战败原因（战败时必填）";
+    reason.setAttribute("aria-label", "战败原因");
     var outcome = el("p", "outcome");
     var buttons = [];
     var row = el("div", "actions");
@@ -393,6 +404,7 @@
       var box = el("textarea");
       box.id = "consult-reply";
       box.placeholder = conversation.advisor ? "回复客户" : "回复客户（发送即接待）";
+      box.setAttribute("aria-label", "回复内容");
       var replyOutcome = el("p", "outcome");
       var sendButton = button("发送", null);
       var clientId = randomId(); // the same message when a tap is retried
@@ -402,7 +414,11 @@
         await showConsult(id);
         app.prepend(notice("已发送", "ok"));
       }));
-      append(reply, box, append(el("div", "actions"), sendButton), replyOutcome);
+      var reload = button("刷新", function () {
+        showConsult(id).catch(function (err) { replyOutcome.textContent = err instanceof Stop ? err.message : "网络异常，请重试。"; });
+      });
+      reload.classList.add("plain");
+      append(reply, box, append(el("div", "actions"), sendButton, reload), replyOutcome);
     } else {
       append(thread, notice("会话已结束。"));
     }
