@@ -215,6 +215,28 @@ def test_an_expired_access_token_is_renewed_with_the_refresh_endpoint(
     assert (lead.status.value, lead.lost_reason) == ("lost", "已在别家购车")
 
 
+def test_when_the_refresh_token_is_dead_too_the_page_logs_in_through_wecom_again(
+    phone: Any, lead_card: dict[str, Any], sandbox_reset: Any
+) -> None:
+    sandbox_reset.state.sign_in_wecom("page.sales")
+    page = phone()
+    page.goto(lead_card["url"])
+    expect(page.locator(".facts")).to_contain_text("陈志强")
+    before = _tokens(page)
+    page.evaluate(
+        f"() => {{ const t = JSON.parse(sessionStorage.getItem('{TOKENS}'));"
+        f" t.access = 'x.expired.y'; t.refresh = 'revoked-refresh-token';"
+        f" sessionStorage.setItem('{TOKENS}', JSON.stringify(t)); }}"
+    )
+    page.reload()
+    expect(page.locator(".facts")).to_contain_text("陈志强")
+    assert sandbox_reset.hits("/connect/oauth2/authorize") == 2
+    assert sandbox_reset.hits("/cgi-bin/auth/getuserinfo") == 2
+    after = _tokens(page)
+    assert after["access"] != before["access"] and after["refresh"] != "revoked-refresh-token"
+    assert "code=" not in page.url
+
+
 def test_consultation_card_shows_the_thread_as_text_and_the_advisor_claims_and_replies(
     app: Any,
     client: Any,
