@@ -47,7 +47,7 @@ from backend.platform.errors import AppError, register_messages
 from backend.platform.jobs import enqueue
 from backend.platform.ports import UpstreamError
 from backend.touchpoints.models import Channel, Kind
-from backend.touchpoints.service import record
+from backend.touchpoints.service import live_customer_id, record
 
 log = logging.getLogger("dealerloop.payments")
 
@@ -285,6 +285,10 @@ def create_order_for(
     hook = effects.quote_hook(business_type)
     if hook is None:
         raise AppError("payment.business_type_unknown", 422)
+    # The member's request resolved them before a staff merge may have committed: the business
+    # object, the coupons and the openid moved to the survivor, so the order must be theirs too
+    # (else the survivor can neither see nor poll it). First, so that every read below sees it.
+    customer_id = live_customer_id(session, customer_id)
     quote = hook(session, customer_id, business_id)
     discount = effects.order_discount() if coupon_ids else None
     if coupon_ids and discount is None:
