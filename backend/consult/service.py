@@ -50,6 +50,7 @@ from backend.consult.models import (
     Topic,
 )
 from backend.customers.models import Car, Customer, CustomerAdvisor
+from backend.customers.service import live_customer
 from backend.org.models import ADVISOR_ROLES, MANAGER_ROLES, OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
 from backend.org.open_work import held_by, lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
@@ -237,9 +238,9 @@ def open_conversation(
     now: datetime | None = None,
 ) -> Conversation:
     now = now or utcnow()
-    customer = session.get(Customer, member.customer_id, with_for_update=True)  # serialises the open-count cap
-    if customer is None or customer.merged_into_id is not None:
-        raise AppError("member.not_found", 404)
+    # The survivor's row, locked: serialises the open-count cap, and a member whom a staff merge
+    # moved a moment ago (after their request resolved them) asks as the survivor.
+    customer = live_customer(session, member.customer_id, exclusive=True)
     topic_value = Topic(topic)
     if car_id is not None:
         _own_car(session, customer.id, car_id)
