@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, false, or_, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Customer
+from backend.customers.service import live_customer
 from backend.org.scope import acting_store, register_scope, store_filter
 from backend.packages.models import PackagePurchase, PackageUse, PurchaseState, ServicePackage
 from backend.platform.actors import StaffActor
@@ -120,6 +121,9 @@ def buy(session: Session, customer: Customer, package_id: int, now: datetime | N
     """Start a purchase; it is paid through `POST /payments/orders` and active once paid.
     (A retried request is deduplicated by its Idempotency-Key at the API edge.)"""
     now = now or utcnow()
+    # The member as the request resolved them may have been merged away a moment ago: the
+    # purchase must be the survivor's, who pays for it next (the payment quotes it for them).
+    customer = live_customer(session, customer.id)
     package = member_package(session, customer, package_id)
     if not package.active:
         raise AppError("package.unavailable", 409)
