@@ -28,7 +28,7 @@ from backend.platform.errors import AppError, upstream_error
 from backend.platform.logs import mask_phone
 from backend.platform.pii import PhoneInvalid, PhoneVault, normalize_phone
 from backend.platform.ports import MiniProgramGateway, UpstreamError
-from backend.platform.tokens import RefreshToken
+from backend.platform.tokens import revoke_sessions_since
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import live_customer_id, rebuild_profiles, record
 
@@ -650,16 +650,7 @@ def reverse_merge(session: Session, actor: StaffActor, merge: CustomerMerge) -> 
     # An owner who signed in while merged holds the survivor's tokens: a device of the member
     # split off again would go on acting as the survivor. The sessions opened since the merge
     # end (the mini-program signs in again, silently); access tokens run out with their TTL.
-    session.execute(
-        update(RefreshToken)
-        .where(
-            RefreshToken.audience == "owner",
-            RefreshToken.subject_id == merge.target_id,
-            RefreshToken.issued_at >= merge.merged_at,
-            RefreshToken.revoked_at.is_(None),
-        )
-        .values(revoked_at=utcnow())
-    )
+    session.execute(revoke_sessions_since("owner", merge.target_id, merge.merged_at))
     session.flush()
     session.expire_all()
     rebuild_profiles(session, [merge.source_id, merge.target_id])

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import authlib.deprecate  # noqa: E402,F401  (installs its own "always" filter; ours must come after)
-from sqlalchemy import ForeignKey, Index, String, select
+from sqlalchemy import ForeignKey, Index, String, Update, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from backend.platform.db import Base, BigId, utcnow
@@ -72,7 +72,11 @@ def verify_access_token(secret: str, token: str, audience: str) -> dict[str, Any
 
 class RefreshToken(Base):
     __tablename__ = "refresh_token"
-    __table_args__ = (Index("ix_refresh_token_family", "family_id"),)
+    __table_args__ = (
+        Index("ix_refresh_token_family", "family_id"),
+        # A subject's sessions since a moment (a reversed customer merge ends those of the survivor).
+        Index("ix_refresh_token_subject", "subject_id", "audience", "issued_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -141,3 +145,18 @@ def revoke_token(session: Session, raw: str, audience: str) -> None:
     row = session.scalars(select(RefreshToken).where(RefreshToken.token_hash == _hash(raw))).one_or_none()
     if row is not None and row.audience == audience:
         revoke_family(session, row.family_id)
+
+
+def revoke_sessions_since(audience: str, subject_id: int, since: datetime) -> Update:
+    """The revocation of a subject's live sessions opened at or after `since` (their refresh
+    tokens; rotated ones are already spent). Reads through ix_refresh_token_subject."""
+    return (
+        update(RefreshToken)
+        .where(
+            RefreshToken.subject_id == subject_id,
+            RefreshToken.audience == audience,
+            RefreshToken.issued_at >= since,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
