@@ -52,7 +52,9 @@ def login(data: dict[str, Any]) -> dict[str, Any]:
     """Log in with a wx.login code (code2session); the member is found or created."""
     session = db.session()
     result = service.login_member(session, _gateways().miniprogram, data["code"])
-    tokens = auth_service.issue_tokens(session, "owner", result.customer.id)
+    tokens = auth_service.issue_tokens(
+        session, "owner", result.customer.id, service.owner_token_claims(session, result.customer.id)
+    )
     return {
         **tokens,
         "customer_id": result.customer.id,
@@ -67,7 +69,10 @@ def login(data: dict[str, Any]) -> dict[str, Any]:
 @blp.response(200, TokenPairSchema)
 def refresh(data: dict[str, Any]) -> dict[str, Any]:
     """Rotate the refresh token. Reusing an already-rotated token revokes the whole family."""
-    return auth_service.refresh_tokens(db.session(), "owner", data["refresh_token"])
+    session = db.session()
+    return auth_service.refresh_tokens(
+        session, "owner", data["refresh_token"], lambda subject_id: service.owner_token_claims(session, subject_id)
+    )
 
 
 @blp.route("/auth/logout", methods=["POST"])

@@ -49,6 +49,10 @@ class Customer(Base, TimestampMixin):
     acquisition_channel: Mapped[str | None] = mapped_column(String(64), default=None)
     # Set when this row was merged into another; such a row is hidden everywhere.
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customer.id"), index=True, default=None)
+    # Owner access tokens carry the generation they were issued in; one of an older generation
+    # is refused (auth.session_revoked). Raised when staff reverse a merge into this customer:
+    # tokens issued while the merge stood would otherwise act as this customer until they expire.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     # Loaded on access; list views ask for selectinload explicitly (no N+1, no loads on the hot path).
     identities: Mapped[list[CustomerIdentity]] = relationship(back_populates="customer")

@@ -164,8 +164,27 @@ def member_customer(session: Session, actor: MemberActor) -> Customer:
     return customer
 
 
-def load_member_actor(session: Session, customer_id: int) -> MemberActor:
-    customer = _follow_merges(session, session.get(Customer, customer_id))
+SESSION_GENERATION_CLAIM = "session_gen"
+
+
+def owner_token_claims(session: Session, customer_id: int) -> dict[str, int]:
+    """What an owner's access token carries besides its subject: the customer's session
+    generation now (a token from before it is raised no longer acts as them)."""
+    customer = session.get(Customer, customer_id)
+    return {SESSION_GENERATION_CLAIM: customer.session_generation if customer is not None else 0}
+
+
+def load_member_actor(session: Session, customer_id: int, claims: dict[str, Any]) -> MemberActor:
+    """The member a verified owner token acts as: the survivor of its subject's merges, unless
+    the token is of a session generation the subject has since ended (checked on the row read
+    here anyway, so it holds whether or not Redis is up)."""
+    subject = session.get(Customer, customer_id)
+    if subject is None:
+        raise AppError("auth.token_invalid", 401)
+    generation = claims.get(SESSION_GENERATION_CLAIM, 0)  # tokens from before the claim: 0
+    if type(generation) is not int or generation < subject.session_generation:
+        raise AppError("auth.session_revoked", 401)
+    customer = _follow_merges(session, subject)
     if customer is None:
         raise AppError("auth.token_invalid", 401)
     return MemberActor(customer_id=customer.id)
@@ -649,8 +668,11 @@ def reverse_merge(session: Session, actor: StaffActor, merge: CustomerMerge) -> 
     source.merged_into_id = None
     # An owner who signed in while merged holds the survivor's tokens: a device of the member
     # split off again would go on acting as the survivor. The sessions opened since the merge
-    # end (the mini-program signs in again, silently); access tokens run out with their TTL.
+    # end (the mini-program signs in again, silently), and so do the survivor's access tokens
+    # issued until now (auth.session_revoked; the survivor's own sessions from before the merge
+    # stay, so its devices refresh). Access tokens name no session, so all of them go.
     session.execute(revoke_sessions_since("owner", merge.target_id, merge.merged_at))
+    target.session_generation += 1
     session.flush()
     session.expire_all()
     rebuild_profiles(session, [merge.source_id, merge.target_id])

@@ -163,7 +163,7 @@ def authenticate(audience: str | None) -> Actor:
     if audience == "owner":
         from backend.customers.service import load_member_actor
 
-        actor: Actor = load_member_actor(db.session(), subject)
+        actor: Actor = load_member_actor(db.session(), subject, claims)
     else:
         from backend.org.service import load_staff_actor
 

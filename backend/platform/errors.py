@@ -44,6 +44,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "service.busy": ("当前访问人数较多，请稍后再试", "The service is busy; retry shortly"),
     "auth.token_missing": ("请先登录", "Authentication required"),
     "auth.token_invalid": ("登录状态无效，请重新登录", "Invalid or expired token"),
+    "auth.session_revoked": (
+        "账号信息已变更，请重新登录",
+        "This session was ended (the customer's records changed); log in again",
+    ),
     "auth.wrong_audience": ("登录身份不适用于此接口", "This token is not valid for this API"),
     "auth.forbidden": ("没有权限执行该操作", "You are not allowed to do this"),
     "auth.login_code_invalid": ("登录凭证无效或已过期，请重新登录", "Login code invalid, used or expired"),

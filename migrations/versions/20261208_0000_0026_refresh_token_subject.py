@@ -18,10 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("refresh_token") as batch:
-        batch.create_index("ix_refresh_token_subject", ["subject_id", "audience", "issued_at"], unique=False)
+    op.create_index("ix_refresh_token_subject", "refresh_token", ["subject_id", "audience", "issued_at"], unique=False)
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("refresh_token") as batch:
-        batch.drop_index("ix_refresh_token_subject")
+    op.drop_index("ix_refresh_token_subject", table_name="refresh_token")
