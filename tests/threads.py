@@ -81,20 +81,42 @@ def held_merge(app: Any, source_id: int, target_id: int, release_after: float = 
     from backend.customers.service import merge_customers
     from backend.platform.actors import SystemActor
 
+    with _held(
+        app, lambda s: merge_customers(s, SystemActor("test"), source_id, target_id, "probe"), release_after
+    ) as release:
+        yield release
+
+
+@contextmanager
+def held_reversal(app: Any, merge_id: int, staff_id: int, release_after: float = 1.0) -> Iterator[threading.Event]:
+    """Staff (`staff_id`) reversing merge `merge_id` on a thread of its own, as `held_merge`:
+    both customer rows held FOR UPDATE (the identities moved back, the survivor's sessions since
+    the merge revoked) until it commits `release_after` seconds later."""
+    from backend.customers.models import CustomerMerge
+    from backend.customers.service import reverse_merge
+    from backend.platform.actors import DataScope, StaffActor
+
+    staff = StaffActor(staff_id=staff_id, roles=frozenset({"group_admin"}), org_unit_id=0, scope=DataScope(None, False))
+    with _held(app, lambda s: reverse_merge(s, staff, s.get(CustomerMerge, merge_id)), release_after) as release:
+        yield release
+
+
+@contextmanager
+def _held(app: Any, write: Callable[[Any], Any], release_after: float) -> Iterator[threading.Event]:
     locked, release = threading.Event(), threading.Event()
 
-    def merge() -> None:
+    def run() -> None:
         with app.app_context():
             s = db.session()
-            merge_customers(s, SystemActor("test"), source_id, target_id, "probe")
+            write(s)
             locked.set()
             release.wait(15)
             s.commit()
             db.session.remove()
 
-    merger = threading.Thread(target=merge)
-    merger.start()
-    assert locked.wait(10), "the merge never took its locks"
+    writer = threading.Thread(target=run)
+    writer.start()
+    assert locked.wait(10), "the write never took its locks"
     timer = threading.Timer(release_after, release.set)
     timer.start()
     try:
@@ -102,7 +124,7 @@ def held_merge(app: Any, source_id: int, target_id: int, release_after: float = 
     finally:
         release.set()
         timer.cancel()
-        merger.join(15)
+        writer.join(15)
 
 
 def attempt(app: Any, write: Callable[[Any], Any]) -> str:

@@ -221,6 +221,12 @@ def login_member(session: Session, gateway: MiniProgramGateway, js_code: str) ->
             attach_identity(session, customer, IdentityKind.OPENID, wx.openid)
         if wx.unionid:
             customer = attach_unionid(session, customer, wx.unionid, "member_login")
+        # The openid was read without a lock: a merge or its reversal holding this customer's row
+        # may be moving it right now. Wait for it (the lock order of merges: customers first) and
+        # look again, or a login racing a reversal would open a session of the survivor that the
+        # reversal's revocation, already run, never sees.
+        live_customer_id(session, customer.id)
+        customer = find_by_identity(session, IdentityKind.OPENID, wx.openid) or customer
     if created:
         record(
             session,
