@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, and_, case, func, or_, select, true, updat
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Car, Customer
+from backend.customers.service import live_customer
 from backend.offers.models import (
     AutoIssue,
     Coupon,
@@ -264,19 +265,7 @@ def _lock_member(session: Session, customer: Customer) -> Customer:
 
     Returns the customer who survives: a member resolved before a merge committed would
     otherwise get a coupon on the merged-away row, past the survivor's per-member limit."""
-    customer_id = customer.id
-    for _ in range(10):
-        merged_into = session.execute(
-            select(Customer.merged_into_id).where(Customer.id == customer_id).with_for_update()
-        ).scalar_one_or_none()
-        if merged_into is None:
-            break
-        customer_id = merged_into
-    if customer_id == customer.id:
-        return customer
-    survivor = session.get(Customer, customer_id, populate_existing=True)
-    assert survivor is not None
-    return survivor
+    return live_customer(session, customer.id, exclusive=True)
 
 
 def issue_once(
