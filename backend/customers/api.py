@@ -49,7 +49,11 @@ def _profile(customer: Customer) -> dict[str, Any]:
 @blp.arguments(CodeLoginSchema)
 @blp.response(200, OwnerLoginResultSchema)
 def login(data: dict[str, Any]) -> dict[str, Any]:
-    """Log in with a wx.login code (code2session); the member is found or created."""
+    """Log in with a wx.login code (code2session); the member is found or created.
+
+    Any owner call may answer 401 `auth.session_revoked`: the customer's records changed under
+    the session (staff undid a merge of two customers), so the app logs in again with a fresh
+    wx.login code; refreshing is not enough for a session opened while the merge stood."""
     session = db.session()
     result = service.login_member(session, _gateways().miniprogram, data["code"])
     tokens = auth_service.issue_tokens(
