@@ -10,7 +10,9 @@ import pytest
 from freezegun import freeze_time
 from sqlalchemy import func, select
 
+from backend.customers.service import owner_token_claims
 from backend.leads.models import Lead
+from backend.platform.tokens import issue_access_token
 from backend.touchpoints.models import Touchpoint
 from tests.leads.conftest import APP, PHOTO, accident_body, make_listing, submit
 
@@ -230,6 +232,14 @@ def test_a_customer_merge_moves_the_leads_and_its_reversal_moves_them_back(
         actor = load_staff_actor(db_session, store.manager.id)
         reverse_merge(db_session, actor, db_session.get(CustomerMerge, merge_id))
         db_session.commit()
-    assert client.get(f"{APP}/me/leads", headers=survivor.headers).get_json()["items"] == []
+    # The survivor's access tokens from before the reversal end with it (auth.session_revoked);
+    # one issued as the app issues them now (login or refresh) sees the lead gone.
+    stale = client.get(f"{APP}/me/leads", headers=survivor.headers)
+    assert (stale.status_code, stale.get_json()["code"]) == (401, "auth.session_revoked")
+    claims = owner_token_claims(db_session, survivor.customer_id)
+    now_headers = {
+        "Authorization": f"Bearer {issue_access_token(survivor.secret, 'owner', survivor.customer_id, 900, claims)}"
+    }
+    assert client.get(f"{APP}/me/leads", headers=now_headers).get_json()["items"] == []
     db_session.expire_all()
     assert db_session.get(Lead, lead["id"]).customer_id == owner.customer_id
