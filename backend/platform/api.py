@@ -169,6 +169,10 @@ def authenticate(audience: str | None) -> Actor:
 
         actor = load_staff_actor(db.session(), subject)
     actor_id_var.set(f"{actor.kind}:{actor.ident}")
+    # Whose retries these are: the token's subject, which a client keeps across its retries,
+    # not the customer it resolves to, which a staff merge in between changes (a retried create
+    # would then run again for the survivor instead of replaying the first answer).
+    g.idempotency_owner = f"{actor.kind}:{subject}"
     return actor
 
 

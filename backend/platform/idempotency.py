@@ -54,8 +54,7 @@ def idempotent(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         if len(key) > 128:
             raise AppError("request.invalid", 422, errors={"headers": {HEADER: ["at most 128 characters"]}})
-        actor = g.get("actor")
-        actor_ref = f"{actor.kind}:{actor.ident}" if actor is not None else "anonymous"
+        actor_ref = g.get("idempotency_owner") or "anonymous"  # set by the authentication
         session = db.session()
         record = IdempotencyRecord(actor=actor_ref, key=key, request_hash=_request_hash())
         try:
