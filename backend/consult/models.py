@@ -21,7 +21,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
+from backend.platform.db import Base, BigId, ExactString, StrEnumType, TimestampMixin, utcnow
 
 
 class Topic(enum.StrEnum):
@@ -126,7 +126,7 @@ class Message(Base):
     kind: Mapped[MessageKind] = mapped_column(StrEnumType(MessageKind, 16))
     text: Mapped[str | None] = mapped_column(String(1000), default=None)
     ref: Mapped[dict | None] = mapped_column(default=None)  # image ref, car / booking card
-    client_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    client_id: Mapped[str | None] = mapped_column(ExactString(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from sqlalchemy import VARBINARY, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
+from backend.platform.db import Base, BigId, ExactString, StrEnumType, TimestampMixin, utcnow
 
 
 class LifecycleStage(enum.StrEnum):
@@ -75,7 +75,7 @@ class CustomerIdentity(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
     kind: Mapped[IdentityKind] = mapped_column(StrEnumType(IdentityKind, 24))
-    value: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(ExactString(128))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     customer: Mapped[Customer] = relationship(back_populates="identities")

@@ -25,7 +25,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
+from backend.platform.db import Base, BigId, ExactString, StrEnumType, TimestampMixin, utcnow
 
 
 class EventStatus(enum.StrEnum):
@@ -140,7 +140,7 @@ class EventCheckinScan(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     event_id: Mapped[int] = mapped_column(ForeignKey("event.id"))
-    nonce: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(ExactString(64))
     token_hash: Mapped[str] = mapped_column(String(64), index=True)
     registration_id: Mapped[int | None] = mapped_column(default=None)
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))

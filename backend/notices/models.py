@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.platform.db import Base, BigId, utcnow
+from backend.platform.db import Base, BigId, ExactString, utcnow
 
 
 class SubscribeGrant(Base):
@@ -19,7 +19,7 @@ class SubscribeGrant(Base):
 
     __tablename__ = "subscribe_grant"
 
-    openid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    openid: Mapped[str] = mapped_column(ExactString(64), primary_key=True)
     template_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     remaining: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.platform.db import Base, BigId, StrEnumType, utcnow
+from backend.platform.db import Base, BigId, ExactString, StrEnumType, utcnow
 
 
 class CouponKind(enum.StrEnum):
@@ -125,7 +125,7 @@ class CouponWriteOff(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     coupon_id: Mapped[int] = mapped_column(BigId, ForeignKey("coupon.id"), index=True)
-    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    nonce: Mapped[str] = mapped_column(ExactString(64), unique=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"), index=True)
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
     used_at: Mapped[datetime]

@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
+from backend.platform.db import Base, BigId, ExactString, StrEnumType, TimestampMixin, utcnow
 
 
 class ServicePackage(Base, TimestampMixin):
@@ -73,6 +73,6 @@ class PackageUse(Base):
     purchase_id: Mapped[int] = mapped_column(ForeignKey("package_purchase.id"), index=True)
     store_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"))
     staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
-    nonce: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(ExactString(64))
     uses_left_after: Mapped[int]
     used_at: Mapped[datetime] = mapped_column(default=utcnow)

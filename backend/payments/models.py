@@ -16,7 +16,7 @@ from datetime import date, datetime
 from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
+from backend.platform.db import Base, BigId, ExactString, StrEnumType, TimestampMixin, utcnow
 
 
 class OrderState(enum.StrEnum):
@@ -42,7 +42,7 @@ class PaymentOrder(Base, TimestampMixin):
     __table_args__ = (Index("ix_payment_order_state_expires", "state", "expires_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    out_trade_no: Mapped[str] = mapped_column(String(32), unique=True)
+    out_trade_no: Mapped[str] = mapped_column(ExactString(32), unique=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customer.id"), index=True)
     store_id: Mapped[int | None] = mapped_column(ForeignKey("org_unit.id"), index=True, default=None)
     business_type: Mapped[str] = mapped_column(String(32))
@@ -71,7 +71,7 @@ class PaymentRefund(Base, TimestampMixin):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("payment_order.id"), index=True)
-    out_refund_no: Mapped[str] = mapped_column(String(64), unique=True)
+    out_refund_no: Mapped[str] = mapped_column(ExactString(64), unique=True)
     refund_id: Mapped[str | None] = mapped_column(String(32), default=None)
     amount_fen: Mapped[int]
     reason: Mapped[str] = mapped_column(String(80))
@@ -90,9 +90,9 @@ class PaymentIssue(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(String(32), index=True)
-    dedup_key: Mapped[str] = mapped_column(String(191), unique=True)
-    out_trade_no: Mapped[str | None] = mapped_column(String(32), index=True, default=None)
-    out_refund_no: Mapped[str | None] = mapped_column(String(64), default=None)
+    dedup_key: Mapped[str] = mapped_column(ExactString(191), unique=True)
+    out_trade_no: Mapped[str | None] = mapped_column(ExactString(32), index=True, default=None)
+    out_refund_no: Mapped[str | None] = mapped_column(ExactString(64), default=None)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("payment_order.id"), default=None)
     reconciliation_id: Mapped[int | None] = mapped_column(ForeignKey("payment_reconciliation.id"), default=None)
     resolution: Mapped[str] = mapped_column(String(16), default="flagged")  # flagged | repaired | handled

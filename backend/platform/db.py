@@ -85,6 +85,32 @@ class UTCDateTime(TypeDecorator):
         return value.replace(tzinfo=UTC)
 
 
+def exact_collation(dialect: Any) -> str:
+    """The byte-for-byte collation of this server: MariaDB's NO PAD binary one (utf8mb4_bin still
+    ignores trailing spaces), MySQL 8's 0900 binary one (also NO PAD), plain utf8mb4_bin before."""
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    if (getattr(dialect, "server_version_info", None) or (0,)) >= (8, 0, 17):
+        return "utf8mb4_0900_bin"
+    return "utf8mb4_bin"
+
+
+class ExactString(TypeDecorator):
+    """A VARCHAR compared byte for byte: for opaque machine keys (client Idempotency-Keys, dedup
+    and ledger keys, nonces, refund numbers, WeChat openids). The tables' utf8mb4_unicode_ci
+    folds case, accents and widths and ignores trailing spaces, so "KeyA" and "keya" were one
+    unique key and one lookup: a different request was answered with another's stored result.
+    SQLite's default BINARY collation is exact already. Human-typed codes stay case-insensitive."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.VARCHAR(self.impl.length, collation=exact_collation(dialect)))
+        return dialect.type_descriptor(String(self.impl.length))
+
+
 def StrEnumType(enum_cls: type[enum.Enum], length: int = 32) -> Enum:  # noqa: N802 - reads like a type
     """Enums are stored as their string values in a VARCHAR (portable, no ALTER to add a value)."""
     return Enum(

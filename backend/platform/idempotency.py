@@ -18,7 +18,7 @@ from flask import Response, g, request
 from sqlalchemy import String, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.platform.db import Base, BigId, DuplicateKey, db, unique_savepoint, utcnow
+from backend.platform.db import Base, BigId, DuplicateKey, ExactString, db, unique_savepoint, utcnow
 from backend.platform.errors import AppError
 
 HEADER = "Idempotency-Key"
@@ -30,7 +30,7 @@ class IdempotencyRecord(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     actor: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(ExactString(128))  # byte for byte: "KeyA" and "keya" are two keys
     request_hash: Mapped[str] = mapped_column(String(64))
     response_status: Mapped[int | None] = mapped_column(default=None)
     response_body: Mapped[dict | None] = mapped_column(default=None)

@@ -26,6 +26,7 @@ from backend.platform.db import (
     Base,
     BigId,
     DuplicateKey,
+    ExactString,
     after_commit,
     after_commit_pending,
     commit,
@@ -56,7 +57,7 @@ class OutboxJob(Base):
     args: Mapped[dict] = mapped_column(default=dict)
     queue: Mapped[str] = mapped_column(String(16), default="default")
     # Optional business key: the same key enqueues once (periodic slots, per-member pushes).
-    dedup_key: Mapped[str | None] = mapped_column(String(191), unique=True, default=None)
+    dedup_key: Mapped[str | None] = mapped_column(ExactString(191), unique=True, default=None)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|enqueued|done|failed
     attempts: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)

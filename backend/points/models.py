@@ -16,7 +16,7 @@ from datetime import date, datetime
 from sqlalchemy import VARBINARY, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin, utcnow
+from backend.platform.db import Base, BigId, ExactString, StrEnumType, TimestampMixin, utcnow
 
 
 class LedgerKind(enum.StrEnum):
@@ -73,8 +73,8 @@ class PointsLedger(Base):
     growth: Mapped[int] = mapped_column(default=0)  # change of growth value (tiers), not spendable
     reason_code: Mapped[str] = mapped_column(String(48))
     ref_type: Mapped[str | None] = mapped_column(String(32), default=None)
-    ref_id: Mapped[str | None] = mapped_column(String(64), default=None)
-    idempotency_key: Mapped[str] = mapped_column(String(191), unique=True)
+    ref_id: Mapped[str | None] = mapped_column(ExactString(64), default=None)
+    idempotency_key: Mapped[str] = mapped_column(ExactString(191), unique=True)
     operator: Mapped[str] = mapped_column(String(64))  # "staff:12", "member:3", "system:points.expire"
     note: Mapped[str | None] = mapped_column(String(255), default=None)
     # Buckets: what is left, and when it expires (None: never). Pending rows: not yet settled.
