@@ -808,6 +808,12 @@ def cancel(session: Session, customer_id: int, registration_id: int, now: dateti
         raise AppError("event.cancel_cutoff_passed", 409, errors={"cutoff_at": event.cancel_cutoff_at.isoformat()})
     if now >= event.starts_at:
         raise AppError("event.not_cancellable", 409, errors={"state": reg.state.value, "started": True})
+    if reg.payment_order_id is not None:
+        # The owner's cancellation refunds the fee: refused here (e.g. points.reversal_blocked)
+        # while the sign-up still stands, not by the refund job once it is cancelled.
+        from backend.payments.service import check_full_refund_allowed
+
+        check_full_refund_allowed(session, reg.payment_order_id)
     _end(session, event, reg, RegistrationState.CANCELLED, "owner", now)
     _fill_free_seats(session, event, now)
     return reg
@@ -1054,13 +1060,17 @@ def refund_fee(session: Session, registration_id: int) -> bool:
         return False
     if reg.state in (RegistrationState.CONFIRMED, RegistrationState.CHECKED_IN, RegistrationState.NO_SHOW):
         return False  # still attending (a late payment re-took its seat)
+    # Never refusable: the sign-up is over (called off by the store, expired, or cancelled by the
+    # owner after `cancel` put the refund guards' question to them), so the money is owed; a
+    # refused job would only be retried until dead with the owner's money kept.
     request_refund(
         session,
         gateway(),
         SYSTEM,
         reg.payment_order_id,
-        reason="活动报名取消退款",
+        reason="活动取消退款" if reg.cancelled_by == "store" else "活动报名取消退款",
         out_refund_no=f"EVT{reg.id}",
+        refusable=False,
     )
     return True
 

@@ -40,9 +40,12 @@ QuoteHook = Callable[[Session, int, str], Quote]
 # refundable_total(session, order_id) -> the most all refunds of the order may add up to
 # (e.g. the price less the services already used), or None for no limit beyond the amount paid.
 RefundableHook = Callable[[Session, int], int | None]
-# before_refund(session, order_id, amount_fen) -> None, or raises the feature's AppError to refuse
-# the refund before WeChat Pay is asked (e.g. points earned on the order already spent).
-RefundGuard = Callable[[Session, int, int], None]
+# before_refund(session, order_id, amount_fen, refusable=) -> None, or raises the feature's AppError
+# to refuse the refund before WeChat Pay is asked (e.g. points earned on the order already spent).
+# `refusable` is False when the business owes the money whatever the guard thinks (the store
+# called the service off, or already accepted the owner's cancellation): the guard must then let
+# it through and its refunded listener records what cannot be undone (a points debt).
+RefundGuard = Callable[..., None]
 
 
 @dataclass(frozen=True)

@@ -716,12 +716,15 @@ def request_refund(
     reason: str,
     amount_fen: int | None = None,
     out_refund_no: str | None = None,
+    refusable: bool = True,
 ) -> tuple[PaymentRefund, bool]:
     """Refund part or all of a paid order. Returns (refund, created).
 
     Idempotent by `out_refund_no`: the same number again returns that refund (re-sent to WeChat
     Pay if it never got there). Checked under the order's row lock: the order is paid, the sum of
-    refunds in flight and done stays within the amount, at most 50 refunds."""
+    refunds in flight and done stays within the amount, at most 50 refunds. The features' refund
+    guards may refuse it (an owner's request) unless `refusable` is False: a refund the dealer owes
+    (it called the service off, or accepted the cancellation already) is never refused."""
     order = _lock_order(session, order_id)
     if out_refund_no:
         existing = session.scalars(
@@ -756,7 +759,7 @@ def request_refund(
             errors={"refundable_fen": max(0, cap - order.refund_reserved_fen), "requested_fen": amount},
         )
     for guard in effects.refund_guards(order.business_type):
-        guard(session, order.id, amount)
+        guard(session, order.id, amount, refusable=refusable)
     refund = PaymentRefund(
         order_id=order.id,
         out_refund_no=out_refund_no or f"R{order.out_trade_no}{order.refund_count + 1:02d}",
@@ -782,6 +785,22 @@ def request_refund(
     session.flush()
     _submit_refund(session, gw, order, refund, fresh=True)
     return refund, True
+
+
+def check_full_refund_allowed(session: Session, order_id: int) -> None:
+    """Before a feature accepts an owner's cancellation that will refund the order in full (by a
+    job, after the commit): the refund guards' refusal (e.g. points.reversal_blocked), raised now
+    to the owner while nothing is changed, rather than by the job once the cancellation stands.
+    A plain read, no lock: the caller holds its own rows (taking the order's lock after them would
+    invert the notify's order-first lock order), and the job's refund is not refusable anyway."""
+    order = session.get(PaymentOrder, order_id)
+    if order is None:
+        return
+    rest = order.amount_fen - order.refund_reserved_fen
+    if order.state not in (OrderState.PAID, OrderState.PARTIALLY_REFUNDED) or rest <= 0:
+        return
+    for guard in effects.refund_guards(order.business_type):
+        guard(session, order.id, rest, refusable=True)
 
 
 def _submit_refund(

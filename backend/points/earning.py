@@ -123,14 +123,15 @@ def points_to_take_back(
     return pending, max(0, target - _taken_back(session, order_id, ref_type, ref_id))
 
 
-def refund_guard(session: Session, order_id: int, refund_amount_fen: int) -> None:
+def refund_guard(session: Session, order_id: int, refund_amount_fen: int, *, refusable: bool = True) -> None:
     """The payments feature calls this (a `before_refund` guard) under the order's lock before
-    asking WeChat for a refund: with the "block" policy, a refund whose points the member has
-    already spent is refused up front. Refunds in flight count as refunded (their points will
-    be taken back too)."""
+    asking WeChat for a refund: with the "block" policy, a refund the owner asks for whose points
+    they have already spent is refused up front. Refunds in flight count as refunded (their
+    points will be taken back too). A refund that is not the owner's doing (`refusable` False:
+    the store called the event off) goes through; `_take_back` records the shortfall as a debt."""
     from backend.payments.models import PaymentOrder
 
-    if service.policy().reversal != "block":
+    if service.policy().reversal != "block" or not refusable:
         return
     order = session.get(PaymentOrder, order_id)
     pending = service._existing(session, f"pay:{order_id}")
@@ -195,7 +196,8 @@ def _take_back(session: Session, order: Any, refund_id: int, key: str, ref: tupl
         )
     )
     # The money is already back with the customer: never block here, never clamp. With the
-    # block policy, `refund_guard` refuses such refunds before they are requested.
+    # block policy, `refund_guard` refuses the owner's own refunds before they are requested;
+    # what reaches here beyond the balance is a refund the dealer owed (a debt, §1.2.5 a).
     if service.policy().reversal == "block":
         log.warning("refund %s reverses %s points beyond the member's balance: debt recorded", refund_id, rest)
     service.reverse(
