@@ -111,6 +111,13 @@ class RefundInSchema(Schema):
         validate=validate.Regexp(r"^[0-9A-Za-z_\-|*@]{1,64}\Z"),
         metadata={"description": "idempotency key: the same number again returns the same refund"},
     )
+    store_at_fault = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "the store cannot deliver what was paid for (called off, out of stock): the refund"
+            " is owed, so POINTS_REVERSAL_POLICY=block does not refuse it and points already spent become a debt"
+        },
+    )
 
 
 class IssueSchema(OutputSchema):

@@ -780,7 +780,7 @@ def request_refund(
         "payment.refund_requested",
         "payment_order",
         order.id,
-        {"out_refund_no": refund.out_refund_no, "amount_fen": amount, "reason": reason},
+        {"out_refund_no": refund.out_refund_no, "amount_fen": amount, "reason": reason, "refusable": refusable},
     )
     session.flush()
     _submit_refund(session, gw, order, refund, fresh=True)

@@ -70,3 +70,42 @@ def test_block_policy_refuses_a_refund_whose_points_are_spent(
     acc = points.account(db_session, owner.id)
     assert acc.available == 0
     assert points.check_drift(db_session, [owner.id]) == []
+
+
+def test_a_refund_the_store_owes_goes_through_under_block_and_leaves_a_debt(
+    app: Any,
+    client: Any,
+    db_session: Any,
+    owner: Any,
+    pay_effects: Any,
+    sandbox_reset: Any,
+    deliver_to_app: Any,
+    manager: Any,
+    monkeypatch: Any,
+    app_ctx: Any,
+) -> None:
+    """The store cannot deliver what was paid for (a package it no longer offers, say): staff say
+    so with `store_at_fault`, the refund is not refused, the spent points become a debt; the
+    audit says the refund was not refusable. Without the flag the same refund is refused."""
+    from backend.platform.audit import AuditLog
+
+    monkeypatch.setitem(app.config, "POINTS_REVERSAL_POLICY", "block")
+    order = _paid(client, owner, pay_effects, sandbox_reset.state, "blk-store", 200_00)
+    points.activate_due(db_session, now=utcnow() + timedelta(days=8))
+    points.spend(db_session, owner.id, 150, key="blk-store-spend", reason_code="t", operator=f"member:{owner.id}")
+    db_session.commit()
+
+    refused = _refund(client, manager, order["id"], out_refund_no="RF-store-0", reason="客户要求退款")
+    assert refused.status_code == 409 and refused.get_json()["code"] == "points.reversal_blocked"
+    owed = {"out_refund_no": "RF-store-1", "reason": "门店无法提供该服务", "store_at_fault": True}
+    first = _refund(client, manager, order["id"], **owed)
+    again = _refund(client, manager, order["id"], **owed)  # a retry: the same refund
+    assert (first.status_code, again.status_code) == (201, 201), first.get_json()
+    assert first.get_json()["id"] == again.get_json()["id"]
+    assert sandbox_reset.hits("/v3/refund/domestic/refunds") == 1
+    assert notify_refund(sandbox_reset.state, "RF-store-1", copies=2)[1] == [204, 204]
+    db_session.expire_all()
+    assert points.account(db_session, owner.id).available == -150
+    assert points.check_drift(db_session, [owner.id]) == []
+    audit = db_session.scalars(select(AuditLog).where(AuditLog.action == "payment.refund_requested")).one()
+    assert audit.detail["refusable"] is False

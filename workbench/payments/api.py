@@ -87,7 +87,8 @@ def create_refund(data: dict[str, Any], order_id: int) -> PaymentRefund:
     the refund is `processing` until then. Errors: payment.refund_not_paid (409),
     payment.refund_exceeds_paid (422), payment.refund_limit (422, the 51st refund),
     payment.refund_rejected (422, WeChat Pay said no), upstream.* (503/504: retry with the same
-    out_refund_no)."""
+    out_refund_no), points.reversal_blocked (409, block policy: the owner's points from this
+    order are spent; not raised with `store_at_fault`, recorded in the audit)."""
     refund, _created = service.request_refund(
         db.session(),
         service.gateway(),
@@ -96,6 +97,7 @@ def create_refund(data: dict[str, Any], order_id: int) -> PaymentRefund:
         reason=data["reason"],
         amount_fen=data.get("amount_fen"),
         out_refund_no=data.get("out_refund_no"),
+        refusable=not data["store_at_fault"],
     )
     return refund
 
