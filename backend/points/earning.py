@@ -124,11 +124,12 @@ def points_to_take_back(
 
 
 def refund_guard(session: Session, order_id: int, refund_amount_fen: int, *, refusable: bool = True) -> None:
-    """The payments feature calls this (a `before_refund` guard) under the order's lock before
-    asking WeChat for a refund: with the "block" policy, a refund the owner asks for whose points
-    they have already spent is refused up front. Refunds in flight count as refunded (their
-    points will be taken back too). A refund that is not the owner's doing (`refusable` False:
-    the store called the event off) goes through; `_take_back` records the shortfall as a debt."""
+    """The payments feature calls this (a `before_refund` guard) before asking WeChat for a
+    refund (under the order's lock), or before a feature accepts an owner's cancellation: with
+    the "block" policy, a refund the owner asks for whose points they have already spent is
+    refused up front. Refunds in flight count as refunded (their points will be taken back too).
+    A refund that is not the owner's doing (`refusable` False: the store called the event off)
+    goes through; `_take_back` records the shortfall as a debt."""
     from backend.payments.models import PaymentOrder
 
     if service.policy().reversal != "block" or not refusable:
