@@ -10,9 +10,9 @@ exchange codes, store and org codes, VINs, WeCom userids) stay case-insensitive 
 SQLite's default BINARY collation is exact already: nothing to do there. The downgrade fails
 (duplicate key) if two values that differ only in case were stored meanwhile; that is the point.
 
-Revision ID: 0026
-Revises: 0025
-Create Date: 2026-12-08 00:00:00
+Revision ID: 0028
+Revises: 0027
+Create Date: 2026-12-08 00:20:00
 """
 
 import sqlalchemy as sa
@@ -20,8 +20,8 @@ from alembic import op
 
 import backend.platform.db
 
-revision = "0026"
-down_revision = "0025"
+revision = "0028"
+down_revision = "0027"
 branch_labels = None
 depends_on = None
 
