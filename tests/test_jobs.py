@@ -251,6 +251,62 @@ def test_rows_redis_lost_after_hand_over_are_recovered(
     assert recover_lost(app, up) == 0
 
 
+@pytest.mark.redis
+def test_a_job_a_stopping_worker_popped_and_never_started_is_recovered(
+    app: Any, db_session: Any, make_customer: Any, redis_client: Any, monkeypatch: Any
+) -> None:
+    """RQ's warm shutdown raises out of the dequeue when the worker is not marked busy yet; a
+    job popped in that moment is left `queued` in no queue (seen in the worker-stop
+    measurements). Before: recover_lost took `queued` for alive and the row stayed `enqueued`
+    for good (recovered 0, the job never ran)."""
+    from datetime import timedelta
+
+    from rq import SimpleWorker
+    from rq.serializers import JSONSerializer
+
+    from backend.platform.db import utcnow
+    from backend.platform.jobs import recover_lost
+
+    c = make_customer()
+    up = Dispatcher(redis_client, max_attempts=3)
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", up)
+    row = enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "dropped"})
+    commit(db_session)
+    # what the stopping worker's BLPOP did: the job left its queue, and nothing else happened
+    assert redis_client.lpop("rq:queue:default") == f"outbox-{row.id}".encode()
+    assert up.job_status(row.id) == "queued"
+    db_session.get(OutboxJob, row.id).enqueued_at = utcnow() - timedelta(minutes=11)
+    db_session.commit()
+
+    assert recover_lost(app, up) == 1
+    SimpleWorker(list(jobs.QUEUES), connection=redis_client, serializer=JSONSerializer).work(burst=True)
+    db_session.expire_all()
+    assert db_session.get(OutboxJob, row.id).status == "done"
+    assert _runs(db_session, "dropped") == 1
+    assert recover_lost(app, up) == 0
+
+
+@pytest.mark.redis
+def test_a_job_waiting_in_its_queue_is_not_recovered_twice(
+    app: Any, db_session: Any, make_customer: Any, redis_client: Any, monkeypatch: Any
+) -> None:
+    from datetime import timedelta
+
+    from backend.platform.db import utcnow
+    from backend.platform.jobs import recover_lost
+
+    c = make_customer()
+    up = Dispatcher(redis_client, max_attempts=3)
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", up)
+    row = enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "waiting"})
+    commit(db_session)
+    db_session.get(OutboxJob, row.id).enqueued_at = utcnow() - timedelta(minutes=11)
+    db_session.commit()
+
+    assert recover_lost(app, up) == 0  # a long queue, not a loss
+    assert redis_client.lrange("rq:queue:default", 0, -1) == [f"outbox-{row.id}".encode()]
+
+
 def test_delayed_job_runs_when_due_through_the_relayer(app: Any, db_session: Any, make_customer: Any) -> None:
     from datetime import timedelta
 

@@ -142,6 +142,10 @@ class Dispatcher:
         status = job.get_status(refresh=False)
         return str(status.value if hasattr(status, "value") else status) if status else None
 
+    def in_queue(self, row_id: int, queue: str) -> bool:
+        """Whether the row's job is waiting in its RQ queue (LPOS)."""
+        return self.queue(queue).get_job_position(f"outbox-{row_id}") is not None
+
     def hand_over(self, row_id: int, queue: str) -> None:
         """Push one outbox row to RQ. Raises if Redis is unreachable."""
         from rq import Retry
@@ -287,8 +291,9 @@ def _hand_over(app: Any, dispatcher: Dispatcher, rows: list[tuple[int, str]]) ->
 
 def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: int = 600) -> int:
     """Hand over again the rows Redis lost after taking them (a restart without persistence, a
-    failover, a flush): `enqueued` for longer than the lease and no RQ job by that id. Safe to
-    repeat — execution skips a row that is already done.
+    failover, a flush) or a stopping worker dropped: `enqueued` for longer than the lease and no
+    RQ job by that id, or one still `queued` that is in no queue. Safe to repeat — execution
+    skips a row that is already done.
 
     A row still `enqueued` whose RQ job has failed was never finished nor failed by us: the
     worker running it died every time (killed: out of memory, a deploy), RQ retried the
@@ -316,7 +321,10 @@ def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: 
             if status == "failed":
                 _give_up_lost(app, row_id)
                 continue
-            if status is not None:
+            # `queued` but in no queue: a worker popped it and stopped before starting it (RQ's
+            # warm shutdown raises out of the dequeue when the worker is not yet marked busy;
+            # seen once in ten SIGTERMs with jobs flowing). Nobody will run it: it is lost too.
+            if status is not None and not (status == "queued" and not dispatcher.in_queue(row_id, queue)):
                 continue
             log.warning("outbox %s was lost by Redis; handing it over again", row_id)
             dispatcher.hand_over(row_id, queue)
