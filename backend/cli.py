@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -75,55 +76,70 @@ def worker(burst: bool) -> None:
     # using the database pool and locks; a fork taken mid-use leaves the child with half-held
     # locks and shared MySQL sockets (seen in the benchmarks: lost connections, a horse that never
     # finished). Jobs here are short database transactions, so they run in the worker process
-    # itself; run more worker processes for more throughput.
-    from rq import SimpleWorker as Worker
+    # itself (RQ's SimpleWorker); run more worker processes for more throughput.
     from rq.serializers import JSONSerializer
 
     from backend.platform.jobs import QUEUES, relayer_loop, set_worker_app, start_worker_threads
+    from backend.platform.rq_worker import Worker
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     redis_client = app.extensions["dealerloop.redis"]
     set_worker_app(app)
     stop = threading.Event()
+    # SIGTERM (a deploy) and SIGINT stop the relayer and the pumps after their current
+    # iteration; RQ takes the signals over while it runs, and tells `stop` too (on_stop).
+    _stop_on_signals(stop)
     if redis_client is None:
         # Without Redis, requests run their jobs inline; this loop still fires periodic jobs,
         # runs delayed jobs when due and retries failed ones.
         click.echo("no REDIS_URL: running the outbox relayer only (jobs execute inline)")
-        try:
-            relayer_loop(app, stop)
-        except KeyboardInterrupt:
-            stop.set()
+        relayer_loop(app, stop)
         return
     threads = start_worker_threads(app, stop)
+
+    def work() -> object:
+        rq_worker = Worker(list(QUEUES), connection=redis_client, serializer=JSONSerializer, on_stop=stop.set)
+        if stop.is_set():  # the signal came while RQ registered itself: it stops before a job
+            rq_worker.request_stop_before_work()
+        return rq_worker.work(with_scheduler=True, burst=burst)
+
     try:
-        _work_while_redis_comes_and_goes(
-            lambda: Worker(list(QUEUES), connection=redis_client, serializer=JSONSerializer).work(
-                with_scheduler=True, burst=burst
-            ),
-            stop,
-        )
+        _work_while_redis_comes_and_goes(work, stop)
     finally:
         stop.set()
         for thread in threads:  # let an iteration in progress finish and release its connection
             thread.join(timeout=30)
 
 
+def _stop_on_signals(stop: threading.Event) -> None:
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+
 def _work_while_redis_comes_and_goes(work: Callable[[], object], stop: threading.Event) -> None:
-    """Run RQ (`work`), and again whenever it stops because Redis cannot be reached.
+    """Run RQ (`work`), and again whenever it stops because Redis cannot be reached, until a
+    stop is asked for.
 
     RQ needs Redis to start at all (it registers the worker there first), but the relayer and
     the intake pumps beside it do not: they admit WeCom callbacks, send their welcomes (a code
     lives 20 s) and keep jobs pending in the outbox. A worker started during an outage (a
     deploy, a restart after a crash) therefore keeps them running and waits for Redis instead
-    of exiting and taking them down with it."""
+    of exiting and taking them down with it. A SIGTERM meanwhile ends the wait: RQ's handlers
+    are only installed once it has registered, so the process's own (`_stop_on_signals`) are
+    put back after each failed start (before, the default action killed the process and its
+    pumps mid-work)."""
     import redis
 
     wait = 1.0
-    while True:
+    while not stop.is_set():
         try:
             work()
             return
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            _stop_on_signals(stop)
             log.warning(
                 "Redis unreachable (%s); the relayer and intake pumps keep running, RQ tries again in %.0f s",
                 type(exc).__name__,
