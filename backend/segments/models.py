@@ -22,6 +22,10 @@ class Segment(Base, TimestampMixin):
     name: Mapped[str] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(String(255), default=None)
     owner_unit_id: Mapped[int] = mapped_column(ForeignKey("org_unit.id"), index=True)
+    # The WeCom corp whose tag library the tag filters name, and whose friend relations they
+    # match (tag ids are a corp's own): the corp of whoever set the filters. None: saved before
+    # segments had a corp and no creator to take it from (tags match in any corp, as then).
+    corp_id: Mapped[str | None] = mapped_column(String(64), default=None)
     filters: Mapped[dict] = mapped_column(default=dict)
     archived: Mapped[bool] = mapped_column(default=False)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)

@@ -11,7 +11,7 @@ Filter vocabulary (every field optional; fields are ANDed, values inside a list 
 
 | field | value | meaning |
 |---|---|---|
-| `tags_any` / `tags_all` / `tags_none` | WeCom tag ids | tags on any of the customer's WeCom friend relations |
+| `tags_any` / `tags_all` / `tags_none` | tag ids of the segment's corp | on the customer's friend relations there |
 | `tiers` | tier codes (`standard`, `silver`, `gold`, `platinum`) | current tier |
 | `lifecycle_stages` | `lead` … `lost` | lifecycle stage |
 | `store_ids` | store ids | home store (within the owner's subtree) |
@@ -22,6 +22,12 @@ Filter vocabulary (every field optional; fields are ANDed, values inside a list 
 | `points_min` / `points_max` | ≥ 0 | available points balance (no account: 0) |
 
 An unknown field answers 422 `segments.unknown_filter`, a bad value 422 `segments.filter_invalid`.
+
+Tag ids are a WeCom corp's own, and a dealer group may run a second corp's app (two corps can
+even hold the same id). A segment therefore belongs to the corp of whoever set its filters
+(`Segment.corp_id`, the staff member's corp): its tag ids must be in that corp's tag library
+(422 `segments.tag_unknown` otherwise, the same answer for another corp's tag as for one that
+exists nowhere) and it matches the tags of that corp's friend relations only.
 """
 
 from __future__ import annotations
@@ -48,10 +54,12 @@ register_messages(
         "segments.filter_invalid": ("分群条件的取值无效", "Invalid segment filter value"),
         "segments.owner_out_of_scope": ("只能在自己的管理范围内创建分群", "The owner unit is outside your scope"),
         "segments.archived": ("该分群已归档", "This segment is archived"),
+        "segments.tag_unknown": ("标签不在您企业微信的标签库中", "A tag id is not in your WeCom corp's tag library"),
     }
 )
 
 MAX_LIST = 200
+TAG_FIELDS = ("tags_any", "tags_all", "tags_none")
 DAYS_MAX = 3650
 
 
@@ -114,6 +122,25 @@ def validate_filters(filters: Any) -> dict[str, Any]:
     return dict(filters)
 
 
+def check_tags(session: Session, actor: StaffActor, filters: dict[str, Any]) -> str:
+    """The actor's corp, once every tag id of the (validated) filters is a live tag of its
+    library. Another corp's tag is refused like an unknown one: a different answer would tell
+    that it exists there, and a count by it would read that corp's tagging."""
+    from backend.wecom.service import actor_corp_id, known_tag_ids
+
+    corp_id = actor_corp_id(session, actor)
+    wanted = {tag for field in TAG_FIELDS for tag in filters.get(field, [])}
+    known = known_tag_ids(session, corp_id, wanted)
+    bad = {
+        field: ["tag ids of your WeCom corp's tag library"]
+        for field in TAG_FIELDS
+        if any(tag not in known for tag in filters.get(field, []))
+    }
+    if bad:
+        raise AppError("segments.tag_unknown", 422, errors={"json": {"filters": bad}})
+    return corp_id
+
+
 # ---------------------------------------------------------------------------------------------
 # Building the SELECT
 
@@ -129,28 +156,31 @@ def _owner_clause(session: Session, owner_unit_id: int) -> ColumnElement[bool]:
     return Customer.home_store_id.in_(stores)
 
 
-def _tag_exists(tag_ids: list[str]) -> ColumnElement[bool]:
+def _tag_exists(tag_ids: list[str], corp_id: str | None) -> ColumnElement[bool]:
     from backend.wecom.models import WeComFriend, WeComFriendTag
 
+    # corp_id None: a segment saved before segments had a corp (its tags match in any corp)
+    in_corp = [WeComFriend.corp_id == corp_id] if corp_id is not None else []
     return exists().where(
         WeComFriend.customer_id == Customer.id,
+        *in_corp,
         WeComFriendTag.friend_id == WeComFriend.id,
         WeComFriendTag.tag_id.in_(tag_ids),
     )
 
 
-def _filter_clauses(filters: dict[str, Any], now: datetime) -> list[ColumnElement[bool]]:
+def _filter_clauses(filters: dict[str, Any], now: datetime, corp_id: str | None) -> list[ColumnElement[bool]]:
     from backend.points.models import PointsAccount
     from backend.touchpoints.models import CustomerProfile
 
     out: list[ColumnElement[bool]] = []
     f = filters
     if "tags_any" in f:
-        out.append(_tag_exists(f["tags_any"]))
+        out.append(_tag_exists(f["tags_any"], corp_id))
     for tag in f.get("tags_all", []):
-        out.append(_tag_exists([tag]))
+        out.append(_tag_exists([tag], corp_id))
     if "tags_none" in f:
-        out.append(~_tag_exists(f["tags_none"]))
+        out.append(~_tag_exists(f["tags_none"], corp_id))
     if "tiers" in f:
         out.append(Customer.tier.in_(f["tiers"]))
     if "lifecycle_stages" in f:
@@ -190,13 +220,18 @@ def _filter_clauses(filters: dict[str, Any], now: datetime) -> list[ColumnElemen
 
 
 def filter_customer_ids(
-    session: Session, owner_unit_id: int, filters: dict[str, Any], now: datetime | None = None
+    session: Session,
+    owner_unit_id: int,
+    filters: dict[str, Any],
+    now: datetime | None = None,
+    corp_id: str | None = None,
 ) -> Select:
-    """SELECT customer.id for filters under an owner unit (what a saved segment evaluates to)."""
+    """SELECT customer.id for filters under an owner unit, tags read in `corp_id`'s relations
+    (what a saved segment evaluates to)."""
     return select(Customer.id).where(
         Customer.merged_into_id.is_(None),
         _owner_clause(session, owner_unit_id),
-        *_filter_clauses(filters, now or utcnow()),
+        *_filter_clauses(filters, now or utcnow(), corp_id),
     )
 
 
@@ -207,7 +242,7 @@ def segment_customer_ids(session: Session, segment_id: int, now: datetime | None
     segment = session.get(Segment, segment_id)
     if segment is None or segment.archived:
         return select(Customer.id).where(false())
-    return filter_customer_ids(session, segment.owner_unit_id, segment.filters, now)
+    return filter_customer_ids(session, segment.owner_unit_id, segment.filters, now, segment.corp_id)
 
 
 def customer_in_segment(session: Session, segment_id: int, customer_id: int, now: datetime | None = None) -> bool:
@@ -261,13 +296,23 @@ def check_owner_unit(session: Session, actor: StaffActor, owner_unit_id: int | N
     return unit_id
 
 
+def preview_count(session: Session, actor: StaffActor, owner_unit_id: int | None, filters: Any) -> int:
+    """How many customers the filters select now under the owner unit (before saving them)."""
+    owner = check_owner_unit(session, actor, owner_unit_id)
+    valid = validate_filters(filters)
+    corp_id = check_tags(session, actor, valid)
+    return count(session, filter_customer_ids(session, owner, valid, corp_id=corp_id))
+
+
 def create(session: Session, actor: StaffActor, data: dict[str, Any]) -> Segment:
     owner = check_owner_unit(session, actor, data.get("owner_unit_id"))
+    filters = validate_filters(data.get("filters", {}))
     segment = Segment(
         name=data["name"],
         description=data.get("description"),
         owner_unit_id=owner,
-        filters=validate_filters(data.get("filters", {})),
+        corp_id=check_tags(session, actor, filters),
+        filters=filters,
         created_by=actor.staff_id,
     )
     session.add(segment)
@@ -280,7 +325,10 @@ def update_segment(session: Session, actor: StaffActor, segment: Segment, data: 
     if segment.archived:
         raise AppError("segments.archived", 409)
     if "filters" in data:
-        segment.filters = validate_filters(data["filters"])
+        filters = validate_filters(data["filters"])
+        # the tags are now those of the corp of whoever set them
+        segment.corp_id = check_tags(session, actor, filters)
+        segment.filters = filters
     for key in ("name", "description"):
         if key in data:
             setattr(segment, key, data[key])

@@ -120,14 +120,6 @@ def _check_store(session: Session, actor: StaffActor, store_id: int | None) -> N
             raise AppError("wecom.store_invalid", 422, errors={"store_id": ["not a store"]})
 
 
-def _actor_corp_id(session: Session, actor: StaffActor) -> str:
-    """The corp the actor works in: their own (`Staff.corp_id`). Userids, tag ids and contact
-    ways are a corp's own, so a manager of a second corp's app acts in that corp; a group admin
-    of the primary corp stays in the primary one."""
-    me = session.get(Staff, actor.staff_id)
-    return me.corp_id if me is not None else svc.current_corp_id()
-
-
 # --- raw events ----------------------------------------------------------------------------
 
 
@@ -336,7 +328,7 @@ def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) ->
     _check_store(session, actor, data.get("store_id"))
     _check_template_store(session, actor, data.get("welcome_template_id"), data.get("store_id"))
     _check_cap(data)
-    gateway = svc.configured_gateway(_actor_corp_id(session, actor))
+    gateway = svc.configured_gateway(svc.actor_corp_id(session, actor))
     _check_advisors(session, actor, gateway.corp_id, data)
     _check_auto_tags(session, gateway.corp_id, data)
     channel = WeComChannel(corp_id=gateway.corp_id, **data)
@@ -539,7 +531,7 @@ def list_tags(session: Session, actor: StaffActor) -> list[WeComTag]:
     return list(
         session.scalars(
             select(WeComTag)
-            .where(WeComTag.corp_id == _actor_corp_id(session, actor), WeComTag.deleted.is_(False))
+            .where(WeComTag.corp_id == svc.actor_corp_id(session, actor), WeComTag.deleted.is_(False))
             # As WeCom lists them: a larger `order` first, for groups and for tags in a group.
             .order_by(WeComTag.group_order.desc(), WeComTag.group_id, WeComTag.sort_order.desc(), WeComTag.id)
         )
@@ -581,7 +573,7 @@ def mark_customer_tags(
         raise AppError("wecom.tags_conflict", 422, errors={"add_tag_ids": ["also in remove_tag_ids"]})
     # The relation is looked for in this corp only, so this is the corp the relation
     # (friend.corp_id) will be of: its tags can be checked before the lookup (422 before 409).
-    corp_id = _actor_corp_id(session, actor)
+    corp_id = svc.actor_corp_id(session, actor)
     unknown = (add_set | remove_set) - svc.known_tag_ids(session, corp_id, add_set | remove_set)
     if unknown:
         raise AppError("wecom.tag_unknown", 422, errors={"tag_ids": sorted(unknown)})

@@ -19,6 +19,7 @@ from backend.customers.models import Customer, CustomerAdvisor, IdentityKind
 from backend.customers.service import attach_identity, attach_unionid, find_by_identity, live_customer, vault
 from backend.org.models import ADVISOR_ROLES, OrgKind, OrgUnit, Staff, StaffStatus
 from backend.org.service import managers_of_store
+from backend.platform.actors import StaffActor
 from backend.platform.db import DuplicateKey, insert_or_lock, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages
 from backend.platform.logs import mask_phone, mask_phones
@@ -865,6 +866,14 @@ def _drop_deleted_tags(session: Session, corp_id: str, tag_ids: set[str], at: da
 
 def current_corp_id() -> str:
     return current_app.extensions["dealerloop.gateways"].wecom.corp_id
+
+
+def actor_corp_id(session: Session, actor: StaffActor) -> str:
+    """The corp the actor works in: their own (`Staff.corp_id`). Userids, tag ids and contact
+    ways are a corp's own, so a manager of a second corp's app acts in that corp; a group admin
+    of the primary corp stays in the primary one."""
+    me = session.get(Staff, actor.staff_id)
+    return me.corp_id if me is not None else current_corp_id()
 
 
 # ---------------------------------------------------------------------------------------------

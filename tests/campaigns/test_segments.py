@@ -12,14 +12,16 @@ from freezegun import freeze_time
 from backend.customers.models import Car, LifecycleStage
 from backend.platform.db import utcnow
 from backend.segments.service import customer_in_segment, segment_customer_ids
-from backend.wecom.models import FriendStatus, WeComFriend, WeComFriendTag
+from backend.wecom.models import FriendStatus, WeComFriend, WeComFriendTag, WeComTag
 
 WB = "/api/workbench/v1"
 
 
 def _tag(db_session: Any, customer: Any, *tags: str) -> None:
+    from flask import current_app
+
     friend = WeComFriend(
-        corp_id="c",
+        corp_id=current_app.config["WECOM_CORP_ID"],  # the staff's corp (make_staff), whose tags they filter by
         userid=f"adv{customer.id}",
         external_userid=f"wm{customer.id}",
         customer_id=customer.id,
@@ -37,6 +39,12 @@ def people(tree: Any, make_customer: Any, make_staff: Any, db_session: Any, app_
     from backend.touchpoints.service import record
 
     s0, s1, s3 = tree.stores[0], tree.stores[1], tree.stores[3]
+    corp = app_ctx.app.config["WECOM_CORP_ID"]
+    # the tags in the corp's library (a segment names tags of its corp's library; tag-none: nobody has it)
+    db_session.add_all(
+        WeComTag(corp_id=corp, tag_id=t, group_id="g", group_name="测试", name=t)
+        for t in ("tag-ev", "tag-vip", "tag-none")
+    )
     gold_ev = make_customer(s0, name="金卡电车")
     gold_ev.tier = "gold"
     gold_ev.lifecycle_stage = LifecycleStage.LOYAL

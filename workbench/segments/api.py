@@ -60,10 +60,7 @@ class Segments(MethodView):
 @blp.response(200, CountSchema)
 def preview(data: dict[str, Any]) -> dict[str, int]:
     """How many customers a filter selects now (before saving it)."""
-    session = db.session()
-    owner = service.check_owner_unit(session, current_staff(), data.get("owner_unit_id"))
-    filters = service.validate_filters(data["filters"])
-    return {"count": service.count(session, service.filter_customer_ids(session, owner, filters))}
+    return {"count": service.preview_count(db.session(), current_staff(), data.get("owner_unit_id"), data["filters"])}
 
 
 @blp.route("/segments/<int:segment_id>")
