@@ -87,7 +87,7 @@ def worker(burst: bool) -> None:
     set_worker_app(app)
     stop = threading.Event()
     # SIGTERM (a deploy) and SIGINT stop the relayer and the pumps after their current
-    # iteration; RQ takes the signals over while it runs, and tells `stop` too (on_stop).
+    # iteration; RQ takes the signals over while it runs, and sets `stop` too.
     _stop_on_signals(stop)
     if redis_client is None:
         # Without Redis, requests run their jobs inline; this loop still fires periodic jobs,
@@ -97,14 +97,13 @@ def worker(burst: bool) -> None:
         return
     threads = start_worker_threads(app, stop)
 
-    def work() -> object:
-        rq_worker = Worker(list(QUEUES), connection=redis_client, serializer=JSONSerializer, on_stop=stop.set)
-        if stop.is_set():  # the signal came while RQ registered itself: it stops before a job
-            rq_worker.request_stop_before_work()
-        return rq_worker.work(with_scheduler=True, burst=burst)
-
     try:
-        _work_while_redis_comes_and_goes(work, stop)
+        _work_while_redis_comes_and_goes(
+            lambda: Worker(list(QUEUES), connection=redis_client, serializer=JSONSerializer, stop=stop).work(
+                with_scheduler=True, burst=burst
+            ),
+            stop,
+        )
     finally:
         stop.set()
         for thread in threads:  # let an iteration in progress finish and release its connection

@@ -1,18 +1,19 @@
 """The RQ worker class of `flask worker`: RQ's non-forking SimpleWorker, stopping promptly.
 
-A deploy sends SIGTERM and waits (often 30 s) before SIGKILL. RQ's warm shutdown lets a running
-job finish and then exits; two things around it are changed here:
+A deploy sends SIGTERM and waits a grace period (Kubernetes: 30 s by default) before SIGKILL.
+RQ's warm shutdown lets a running job finish and then exits; two things around it are changed
+here:
 
 - the stop of RQ's command channel (a pubsub thread that waits up to 60 s for a message) could
   take those 60 s, and a SIGKILL in the meantime cut the relayer and intake pumps mid-work;
-- the process's own stop (the relayer and pumps beside RQ) is told at once (`on_stop`), also
+- the process's own stop (the relayer and pumps beside RQ) is told at once (`stop`), also
   when the signal comes before RQ has installed its handlers.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import threading
 from types import FrameType
 from typing import Any
 
@@ -21,24 +22,21 @@ from rq import SimpleWorker
 
 
 class Worker(SimpleWorker):
-    def __init__(self, *args: Any, on_stop: Callable[[], None] | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, stop: threading.Event | None = None, **kwargs: Any) -> None:
+        """`stop`: the process's stop (its relayer and pumps), set at RQ's stop signal; set
+        already when RQ takes the signals over (a signal while it registered itself), RQ's
+        loop ends before it takes a job."""
         super().__init__(*args, **kwargs)
-        self._on_stop = on_stop
-        self._stop_before_handlers = False
-
-    def request_stop_before_work(self) -> None:
-        """A stop asked for before RQ took the signals over (while it registers itself, starts
-        its scheduler): RQ's loop then ends before it takes a job."""
-        self._stop_before_handlers = True
+        self._process_stop = stop
 
     def _install_signal_handlers(self) -> None:
         super()._install_signal_handlers()
-        if self._stop_before_handlers:
+        if self._process_stop is not None and self._process_stop.is_set():
             self._stop_requested = True
 
     def request_stop(self, signum: int, frame: FrameType | None) -> None:
-        if self._on_stop is not None:
-            self._on_stop()
+        if self._process_stop is not None:
+            self._process_stop.set()
         super().request_stop(signum, frame)
 
     def unsubscribe(self) -> None:
