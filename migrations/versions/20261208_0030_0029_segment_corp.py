@@ -5,16 +5,16 @@ marketer of one corp could count and select customers by another corp's tags. A 
 belongs to the corp of whoever set its filters. Existing segments take their creator's corp;
 one without a creator keeps NULL (its tags match in any corp, as before).
 
-Revision ID: 0026
-Revises: 0025
-Create Date: 2026-12-08 00:00:00
+Revision ID: 0029
+Revises: 0028
+Create Date: 2026-12-08 00:30:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0026"
-down_revision = "0025"
+revision = "0029"
+down_revision = "0028"
 branch_labels = None
 depends_on = None
 
