@@ -527,13 +527,27 @@ def _contact_way_exists(gateway: Any, config_id: str) -> bool:
 
 
 def list_tags(session: Session, actor: StaffActor) -> list[WeComTag]:
-    """The tag library of the actor's corp: the tags they can mark (a tag id is a corp's own)."""
+    """The tag library of the actor's corp (a tag id is a corp's own): the corporate tags, then
+    the rule-group tags by rule group (`strategy_id`; `markable` False for those WeCom does not
+    let this app mark)."""
     return list(
         session.scalars(
             select(WeComTag)
-            .where(WeComTag.corp_id == svc.actor_corp_id(session, actor), WeComTag.deleted.is_(False))
+            .where(
+                WeComTag.corp_id == svc.actor_corp_id(session, actor),
+                WeComTag.deleted.is_(False),
+                WeComTag.name != "",  # a rule-group tag known only by id from a callback
+            )
             # As WeCom lists them: a larger `order` first, for groups and for tags in a group.
-            .order_by(WeComTag.group_order.desc(), WeComTag.group_id, WeComTag.sort_order.desc(), WeComTag.id)
+            .order_by(
+                WeComTag.kind,  # "corp" before "strategy"
+                WeComTag.strategy_id,
+                WeComTag.group_order.desc(),
+                WeComTag.group_id,
+                WeComTag.group_name,
+                WeComTag.sort_order.desc(),
+                WeComTag.id,
+            )
         )
     )
 
@@ -577,6 +591,8 @@ def mark_customer_tags(
     unknown = (add_set | remove_set) - svc.known_tag_ids(session, corp_id, add_set | remove_set)
     if unknown:
         raise AppError("wecom.tag_unknown", 422, errors={"tag_ids": sorted(unknown)})
+    if unmarkable := svc.unlisted_tag_ids(session, corp_id, add_set | remove_set):
+        raise AppError("wecom.tag_not_markable", 422, errors={"tag_ids": sorted(unmarkable)})
     me = session.get(Staff, actor.staff_id)
     if actor.scope.own_customers_only:
         # An advisor tags through their own relation only: marking through a colleague's would

@@ -105,7 +105,7 @@ def apply_event(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) ->
         handler(Event(session, raw, fields))
         return True
     if fields.get("Event") == "change_external_tag":
-        svc.sync_tag_library(session, raw.corp_id, svc.gateway_for(raw.corp_id, raw.agent_id), raw.received_at)
+        on_tag_change(session, raw, fields)
         return True
     if fields.get("Event") == "change_external_chat":
         return on_chat(session, raw, fields)
@@ -359,6 +359,38 @@ def on_transfer_fail(ev: Event) -> None:
     _, friend = ev.friend(None, FriendStatus.CLOSED)
     svc.touch(ev.session, friend, Kind.TRANSFER_FAILED, ev.ref, ev.occurred_at, {"reason": reason})
     svc.raise_alert(ev.session, ev.raw, friend, AlertKind.TRANSFER_FAILED, ev.occurred_at, {"reason": reason})
+
+
+def on_tag_change(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> None:
+    """change_external_tag: the library the tag is in is read again from WeCom (the same sync
+    as nightly, standing down when a read since the event saw it), so a create, update, delete
+    or shuffle ends as WeCom is now, however late, repeated or reordered the events came. A
+    rule-group tag's event carries its rule group in `StrategyId` (a corporate tag's carries
+    none, or 0 — how WeCom fills it for those is not on a page we found); it is applied to
+    the rule-group library, and to the tags of it WeCom does not list to this app
+    (`apply_strategy_tag_event`)."""
+    gateway = svc.gateway_for(raw.corp_id, raw.agent_id)
+    strategy_id = _positive_int(_text(fields, "StrategyId"))
+    if strategy_id is None:
+        svc.sync_tag_library(session, raw.corp_id, gateway, raw.received_at)
+        return
+    svc.sync_tag_library(session, raw.corp_id, gateway, raw.received_at, svc.STRATEGY_TAGS)
+    svc.apply_strategy_tag_event(
+        session,
+        raw.corp_id,
+        strategy_id,
+        _text(fields, "Id"),
+        _text(fields, "TagType"),
+        _text(fields, "ChangeType"),
+        svc.event_time(raw.create_time),
+    )
+
+
+def _positive_int(text: str) -> int | None:
+    """A rule group id: digits only (not "abc", not "0", not 2**70)."""
+    if not text.isdigit() or len(text) > 18:
+        return None
+    return int(text) or None
 
 
 def on_chat(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) -> bool:

@@ -37,12 +37,12 @@ def send_app_message(session: Session, message_id: int) -> None:
 
 @job(TAG_SYNC_JOB, queue="low")
 def sync_tags(session: Session, slot: int | None = None, corp_id: str | None = None) -> None:
-    """A corp's tag library into wecom_tag. Tag callbacks keep it current, but one lost (or a
-    change made while the callback URL was down) would leave it stale: the nightly run re-reads
-    every corp's library, one job per corp."""
+    """A corp's tag libraries (corporate and rule-group tags) into wecom_tag. Tag callbacks keep
+    them current, but one lost (or a change made while the callback URL was down) would leave
+    them stale: the nightly run re-reads every corp's libraries, one job per corp."""
     corp = for_each_corp(session, TAG_SYNC_JOB, slot, corp_id)
     if corp:
-        service.sync_tag_library(session, corp, service.gateway_for(corp))
+        service.sync_tag_libraries(session, corp, service.gateway_for(corp))
 
 
 periodic(TAG_SYNC_JOB, DAY)

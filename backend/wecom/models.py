@@ -8,7 +8,7 @@
 - `wecom_friend_tag`: the corporate tags on a relation (a relation table, WeCom authoritative);
 - `wecom_friend_mobile`: the phone numbers the advisor noted on the contact in WeCom, encrypted
   like every phone at rest;
-- `wecom_tag`: the corporate tag library;
+- `wecom_tag`: the tag library: corporate tags and rule-group (规则组) tags;
 - `wecom_sync_state`: per corp, the lock and last read of the wholesale copies (tags, directory);
 - `wecom_channel` / `wecom_welcome_template`: 「联系我」 contact ways and their welcome messages;
 - `wecom_material` / `wecom_media_upload`: pictures, videos and files for welcome messages (素材),
@@ -86,7 +86,15 @@ class WeComRawEvent(Base):
     processed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class TagKind(enum.StrEnum):
+    CORP = "corp"  # 企业标签: get_corp_tag_list
+    STRATEGY = "strategy"  # 规则组标签: a tag under a customer-contact rule group, get_strategy_tag_list
+
+
 class WeComTag(Base):
+    """A tag of a corp's library. Tag ids are one space in a corp (corporate and rule-group
+    tags alike carry `et...` ids and are marked through the same mark_tag), so one row per id."""
+
     __tablename__ = "wecom_tag"
     __table_args__ = (UniqueConstraint("corp_id", "tag_id"),)
 
@@ -101,6 +109,16 @@ class WeComTag(Base):
     sort_order: Mapped[int] = mapped_column(default=0)
     deleted: Mapped[bool] = mapped_column(default=False)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[TagKind] = mapped_column(StrEnumType(TagKind, 16), default=TagKind.CORP)
+    # The rule group of a rule-group tag; None for a corporate tag, and for a rule-group tag
+    # known only from a customer's tags (follow_user names its group, not its rule group) until
+    # a callback or a list names it.
+    strategy_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Whether WeCom lists the tag to this app. It lists an app only the rule-group tags that app
+    # created (doc 99544): others (made in the admin console) are known from the customers
+    # carrying them and from their callbacks; mark_tag refuses them (doc 92697), and their
+    # absence from a list says nothing.
+    listed: Mapped[bool] = mapped_column(default=True)
 
 
 class WeComSyncState(Base):

@@ -248,6 +248,9 @@ class TagSchema(OutputSchema):
     name = fields.String()
     sort_order = fields.Integer()
     deleted = fields.Boolean()
+    kind = fields.String()  # corp (企业标签) | strategy (规则组标签)
+    strategy_id = fields.Integer(allow_none=True)  # the rule group (None: corporate, or not yet known)
+    markable = fields.Boolean(attribute="listed")  # WeCom lets this app mark it (mark_tag)
 
 
 class LostCustomerSchema(OutputSchema):

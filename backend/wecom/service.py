@@ -8,6 +8,7 @@ the `WeComGateway` port; `gateway_for(corp_id, agent_id)` picks the app of a cor
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -33,6 +34,7 @@ from backend.wecom.models import (
     ChannelFactKind,
     FriendStatus,
     GroupChatStatus,
+    TagKind,
     WeComAlert,
     WeComChannel,
     WeComChannelFact,
@@ -49,6 +51,7 @@ from backend.wecom.models import (
 log = logging.getLogger("dealerloop.wecom")
 
 SOURCE = "wecom_callback"
+STRATEGY_TAG_TYPE = 3  # follow_user[].tags[].type of a rule-group tag
 CONTACT_GONE = 84061  # "not an external contact": deleted, or never our customer
 
 register_messages(
@@ -65,6 +68,10 @@ register_messages(
         "wecom.template_not_found": ("欢迎语模板不存在", "Welcome template not found"),
         "wecom.store_forbidden": ("不能为该门店创建", "Not allowed for this store"),
         "wecom.tag_unknown": ("标签不存在", "Unknown tag"),
+        "wecom.tag_not_markable": (
+            "该规则组标签不是本应用创建的，不能通过本系统打标签",
+            "This rule-group tag was not created by this app: it cannot be marked from here",
+        ),
         "wecom.tags_empty": ("请至少选择一个要添加或移除的标签", "Add or remove at least one tag"),
         "wecom.tags_conflict": ("同一标签不能同时添加和移除", "A tag cannot be added and removed at once"),
         "wecom.not_a_friend": ("该客户不是企业微信好友", "The customer is not a WeCom friend"),
@@ -525,7 +532,14 @@ def apply_follow(
     set_friend_mobiles(session, friend, list(follow.get("remark_mobiles") or []), phone_vault)
     if friend.add_way is None and follow.get("add_way") is not None:
         friend.add_way = int(follow["add_way"])
-    wanted = {t["tag_id"] for t in follow.get("tags") or [] if t.get("type", 1) == 1 and t.get("tag_id")}
+    # type 1: corporate tags; 3: rule-group tags (规则组标签); 2: the advisor's own tags, which
+    # carry no tag_id and are not the corp's. Type 3 is not on the get page we found (it lists
+    # 1 and 2): it is how SDKs quoting the current page name rule-group tags.
+    tags = follow.get("tags") or []
+    wanted = {t["tag_id"] for t in tags if t.get("tag_id") and t.get("type", 1) == 1}
+    wanted |= learn_strategy_tags(
+        session, friend.corp_id, [t for t in tags if t.get("tag_id") and t.get("type") == STRATEGY_TAG_TYPE]
+    )
     set_friend_tags(session, friend, wanted, ref, occurred_at)
 
 
@@ -777,22 +791,52 @@ def lock_sync(session: Session, corp_id: str, subject: str) -> WeComSyncState:
 SYNC_CLOCK_MARGIN = timedelta(seconds=2)
 
 
+@dataclass(frozen=True)
+class TagLibrary:
+    """One of a corp's two tag libraries: where WeCom lists it and which rows of `wecom_tag`
+    it is."""
+
+    kind: TagKind
+    subject: str  # wecom_sync_state: each library has its own sync lock and last read
+    endpoint: str
+
+
+CORP_TAGS = TagLibrary(TagKind.CORP, "tags", "externalcontact/get_corp_tag_list")
+# Read without `strategy_id` (optional, doc 94882): every rule group's tags WeCom lists to the
+# app in one call, each group naming its `strategy_id`.
+STRATEGY_TAGS = TagLibrary(TagKind.STRATEGY, "strategy_tags", "externalcontact/get_strategy_tag_list")
+
+
+def sync_tag_libraries(session: Session, corp_id: str, gateway: WeComGateway) -> None:
+    """Both of a corp's tag libraries (the nightly job and an admin's sync)."""
+    for library in (CORP_TAGS, STRATEGY_TAGS):
+        sync_tag_library(session, corp_id, gateway, library=library)
+
+
 def sync_tag_library(
-    session: Session, corp_id: str, gateway: WeComGateway, changed_before: datetime | None = None
+    session: Session,
+    corp_id: str,
+    gateway: WeComGateway,
+    changed_before: datetime | None = None,
+    library: TagLibrary = CORP_TAGS,
 ) -> int | None:
-    """Bring `wecom_tag` in line with `get_corp_tag_list`. A tag WeCom no longer has (or lists
-    as deleted) stays in the library marked deleted (touchpoints name it), and leaves every
-    relation that carried it: WeCom removed it from those customers and sends no edit event per
-    customer. Returns how many tags WeCom listed.
+    """Bring the library's rows of `wecom_tag` in line with WeCom's list of it. A tag WeCom no
+    longer has (or lists as deleted) stays in the library marked deleted (touchpoints name it),
+    and leaves every relation that carried it: WeCom removed it from those customers and sends
+    no edit event per customer. Returns how many tags WeCom listed.
+
+    Rule-group tags WeCom does not list to this app (made in the admin console) are not judged
+    by their absence: only a tag listed before and listed no more is gone.
 
     `changed_before`: the sync is for a change WeCom told us of by then (a change_external_tag
     callback). If a sync began reading WeCom after that, it saw the change: nothing to do
     (None) — a burst of tag events costs one read, not one each."""
-    state = lock_sync(session, corp_id, "tags")
+    state = lock_sync(session, corp_id, library.subject)
     if changed_before is not None and state.fetched_at and state.fetched_at >= changed_before + SYNC_CLOCK_MARGIN:
         return None
     state.fetched_at = utcnow()
-    result = gateway.post("externalcontact/get_corp_tag_list", {})
+    result = gateway.post(library.endpoint, {})
+    # Every row of the corp: a tag id is one in a corp whichever library first named it.
     existing = {t.tag_id: t for t in session.scalars(select(WeComTag).where(WeComTag.corp_id == corp_id))}
     seen: set[str] = set()
     now = utcnow()
@@ -807,6 +851,9 @@ def sync_tag_library(
                 "name": str(tag.get("name", ""))[:64],
                 "sort_order": int(tag.get("order") or 0),
                 "deleted": bool(tag.get("deleted")) or bool(group.get("deleted")),
+                "kind": library.kind,
+                "strategy_id": int(group["strategy_id"]) if library.kind == TagKind.STRATEGY else None,
+                "listed": True,
             }
             row = existing.get(tag_id)
             if row is None:  # nobody else writes tags meanwhile: the corp's sync lock is ours
@@ -815,30 +862,120 @@ def sync_tag_library(
                 for key, value in values.items():
                     setattr(row, key, value)
                 row.synced_at = now  # when the row last changed: unchanged rows are not rewritten
-    for tag_id, row in existing.items():
-        if tag_id not in seen and not row.deleted:
+    mine = {tag_id: row for tag_id, row in existing.items() if row.kind == library.kind}
+    for tag_id, row in mine.items():
+        if tag_id not in seen and row.listed and not row.deleted:
             row.deleted = True
             row.synced_at = now
     session.flush()
-    gone = {tag_id for tag_id, row in existing.items() if row.deleted}
-    # Tags relations carry that the library never knew (an edit brought them before a sync did)
-    # and WeCom no longer lists: deleted there too. Only those carried since before this read of
-    # WeCom's list: a tag created after it may be on a relation already.
-    gone |= set(
-        session.scalars(
-            select(WeComFriendTag.tag_id)
-            .join(WeComFriend, WeComFriend.id == WeComFriendTag.friend_id)
-            .where(
-                WeComFriend.corp_id == corp_id,
-                WeComFriendTag.tag_id.not_in(sorted(seen | set(existing))),
-                WeComFriendTag.created_at < state.fetched_at,
+    gone = {tag_id for tag_id, row in mine.items() if row.deleted}
+    if library.kind == TagKind.CORP:
+        # Tags relations carry that the library never knew (an edit brought them before a sync
+        # did) and WeCom no longer lists: deleted there too. Only those carried since before this
+        # read of WeCom's list: a tag created after it may be on a relation already. (Rule-group
+        # tags a relation carries are in the library from the moment it carries them.)
+        gone |= set(
+            session.scalars(
+                select(WeComFriendTag.tag_id)
+                .join(WeComFriend, WeComFriend.id == WeComFriendTag.friend_id)
+                .where(
+                    WeComFriend.corp_id == corp_id,
+                    WeComFriendTag.tag_id.not_in(sorted(seen | set(existing))),
+                    WeComFriendTag.created_at < state.fetched_at,
+                )
+                .distinct()
             )
-            .distinct()
         )
-    )
     if gone:
         _drop_deleted_tags(session, corp_id, gone, now)
     return len(seen)
+
+
+def apply_strategy_tag_event(
+    session: Session, corp_id: str, strategy_id: int, item_id: str, item_type: str, change_type: str, at: datetime
+) -> None:
+    """What a change_external_tag of a rule group (`StrategyId`) says of tags WeCom does not
+    list to this app (the re-read of the listed ones is `sync_tag_library`): they belong to
+    that rule group, and a `delete` deletes the tag (TagType tag) or every tag known in the
+    group (TagType tag_group) and takes it off the relations carrying it.
+
+    A tag the library does not know yet is kept by id (no name: it is not listed until a
+    customer carrying it names it), so that what the event said holds whichever comes first,
+    the event or the customer: a deletion is final in WeCom (ids are not reused), and a
+    customer's tags never bring back a tag known deleted (`apply_follow`). Touchpoints are
+    keyed by relation and tag: applying an event again ends the same."""
+    if not item_id or item_type not in ("tag", "tag_group"):
+        return
+    deleting = change_type == "delete"
+    if item_type == "tag":
+        _ensure_strategy_tag(session, corp_id, item_id[:64], strategy_id, deleted=deleting)
+    column = WeComTag.tag_id if item_type == "tag" else WeComTag.group_id
+    rows = list(
+        session.scalars(
+            select(WeComTag)
+            .where(WeComTag.corp_id == corp_id, column == item_id, WeComTag.kind == TagKind.STRATEGY)
+            .order_by(WeComTag.id)
+            .with_for_update()
+        )
+    )
+    now = utcnow()
+    for row in rows:
+        if row.strategy_id is None:
+            row.strategy_id = strategy_id
+        if deleting and not row.deleted:
+            row.deleted = True
+            row.synced_at = now
+    if deleting and rows:
+        _drop_deleted_tags(session, corp_id, {row.tag_id for row in rows}, at)
+
+
+def _ensure_strategy_tag(
+    session: Session, corp_id: str, tag_id: str, strategy_id: int | None, *, deleted: bool = False, **names: str
+) -> WeComTag | None:
+    """The library's row of a rule-group tag, made (unlisted) if none: None when the library
+    knows the id as a corporate tag. A tag learned at once by two events is made once (the
+    unique key); the other reads it."""
+    stmt = select(WeComTag).where(WeComTag.corp_id == corp_id, WeComTag.tag_id == tag_id)
+    row = session.scalars(stmt).one_or_none()
+    if row is None:
+        try:
+            with unique_savepoint(session):
+                row = WeComTag(
+                    corp_id=corp_id,
+                    tag_id=tag_id,
+                    group_id="",
+                    group_name=names.get("group_name", ""),
+                    name=names.get("name", ""),
+                    kind=TagKind.STRATEGY,
+                    strategy_id=strategy_id,
+                    listed=False,
+                    deleted=deleted,
+                )
+                session.add(row)
+        except DuplicateKey:
+            row = session.scalars(stmt).one()
+    return row if row.kind == TagKind.STRATEGY else None
+
+
+def learn_strategy_tags(session: Session, corp_id: str, tags: list[dict[str, Any]]) -> set[str]:
+    """Rule-group tags (type 3) a customer carries in `follow_user[].tags`, into the library:
+    WeCom lists the app only the rule-group tags it created, so one made in the admin console
+    is first seen here (with its name and its group's name; not its group id or rule group).
+    A tag the library lists keeps the list's names; one only learned takes WeCom's current
+    names. Returns the ids the relation may carry: not those known deleted (a deletion is
+    final; this read of WeCom may predate it)."""
+    usable: set[str] = set()
+    for tag in tags:
+        names = {"name": str(tag.get("tag_name") or "")[:64], "group_name": str(tag.get("group_name") or "")[:64]}
+        row = _ensure_strategy_tag(session, corp_id, str(tag["tag_id"])[:64], None, **names)
+        if row is None or row.deleted:
+            continue
+        usable.add(row.tag_id)
+        if not row.listed and any(getattr(row, key) != value for key, value in names.items()):
+            for key, value in names.items():
+                setattr(row, key, value)
+            row.synced_at = utcnow()
+    return usable
 
 
 def _drop_deleted_tags(session: Session, corp_id: str, tag_ids: set[str], at: datetime) -> None:
@@ -1364,6 +1501,21 @@ def customer_friend(
         if actor_userid and friend.userid == actor_userid:
             return friend
     return friends[0] if friends else None
+
+
+def unlisted_tag_ids(session: Session, corp_id: str, tag_ids: set[str]) -> set[str]:
+    """Those of these tags that are rule-group tags WeCom does not list to this app: made by
+    someone else (the admin console), so mark_tag refuses them ("规则组必须由同一个应用创建",
+    doc 92697) and dealerloop does not offer them."""
+    if not tag_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(WeComTag.tag_id).where(
+                WeComTag.corp_id == corp_id, WeComTag.tag_id.in_(sorted(tag_ids)), WeComTag.listed.is_(False)
+            )
+        )
+    )
 
 
 def known_tag_ids(session: Session, corp_id: str, tag_ids: set[str]) -> set[str]:

@@ -145,6 +145,15 @@ class SandboxState:
         self.external_contacts: dict[str, dict[str, Any]] = {}
         self.follows: dict[tuple[str, str], dict[str, Any]] = {}  # (userid, external_userid) -> follow
         self.tag_groups: dict[str, dict[str, Any]] = {}
+        # Customer-contact rule groups (规则组): strategy_id -> {"strategy_id", "range": userids
+        # or None (every member)}, their tag groups as get_strategy_tag_list shows them, and who
+        # made each tag group: an agent id (through add_strategy_tag) or "console". WeCom lists
+        # an app only the rule-group tags it created (doc 99544), and mark_tag takes a rule
+        # group's tag only from the app that created it, for members in the group's range
+        # (doc 92697).
+        self.strategies: dict[int, dict[str, Any]] = {}
+        self.strategy_tag_groups: dict[str, dict[str, Any]] = {}
+        self.strategy_group_creator: dict[str, str] = {}
         self.contact_ways: dict[str, dict[str, Any]] = {}
         self.contact_way_created: dict[str, int] = {}  # config_id -> unix time (list_contact_way)
         self.welcome_messages: list[dict[str, Any]] = []
@@ -399,6 +408,73 @@ class SandboxState:
             }
             self.tag_groups[group_id] = group
             return copy.deepcopy(group)
+
+    def add_strategy(self, strategy_id: int, members: list[str] | None = None) -> None:
+        """A rule group; `members`: the userids in its range (None: every member)."""
+        with self.lock:
+            self.strategies[int(strategy_id)] = {"strategy_id": int(strategy_id), "range": members}
+
+    def add_strategy_tag_group(
+        self, strategy_id: int, group_name: str, tag_names: list[str], *, created_by: str = "console"
+    ) -> dict[str, Any]:
+        """A tag group with its tags under rule group `strategy_id` (which must exist), made in
+        the admin console (`created_by="console"`) or by the app with that agent id."""
+        with self.lock:
+            if int(strategy_id) not in self.strategies:
+                raise KeyError(f"no rule group {strategy_id}")
+            now = int(self.now())
+            group_id = self.new_id("et", 12)
+            group = {
+                "group_id": group_id,
+                "group_name": group_name,
+                "create_time": now,
+                "order": len(self.strategy_tag_groups) + 1,
+                "strategy_id": int(strategy_id),
+                "tag": [],
+            }
+            self.strategy_tag_groups[group_id] = group
+            self.strategy_group_creator[group_id] = str(created_by)
+            self.add_strategy_tags(group_id, tag_names)
+            return copy.deepcopy(group)
+
+    def add_strategy_tags(self, group_id: str, tag_names: list[str]) -> list[dict[str, Any]]:
+        with self.lock:
+            group = self.strategy_tag_groups[group_id]
+            now = int(self.now())
+            tags = [
+                {"id": self.new_id("et", 12), "name": n, "create_time": now, "order": len(group["tag"]) + i + 1}
+                for i, n in enumerate(tag_names)
+            ]
+            group["tag"].extend(tags)
+            return copy.deepcopy(tags)
+
+    def find_strategy_tag(self, tag_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        with self.lock:
+            for group in self.strategy_tag_groups.values():
+                for tag in group["tag"]:
+                    if tag["id"] == tag_id:
+                        return group, tag
+        return None
+
+    def delete_strategy_tag(self, item_id: str) -> None:
+        """A rule-group tag, or a tag group with its tags, deleted (as in the admin console).
+        Customers no longer carry it: externalcontact/get shows only tags that exist."""
+        with self.lock:
+            if self.strategy_tag_groups.pop(item_id, None) is not None:
+                self.strategy_group_creator.pop(item_id, None)
+                return
+            for group in self.strategy_tag_groups.values():
+                group["tag"] = [t for t in group["tag"] if t["id"] != item_id]
+
+    def change_external_tag_xml(
+        self, item_id: str, tag_type: str, change_type: str, create_time: int, *, strategy_id: int | None = None
+    ) -> str:
+        """Plaintext XML of a change_external_tag event (create | update | delete | shuffle) of a
+        tag or tag group; `strategy_id` for a rule group's (StrategyId), else none is sent."""
+        fields = {"Id": item_id, "TagType": tag_type, "ChangeType": change_type}
+        if strategy_id is not None:
+            fields["StrategyId"] = str(strategy_id)
+        return self.wecom_event_xml(self.credentials["WECOM_CORP_ID"], "change_external_tag", create_time, **fields)
 
     def find_tag(self, tag_id: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
         with self.lock:

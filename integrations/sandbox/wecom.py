@@ -62,17 +62,21 @@ def create_wecom_app(state: SandboxState) -> Flask:
         for f in follows:
             tags = []
             for tag_id in f.pop("tag_ids"):
-                found = state.find_tag(tag_id)
-                if found:
-                    group, tag = found
-                    tags.append(
-                        {
-                            "group_name": group["group_name"],
-                            "tag_name": tag["name"],
-                            "tag_id": tag_id,
-                            "type": 1,
-                        }
-                    )
+                # type 1: a corporate tag, 3: a rule-group tag (规则组标签); a deleted one is
+                # no longer shown
+                for find, tag_type in ((state.find_tag, 1), (state.find_strategy_tag, 3)):
+                    found = find(tag_id)
+                    if found:
+                        group, tag = found
+                        tags.append(
+                            {
+                                "group_name": group["group_name"],
+                                "tag_name": tag["name"],
+                                "tag_id": tag_id,
+                                "type": tag_type,
+                            }
+                        )
+                        break
             follow_user.append({**f, "tags": tags})
         return {
             "external_contact": copy.deepcopy(state.external_contacts[external_userid]),
@@ -322,11 +326,30 @@ def create_wecom_app(state: SandboxState) -> Flask:
         next_cursor = str(offset + limit) if offset + limit < len(ids) else ""
         return ok(contact_way=[{"config_id": cid} for cid in page], next_cursor=next_cursor)
 
+    def agent_of(info: IssuedToken | None) -> str:
+        return info.owner.split(":", 1)[1] if info else ""
+
+    def strategy_tag_refused(tag_id: str, userid: str, agent: str) -> bool | None:
+        """None: not a rule-group tag. Else whether mark_tag refuses it: a rule group's tag is
+        usable only by the app that created it, for members in the group's range (doc 92697;
+        WeCom's errcode for this was not found: 40068 is answered, as for an unknown tag)."""
+        found = state.find_strategy_tag(tag_id)
+        if found is None:
+            return None
+        group, _ = found
+        members = state.strategies.get(group["strategy_id"], {}).get("range")
+        return state.strategy_group_creator.get(group["group_id"]) != agent or (
+            members is not None and userid not in members
+        )
+
     @app.post("/cgi-bin/externalcontact/mark_tag")
     def mark_tag() -> Response:
-        bad, data = body_or_fail()
+        bad, info = authorised()
         if bad:
             return bad
+        data = json_body()
+        if data is None:
+            return fail(47001)
         add = data.get("add_tag") or []
         remove = data.get("remove_tag") or []
         if not add and not remove:
@@ -336,7 +359,8 @@ def create_wecom_app(state: SandboxState) -> Flask:
             if follow is None:
                 return fail(84061)
             for tag_id in [*add, *remove]:
-                if state.find_tag(tag_id) is None:
+                refused = strategy_tag_refused(tag_id, data.get("userid", ""), agent_of(info))
+                if refused or (refused is None and state.find_tag(tag_id) is None):
                     return fail(40068)
             tags = [t for t in follow["tag_ids"] if t not in remove]
             tags += [t for t in add if t not in tags]
@@ -360,6 +384,137 @@ def create_wecom_app(state: SandboxState) -> Flask:
                 g["tag"] = [t for t in g["tag"] if t["id"] in tag_ids]
             groups = [g for g in groups if g["tag"]]
         return ok(tag_group=groups)
+
+    # --- rule-group (规则组) tags: doc 94882 -------------------------------------------------
+    def strategy_filter(groups: list[dict[str, Any]], tag_ids: set[str], group_ids: set[str]) -> list[dict[str, Any]]:
+        # As get_corp_tag_list: group_id wins over tag_id; neither: every tag.
+        if group_ids:
+            return [g for g in groups if g["group_id"] in group_ids]
+        if tag_ids:
+            for g in groups:
+                g["tag"] = [t for t in g["tag"] if t["id"] in tag_ids]
+            return [g for g in groups if g["tag"]]
+        return groups
+
+    @app.post("/cgi-bin/externalcontact/get_strategy_tag_list")
+    def get_strategy_tag_list() -> Response:
+        """The rule-group tags this app created (doc 99544: an app gets only its own), of one
+        rule group when `strategy_id` is given (optional)."""
+        bad, info = authorised()
+        if bad:
+            return bad
+        data = json_body() or {}
+        strategy_id = data.get("strategy_id")
+        if strategy_id is not None and (not isinstance(strategy_id, int) or strategy_id not in state.strategies):
+            return fail(40058, "invalid strategy_id")
+        agent = agent_of(info)
+        with state.lock:
+            groups = [
+                copy.deepcopy(g)
+                for gid, g in state.strategy_tag_groups.items()
+                if state.strategy_group_creator.get(gid) == agent
+                and (strategy_id is None or g["strategy_id"] == strategy_id)
+            ]
+        return ok(tag_group=strategy_filter(groups, set(data.get("tag_id") or []), set(data.get("group_id") or [])))
+
+    @app.post("/cgi-bin/externalcontact/add_strategy_tag")
+    def add_strategy_tag() -> Response:
+        """Tags into an existing group of this app (`group_id`) or a new group (`group_name`)
+        of rule group `strategy_id` (required); answers the group with the new tags."""
+        bad, info = authorised()
+        if bad:
+            return bad
+        data = json_body()
+        if data is None:
+            return fail(47001)
+        tags = data.get("tag")
+        if not isinstance(tags, list) or not tags or not all(isinstance(t, dict) and t.get("name") for t in tags):
+            return fail(40058, "tag must list tags with a name")
+        agent = agent_of(info)
+        with state.lock:
+            if data.get("strategy_id") not in state.strategies:
+                return fail(40058, "invalid strategy_id")
+            group_id = data.get("group_id")
+            if group_id:
+                group = state.strategy_tag_groups.get(group_id)
+                if group is None or group["strategy_id"] != data["strategy_id"]:
+                    return fail(40068, "invalid group_id")
+                if state.strategy_group_creator.get(group_id) != agent:
+                    return fail(301002)  # an app edits only what it created
+                new = state.add_strategy_tags(group_id, [t["name"] for t in tags])
+            elif data.get("group_name"):
+                group = state.add_strategy_tag_group(
+                    data["strategy_id"], data["group_name"], [t["name"] for t in tags], created_by=agent
+                )
+                if "order" in data:
+                    state.strategy_tag_groups[group["group_id"]]["order"] = int(data["order"])
+                new = state.strategy_tag_groups[group["group_id"]]["tag"]
+            else:
+                return fail(40058, "group_id or group_name is required")
+            for tag, asked in zip(new, tags, strict=True):
+                if "order" in asked:
+                    state.find_strategy_tag(tag["id"])[1]["order"] = int(asked["order"])  # type: ignore[index]
+            shown = copy.deepcopy(state.strategy_tag_groups[group["group_id"]])
+            ids = {t["id"] for t in new}
+            shown["tag"] = [t for t in shown["tag"] if t["id"] in ids]
+            shown.pop("strategy_id", None)
+        return ok(tag_group=shown)
+
+    @app.post("/cgi-bin/externalcontact/edit_strategy_tag")
+    def edit_strategy_tag() -> Response:
+        """A tag's or tag group's (`id`) `name` and/or `order`; not its rule group."""
+        bad, info = authorised()
+        if bad:
+            return bad
+        data = json_body()
+        if data is None:
+            return fail(47001)
+        item_id = data.get("id")
+        agent = agent_of(info)
+        with state.lock:
+            if item_id in state.strategy_tag_groups:
+                item, group_id = state.strategy_tag_groups[item_id], item_id
+                name_key = "group_name"
+            else:
+                found = state.find_strategy_tag(str(item_id or ""))
+                if found is None:
+                    return fail(40068)
+                (group, item), name_key = found, "name"  # the sandbox's own dicts: edited in place
+                group_id = group["group_id"]
+            if state.strategy_group_creator.get(group_id) != agent:
+                return fail(301002)
+            if data.get("name"):
+                item[name_key] = str(data["name"])
+            if "order" in data:
+                item["order"] = int(data["order"])
+        return ok()
+
+    @app.post("/cgi-bin/externalcontact/del_strategy_tag")
+    def del_strategy_tag() -> Response:
+        """Tags (`tag_id`) and/or whole tag groups (`group_id`) of this app."""
+        bad, info = authorised()
+        if bad:
+            return bad
+        data = json_body()
+        if data is None:
+            return fail(47001)
+        ids = [*(data.get("tag_id") or []), *(data.get("group_id") or [])]
+        if not ids:
+            return fail(40058, "tag_id or group_id is required")
+        agent = agent_of(info)
+        with state.lock:
+            for item_id in ids:
+                found = state.find_strategy_tag(item_id)
+                group_id = (
+                    item_id if item_id in state.strategy_tag_groups else (found[0]["group_id"] if found else None)
+                )
+                if group_id is None:
+                    return fail(40068)
+                if state.strategy_group_creator.get(group_id) != agent:
+                    return fail(301002)
+            for item_id in ids:
+                state.delete_strategy_tag(item_id)
+        return ok()
 
     def attachment_error(msgtype: str, body: dict[str, Any]) -> Response | None:
         """WeCom checks each attachment's fields and media: an unknown, expired (three days) or
