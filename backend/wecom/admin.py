@@ -322,6 +322,8 @@ def _check_auto_tags(session: Session, corp_id: str, data: dict[str, Any]) -> No
     unknown = wanted - svc.known_tag_ids(session, corp_id, wanted)
     if unknown:
         raise AppError("wecom.tag_unknown", 422, errors={"auto_tag_ids": sorted(unknown)})
+    if unmarkable := svc.unlisted_tag_ids(session, corp_id, wanted):  # another app's rule-group tags
+        raise AppError("wecom.tag_not_markable", 422, errors={"auto_tag_ids": sorted(unmarkable)})
 
 
 def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) -> WeComChannel:

@@ -852,7 +852,7 @@ def sync_tag_library(
                 "sort_order": int(tag.get("order") or 0),
                 "deleted": bool(tag.get("deleted")) or bool(group.get("deleted")),
                 "kind": library.kind,
-                "strategy_id": int(group["strategy_id"]) if library.kind == TagKind.STRATEGY else None,
+                "strategy_id": _rule_group_of(group) if library.kind == TagKind.STRATEGY else None,
                 "listed": True,
             }
             row = existing.get(tag_id)
@@ -889,6 +889,14 @@ def sync_tag_library(
     if gone:
         _drop_deleted_tags(session, corp_id, gone, now)
     return len(seen)
+
+
+def _rule_group_of(group: dict[str, Any]) -> int | None:
+    """A listed tag group's `strategy_id` (an integer in the doc's example), None if missing."""
+    try:
+        return int(group.get("strategy_id")) or None
+    except (TypeError, ValueError):
+        return None
 
 
 def apply_strategy_tag_event(

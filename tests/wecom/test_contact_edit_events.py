@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from backend.customers.models import Customer, CustomerAdvisor, CustomerIdentity, IdentityKind
 from backend.touchpoints.models import Touchpoint
 from backend.wecom import service as svc
-from backend.wecom.models import FriendStatus, WeComFriend, WeComFriendMobile, WeComFriendTag, WeComRawEvent
+from backend.wecom.models import FriendStatus, WeComFriend, WeComFriendMobile, WeComFriendTag, WeComRawEvent, WeComTag
 from tests.wecom.helpers import callback_world, contact_xml, post_event, tag_id
 
 ZHANG = "advisor.zhang"
@@ -204,8 +204,9 @@ def test_two_advisors_each_keep_their_own_remark_and_tags(client: Any, db_sessio
 def test_personal_and_rule_tags_are_not_taken_as_corp_tags(
     client: Any, db_session: Any, world: Any, monkeypatch: Any
 ) -> None:
-    """follow_user.tags: type 1 corp (kept), type 2 the advisor's own, type 3 rule-group
-    (not in get_corp_tag_list): not written to the corp-tag relation table."""
+    """follow_user.tags: type 1 corp (kept), type 2 the advisor's own (no tag of the corp: not
+    carried), type 3 rule-group (not in get_corp_tag_list): carried, and known to the library
+    as a rule-group tag, never as a corporate one (tests/wecom/test_strategy_tags.py)."""
     sb = world["sandbox"]
     suv = tag_id(sb, "SUV")
     sb.state.add_external_contact(EXT, "赵先生", follow_userid=ZHANG, tags=[suv])
@@ -225,7 +226,10 @@ def test_personal_and_rule_tags_are_not_taken_as_corp_tags(
     monkeypatch.setattr(svc, "fetch_contact", with_other_tags)
     ok(post_event(client, sb, contact_xml(sb, "edit_external_contact", ZHANG, EXT, now())))
     friend = friend_of(db_session, ZHANG, EXT)
-    assert tags_of(db_session, friend.id) == {suv}
+    assert tags_of(db_session, friend.id) == {suv, "etRule0000001"}
+    rule = db_session.scalars(select(WeComTag).where(WeComTag.tag_id == "etRule0000001")).one()
+    assert (rule.kind, rule.name, rule.group_name, rule.listed) == ("strategy", "高净值", "规则组", False)
+    assert db_session.scalars(select(WeComTag).where(WeComTag.tag_id == "etPersonal0001")).first() is None
 
 
 def test_remark_mobiles_normalised_encrypted_searchable_then_removed(

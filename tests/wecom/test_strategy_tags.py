@@ -25,6 +25,7 @@ from tests.wecom.helpers import (
     count_rows,
     friend_of,
     ok,
+    post_channel,
     post_event,
     run_due_jobs,
 )
@@ -294,3 +295,28 @@ def test_duplicated_and_shuffled_deliveries_end_as_in_order(
     db_session.expire_all()
     deleted = set(db_session.scalars(select(WeComTag.tag_id).where(WeComTag.deleted.is_(True))))
     assert deleted == {_tag(ours, "下周试驾"), silver}
+
+
+def test_a_channel_cannot_auto_tag_with_another_apps_rule_group_tag(
+    client: Any, world: Any, tree: Any, make_staff: Any, staff_headers: Any
+) -> None:
+    """A channel's auto-tags are marked through mark_tag at every add: a rule-group tag made in
+    the console (known from a customer carrying it) would be refused each time, so the channel
+    is refused (422 wecom.tag_not_markable); this app's rule-group tag is taken."""
+    sb = world["sb"]
+    gold = _tag(world["console"], "金卡")
+    sb.state.add_external_contact("wmStrategy004", "冯女士", follow_userid=ADVISOR, tags=[gold])
+    ok(post_event(client, sb, contact_xml(sb, "add_external_contact", ADVISOR, "wmStrategy004", int(time.time()))))
+    assert client.post(f"{TAGS}/sync", headers=world["h_admin"], json={}).status_code == 202
+    headers = staff_headers(make_staff(tree.stores[0], "store_manager", userid="mgr0"))
+    ways = sb.hits("/cgi-bin/externalcontact/add_contact_way", "wecom")
+
+    refused = post_channel(client, headers, tree.stores[0].id, [ADVISOR], auto_tag_ids=[gold])
+    assert refused.status_code == 422, refused.get_json()
+    assert (refused.get_json()["code"], refused.get_json()["errors"]) == (
+        "wecom.tag_not_markable",
+        {"auto_tag_ids": [gold]},
+    )
+    assert sb.hits("/cgi-bin/externalcontact/add_contact_way", "wecom") == ways
+    taken = post_channel(client, headers, tree.stores[0].id, [ADVISOR], auto_tag_ids=[_tag(world["ours"], "本周试驾")])
+    assert taken.status_code == 201, taken.get_json()
