@@ -973,7 +973,8 @@ def learn_strategy_tags(session: Session, corp_id: str, tags: list[dict[str, Any
     names. Returns the ids the relation may carry: not those known deleted (a deletion is
     final; this read of WeCom may predate it)."""
     usable: set[str] = set()
-    for tag in tags:
+    # In id order: two events learning the same tags lock their rows in the same order.
+    for tag in sorted(tags, key=lambda t: str(t["tag_id"])):
         names = {"name": str(tag.get("tag_name") or "")[:64], "group_name": str(tag.get("group_name") or "")[:64]}
         row = _ensure_strategy_tag(session, corp_id, str(tag["tag_id"])[:64], None, **names)
         if row is None or row.deleted:

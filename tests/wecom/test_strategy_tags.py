@@ -320,3 +320,46 @@ def test_a_channel_cannot_auto_tag_with_another_apps_rule_group_tag(
     assert sb.hits("/cgi-bin/externalcontact/add_contact_way", "wecom") == ways
     taken = post_channel(client, headers, tree.stores[0].id, [ADVISOR], auto_tag_ids=[_tag(world["ours"], "本周试驾")])
     assert taken.status_code == 201, taken.get_json()
+
+
+@pytest.mark.mariadb
+@pytest.mark.dbcommit
+def test_customers_bringing_one_console_tag_at_once_learn_it_once(
+    app: Any, sandbox_reset: Any, tree: Any, make_staff: Any
+) -> None:
+    """Twelve customers already marked with the console's 金卡 and 银卡 (unknown to the library)
+    add advisor Zhang at once: their events are processed on 6 threads over real HTTP, each
+    learning the tags. The unique key makes each tag one library row; every relation carries
+    both; no event is left unprocessed."""
+    from backend.platform.db import db
+    from tests.wecom.helpers import live_server
+
+    sb = sandbox_reset
+    sb.state.add_strategy(RULE_GROUP)
+    console = sb.state.add_strategy_tag_group(RULE_GROUP, "会员等级", ["金卡", "银卡"])
+    gold, silver = _tag(console, "金卡"), _tag(console, "银卡")
+    make_staff(tree.stores[0], "sales_advisor", userid=ADVISOR, name="张顾问")
+    at = int(time.time())
+    events = []
+    for i in range(12):
+        ext = f"wmStrategyRace{i:02d}"
+        sb.state.add_external_contact(ext, f"客户{i}", follow_userid=ADVISOR, tags=[silver, gold])
+        events.append(contact_xml(sb, "add_external_contact", ADVISOR, ext, at))
+
+    with live_server(app) as url:
+        report = emit(url, events, sb.credentials, concurrency=6)
+    assert report.acknowledged == len(events), report.failed[:3]
+    run_due_jobs(app)  # a try that lost a lock race is retried by the outbox
+    with app.app_context():
+        session = db.session_factory()
+        try:
+            assert count_rows(session, WeComRawEvent, WeComRawEvent.status != "processed") == 0
+            rows = session.scalars(select(WeComTag).where(WeComTag.tag_id.in_([gold, silver]))).all()
+            assert sorted((r.name, r.kind, r.listed) for r in rows) == [
+                ("金卡", "strategy", False),
+                ("银卡", "strategy", False),
+            ]
+            for i in range(12):
+                assert carried(session, friend_of(session, ADVISOR, f"wmStrategyRace{i:02d}").id) == {gold, silver}
+        finally:
+            session.close()
