@@ -115,9 +115,9 @@ class WeComTag(Base):
     # a callback or a list names it.
     strategy_id: Mapped[int | None] = mapped_column(BigInteger, default=None)
     # Whether WeCom lists the tag to this app. It lists an app only the rule-group tags that app
-    # created (doc 99544): others (made in the admin console) are known from the customers
-    # carrying them and from their callbacks; mark_tag refuses them (doc 92697), and their
-    # absence from a list says nothing.
+    # created (doc 99544, its version for provider-built apps; assumed for ours): others (made
+    # in the admin console) are known from the customers carrying them and from their
+    # callbacks; mark_tag refuses them (doc 92697), and their absence from a list says nothing.
     listed: Mapped[bool] = mapped_column(default=True)
 
 
