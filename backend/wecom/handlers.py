@@ -377,7 +377,7 @@ def on_tag_change(session: Session, raw: WeComRawEvent, fields: dict[str, Any]) 
     svc.sync_tag_library(session, raw.corp_id, gateway, raw.received_at, svc.STRATEGY_TAGS)
     svc.apply_strategy_tag_event(
         session,
-        raw.corp_id,
+        gateway,
         strategy_id,
         _text(fields, "Id"),
         _text(fields, "TagType"),

@@ -900,7 +900,13 @@ def _rule_group_of(group: dict[str, Any]) -> int | None:
 
 
 def apply_strategy_tag_event(
-    session: Session, corp_id: str, strategy_id: int, item_id: str, item_type: str, change_type: str, at: datetime
+    session: Session,
+    gateway: WeComGateway,
+    strategy_id: int,
+    item_id: str,
+    item_type: str,
+    change_type: str,
+    at: datetime,
 ) -> None:
     """What a change_external_tag of a rule group (`StrategyId`) says of tags WeCom does not
     list to this app (the re-read of the listed ones is `sync_tag_library`): they belong to
@@ -911,9 +917,11 @@ def apply_strategy_tag_event(
     customer carrying it names it), so that what the event said holds whichever comes first,
     the event or the customer: a deletion is final in WeCom (ids are not reused), and a
     customer's tags never bring back a tag known deleted (`apply_follow`). Touchpoints are
-    keyed by relation and tag: applying an event again ends the same."""
+    keyed by relation and tag: applying an event again ends the same. An `update` of such a
+    tag (renamed in the console) reads its names again from a customer carrying it."""
     if not item_id or item_type not in ("tag", "tag_group"):
         return
+    corp_id = gateway.corp_id
     deleting = change_type == "delete"
     if item_type == "tag":
         _ensure_strategy_tag(session, corp_id, item_id[:64], strategy_id, deleted=deleting)
@@ -935,6 +943,33 @@ def apply_strategy_tag_event(
             row.synced_at = now
     if deleting and rows:
         _drop_deleted_tags(session, corp_id, {row.tag_id for row in rows}, at)
+    if change_type == "update":
+        for row in rows:
+            if not row.listed and not row.deleted:
+                _rename_from_a_carrier(session, gateway, row)
+
+
+def _rename_from_a_carrier(session: Session, gateway: WeComGateway, row: WeComTag) -> None:
+    """A tag WeCom does not list to us takes the names a customer carrying it shows now
+    (externalcontact/get of one relation carrying it): WeCom's current state, so a late or
+    repeated update ends the same. No relation carries it: its names come with the next one."""
+    carrier = session.execute(
+        select(WeComFriend.userid, WeComFriend.external_userid)
+        .join(WeComFriendTag, WeComFriendTag.friend_id == WeComFriend.id)
+        .where(
+            WeComFriendTag.tag_id == row.tag_id,
+            WeComFriend.corp_id == row.corp_id,
+            WeComFriend.status.in_([FriendStatus.ACTIVE, FriendStatus.HALF]),
+        )
+        .order_by(WeComFriend.id)
+        .limit(1)
+    ).first()
+    if carrier is None:
+        return
+    follow = follow_of(fetch_contact(gateway, carrier.external_userid), carrier.userid)
+    for tag in (follow or {}).get("tags") or []:
+        if tag.get("tag_id") == row.tag_id and tag.get("type") == STRATEGY_TAG_TYPE:
+            learn_strategy_tags(session, row.corp_id, [tag])
 
 
 def _ensure_strategy_tag(

@@ -170,8 +170,9 @@ def test_a_customer_added_with_a_console_rule_group_tag_carries_it_in_the_librar
 ) -> None:
     """A customer arrives already marked with 金卡, a rule-group tag made in the admin console
     (externalcontact/get: type 3), which WeCom does not list to this app. The relation carries
-    it and the library knows it by name and group (not markable from dealerloop); its callback
-    names its rule group; its deletion in the console takes it off the customer."""
+    it and the library knows it by name and group (not markable from dealerloop); its rename in
+    the console (update, StrategyId 7) names its rule group and its new name, read from the
+    customer carrying it; its deletion in the console takes it off the customer."""
     sb, console = world["sb"], world["console"]
     gold = _tag(console, "金卡")
     sb.state.add_external_contact("wmStrategy001", "周女士", follow_userid=ADVISOR, tags=[gold])
@@ -186,13 +187,15 @@ def test_a_customer_added_with_a_console_rule_group_tag_carries_it_in_the_librar
     shown = [t for r in view.get_json()["wecom_relations"] for t in r["tags"]]  # the customer 360: by name
     assert [(t["tag_id"], t["name"], t["group_name"]) for t in shown] == [(gold, "金卡", "会员等级")]
 
+    with sb.state.lock:  # renamed in the console
+        sb.state.find_strategy_tag(gold)[1]["name"] = "黑金卡"
     _tag_event(client, sb, gold, "tag", "update", at + 1)
-    assert ("金卡", "会员等级", RULE_GROUP, False) in _rule_group_tags(client, world["h_admin"])
+    assert ("黑金卡", "会员等级", RULE_GROUP, False) in _rule_group_tags(client, world["h_admin"])
 
     sb.state.delete_strategy_tag(console["group_id"])
     _tag_event(client, sb, gold, "tag", "delete", at + 2)
     assert carried(db_session, friend.id) == set()
-    assert "金卡" not in [t[0] for t in _rule_group_tags(client, world["h_admin"])]
+    assert "黑金卡" not in [t[0] for t in _rule_group_tags(client, world["h_admin"])]
 
 
 def test_an_advisor_marks_and_unmarks_a_rule_group_tag_through_mark_tag(
