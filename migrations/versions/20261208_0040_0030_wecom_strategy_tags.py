@@ -7,16 +7,16 @@ group); `listed` says whether WeCom lists the tag to this app. WeCom lists an ap
 rule-group tags the app created (doc 99544): one made in the admin console is learned from the
 customers carrying it and from its callbacks, and cannot be marked by this app (doc 92697).
 
-Revision ID: 0026
-Revises: 0025
-Create Date: 2026-12-08 00:00:00
+Revision ID: 0030
+Revises: 0029
+Create Date: 2026-12-08 00:40:00
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0026"
-down_revision = "0025"
+revision = "0030"
+down_revision = "0029"
 branch_labels = None
 depends_on = None
 
