@@ -60,7 +60,10 @@ SETTINGS: dict[str, tuple[Any, str]] = {
     "WECOM_OAUTH_BASE": ("https://open.weixin.qq.com", "WeCom OAuth2 authorize host (the H5 workbench pages' login)"),
     "WECHATPAY_GATEWAY": ("https://api.mch.weixin.qq.com", "WeChat Pay APIv3 host"),
     "WECHATPAY_NOTIFY_URL": ("", "https URL WeChat Pay posts notifications to"),
-    "WECOM_EXTRA_APPS": ("", "JSON list of further WeCom apps: corp_id, agent_id, secret, token, aes_key[, api_base]"),
+    "WECOM_EXTRA_APPS": (
+        "",
+        "JSON list of further WeCom apps: corp_id, agent_id, secret, token, aes_key[, api_base, oauth_base]",
+    ),
     "SUBSCRIBE_TEMPLATE_POINTS_EXPIRING": ("", "subscribe-message template id: points about to expire"),
     "SUBSCRIBE_TEMPLATE_TIER_CHANGED": ("", "subscribe-message template id: member tier changed"),
     "SUBSCRIBE_TEMPLATE_BOOKING_CONFIRMED": ("", "subscribe-message template id: booking confirmed"),

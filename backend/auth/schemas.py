@@ -18,6 +18,13 @@ class StaffCodeLoginSchema(CodeLoginSchema):
     agent_id = fields.Integer(
         validate=validate.Range(min=0), metadata={"description": "that app's agentid, when the corp has several"}
     )
+    app = fields.String(
+        validate=validate.Length(min=1, max=64),
+        metadata={
+            "description": "the app's key, as the workbench page's link (`?app=`) names it; instead of corp_id and "
+            "agent_id, which, when also given, must be that app's. None of the three: the primary app"
+        },
+    )
 
 
 class RefreshSchema(Schema):

@@ -901,14 +901,13 @@ def _notify_staff(
     excerpt: str | None = None,
 ) -> None:
     """WeCom app message to whoever should answer (`_answerers`)."""
-    from backend.wecom.notify import Card, NotifyKind, notify_staff
+    from backend.wecom.notify import Card, NotifyKind, notify_staff, page_link
 
     recipients = _answerers(session, conversation)
     text = excerpt if excerpt is not None else (_excerpt(message) if message else "")
     name = (customer.name if customer else None) or "车主"
     label = TOPIC_LABEL[conversation.topic]
-    base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
-    card = Card("新咨询", f"客户「{name}」{label}：{text[:120]}", f"{base}/workbench/consult/{conversation.id}")
+    card = Card("新咨询", f"客户「{name}」{label}：{text[:120]}", page_link(f"/workbench/consult/{conversation.id}"))
     # One message per (wait or transfer, advisor): the key names the event, the link the thread.
     notify_staff(session, NotifyKind.NEW_CONSULTATION, f"consult:{key}", recipients, card=card)
 
@@ -947,7 +946,7 @@ def alert_overdue(session: Session, now: datetime | None = None) -> int:
     """Once per overdue wait: a WeCom app message to whoever should have answered (the assignee,
     or the store's advisors of the topic for a queued one) and the store's managers. Each
     conversation is taken by a conditional update, so overlapping runs alert once."""
-    from backend.wecom.notify import Card, NotifyKind, notify_staff
+    from backend.wecom.notify import Card, NotifyKind, notify_staff, page_link
 
     now = now or utcnow()
     due = session.scalars(
@@ -961,7 +960,6 @@ def alert_overdue(session: Session, now: datetime | None = None) -> int:
         .limit(OVERDUE_BATCH)
     ).all()
     alerted = 0
-    base = str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/")
     for conversation_id in due:
         taken = session.execute(
             update(Conversation)
@@ -986,7 +984,7 @@ def alert_overdue(session: Session, now: datetime | None = None) -> int:
         card = Card(
             "咨询超时未回复",
             f"客户「{name}」的{TOPIC_LABEL[conversation.topic]}已等待 {waited} 分钟：{conversation.last_excerpt or ''}",
-            f"{base}/workbench/consult/{conversation.id}",
+            page_link(f"/workbench/consult/{conversation.id}"),
         )
         key = f"consult:{conversation.id}:overdue:{int(conversation.awaiting_since.timestamp())}"
         notify_staff(session, NotifyKind.NEW_CONSULTATION, key, [*answerer, *managers], card=card)

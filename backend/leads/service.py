@@ -457,7 +457,7 @@ def _assigned(
         notify.NotifyKind.NEW_LEAD,
         f"lead:{lead.id}:v{lead.version}",
         [staff.wecom_userid],
-        card=notify.Card(title, _describe(session, lead, name), notify._link(f"/workbench/leads/{lead.id}")),
+        card=notify.Card(title, _describe(session, lead, name), notify.page_link(f"/workbench/leads/{lead.id}")),
     )
 
 
@@ -743,7 +743,7 @@ def escalate(session: Session, lead_id: int, now: datetime | None = None) -> boo
         notify.NotifyKind.NEW_LEAD,
         f"lead:{lead.id}:escalated",
         managers,
-        card=notify.Card("线索超时提醒", text, notify._link(f"/workbench/leads/{lead.id}")),
+        card=notify.Card("线索超时提醒", text, notify.page_link(f"/workbench/leads/{lead.id}")),
     )
     return True
 

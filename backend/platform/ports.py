@@ -71,6 +71,7 @@ class MiniProgramGateway(Protocol):
 class WeComGateway(Protocol):
     corp_id: str
     agent_id: str
+    oauth_base: str  # "" for WECOM_OAUTH_BASE
 
     def get_user_info(self, code: str) -> WeComUser: ...
 

@@ -998,7 +998,7 @@ def _alert_failures(session: Session, handover: WeComHandover, failed: list[WeCo
         card=notify.Card(
             title="客户交接失败",
             description=f"{who}：{len(failed)} 位客户交接失败（{reasons}），请处理。",
-            url=notify._link(f"/workbench/handovers/{handover.id}"),  # the workbench page, as other cards
+            url=notify.page_link(f"/workbench/handovers/{handover.id}"),  # the workbench page, as other cards
         ),
     )
     if not sent:

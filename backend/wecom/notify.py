@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import current_app
 from sqlalchemy import String, cast, func, select
@@ -80,9 +81,10 @@ class Card:
         }
 
 
-# WeCom's limits on what it accepts whole, room left for the reference `_distinct` adds.
+# WeCom's limits on what it accepts whole, room left for what `_distinct` adds: the reference
+# (a text's number; a card link's `msg=<id>`, and its `app=<key>`, 21 bytes).
 TEXT_BYTES = 2048 - 32
-URL_BYTES = 2048 - 32
+URL_BYTES = 2048 - 64
 
 
 def plain(text: str) -> str:
@@ -169,7 +171,8 @@ def notify_staff(
     ]
 
 
-def _link(path: str) -> str:
+def page_link(path: str) -> str:
+    """The address of a workbench page for a card (`_distinct` adds which app sent it)."""
     return str(current_app.config.get("PUBLIC_BASE_URL") or "").rstrip("/") + path
 
 
@@ -182,7 +185,7 @@ def new_lead(
         NotifyKind.NEW_LEAD,
         lead_ref,
         [advisor_userid],
-        card=Card("新线索", f"客户「{customer}」来自{source}，请尽快跟进。", _link(f"/workbench/leads/{lead_ref}")),
+        card=Card("新线索", f"客户「{customer}」来自{source}，请尽快跟进。", page_link(f"/workbench/leads/{lead_ref}")),
     )
 
 
@@ -195,7 +198,7 @@ def new_consultation(
         NotifyKind.NEW_CONSULTATION,
         consult_ref,
         [advisor_userid],
-        card=Card("新咨询", f"客户「{customer}」：{excerpt[:120]}", _link(f"/workbench/consult/{consult_ref}")),
+        card=Card("新咨询", f"客户「{customer}」：{excerpt[:120]}", page_link(f"/workbench/consult/{consult_ref}")),
     )
 
 
@@ -334,7 +337,7 @@ def _max_attempts() -> int:
 
 
 def deliver(session: Session, message_id: int) -> str:
-    from backend.wecom.service import gateway_for
+    from backend.wecom.service import app_key, gateway_for
 
     message = session.get(AppMessage, message_id, with_for_update=True)
     if message is None or message.status in FINAL:
@@ -366,7 +369,7 @@ def deliver(session: Session, message_id: int) -> str:
         )
         log.info("app message %s deferred %.0fs by the per-recipient limit", message.id, wait)
         return "deferred"
-    body = _distinct(message)
+    body = _distinct(message, app_key(gateway))
     try:
         result = gateway.post(
             "message/send",
@@ -421,18 +424,23 @@ def deliver(session: Session, message_id: int) -> str:
     return "sent"
 
 
-def _distinct(message: AppMessage) -> dict[str, Any]:
+def _distinct(message: AppMessage, app: str) -> dict[str, Any]:
     """The message's body, marked with its id. WeCom's duplicate check compares whole requests:
     the retries of one message are the same request (dropped, as wanted), while two messages
     that happen to say the same thing (a customer lost, back and lost again within the window)
     differ by their id and both arrive. A text shows it as a reference number; a card carries
-    it in its link."""
+    it in its link.
+
+    A card's link also names `app`, the key of the app sending it (`service.app_key`): the page
+    it opens logs the staff member in with that app (its corp, its agent), the only one whose
+    members they are. Added here, where the sending app is known, so every card carries it
+    whoever built it, and it never names an app other than the one it came through."""
     body = {k: v for k, v in message.content.items() if k != "corp_id"}
     if message.msgtype == "text":
         body["content"] = f"{body.get('content', '')}\n编号 {message.id}"
     elif message.msgtype == "textcard" and body.get("url"):
         url = str(body["url"])
-        body["url"] = f"{url}{'&' if '?' in url else '?'}msg={message.id}"
+        body["url"] = f"{url}{'&' if '?' in url else '?'}{urlencode({'msg': message.id, 'app': app})}"
     return body
 
 

@@ -7,6 +7,7 @@ the `WeComGateway` port; `gateway_for(corp_id, agent_id)` picks the app of a cor
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -107,6 +108,24 @@ def wecom_apps() -> list[WeComGateway]:
     """Every configured WeCom app: the primary one, then `WECOM_EXTRA_APPS` (wired by create_app)."""
     gateways = current_app.extensions["dealerloop.gateways"]
     return [gateways.wecom, *gateways.extra.get("wecom_apps", [])]
+
+
+APP_KEY_LENGTH = 16  # hex digits: apps are few, and a link stays short
+
+
+def app_key(gateway: WeComGateway) -> str:
+    """The opaque name of one app in links (the card's `?app=`, the login's `app`): derived
+    from its corp and agent, so it is stable across restarts and the order of the settings,
+    says nothing secret, and needs no setting of its own."""
+    return hashlib.sha256(f"{gateway.corp_id}:{gateway.agent_id}".encode()).hexdigest()[:APP_KEY_LENGTH]
+
+
+def app_by_key(key: str) -> WeComGateway | None:
+    """The configured app a link or a login names; None for a key no app has (any more)."""
+    for gateway in wecom_apps():
+        if app_key(gateway) == key:
+            return gateway
+    return None
 
 
 def corp_ids() -> list[str]:

@@ -5,6 +5,10 @@ list (or its JSON text) of objects with `corp_id`, `agent_id`, `secret`, `token`
 optionally `api_base`. Each app gets its own client (its own secret, its own cached token) and
 its own callback token / EncodingAESKey; the callback receiver picks the app by the envelope's
 `ToUserName` (corp) and `AgentID`, the handlers by the stored event's corp and agent.
+
+`oauth_base` (optional) is the app's OAuth2 authorize host when it is not WECOM_OAUTH_BASE:
+WeCom serves every corp from open.weixin.qq.com, so production leaves it out; a sandbox of the
+app's own (tests, a second corp in development) plays that page for its corp.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ def add_wecom_apps(gateways: Any, config: Mapping[str, Any]) -> list[WeComClient
                 app["agent_id"],
                 app["secret"],
                 api_base=app.get("api_base") or config.get("WECOM_API_BASE") or DEFAULT_API_BASE,
+                oauth_base=app.get("oauth_base") or "",
                 timeout=timeout,
                 tokens=gateways.extra.get("tokens"),
             )

@@ -59,12 +59,15 @@ class WeComClient:
         secret: str,
         *,
         api_base: str = DEFAULT_API_BASE,
+        oauth_base: str = "",
         timeout: float = 5.0,
         tokens: TokenCache | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.corp_id = corp_id
         self.agent_id = str(agent_id)
+        # Its OAuth2 authorize host when not WECOM_OAUTH_BASE (an app served by a sandbox of its own).
+        self.oauth_base = oauth_base
         self.tokens = tokens or TokenCache()
         self.clock = clock
         self.caller = TokenedCaller(

@@ -301,6 +301,7 @@ def second_wecom_app(
             "token": creds["WECOM_CALLBACK_TOKEN"],
             "aes_key": creds["WECOM_CALLBACK_AES_KEY"],
             "api_base": base + "/wecom",
+            "oauth_base": base + "/wecom",  # its sandbox plays WeCom's authorize page for its corp
         }
         add_wecom_apps(gateways, {"WECOM_EXTRA_APPS": [extra], "UPSTREAM_TIMEOUT": 2.0})
         yield second, creds

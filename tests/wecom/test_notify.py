@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from backend.platform.db import commit, rollback
 from backend.platform.jobs import OutboxJob
 from backend.wecom import notify
+from backend.wecom import service as wecom_service
 from backend.wecom.models import AppMessage
 from backend.wecom.ops_models import AppMessageRecipient
 from tests.wecom.helpers import run_due_jobs
@@ -51,8 +52,9 @@ def test_text_and_card_are_sent_once_per_key_and_recorded(
     card = next(b for b in bodies if b["msgtype"] == "textcard")
     assert card["touser"] == ADVISOR and card["agentid"] == int(app.config["WECOM_AGENT_ID"])
     assert card["textcard"]["title"] == "新线索" and "陈先生" in card["textcard"]["description"]
+    primary = wecom_service.app_key(app.extensions["dealerloop.gateways"].wecom)  # the app it came through
     assert (
-        card["textcard"]["url"].endswith(f"/workbench/leads/L1?msg={first[0].id}")
+        card["textcard"]["url"].endswith(f"/workbench/leads/L1?msg={first[0].id}&app={primary}")
         and card["textcard"]["btntxt"] == "详情"
     )
     texts = sorted(b["touser"] for b in bodies if b["msgtype"] == "text")

@@ -353,3 +353,54 @@ def test_handover_page_shows_its_status_and_each_customers_result(
     expect(other.locator(".error-text")).to_have_text(NOT_FOUND)
     expect(other.locator(".code")).to_contain_text("wecom.handover_not_found")
     assert "page.gone" not in other.content() and "吴先生" not in other.content()
+
+
+def test_a_second_corps_advisor_logs_in_through_that_corps_app_and_sees_the_lead(
+    app: Any,
+    client: Any,
+    live: str,
+    db_session: Any,
+    tree: Any,
+    make_customer: Any,
+    member_headers: Any,
+    sandbox_reset: Any,
+    phone: Any,
+    monkeypatch: Any,
+) -> None:
+    """A dealer group with a second WeCom corp: its advisor's card comes through its own app,
+    names that app, and the page sends them to WeCom with that corp and agent, whose code that
+    app exchanges; the primary app is not asked at all."""
+    from backend.wecom import service as wecom_service
+    from tests.wecom.helpers import corp_staff, second_wecom_app
+
+    with second_wecom_app(app, sandbox_reset, monkeypatch) as (second, creds):
+        advisor = corp_staff(db_session, creds["WECOM_CORP_ID"], tree.stores[1], "page.b", "sales_advisor", "孙顾问")
+        second.state.add_member("page.b", "孙顾问")
+        owner = make_customer(tree.stores[1], name="林晓雨", openid="o-page-owner-b")
+        body = {"type": "new_car", "brand": "大众", "series": "ID.6", "budget_fen": 25_000_000}
+        resp = client.post("/api/app/v1/leads", json=body, headers=member_headers(owner))
+        assert resp.status_code == 201, resp.get_json()
+        lead = resp.get_json()
+        assert lead["advisor_id"] == advisor.id
+        assert not [m for m in sandbox_reset.state.app_messages if m["touser"] == "page.b"]
+        url = _card_url(second, "page.b")
+        with app.app_context():
+            key_b = wecom_service.app_key(wecom_service.wecom_apps()[1])
+        assert url.startswith(f"{live}/workbench/leads/{lead['id']}?") and parse_qs(urlsplit(url).query)["app"] == [
+            key_b
+        ]
+
+        second.state.sign_in_wecom("page.b")
+        page = phone()
+        page.goto(url)
+        expect(page.locator(".facts")).to_contain_text("林晓雨")
+        expect(page.locator("h2")).to_contain_text("新车意向")
+        expect(page.locator("#who")).to_have_text("孙顾问")
+        authorize = [u for u in page.requested if "/connect/oauth2/authorize" in u]
+        assert len(authorize) == 1 and authorize[0].startswith(second.base_url)
+        sent = parse_qs(urlsplit(authorize[0]).query)
+        assert (sent["appid"], sent["agentid"]) == ([creds["WECOM_CORP_ID"]], [creds["WECOM_AGENT_ID"]])
+        assert sent["redirect_uri"] == [url] and page.url == url
+        assert len(second.state.received("/cgi-bin/auth/getuserinfo")) == 1
+        assert sandbox_reset.hits("/cgi-bin/auth/getuserinfo") == 0
+        assert _tokens(page)["staffId"] == advisor.id

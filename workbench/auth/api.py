@@ -17,7 +17,12 @@ from workbench.org.schemas import JsSdkQuerySchema, JsSdkSignatureSchema, StaffM
 
 blp = Blueprint("wb_auth", __name__, url_prefix="/api/workbench/v1", audience="staff", description="Workbench login")
 
-register_messages({"auth.corp_unknown": ("该企业微信未接入本系统", "No WeCom app of this corp is configured")})
+register_messages(
+    {
+        "auth.corp_unknown": ("该企业微信未接入本系统", "No WeCom app of this corp is configured"),
+        "auth.app_unknown": ("该企业微信应用未接入本系统", "No WeCom app has this key"),
+    }
+)
 
 
 def _wecom_app(corp_id: str, agent_id: int | None = None) -> WeComGateway:
@@ -28,6 +33,21 @@ def _wecom_app(corp_id: str, agent_id: int | None = None) -> WeComGateway:
         raise AppError("auth.corp_unknown", 422) from None
     if agent_id and str(gateway.agent_id) != str(agent_id):  # gateway_for falls back to the first app
         raise AppError("auth.corp_unknown", 422, errors={"agent_id": [str(agent_id)]})
+    return gateway
+
+
+def _login_app(data: dict[str, Any]) -> WeComGateway:
+    """The app whose OAuth code this is: named by its key (the workbench pages), else by corp
+    and agent, else the primary app. A key with a corp or agent of another app is refused: the
+    caller is confused about where the code came from."""
+    if not data.get("app"):
+        return _wecom_app(data.get("corp_id") or wecom_service.current_corp_id(), data.get("agent_id"))
+    gateway = wecom_service.app_by_key(data["app"])
+    if gateway is None:
+        raise AppError("auth.app_unknown", 422, errors={"app": [data["app"]]})
+    named = (data.get("corp_id", gateway.corp_id), str(data.get("agent_id", gateway.agent_id)))
+    if named != (gateway.corp_id, str(gateway.agent_id)):
+        raise AppError("auth.app_unknown", 422, errors={"app": ["not the app of this corp_id / agent_id"]})
     return gateway
 
 
@@ -42,11 +62,13 @@ def _claims(staff_id: int) -> dict[str, Any]:
 @blp.arguments(StaffCodeLoginSchema)
 @blp.response(200, StaffLoginResultSchema)
 def login(data: dict[str, Any]) -> dict[str, Any]:
-    """Log in with a WeCom OAuth code (auth/getuserinfo) of the app named by `corp_id` (and
-    `agent_id`), the primary app when none is named. Unknown corp → 422 auth.corp_unknown,
-    unknown userid → 403 auth.staff_unknown."""
+    """Log in with a WeCom OAuth code (auth/getuserinfo) of the app named by its key `app` (as
+    the workbench page's link names it) or by `corp_id` (and `agent_id`), the primary app when
+    none is named; the staff member is looked up in that app's corp. Unknown corp → 422
+    auth.corp_unknown, unknown key → 422 auth.app_unknown, a code of another app → 401
+    auth.login_code_invalid, unknown userid → 403 auth.staff_unknown."""
     session = db.session()
-    gateway = _wecom_app(data.get("corp_id") or wecom_service.current_corp_id(), data.get("agent_id"))
+    gateway = _login_app(data)
     staff, actor = org_service.login_staff(session, gateway, data["code"])
     claims = org_service.staff_claims(actor)
     tokens = auth_service.issue_tokens(session, "staff", staff.id, claims)

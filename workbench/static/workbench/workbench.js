@@ -3,7 +3,8 @@
  * Login: WeCom OAuth2 snsapi_base. The page stores a random `state` in sessionStorage and goes
  * to WeCom's authorize page, which comes back with ?code=&state=; the code is taken out of the
  * address bar at once (a reload never sends a spent code again) and exchanged only when the
- * state is the one stored, through the workbench's own POST /auth/login. The tokens live in
+ * state is the one stored, through the workbench's own POST /auth/login. The corp, agent and
+ * app key are those of the app the card was sent through (the server reads the link's `app`). The tokens live in
  * sessionStorage (this WebView only), never in the address or a log; POST /auth/refresh renews
  * them, and when that fails the page logs in through WeCom again.
  *
@@ -172,7 +173,8 @@
       var res = await fetch(API + "/auth/login", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ code: code, corp_id: cfg.corpId, agent_id: Number(cfg.agentId) }),
+        // The app this page logged in through (the card's): only its token can exchange the code.
+        body: JSON.stringify({ code: code, app: cfg.app }),
       });
       var body = await res.json().catch(function () { return null; });
       if (!res.ok) throw apiError(res.status, body);
