@@ -145,3 +145,23 @@ def test_the_login_schema_documents_the_app_key(client: Any) -> None:
     login = spec["components"]["schemas"]["StaffCodeLogin"]
     assert login["properties"]["app"]["type"] == "string"
     assert "app" not in login.get("required", [])  # old clients (corp_id / agent_id, or none) keep working
+
+
+def test_a_second_app_of_the_same_corp_is_told_apart_by_its_agent(
+    app: Any, client: Any, db_session: Any, sandbox_reset: Any, tree: Any, make_staff: Any, monkeypatch: Any
+) -> None:
+    """Two self-built apps of one corp: the link's key picks the agent, and the code goes to
+    that app's token (an agent's code is no good with the other's)."""
+    corp = sandbox_reset.credentials["WECOM_CORP_ID"]
+    advisor = make_staff(tree.stores[0], "sales_advisor", userid="agent.two")
+    with second_wecom_app(app, sandbox_reset, monkeypatch, corp_id=corp) as (second, creds):
+        second.state.add_member("agent.two", "二号应用顾问")
+        _key_a, key_b = _keys(app)
+        html = client.get(f"/workbench/leads/5?app={key_b}").get_data(as_text=True)
+        assert f'data-corp-id="{corp}"' in html and f'data-agent-id="{creds["WECOM_AGENT_ID"]}"' in html
+        assert creds["WECOM_AGENT_ID"] != sandbox_reset.credentials["WECOM_AGENT_ID"]
+        code = second.state.issue_oauth_code("agent.two")
+        resp = client.post(f"{WB}/auth/login", json={"code": code, "app": key_b})
+        assert resp.status_code == 200 and resp.get_json()["staff_id"] == advisor.id
+        assert second.state.received("/cgi-bin/auth/getuserinfo")
+        assert not sandbox_reset.state.received("/cgi-bin/auth/getuserinfo")
