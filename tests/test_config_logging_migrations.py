@@ -299,6 +299,94 @@ def test_mall_shipping_addresses_are_sealed_and_back(scratch_database_url: str) 
     engine.dispose()
 
 
+def test_numbers_typed_into_free_text_are_sealed_and_back(scratch_database_url: str) -> None:
+    """Revision 0029 masks the phone numbers in stored free text (consultation messages here; lead
+    and booking notes go through the same loop) and seals the text as typed alongside; text
+    without a number is left alone; its downgrade puts the typed text back."""
+    from flask import current_app, has_app_context
+    from sqlalchemy import inspect, text
+
+    from backend.platform.db import make_engine
+    from backend.platform.migrate import downgrade, upgrade
+
+    if has_app_context():  # the vault the migration uses
+        vault = current_app.extensions["dealerloop.phone_vault"]
+    else:
+        settings = load_settings()
+        vault = PhoneVault(settings["PII_ENCRYPTION_KEY"], settings["PII_INDEX_KEY"])
+    typed = {1: "我的电话 0086-138-1234-5678，下午回我", 2: "保养多少钱？", 3: None}
+    engine = make_engine(scratch_database_url)
+    upgrade(engine, "0028")
+    at = "2026-12-07 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO customer (id, gender, lifecycle_stage, tier, created_at, updated_at) "
+                "VALUES (1, 'unknown', 'lead', 'normal', :at, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO org_unit (id, kind, code, name, path, created_at, updated_at) "
+                "VALUES (1, 'store', 's1', '门店', '/1/', :at, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO consult_conversation (id, customer_id, store_id, topic, status, response_count, "
+                "reopened_count, transfer_count, owner_read_message_id, staff_read_message_id, created_at, "
+                "updated_at) VALUES (1, 1, 1, 'service', 'open', 0, 0, 0, 0, 0, :at, :at)"
+            ),
+            {"at": at},
+        )
+        for message_id, value in typed.items():
+            conn.execute(
+                text(
+                    "INSERT INTO consult_message (id, conversation_id, sender, kind, text, created_at) "
+                    "VALUES (:id, 1, 'owner', 'text', :text, :at)"
+                ),
+                {"id": message_id, "text": value, "at": at},
+            )
+
+    upgrade(engine)
+    for table, column in (("consult_message", "text"), ("lead", "note"), ("booking", "note")):
+        assert f"{column}_sealed" in {c["name"] for c in inspect(engine).get_columns(table)}
+    with engine.connect() as conn:
+        rows = {r[0]: (r[1], r[2]) for r in conn.execute(text("SELECT id, text, text_sealed FROM consult_message"))}
+    assert rows[1][0] == "我的电话 138****5678，下午回我" and vault.decrypt(bytes(rows[1][1])) == typed[1]
+    assert rows[2] == ("保养多少钱？", None) and rows[3] == (None, None)
+
+    downgrade(engine, "0028")
+    with engine.connect() as conn:
+        back = dict(conn.execute(text("SELECT id, text FROM consult_message")).all())
+    assert back == typed
+    engine.dispose()
+
+
+def test_log_masking_finds_numbers_inside_free_text() -> None:
+    """What owners type: the number inside Chinese text, 0086 in front, a landline with its area
+    code; the log filter masks them all (it writes the record's message, what every handler uses)."""
+    record = logging.LogRecord(
+        "dealerloop.test",
+        logging.INFO,
+        __file__,
+        1,
+        "consult message %s",
+        ("我的电话008613812345678，座机(021)62345678",),
+        None,
+    )
+    ContextFilter().filter(record)
+    assert record.getMessage() == "consult message 我的电话138****5678，座机021-****5678"
+    for shape in ("0086 138 1234 5678", "0086-13812345678", "021-62345678", "0755 2345678"):
+        out = mask_text(f"请打{shape}谢谢")
+        assert "1234" not in out.replace("****", "") and "2345" not in out.replace("****", ""), (shape, out)
+    # Not phone numbers: a date, a time, an order number, a VIN, a price.
+    for text in ("2026-12-07 10:30", "订单20261207123456", "LFV2A21K7G3000001", "价格 158000 元"):
+        assert mask_text(text) == text
+
+
 def test_naive_datetimes_are_refused_by_the_column_type() -> None:
     from datetime import UTC, datetime
 

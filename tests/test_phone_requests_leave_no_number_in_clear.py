@@ -2,7 +2,8 @@
 manager, malformed), a name search typed as a number, a points-mall redemption whose shipping
 address holds it (also typed into the street line) and its 422 — then every table and every log
 record is scanned for the number in clear (the mall address was kept in clear in mall_order and
-in the idempotency record before it was sealed)."""
+in the idempotency record before it was sealed); then the number typed into free text, a
+consultation message and a lead's note (stored as typed before they were masked and sealed)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from backend.models import metadata
 from backend.points import service as points
 from backend.points.models import ItemKind, MallItem
+from tests.pii_helpers import clear_copies
 
 pytestmark = [pytest.mark.usefixtures("app_ctx")]
 PHONE = "13712345678"
@@ -42,15 +43,16 @@ def test_phone_requests_leave_no_number_in_clear(
     client.post(
         "/api/app/v1/mall/redemptions", json={"item_id": item.id, "address": {**addr, "phone": "1"}}, headers=mh
     )
-    found: dict[str, Any] = {}
-    for r in caplog.records:
-        if PHONE in r.getMessage():
-            found.setdefault("log", []).append(r.getMessage()[:200])
-    db_session.expire_all()
-    for table in metadata.sorted_tables:
-        for row in db_session.execute(table.select()).mappings():
-            for column, value in row.items():
-                raw = value if isinstance(value, bytes) else str(value).encode()
-                if PHONE.encode() in raw:
-                    found.setdefault(f"{table.name}.{column}", str(value)[:200])
+    typed = f"我的电话{PHONE}，请回电"
+    opened = client.post(
+        "/api/app/v1/consult/conversations",
+        json={"topic": "service", "message": {"kind": "text", "text": typed}},
+        headers=member_headers(c),
+    )
+    assert opened.status_code == 201, opened.get_json()
+    lead = client.post(
+        "/api/app/v1/leads", json={"type": "new_car", "series": "ID.4", "note": typed}, headers=member_headers(c)
+    )
+    assert lead.status_code == 201, lead.get_json()
+    found = clear_copies(db_session, caplog, PHONE)
     assert found == {}, found

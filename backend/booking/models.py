@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime, time
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Time, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, LargeBinary, String, Time, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin
@@ -107,7 +107,9 @@ class Booking(Base, TimestampMixin):
     advisor_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
     advisor_chosen: Mapped[bool] = mapped_column(default=False)  # picked by the owner, not assigned
     bay_id: Mapped[int | None] = mapped_column(ForeignKey("bay.id"), default=None)
+    # Phone numbers in the note are masked; the note as typed is sealed alongside (platform/pii).
     note: Mapped[str | None] = mapped_column(String(500), default=None)
+    note_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     reschedule_count: Mapped[int] = mapped_column(default=0)
     version: Mapped[int] = mapped_column(default=1)
     # When the owner last chose the time (booked or rescheduled): reminders are planned from it.

@@ -47,6 +47,7 @@ from backend.booking.models import (
     Slot,
 )
 from backend.customers.models import Car
+from backend.customers.service import vault
 from backend.org.models import OrgUnit, Role, Staff, StaffRole, StaffStatus
 from backend.org.open_work import held_by, lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
@@ -54,6 +55,7 @@ from backend.platform.actors import MemberActor, StaffActor, SystemActor
 from backend.platform.audit import write_audit
 from backend.platform.db import utcnow
 from backend.platform.errors import AppError, register_messages
+from backend.platform.pii import register_sealed_text, seal_into
 from backend.platform.upsert import upsert
 from backend.stores.models import Bay, ServiceType, StoreProfile
 from backend.stores.service import CHINA, Calendar, at_local, local_day, service_type_or_404
@@ -127,6 +129,7 @@ def _store_rule(actor: StaffActor, column: Any) -> ColumnElement[bool]:
 
 register_scope("booking", Booking, lambda a: _store_rule(a, Booking.store_id), "booking.not_found")
 register_scope("booking_slot", Slot, lambda a: _store_rule(a, Slot.store_id), "booking.slot_not_found")
+register_sealed_text("booking.note", Booking, "note", "booking")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,11 +651,11 @@ def book(session: Session, actor: MemberActor, data: dict[str, Any], now: dateti
         status=BookingStatus.BOOKED,
         advisor_id=advisor_id,
         advisor_chosen=chosen,
-        note=data.get("note"),
         scheduled_at=now,
         created_at=now,
         updated_at=now,
     )
+    seal_into(booking, "note", data.get("note"), vault())
     session.add(booking)
     session.flush()
     _touch(session, booking, Kind.BOOKING_CREATED, "created", Channel.MINIPROGRAM, now, service=st.code)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.platform.db import Base, BigId, ExactString, StrEnumType, TimestampMixin, utcnow
@@ -124,7 +124,9 @@ class Message(Base):
     sender: Mapped[Sender] = mapped_column(StrEnumType(Sender, 8))
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), default=None)
     kind: Mapped[MessageKind] = mapped_column(StrEnumType(MessageKind, 16))
+    # Phone numbers in the text are masked; the text as typed is sealed alongside (platform/pii).
     text: Mapped[str | None] = mapped_column(String(1000), default=None)
+    text_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     ref: Mapped[dict | None] = mapped_column(default=None)  # image ref, car / booking card
     client_id: Mapped[str | None] = mapped_column(ExactString(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -26,7 +26,7 @@ from datetime import date, datetime
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, case, false, func, select, true, update
+from sqlalchemy import ColumnElement, case, exists, false, func, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.consult.business_time import (
@@ -50,7 +50,7 @@ from backend.consult.models import (
     Topic,
 )
 from backend.customers.models import Car, Customer, CustomerAdvisor
-from backend.customers.service import live_customer
+from backend.customers.service import live_customer, vault
 from backend.org.models import ADVISOR_ROLES, MANAGER_ROLES, OrgKind, OrgUnit, Role, Staff, StaffRole, StaffStatus
 from backend.org.open_work import held_by, lock_active, may_take, register_open_work
 from backend.org.scope import register_scope, store_filter
@@ -59,6 +59,7 @@ from backend.platform.actors import MemberActor, StaffActor
 from backend.platform.audit import write_audit
 from backend.platform.db import DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, register_messages
+from backend.platform.pii import register_sealed_text, seal_into
 from backend.touchpoints.models import Channel, Kind
 from backend.touchpoints.service import live_customer_id, record
 
@@ -115,6 +116,15 @@ def _claim_rule(actor: StaffActor) -> ColumnElement[bool]:
 
 register_scope("consult_conversation", Conversation, _conversation_rule, "consult.not_found")
 register_scope("consult_claimable", Conversation, _claim_rule, "consult.not_found")
+
+
+def _message_rule(actor: StaffActor) -> ColumnElement[bool]:
+    """A message is seen by whoever sees its conversation."""
+    return exists().where(Conversation.id == Message.conversation_id, _conversation_rule(actor))
+
+
+register_scope("consult_message", Message, _message_rule, "consult.not_found")
+register_sealed_text("consult_message.text", Message, "text", "consult_message")
 
 
 def _locked(session: Session, *where: ColumnElement[bool]) -> Conversation:
@@ -359,11 +369,11 @@ def _add_message(
         sender=sender,
         staff_id=staff.staff_id if staff else None,
         kind=MessageKind(data["kind"]),
-        text=data.get("text"),
         ref=_check_refs(session, conversation, data),
         client_id=client_id,
         created_at=now,
     )
+    seal_into(message, "text", data.get("text"), vault())
     session.add(message)
     session.flush()
     conversation.last_message_at = now

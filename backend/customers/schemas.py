@@ -137,6 +137,10 @@ class PhoneRevealSchema(OutputSchema):
     phone = fields.String(allow_none=True)
 
 
+class TextRevealSchema(OutputSchema):
+    text = fields.String(allow_none=True, metadata={"description": "the text as typed, phone numbers in full"})
+
+
 class MergeInSchema(Schema):
     source_id = fields.Integer(required=True)
     target_id = fields.Integer(required=True)

@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session
 
 from backend.customers.models import Car, Customer, CustomerAdvisor, CustomerIdentity, CustomerMerge, IdentityKind
 from backend.customers.vin import normalize_vin, vin_problem
-from backend.org.scope import register_scope, store_filter
+from backend.org.scope import get_scoped_or_404, register_scope, store_filter
 from backend.platform.actors import MemberActor, StaffActor, SystemActor
 from backend.platform.audit import write_audit
 from backend.platform.db import Base, DuplicateKey, unique_savepoint, utcnow
 from backend.platform.errors import AppError, upstream_error
 from backend.platform.logs import mask_phone
-from backend.platform.pii import PhoneInvalid, PhoneVault, normalize_phone
+from backend.platform.pii import PhoneInvalid, PhoneVault, normalize_phone, sealed_text_field
 from backend.platform.ports import MiniProgramGateway, UpstreamError
 from backend.platform.tokens import revoke_sessions_since
 from backend.touchpoints.models import Channel, Kind
@@ -340,6 +340,19 @@ def reveal_phone(session: Session, actor: StaffActor, customer: Customer, phone_
     if customer.phone_encrypted is None:
         return None
     return phone_vault.decrypt(customer.phone_encrypted)
+
+
+def reveal_sealed_text(
+    session: Session, actor: StaffActor, kind: str, object_id: int, phone_vault: PhoneVault
+) -> str | None:
+    """Free text as it was typed, numbers in full (an advisor calls the owner back on the number
+    written into a message): the object must be in the actor's scope (404 otherwise), the actor
+    must have the right to full numbers, and the access is audited like a phone reveal."""
+    field = sealed_text_field(kind)
+    obj = get_scoped_or_404(session, actor, field.scope, object_id)
+    check_phone_access(actor)
+    write_audit(session, actor, "text.phone_revealed", kind, object_id)
+    return phone_vault.open_text(getattr(obj, field.column), getattr(obj, f"{field.column}_sealed"))
 
 
 def search_by_phone(session: Session, actor: StaffActor, phone_vault: PhoneVault, phone: str) -> list[int]:

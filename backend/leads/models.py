@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.platform.db import Base, BigId, StrEnumType, TimestampMixin
@@ -102,7 +102,9 @@ class Lead(Base, TimestampMixin):
     listing_id: Mapped[int | None] = mapped_column(ForeignKey("vehicle_listing.id"), default=None)
     # What makes two submissions "the same enquiry": the car, the listing or the model asked about.
     subject: Mapped[str] = mapped_column(String(128))
+    # Phone numbers in the note are masked; the note as typed is sealed alongside (platform/pii).
     note: Mapped[str | None] = mapped_column(String(500), default=None)
+    note_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     details: Mapped[dict] = mapped_column(default=dict)  # type-specific fields (mileage, loan amount ...)
     photos: Mapped[list] = mapped_column(default=list)
     location: Mapped[dict | None] = mapped_column(default=None)  # accident: address, latitude, longitude

@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, Select, false, select, true, update
 from sqlalchemy.orm import Session
 
 from backend.customers.models import Car, Customer, CustomerAdvisor
+from backend.customers.service import vault
 from backend.leads.models import (
     CLOSED_STATUSES,
     OPEN_LISTING_STATUSES,
@@ -50,6 +51,8 @@ from backend.platform.audit import write_audit
 from backend.platform.db import utcnow
 from backend.platform.errors import AppError, register_messages
 from backend.platform.jobs import enqueue
+from backend.platform.logs import mask_phones
+from backend.platform.pii import register_sealed_text, seal_into
 from backend.touchpoints.models import Channel, Kind, Touchpoint
 from backend.touchpoints.service import live_customer_id, record
 from backend.wecom import notify
@@ -147,6 +150,7 @@ def _listing_rule(actor: StaffActor) -> ColumnElement[bool]:
 
 register_scope("lead", Lead, _lead_rule, "lead.not_found")
 register_scope("listing", Listing, _listing_rule, "listing.not_found")
+register_sealed_text("lead.note", Lead, "note", "lead")
 
 
 def is_overdue(lead: Lead, now: datetime | None = None) -> bool:
@@ -310,7 +314,6 @@ def submit(session: Session, customer: Customer, data: dict[str, Any], now: date
         car_id=checked["car"].id if checked["car"] else None,
         listing_id=checked["listing"].id if checked["listing"] else None,
         subject=checked["subject"],
-        note=data.get("note"),
         details=details,
         photos=list(data.get("photos") or []),
         location=data.get("location") if accident else None,
@@ -323,6 +326,7 @@ def submit(session: Session, customer: Customer, data: dict[str, Any], now: date
         created_at=now,
         updated_at=now,
     )
+    seal_into(lead, "note", data.get("note"), vault())
     advisor, routed_by = route(session, customer.id, store_id, ROLE_BY_TYPE[kind])
     lead.advisor_id = advisor.id if advisor else None
     lead.routed_by = routed_by
@@ -562,7 +566,9 @@ def change_status(
             **{"from": previous.value, "to": target.value},
             lost_reason=lead.lost_reason,
             appointment_at=lead.appointment_at.isoformat() if lead.appointment_at else None,
-            note=data.get("note"),
+            # The follow-up note lives only in this timeline entry: numbers masked, none kept in full
+            # (the owner's own number is the customer's phone, revealed through its audited read).
+            note=mask_phones(data["note"]) if data.get("note") else data.get("note"),
             overdue=previous == LeadStatus.NEW and lead.contact_due_at <= now,
         ),
     )

@@ -14,8 +14,15 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 actor_id_var: ContextVar[str | None] = ContextVar("actor_id", default=None)
 job_id_var: ContextVar[str | None] = ContextVar("job_id", default=None)
 
-# Every shape `normalize_phone` accepts: 13812345678, 138-1234-5678, +86 138 1234 5678, (138)12345678.
-_PHONE = re.compile(r"(?<!\d)(\+?86[-\s]?)?\(?(1[3-9]\d)\)?[-\s]?(\d{4})[-\s]?(\d{4})(?!\d)")
+# Every shape `normalize_phone` accepts: 13812345678, 138-1234-5678, +86 138 1234 5678, (138)12345678,
+# 0086 13812345678 (an owner types the international prefix as 00, not +: 008613812345678 had no
+# digit boundary before the 138 and stayed in clear).
+_MOBILE = r"(?<!\d)(?:(?:\+|00)?86[-\s]?)?\(?(1[3-9]\d)\)?[-\s]?(\d{4})[-\s]?(\d{4})(?!\d)"
+# A landline with its area code, written the way people do: 021-62345678, 0755 2345678, (010)12345678.
+# The separator or brackets are required: a bare run of 10-12 digits is as often an order or a VIN
+# fragment as a phone number, and the mobile pattern above already covers the 11-digit case.
+_LANDLINE = r"(?<!\d)\(?(0[1-9]\d{1,2})(?:\)[-\s]?|[-\s])([2-9]\d{2,3})[-\s]?(\d{4})(?!\d)"
+_PHONE = re.compile(f"{_MOBILE}|{_LANDLINE}")
 _SECRET_PARAMS = re.compile(
     r"(?i)\b(access_token|refresh_token|token|secret|corpsecret|js_code|code|session_key|password)"
     r"(\"?\s*[=:]\s*\"?)([^&\s\",}]+)"
@@ -34,9 +41,16 @@ def mask_phone(phone: str) -> str:
     return "****"
 
 
+def _masked_match(match: re.Match[str]) -> str:
+    if match.group(1):  # a mobile: 138****5678
+        return f"{match.group(1)}****{match.group(3)}"
+    return f"{match.group(4)}-****{match.group(6)}"  # a landline: 021-****5678
+
+
 def mask_phones(text: str) -> str:
-    """Every phone number in free text masked (an advisor types numbers into WeCom remarks)."""
-    return _PHONE.sub(lambda m: f"{m.group(2)}****{m.group(4)}", text)
+    """Every phone number in free text masked (an owner writes "我的电话 13812345678" into a
+    message; an advisor types numbers into WeCom remarks)."""
+    return _PHONE.sub(_masked_match, text)
 
 
 def mask_text(text: str) -> str:

@@ -2,6 +2,12 @@
 
 The ciphertext carries a version byte and its nonce so keys can be rotated later; the blind
 index (HMAC-SHA256 of the normalised number) allows exact lookup without decrypting.
+
+Free text people type (a consultation message, a lead's note, a booking remark) carries phone
+numbers too. Such a column stores the text with every number masked (what every reader,
+excerpt, notification and touchpoint copy gets) and, only when a number was found, the text as
+typed sealed in a `<column>_sealed` twin; `sealed_text_field` names the twins that staff may
+open, through one audited reveal (backend/customers/service.reveal_sealed_text).
 """
 
 from __future__ import annotations
@@ -11,8 +17,12 @@ import hashlib
 import hmac
 import os
 import re
+from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from backend.platform.logs import mask_phones
 
 _VERSION = b"\x01"
 _PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
@@ -62,3 +72,52 @@ class PhoneVault:
         except PhoneInvalid:
             return typed, None
         return number, self.blind_index(number)
+
+    def seal_text(self, typed: str | None) -> SealedText:
+        """Free text as stored: numbers masked, the text as typed sealed only if it had one
+        (text without a number is stored unchanged, with nothing to reveal)."""
+        if not typed:
+            return SealedText(typed, None)
+        shown = mask_phones(typed)
+        return SealedText(shown, self.encrypt(typed) if shown != typed else None)
+
+    def open_text(self, shown: str | None, sealed: bytes | None) -> str | None:
+        """The text as typed: the sealed twin when there is one, else the stored text itself."""
+        return self.decrypt(bytes(sealed)) if sealed else shown
+
+
+@dataclass(frozen=True)
+class SealedText:
+    shown: str | None  # the text with every phone number masked: 138****5678, 021-****5678
+    sealed: bytes | None  # the text as typed, sealed; None when it held no number
+
+
+def seal_into(obj: Any, column: str, typed: str | None, vault: PhoneVault) -> None:
+    """Writes free text into `column` and its `<column>_sealed` twin (the one way such a column
+    is written, so no feature can store a typed number in clear)."""
+    sealed = vault.seal_text(typed)
+    setattr(obj, column, sealed.shown)
+    setattr(obj, f"{column}_sealed", sealed.sealed)
+
+
+@dataclass(frozen=True)
+class SealedTextField:
+    model: type
+    column: str
+    scope: str  # the scope resource a staff member must see the object through
+
+
+_SEALED_TEXT_FIELDS: dict[str, SealedTextField] = {}
+
+
+def register_sealed_text(kind: str, model: type, column: str, scope: str) -> None:
+    """A free-text column with a sealed twin that staff may open through the audited reveal."""
+    _SEALED_TEXT_FIELDS[kind] = SealedTextField(model, column, scope)
+
+
+def sealed_text_field(kind: str) -> SealedTextField:
+    return _SEALED_TEXT_FIELDS[kind]
+
+
+def sealed_text_fields() -> dict[str, SealedTextField]:
+    return dict(_SEALED_TEXT_FIELDS)

@@ -17,6 +17,7 @@ def test_every_consult_endpoint_is_documented_with_examples(client: Any) -> None
         "/api/app/v1/consult/conversations/{conversation_id}/close": {"post"},
         "/api/app/v1/consult/conversations/{conversation_id}/reopen": {"post"},
         "/api/workbench/v1/consult/inbox": {"get"},
+        "/api/workbench/v1/consult/messages/{message_id}/text": {"get"},
         "/api/workbench/v1/consult/conversations/{conversation_id}": {"get"},
         "/api/workbench/v1/consult/conversations/{conversation_id}/messages": {"get", "post"},
         "/api/workbench/v1/consult/conversations/{conversation_id}/claim": {"post"},

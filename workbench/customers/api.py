@@ -18,6 +18,7 @@ from backend.customers.schemas import (
     MergeSchema,
     PhoneRevealSchema,
     PhoneSearchSchema,
+    TextRevealSchema,
 )
 from backend.org.scope import ensure_in_scope, get_scoped_or_404, scope_query
 from backend.platform.api import Blueprint, current_staff, role_required, scoped
@@ -119,6 +120,41 @@ def reveal_phone(customer_id: int) -> dict[str, Any]:
     actor = current_staff()
     customer = get_scoped_or_404(session, actor, "customer", customer_id)
     return {"phone": service.reveal_phone(session, actor, customer, service.vault())}
+
+
+# Free text with phone numbers in it (stored and shown masked, see backend/platform/pii): the
+# text as typed, for the staff who may call the customer, audited. One service for every such
+# column; the routes only name the object.
+TEXT_REVEAL_EXAMPLE = {"text": "我的电话 138 1234 5678，下午回我"}
+
+
+def _revealed_text(kind: str, object_id: int) -> dict[str, Any]:
+    text = service.reveal_sealed_text(db.session(), current_staff(), kind, object_id, service.vault())
+    return {"text": text}
+
+
+@blp.route("/consult/messages/<int:message_id>/text")
+@scoped("consult_message")
+@blp.response(200, TextRevealSchema, example=TEXT_REVEAL_EXAMPLE)
+def reveal_message_text(message_id: int) -> dict[str, Any]:
+    """A consultation message as typed (numbers in full); the access is audited."""
+    return _revealed_text("consult_message.text", message_id)
+
+
+@blp.route("/leads/<int:lead_id>/note")
+@scoped("lead")
+@blp.response(200, TextRevealSchema, example=TEXT_REVEAL_EXAMPLE)
+def reveal_lead_note(lead_id: int) -> dict[str, Any]:
+    """A lead's note as the owner typed it (numbers in full); the access is audited."""
+    return _revealed_text("lead.note", lead_id)
+
+
+@blp.route("/bookings/<int:booking_id>/note")
+@scoped("booking")
+@blp.response(200, TextRevealSchema, example=TEXT_REVEAL_EXAMPLE)
+def reveal_booking_note(booking_id: int) -> dict[str, Any]:
+    """A booking's remark as the owner typed it (numbers in full); the access is audited."""
+    return _revealed_text("booking.note", booking_id)
 
 
 @blp.route("/customers/<int:customer_id>/timeline")
