@@ -116,7 +116,8 @@ class Booking(Base, TimestampMixin):
     scheduled_at: Mapped[datetime]
     reminded_day_at: Mapped[datetime | None] = mapped_column(default=None)
     reminded_soon_at: Mapped[datetime | None] = mapped_column(default=None)
-    cancel_reason: Mapped[str | None] = mapped_column(String(255), default=None)
+    cancel_reason: Mapped[str | None] = mapped_column(String(255), default=None)  # masked, as `note`
+    cancel_reason_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     cancelled_by: Mapped[str | None] = mapped_column(String(16), default=None)  # owner | store | system
     cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
     arrived_at: Mapped[datetime | None] = mapped_column(default=None)

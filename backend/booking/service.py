@@ -130,6 +130,7 @@ def _store_rule(actor: StaffActor, column: Any) -> ColumnElement[bool]:
 register_scope("booking", Booking, lambda a: _store_rule(a, Booking.store_id), "booking.not_found")
 register_scope("booking_slot", Slot, lambda a: _store_rule(a, Slot.store_id), "booking.slot_not_found")
 register_sealed_text("booking.note", Booking, "note", "booking")
+register_sealed_text("booking.cancel_reason", Booking, "cancel_reason", "booking")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -786,7 +787,16 @@ def cancel(session: Session, actor: MemberActor, booking_id: int, reason: str, n
             "booking.cancel_cutoff", 409, errors={"cutoff_minutes": int(pol.cancel_cutoff.total_seconds() // 60)}
         )
     _cancel(session, booking, reason, "owner", now)
-    _touch(session, booking, Kind.BOOKING_CANCELLED, "cancelled", Channel.MINIPROGRAM, now, by="owner", reason=reason)
+    _touch(
+        session,
+        booking,
+        Kind.BOOKING_CANCELLED,
+        "cancelled",
+        Channel.MINIPROGRAM,
+        now,
+        by="owner",
+        reason=booking.cancel_reason,
+    )
     return booking
 
 
@@ -794,7 +804,8 @@ def _cancel(session: Session, booking: Booking, reason: str, by: str, now: datet
     if booking.starts_at > now:  # a place given back before the start can be booked again
         _give_back(session, booking)
     booking.status = BookingStatus.CANCELLED
-    booking.cancel_reason = reason.strip()[:255]
+    # Copies (timeline, audit, the owner's notice) take the stored, masked reason.
+    seal_into(booking, "cancel_reason", reason.strip()[:255], vault())
     booking.cancelled_by = by
     booking.cancelled_at = now
     booking.version += 1
@@ -1002,11 +1013,11 @@ def store_cancel(
         now,
         by="store",
         staff_id=actor.staff_id,
-        reason=reason,
+        reason=booking.cancel_reason,
     )
-    write_audit(session, actor, "booking.cancelled", "booking", booking.id, {"reason": reason})
+    write_audit(session, actor, "booking.cancelled", "booking", booking.id, {"reason": booking.cancel_reason})
     st = session.get(ServiceType, booking.service_type_id)
-    _notify(session, booking, "SUBSCRIBE_TEMPLATE_BOOKING_CANCELLED", "cancelled", st, reason=reason)
+    _notify(session, booking, "SUBSCRIBE_TEMPLATE_BOOKING_CANCELLED", "cancelled", st, reason=booking.cancel_reason)
     return booking
 
 

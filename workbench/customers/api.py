@@ -157,6 +157,14 @@ def reveal_booking_note(booking_id: int) -> dict[str, Any]:
     return _revealed_text("booking.note", booking_id)
 
 
+@blp.route("/bookings/<int:booking_id>/cancel-reason")
+@scoped("booking")
+@blp.response(200, TextRevealSchema, example=TEXT_REVEAL_EXAMPLE)
+def reveal_booking_cancel_reason(booking_id: int) -> dict[str, Any]:
+    """Why a booking was cancelled, as typed (numbers in full); the access is audited."""
+    return _revealed_text("booking.cancel_reason", booking_id)
+
+
 @blp.route("/customers/<int:customer_id>/timeline")
 @scoped("customer")
 @blp.arguments(TimelineQuerySchema, location="query")
