@@ -63,3 +63,17 @@ def test_a_lead_note_without_a_number_is_stored_as_typed(client: Any, db_session
     lead = submit(client, owner, {"type": "new_car", "series": "ID.4", "note": "周末看车，预算20万"}).get_json()
     row = _row(db_session, lead["id"])
     assert (row.note, row.note_sealed) == ("周末看车，预算20万", None)
+
+
+def test_a_manager_without_the_phone_right_is_refused_and_nothing_is_audited(
+    client: Any, db_session: Any, tree: Any, make_ref_staff: Any, store: Any, owner: Any
+) -> None:
+    """A region manager sees the lead (it is in the region) but works on masked data, like for
+    the customer's phone: 403, no audit row."""
+    lead = submit(client, owner, {"type": "new_car", "series": "ID.4", "note": TYPED}).get_json()
+    region_manager = make_ref_staff(tree.regions[0], "region_manager")
+    headers = store.headers(region_manager)
+    assert client.get(f"{WB}/leads/{lead['id']}", headers=headers).get_json()["note"] == SHOWN
+    resp = client.get(f"{WB}/leads/{lead['id']}/note", headers=headers)
+    assert resp.status_code == 403 and resp.get_json()["code"] == "customer.phone_forbidden"
+    assert reveals(db_session, "lead.note") == []
