@@ -3,7 +3,8 @@ manager, malformed), a name search typed as a number, a points-mall redemption w
 address holds it (also typed into the street line) and its 422 — then every table and every log
 record is scanned for the number in clear (the mall address was kept in clear in mall_order and
 in the idempotency record before it was sealed); then the number typed into free text, a
-consultation message and a lead's note (stored as typed before they were masked and sealed)."""
+consultation message, a lead's note and a redemption's cancellation reason (stored as typed
+before they were masked and sealed; the reason is read back in full through the audited reveal)."""
 
 from __future__ import annotations
 
@@ -54,5 +55,22 @@ def test_phone_requests_leave_no_number_in_clear(
         "/api/app/v1/leads", json={"type": "new_car", "series": "ID.4", "note": typed}, headers=member_headers(c)
     )
     assert lead.status_code == 201, lead.get_json()
+    redeemed = client.post(
+        "/api/app/v1/mall/redemptions",
+        json={"item_id": item.id, "address": {**addr, "detail": "世纪大道1号"}},
+        headers={**member_headers(c), "Idempotency-Key": "k-2"},
+    )
+    assert redeemed.status_code == 201, redeemed.get_json()
+    cancelled = client.post(
+        f"/api/app/v1/mall/redemptions/{redeemed.get_json()['id']}/cancel",
+        json={"reason": f"地址写错了，请打{PHONE}"},
+        headers=member_headers(c),
+    )
+    assert cancelled.status_code == 200, cancelled.get_json()
     found = clear_copies(db_session, caplog, PHONE)
     assert found == {}, found
+    mgr_store = make_staff(tree.stores[0], "store_manager")
+    reason = client.get(
+        f"{wb}/points/mall/redemptions/{redeemed.get_json()['id']}/cancel-reason", headers=staff_headers(mgr_store)
+    )
+    assert reason.get_json() == {"text": f"地址写错了，请打{PHONE}"}

@@ -29,6 +29,7 @@ from backend.platform.actors import StaffActor
 from backend.platform.db import utcnow
 from backend.platform.errors import AppError, register_messages
 from backend.platform.logs import mask_phone, mask_phones
+from backend.platform.pii import register_sealed_text, seal_into
 from backend.platform.upsert import upsert
 from backend.points import service, tiers
 from backend.points.models import (
@@ -97,6 +98,7 @@ def _order_rule(actor: StaffActor) -> ColumnElement[bool]:
 
 register_scope("mall_item", MallItem, _item_rule, "mall.item_not_found")
 register_scope("mall_order", MallOrder, _order_rule, "mall.order_not_found")
+register_sealed_text("mall_order.cancel_reason", MallOrder, "cancel_reason", "mall_order")
 
 
 def visible_to_member(customer: Customer) -> ColumnElement[bool]:
@@ -353,7 +355,9 @@ def _undo(session: Session, order: MallOrder, state: MallOrderState, reason: str
     session.execute(update(MallCode).where(MallCode.order_id == order.id).values(order_id=None, assigned_at=None))
     order.state = state
     order.cancelled_at = now
-    order.cancel_reason = reason[:255]
+    from backend.customers.service import vault
+
+    seal_into(order, "cancel_reason", reason[:255], vault())
     session.flush()
     record(
         session,
@@ -364,7 +368,12 @@ def _undo(session: Session, order: MallOrder, state: MallOrderState, reason: str
         source_ref=f"mall:{order.id}:{state.value}",
         occurred_at=now,
         store_id=order.store_id,
-        payload={"order_no": order.order_no, "state": state.value, "reason": reason, "points": order.points_total},
+        payload={
+            "order_no": order.order_no,
+            "state": state.value,
+            "reason": order.cancel_reason,  # masked, as stored
+            "points": order.points_total,
+        },
     )
 
 

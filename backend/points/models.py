@@ -13,7 +13,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import VARBINARY, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import VARBINARY, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from backend.platform.db import Base, BigId, ExactString, StrEnumType, TimestampMixin, utcnow
@@ -222,7 +222,9 @@ class MallOrder(Base, TimestampMixin):
     redeemed_at: Mapped[datetime | None] = mapped_column(default=None)
     pay_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Phone numbers in the reason are masked; the reason as typed is sealed alongside (platform/pii).
     cancel_reason: Mapped[str | None] = mapped_column(String(255), default=None)
+    cancel_reason_sealed: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
 
 
 class MallCode(Base):

@@ -1,11 +1,12 @@
 """free text: phone numbers typed into messages and notes masked, the text as typed sealed
 
 An owner writing "我的电话 13812345678" into a consultation message, a lead's note, a booking
-remark or a cancellation reason kept the number in clear in the row, in every answer and in
-every copy (the conversation's last excerpt, notifications, the timeline). Each such column now
-holds the text with its numbers masked, and a `<column>_sealed` twin holds the text as typed,
-sealed with the phone vault's key, only when a number was found (backend/platform/pii
-`seal_text`). Rows already stored are converted; the downgrade puts the typed text back.
+remark or a cancellation reason (a booking's, a mall order's) kept the number in clear in the
+row, in every answer and in every copy (the conversation's last excerpt, notifications, the
+timeline). Each such column now holds the text with its numbers masked, and a `<column>_sealed`
+twin holds the text as typed, sealed with the phone vault's key, only when a number was found
+(backend/platform/pii `seal_text`). Rows already stored are converted; the downgrade puts the
+typed text back.
 
 Revision ID: 0029
 Revises: 0028
@@ -23,7 +24,13 @@ branch_labels = None
 depends_on = None
 
 # (table, free-text column): the columns backend/platform/pii's `seal_into` writes.
-COLUMNS = (("consult_message", "text"), ("lead", "note"), ("booking", "note"), ("booking", "cancel_reason"))
+COLUMNS = (
+    ("consult_message", "text"),
+    ("lead", "note"),
+    ("booking", "note"),
+    ("booking", "cancel_reason"),
+    ("mall_order", "cancel_reason"),
+)
 BATCH = 1000
 
 

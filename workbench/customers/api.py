@@ -165,6 +165,14 @@ def reveal_booking_cancel_reason(booking_id: int) -> dict[str, Any]:
     return _revealed_text("booking.cancel_reason", booking_id)
 
 
+@blp.route("/points/mall/redemptions/<int:redemption_id>/cancel-reason")
+@scoped("mall_order")
+@blp.response(200, TextRevealSchema, example=TEXT_REVEAL_EXAMPLE)
+def reveal_redemption_cancel_reason(redemption_id: int) -> dict[str, Any]:
+    """Why a redemption was cancelled, as typed (numbers in full); the access is audited."""
+    return _revealed_text("mall_order.cancel_reason", redemption_id)
+
+
 @blp.route("/customers/<int:customer_id>/timeline")
 @scoped("customer")
 @blp.arguments(TimelineQuerySchema, location="query")

@@ -255,7 +255,7 @@ def cancel(data: dict[str, Any], redemption_id: int) -> dict[str, Any]:
     if order.cash_fen_total > 0:
         raise AppError("mall.cash_order_needs_refund", 409)
     order = mall.cancel(session, order.id, operator=f"staff:{actor.staff_id}", reason=data["reason"], by_member=False)
-    write_audit(session, actor, "mall.cancelled", "mall_order", order.id, {"reason": data["reason"]})
+    write_audit(session, actor, "mall.cancelled", "mall_order", order.id, {"reason": order.cancel_reason})
     return order_view(session, order)
 
 
