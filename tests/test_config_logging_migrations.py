@@ -300,7 +300,7 @@ def test_mall_shipping_addresses_are_sealed_and_back(scratch_database_url: str) 
 
 
 def test_numbers_typed_into_free_text_are_sealed_and_back(scratch_database_url: str) -> None:
-    """Revision 0029 masks the phone numbers in stored free text (consultation messages here; lead
+    """Revision 0031 masks the phone numbers in stored free text (consultation messages here; lead
     and booking notes go through the same loop) and seals the text as typed alongside; text
     without a number is left alone; its downgrade puts the typed text back."""
     from flask import current_app, has_app_context
@@ -316,7 +316,7 @@ def test_numbers_typed_into_free_text_are_sealed_and_back(scratch_database_url: 
         vault = PhoneVault(settings["PII_ENCRYPTION_KEY"], settings["PII_INDEX_KEY"])
     typed = {1: "我的电话 0086-138-1234-5678，下午回我", 2: "保养多少钱？", 3: None}
     engine = make_engine(scratch_database_url)
-    upgrade(engine, "0028")
+    upgrade(engine, "0030")
     at = "2026-12-07 00:00:00"
     with engine.begin() as conn:
         conn.execute(
@@ -358,7 +358,7 @@ def test_numbers_typed_into_free_text_are_sealed_and_back(scratch_database_url: 
     assert rows[1][0] == "我的电话 138****5678，下午回我" and vault.decrypt(bytes(rows[1][1])) == typed[1]
     assert rows[2] == ("保养多少钱？", None) and rows[3] == (None, None)
 
-    downgrade(engine, "0028")
+    downgrade(engine, "0030")
     with engine.connect() as conn:
         back = dict(conn.execute(text("SELECT id, text FROM consult_message")).all())
     assert back == typed

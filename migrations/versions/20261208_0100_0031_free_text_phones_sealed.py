@@ -8,8 +8,8 @@ twin holds the text as typed, sealed with the phone vault's key, only when a num
 (backend/platform/pii `seal_text`). Rows already stored are converted; the downgrade puts the
 typed text back.
 
-Revision ID: 0029
-Revises: 0028
+Revision ID: 0031
+Revises: 0030
 Create Date: 2026-12-08 01:00:00
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0029"
-down_revision = "0028"
+revision = "0031"
+down_revision = "0030"
 branch_labels = None
 depends_on = None
 
