@@ -875,9 +875,20 @@ def sync_tag_library(
                 "listed": True,
             }
             row = existing.get(tag_id)
-            if row is None:  # nobody else writes tags meanwhile: the corp's sync lock is ours
-                session.add(WeComTag(corp_id=corp_id, tag_id=tag_id, synced_at=now, **values))
-            elif any(getattr(row, key) != value for key, value in values.items()):
+            if row is None:
+                # Not the only writer of new rows: an edit or a rule-group event learning a
+                # rule-group tag makes its row without this sync's lock (`_ensure_strategy_tag`;
+                # the two libraries' locks differ anyway). Insert, or take over the row it made.
+                row, created = insert_or_lock(
+                    session,
+                    WeComTag(corp_id=corp_id, tag_id=tag_id, synced_at=now, **values),
+                    WeComTag.corp_id == corp_id,
+                    WeComTag.tag_id == tag_id,
+                )
+                existing[tag_id] = row
+                if created:
+                    continue
+            if any(getattr(row, key) != value for key, value in values.items()):
                 for key, value in values.items():
                     setattr(row, key, value)
                 row.synced_at = now  # when the row last changed: unchanged rows are not rewritten
@@ -943,7 +954,7 @@ def apply_strategy_tag_event(
     corp_id = gateway.corp_id
     deleting = change_type == "delete"
     if item_type == "tag":
-        _ensure_strategy_tag(session, corp_id, item_id[:64], strategy_id, deleted=deleting)
+        _ensure_strategy_tag(session, corp_id, item_id[:64], strategy_id, deleted=deleting, exclusive=True)
     column = WeComTag.tag_id if item_type == "tag" else WeComTag.group_id
     rows = list(
         session.scalars(
@@ -992,30 +1003,46 @@ def _rename_from_a_carrier(session: Session, gateway: WeComGateway, row: WeComTa
 
 
 def _ensure_strategy_tag(
-    session: Session, corp_id: str, tag_id: str, strategy_id: int | None, *, deleted: bool = False, **names: str
+    session: Session,
+    corp_id: str,
+    tag_id: str,
+    strategy_id: int | None,
+    *,
+    deleted: bool = False,
+    exclusive: bool = False,
+    **names: str,
 ) -> WeComTag | None:
-    """The library's row of a rule-group tag, made (unlisted) if none: None when the library
-    knows the id as a corporate tag. A tag learned at once by two events is made once (the
-    unique key); the other reads it."""
-    stmt = select(WeComTag).where(WeComTag.corp_id == corp_id, WeComTag.tag_id == tag_id)
-    row = session.scalars(stmt).one_or_none()
-    if row is None:
-        try:
-            with unique_savepoint(session):
-                row = WeComTag(
-                    corp_id=corp_id,
-                    tag_id=tag_id,
-                    group_id="",
-                    group_name=names.get("group_name", ""),
-                    name=names.get("name", ""),
-                    kind=TagKind.STRATEGY,
-                    strategy_id=strategy_id,
-                    listed=False,
-                    deleted=deleted,
-                )
-                session.add(row)
-        except DuplicateKey:
-            row = session.scalars(stmt).one()
+    """The library's row of a rule-group tag, made (unlisted) if none, held until commit: None
+    when the library knows the id as a corporate tag. A tag learned at once by two events is
+    made once (the unique key); the other reads it.
+
+    Held `exclusive` by a rule-group event, which writes it; else shared: a customer's edit
+    reading it waits for an event deleting it (or a sync writing it) to commit, and then reads
+    it deleted, while edits of customers carrying the same tag go on side by side."""
+    new = WeComTag(
+        corp_id=corp_id,
+        tag_id=tag_id,
+        group_id="",
+        group_name=names.get("group_name", ""),
+        name=names.get("name", ""),
+        kind=TagKind.STRATEGY,
+        strategy_id=strategy_id,
+        listed=False,
+        deleted=deleted,
+    )
+    key = (WeComTag.corp_id == corp_id, WeComTag.tag_id == tag_id)
+    if exclusive:
+        row, _ = insert_or_lock(session, new, *key)
+    else:
+        shared = select(WeComTag).where(*key).with_for_update(read=True).execution_options(populate_existing=True)
+        row = session.scalars(shared).one_or_none()
+        if row is None:
+            try:
+                with unique_savepoint(session):
+                    session.add(new)
+                row = new
+            except DuplicateKey:
+                row = session.scalars(shared).one()
     return row if row.kind == TagKind.STRATEGY else None
 
 
@@ -1025,7 +1052,12 @@ def learn_strategy_tags(session: Session, corp_id: str, tags: list[dict[str, Any
     is first seen here (with its name and its group's name; not its group id or rule group).
     A tag the library lists keeps the list's names; one only learned takes WeCom's current
     names. Returns the ids the relation may carry: not those known deleted (a deletion is
-    final; this read of WeCom may predate it)."""
+    final; this read of WeCom may predate it). Each row is read under a shared lock, so a
+    deletion being committed meanwhile is waited for and seen (`_ensure_strategy_tag`).
+
+    Renaming a learned tag takes its row's exclusive lock over the shared one: two edits doing
+    so at once may deadlock, and MariaDB's choice of victim is retried by the outbox (its retry
+    finds the names current and writes nothing)."""
     usable: set[str] = set()
     # In id order: two events learning the same tags lock their rows in the same order.
     for tag in sorted(tags, key=lambda t: str(t["tag_id"])):
