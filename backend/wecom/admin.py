@@ -318,12 +318,7 @@ def _check_template_store(session: Session, actor: StaffActor, template_id: int 
 def _check_auto_tags(session: Session, corp_id: str, data: dict[str, Any]) -> None:
     """Auto-tags come from the corp's tag library: WeCom would refuse an unknown one at every
     add, and the add goes through without it (see handlers.auto_tag)."""
-    wanted = set(data.get("auto_tag_ids") or [])
-    unknown = wanted - svc.known_tag_ids(session, corp_id, wanted)
-    if unknown:
-        raise AppError("wecom.tag_unknown", 422, errors={"auto_tag_ids": sorted(unknown)})
-    if unmarkable := svc.unlisted_tag_ids(session, corp_id, wanted):  # another app's rule-group tags
-        raise AppError("wecom.tag_not_markable", 422, errors={"auto_tag_ids": sorted(unmarkable)})
+    svc.check_markable_tags(session, corp_id, set(data.get("auto_tag_ids") or []), "auto_tag_ids")
 
 
 def create_channel(session: Session, actor: StaffActor, data: dict[str, Any]) -> WeComChannel:
@@ -590,11 +585,7 @@ def mark_customer_tags(
     # The relation is looked for in this corp only, so this is the corp the relation
     # (friend.corp_id) will be of: its tags can be checked before the lookup (422 before 409).
     corp_id = svc.actor_corp_id(session, actor)
-    unknown = (add_set | remove_set) - svc.known_tag_ids(session, corp_id, add_set | remove_set)
-    if unknown:
-        raise AppError("wecom.tag_unknown", 422, errors={"tag_ids": sorted(unknown)})
-    if unmarkable := svc.unlisted_tag_ids(session, corp_id, add_set | remove_set):
-        raise AppError("wecom.tag_not_markable", 422, errors={"tag_ids": sorted(unmarkable)})
+    svc.check_markable_tags(session, corp_id, add_set | remove_set, "tag_ids")
     me = session.get(Staff, actor.staff_id)
     if actor.scope.own_customers_only:
         # An advisor tags through their own relation only: marking through a colleague's would

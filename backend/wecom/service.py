@@ -1598,6 +1598,15 @@ def customer_friend(
     return friends[0] if friends else None
 
 
+def check_markable_tags(session: Session, corp_id: str, tag_ids: set[str], field: str) -> None:
+    """422 unless every tag is a live tag of the corp's library that dealerloop can mark (not
+    another app's rule-group tag), the refused ids under `field`."""
+    if unknown := tag_ids - known_tag_ids(session, corp_id, tag_ids):
+        raise AppError("wecom.tag_unknown", 422, errors={field: sorted(unknown)})
+    if unmarkable := unlisted_tag_ids(session, corp_id, tag_ids):
+        raise AppError("wecom.tag_not_markable", 422, errors={field: sorted(unmarkable)})
+
+
 def unlisted_tag_ids(session: Session, corp_id: str, tag_ids: set[str]) -> set[str]:
     """Those of these tags that are rule-group tags WeCom does not list to this app: made by
     someone else (the admin console), so mark_tag refuses them ("规则组必须由同一个应用创建",

@@ -373,21 +373,13 @@ def create_wecom_app(state: SandboxState) -> Flask:
         if bad:
             return bad
         data = json_body() or {}
-        tag_ids = set(data.get("tag_id") or [])
-        group_ids = set(data.get("group_id") or [])
         with state.lock:
             groups = copy.deepcopy(list(state.tag_groups.values()))
-        if group_ids:
-            groups = [g for g in groups if g["group_id"] in group_ids]
-        elif tag_ids:
-            for g in groups:
-                g["tag"] = [t for t in g["tag"] if t["id"] in tag_ids]
-            groups = [g for g in groups if g["tag"]]
-        return ok(tag_group=groups)
+        return ok(tag_group=tag_list_filter(groups, set(data.get("tag_id") or []), set(data.get("group_id") or [])))
 
-    # --- rule-group (规则组) tags: doc 94882 -------------------------------------------------
-    def strategy_filter(groups: list[dict[str, Any]], tag_ids: set[str], group_ids: set[str]) -> list[dict[str, Any]]:
-        # As get_corp_tag_list: group_id wins over tag_id; neither: every tag.
+    def tag_list_filter(groups: list[dict[str, Any]], tag_ids: set[str], group_ids: set[str]) -> list[dict[str, Any]]:
+        """The filter of get_corp_tag_list and get_strategy_tag_list (on copies): group_id wins
+        over tag_id; neither: every tag."""
         if group_ids:
             return [g for g in groups if g["group_id"] in group_ids]
         if tag_ids:
@@ -396,6 +388,7 @@ def create_wecom_app(state: SandboxState) -> Flask:
             return [g for g in groups if g["tag"]]
         return groups
 
+    # --- rule-group (规则组) tags: doc 94882 -------------------------------------------------
     @app.post("/cgi-bin/externalcontact/get_strategy_tag_list")
     def get_strategy_tag_list() -> Response:
         """The rule-group tags this app created (doc 99544: an app gets only its own), of one
@@ -415,7 +408,7 @@ def create_wecom_app(state: SandboxState) -> Flask:
                 if state.strategy_group_creator.get(gid) == agent
                 and (strategy_id is None or g["strategy_id"] == strategy_id)
             ]
-        return ok(tag_group=strategy_filter(groups, set(data.get("tag_id") or []), set(data.get("group_id") or [])))
+        return ok(tag_group=tag_list_filter(groups, set(data.get("tag_id") or []), set(data.get("group_id") or [])))
 
     @app.post("/cgi-bin/externalcontact/add_strategy_tag")
     def add_strategy_tag() -> Response:
