@@ -143,3 +143,12 @@ def attempt(app: Any, write: Callable[[Any], Any]) -> str:
             return exc.code
         finally:
             db.session.remove()
+
+
+@contextmanager
+def held_write(app: Any, write: Callable[[Any], Any], release_after: float = 1.0) -> Iterator[threading.Event]:
+    """Any `write(session)` on a thread of its own, as `held_merge`: the block starts once the
+    write has taken its locks, and it commits `release_after` seconds later or as soon as the
+    yielded event is set. The write is joined when the block ends."""
+    with _held(app, write, release_after) as release:
+        yield release

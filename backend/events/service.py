@@ -810,10 +810,11 @@ def cancel(session: Session, customer_id: int, registration_id: int, now: dateti
         raise AppError("event.not_cancellable", 409, errors={"state": reg.state.value, "started": True})
     if reg.payment_order_id is not None:
         # The owner's cancellation refunds the fee: refused here (e.g. points.reversal_blocked)
-        # while the sign-up still stands, not by the refund job once it is cancelled.
-        from backend.payments.service import check_full_refund_allowed
+        # while the sign-up still stands, not by the refund job once it is cancelled; what the
+        # refund will undo (the points earned) is settled now, before a spend can use it.
+        from backend.payments.service import accept_owner_full_refund
 
-        check_full_refund_allowed(session, reg.payment_order_id)
+        accept_owner_full_refund(session, reg.payment_order_id)
     _end(session, event, reg, RegistrationState.CANCELLED, "owner", now)
     _fill_free_seats(session, event, now)
     return reg

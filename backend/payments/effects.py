@@ -46,6 +46,11 @@ RefundableHook = Callable[[Session, int], int | None]
 # called the service off, or already accepted the owner's cancellation): the guard must then let
 # it through and its refunded listener records what cannot be undone (a points debt).
 RefundGuard = Callable[..., None]
+# refund_accepted(session, order_id, amount_fen) -> None, or raises the feature's AppError: an
+# owner's cancellation is accepted now and refunds the order later (a job that may no longer
+# refuse): the feature settles now, under its own locks and in the cancellation's transaction,
+# what its guard would have to refuse later (e.g. takes back the points earned on the order).
+RefundAcceptedHook = Callable[[Session, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,7 @@ class BusinessEffect:
     quote: QuoteHook | None = None
     refundable_total: RefundableHook | None = None
     before_refund: RefundGuard | None = None
+    refund_accepted: RefundAcceptedHook | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,10 @@ def refund_guards(business_type: str) -> list[RefundGuard]:
     """The business effect's and every listener's guards (once the money is back with the payer
     nothing can be refused, so a feature that may refuse says so before the request)."""
     return [e.before_refund for e in effects_for(business_type) if e.before_refund]
+
+
+def refund_accepted_hooks(business_type: str) -> list[RefundAcceptedHook]:
+    return [e.refund_accepted for e in effects_for(business_type) if e.refund_accepted]
 
 
 def unregister_effect(business_type: str) -> None:

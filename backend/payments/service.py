@@ -787,12 +787,14 @@ def request_refund(
     return refund, True
 
 
-def check_full_refund_allowed(session: Session, order_id: int) -> None:
-    """Before a feature accepts an owner's cancellation that will refund the order in full (by a
-    job, after the commit): the refund guards' refusal (e.g. points.reversal_blocked), raised now
-    to the owner while nothing is changed, rather than by the job once the cancellation stands.
-    A plain read, no lock: the caller holds its own rows (taking the order's lock after them would
-    invert the notify's order-first lock order), and the job's refund is not refusable anyway."""
+def accept_owner_full_refund(session: Session, order_id: int) -> None:
+    """A feature accepts an owner's cancellation that will refund the order in full (by a job,
+    after the commit, that may no longer refuse it). The refund guards' refusal (e.g.
+    points.reversal_blocked) is raised now, while nothing is changed; then each feature settles
+    now what the refund will undo (`refund_accepted`: the points earned are taken back under the
+    points account's lock), so nothing done between this commit and the job can defeat the guard.
+    The order row is not locked: the caller holds its own rows (taking the order's lock after them
+    would invert the notify's order-first lock order); the features lock what they settle."""
     order = session.get(PaymentOrder, order_id)
     if order is None:
         return
@@ -801,6 +803,8 @@ def check_full_refund_allowed(session: Session, order_id: int) -> None:
         return
     for guard in effects.refund_guards(order.business_type):
         guard(session, order.id, rest, refusable=True)
+    for accepted in effects.refund_accepted_hooks(order.business_type):
+        accepted(session, order.id, rest)
 
 
 def _submit_refund(

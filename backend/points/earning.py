@@ -23,6 +23,7 @@ from backend.platform.db import utcnow
 from backend.platform.errors import AppError
 from backend.points import service, tiers
 from backend.points.models import LedgerKind, PointsLedger
+from backend.touchpoints.service import live_customer_id
 
 log = logging.getLogger("dealerloop.points.earning")
 
@@ -74,7 +75,7 @@ def on_paid(session: Session, order_id: int) -> None:
     )
 
 
-def _refunded_with(session: Session, order_id: int, refund_id: int) -> int:
+def _refunded_with(session: Session, order_id: int, refund_id: int | None) -> int:
     """Fen refunded on the order: every refund that succeeded, whatever its id, plus this one.
 
     Not only those numbered up to this one: WeChat Pay finishes partial refunds in any order,
@@ -105,11 +106,17 @@ def _taken_back(session: Session, order_id: int, ref_type: str = REF_TYPE, ref_i
 
 
 def points_to_take_back(
-    session: Session, order_id: int, refund_id: int, key: str | None = None, ref: tuple[str, str] | None = None
+    session: Session,
+    order_id: int,
+    refund_id: int | None,
+    key: str | None = None,
+    ref: tuple[str, str] | None = None,
+    refunded_fen: int | None = None,
 ) -> tuple[PointsLedger | None, int]:
     """The pending credit earned on the order (`key`, default the spend's own `pay:<order>`) and
     how much of it the refunds done so far and `refund_id` take back (in proportion, less what
-    is back)."""
+    is back). `refunded_fen` instead of the refunds: the fen an accepted owner's refund will
+    bring the order to (taken back before the refund is even requested)."""
     from backend.payments.models import PaymentOrder
 
     order = session.get(PaymentOrder, order_id)
@@ -117,7 +124,9 @@ def points_to_take_back(
     if order is None or pending is None or order.amount_fen <= 0:
         return pending, 0
     earned = pending.pending_delta
-    refunded = min(_refunded_with(session, order_id, refund_id), order.amount_fen)
+    if refunded_fen is None:
+        refunded_fen = _refunded_with(session, order_id, refund_id)
+    refunded = min(refunded_fen, order.amount_fen)
     target = earned * refunded // order.amount_fen
     ref_type, ref_id = ref or (REF_TYPE, str(order_id))
     return pending, max(0, target - _taken_back(session, order_id, ref_type, ref_id))
@@ -145,37 +154,77 @@ def refund_guard(session: Session, order_id: int, refund_amount_fen: int, *, ref
         raise AppError("points.reversal_blocked", 409)
 
 
+def _earned_on(session: Session, order: Any) -> list[tuple[str, tuple[str, str], str]]:
+    """What the order earned that a refund takes back: the points per yuan and the campaign spend
+    grants (pending like them), as (credit key, ledger ref, key suffix)."""
+    from backend.campaigns.models import CampaignGrant
+
+    grants = session.execute(
+        select(CampaignGrant.id, CampaignGrant.rule_id).where(
+            CampaignGrant.ref == f"pay:{order.id}", CampaignGrant.customer_id == order.customer_id
+        )
+    ).all()
+    return [(f"pay:{order.id}", (REF_TYPE, str(order.id)), "")] + [
+        (f"campaign:{rule_id}:pay:{order.id}", ("campaign_grant", str(grant_id)), f":g{grant_id}")
+        for grant_id, rule_id in sorted(grants)
+    ]
+
+
 def on_refunded(session: Session, order_id: int, refund_id: int) -> None:
     from backend.payments.models import PaymentOrder
 
     order = session.get(PaymentOrder, order_id)
     if order is None or order.business_type in NO_EARN_TYPES:
         return
-    from backend.campaigns.models import CampaignGrant
-
     with session.begin_nested():
         service._lock_account(session, order.customer_id)  # the sums below are read under the lock
-        _take_back(session, order, refund_id, f"pay:{order_id}", (REF_TYPE, str(order_id)), f"refund:{refund_id}")
-        # Campaign spend grants on the order (pending like the points above) go back likewise.
-        grants = session.execute(
-            select(CampaignGrant.id, CampaignGrant.rule_id).where(
-                CampaignGrant.ref == f"pay:{order_id}", CampaignGrant.customer_id == order.customer_id
-            )
-        ).all()
-        for grant_id, rule_id in sorted(grants):
-            _take_back(
-                session,
-                order,
-                refund_id,
-                f"campaign:{rule_id}:pay:{order_id}",
-                ("campaign_grant", str(grant_id)),
-                f"refund:{refund_id}:g{grant_id}",
-            )
+        for key, ref, suffix in _earned_on(session, order):
+            _take_back(session, order, refund_id, key, ref, f"refund:{refund_id}{suffix}")
 
 
-def _take_back(session: Session, order: Any, refund_id: int, key: str, ref: tuple[str, str], key_prefix: str) -> None:
+def take_back_for_accepted_refund(session: Session, order_id: int, refund_amount_fen: int) -> None:
+    """The owner's cancellation is accepted now and its refund requested later, by a job that may
+    no longer refuse it. With the block policy the points that refund will take back are taken
+    back here, in the cancellation's transaction and under the account lock (the lock a spend
+    takes), or the cancellation is refused (`points.reversal_blocked`): checked without the lock
+    and taken back only by the job, a mall redemption in between spent them and the owner ended
+    in debt. The refunded listener then finds them back already (its target less what is back)
+    and takes nothing twice. With the debt policy nothing is done ahead: the refund takes them
+    back when it succeeds, a debt if they are spent."""
+    from backend.payments.models import PaymentOrder
+
+    if service.policy().reversal != "block":
+        return
+    order = session.get(PaymentOrder, order_id)
+    if order is None or order.business_type in NO_EARN_TYPES or order.amount_fen <= 0:
+        return
+    refunded = min(order.refund_reserved_fen + refund_amount_fen, order.amount_fen)
+    with session.begin_nested():
+        available = service._lock_account(session, live_customer_id(session, order.customer_id))
+        earned = _earned_on(session, order)
+        need = 0
+        for key, ref, _suffix in earned:
+            pending, amount = points_to_take_back(session, order.id, None, key, ref, refunded)
+            if pending is not None and amount > 0:
+                need += max(0, amount - pending.remaining)  # beyond what is still pending
+        if need > available:
+            raise AppError("points.reversal_blocked", 409)
+        for key, ref, suffix in earned:
+            # Keyed by the refunded level: the same acceptance again moves nothing twice.
+            _take_back(session, order, None, key, ref, f"accepted:{order.id}:{refunded}{suffix}", refunded)
+
+
+def _take_back(
+    session: Session,
+    order: Any,
+    refund_id: int | None,
+    key: str,
+    ref: tuple[str, str],
+    key_prefix: str,
+    refunded_fen: int | None = None,
+) -> None:
     order_id = order.id
-    pending, amount = points_to_take_back(session, order_id, refund_id, key, ref)
+    pending, amount = points_to_take_back(session, order_id, refund_id, key, ref, refunded_fen)
     if pending is None or amount <= 0:
         return
     cancelled = service.cancel_pending(
@@ -197,8 +246,10 @@ def _take_back(session: Session, order: Any, refund_id: int, key: str, ref: tupl
         )
     )
     # The money is already back with the customer: never block here, never clamp. With the
-    # block policy, `refund_guard` refuses the owner's own refunds before they are requested;
-    # what reaches here beyond the balance is a refund the dealer owed (a debt, §1.2.5 a).
+    # block policy, `refund_guard` refuses the owner's own refunds before they are requested, and
+    # an owner's cancellation refunded later by a job had its points taken back when it was
+    # accepted (`take_back_for_accepted_refund`); what reaches here beyond the balance is a refund
+    # the dealer owed (a debt, §1.2.5 a).
     if service.policy().reversal == "block":
         log.warning("refund %s reverses %s points beyond the member's balance: debt recorded", refund_id, rest)
     service.reverse(

@@ -69,7 +69,12 @@ def _register_payment_hooks() -> Any:
         BusinessEffect(on_paid=mall.on_paid, on_refunded=mall.on_refunded, on_closed=mall.on_closed, quote=mall.quote),
     )
     register_listener(
-        BusinessEffect(on_paid=earning.on_paid, on_refunded=earning.on_refunded, before_refund=earning.refund_guard)
+        BusinessEffect(
+            on_paid=earning.on_paid,
+            on_refunded=earning.on_refunded,
+            before_refund=earning.refund_guard,
+            refund_accepted=earning.take_back_for_accepted_refund,
+        )
     )
 
 
