@@ -46,7 +46,9 @@ def _read(app: Any, fn: Any) -> Any:
             db.session.remove()
 
 
-def _paid_sign_up_with_active_points(app: Any, place: Any, owner: Any, sandbox: Any) -> tuple[int, int, int]:
+def _paid_sign_up_with_active_points(
+    app: Any, place: Any, owner: Any, sandbox: Any, available: int = 200
+) -> tuple[int, int, int]:
     """A 200-yuan sign-up, paid, its 200 points active (past the return window) and none spent;
     a 150-point voucher in the mall. Returns (registration id, order id, item id)."""
     client = app.test_client()
@@ -65,7 +67,7 @@ def _paid_sign_up_with_active_points(app: Any, place: Any, owner: Any, sandbox: 
         s.add(item)
         s.flush()
         s.commit()
-        assert points.account(s, owner.id).available == 200
+        assert points.account(s, owner.id).available == available
         return item.id
 
     return reg["id"], order["id"], _read(app, setup)
@@ -187,4 +189,38 @@ def test_a_cancellation_holding_the_points_when_the_owner_redeems_makes_the_rede
         "redeemed": 0,
         "reversed": [-200],
         "state": "cancelled",
+    }
+
+
+def test_the_campaign_points_the_payment_earned_count_too_and_the_cancellation_is_refused(
+    app: Any, place: Any, make_owner: Any, sandbox_reset: Any, deliver_to_app: Any, block: None
+) -> None:
+    """A spend multiplier doubles the payment's 200 points (a campaign grant of 200 more); 100
+    are spent. The full refund takes back 400 but 300 are left: the owner's cancellation is
+    refused (the check used to count the 200 per-yuan points only, let the cancellation through,
+    and the refund left a debt of 100)."""
+    from tests.campaigns.conftest import make_rule
+
+    client = app.test_client()
+    make_rule(
+        client, place.h(place.marketing), name="消费翻倍", kind="multiplier", trigger="spend", points=None,
+        multiplier_pct=200,
+    )  # fmt: skip
+    owner = make_owner(place.unit)
+    reg_id, order_id, item_id = _paid_sign_up_with_active_points(app, place, owner, sandbox_reset, available=400)
+    spent = attempt(
+        app, lambda s: points.spend(s, owner.id, 100, key="mall-spend", reason_code="t", operator="member:x")
+    )
+    assert spent == "done"
+
+    assert attempt(app, _cancel(owner.id, reg_id)) == "points.reversal_blocked"
+    run_due_jobs(app)
+    assert sandbox_reset.hits(REFUNDS) == 0
+    assert _books(app, owner.id, reg_id) == {
+        "available": 300,
+        "drift": [],
+        "refunds": [],
+        "redeemed": 0,
+        "reversed": [],
+        "state": "confirmed",
     }
