@@ -169,9 +169,13 @@ SESSION_GENERATION_CLAIM = "session_gen"
 
 def owner_token_claims(session: Session, customer_id: int) -> dict[str, int]:
     """What an owner's access token carries besides its subject: the customer's session
-    generation now (a token from before it is raised no longer acts as them)."""
-    customer = session.get(Customer, customer_id)
-    return {SESSION_GENERATION_CLAIM: customer.session_generation if customer is not None else 0}
+    generation now (a token from before it is raised no longer acts as them).
+
+    Read from the row, not the session's object: a login that loaded the customer before a
+    merge reversal committed (and waited for it) would otherwise sign the generation the
+    reversal has just raised, and its first request would be refused as revoked."""
+    generation = session.scalar(select(Customer.session_generation).where(Customer.id == customer_id))
+    return {SESSION_GENERATION_CLAIM: generation if generation is not None else 0}
 
 
 def load_member_actor(session: Session, customer_id: int, claims: dict[str, Any]) -> MemberActor:
