@@ -299,6 +299,50 @@ def test_mall_shipping_addresses_are_sealed_and_back(scratch_database_url: str) 
     engine.dispose()
 
 
+def test_segment_corp_goes_and_comes_back_while_a_campaign_targets_the_segment(scratch_database_url: str) -> None:
+    """Revision 0029 adds `segment.corp_id`; its downgrade must not rebuild `segment` (on SQLite
+    a batch copy drops the table, which a campaign's foreign key refuses once one points at it)."""
+    from sqlalchemy import inspect, text
+
+    from backend.platform.db import make_engine
+    from backend.platform.migrate import current_revision, downgrade, upgrade
+
+    engine = make_engine(scratch_database_url)
+    upgrade(engine, "0029")
+    at = "2026-12-08 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO org_unit (id, kind, code, name, path, created_at, updated_at) "
+                "VALUES (1, 'group', 'g', 'g', '/1/', :at, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO segment (id, name, owner_unit_id, corp_id, filters, archived, created_at, updated_at) "
+                "VALUES (1, 's', 1, 'ww1', '{}', 0, :at, :at)"
+            ),
+            {"at": at},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO campaign (id, name, owner_unit_id, state, starts_at, ends_at, budget_used, segment_id, "
+                "created_at, updated_at) VALUES (1, 'c', 1, 'draft', :at, :at, 0, 1, :at, :at)"
+            ),
+            {"at": at},
+        )
+
+    downgrade(engine, "0028")
+    assert "corp_id" not in {c["name"] for c in inspect(engine).get_columns("segment")}
+    upgrade(engine, "0029")
+    assert current_revision(engine) == "0029"
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT c.id, s.id, s.corp_id FROM campaign c JOIN segment s ON s.id = c.segment_id"))
+        assert kept.all() == [(1, 1, None)]  # the segment and its campaign stay; the corp was dropped with the column
+    engine.dispose()
+
+
 def test_numbers_typed_into_free_text_are_sealed_and_back(scratch_database_url: str) -> None:
     """Revision 0031 masks the phone numbers in stored free text (consultation messages here; lead
     and booking notes go through the same loop) and seals the text as typed alongside; text

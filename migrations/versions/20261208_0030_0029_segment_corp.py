@@ -19,12 +19,15 @@ branch_labels = None
 depends_on = None
 
 
+# Plain ALTERs, not a batch: on SQLite a batch drop copies `segment` and drops the original,
+# which campaigns and earning rules refer to (the foreign keys refuse it once there is data).
+# SQLite has had DROP COLUMN since 3.35; migration 0027 makes the same choice.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("segment") as batch:
-        batch.add_column(sa.Column("corp_id", sa.String(64), nullable=True))
+    op.add_column("segment", sa.Column("corp_id", sa.String(64), nullable=True))
     op.execute("UPDATE segment SET corp_id = (SELECT staff.corp_id FROM staff WHERE staff.id = segment.created_by)")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("segment") as batch:
-        batch.drop_column("corp_id")
+    op.drop_column("segment", "corp_id")
