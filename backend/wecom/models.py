@@ -28,7 +28,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
-from sqlalchemy import VARBINARY, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import VARBINARY, BigInteger, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.dialects.mysql import LONGBLOB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -109,7 +109,7 @@ class WeComTag(Base):
     sort_order: Mapped[int] = mapped_column(default=0)
     deleted: Mapped[bool] = mapped_column(default=False)
     synced_at: Mapped[datetime] = mapped_column(default=utcnow)
-    kind: Mapped[TagKind] = mapped_column(StrEnumType(TagKind, 16), default=TagKind.CORP)
+    kind: Mapped[TagKind] = mapped_column(StrEnumType(TagKind, 16), default=TagKind.CORP, server_default="corp")
     # The rule group of a rule-group tag; None for a corporate tag, and for a rule-group tag
     # known only from a customer's tags (follow_user names its group, not its rule group) until
     # a callback or a list names it.
@@ -118,7 +118,7 @@ class WeComTag(Base):
     # created (doc 99544, its version for provider-built apps; assumed for ours): others (made
     # in the admin console) are known from the customers carrying them and from their
     # callbacks; mark_tag refuses them (doc 92697), and their absence from a list says nothing.
-    listed: Mapped[bool] = mapped_column(default=True)
+    listed: Mapped[bool] = mapped_column(default=True, server_default=text("1"))
 
 
 class WeComSyncState(Base):
@@ -319,7 +319,7 @@ class AppMessage(Base):
     # What the message is about (new_lead, handover_failed, ...; None for callback alerts) and how
     # many delivery tries failed (retried with backoff through the outbox, `failed` after the last).
     kind: Mapped[str | None] = mapped_column(String(32), default=None)
-    attempts: Mapped[int] = mapped_column(default=0)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class ChannelFactKind(enum.StrEnum):
@@ -353,7 +353,7 @@ class WeComChannelFact(Base):
     kind: Mapped[ChannelFactKind] = mapped_column(StrEnumType(ChannelFactKind, 8))
     day: Mapped[date]  # the China (UTC+8) calendar day of the event
     occurred_at: Mapped[datetime]
-    counted: Mapped[bool] = mapped_column(default=True)
+    counted: Mapped[bool] = mapped_column(default=True, server_default=text("1"))
 
 
 class GroupChatStatus(enum.StrEnum):
