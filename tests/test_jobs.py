@@ -307,6 +307,73 @@ def test_a_job_waiting_in_its_queue_is_not_recovered_twice(
     assert redis_client.lrange("rq:queue:default", 0, -1) == [f"outbox-{row.id}".encode()]
 
 
+@pytest.mark.redis
+def test_a_job_a_worker_moved_to_the_intermediate_list_is_left_to_rq(
+    app: Any, db_session: Any, make_customer: Any, redis_client: Any, monkeypatch: Any
+) -> None:
+    """A worker of one queue pops with LMOVE into `rq:queue:X:intermediate` (RQ 3); a job left
+    there is RQ's to clean up (its maintenance fails it, then retries or gives it up). Before:
+    recover_lost looked only in the main queue, took it for lost (recovered 1) and pushed it
+    into the queue a second time."""
+    from datetime import timedelta
+
+    from backend.platform.db import utcnow
+    from backend.platform.jobs import recover_lost
+
+    c = make_customer()
+    up = Dispatcher(redis_client, max_attempts=3)
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", up)
+    row = enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": "intermediate"})
+    commit(db_session)
+    job_id = f"outbox-{row.id}".encode()
+    # what a single-queue worker's dequeue does (rq.Queue.lmove), the worker then stopping
+    assert redis_client.lmove("rq:queue:default", "rq:queue:default:intermediate") == job_id
+    assert up.job_status(row.id) == "queued"
+    db_session.get(OutboxJob, row.id).enqueued_at = utcnow() - timedelta(minutes=11)
+    db_session.commit()
+
+    assert recover_lost(app, up) == 0
+    assert (
+        redis_client.lrange("rq:queue:default", 0, -1),
+        redis_client.lrange("rq:queue:default:intermediate", 0, -1),
+    ) == (
+        [],
+        [job_id],
+    )
+
+
+@pytest.mark.redis
+def test_a_backlog_waiting_in_its_queue_is_not_recovered_and_a_lost_job_among_it_is(
+    app: Any, db_session: Any, make_customer: Any, redis_client: Any, monkeypatch: Any
+) -> None:
+    """Many rows past their lease still waiting (a backlog) are all seen in their queue; the one
+    a stopping worker popped among them is handed over again, once."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from backend.platform.db import utcnow
+    from backend.platform.jobs import recover_lost
+
+    c = make_customer()
+    up = Dispatcher(redis_client, max_attempts=3)
+    monkeypatch.setitem(app.extensions, "dealerloop.jobs", up)
+    rows = [enqueue(db_session, "test.note_run", {"customer_id": c.id, "tag": f"backlog{i}"}) for i in range(30)]
+    commit(db_session)
+    assert redis_client.lpop("rq:queue:default") == f"outbox-{rows[0].id}".encode()  # popped, then nothing
+    db_session.execute(
+        update(OutboxJob)
+        .where(OutboxJob.id.in_([r.id for r in rows]))
+        .values(enqueued_at=utcnow() - timedelta(minutes=11))
+    )
+    db_session.commit()
+
+    assert recover_lost(app, up) == 1
+    queued = redis_client.lrange("rq:queue:default", 0, -1)
+    assert sorted(queued) == sorted(f"outbox-{r.id}".encode() for r in rows)
+    assert recover_lost(app, up) == 0
+
+
 def test_delayed_job_runs_when_due_through_the_relayer(app: Any, db_session: Any, make_customer: Any) -> None:
     from datetime import timedelta
 

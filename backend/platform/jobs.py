@@ -142,9 +142,28 @@ class Dispatcher:
         status = job.get_status(refresh=False)
         return str(status.value if hasattr(status, "value") else status) if status else None
 
+    def waiting_job_ids(self, queue: str) -> set[str]:
+        """The ids of the jobs in an RQ queue and in its intermediate list, read together (one
+        MULTI: a job a worker moves from one to the other meanwhile is seen in one of them).
+
+        A worker of a single queue pops with LMOVE into `<queue key>:intermediate` (RQ 3), and a
+        job left there (the worker stopped before starting it) is RQ's own to clean up: its
+        maintenance fails it after a minute, then retries it or gives it up."""
+        q = self.queue(queue)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lrange(q.key, 0, -1)
+        pipe.lrange(q.intermediate_queue_key, 0, -1)
+        waiting, popped = pipe.execute()
+        return {job_id.decode() if isinstance(job_id, bytes) else job_id for job_id in waiting + popped}
+
     def in_queue(self, row_id: int, queue: str) -> bool:
-        """Whether the row's job is waiting in its RQ queue (LPOS)."""
-        return self.queue(queue).get_job_position(f"outbox-{row_id}") is not None
+        """Whether the row's job is in its RQ queue or that queue's intermediate list now (LPOS,
+        a scan of each: for the few jobs a snapshot of `waiting_job_ids` missed)."""
+        q, job_id = self.queue(queue), f"outbox-{row_id}"
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lpos(q.key, job_id)
+        pipe.lpos(q.intermediate_queue_key, job_id)
+        return any(position is not None for position in pipe.execute())
 
     def hand_over(self, row_id: int, queue: str) -> None:
         """Push one outbox row to RQ. Raises if Redis is unreachable."""
@@ -316,6 +335,10 @@ def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: 
         finally:
             session.close()
         recovered = 0
+        # Each queue's ids read once per run, when a `queued` row first asks: under a backlog
+        # hundreds of rows are past their lease and still waiting, and a scan of the queue for
+        # each would be as many passes over a long list.
+        waiting: dict[str, set[str]] = {}
         for row_id, queue in rows:
             status = dispatcher.job_status(row_id)
             if status == "failed":
@@ -324,7 +347,16 @@ def recover_lost(app: Any, dispatcher: Dispatcher | None = None, lease_seconds: 
             # `queued` but in no queue: a worker popped it and stopped before starting it (RQ's
             # warm shutdown raises out of the dequeue when the worker is not yet marked busy;
             # seen once in ten SIGTERMs with jobs flowing). Nobody will run it: it is lost too.
-            if status is not None and not (status == "queued" and not dispatcher.in_queue(row_id, queue)):
+            if status == "queued":
+                if queue not in waiting:
+                    waiting[queue] = dispatcher.waiting_job_ids(queue)
+                if f"outbox-{row_id}" in waiting[queue]:
+                    continue
+                # Missing from the snapshot: it may have entered since (an RQ retry falling
+                # due) or just been taken by a worker of several queues; look again, exactly.
+                if dispatcher.in_queue(row_id, queue) or dispatcher.job_status(row_id) != "queued":
+                    continue
+            elif status is not None:
                 continue
             log.warning("outbox %s was lost by Redis; handing it over again", row_id)
             dispatcher.hand_over(row_id, queue)
