@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask, g, request, send_from_directory
 
@@ -100,7 +101,9 @@ def _configure_gateways(app: Flask) -> None:
         app.config["WECOM_API_BASE"] = f"{base}/wecom"
         app.config["WECOM_OAUTH_BASE"] = f"{base}/wecom"  # the sandbox also plays open.weixin.qq.com
         app.config["WECHATPAY_GATEWAY"] = f"{base}/wechatpay"
-        sandbox = create_sandbox(credentials)
+        # It plays WeCom's authorize page for this app only: the app's own host is its trusted
+        # domain, and a redirect anywhere else gets no code (as WeCom refuses one).
+        sandbox = create_sandbox(credentials, trusted_hosts=[urlsplit(app.config["PUBLIC_BASE_URL"]).hostname or ""])
         if not app.config.get("WECHATPAY_NOTIFY_URL"):
             # WeChat Pay only posts to https URLs; the sandbox keeps that rule and maps the
             # placeholder host back to this server when it delivers notifications.

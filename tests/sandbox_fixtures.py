@@ -15,6 +15,7 @@ import pytest
 from integrations.sandbox import SandboxServer, SandboxState, create_sandbox, dev_credentials
 
 TEST_NOTIFY_URL = "https://dealerloop.test/api/app/v1/payments/wechatpay/notify"
+TEST_APP_HOST = "127.0.0.1"
 
 
 @dataclass
@@ -61,7 +62,8 @@ class RunningSandbox:
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[RunningSandbox]:
     credentials = dev_credentials()
-    server = SandboxServer(create_sandbox(credentials))
+    # The WeCom app's trusted domain: the host the tests' apps are served on (`live_app`).
+    server = SandboxServer(create_sandbox(credentials, trusted_hosts=[TEST_APP_HOST]))
     base_url = server.start()
     try:
         yield RunningSandbox(server, base_url, server.sandbox.state, credentials)

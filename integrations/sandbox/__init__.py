@@ -11,7 +11,7 @@ This package does not import `backend`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,11 +53,14 @@ def create_sandbox(
     platform_private_key: str | None = None,
     clock: Callable[[], float] = time.time,
     seed: bool = True,
+    trusted_hosts: Iterable[str] = (),
 ) -> Sandbox:
     """Build the three apps over one fresh state.
 
     `platform_private_key` (PEM) signs WeChat Pay answers; by default it is the one generated
-    with `dev_credentials()` for `credentials["WECHATPAY_PUBLIC_KEY_ID"]`.
+    with `dev_credentials()` for `credentials["WECHATPAY_PUBLIC_KEY_ID"]`. `trusted_hosts`: the
+    WeCom app's trusted domain, the hosts its OAuth2 authorize page may send a member back to
+    (none by default: every redirect is refused, as WeCom refuses a domain nobody registered).
     """
     missing = [k for k in CREDENTIAL_KEYS if not credentials.get(k)]
     if missing:
@@ -65,7 +68,7 @@ def create_sandbox(
     key = platform_private_key or platform_private_key_for(credentials["WECHATPAY_PUBLIC_KEY_ID"])
     if key is None:
         raise ValueError("unknown WECHATPAY_PUBLIC_KEY_ID: pass platform_private_key= for custom credentials")
-    state = SandboxState(credentials, platform_private_key=key, clock=clock, seed=seed)
+    state = SandboxState(credentials, platform_private_key=key, clock=clock, seed=seed, trusted_hosts=trusted_hosts)
     return Sandbox(
         state=state,
         wechat_app=create_wechat_app(state),

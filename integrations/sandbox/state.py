@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -113,8 +113,12 @@ class SandboxState:
         platform_private_key: str,
         clock: Callable[[], float] = time.time,
         seed: bool = True,
+        trusted_hosts: Iterable[str] = (),
     ) -> None:
         self.credentials = dict(credentials)
+        # The WeCom app's trusted domain (可信域名): the only hosts its OAuth2 authorize page
+        # sends a member back to with a code. Configuration, like the credentials: kept by reset.
+        self.wecom_trusted_hosts = frozenset(host.lower() for host in trusted_hosts)
         self.lock = threading.RLock()
         self.clock = clock
         self._seed = seed

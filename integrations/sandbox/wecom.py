@@ -142,6 +142,10 @@ def create_wecom_app(state: SandboxState) -> Flask:
         target = urlsplit(args.get("redirect_uri", ""))
         if target.scheme not in ("http", "https") or not target.netloc:
             return answer(errcode_body(40058, "redirect_uri must be an absolute http(s) URL"), status=400)
+        # WeCom sends the code only to the app's trusted domain: anywhere else, a link could
+        # carry a member's code off to whoever wrote it.
+        if (target.hostname or "") not in state.wecom_trusted_hosts:
+            return answer(errcode_body(50001, "redirect_uri is not in the app's trusted domain"), status=400)
         try:
             code = state.authorize_member()
         except LookupError as exc:  # nobody signed in: the developer or test forgot to say who

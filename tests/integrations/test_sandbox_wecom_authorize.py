@@ -4,6 +4,9 @@ caller's state, and refuses strangers, as WeCom does."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -88,6 +91,52 @@ def test_wrong_app_parameters_are_refused(sandbox_reset: Any, overrides: dict[st
     resp = _authorize(sandbox_reset, **overrides)
     assert (resp.status_code, resp.json()["errcode"]) == (400, errcode)
     assert not sandbox_reset.state.oauth_codes
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    [
+        "https://evil.example/workbench/leads/7",
+        "http://127.0.0.1.evil.example/workbench/leads/7",  # the trusted host as a prefix only
+        "http://127.0.0.1@evil.example/workbench/leads/7",  # ... or as the userinfo
+        "http://localhost/workbench/leads/7",  # the same machine under a name nobody registered
+    ],
+)
+def test_a_redirect_outside_the_apps_trusted_domain_gets_no_code(sandbox_reset: Any, redirect_uri: str) -> None:
+    """WeCom sends the code only to the app's trusted domain (here the tests' app host,
+    127.0.0.1); a link elsewhere would hand a member's code to whoever wrote it."""
+    assert _sign_in(sandbox_reset, "advisor.zhang").status_code == 200
+    resp = _authorize(sandbox_reset, redirect_uri=redirect_uri)
+    assert (resp.status_code, resp.json()["errcode"], "Location" in resp.headers) == (400, 50001, False)
+    assert not sandbox_reset.state.oauth_codes
+
+
+def test_the_development_sandbox_trusts_the_apps_own_base_url_only() -> None:
+    """The sandbox mounted in development trusts the host of PUBLIC_BASE_URL (the app it serves
+    the pages of). Run in a process of its own: an app is built there with the sandbox on."""
+    code = """
+import json
+from urllib.parse import urlsplit
+from backend import create_app
+app = create_app(environ={"DEALERLOOP_ENV": "development", "DATABASE_URL": "sqlite://", "REDIS_URL": "",
+                          "PUBLIC_BASE_URL": "http://dealer.localtest.me:5000", "LOG_LEVEL": "WARNING"})
+sandbox = app.extensions["dealerloop.sandbox"]
+sandbox.state.sign_in_wecom("advisor.zhang")
+client = app.test_client()
+def go(back):
+    creds = sandbox.state.credentials
+    resp = client.get("/sandbox/wecom/connect/oauth2/authorize", query_string={
+        "appid": creds["WECOM_CORP_ID"], "redirect_uri": back, "response_type": "code", "scope": "snsapi_base"})
+    errcode = (resp.get_json(silent=True) or {}).get("errcode")
+    return [resp.status_code, urlsplit(resp.headers.get("Location", "")).netloc, errcode]
+print(json.dumps([go("http://dealer.localtest.me:5000/workbench/leads/7"), go("https://evil.example/x")]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)  # noqa: S603
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [
+        [302, "dealer.localtest.me:5000", None],
+        [400, "", 50001],
+    ]
 
 
 def test_members_can_be_added_through_the_control_endpoint(sandbox_reset: Any) -> None:

@@ -278,6 +278,7 @@ def second_wecom_app(
     credentials)."""
     from integrations.sandbox import SandboxServer, create_sandbox
     from integrations.wecom.apps import add_wecom_apps
+    from tests.sandbox_fixtures import TEST_APP_HOST
 
     creds = dict(
         sandbox.credentials,
@@ -287,7 +288,7 @@ def second_wecom_app(
         WECOM_CALLBACK_TOKEN="tokenOfTheSecondApp01",
         WECOM_CALLBACK_AES_KEY=encoding_aes_key(),
     )
-    second = SandboxServer(create_sandbox(creds, seed=False))
+    second = SandboxServer(create_sandbox(creds, seed=False, trusted_hosts=[TEST_APP_HOST]))  # as the first's
     base = second.start()
     try:
         gateways = app.extensions["dealerloop.gateways"]
