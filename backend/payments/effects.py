@@ -50,7 +50,12 @@ RefundGuard = Callable[..., None]
 # owner's cancellation is accepted now and refunds the order later (a job that may no longer
 # refuse): the feature settles now, under its own locks and in the cancellation's transaction,
 # what its guard would have to refuse later (e.g. takes back the points earned on the order).
-RefundAcceptedHook = Callable[[Session, int, int], None]
+# A staff refund passes `refund_id=` (it is requested in the same transaction): what is taken
+# back is then that refund's own, given back by `refund_failed` if WeChat Pay closes the refund.
+RefundAcceptedHook = Callable[..., None]
+# refund_failed(session, order_id, refund_id): WeChat Pay closed the refund (no money moved): the
+# feature gives back what `refund_accepted` settled for it. Runs once, under the order's lock.
+RefundFailedHook = Callable[[Session, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class BusinessEffect:
     refundable_total: RefundableHook | None = None
     before_refund: RefundGuard | None = None
     refund_accepted: RefundAcceptedHook | None = None
+    refund_failed: RefundFailedHook | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,10 @@ def refund_guards(business_type: str) -> list[RefundGuard]:
 
 def refund_accepted_hooks(business_type: str) -> list[RefundAcceptedHook]:
     return [e.refund_accepted for e in effects_for(business_type) if e.refund_accepted]
+
+
+def refund_failed_hooks(business_type: str) -> list[RefundFailedHook]:
+    return [e.refund_failed for e in effects_for(business_type) if e.refund_failed]
 
 
 def unregister_effect(business_type: str) -> None:

@@ -772,6 +772,14 @@ def request_refund(
             session.add(refund)
     except DuplicateKey as exc:
         raise AppError("payment.refund_no_conflict", 409) from exc
+    if refusable:
+        # Under the order's lock, before the amount is reserved: the features settle now what
+        # the refund will undo (block policy: the points are taken back under the points
+        # account's lock, the lock a spend takes), so a spend before WeChat Pay's success
+        # notification cannot leave a debt. A closed refund gives them back (`refund_failed`).
+        session.flush()
+        for accepted in effects.refund_accepted_hooks(order.business_type):
+            accepted(session, order.id, amount, refund_id=refund.id)
     order.refund_reserved_fen += amount
     order.refund_count += 1
     write_audit(
@@ -827,6 +835,7 @@ def _submit_refund(
         if not fresh:  # a retried refund WeChat refuses: give its amount back, keep the record
             refund.state = RefundState.CLOSED
             order.refund_reserved_fen -= refund.amount_fen
+            _refund_failed(session, order, refund)
             session.info["commit_despite_error"] = True
         raise AppError(
             "payment.refund_rejected",
@@ -915,6 +924,7 @@ def _apply_refund_status(
     elif status == "CLOSED":
         refund.state = RefundState.CLOSED
         order.refund_reserved_fen -= refund.amount_fen
+        _refund_failed(session, order, refund)
         write_audit(
             session, SYSTEM, "payment.refund_closed", "payment_order", order.id, {"out_refund_no": refund.out_refund_no}
         )
@@ -929,6 +939,15 @@ def _apply_refund_status(
             out_refund_no=refund.out_refund_no,
             detail={"amount_fen": refund.amount_fen},
         )
+
+
+def _refund_failed(session: Session, order: PaymentOrder, refund: PaymentRefund) -> None:
+    """The refund is closed (once: its state moved under the order's and refund's locks): each
+    feature gives back what it settled at the request (lock order: order, then the feature's).
+    ABNORMAL is not a failure: WeChat Pay may still finish it (SUCCESS or CLOSED); it stays
+    reserved and polled, and its points stay taken back until then."""
+    for failed in effects.refund_failed_hooks(order.business_type):
+        failed(session, order.id, refund.id)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -30,6 +30,8 @@ log = logging.getLogger("dealerloop.points.earning")
 # Cash paid for these business types earns nothing (the mall's cash part is itself a redemption).
 NO_EARN_TYPES = frozenset({"mall_order"})
 REF_TYPE = "payment_order"
+# What a failed (closed) refund gives back of what its request took: netted in `_taken_back`.
+GIVEN_BACK = "order_refund_closed"
 
 
 def points_for_amount(session: Session, customer_id: int, amount_fen: int) -> int:
@@ -98,7 +100,7 @@ def _taken_back(session: Session, order_id: int, ref_type: str = REF_TYPE, ref_i
             select(func.coalesce(func.sum(L.delta + L.pending_delta), 0)).where(
                 L.ref_type == ref_type,
                 L.ref_id == (ref_id if ref_id is not None else str(order_id)),
-                L.kind.in_((LedgerKind.PENDING_CANCEL, LedgerKind.REVERSE)),
+                L.kind.in_((LedgerKind.PENDING_CANCEL, LedgerKind.REVERSE)) | (L.reason_code == GIVEN_BACK),
             )
         )
         or 0
@@ -182,7 +184,9 @@ def on_refunded(session: Session, order_id: int, refund_id: int) -> None:
             _take_back(session, order, refund_id, key, ref, f"refund:{refund_id}{suffix}")
 
 
-def take_back_for_accepted_refund(session: Session, order_id: int, refund_amount_fen: int) -> None:
+def take_back_for_accepted_refund(
+    session: Session, order_id: int, refund_amount_fen: int, *, refund_id: int | None = None
+) -> None:
     """The owner's cancellation is accepted now and its refund requested later, by a job that may
     no longer refuse it. With the block policy the points that refund will take back are taken
     back here, in the cancellation's transaction and under the account lock (the lock a spend
@@ -190,7 +194,11 @@ def take_back_for_accepted_refund(session: Session, order_id: int, refund_amount
     and taken back only by the job, a mall redemption in between spent them and the owner ended
     in debt. The refunded listener then finds them back already (its target less what is back)
     and takes nothing twice. With the debt policy nothing is done ahead: the refund takes them
-    back when it succeeds, a debt if they are spent."""
+    back when it succeeds, a debt if they are spent.
+
+    A staff refund (`refund_id`, requested in this transaction under the order's lock) is settled
+    the same way, keyed by the refund: if WeChat Pay closes it, `give_back_for_failed_refund`
+    gives exactly these points back."""
     from backend.payments.models import PaymentOrder
 
     if service.policy().reversal != "block":
@@ -210,8 +218,37 @@ def take_back_for_accepted_refund(session: Session, order_id: int, refund_amount
         if need > available:
             raise AppError("points.reversal_blocked", 409)
         for key, ref, suffix in earned:
-            # Keyed by the refunded level: the same acceptance again moves nothing twice.
-            _take_back(session, order, None, key, ref, f"accepted:{order.id}:{refunded}{suffix}", refunded)
+            # Keyed by the refunded level: the same acceptance again moves nothing twice (or by
+            # the refund, whose failure gives back what its own keys took).
+            level = f"r{refund_id}" if refund_id is not None else str(refunded)
+            _take_back(session, order, None, key, ref, f"accepted:{order.id}:{level}{suffix}", refunded)
+
+
+def give_back_for_failed_refund(session: Session, order_id: int, refund_id: int) -> None:
+    """WeChat Pay closed a staff refund whose points `take_back_for_accepted_refund` took at the
+    request: give them back (the pending part pending again, the reversed part into the buckets
+    it came from). Keyed by the refund: a duplicate notification or poll gives nothing twice.
+    Nothing was taken ahead under the debt policy, so nothing is found and nothing given."""
+    from backend.payments.models import PaymentOrder
+
+    order = session.get(PaymentOrder, order_id)
+    if order is None or order.business_type in NO_EARN_TYPES:
+        return
+    with session.begin_nested():
+        service._lock_account(session, live_customer_id(session, order.customer_id))
+        for _key, _ref, suffix in _earned_on(session, order):
+            taken = f"accepted:{order.id}:r{refund_id}{suffix}"
+            back = f"refund-closed:{refund_id}{suffix}"
+            cancelled = service._existing(session, f"{taken}:pending")
+            if cancelled is not None:
+                service.give_back_pending(
+                    session, cancelled, key=f"{back}:pending", reason_code=GIVEN_BACK, operator="system:payments"
+                )
+            reversed_ = service._existing(session, f"{taken}:reverse")
+            if reversed_ is not None:
+                service.restore(
+                    session, reversed_, key=f"{back}:reverse", reason_code=GIVEN_BACK, operator="system:payments"
+                )
 
 
 def _take_back(

@@ -74,6 +74,7 @@ def _register_payment_hooks() -> Any:
             on_refunded=earning.on_refunded,
             before_refund=earning.refund_guard,
             refund_accepted=earning.take_back_for_accepted_refund,
+            refund_failed=earning.give_back_for_failed_refund,
         )
     )
 

@@ -682,6 +682,49 @@ def cancel_pending(
         )
 
 
+def give_back_pending(
+    session: Session, cancelled: PointsLedger, *, key: str, reason_code: str, operator: str
+) -> PointsLedger | None:
+    """Undo a pending cancellation (the refund that cancelled the points failed): the points are
+    pending again on the credit they came from, or, if that credit has been activated meanwhile,
+    a new bucket (they would have been activated with it). Same ref as the cancellation, so what
+    a refund has taken back nets out. The same key gives back once."""
+    n = -cancelled.pending_delta
+    if cancelled.kind != LedgerKind.PENDING_CANCEL or n <= 0 or cancelled.related_id is None:
+        return None
+    with session.begin_nested():
+        before = _lock_account(session, cancelled.customer_id)
+        if (row := _existing(session, key)) is not None:
+            return row
+        pending = session.scalars(
+            select(PointsLedger)
+            .where(PointsLedger.id == cancelled.related_id)
+            .execution_options(populate_existing=True)
+        ).one()
+        if _existing(session, f"activate:{pending.id}") is not None:
+            return earn(
+                session, cancelled.customer_id, n, key=key, reason_code=reason_code, operator=operator,
+                ref_type=pending.ref_type, ref_id=pending.ref_id,
+            )  # fmt: skip
+        pending.remaining += n
+        _apply(session, cancelled.customer_id, pending=n)
+        return _add(
+            session,
+            PointsLedger(
+                customer_id=cancelled.customer_id,
+                kind=LedgerKind.PENDING_CANCEL,
+                pending_delta=n,
+                reason_code=reason_code,
+                ref_type=pending.ref_type,
+                ref_id=pending.ref_id,
+                idempotency_key=key,
+                operator=operator,
+                related_id=pending.id,
+                balance_after=before,
+            ),
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Expiry and reminders
 
