@@ -8,6 +8,7 @@ MariaDB, the sandbox WeChat Pay, signed notifications delivered to the app."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -16,13 +17,14 @@ from sqlalchemy import select
 
 from backend.payments import service as payments
 from backend.payments.models import PaymentRefund
+from backend.platform.actors import SystemActor
 from backend.platform.db import db, utcnow
 from backend.points import service as points
 from backend.points.mall import redeem
 from backend.points.models import ItemKind, LedgerKind, MallItem, PointsLedger
 from integrations.sandbox.wechatpay_ledger import finish_refund, notify_paid, notify_refund
 from tests.payments.conftest import create_order
-from tests.threads import attempt
+from tests.threads import attempt, held_write, lock_wait_seen
 from tests.wecom.helpers import run_due_jobs
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
@@ -216,3 +218,110 @@ def _deliver_closed(sandbox: Any, out_refund_no: str) -> list[int]:
     return deliver_notification(
         state, refund.notify_url, headers, body, event_type="REFUND.CLOSED", copies=2, retries=0
     )
+
+
+def _request(order_id: int, amount_fen: int, out_refund_no: str) -> Any:
+    """The workbench's staff refund, as its view calls it (an owner's request: refusable)."""
+
+    def write(s: Any) -> None:
+        payments.request_refund(
+            s, payments.gateway(), SystemActor("test-staff"), order_id, reason="客户取消服务",
+            amount_fen=amount_fen, out_refund_no=out_refund_no,
+        )  # fmt: skip
+
+    return write
+
+
+def test_a_redemption_racing_the_staff_refund_request_waits_for_it_and_finds_the_points_gone(
+    app: Any, owner: Any, pay_effects: Any, sandbox_reset: Any, deliver_to_app: Any, block: None
+) -> None:
+    """The refund request has taken the order's and the points account's locks (not committed)
+    when the owner redeems: the redemption waits for the account and is refused."""
+    order_id, item_id = _paid_200(app, owner, pay_effects, sandbox_reset, "sr-4", active=True)
+    with held_write(app, _request(order_id, 200_00, "RF-sr-4"), release_after=1.0):
+        redeemed = attempt(app, lambda s: redeem(s, owner.id, item_id))
+    assert redeemed == "points.insufficient"
+    assert notify_refund(sandbox_reset.state, "RF-sr-4", copies=2)[1] == [204, 204]
+    run_due_jobs(app)
+    assert _books(app, owner.id) == {
+        "available": 0,
+        "pending": 0,
+        "drift": [],
+        "refunds": [("RF-sr-4", 200_00, "succeeded")],
+        "reversed": [-200],
+    }
+
+
+def test_a_staff_refund_racing_a_redemption_that_holds_the_points_is_refused(
+    app: Any, owner: Any, pay_effects: Any, sandbox_reset: Any, deliver_to_app: Any, block: None
+) -> None:
+    """The redemption holds the points account (not committed) when the staff refund is
+    requested: the request waits for it under the order's lock, then finds 50 points where the
+    refund takes 200, and is refused before WeChat Pay is asked."""
+    order_id, item_id = _paid_200(app, owner, pay_effects, sandbox_reset, "sr-5", active=True)
+    outcome: list[str] = []
+    done = threading.Event()
+
+    def request_now() -> None:
+        outcome.append(attempt(app, _request(order_id, 200_00, "RF-sr-5")))
+        done.set()
+
+    with held_write(app, lambda s: redeem(s, owner.id, item_id), release_after=30) as release:
+        requesting = threading.Thread(target=request_now)
+        requesting.start()
+        lock_wait_seen(20, until=done)
+        release.set()
+    requesting.join(30)
+    assert outcome == ["points.reversal_blocked"]
+    assert sandbox_reset.hits(REFUNDS) == 0
+    assert _books(app, owner.id) == {"available": 50, "pending": 0, "drift": [], "refunds": [], "reversed": []}
+
+
+def test_points_activated_while_the_refund_was_open_come_back_active_when_it_closes(
+    app: Any, owner: Any, pay_effects: Any, manager: Any, sandbox_reset: Any, deliver_to_app: Any, block: None
+) -> None:
+    """100 of 200 pending points cancelled by the request; the return window ends (the other 100
+    activate); WeChat Pay closes the refund: the 100 come back as available points (the pending
+    credit they came from is active now), once."""
+    order_id, _item = _paid_200(app, owner, pay_effects, sandbox_reset, "sr-6", active=False)
+    assert _refund(app, manager, order_id, 100_00, "RF-sr-6").status_code == 201
+    assert attempt(app, lambda s: points.activate_due(s, now=utcnow() + timedelta(days=8))) == "done"
+    assert (_books(app, owner.id)["pending"], _books(app, owner.id)["available"]) == (0, 100)
+
+    assert notify_refund(sandbox_reset.state, "RF-sr-6", "CLOSED", copies=2)[1] == [204, 204]
+    run_due_jobs(app)
+    assert _books(app, owner.id) == {
+        "available": 200,
+        "pending": 0,
+        "drift": [],
+        "refunds": [("RF-sr-6", 100_00, "closed")],
+        "reversed": [],
+    }
+
+
+def test_the_campaign_grant_of_the_payment_is_taken_at_the_request_and_given_back_on_close(
+    app: Any, tree: Any, make_staff: Any, staff_headers: Any, owner: Any, pay_effects: Any, manager: Any,
+    sandbox_reset: Any, deliver_to_app: Any, block: None,
+) -> None:  # fmt: skip
+    """A spend multiplier doubles the 200 points (a campaign grant of 200 more): half the order back
+    takes 100 + 100 at the request; the refund closes and both come back."""
+    from tests.campaigns.conftest import make_rule
+
+    marketing = staff_headers(make_staff(tree.group, "marketing", userid="sr.marketing"))
+    make_rule(
+        app.test_client(), marketing, name="消费翻倍", kind="multiplier", trigger="spend", points=None,
+        multiplier_pct=200,
+    )  # fmt: skip
+    order_id, _item = _paid_200(app, owner, pay_effects, sandbox_reset, "sr-7", active=True)
+    assert _books(app, owner.id)["available"] == 400
+    assert _refund(app, manager, order_id, 100_00, "RF-sr-7").status_code == 201
+    assert _books(app, owner.id)["available"] == 200
+    assert notify_refund(sandbox_reset.state, "RF-sr-7", "CLOSED", copies=2)[1] == [204, 204]
+    run_due_jobs(app)
+    assert _books(app, owner.id) == {
+        "available": 400,
+        "pending": 0,
+        "drift": [],
+        "refunds": [("RF-sr-7", 100_00, "closed")],
+        "reversed": [-100, -100],
+    }
