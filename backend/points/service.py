@@ -545,7 +545,8 @@ def restore(
 
     A freeze that was never consumed is released (frozen → available); a spend, or a consumed
     freeze, is restored (→ available). Points restored into a bucket that has meanwhile expired
-    keep their original expiry and go on the next expiry run."""
+    keep their original expiry and go on the next expiry run. A reversal (a refund's take-back,
+    the refund then closed) also gives back the growth it took."""
     now = now or utcnow()
     with session.begin_nested():
         before = _lock_account(session, debit.customer_id)
@@ -564,7 +565,8 @@ def restore(
             > 0
         )
         release = debit.kind == LedgerKind.FREEZE and not consumed
-        after = _apply(session, debit.customer_id, available=amount, frozen=-amount if release else 0)
+        growth = -debit.growth if debit.kind == LedgerKind.REVERSE else 0
+        after = _apply(session, debit.customer_id, available=amount, frozen=-amount if release else 0, growth=growth)
         assert after is not None
         debt = max(0, -before)
         buckets = {
@@ -587,6 +589,7 @@ def restore(
                 kind=LedgerKind.RELEASE if release else LedgerKind.RESTORE,
                 delta=amount,
                 frozen_delta=-amount if release else 0,
+                growth=growth,
                 reason_code=reason_code,
                 ref_type=debit.ref_type,
                 ref_id=debit.ref_id,

@@ -204,6 +204,8 @@ def test_an_abnormal_refund_keeps_the_points_taken_and_its_close_found_by_the_po
         ).all(),
     )
     assert given_back == [200]
+    # The growth the reversal took comes back with the points (the refund never happened).
+    assert _read(app, lambda s: points.account(s, owner.id).lifetime_earned) == 200
     assert attempt(app, lambda s: redeem(s, owner.id, item_id)) == "done"
 
 
