@@ -327,3 +327,32 @@ def test_the_campaign_grant_of_the_payment_is_taken_at_the_request_and_given_bac
         "refunds": [("RF-sr-7", 100_00, "closed")],
         "reversed": [-100, -100],
     }
+
+
+def test_a_refund_request_that_got_no_answer_and_is_then_refused_on_resend_gives_the_points_back(
+    app: Any, owner: Any, pay_effects: Any, manager: Any, sandbox_reset: Any, deliver_to_app: Any, block: None
+) -> None:
+    """WeChat Pay is down at the request (503: the refund row and its take-back are kept, the
+    refund may have reached WeChat Pay); the poll sends it again and WeChat Pay refuses it: the
+    refund is closed and its 200 points come back, once (the poll again sends nothing)."""
+    order_id, _item = _paid_200(app, owner, pay_effects, sandbox_reset, "sr-8", active=True)
+    sandbox_reset.state.set_fault("down", service="wechatpay", path="/v3/refund", count=1)
+    assert _refund(app, manager, order_id, 200_00, "RF-sr-8").status_code == 503
+    assert _books(app, owner.id)["available"] == 0
+
+    sandbox_reset.state.set_fault(
+        "errcode", service="wechatpay", path="/v3/refund", count=1, errcode=1, http_status=400, code="NOT_ENOUGH"
+    )
+
+    def poll(s: Any) -> None:
+        payments.sync_pending(s, payments.gateway(), now=utcnow() + timedelta(minutes=2))
+
+    assert attempt(app, poll) == "done"
+    assert attempt(app, poll) == "done"
+    assert _books(app, owner.id) == {
+        "available": 200,
+        "pending": 0,
+        "drift": [],
+        "refunds": [("RF-sr-8", 200_00, "closed")],
+        "reversed": [-200],
+    }
