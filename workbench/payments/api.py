@@ -88,7 +88,8 @@ def create_refund(data: dict[str, Any], order_id: int) -> PaymentRefund:
     payment.refund_exceeds_paid (422), payment.refund_limit (422, the 51st refund),
     payment.refund_rejected (422, WeChat Pay said no), upstream.* (503/504: retry with the same
     out_refund_no), points.reversal_blocked (409, block policy: the owner's points from this
-    order are spent; not raised with `store_at_fault`, recorded in the audit)."""
+    order are spent; not raised with `store_at_fault`, recorded in the audit). With the block
+    policy the owner's points are taken back at once (a closed refund gives them back)."""
     refund, _created = service.request_refund(
         db.session(),
         service.gateway(),
