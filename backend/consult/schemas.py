@@ -99,6 +99,10 @@ class ConsultAdvisorRefSchema(OutputSchema):
     name = fields.String()
 
 
+class ConsultTransferTargetListSchema(OutputSchema):
+    items = fields.List(fields.Nested(ConsultAdvisorRefSchema))
+
+
 class ConsultConversationSchema(OutputSchema):
     id = fields.Integer()
     topic = fields.Enum(Topic, by_value=True)

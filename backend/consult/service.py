@@ -579,6 +579,26 @@ def _may_manage(actor: StaffActor, conversation: Conversation) -> bool:
     return conversation.advisor_id == actor.staff_id or actor.has_role(*MANAGER_ROLES)
 
 
+def transfer_targets(session: Session, actor: StaffActor, conversation: Conversation) -> list[Staff]:
+    """Whom `transfer` accepts for this conversation: active advisors of its store other than
+    the assignee; asked by those who may transfer it (an advisor's own scope shows no colleagues)."""
+    if not _may_manage(actor, conversation):
+        raise AppError("consult.not_assignee", 403)
+    stmt = (
+        select(Staff)
+        .join(StaffRole, StaffRole.staff_id == Staff.id)
+        .where(
+            Staff.org_unit_id == conversation.store_id,
+            Staff.status == StaffStatus.ACTIVE,
+            StaffRole.role.in_(sorted(ADVISOR_ROLES)),
+        )
+        .order_by(Staff.id)
+    )
+    if conversation.advisor_id is not None:
+        stmt = stmt.where(Staff.id != conversation.advisor_id)
+    return list(session.scalars(stmt).unique())
+
+
 def transfer(
     session: Session,
     actor: StaffActor,

@@ -106,6 +106,8 @@ class HistorySchema(OutputSchema):
     kind = fields.String()
     occurred_at = fields.DateTime()
     advisor_id = fields.Integer(allow_none=True)
+    advisor_name = fields.String(allow_none=True)
+    previous_advisor_name = fields.String(allow_none=True)
     payload = fields.Dict(allow_none=True)
 
 

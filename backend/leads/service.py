@@ -523,6 +523,27 @@ def lead_history(session: Session, lead_id: int) -> list[Touchpoint]:
     return list(session.scalars(stmt.order_by(Touchpoint.occurred_at, Touchpoint.id)))
 
 
+def lead_history_view(session: Session, lead_id: int) -> list[dict[str, Any]]:
+    """The lead's history with the names of the staff it mentions (the touchpoint's advisor and
+    an assignment's previous advisor), read in one query for the whole history: the workbench
+    page shows names, and an advisor cannot list the store's other staff."""
+    entries = lead_history(session, lead_id)
+    ids = {e.advisor_id for e in entries if e.advisor_id}
+    ids |= {p["previous_advisor_id"] for p in (e.payload or {} for e in entries) if p.get("previous_advisor_id")}
+    names = dict(session.execute(select(Staff.id, Staff.name).where(Staff.id.in_(ids))).all()) if ids else {}
+    return [
+        {
+            "kind": e.kind,
+            "occurred_at": e.occurred_at,
+            "advisor_id": e.advisor_id,
+            "advisor_name": names.get(e.advisor_id),
+            "previous_advisor_name": names.get((e.payload or {}).get("previous_advisor_id")),
+            "payload": e.payload,
+        }
+        for e in entries
+    ]
+
+
 def change_status(
     session: Session, actor: StaffActor, lead_id: int, data: dict[str, Any], now: datetime | None = None
 ) -> Lead:

@@ -22,6 +22,7 @@ def test_every_consult_endpoint_is_documented_with_examples(client: Any) -> None
         "/api/workbench/v1/consult/conversations/{conversation_id}/messages": {"get", "post"},
         "/api/workbench/v1/consult/conversations/{conversation_id}/claim": {"post"},
         "/api/workbench/v1/consult/conversations/{conversation_id}/read": {"post"},
+        "/api/workbench/v1/consult/conversations/{conversation_id}/transfer-targets": {"get"},
         "/api/workbench/v1/consult/conversations/{conversation_id}/transfer": {"post"},
         "/api/workbench/v1/consult/conversations/{conversation_id}/close": {"post"},
         "/api/workbench/v1/consult/conversations/{conversation_id}/reopen": {"post"},

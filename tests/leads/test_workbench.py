@@ -311,3 +311,45 @@ def test_a_store_without_a_manager_escalates_to_the_region_manager(
         ("r0.manager", "线索超时提醒"),
     ]
     assert lead["store_id"] == stores[1].id
+
+
+def test_lead_history_names_its_advisors_in_one_query_for_the_whole_history(
+    client: Any, store: Any, owner: Any, sandbox_reset: Any
+) -> None:
+    from sqlalchemy import event
+
+    from backend.org.models import Staff
+
+    lead = submit(client, owner, {"type": "new_car", "series": "ID.4"}).get_json()
+    manager_h = store.headers(store.manager)
+    url = f"{WB}/leads/{lead['id']}"
+
+    def history_and_queries() -> tuple[list[dict[str, Any]], int]:
+        statements: list[str] = []
+        listener = lambda *a, **k: statements.append(a[2])  # noqa: E731
+        bind = db.session().get_bind()
+        event.listen(bind, "before_cursor_execute", listener)
+        try:
+            resp = client.get(url, headers=manager_h)
+        finally:
+            event.remove(bind, "before_cursor_execute", listener)
+        assert resp.status_code == 200, resp.get_json()
+        return resp.get_json()["history"], len(statements)
+
+    _, before = history_and_queries()
+    # Passed from one advisor to the other and back: three more assignments, each naming two staff.
+    first = lead["advisor_id"]
+    other = next(s for s in store.sales if s.id != first)
+    for to in (other.id, first, other.id):
+        moved = client.post(f"{url}/reassign", json={"advisor_id": to}, headers=manager_h)
+        assert moved.status_code == 200, moved.get_json()
+    history, after = history_and_queries()
+    assert after == before, f"{before} queries for a short history, {after} after three reassignments"
+    names = dict(db.session().execute(select(Staff.id, Staff.name).where(Staff.id.in_([first, other.id]))).all())
+    assigned = [(h["previous_advisor_name"], h["advisor_name"]) for h in history if h["kind"] == "lead_assigned"]
+    assert assigned == [
+        (None, names[first]),
+        (names[first], names[other.id]),
+        (names[other.id], names[first]),
+        (names[first], names[other.id]),
+    ]

@@ -36,6 +36,7 @@ from backend.consult.schemas import (
     ConsultStaffConversationListSchema,
     ConsultStaffConversationSchema,
     ConsultTransferInSchema,
+    ConsultTransferTargetListSchema,
 )
 from backend.org.models import MANAGER_ROLES, OrgKind
 from backend.org.scope import get_scoped_or_404
@@ -244,6 +245,17 @@ def mark_read(data: dict[str, Any], conversation_id: int) -> dict[str, Any]:
         lock_with=service.staff_locker(session, current_staff()),
     )
     return _view(conversation)
+
+
+@blp.route("/consult/conversations/<int:conversation_id>/transfer-targets")
+@scoped(RESOURCE)
+@blp.response(200, ConsultTransferTargetListSchema, example={"items": [{"id": 18, "name": "孙顾问"}]})
+def transfer_targets(conversation_id: int) -> dict[str, Any]:
+    """Whom the conversation may be transferred to (active advisors of its store); 403
+    consult.not_assignee for those who may not transfer it."""
+    session = db.session()
+    conversation = get_scoped_or_404(session, current_staff(), RESOURCE, conversation_id)
+    return {"items": service.transfer_targets(session, current_staff(), conversation)}
 
 
 @blp.route("/consult/conversations/<int:conversation_id>/transfer", methods=["POST"])

@@ -92,12 +92,16 @@ LEAD_DETAIL_EXAMPLE = {
             "kind": "lead_created",
             "occurred_at": "2026-12-02T08:00:00+00:00",
             "advisor_id": 15,
+            "advisor_name": "王顾问",
+            "previous_advisor_name": None,
             "payload": {"lead_id": 41, "type": "accident", "priority": "high"},
         },
         {
             "kind": "lead_assigned",
             "occurred_at": "2026-12-02T08:00:00+00:00",
             "advisor_id": 15,
+            "advisor_name": "王顾问",
+            "previous_advisor_name": None,
             "payload": {
                 "lead_id": 41,
                 "type": "accident",
@@ -172,7 +176,7 @@ def get_lead(lead_id: int) -> dict[str, Any]:
     """A lead with its history (created, assigned, status changes, escalation)."""
     session = db.session()
     lead = get_scoped_or_404(session, current_staff(), "lead", lead_id)
-    return {**_view(session, lead), "history": service.lead_history(session, lead.id)}
+    return {**_view(session, lead), "history": service.lead_history_view(session, lead.id)}
 
 
 @blp.route("/leads/<int:lead_id>/status", methods=["POST"])

@@ -237,6 +237,35 @@
     return fetch(API + path, init);
   }
 
+  // The caller's roles (GET /me), read once per page load. They only decide which actions the
+  // page offers: the API still decides, and its refusal is shown as it is.
+  var MANAGER_ROLES = ["store_manager", "region_manager", "division_manager", "group_admin"];
+  var meOnce = null;
+  function me() {
+    if (!meOnce) meOnce = api("GET", "/me").catch(function (err) { meOnce = null; throw err; });
+    return meOnce;
+  }
+  function hasRole(who, roles) {
+    return (who.roles || []).some(function (r) { return roles.indexOf(r) >= 0; });
+  }
+  // A <select> of staff (id, name), or the API's refusal to list them as a sentence.
+  async function staffPicker(path, keep) {
+    var staff;
+    try {
+      staff = await api("GET", path);
+    } catch (err) {
+      if (!(err instanceof Stop)) err = new Stop("网络异常，请重试。");
+      return notice(err.message + (err.code ? "（" + err.code + "）" : ""), "error-text");
+    }
+    var select = el("select");
+    (staff.items || staff).filter(keep).forEach(function (s) {
+      var option = el("option", null, s.name);
+      option.value = String(s.id);
+      select.appendChild(option);
+    });
+    return select;
+  }
+
   // A form action: the button waits, the outcome is said under the form.
   function action(outcome, buttons, run) {
     return async function () {
@@ -294,6 +323,9 @@
       var p = h.payload || {};
       var what = HISTORY[h.kind] || h.kind;
       if (h.kind === "lead_status_changed") what += "：" + (LEAD_STATUS[p.from] || p.from) + " → " + (LEAD_STATUS[p.to] || p.to);
+      if (h.kind === "lead_assigned" && h.advisor_name) {
+        what += "：" + (h.previous_advisor_name ? h.previous_advisor_name + " → " : "") + h.advisor_name;
+      }
       append(item, el("span", "when", time(h.occurred_at)), el("span", "what", what));
       if (p.note) append(item, el("p", "note", p.note));
       if (p.lost_reason) append(item, el("p", "note", "战败原因：" + p.lost_reason));
@@ -301,7 +333,33 @@
     });
     if (!list.children.length) list.appendChild(el("li", "muted", "暂无记录"));
     append(history, list);
-    show(head, form, history);
+    var who = await me();
+    var reassign = null;
+    if (next.length && hasRole(who, MANAGER_ROLES)) reassign = await reassignForm(lead);
+    show(head, form, reassign, history);
+  }
+
+  // Managers give the lead to another active staff member of its store (the timeout card goes to them).
+  async function reassignForm(lead) {
+    var form = el("section", "card");
+    append(form, el("h3", null, "改派顾问"));
+    // The store's staff as the manager's scope shows them (GET /staff); the API checks the choice.
+    var select = await staffPicker("/staff?org_unit_id=" + lead.store_id, function (s) {
+      return s.status === "active" && s.id !== lead.advisor_id;
+    });
+    if (select.tagName !== "SELECT") return append(form, select);
+    select.id = "lead-reassign-to";
+    select.setAttribute("aria-label", "改派给");
+    if (!select.options.length) return append(form, notice("本店暂无可改派的员工。"));
+    var outcome = el("p", "outcome");
+    var go = button("改派", null);
+    go.addEventListener("click", action(outcome, [go], async function () {
+      var chosen = select.options[select.selectedIndex];
+      await api("POST", "/leads/" + lead.id + "/reassign", { advisor_id: Number(select.value) });
+      await showLead(lead.id);
+      app.prepend(notice("已改派给 " + chosen.textContent, "ok"));
+    }));
+    return append(form, select, append(el("div", "actions"), go), outcome);
   }
 
   function leadForm(lead, next) {
@@ -355,6 +413,12 @@
   }
 
   // ------------------------------------------------------------------ consultation
+  function messageItem(m) {
+    var bubble = el("li", "msg " + (m.sender === "staff" ? "mine" : "theirs"));
+    var text = m.kind === "text" ? m.text : { image: "[图片]", car_card: "[车辆卡片]", booking_card: "[预约卡片]" }[m.kind];
+    append(bubble, el("p", "text", text || ""), el("span", "when", time(m.created_at)));
+    return bubble;
+  }
   async function showConsult(id) {
     var conversation = await api("GET", "/consult/conversations/" + id);
     var messages = [];
@@ -391,12 +455,7 @@
 
     var thread = el("section", "card");
     var list = el("ol", "messages");
-    messages.forEach(function (m) {
-      var bubble = el("li", "msg " + (m.sender === "staff" ? "mine" : "theirs"));
-      var text = m.kind === "text" ? m.text : { image: "[图片]", car_card: "[车辆卡片]", booking_card: "[预约卡片]" }[m.kind];
-      append(bubble, el("p", "text", text || ""), el("span", "when", time(m.created_at)));
-      list.appendChild(bubble);
-    });
+    messages.forEach(function (m) { list.appendChild(messageItem(m)); });
     if (!messages.length) list.appendChild(el("li", "muted", "暂无消息"));
     append(thread, list);
 
@@ -424,13 +483,121 @@
     } else {
       append(thread, notice("会话已结束。"));
     }
-    show(head, thread, reply);
+    var manage = await consultActions(conversation);
+    show(head, thread, reply, manage);
     var last = messages.length ? messages[messages.length - 1] : null;
+    watchMessages(id, list, last ? last.id : 0, messages.length);
     if (conversation.advisor && conversation.advisor.id === me && conversation.unread && last) {
       // The owner sees a read receipt; a failure here leaves the page as it is.
       api("POST", "/consult/conversations/" + id + "/read", { up_to_message_id: last.id }).catch(function () {});
     }
   }
+
+  // Transfer, close, reopen: offered to the assignee and managers (and to anyone while nobody
+  // holds the conversation, as the API allows); the API decides and its refusal is shown.
+  async function consultActions(conversation) {
+    var who = await me();
+    var manager = hasRole(who, MANAGER_ROLES);
+    var mine = conversation.advisor && conversation.advisor.id === who.id;
+    if (conversation.advisor && !mine && !manager) return null;
+    var id = conversation.id;
+    var card = el("section", "card");
+    append(card, el("h3", null, "会话处理"));
+    var outcome = el("p", "outcome");
+    var row = el("div", "actions");
+    var buttons = [];
+    if (conversation.status === "open") {
+      if (conversation.advisor) {
+        var select = await staffPicker("/consult/conversations/" + id + "/transfer-targets", function () { return true; });
+        if (select.tagName !== "SELECT") append(card, select);
+        else if (select.options.length) {
+          select.id = "consult-transfer-to";
+          select.setAttribute("aria-label", "转接给");
+          var transfer = button("转接", null);
+          buttons.push(transfer);
+          transfer.addEventListener("click", action(outcome, buttons, async function () {
+            var chosen = select.options[select.selectedIndex];
+            await api("POST", "/consult/conversations/" + id + "/transfer", { advisor_id: Number(select.value) });
+            var done = notice("已转接给 " + chosen.textContent, "ok");
+            // An advisor who handed it on no longer sees it: the page then says only that.
+            await showConsult(id).then(function () { app.prepend(done); }, function () {
+              stopWatching();
+              show(done);
+            });
+          }));
+          append(card, select);
+          row.appendChild(transfer);
+        }
+      }
+      var close = button("结束会话", null);
+      close.classList.add("secondary");
+      buttons.push(close);
+      close.addEventListener("click", action(outcome, buttons, async function () {
+        await api("POST", "/consult/conversations/" + id + "/close", {});
+        await showConsult(id);
+        app.prepend(notice("会话已结束", "ok"));
+      }));
+      row.appendChild(close);
+    } else {
+      var reopen = button("重新打开", null);
+      buttons.push(reopen);
+      reopen.addEventListener("click", action(outcome, buttons, async function () {
+        await api("POST", "/consult/conversations/" + id + "/reopen", {});
+        await showConsult(id);
+        app.prepend(notice("会话已重新打开", "ok"));
+      }));
+      row.appendChild(reopen);
+    }
+    return append(card, row, outcome);
+  }
+
+  // New messages while the page is visible: one request at a time, every POLL_MS after the last
+  // answer; nothing while hidden (the WebView in the background), at once when shown again.
+  var POLL_MS = 5000;
+  var watching = null;
+  function watchMessages(id, list, afterId, count) {
+    if (watching) clearTimeout(watching.timer);
+    watching = { id: id, list: list, after: afterId, count: count, timer: null, busy: false };
+    schedulePoll(POLL_MS);
+  }
+  function stopWatching() {
+    if (watching) clearTimeout(watching.timer);
+    watching = null;
+  }
+  function schedulePoll(delay) {
+    var w = watching;
+    if (!w) return;
+    clearTimeout(w.timer);
+    w.timer = null;
+    if (document.visibilityState === "visible" && !w.busy) w.timer = setTimeout(function () { pollMessages(w); }, delay);
+  }
+  async function pollMessages(w) {
+    if (w !== watching || w.busy || document.visibilityState !== "visible") return;
+    w.busy = true;
+    try {
+      var page = await api("GET", "/consult/conversations/" + w.id + "/messages?limit=100&after_id=" + w.after);
+      if (w !== watching) return; // the page was drawn again meanwhile: its own watch goes on
+      if (page.items.length && !w.count) w.list.replaceChildren();
+      page.items.forEach(function (m) {
+        w.list.appendChild(messageItem(m));
+        w.after = m.id;
+        w.count += 1;
+      });
+    } catch (err) {
+      // A failed poll is tried again at the next turn; the page stays as it is.
+    } finally {
+      w.busy = false;
+    }
+    if (w === watching) schedulePoll(POLL_MS);
+  }
+  document.addEventListener("visibilitychange", function () {
+    if (!watching) return;
+    if (document.visibilityState === "visible") schedulePoll(0);
+    else {
+      clearTimeout(watching.timer);
+      watching.timer = null;
+    }
+  });
 
   // ------------------------------------------------------------------ handover
   async function showHandover(id) {
