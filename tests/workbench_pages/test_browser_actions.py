@@ -5,13 +5,15 @@ visible (timers driven by Playwright's clock, so nothing here waits on wall time
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
-from backend.platform.db import commit
-from tests.workbench_pages.test_browser import _read
+from backend.platform.db import commit, db, utcnow
+from tests.leads.test_workbench import sweep
+from tests.workbench_pages.test_browser import _card_url, _read
 
 try:
     from playwright.sync_api import expect
@@ -21,18 +23,21 @@ except ImportError:  # the `browser` fixture says why: a skip, or a failure in C
 pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit, pytest.mark.browser]
 
 
-def _resign(app: Any, staff_id: int) -> None:
-    from backend.org.models import Staff, StaffStatus
-
+def _write(app: Any, statement: Any) -> None:
+    """A committed change made behind the page's back, in a session of its own."""
     with app.app_context():
-        from backend.platform.db import db
-
         session = db.session_factory()
         try:
-            session.execute(update(Staff).where(Staff.id == staff_id).values(status=StaffStatus.RESIGNED))
+            session.execute(statement)
             commit(session)
         finally:
             session.close()
+
+
+def _resign(app: Any, staff_id: int) -> None:
+    from backend.org.models import Staff, StaffStatus
+
+    _write(app, update(Staff).where(Staff.id == staff_id).values(status=StaffStatus.RESIGNED))
 
 
 @pytest.fixture
@@ -66,9 +71,16 @@ def test_the_manager_reassigns_the_lead_from_its_page_and_sees_the_apis_refusal(
 ) -> None:
     from backend.leads.models import Lead
 
+    # Nobody called the owner in time: the sweep sends the manager the timeout card.
+    due = utcnow() - timedelta(minutes=1)
+    _write(app, update(Lead).where(Lead.id == lead_at_store["id"]).values(contact_due_at=due))
+    assert sweep(app, utcnow()) == 1
+    url = _card_url(sandbox_reset, "page.manager", "线索超时提醒")
+    assert url.startswith(lead_at_store["url"])
     sandbox_reset.state.sign_in_wecom("page.manager")
     page = phone()
-    page.goto(lead_at_store["url"])
+    page.goto(url)
+    expect(page.locator("h2")).to_contain_text("已超时")
     expect(page.locator(".timeline")).to_contain_text("分配顾问：王顾问")  # a name, not an id
     picker = page.locator("#lead-reassign-to")
     expect(picker.locator("option")).to_have_text(["李顾问", "吴顾问", "孙店长"])
