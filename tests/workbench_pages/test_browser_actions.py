@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from backend.platform.db import commit, db, utcnow
 from tests.leads.test_workbench import sweep
@@ -199,8 +199,11 @@ def test_an_advisor_without_the_right_is_not_offered_transfer_and_gets_the_apis_
 
 
 def test_the_consultation_page_polls_for_new_messages_only_while_visible(
-    client: Any, phone: Any, consult_at_store: dict[str, Any], sandbox_reset: Any
+    app: Any, client: Any, phone: Any, consult_at_store: dict[str, Any], sandbox_reset: Any
 ) -> None:
+    from backend.consult.models import Conversation, Message
+
+    conv_id = consult_at_store["id"]
     _claim(client, consult_at_store, consult_at_store["assignee"])
     sandbox_reset.state.sign_in_wecom("page.service")
     page = phone()
@@ -217,9 +220,12 @@ def test_the_consultation_page_polls_for_new_messages_only_while_visible(
         return len([u for u in page.requested if "/messages?" in u and "after_id=0" not in u])
 
     owner_says("明天上午可以吗？")
-    page.clock.run_for(5_000)
+    with page.expect_response(lambda r: r.url.endswith("/read")) as receipt:
+        page.clock.run_for(5_000)  # the poll brings the message, and the assignee has read it
     expect(page.locator(".msg .text")).to_have_text(["保养多少钱？", "明天上午可以吗？"])
-    assert polls() == 1
+    assert polls() == 1 and receipt.value.status == 200
+    newest = _read(app, lambda s: s.scalar(select(func.max(Message.id)).where(Message.conversation_id == conv_id)))
+    assert _read(app, lambda s: s.get(Conversation, conv_id).staff_read_message_id) == newest
 
     # Hidden (the WebView went to the background): no request however long it stays so.
     page.evaluate(

@@ -486,7 +486,8 @@
     var manage = await consultActions(conversation);
     show(head, thread, reply, manage);
     var last = messages.length ? messages[messages.length - 1] : null;
-    watchMessages(id, list, last ? last.id : 0, messages.length);
+    var assignee = !!conversation.advisor && conversation.advisor.id === me;
+    watchMessages(id, list, last ? last.id : 0, messages.length, assignee);
     if (conversation.advisor && conversation.advisor.id === me && conversation.unread && last) {
       // The owner sees a read receipt; a failure here leaves the page as it is.
       api("POST", "/consult/conversations/" + id + "/read", { up_to_message_id: last.id }).catch(function () {});
@@ -555,9 +556,9 @@
   // answer; nothing while hidden (the WebView in the background), at once when shown again.
   var POLL_MS = 5000;
   var watching = null;
-  function watchMessages(id, list, afterId, count) {
+  function watchMessages(id, list, afterId, count, assignee) {
     if (watching) clearTimeout(watching.timer);
-    watching = { id: id, list: list, after: afterId, count: count, timer: null, busy: false };
+    watching = { id: id, list: list, after: afterId, count: count, assignee: assignee, timer: null, busy: false };
     schedulePoll(POLL_MS);
   }
   function stopWatching() {
@@ -578,11 +579,17 @@
       var page = await api("GET", "/consult/conversations/" + w.id + "/messages?limit=100&after_id=" + w.after);
       if (w !== watching) return; // the page was drawn again meanwhile: its own watch goes on
       if (page.items.length && !w.count) w.list.replaceChildren();
+      var fromOwner = false;
       page.items.forEach(function (m) {
         w.list.appendChild(messageItem(m));
         w.after = m.id;
         w.count += 1;
+        if (m.sender !== "staff") fromOwner = true;
       });
+      if (fromOwner && w.assignee) {
+        // The assignee has it on screen: the owner sees the read receipt, as on opening the page.
+        api("POST", "/consult/conversations/" + w.id + "/read", { up_to_message_id: w.after }).catch(function () {});
+      }
     } catch (err) {
       // A failed poll is tried again at the next turn; the page stays as it is.
     } finally {
