@@ -241,7 +241,7 @@
   // page offers: the API still decides, and its refusal is shown as it is.
   var MANAGER_ROLES = ["store_manager", "region_manager", "division_manager", "group_admin"];
   var meOnce = null;
-  function me() {
+  function whoAmI() {
     if (!meOnce) meOnce = api("GET", "/me").catch(function (err) { meOnce = null; throw err; });
     return meOnce;
   }
@@ -333,7 +333,7 @@
     });
     if (!list.children.length) list.appendChild(el("li", "muted", "暂无记录"));
     append(history, list);
-    var who = await me();
+    var who = await whoAmI();
     var reassign = null;
     if (next.length && hasRole(who, MANAGER_ROLES)) reassign = await reassignForm(lead);
     show(head, form, reassign, history);
@@ -497,7 +497,7 @@
   // Transfer, close, reopen: offered to the assignee and managers (and to anyone while nobody
   // holds the conversation, as the API allows); the API decides and its refusal is shown.
   async function consultActions(conversation) {
-    var who = await me();
+    var who = await whoAmI();
     var manager = hasRole(who, MANAGER_ROLES);
     var mine = conversation.advisor && conversation.advisor.id === who.id;
     if (conversation.advisor && !mine && !manager) return null;
