@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,9 +14,12 @@ pytestmark = [pytest.mark.mariadb, pytest.mark.dbcommit]
 APP = "/api/app/v1"
 
 
-def test_login_racing_a_reversal_opens_a_session_of_the_member_split_off(
+@pytest.fixture
+def merged_pair(
     app: Any, db_session: Any, sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any
-) -> None:
+) -> Callable[[str], tuple[Any, Callable[[str], dict[str, Any]], dict, dict, Any]]:
+    """Two members logged in (openids `<prefix>-a`, `<prefix>-b`), a merged into b by a group
+    admin; gives the client, the login helper, both logins and the reversal to hold."""
     admin = make_staff(tree.group, "group_admin", userid="admin")
     db_session.commit()
     admin_id, h = admin.id, staff_headers(admin)
@@ -26,14 +30,22 @@ def test_login_racing_a_reversal_opens_a_session_of_the_member_split_off(
         assert answer.status_code == 200, answer.get_json()
         return answer.get_json()
 
-    a, b = login("o-lr-a"), login("o-lr-b")
-    merged = client.post(
-        "/api/workbench/v1/customer-merges",
-        json={"source_id": a["customer_id"], "target_id": b["customer_id"], "reason": "同一人"},
-        headers=h,
-    )
-    assert merged.status_code == 201, merged.get_json()
-    with held_reversal(app, merged.get_json()["id"], admin_id):
+    def make(prefix: str) -> tuple[Any, Callable[[str], dict[str, Any]], dict, dict, Any]:
+        a, b = login(f"{prefix}-a"), login(f"{prefix}-b")
+        merged = client.post(
+            "/api/workbench/v1/customer-merges",
+            json={"source_id": a["customer_id"], "target_id": b["customer_id"], "reason": "同一人"},
+            headers=h,
+        )
+        assert merged.status_code == 201, merged.get_json()
+        return client, login, a, b, held_reversal(app, merged.get_json()["id"], admin_id)
+
+    return make
+
+
+def test_login_racing_a_reversal_opens_a_session_of_the_member_split_off(merged_pair: Any) -> None:
+    client, login, a, _, reversal = merged_pair("o-lr")
+    with reversal:
         during = login("o-lr-a")  # a's app logs in while the reversal is about to commit
     refreshed = client.post(f"{APP}/auth/refresh", json={"refresh_token": during["refresh_token"]})
     acts_as = (
@@ -47,29 +59,11 @@ def test_login_racing_a_reversal_opens_a_session_of_the_member_split_off(
     assert (during["customer_id"], refreshed.status_code, acts_as) == (a["customer_id"], 200, a["customer_id"])
 
 
-def test_the_survivors_own_login_racing_a_reversal_gets_a_token_that_works(
-    app: Any, db_session: Any, sandbox_reset: Any, tree: Any, make_staff: Any, staff_headers: Any
-) -> None:
+def test_the_survivors_own_login_racing_a_reversal_gets_a_token_that_works(merged_pair: Any) -> None:
     """The reversal raises the survivor's session generation; a login of the survivor that read
     its row before the reversal committed must still sign the generation the row has after it."""
-    admin = make_staff(tree.group, "group_admin", userid="admin")
-    db_session.commit()
-    admin_id, h = admin.id, staff_headers(admin)
-    client = app.test_client()
-
-    def login(openid: str) -> dict[str, Any]:
-        answer = client.post(f"{APP}/auth/login", json={"code": sandbox_reset.state.issue_login_code(openid)})
-        assert answer.status_code == 200, answer.get_json()
-        return answer.get_json()
-
-    a, b = login("o-ls-a"), login("o-ls-b")
-    merged = client.post(
-        "/api/workbench/v1/customer-merges",
-        json={"source_id": a["customer_id"], "target_id": b["customer_id"], "reason": "同一人"},
-        headers=h,
-    )
-    assert merged.status_code == 201, merged.get_json()
-    with held_reversal(app, merged.get_json()["id"], admin_id):
+    client, login, _, b, reversal = merged_pair("o-ls")
+    with reversal:
         during = login("o-ls-b")  # the survivor's own app logs in while the reversal is about to commit
     me = client.get(f"{APP}/me", headers={"Authorization": f"Bearer {during['access_token']}"})
     assert (during["customer_id"], me.status_code, me.get_json().get("id")) == (b["customer_id"], 200, b["customer_id"])

@@ -47,14 +47,19 @@ def create_wecom_app(state: SandboxState) -> Flask:
         errcode, info = state.check_token(SERVICE, request.args.get("access_token"))
         return (fail(errcode), None) if errcode else (None, info)
 
-    def body_or_fail() -> tuple[Response | None, dict[str, Any]]:
-        bad, _ = authorised()
+    def authorised_body() -> tuple[Response | None, IssuedToken | None, dict[str, Any]]:
+        """The caller's token (its agent matters to some APIs) and its JSON body, or the refusal."""
+        bad, info = authorised()
         if bad:
-            return bad, {}
+            return bad, None, {}
         data = json_body()
         if data is None:
-            return fail(47001), {}
-        return None, data
+            return fail(47001), None, {}
+        return None, info, data
+
+    def body_or_fail() -> tuple[Response | None, dict[str, Any]]:
+        bad, _, data = authorised_body()
+        return bad, data
 
     def contact_view(external_userid: str) -> dict[str, Any]:
         follows = state.follows_of_contact(external_userid)
@@ -348,12 +353,9 @@ def create_wecom_app(state: SandboxState) -> Flask:
 
     @app.post("/cgi-bin/externalcontact/mark_tag")
     def mark_tag() -> Response:
-        bad, info = authorised()
+        bad, info, data = authorised_body()
         if bad:
             return bad
-        data = json_body()
-        if data is None:
-            return fail(47001)
         add = data.get("add_tag") or []
         remove = data.get("remove_tag") or []
         if not add and not remove:
@@ -418,12 +420,9 @@ def create_wecom_app(state: SandboxState) -> Flask:
     def add_strategy_tag() -> Response:
         """Tags into an existing group of this app (`group_id`) or a new group (`group_name`)
         of rule group `strategy_id` (required); answers the group with the new tags."""
-        bad, info = authorised()
+        bad, info, data = authorised_body()
         if bad:
             return bad
-        data = json_body()
-        if data is None:
-            return fail(47001)
         tags = data.get("tag")
         if not isinstance(tags, list) or not tags or not all(isinstance(t, dict) and t.get("name") for t in tags):
             return fail(40058, "tag must list tags with a name")
@@ -460,12 +459,9 @@ def create_wecom_app(state: SandboxState) -> Flask:
     @app.post("/cgi-bin/externalcontact/edit_strategy_tag")
     def edit_strategy_tag() -> Response:
         """A tag's or tag group's (`id`) `name` and/or `order`; not its rule group."""
-        bad, info = authorised()
+        bad, info, data = authorised_body()
         if bad:
             return bad
-        data = json_body()
-        if data is None:
-            return fail(47001)
         item_id = data.get("id")
         agent = agent_of(info)
         with state.lock:
@@ -489,12 +485,9 @@ def create_wecom_app(state: SandboxState) -> Flask:
     @app.post("/cgi-bin/externalcontact/del_strategy_tag")
     def del_strategy_tag() -> Response:
         """Tags (`tag_id`) and/or whole tag groups (`group_id`) of this app."""
-        bad, info = authorised()
+        bad, info, data = authorised_body()
         if bad:
             return bad
-        data = json_body()
-        if data is None:
-            return fail(47001)
         ids = [*(data.get("tag_id") or []), *(data.get("group_id") or [])]
         if not ids:
             return fail(40058, "tag_id or group_id is required")
